@@ -1,0 +1,828 @@
+//! The producer's contract: one JSON object per Kinesis record, or several as
+//! newline-delimited JSON. Decoding never panics and never drops input: every line is
+//! either an [`Event`] or a [`Rejection`] with a machine-readable [`Reason`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::time::parse_rfc3339_ms;
+
+/// Kinesis caps a partition key at 256 Unicode characters; the key becomes one.
+pub const MAX_KEY_CHARS: usize = 256;
+/// Kinesis caps a record's data at 1 MiB; larger input can only come from files.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Metric names are identifiers: short, and free of the `#` that joins them to keys.
+pub const MAX_TYPE_CHARS: usize = 128;
+/// Event ids are fingerprinted, but keep them bounded so dead letters stay readable.
+pub const MAX_ID_BYTES: usize = 512;
+/// Values are bounded so sums and sums of squares of many events stay finite and every
+/// intermediate fits a DynamoDB number (magnitudes 1e-130 to 1e125).
+pub const MAX_ABS_VALUE: f64 = 1e100;
+pub const MIN_ABS_NONZERO_VALUE: f64 = 1e-100;
+
+/// Why a record or line was rejected. The serialized names are a stable contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The record's bytes are not UTF-8.
+    NotUtf8,
+    /// A line is not JSON (or is empty).
+    NotJson,
+    /// A required field (`key`, `type`, `ts`, `value`) is absent or null.
+    MissingField,
+    /// A field has the wrong JSON type (the line itself must be an object).
+    WrongType,
+    /// A field has the right type but an unusable value (empty key, malformed type
+    /// name, unparseable timestamp string, over-long id).
+    InvalidValue,
+    /// `value` is NaN or infinite (e.g. Python's `NaN`/`Infinity` literals, `1e999`).
+    NonFiniteValue,
+    /// `value` is finite but outside +-1e100, or non-zero and smaller than 1e-100.
+    ValueOutOfRange,
+    /// `key` has more than 256 characters (Kinesis's partition key limit).
+    KeyTooLong,
+    /// `ts` is before 1970-01-01 or further ahead of the clock than the allowed skew.
+    TsOutOfRange,
+    /// The record (or file line) is larger than 1 MiB.
+    RecordTooLarge,
+    /// The event's window closed more than the allowed lateness before the watermark.
+    Late,
+    /// A whole batch was dropped after its retries ran out (on-failure destination).
+    RetriesExhausted,
+    /// A whole batch was dropped because its records were older than the maximum age.
+    RecordTooOld,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 13] = [
+        Reason::NotUtf8,
+        Reason::NotJson,
+        Reason::MissingField,
+        Reason::WrongType,
+        Reason::InvalidValue,
+        Reason::NonFiniteValue,
+        Reason::ValueOutOfRange,
+        Reason::KeyTooLong,
+        Reason::TsOutOfRange,
+        Reason::RecordTooLarge,
+        Reason::Late,
+        Reason::RetriesExhausted,
+        Reason::RecordTooOld,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotUtf8 => "not_utf8",
+            Reason::NotJson => "not_json",
+            Reason::MissingField => "missing_field",
+            Reason::WrongType => "wrong_type",
+            Reason::InvalidValue => "invalid_value",
+            Reason::NonFiniteValue => "non_finite_value",
+            Reason::ValueOutOfRange => "value_out_of_range",
+            Reason::KeyTooLong => "key_too_long",
+            Reason::TsOutOfRange => "ts_out_of_range",
+            Reason::RecordTooLarge => "record_too_large",
+            Reason::Late => "late",
+            Reason::RetriesExhausted => "retries_exhausted",
+            Reason::RecordTooOld => "record_too_old",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated, normalized event. This is also the wire format between stages:
+/// `ts` is epoch milliseconds, `id` is always present.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub key: String,
+    #[serde(rename = "type")]
+    pub metric: String,
+    pub ts: i64,
+    pub value: f64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, String>,
+    /// Where the event entered the pipeline (`shard:sequence[:line]` of the raw stream).
+    /// Stable across retries and re-emits, so it identifies one producer write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+/// Why one line was rejected, with the field at fault where one applies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub field: Option<&'static str>,
+    pub detail: String,
+    /// The producer's id, when the line got far enough to have one.
+    pub id: Option<String>,
+}
+
+impl Rejection {
+    fn new(reason: Reason, field: Option<&'static str>, detail: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            field,
+            detail: detail.into(),
+            id: None,
+        }
+    }
+}
+
+/// Bounds that depend on the clock, passed in so decoding stays pure.
+#[derive(Clone, Copy, Debug)]
+pub struct TimeBounds {
+    pub now_ms: i64,
+    pub max_future_skew_ms: i64,
+}
+
+impl TimeBounds {
+    /// No upper bound: for stages after ingest, where the clock check already happened.
+    pub fn unbounded() -> Self {
+        TimeBounds {
+            now_ms: i64::MAX / 2,
+            max_future_skew_ms: 0,
+        }
+    }
+}
+
+/// One line of a record and what became of it.
+#[derive(Debug)]
+pub struct DecodedLine<'a> {
+    /// 0-based index of the line within the record (blank lines are skipped, not counted
+    /// as events, but keep their index so positions stay stable).
+    pub line: usize,
+    pub bytes: &'a [u8],
+    pub result: Result<DecodedEvent, Rejection>,
+}
+
+/// An event as the producer sent it: `id` may be absent until a stage derives one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodedEvent {
+    pub id: Option<String>,
+    pub key: String,
+    pub metric: String,
+    pub ts: i64,
+    pub value: f64,
+    pub attrs: BTreeMap<String, String>,
+    pub origin: Option<String>,
+}
+
+impl DecodedEvent {
+    pub fn into_event(self, derived_id: impl FnOnce() -> String) -> Event {
+        Event {
+            id: self.id.unwrap_or_else(derived_id),
+            key: self.key,
+            metric: self.metric,
+            ts: self.ts,
+            value: self.value,
+            attrs: self.attrs,
+            origin: self.origin,
+        }
+    }
+}
+
+/// Splits a record into lines and decodes each. A record that is not UTF-8 or is too
+/// large is one rejected "line" covering the whole record; a record with no non-blank
+/// line is one `not_json` rejection, so nothing disappears without a trace.
+pub fn decode_record(data: &[u8], bounds: TimeBounds) -> Vec<DecodedLine<'_>> {
+    if data.len() > MAX_RECORD_BYTES {
+        return vec![whole(
+            data,
+            Rejection::new(
+                Reason::RecordTooLarge,
+                None,
+                format!(
+                    "record has {} bytes, the limit is {MAX_RECORD_BYTES}",
+                    data.len()
+                ),
+            ),
+        )];
+    }
+    if let Err(e) = std::str::from_utf8(data) {
+        return vec![whole(
+            data,
+            Rejection::new(
+                Reason::NotUtf8,
+                None,
+                format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+            ),
+        )];
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (line, chunk) in data.split(|b| *b == b'\n').enumerate() {
+        let end = start + chunk.len();
+        let trimmed = chunk.trim_ascii();
+        if !trimmed.is_empty() {
+            out.push(DecodedLine {
+                line,
+                bytes: &data[start..end],
+                result: decode_line(trimmed, bounds),
+            });
+        }
+        start = end + 1;
+    }
+    if out.is_empty() {
+        out.push(whole(
+            data,
+            Rejection::new(Reason::NotJson, None, "record is empty or blank"),
+        ));
+    }
+    out
+}
+
+fn whole(data: &[u8], rejection: Rejection) -> DecodedLine<'_> {
+    DecodedLine {
+        line: 0,
+        bytes: data,
+        result: Err(rejection),
+    }
+}
+
+/// Marks a non-finite number literal that [`replace_non_finite_literals`] substituted.
+const NON_FINITE_SENTINEL: &str = "\u{0}sluice:non-finite";
+
+/// Decodes one JSON line into an event.
+pub fn decode_line(line: &[u8], bounds: TimeBounds) -> Result<DecodedEvent, Rejection> {
+    let value: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(err) => {
+            // Producers in some languages write NaN/Infinity literals or numbers beyond
+            // f64; those lines mean "a non-finite value", not "garbage".
+            let repaired = std::str::from_utf8(line)
+                .ok()
+                .and_then(replace_non_finite_literals)
+                .and_then(|s| serde_json::from_str::<Value>(&s).ok());
+            match repaired {
+                Some(v) => v,
+                None => {
+                    return Err(Rejection::new(
+                        Reason::NotJson,
+                        None,
+                        format!("not valid JSON: {err}"),
+                    ));
+                }
+            }
+        }
+    };
+    let Value::Object(mut obj) = value else {
+        return Err(Rejection::new(
+            Reason::WrongType,
+            None,
+            format!("expected a JSON object, found {}", json_kind(&value)),
+        ));
+    };
+    let id = take_id(&mut obj)?;
+    let attach = |mut r: Rejection| {
+        r.id.clone_from(&id);
+        r
+    };
+    let key = take_string(&mut obj, "key").map_err(attach)?;
+    if key.is_empty() {
+        return Err(attach(Rejection::new(
+            Reason::InvalidValue,
+            Some("key"),
+            "key is empty",
+        )));
+    }
+    let key_chars = key.chars().count();
+    if key_chars > MAX_KEY_CHARS {
+        return Err(attach(Rejection::new(
+            Reason::KeyTooLong,
+            Some("key"),
+            format!("key has {key_chars} characters, the limit is {MAX_KEY_CHARS}"),
+        )));
+    }
+    let metric = take_string(&mut obj, "type").map_err(attach)?;
+    check_metric_name(&metric).map_err(attach)?;
+    let ts = take_ts(&mut obj, bounds).map_err(attach)?;
+    let value = take_value(&mut obj).map_err(attach)?;
+    let attrs = take_attrs(&mut obj).map_err(attach)?;
+    let origin = match obj.remove("origin") {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    Ok(DecodedEvent {
+        id,
+        key,
+        metric,
+        ts,
+        value,
+        attrs,
+        origin,
+    })
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(s) if s == NON_FINITE_SENTINEL => "a non-finite number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn take_id(obj: &mut Map<String, Value>) -> Result<Option<String>, Rejection> {
+    let id = match obj.remove("id") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s,
+        // Many producers use numeric ids; their decimal form is the id.
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+        Some(other) => {
+            return Err(Rejection::new(
+                Reason::WrongType,
+                Some("id"),
+                format!("id must be a string, found {}", json_kind(&other)),
+            ));
+        }
+    };
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(Rejection::new(
+            Reason::InvalidValue,
+            Some("id"),
+            format!("id must have 1 to {MAX_ID_BYTES} bytes, found {}", id.len()),
+        ));
+    }
+    Ok(Some(id))
+}
+
+fn take_string(obj: &mut Map<String, Value>, field: &'static str) -> Result<String, Rejection> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Err(Rejection::new(
+            Reason::MissingField,
+            Some(field),
+            format!("{field} is missing"),
+        )),
+        Some(Value::String(s)) if s != NON_FINITE_SENTINEL => Ok(s),
+        Some(other) => Err(Rejection::new(
+            Reason::WrongType,
+            Some(field),
+            format!("{field} must be a string, found {}", json_kind(&other)),
+        )),
+    }
+}
+
+/// Metric names join keys in storage keys (`type#key`), so they are identifiers.
+pub fn check_metric_name(metric: &str) -> Result<(), Rejection> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/');
+    if metric.is_empty() || metric.len() > MAX_TYPE_CHARS || !metric.chars().all(ok_char) {
+        return Err(Rejection::new(
+            Reason::InvalidValue,
+            Some("type"),
+            format!(
+                "type {metric:?} must be 1 to {MAX_TYPE_CHARS} characters of A-Z a-z 0-9 _ - . : /"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn take_ts(obj: &mut Map<String, Value>, bounds: TimeBounds) -> Result<i64, Rejection> {
+    let ts = match obj.remove("ts") {
+        None | Some(Value::Null) => {
+            return Err(Rejection::new(
+                Reason::MissingField,
+                Some("ts"),
+                "ts is missing",
+            ));
+        }
+        Some(Value::String(s)) if s == NON_FINITE_SENTINEL => {
+            return Err(Rejection::new(
+                Reason::TsOutOfRange,
+                Some("ts"),
+                "ts is not a finite number",
+            ));
+        }
+        Some(Value::String(s)) => parse_rfc3339_ms(&s).ok_or_else(|| {
+            Rejection::new(
+                Reason::InvalidValue,
+                Some("ts"),
+                format!("ts {s:?} is neither RFC 3339 nor epoch milliseconds"),
+            )
+        })?,
+        Some(Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                i
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                // Fractional milliseconds are truncated to the millisecond.
+                if f.is_finite() && f.abs() < 9.0e15 {
+                    f.floor() as i64
+                } else {
+                    return Err(Rejection::new(
+                        Reason::TsOutOfRange,
+                        Some("ts"),
+                        format!("ts {n} is out of range for epoch milliseconds"),
+                    ));
+                }
+            }
+        }
+        Some(other) => {
+            return Err(Rejection::new(
+                Reason::WrongType,
+                Some("ts"),
+                format!(
+                    "ts must be an RFC 3339 string or epoch milliseconds, found {}",
+                    json_kind(&other)
+                ),
+            ));
+        }
+    };
+    if ts < 0 {
+        return Err(Rejection::new(
+            Reason::TsOutOfRange,
+            Some("ts"),
+            format!("ts {ts} is before 1970-01-01T00:00:00Z"),
+        ));
+    }
+    let limit = bounds.now_ms.saturating_add(bounds.max_future_skew_ms);
+    if ts > limit {
+        return Err(Rejection::new(
+            Reason::TsOutOfRange,
+            Some("ts"),
+            format!(
+                "ts {ts} is {} ms ahead of the clock; at most {} ms of skew is allowed",
+                ts.saturating_sub(bounds.now_ms),
+                bounds.max_future_skew_ms
+            ),
+        ));
+    }
+    Ok(ts)
+}
+
+fn take_value(obj: &mut Map<String, Value>) -> Result<f64, Rejection> {
+    match obj.remove("value") {
+        None | Some(Value::Null) => Err(Rejection::new(
+            Reason::MissingField,
+            Some("value"),
+            "value is missing",
+        )),
+        Some(Value::String(s)) if s == NON_FINITE_SENTINEL => Err(Rejection::new(
+            Reason::NonFiniteValue,
+            Some("value"),
+            "value is NaN or infinite",
+        )),
+        Some(Value::Number(n)) => {
+            let v = n.as_f64().unwrap_or(f64::NAN);
+            if !v.is_finite() {
+                Err(Rejection::new(
+                    Reason::NonFiniteValue,
+                    Some("value"),
+                    format!("value {n} is not finite"),
+                ))
+            } else if v.abs() > MAX_ABS_VALUE || (v != 0.0 && v.abs() < MIN_ABS_NONZERO_VALUE) {
+                Err(Rejection::new(
+                    Reason::ValueOutOfRange,
+                    Some("value"),
+                    format!("value {v:e} is outside the supported magnitude 1e-100..1e100"),
+                ))
+            } else {
+                Ok(v)
+            }
+        }
+        Some(other) => Err(Rejection::new(
+            Reason::WrongType,
+            Some("value"),
+            format!("value must be a number, found {}", json_kind(&other)),
+        )),
+    }
+}
+
+fn take_attrs(obj: &mut Map<String, Value>) -> Result<BTreeMap<String, String>, Rejection> {
+    let map = match obj.remove("attrs") {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            return Err(Rejection::new(
+                Reason::WrongType,
+                Some("attrs"),
+                format!("attrs must be an object, found {}", json_kind(&other)),
+            ));
+        }
+    };
+    let mut attrs = BTreeMap::new();
+    for (name, v) in map {
+        // Dimensions are strings; scalar numbers and booleans are taken in their JSON form.
+        let s = match v {
+            Value::String(s) if s != NON_FINITE_SENTINEL => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(Rejection::new(
+                    Reason::WrongType,
+                    Some("attrs"),
+                    format!(
+                        "attrs.{name} must be a string, number or boolean, found {}",
+                        json_kind(&other)
+                    ),
+                ));
+            }
+        };
+        attrs.insert(name, s);
+    }
+    Ok(attrs)
+}
+
+/// Rewrites `NaN`, `Infinity`, `-Infinity` and numeric literals that overflow `f64`
+/// (outside strings) into a sentinel string, or returns `None` if there were none.
+fn replace_non_finite_literals(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut changed = false;
+    let mut i = 0;
+    let mut last = 0;
+    let sentinel = format!("\"{}\"", NON_FINITE_SENTINEL.replace('\u{0}', "\\u0000"));
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string, honouring escapes.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'N' | b'I' | b'-' | b'0'..=b'9' => {
+                let start = i;
+                let mut end = i;
+                while end < bytes.len()
+                    && matches!(bytes[end], b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'+' | b'.')
+                {
+                    end += 1;
+                }
+                let token = &text[start..end];
+                let non_finite = matches!(
+                    token,
+                    "NaN" | "-NaN" | "Infinity" | "-Infinity" | "+Infinity"
+                ) || (token.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+                    && token.parse::<f64>().is_ok_and(|f| f.is_infinite()));
+                if non_finite {
+                    out.push_str(&text[last..start]);
+                    out.push_str(&sentinel);
+                    last = end;
+                    changed = true;
+                }
+                i = end.max(start + 1);
+            }
+            _ => i += 1,
+        }
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&text[last.min(text.len())..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn bounds() -> TimeBounds {
+        TimeBounds {
+            now_ms: NOW,
+            max_future_skew_ms: 300_000,
+        }
+    }
+
+    fn one(line: &str) -> Result<DecodedEvent, Rejection> {
+        let lines = decode_record(line.as_bytes(), bounds());
+        assert_eq!(lines.len(), 1, "{line}");
+        lines
+            .into_iter()
+            .next()
+            .map(|l| l.result)
+            .expect("one line")
+    }
+
+    fn reason(line: &str) -> (Reason, Option<&'static str>) {
+        let r = one(line).expect_err("should be rejected");
+        (r.reason, r.field)
+    }
+
+    #[test]
+    fn decodes_a_full_event_with_rfc3339_time() {
+        let e = one(r#"{"id":"e1","key":"sensor-1","type":"temp","ts":"2026-01-01T00:00:01.5Z","value":21.5,"attrs":{"site":"a","floor":3}}"#)
+            .expect("valid");
+        assert_eq!(e.id.as_deref(), Some("e1"));
+        assert_eq!(e.ts, NOW + 1500);
+        assert_eq!(e.value, 21.5);
+        assert_eq!(e.attrs.get("floor").map(String::as_str), Some("3"));
+    }
+
+    #[test]
+    fn decodes_epoch_millis_and_numeric_ids_and_offsets() {
+        let e =
+            one(r#"{"id":7,"key":"k","type":"t","ts":1767225600000,"value":-3}"#).expect("valid");
+        assert_eq!(e.id.as_deref(), Some("7"));
+        assert_eq!(e.ts, NOW);
+        let e = one(r#"{"key":"k","type":"t","ts":"2026-01-01T01:00:00+01:00","value":0}"#)
+            .expect("valid");
+        assert_eq!(e.ts, NOW);
+        assert_eq!(e.id, None);
+    }
+
+    #[test]
+    fn splits_newline_delimited_records_and_skips_blank_lines() {
+        let data = b"{\"key\":\"a\",\"type\":\"t\",\"ts\":1,\"value\":1}\n\n{\"key\":\"b\"}\r\n";
+        let lines = decode_record(data, bounds());
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].line, 0);
+        assert!(lines[0].result.is_ok());
+        assert_eq!(lines[1].line, 2);
+        assert_eq!(
+            lines[1].result.as_ref().expect_err("missing").reason,
+            Reason::MissingField
+        );
+        assert_eq!(lines[1].bytes, b"{\"key\":\"b\"}\r");
+    }
+
+    #[test]
+    fn every_reason_is_reachable_with_its_field() {
+        assert_eq!(
+            decode_record(b"\xff\xfe", bounds())[0]
+                .result
+                .as_ref()
+                .expect_err("x")
+                .reason,
+            Reason::NotUtf8
+        );
+        assert_eq!(reason("{nope"), (Reason::NotJson, None));
+        assert_eq!(
+            decode_record(b"  \n ", bounds())[0]
+                .result
+                .as_ref()
+                .expect_err("x")
+                .reason,
+            Reason::NotJson
+        );
+        assert_eq!(reason("[1,2]"), (Reason::WrongType, None));
+        assert_eq!(
+            reason(r#"{"type":"t","ts":1,"value":1}"#),
+            (Reason::MissingField, Some("key"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","ts":1,"value":1}"#),
+            (Reason::MissingField, Some("type"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","value":1}"#),
+            (Reason::MissingField, Some("ts"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":1}"#),
+            (Reason::MissingField, Some("value"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":1,"value":null}"#),
+            (Reason::MissingField, Some("value"))
+        );
+        assert_eq!(
+            reason(r#"{"key":5,"type":"t","ts":1,"value":1}"#),
+            (Reason::WrongType, Some("key"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":1,"value":"1"}"#),
+            (Reason::WrongType, Some("value"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":true,"value":1}"#),
+            (Reason::WrongType, Some("ts"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":1,"value":1,"attrs":[1]}"#),
+            (Reason::WrongType, Some("attrs"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":1,"value":1,"attrs":{"a":{}}}"#),
+            (Reason::WrongType, Some("attrs"))
+        );
+        assert_eq!(
+            reason(r#"{"id":[],"key":"k","type":"t","ts":1,"value":1}"#),
+            (Reason::WrongType, Some("id"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"","type":"t","ts":1,"value":1}"#),
+            (Reason::InvalidValue, Some("key"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"a#b","ts":1,"value":1}"#),
+            (Reason::InvalidValue, Some("type"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":"yesterday","value":1}"#),
+            (Reason::InvalidValue, Some("ts"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":1,"value":NaN}"#),
+            (Reason::NonFiniteValue, Some("value"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":1,"value":-Infinity}"#),
+            (Reason::NonFiniteValue, Some("value"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":1,"value":1e999}"#),
+            (Reason::NonFiniteValue, Some("value"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":1,"value":1e101}"#),
+            (Reason::ValueOutOfRange, Some("value"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":1,"value":1e-101}"#),
+            (Reason::ValueOutOfRange, Some("value"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":-1,"value":1}"#),
+            (Reason::TsOutOfRange, Some("ts"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":"2026-01-01T00:05:01Z","value":1}"#),
+            (Reason::TsOutOfRange, Some("ts"))
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":1e300,"value":1}"#),
+            (Reason::TsOutOfRange, Some("ts"))
+        );
+        let long = "k".repeat(257);
+        assert_eq!(
+            reason(&format!(
+                r#"{{"key":"{long}","type":"t","ts":1,"value":1}}"#
+            )),
+            (Reason::KeyTooLong, Some("key"))
+        );
+        let big = vec![b' '; MAX_RECORD_BYTES + 1];
+        assert_eq!(
+            decode_record(&big, bounds())[0]
+                .result
+                .as_ref()
+                .expect_err("x")
+                .reason,
+            Reason::RecordTooLarge
+        );
+    }
+
+    #[test]
+    fn keys_are_limited_in_characters_not_bytes() {
+        let key: String = "é".repeat(256); // 512 bytes, 256 characters
+        assert!(one(&format!(r#"{{"key":"{key}","type":"t","ts":1,"value":1}}"#)).is_ok());
+        let key: String = "🦀".repeat(257);
+        assert_eq!(
+            reason(&format!(r#"{{"key":"{key}","type":"t","ts":1,"value":1}}"#)).0,
+            Reason::KeyTooLong
+        );
+    }
+
+    #[test]
+    fn nan_inside_strings_is_left_alone() {
+        let e = one(r#"{"key":"NaN","type":"t","ts":1,"value":2,"attrs":{"x":"Infinity"}}"#)
+            .expect("valid");
+        assert_eq!(e.key, "NaN");
+        assert_eq!(e.attrs["x"], "Infinity");
+    }
+
+    #[test]
+    fn rejections_keep_the_producer_id() {
+        let r = one(r#"{"id":"abc","key":"k","type":"t","ts":1,"value":"x"}"#).expect_err("bad");
+        assert_eq!(r.id.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn reasons_serialize_to_their_documented_names() {
+        for r in Reason::ALL {
+            let json = serde_json::to_string(&r).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", r.as_str()));
+        }
+    }
+
+    #[test]
+    fn normalized_events_round_trip() {
+        let e = Event {
+            id: "x".into(),
+            key: "k".into(),
+            metric: "t".into(),
+            ts: 5,
+            value: 0.1,
+            attrs: BTreeMap::from([("a".into(), "b".into())]),
+            origin: Some("shardId-0:1".into()),
+        };
+        let line = serde_json::to_vec(&e).expect("serialize");
+        let back = decode_line(&line, TimeBounds::unbounded()).expect("valid");
+        assert_eq!(back.into_event(|| unreachable!()), e);
+    }
+}

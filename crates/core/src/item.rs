@@ -1,0 +1,295 @@
+//! The aggregate items the store keeps, their storage keys, and the window updates the
+//! aggregate stage emits.
+//!
+//! Storage keys: `pk = type#key` (types cannot contain `#`, so the split is
+//! unambiguous), `sk = label#start` with the window label (`60`, `3600/600`) and the
+//! window start in RFC 3339, so a range of one key's windows is one `Query`.
+//! Fingerprint pages sort apart under `~fp#…`, watermarks under `pk = ~watermark`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::AggState;
+use crate::fingerprint::FingerprintSet;
+use crate::sequence::SeqNo;
+use crate::time::{format_rfc3339, parse_rfc3339_ms};
+use crate::window::WindowSpec;
+
+pub const WATERMARK_PARTITION: &str = "~watermark";
+pub const PAGE_PREFIX: &str = "~fp#";
+
+/// What is aggregated: one metric of one entity.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupKey {
+    pub key: String,
+    pub metric: String,
+}
+
+impl GroupKey {
+    pub fn partition_key(&self) -> String {
+        format!("{}#{}", self.metric, self.key)
+    }
+
+    pub fn parse_partition_key(pk: &str) -> Option<GroupKey> {
+        let (metric, key) = pk.split_once('#')?;
+        Some(GroupKey {
+            key: key.to_owned(),
+            metric: metric.to_owned(),
+        })
+    }
+}
+
+/// One aggregate item: a group in one window.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemKey {
+    pub group: GroupKey,
+    pub window: WindowSpec,
+    pub start_ms: i64,
+}
+
+impl ItemKey {
+    pub fn pk(&self) -> String {
+        self.group.partition_key()
+    }
+
+    pub fn sk(&self) -> String {
+        format!("{}#{}", self.window.label(), format_rfc3339(self.start_ms))
+    }
+
+    /// Sort key of the `page`-th sealed fingerprint page of this (anchor) item.
+    pub fn page_sk(&self, page: u32) -> String {
+        format!("{PAGE_PREFIX}{}#{page:06}", self.sk())
+    }
+
+    pub fn parse(pk: &str, sk: &str) -> Option<ItemKey> {
+        let group = GroupKey::parse_partition_key(pk)?;
+        let (label, start) = sk.split_once('#')?;
+        Some(ItemKey {
+            group,
+            window: label.parse().ok()?,
+            start_ms: parse_rfc3339_ms(start)?,
+        })
+    }
+
+    pub fn end_ms(&self) -> i64 {
+        self.start_ms + self.window.size_ms
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{}/{}", self.pk(), self.sk())
+    }
+}
+
+/// A stored aggregate. Only anchor items carry de-duplication state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregateItem {
+    pub key: ItemKey,
+    /// 0 means "not stored yet"; each write increments it and is conditioned on it.
+    pub version: u64,
+    pub state: AggState,
+    /// Exactly-once: fingerprints of counted event ids not yet sealed into pages.
+    pub fingerprints: FingerprintSet,
+    /// Exactly-once: how many sealed fingerprint pages exist (`page_sk(1..=n)`).
+    pub sealed_pages: u32,
+    /// At-least-once: per source shard, the highest sequence number applied.
+    pub high_water: BTreeMap<String, SeqNo>,
+    /// DynamoDB TTL (epoch seconds), if the deployment expires aggregates.
+    pub expires_at_s: Option<i64>,
+}
+
+impl AggregateItem {
+    pub fn new(key: ItemKey) -> Self {
+        AggregateItem {
+            key,
+            version: 0,
+            state: AggState::EMPTY,
+            fingerprints: FingerprintSet::new(),
+            sealed_pages: 0,
+            high_water: BTreeMap::new(),
+            expires_at_s: None,
+        }
+    }
+
+    pub fn view(&self) -> AggregateView {
+        AggregateView::of(&self.key, &self.state)
+    }
+
+    /// The update the aggregate stage emits after writing this item.
+    pub fn update(&self) -> WindowUpdate {
+        WindowUpdate {
+            key: self.key.group.key.clone(),
+            metric: self.key.group.metric.clone(),
+            window_seconds: self.key.window.size_secs(),
+            slide_seconds: self.key.window.slide_secs(),
+            window_start: self.key.start_ms,
+            count: self.state.count,
+            sum: self.state.total(),
+            min: self.state.min,
+            max: self.state.max,
+            mean: self.state.mean,
+            variance: self.state.variance(),
+            version: self.version,
+        }
+    }
+
+    /// Approximate DynamoDB item size in bytes (attribute names plus values), as
+    /// DynamoDB uses it to charge read and write units.
+    pub fn stored_size(&self) -> usize {
+        const NUMBER: usize = 21; // worst case of a 38-digit number
+        let mut size = 2 + self.key.pk().len() + 2 + self.key.sk().len();
+        size += 3 + self.key.group.key.len() + 4 + self.key.group.metric.len();
+        size += "window_seconds".len() + 8 + "slide_seconds".len() + 8 + "window_start".len() + 20;
+        for name in [
+            "count", "sum", "sum_comp", "min", "max", "mean", "m2", "version",
+        ] {
+            size += name.len() + NUMBER;
+        }
+        if !self.fingerprints.is_empty() {
+            size += 3 + 8 * self.fingerprints.len();
+        }
+        if self.sealed_pages > 0 {
+            size += 8 + 4;
+        }
+        if !self.high_water.is_empty() {
+            size += 3 + 3;
+            for (shard, seq) in &self.high_water {
+                size += shard.len() + 1 + seq.as_str().len() + 3;
+            }
+        }
+        if self.expires_at_s.is_some() {
+            size += "expires_at".len() + 11;
+        }
+        size
+    }
+}
+
+/// Approximate stored size of a sealed fingerprint page.
+pub fn page_stored_size(anchor: &ItemKey, page: &FingerprintSet) -> usize {
+    2 + anchor.pk().len() + 2 + anchor.page_sk(0).len() + 3 + 8 * page.len() + 20
+}
+
+/// A write of one aggregate item, conditioned on the version it was read at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ItemWrite {
+    /// The new item, with `version = expected_version + 1`.
+    pub item: AggregateItem,
+    /// 0: the item must not exist yet.
+    pub expected_version: u64,
+    /// Fingerprint pages sealed by this write (`page number`, contents); written in the
+    /// same transaction with the condition that they do not exist yet.
+    pub sealed_page: Vec<(u32, FingerprintSet)>,
+}
+
+/// The public view of an aggregate: the `sluice demo --json` / `sluice query --json`
+/// line, a stable contract.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AggregateView {
+    pub kind: String,
+    pub key: String,
+    #[serde(rename = "type")]
+    pub metric: String,
+    pub window_seconds: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slide_seconds: Option<i64>,
+    pub window_start: String,
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub variance: f64,
+}
+
+impl AggregateView {
+    pub fn of(key: &ItemKey, state: &AggState) -> Self {
+        AggregateView {
+            kind: "aggregate".into(),
+            key: key.group.key.clone(),
+            metric: key.group.metric.clone(),
+            window_seconds: key.window.size_secs(),
+            slide_seconds: (!key.window.is_tumbling()).then(|| key.window.slide_secs()),
+            window_start: format_rfc3339(key.start_ms),
+            count: state.count,
+            sum: state.total(),
+            min: state.min,
+            max: state.max,
+            mean: state.mean,
+            variance: state.variance(),
+        }
+    }
+}
+
+/// What the aggregate stage tells the detect stage after each write: the item's state
+/// as of `version` (a snapshot, so re-deliveries and re-orderings are harmless).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowUpdate {
+    pub key: String,
+    #[serde(rename = "type")]
+    pub metric: String,
+    pub window_seconds: i64,
+    pub slide_seconds: i64,
+    /// Epoch milliseconds.
+    pub window_start: i64,
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub variance: f64,
+    pub version: u64,
+}
+
+impl WindowUpdate {
+    pub fn window(&self) -> WindowSpec {
+        WindowSpec::hopping(self.window_seconds, self.slide_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_sort_by_time() {
+        let k = ItemKey {
+            group: GroupKey {
+                key: "sensor#1 🦀".into(),
+                metric: "temp".into(),
+            },
+            window: WindowSpec::tumbling(60),
+            start_ms: 1_767_225_660_000,
+        };
+        assert_eq!(k.pk(), "temp#sensor#1 🦀");
+        assert_eq!(k.sk(), "60#2026-01-01T00:01:00Z");
+        assert_eq!(ItemKey::parse(&k.pk(), &k.sk()), Some(k.clone()));
+        let later = ItemKey {
+            start_ms: k.start_ms + 60_000,
+            ..k.clone()
+        };
+        assert!(k.sk() < later.sk());
+        assert!(k.page_sk(1) > later.sk(), "pages sort after every window");
+        let hop = ItemKey {
+            window: WindowSpec::hopping(3600, 600),
+            ..k.clone()
+        };
+        assert_eq!(hop.sk(), "3600/600#2026-01-01T00:01:00Z");
+        assert_eq!(ItemKey::parse(&hop.pk(), &hop.sk()), Some(hop));
+    }
+
+    #[test]
+    fn stored_size_grows_with_fingerprints() {
+        let k = ItemKey {
+            group: GroupKey {
+                key: "k".into(),
+                metric: "t".into(),
+            },
+            window: WindowSpec::tumbling(60),
+            start_ms: 0,
+        };
+        let mut item = AggregateItem::new(k);
+        let small = item.stored_size();
+        item.fingerprints.extend(0..1000);
+        assert_eq!(item.stored_size(), small + 3 + 8000);
+    }
+}

@@ -1,0 +1,25 @@
+//! Sluice's pure domain: the event envelope and its validation, event-time windows,
+//! mergeable aggregates, exactly-once accounting, rules, and the four stages written
+//! against narrow ports. No AWS SDK and no Lambda runtime in here.
+
+pub mod aggregate;
+pub mod cache;
+pub mod config;
+pub mod dead_letter;
+pub mod envelope;
+pub mod error;
+pub mod fingerprint;
+pub mod idempotency;
+pub mod item;
+pub mod lambda;
+pub mod outcome;
+pub mod ports;
+pub mod record;
+pub mod rng;
+pub mod rules;
+pub mod sequence;
+pub mod stage;
+pub mod time;
+pub mod window;
+
+pub use error::{Error, Result};

@@ -1,0 +1,134 @@
+//! The narrow traits each stage needs. AWS adapters implement them in `sluice-aws`,
+//! in-memory ones in `sluice-local`. Futures are `Send` so handlers run on any runtime.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::envelope::Reason;
+use crate::error::Result;
+use crate::fingerprint::FingerprintSet;
+use crate::item::{AggregateItem, ItemKey, ItemWrite};
+use crate::record::OutRecord;
+use crate::rules::{Alert, Rule};
+
+/// Dimensions attached to an entity in the reference table.
+pub type Attrs = BTreeMap<String, String>;
+
+/// Wall-clock time, passed in so domain logic never reads it.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now_ms(&self) -> i64 {
+        (**self).now_ms()
+    }
+}
+
+/// Writes records to one stream (`PutRecords`). Either every record is written or the
+/// call fails; records for one partition key keep their order.
+pub trait RecordSink: Send + Sync {
+    fn stream_name(&self) -> &str;
+    fn put_records(&self, records: Vec<OutRecord>) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Looks up reference attributes by entity key. Unknown keys are simply absent.
+pub trait ReferenceLookup: Send + Sync {
+    fn lookup(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Attrs>>> + Send;
+}
+
+/// Whether a conditional commit went through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commit {
+    Done,
+    /// Some item's version (or a page's absence) no longer held: re-read and retry.
+    Conflict,
+}
+
+/// The aggregates table.
+pub trait AggregateStore: Send + Sync {
+    /// Strongly consistent read of the items that exist among `keys`.
+    fn load(&self, keys: &[ItemKey]) -> impl Future<Output = Result<Vec<AggregateItem>>> + Send;
+    /// One sealed fingerprint page of an anchor item (immutable once written).
+    fn load_page(
+        &self,
+        anchor: &ItemKey,
+        page: u32,
+    ) -> impl Future<Output = Result<Option<FingerprintSet>>> + Send;
+    /// Writes all items atomically, each conditioned on its expected version.
+    fn commit(&self, writes: &[ItemWrite]) -> impl Future<Output = Result<Commit>> + Send;
+    /// The persisted event-time watermark of one input shard (`stream/shard`).
+    fn watermark(&self, scope: &str) -> impl Future<Output = Result<Option<i64>>> + Send;
+    /// Raises the watermark to `ts_ms` if it is higher (never lowers it).
+    fn advance_watermark(&self, scope: &str, ts_ms: i64)
+    -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The rules the detect stage evaluates.
+pub trait RulesSource: Send + Sync {
+    fn rules(&self) -> impl Future<Output = Result<Arc<Vec<Rule>>>> + Send;
+}
+
+/// What the alerts table knew about an alert before this call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertStatus {
+    /// First time: stored now, not yet announced.
+    New,
+    /// Stored earlier, but its announcement may not have gone out.
+    Pending,
+    /// Stored and announced: nothing to do.
+    Notified,
+}
+
+/// The alerts table, keyed by alert id.
+pub trait AlertStore: Send + Sync {
+    fn raise(&self, alert: &Alert) -> impl Future<Output = Result<AlertStatus>> + Send;
+    fn mark_notified(&self, alert_id: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// What finally became of one producer write (identified by its origin).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fate {
+    Counted,
+    Duplicate,
+    Late,
+    DeadLetter(Reason),
+}
+
+/// Accounting of every event by origin. On Lambda it feeds metrics only; the local
+/// runner keeps it to prove that every event read ends in exactly one fate.
+pub trait EventLedger: Send + Sync {
+    fn received(&self, origin: &str);
+    fn settled(&self, origin: &str, fate: Fate);
+}
+
+/// A ledger that keeps nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoLedger;
+
+impl EventLedger for NoLedger {
+    fn received(&self, _origin: &str) {}
+    fn settled(&self, _origin: &str, _fate: Fate) {}
+}
+
+impl<L: EventLedger + ?Sized> EventLedger for Arc<L> {
+    fn received(&self, origin: &str) {
+        (**self).received(origin)
+    }
+    fn settled(&self, origin: &str, fate: Fate) {
+        (**self).settled(origin, fate)
+    }
+}

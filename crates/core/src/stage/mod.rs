@@ -1,0 +1,237 @@
+//! The four stages, each a pure function of (records, ports, clock) → [`BatchOutcome`].
+//! Lambda handlers and the local runner call the very same `process`.
+//!
+//! Shared rules: records are handled in order; a bad record becomes a dead letter and
+//! processing goes on; a retryable failure stops the batch and reports the first
+//! record that must be delivered again; the deadline is checked before each unit of
+//! work, so a batch returns early instead of timing out.
+
+pub mod aggregate;
+pub mod detect;
+pub mod enrich;
+pub mod ingest;
+
+use std::future::Future;
+
+use crate::dead_letter::DeadLetter;
+use crate::envelope::{Event, Reason, TimeBounds, decode_record};
+use crate::error::Error;
+use crate::outcome::{BatchFailure, BatchOutcome};
+use crate::ports::Clock;
+use crate::record::{OutRecord, StreamRecord};
+
+pub trait Stage: Send + Sync {
+    /// `ingest`, `enrich`, `aggregate` or `detect`.
+    fn name(&self) -> &'static str;
+
+    /// Processes one batch of records from one shard. `deadline_ms` is the invocation
+    /// deadline (epoch ms), if there is one.
+    fn process(
+        &self,
+        records: &[StreamRecord],
+        deadline_ms: Option<i64>,
+    ) -> impl Future<Output = BatchOutcome> + Send;
+}
+
+/// `Some(error)` when less than `margin_ms` remains before the deadline.
+pub(crate) fn deadline_passed(
+    clock: &impl Clock,
+    deadline_ms: Option<i64>,
+    margin_ms: i64,
+) -> Option<Error> {
+    let deadline = deadline_ms?;
+    let remaining_ms = deadline - clock.now_ms();
+    (remaining_ms < margin_ms).then_some(Error::Deadline {
+        remaining_ms,
+        margin_ms,
+    })
+}
+
+pub(crate) fn failure_at(records: &[StreamRecord], index: usize, error: Error) -> BatchFailure {
+    BatchFailure {
+        index,
+        sequence_number: records
+            .get(index)
+            .map(|r| r.sequence_number.clone())
+            .unwrap_or_default(),
+        error,
+    }
+}
+
+/// Fails the whole batch: used when writing the batch's output failed, so every record
+/// is delivered again (downstream de-duplication makes the re-emit harmless).
+pub(crate) fn fail_whole_batch(outcome: &mut BatchOutcome, records: &[StreamRecord], error: Error) {
+    outcome.failure = Some(failure_at(records, 0, error));
+    outcome.stats = Default::default();
+    outcome.stats.records = records.len() as u64;
+}
+
+/// An event decoded from a record of an inter-stage stream.
+pub(crate) struct Decoded {
+    pub record: usize,
+    pub event: Event,
+}
+
+/// A rejected line, ready for the dead-letter stream.
+pub(crate) struct Rejected {
+    pub record: usize,
+    pub origin: String,
+    pub reason: Reason,
+    pub out: OutRecord,
+}
+
+/// Decodes the events of records `..end` of an inter-stage stream (normalized events,
+/// NDJSON). Anything malformed (someone else wrote to the stream) is dead-lettered.
+pub(crate) fn decode_events(
+    stage: &str,
+    records: &[StreamRecord],
+) -> (Vec<Decoded>, Vec<Rejected>) {
+    let mut events = Vec::new();
+    let mut rejected = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        for line in decode_record(&record.data, TimeBounds::unbounded()) {
+            let fallback_origin = record.origin_of_line(line.line);
+            match line.result {
+                Ok(decoded) => {
+                    let mut event = decoded.into_event(|| fallback_origin.clone());
+                    event.origin.get_or_insert(fallback_origin);
+                    events.push(Decoded {
+                        record: index,
+                        event,
+                    });
+                }
+                Err(rejection) => rejected.push(Rejected {
+                    record: index,
+                    reason: rejection.reason,
+                    out: DeadLetter::for_line(stage, record, line.line, line.bytes, &rejection)
+                        .with_origin(Some(fallback_origin.clone()))
+                        .into_record(&record.partition_key),
+                    origin: fallback_origin,
+                }),
+            }
+        }
+    }
+    (events, rejected)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Small helpers for stage tests (in-memory ports live in `sluice-local`; these are
+    //! the minimal ones core's own tests need).
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+    use crate::error::Result;
+    use crate::ports::{EventLedger, Fate, RecordSink};
+
+    pub struct FixedClock(pub AtomicI64);
+
+    impl FixedClock {
+        pub fn at(ms: i64) -> Self {
+            FixedClock(AtomicI64::new(ms))
+        }
+    }
+
+    impl Clock for FixedClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    #[derive(Default)]
+    pub struct VecSink {
+        pub name: String,
+        pub records: Mutex<Vec<OutRecord>>,
+        pub fail: Mutex<bool>,
+    }
+
+    impl VecSink {
+        pub fn named(name: &str) -> Self {
+            VecSink {
+                name: name.into(),
+                ..Default::default()
+            }
+        }
+
+        pub fn lines(&self) -> Vec<serde_json::Value> {
+            let records = self.records.lock().expect("lock");
+            records
+                .iter()
+                .flat_map(|r| {
+                    r.data
+                        .split(|b| *b == b'\n')
+                        .map(|l| serde_json::from_slice(l).expect("json line"))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        }
+    }
+
+    impl RecordSink for VecSink {
+        fn stream_name(&self) -> &str {
+            &self.name
+        }
+        async fn put_records(&self, records: Vec<OutRecord>) -> Result<()> {
+            if *self.fail.lock().expect("lock") {
+                return Err(Error::Throttled {
+                    service: "kinesis",
+                    operation: "PutRecords",
+                    message: "test".into(),
+                });
+            }
+            self.records.lock().expect("lock").extend(records);
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    pub struct MapLedger {
+        pub received: Mutex<Vec<String>>,
+        pub fates: Mutex<HashMap<String, Fate>>,
+    }
+
+    impl EventLedger for MapLedger {
+        fn received(&self, origin: &str) {
+            self.received.lock().expect("lock").push(origin.to_owned());
+        }
+        fn settled(&self, origin: &str, fate: Fate) {
+            self.fates
+                .lock()
+                .expect("lock")
+                .entry(origin.to_owned())
+                .or_insert(fate);
+        }
+    }
+
+    pub fn record(shard: &str, seq: u64, pk: &str, data: &[u8]) -> StreamRecord {
+        StreamRecord {
+            stream: "test".into(),
+            shard_id: shard.into(),
+            sequence_number: format!("{seq:056}"),
+            partition_key: pk.into(),
+            data: data.to_vec(),
+            arrival_ms: 0,
+        }
+    }
+
+    /// Runs a future to completion on the current thread (the stages' futures never
+    /// wait on anything but the test ports above).
+    pub fn block_on<F: Future>(fut: F) -> F::Output {
+        use std::pin::pin;
+        use std::task::{Context, Poll, Wake, Waker};
+        struct Noop;
+        impl Wake for Noop {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        let waker = Waker::from(std::sync::Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = pin!(fut);
+        loop {
+            if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+}
