@@ -15,6 +15,7 @@ pub mod lambda;
 pub mod outcome;
 pub mod ports;
 pub mod record;
+pub mod resources;
 pub mod rng;
 pub mod rules;
 pub mod sequence;
