@@ -132,3 +132,38 @@ impl<L: EventLedger + ?Sized> EventLedger for Arc<L> {
         (**self).settled(origin, fate)
     }
 }
+
+/// One shard of a stream, as the event source mapping sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub shard_id: String,
+    /// After a split or merge, the children are read only once the parents are done.
+    pub parents: Vec<String>,
+}
+
+/// The result of one read from a shard.
+#[derive(Clone, Debug, Default)]
+pub struct ShardRead {
+    /// Records in sequence order (at most the limit asked for).
+    pub records: Vec<crate::record::StreamRecord>,
+    /// The shard is closed (resharded) and every record of it has been returned.
+    pub ended: bool,
+    /// How far behind the tip this read was (`MillisBehindLatest`), when known.
+    pub behind_ms: Option<i64>,
+}
+
+/// Reads a stream shard by shard, for the local event source mapping (`sluice demo`
+/// reads in-process streams, `sluice run` reads Kinesis).
+pub trait ShardSource: Send + Sync {
+    fn stream_name(&self) -> &str;
+    /// `arn:aws:kinesis:…:stream/{name}` as Lambda puts it in `eventSourceARN`.
+    fn stream_arn(&self) -> String;
+    fn shards(&self) -> impl Future<Output = Result<Vec<ShardInfo>>> + Send;
+    /// Up to `limit` records after sequence number `after` (`None`: from the oldest).
+    fn read(
+        &self,
+        shard_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<ShardRead>> + Send;
+}
