@@ -6,6 +6,7 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 
 use crate::outcome::BatchOutcome;
 use crate::record::StreamRecord;
+use crate::stage::Stage;
 
 /// `arn:aws:kinesis:us-east-1:123456789012:stream/sluice-raw` → `sluice-raw`.
 pub fn stream_name_of_arn(arn: &str) -> &str {
@@ -61,4 +62,15 @@ mod tests {
         assert_eq!(r.data, b"{\"k\":1}");
         assert_eq!(r.arrival_ms, 1_545_084_650_987);
     }
+}
+
+/// Runs one Lambda batch through a stage: the whole body of every stage handler.
+pub async fn handle<S: Stage>(
+    stage: &S,
+    event: &KinesisEvent,
+    deadline_ms: Option<i64>,
+) -> (KinesisEventResponse, BatchOutcome) {
+    let records = records_of(event);
+    let outcome = stage.process(&records, deadline_ms).await;
+    (response_of(&outcome), outcome)
 }

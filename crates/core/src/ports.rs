@@ -167,3 +167,64 @@ pub trait ShardSource: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<ShardRead>> + Send;
 }
+
+// Shared ownership: a stage can hold an `Arc` of an adapter that the runner (or a
+// test) also inspects.
+impl<T: RecordSink + ?Sized> RecordSink for Arc<T> {
+    fn stream_name(&self) -> &str {
+        (**self).stream_name()
+    }
+    fn put_records(&self, records: Vec<OutRecord>) -> impl Future<Output = Result<()>> + Send {
+        (**self).put_records(records)
+    }
+}
+
+impl<T: ReferenceLookup + ?Sized> ReferenceLookup for Arc<T> {
+    fn lookup(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Attrs>>> + Send {
+        (**self).lookup(keys)
+    }
+}
+
+impl<T: AggregateStore + ?Sized> AggregateStore for Arc<T> {
+    fn load(&self, keys: &[ItemKey]) -> impl Future<Output = Result<Vec<AggregateItem>>> + Send {
+        (**self).load(keys)
+    }
+    fn load_page(
+        &self,
+        anchor: &ItemKey,
+        page: u32,
+    ) -> impl Future<Output = Result<Option<FingerprintSet>>> + Send {
+        (**self).load_page(anchor, page)
+    }
+    fn commit(&self, writes: &[ItemWrite]) -> impl Future<Output = Result<Commit>> + Send {
+        (**self).commit(writes)
+    }
+    fn watermark(&self, scope: &str) -> impl Future<Output = Result<Option<i64>>> + Send {
+        (**self).watermark(scope)
+    }
+    fn advance_watermark(
+        &self,
+        scope: &str,
+        ts_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send {
+        (**self).advance_watermark(scope, ts_ms)
+    }
+}
+
+impl<T: RulesSource + ?Sized> RulesSource for Arc<T> {
+    fn rules(&self) -> impl Future<Output = Result<Arc<Vec<Rule>>>> + Send {
+        (**self).rules()
+    }
+}
+
+impl<T: AlertStore + ?Sized> AlertStore for Arc<T> {
+    fn raise(&self, alert: &Alert) -> impl Future<Output = Result<AlertStatus>> + Send {
+        (**self).raise(alert)
+    }
+    fn mark_notified(&self, alert_id: &str) -> impl Future<Output = Result<()>> + Send {
+        (**self).mark_notified(alert_id)
+    }
+}

@@ -1,1 +1,9 @@
+//! In-process adapters for every port, in-process Kinesis-like streams, and the local
+//! event source mapping that feeds Lambda-shaped batches to the very same handlers.
 
+pub mod esm;
+pub mod faults;
+pub mod ledger;
+pub mod store;
+pub mod streams;
+pub mod template;

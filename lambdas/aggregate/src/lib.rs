@@ -1,1 +1,4 @@
+//! The aggregate function as a library, so `sluice demo`/`sluice run` execute the very code
+//! the Lambda binary runs.
 
+pub mod handler;

@@ -1,1 +1,4 @@
+//! The ingest function as a library, so `sluice demo`/`sluice run` execute the very code
+//! the Lambda binary runs.
 
+pub mod handler;

@@ -1,0 +1,486 @@
+//! A faithful local event source mapping: what Lambda does between a Kinesis stream
+//! and a function, so `sluice demo` and `sluice run` exercise the handlers the way AWS
+//! does. Settings come from `template.yaml` ([`EsmSettings`]).
+//!
+//! - BatchSize and MaximumBatchingWindowInSeconds: a batch is invoked when it is full,
+//!   when the window since its first record has passed, or when the shard is drained.
+//! - ParallelizationFactor: up to N batches per shard at a time, partition keys hashed
+//!   onto N lanes, so order per partition key is kept (lanes are processed in turn).
+//! - ReportBatchItemFailures: checkpoint before the first reported failure and retry
+//!   from it; an identifier not in the batch fails the whole batch, as on Lambda.
+//! - BisectBatchOnFunctionError: after a function error, retry with half the batch.
+//! - MaximumRetryAttempts and MaximumRecordAgeInSeconds: then drop the batch, sending
+//!   only its metadata (shard, first/last sequence number, size) to the on-failure
+//!   destination, which locally is the dead-letter stream.
+//! - Resharding: a child shard is read only once its parents are fully processed.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aws_lambda_events::encodings::SecondTimestamp;
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use chrono::{DateTime, Utc};
+use sluice_core::dead_letter::DeadLetter;
+use sluice_core::envelope::Reason;
+use sluice_core::error::Result;
+use sluice_core::ports::{Clock, EventLedger, Fate, RecordSink, ShardInfo, ShardSource};
+use sluice_core::record::StreamRecord;
+
+use crate::faults::Faults;
+use crate::streams::hash_key;
+use crate::template::{EsmSettings, StartingPosition};
+
+pub type InvokeFuture =
+    Pin<Box<dyn Future<Output = std::result::Result<KinesisEventResponse, String>> + Send>>;
+
+/// A function as Lambda sees it: an event and a deadline (epoch ms) in, a response or
+/// an error (a crash, a timeout) out.
+pub type Handler = Arc<dyn Fn(KinesisEvent, i64) -> InvokeFuture + Send + Sync>;
+
+/// Builds the `KinesisEvent` Lambda would deliver for these records.
+pub fn kinesis_event(records: &[StreamRecord], stream_arn: &str) -> KinesisEvent {
+    let mut event = KinesisEvent::default();
+    for r in records {
+        let mut rec = KinesisEventRecord::default();
+        rec.aws_region = Some("us-east-1".into());
+        rec.event_id = Some(format!("{}:{}", r.shard_id, r.sequence_number));
+        rec.event_name = Some("aws:kinesis:record".into());
+        rec.event_source = Some("aws:kinesis".into());
+        rec.event_source_arn = Some(stream_arn.to_owned());
+        rec.event_version = Some("1.0".into());
+        rec.invoke_identity_arn = Some("arn:aws:iam::000000000000:role/sluice-local".into());
+        rec.kinesis.approximate_arrival_timestamp = SecondTimestamp(
+            DateTime::<Utc>::from_timestamp_millis(r.arrival_ms).unwrap_or_default(),
+        );
+        *rec.kinesis.data = r.data.clone();
+        rec.kinesis.partition_key = r.partition_key.clone();
+        rec.kinesis.sequence_number = r.sequence_number.clone();
+        rec.kinesis.kinesis_schema_version = Some("1.0".into());
+        event.records.push(rec);
+    }
+    event
+}
+
+/// What the mapping did, for progress output and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EsmStats {
+    pub invocations: u64,
+    pub records_delivered: u64,
+    pub records_done: u64,
+    pub partial_failures: u64,
+    pub function_errors: u64,
+    pub bisections: u64,
+    pub redeliveries: u64,
+    pub dropped_batches: u64,
+    pub dropped_records: u64,
+}
+
+struct Lane {
+    queue: VecDeque<StreamRecord>,
+    /// Consecutive failed attempts without progress.
+    attempts: i64,
+    /// Batch size cap after bisection.
+    limit: usize,
+    /// When the oldest queued record was queued (batching window).
+    since_ms: Option<i64>,
+}
+
+struct ShardState {
+    info: ShardInfo,
+    read_after: Option<String>,
+    lanes: Vec<Lane>,
+    ended: bool,
+    /// The last read returned fewer records than asked: the shard is drained for now.
+    idle: bool,
+    started: bool,
+}
+
+impl ShardState {
+    fn queued(&self) -> usize {
+        self.lanes.iter().map(|l| l.queue.len()).sum()
+    }
+
+    fn finished(&self) -> bool {
+        self.ended && self.queued() == 0
+    }
+}
+
+pub struct EventSourceMapping<S, D> {
+    pub function: String,
+    source: S,
+    settings: EsmSettings,
+    handler: Handler,
+    on_failure: D,
+    clock: Arc<dyn Clock>,
+    timeout_ms: i64,
+    faults: Option<Arc<Faults>>,
+    ledger: Option<Arc<dyn EventLedger>>,
+    /// Records of this stream are raw producer records (origins are positions).
+    raw_input: bool,
+    shards: BTreeMap<String, ShardState>,
+    arn: String,
+    pub stats: EsmStats,
+}
+
+impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
+    pub fn new(
+        function: &str,
+        source: S,
+        settings: EsmSettings,
+        handler: Handler,
+        on_failure: D,
+        clock: Arc<dyn Clock>,
+        timeout_ms: i64,
+    ) -> Self {
+        let arn = source.stream_arn();
+        EventSourceMapping {
+            function: function.to_owned(),
+            source,
+            settings,
+            handler,
+            on_failure,
+            clock,
+            timeout_ms,
+            faults: None,
+            ledger: None,
+            raw_input: false,
+            shards: BTreeMap::new(),
+            arn,
+            stats: EsmStats::default(),
+        }
+    }
+
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// Lets the mapping settle the events of batches it drops after their retries.
+    pub fn with_ledger(mut self, ledger: Arc<dyn EventLedger>, raw_input: bool) -> Self {
+        self.ledger = Some(ledger);
+        self.raw_input = raw_input;
+        self
+    }
+
+    pub fn settings(&self) -> &EsmSettings {
+        &self.settings
+    }
+
+    pub fn stream_name(&self) -> &str {
+        self.source.stream_name()
+    }
+
+    /// True when nothing is queued and the last read of every shard came back short.
+    pub fn is_idle(&self) -> bool {
+        self.shards
+            .values()
+            .all(|s| s.queued() == 0 && (s.idle || s.ended))
+    }
+
+    async fn refresh_shards(&mut self) -> Result<()> {
+        let factor = self.settings.parallelization_factor.max(1);
+        let batch = self.settings.batch_size.max(1);
+        for info in self.source.shards().await? {
+            self.shards
+                .entry(info.shard_id.clone())
+                .or_insert_with(|| ShardState {
+                    info,
+                    read_after: None,
+                    lanes: (0..factor)
+                        .map(|_| Lane {
+                            queue: VecDeque::new(),
+                            attempts: 0,
+                            limit: batch,
+                            since_ms: None,
+                        })
+                        .collect(),
+                    ended: false,
+                    idle: false,
+                    started: false,
+                });
+        }
+        Ok(())
+    }
+
+    /// One round over every shard: read what is new, invoke every lane that has a batch
+    /// ready. Returns whether anything was invoked.
+    pub async fn poll(&mut self) -> Result<bool> {
+        if self.shards.is_empty() || self.shards.values().any(|s| s.ended) {
+            self.refresh_shards().await?;
+        }
+        let ids: Vec<String> = self.shards.keys().cloned().collect();
+        let mut worked = false;
+        for id in ids {
+            let parents_done = {
+                let state = &self.shards[&id];
+                state
+                    .info
+                    .parents
+                    .iter()
+                    .all(|p| self.shards.get(p).is_none_or(ShardState::finished))
+            };
+            if !parents_done {
+                continue;
+            }
+            self.refill(&id).await?;
+            let lanes = self.shards[&id].lanes.len();
+            for lane in 0..lanes {
+                worked |= self.run_lane(&id, lane).await?;
+            }
+        }
+        Ok(worked)
+    }
+
+    async fn refill(&mut self, id: &str) -> Result<()> {
+        let factor = self.settings.parallelization_factor.max(1);
+        let want = self.settings.batch_size.max(1) * factor;
+        let now = self.clock.now_ms();
+        let Some(state) = self.shards.get_mut(id) else {
+            return Ok(());
+        };
+        if state.ended || state.queued() >= want {
+            return Ok(());
+        }
+        if !state.started && self.settings.starting_position == StartingPosition::Latest {
+            // Skip everything already in the shard.
+            loop {
+                let read = self
+                    .source
+                    .read(id, state.read_after.as_deref(), 10_000)
+                    .await?;
+                match read.records.last() {
+                    Some(last) => state.read_after = Some(last.sequence_number.clone()),
+                    None => break,
+                }
+            }
+        }
+        state.started = true;
+        let ask = (want - state.queued()).min(10_000);
+        let read = self
+            .source
+            .read(id, state.read_after.as_deref(), ask)
+            .await?;
+        state.idle = read.records.len() < ask;
+        if read.records.is_empty() && read.ended {
+            state.ended = true;
+        }
+        for r in read.records {
+            state.read_after = Some(r.sequence_number.clone());
+            let lane = &mut state.lanes[(hash_key(&r.partition_key) % factor as u128) as usize];
+            lane.since_ms.get_or_insert(now);
+            lane.queue.push_back(r);
+        }
+        Ok(())
+    }
+
+    async fn run_lane(&mut self, id: &str, lane_no: usize) -> Result<bool> {
+        let now = self.clock.now_ms();
+        let settings = self.settings.clone();
+        let (batch, idle) = {
+            let Some(state) = self.shards.get_mut(id) else {
+                return Ok(false);
+            };
+            let idle = state.idle || state.ended;
+            let lane = &mut state.lanes[lane_no];
+            if lane.queue.is_empty() {
+                return Ok(false);
+            }
+            let waited = lane.since_ms.map_or(0, |s| now - s);
+            if lane.queue.len() < settings.batch_size
+                && !idle
+                && waited < settings.max_batching_window_ms
+            {
+                return Ok(false);
+            }
+            (
+                lane.queue
+                    .iter()
+                    .take(settings.batch_size.min(lane.limit).max(1))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                idle,
+            )
+        };
+        let _ = idle;
+        // Records past the maximum age are dropped before they are delivered.
+        if settings.max_record_age_s >= 0 {
+            let cutoff = now - settings.max_record_age_s * 1000;
+            let expired = batch.iter().take_while(|r| r.arrival_ms < cutoff).count();
+            if expired > 0 {
+                self.drop_batch(id, lane_no, expired, Reason::RecordTooOld)
+                    .await?;
+                return Ok(true);
+            }
+        }
+        let n = batch.len();
+        self.stats.invocations += 1;
+        self.stats.records_delivered += n as u64;
+        let event = kinesis_event(&batch, &self.arn);
+        let mut result = (self.handler)(event, now + self.timeout_ms).await;
+        if self.faults.as_ref().is_some_and(|f| f.crash_after_batch()) {
+            result = Err("injected crash after the batch was processed".into());
+        }
+        let done = match result {
+            Ok(response)
+                if response.batch_item_failures.is_empty()
+                    || !settings.report_batch_item_failures =>
+            {
+                Ok(n)
+            }
+            Ok(response) => {
+                self.stats.partial_failures += 1;
+                let first = response.batch_item_failures[0]
+                    .item_identifier
+                    .clone()
+                    .unwrap_or_default();
+                // An identifier outside the batch means "all failed", as on Lambda.
+                Err(batch
+                    .iter()
+                    .position(|r| r.sequence_number == first)
+                    .unwrap_or(0))
+            }
+            Err(_) => {
+                self.stats.function_errors += 1;
+                if settings.bisect_on_error && n > 1 {
+                    self.stats.bisections += 1;
+                    if let Some(f) = &self.faults {
+                        f.note("bisected_batches");
+                    }
+                    if let Some(state) = self.shards.get_mut(id) {
+                        state.lanes[lane_no].limit = n.div_ceil(2);
+                    }
+                }
+                Err(0)
+            }
+        };
+        match done {
+            Ok(n) => {
+                if self.faults.as_ref().is_some_and(|f| f.redeliver()) {
+                    self.stats.redeliveries += 1;
+                    return Ok(true);
+                }
+                self.advance(id, lane_no, n, true);
+            }
+            Err(progress) => {
+                self.advance(id, lane_no, progress, progress > 0);
+                let attempts = {
+                    let Some(state) = self.shards.get_mut(id) else {
+                        return Ok(true);
+                    };
+                    let lane = &mut state.lanes[lane_no];
+                    lane.attempts += 1;
+                    lane.attempts
+                };
+                if settings.max_retry_attempts >= 0 && attempts > settings.max_retry_attempts {
+                    self.drop_batch(id, lane_no, n - progress, Reason::RetriesExhausted)
+                        .await?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn advance(&mut self, id: &str, lane_no: usize, count: usize, progress: bool) {
+        let batch_size = self.settings.batch_size;
+        if let Some(state) = self.shards.get_mut(id) {
+            let lane = &mut state.lanes[lane_no];
+            for _ in 0..count {
+                lane.queue.pop_front();
+            }
+            self.stats.records_done += count as u64;
+            if progress {
+                lane.attempts = 0;
+                lane.limit = batch_size;
+            }
+            lane.since_ms = (!lane.queue.is_empty()).then(|| self.clock.now_ms());
+        }
+    }
+
+    /// Drops the first `count` records of a lane, sending only the batch's metadata to
+    /// the on-failure destination.
+    async fn drop_batch(
+        &mut self,
+        id: &str,
+        lane_no: usize,
+        count: usize,
+        reason: Reason,
+    ) -> Result<()> {
+        let dropped: Vec<StreamRecord> = match self.shards.get(id) {
+            Some(state) => state.lanes[lane_no]
+                .queue
+                .iter()
+                .take(count)
+                .cloned()
+                .collect(),
+            None => return Ok(()),
+        };
+        let (Some(first), Some(last)) = (dropped.first(), dropped.last()) else {
+            return Ok(());
+        };
+        let letter = DeadLetter {
+            reason,
+            field: None,
+            detail: format!(
+                "{} dropped {} records of shard {id} after {} attempts (on-failure destination: batch metadata only)",
+                self.function,
+                dropped.len(),
+                self.settings.max_retry_attempts.max(0) + 1
+            ),
+            id: None,
+            origin: None,
+            stage: self.function.clone(),
+            source_stream: self.source.stream_name().to_owned(),
+            shard_id: id.to_owned(),
+            sequence_number: first.sequence_number.clone(),
+            line: None,
+            data: None,
+            end_sequence_number: Some(last.sequence_number.clone()),
+            batch_size: Some(dropped.len()),
+        };
+        self.on_failure
+            .put_records(vec![letter.into_record(id)])
+            .await?;
+        if let Some(ledger) = &self.ledger {
+            for r in &dropped {
+                for origin in origins_of(r, self.raw_input) {
+                    ledger.settled(&origin, Fate::DeadLetter(reason));
+                }
+            }
+        }
+        self.stats.dropped_batches += 1;
+        self.stats.dropped_records += dropped.len() as u64;
+        self.advance(id, lane_no, dropped.len(), true);
+        Ok(())
+    }
+}
+
+/// The event origins a record carries: positions for raw records, the `origin` field
+/// of each line for inter-stage records.
+fn origins_of(record: &StreamRecord, raw: bool) -> Vec<String> {
+    let lines = record
+        .data
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.trim_ascii().is_empty());
+    if raw {
+        let origins: Vec<String> = lines.map(|(i, _)| record.origin_of_line(i)).collect();
+        if origins.is_empty() {
+            vec![record.origin_of_line(0)]
+        } else {
+            origins
+        }
+    } else {
+        lines
+            .filter_map(|(_, l)| {
+                serde_json::from_slice::<serde_json::Value>(l)
+                    .ok()?
+                    .get("origin")?
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+}

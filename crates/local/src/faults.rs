@@ -1,0 +1,176 @@
+//! Deterministic fault injection for chaos runs (`--chaos SEED`). Every decision comes
+//! from one seeded generator, so a seed names a reproducible run; every injected fault
+//! is counted so the summary can say what the run survived.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use sluice_core::error::{Error, Result};
+use sluice_core::rng::SplitMix64;
+
+/// Probabilities per opportunity (per call, batch or event).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultRates {
+    /// A `PutRecords` call is throttled.
+    pub sink_throttle: f64,
+    /// A store read or write is throttled.
+    pub store_throttle: f64,
+    /// A conditional write loses to a (simulated) concurrent writer.
+    pub conflict: f64,
+    /// The store write succeeds but the handler dies right after it.
+    pub crash_after_write: f64,
+    /// The function fails after doing all its work (no response reaches Lambda).
+    pub crash_after_batch: f64,
+    /// A batch is delivered again although it succeeded (lost checkpoint).
+    pub redeliver: f64,
+    /// A stage's output is written twice under new sequence numbers.
+    pub re_emit: f64,
+    /// The producer sends an event twice.
+    pub producer_duplicate: f64,
+}
+
+impl FaultRates {
+    pub const NONE: FaultRates = FaultRates {
+        sink_throttle: 0.0,
+        store_throttle: 0.0,
+        conflict: 0.0,
+        crash_after_write: 0.0,
+        crash_after_batch: 0.0,
+        redeliver: 0.0,
+        re_emit: 0.0,
+        producer_duplicate: 0.0,
+    };
+
+    /// The chaos mix for exactly-once runs: every fault kind.
+    pub fn chaos() -> Self {
+        FaultRates {
+            sink_throttle: 0.05,
+            store_throttle: 0.03,
+            conflict: 0.05,
+            crash_after_write: 0.03,
+            crash_after_batch: 0.05,
+            redeliver: 0.08,
+            re_emit: 0.05,
+            producer_duplicate: 0.02,
+        }
+    }
+
+    /// At-least-once guards only against the stage's own retries: no producer
+    /// duplicates and no upstream re-emits.
+    pub fn chaos_at_least_once() -> Self {
+        FaultRates {
+            re_emit: 0.0,
+            producer_duplicate: 0.0,
+            ..Self::chaos()
+        }
+    }
+}
+
+pub struct Faults {
+    rates: FaultRates,
+    rng: Mutex<SplitMix64>,
+    injected: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Faults {
+    pub fn new(seed: u64, rates: FaultRates) -> Self {
+        Faults {
+            rates,
+            rng: Mutex::new(SplitMix64::new(seed)),
+            injected: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn rates(&self) -> &FaultRates {
+        &self.rates
+    }
+
+    fn roll(&self, what: &'static str, p: f64) -> bool {
+        if p <= 0.0 {
+            return false;
+        }
+        let hit = self
+            .rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .chance(p);
+        if hit {
+            *self
+                .injected
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(what)
+                .or_default() += 1;
+        }
+        hit
+    }
+
+    pub fn sink_throttle(&self, stream: &str) -> Result<()> {
+        if self.roll("sink_throttle", self.rates.sink_throttle) {
+            return Err(Error::Throttled {
+                service: "kinesis",
+                operation: "PutRecords",
+                message: format!("injected throttling on stream {stream:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn store_throttle(&self, operation: &'static str) -> Result<()> {
+        if self.roll("store_throttle", self.rates.store_throttle) {
+            return Err(Error::Throttled {
+                service: "dynamodb",
+                operation,
+                message: "injected throttling".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn conflict(&self) -> bool {
+        self.roll("conflict", self.rates.conflict)
+    }
+
+    pub fn crash_after_write(&self) -> Result<()> {
+        if self.roll("crash_after_write", self.rates.crash_after_write) {
+            return Err(Error::Injected {
+                what: "handler crashed after a committed write".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn crash_after_batch(&self) -> bool {
+        self.roll("crash_after_batch", self.rates.crash_after_batch)
+    }
+
+    pub fn redeliver(&self) -> bool {
+        self.roll("redeliver", self.rates.redeliver)
+    }
+
+    pub fn re_emit(&self) -> bool {
+        self.roll("re_emit", self.rates.re_emit)
+    }
+
+    pub fn producer_duplicate(&self) -> bool {
+        self.roll("producer_duplicate", self.rates.producer_duplicate)
+    }
+
+    /// Counts of injected faults by kind.
+    pub fn injected(&self) -> BTreeMap<&'static str, u64> {
+        self.injected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Counts a fault decided elsewhere (e.g. a bisection the mapping performed).
+    pub fn note(&self, what: &'static str) {
+        *self
+            .injected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(what)
+            .or_default() += 1;
+    }
+}

@@ -1,0 +1,284 @@
+//! In-memory implementations of the table ports, with DynamoDB's semantics:
+//! version-conditioned all-or-nothing commits, immutable fingerprint pages, a
+//! never-decreasing watermark, and request units metered by item size as DynamoDB
+//! would charge them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use sluice_core::error::Result;
+use sluice_core::fingerprint::FingerprintSet;
+use sluice_core::item::{AggregateItem, ItemKey, ItemWrite, page_stored_size};
+use sluice_core::ports::{
+    AggregateStore, AlertStatus, AlertStore, Attrs, Commit, ReferenceLookup, RulesSource,
+};
+use sluice_core::rules::{Alert, Rule};
+
+use crate::faults::Faults;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Request units, in thousandths so they add up exactly.
+#[derive(Debug, Default)]
+pub struct Meter {
+    read_milli: AtomicU64,
+    write_milli: AtomicU64,
+    read_requests: AtomicU64,
+    write_requests: AtomicU64,
+}
+
+impl Meter {
+    /// A strongly consistent read: 1 RCU per 4 KB (rounded up, per item).
+    pub fn consistent_read(&self, bytes: usize) {
+        self.read_milli
+            .fetch_add(1000 * bytes.div_ceil(4096).max(1) as u64, Ordering::Relaxed);
+        self.read_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A standard write: 1 WCU per 1 KB.
+    pub fn write(&self, bytes: usize) {
+        self.write_milli
+            .fetch_add(1000 * bytes.div_ceil(1024).max(1) as u64, Ordering::Relaxed);
+        self.write_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A write inside `TransactWriteItems`: 2 WCU per 1 KB.
+    pub fn transactional_write(&self, bytes: usize) {
+        self.write_milli
+            .fetch_add(2000 * bytes.div_ceil(1024).max(1) as u64, Ordering::Relaxed);
+        self.write_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn read_units(&self) -> f64 {
+        self.read_milli.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    pub fn write_units(&self) -> f64 {
+        self.write_milli.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    pub fn item_reads(&self) -> u64 {
+        self.read_requests.load(Ordering::Relaxed)
+    }
+
+    pub fn item_writes(&self) -> u64 {
+        self.write_requests.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+struct Tables {
+    items: BTreeMap<ItemKey, AggregateItem>,
+    pages: HashMap<(ItemKey, u32), FingerprintSet>,
+    watermarks: BTreeMap<String, i64>,
+}
+
+/// The aggregates table in memory.
+#[derive(Default)]
+pub struct MemoryAggregateStore {
+    tables: Mutex<Tables>,
+    pub meter: Meter,
+    faults: Option<Arc<Faults>>,
+}
+
+impl MemoryAggregateStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// Every aggregate item, in key order.
+    pub fn items(&self) -> Vec<AggregateItem> {
+        lock(&self.tables).items.values().cloned().collect()
+    }
+
+    pub fn page_count(&self) -> usize {
+        lock(&self.tables).pages.len()
+    }
+
+    fn throttle(&self, operation: &'static str) -> Result<()> {
+        self.faults
+            .as_ref()
+            .map_or(Ok(()), |f| f.store_throttle(operation))
+    }
+}
+
+impl AggregateStore for MemoryAggregateStore {
+    async fn load(&self, keys: &[ItemKey]) -> Result<Vec<AggregateItem>> {
+        self.throttle("BatchGetItem")?;
+        let tables = lock(&self.tables);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for key in keys {
+            if !seen.insert(key) {
+                continue;
+            }
+            match tables.items.get(key) {
+                Some(item) => {
+                    self.meter.consistent_read(item.stored_size());
+                    out.push(item.clone());
+                }
+                // DynamoDB charges a minimum read for a key that is not there.
+                None => self.meter.consistent_read(1),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn load_page(&self, anchor: &ItemKey, page: u32) -> Result<Option<FingerprintSet>> {
+        self.throttle("GetItem")?;
+        let tables = lock(&self.tables);
+        let found = tables.pages.get(&(anchor.clone(), page)).cloned();
+        self.meter
+            .consistent_read(found.as_ref().map_or(1, |p| page_stored_size(anchor, p)));
+        Ok(found)
+    }
+
+    async fn commit(&self, writes: &[ItemWrite]) -> Result<Commit> {
+        self.throttle("TransactWriteItems")?;
+        {
+            let mut tables = lock(&self.tables);
+            let version_holds = |w: &ItemWrite| {
+                tables.items.get(&w.item.key).map_or(0, |i| i.version) == w.expected_version
+            };
+            let pages_absent = |w: &ItemWrite| {
+                w.sealed_page
+                    .iter()
+                    .all(|(n, _)| !tables.pages.contains_key(&(w.item.key.clone(), *n)))
+            };
+            let injected_conflict = self.faults.as_ref().is_some_and(|f| f.conflict());
+            if injected_conflict || !writes.iter().all(|w| version_holds(w) && pages_absent(w)) {
+                return Ok(Commit::Conflict);
+            }
+            let transactional =
+                writes.len() + writes.iter().map(|w| w.sealed_page.len()).sum::<usize>() > 1;
+            for w in writes {
+                let size = w.item.stored_size();
+                if transactional {
+                    self.meter.transactional_write(size);
+                } else {
+                    self.meter.write(size);
+                }
+                for (n, page) in &w.sealed_page {
+                    self.meter
+                        .transactional_write(page_stored_size(&w.item.key, page));
+                    tables.pages.insert((w.item.key.clone(), *n), page.clone());
+                }
+                tables.items.insert(w.item.key.clone(), w.item.clone());
+            }
+        }
+        if let Some(f) = &self.faults {
+            f.crash_after_write()?;
+        }
+        Ok(Commit::Done)
+    }
+
+    async fn watermark(&self, scope: &str) -> Result<Option<i64>> {
+        self.throttle("GetItem")?;
+        self.meter.consistent_read(64);
+        Ok(lock(&self.tables).watermarks.get(scope).copied())
+    }
+
+    async fn advance_watermark(&self, scope: &str, ts_ms: i64) -> Result<()> {
+        self.throttle("UpdateItem")?;
+        self.meter.write(64);
+        let mut tables = lock(&self.tables);
+        let wm = tables.watermarks.entry(scope.to_owned()).or_insert(ts_ms);
+        *wm = (*wm).max(ts_ms);
+        Ok(())
+    }
+}
+
+/// The reference table in memory.
+#[derive(Default)]
+pub struct MemoryReference {
+    rows: Mutex<HashMap<String, Attrs>>,
+    pub lookups: AtomicU64,
+}
+
+impl MemoryReference {
+    pub fn new(rows: impl IntoIterator<Item = (String, Attrs)>) -> Self {
+        MemoryReference {
+            rows: Mutex::new(rows.into_iter().collect()),
+            lookups: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ReferenceLookup for MemoryReference {
+    async fn lookup(&self, keys: &[String]) -> Result<HashMap<String, Attrs>> {
+        self.lookups.fetch_add(keys.len() as u64, Ordering::Relaxed);
+        let rows = lock(&self.rows);
+        Ok(keys
+            .iter()
+            .filter_map(|k| rows.get(k).map(|a| (k.clone(), a.clone())))
+            .collect())
+    }
+}
+
+/// The rules table in memory.
+#[derive(Default)]
+pub struct MemoryRules {
+    rules: Arc<Vec<Rule>>,
+}
+
+impl MemoryRules {
+    pub fn new(rules: Vec<Rule>) -> Self {
+        MemoryRules {
+            rules: Arc::new(rules),
+        }
+    }
+}
+
+impl RulesSource for MemoryRules {
+    async fn rules(&self) -> Result<Arc<Vec<Rule>>> {
+        Ok(self.rules.clone())
+    }
+}
+
+/// The alerts table in memory.
+#[derive(Default)]
+pub struct MemoryAlerts {
+    alerts: Mutex<BTreeMap<String, (Alert, bool)>>,
+}
+
+impl MemoryAlerts {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn alerts(&self) -> Vec<Alert> {
+        lock(&self.alerts)
+            .values()
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+}
+
+impl AlertStore for MemoryAlerts {
+    async fn raise(&self, alert: &Alert) -> Result<AlertStatus> {
+        let mut alerts = lock(&self.alerts);
+        Ok(match alerts.get(&alert.alert_id) {
+            None => {
+                alerts.insert(alert.alert_id.clone(), (alert.clone(), false));
+                AlertStatus::New
+            }
+            Some((_, false)) => AlertStatus::Pending,
+            Some((_, true)) => AlertStatus::Notified,
+        })
+    }
+
+    async fn mark_notified(&self, alert_id: &str) -> Result<()> {
+        if let Some(entry) = lock(&self.alerts).get_mut(alert_id) {
+            entry.1 = true;
+        }
+        Ok(())
+    }
+}

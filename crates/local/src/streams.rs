@@ -1,0 +1,290 @@
+//! In-process Kinesis-like streams: shards own contiguous ranges of the 128-bit MD5
+//! hash key space (as Kinesis assigns them), a partition key goes to the shard whose
+//! range holds MD5(key), and sequence numbers are 56-digit decimal strings that only
+//! grow.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use md5::{Digest, Md5};
+use sluice_core::error::{Error, Result};
+use sluice_core::ports::{Clock, RecordSink, ShardInfo, ShardRead, ShardSource};
+use sluice_core::record::{OutRecord, StreamRecord};
+use sluice_core::sequence::SeqNo;
+
+use crate::faults::Faults;
+
+/// The 128-bit hash key of a partition key, as Kinesis computes it.
+pub fn hash_key(partition_key: &str) -> u128 {
+    u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
+}
+
+/// The shard index for a hash key when `shards` split the key space evenly.
+pub fn shard_index(hash: u128, shards: usize) -> usize {
+    let width = (u128::MAX / shards as u128).saturating_add(1);
+    ((hash / width) as usize).min(shards - 1)
+}
+
+pub fn shard_id(index: usize) -> String {
+    format!("shardId-{index:012}")
+}
+
+struct Shard {
+    id: String,
+    records: Vec<StreamRecord>,
+}
+
+struct Stream {
+    shards: Vec<Shard>,
+}
+
+/// A set of named in-process streams.
+pub struct MemoryStreams {
+    streams: Mutex<BTreeMap<String, Stream>>,
+    next_sequence: AtomicU64,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemoryStreams {
+    pub fn new(clock: Arc<dyn Clock>) -> Arc<Self> {
+        Arc::new(MemoryStreams {
+            streams: Mutex::new(BTreeMap::new()),
+            next_sequence: AtomicU64::new(1),
+            clock,
+        })
+    }
+
+    pub fn create(&self, name: &str, shards: usize) {
+        let shards = (0..shards.max(1))
+            .map(|i| Shard {
+                id: shard_id(i),
+                records: Vec::new(),
+            })
+            .collect();
+        self.lock().insert(name.to_owned(), Stream { shards });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Stream>> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends records (all or nothing); returns their sequence numbers.
+    pub fn put(&self, stream: &str, records: Vec<OutRecord>) -> Result<Vec<String>> {
+        let now = self.clock.now_ms();
+        let mut streams = self.lock();
+        let s = streams.get_mut(stream).ok_or_else(|| Error::Remote {
+            service: "kinesis",
+            operation: "PutRecords",
+            message: format!("stream {stream:?} does not exist"),
+            retryable: false,
+            source: None,
+        })?;
+        let n = s.shards.len();
+        let mut seqs = Vec::with_capacity(records.len());
+        for r in records {
+            let index = shard_index(hash_key(&r.partition_key), n);
+            let seq = format!(
+                "49{:054}",
+                self.next_sequence.fetch_add(1, Ordering::SeqCst)
+            );
+            let shard = &mut s.shards[index];
+            shard.records.push(StreamRecord {
+                stream: stream.to_owned(),
+                shard_id: shard.id.clone(),
+                sequence_number: seq.clone(),
+                partition_key: r.partition_key,
+                data: r.data,
+                arrival_ms: now,
+            });
+            seqs.push(seq);
+        }
+        Ok(seqs)
+    }
+
+    /// Every record of a stream, shard by shard.
+    pub fn records(&self, stream: &str) -> Vec<StreamRecord> {
+        self.lock()
+            .get(stream)
+            .map(|s| {
+                s.shards
+                    .iter()
+                    .flat_map(|sh| sh.records.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn len(&self, stream: &str) -> usize {
+        self.lock()
+            .get(stream)
+            .map_or(0, |s| s.shards.iter().map(|sh| sh.records.len()).sum())
+    }
+
+    pub fn is_empty(&self, stream: &str) -> bool {
+        self.len(stream) == 0
+    }
+
+    pub fn sink(self: &Arc<Self>, stream: &str) -> MemorySink {
+        MemorySink {
+            streams: self.clone(),
+            stream: stream.to_owned(),
+            faults: None,
+        }
+    }
+
+    pub fn source(self: &Arc<Self>, stream: &str) -> MemorySource {
+        MemorySource {
+            streams: self.clone(),
+            stream: stream.to_owned(),
+        }
+    }
+}
+
+/// Writes into one in-process stream; may inject throttling (chaos testing).
+#[derive(Clone)]
+pub struct MemorySink {
+    streams: Arc<MemoryStreams>,
+    stream: String,
+    faults: Option<Arc<Faults>>,
+}
+
+impl MemorySink {
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+}
+
+impl RecordSink for MemorySink {
+    fn stream_name(&self) -> &str {
+        &self.stream
+    }
+
+    async fn put_records(&self, records: Vec<OutRecord>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        if let Some(f) = &self.faults {
+            f.sink_throttle(&self.stream)?;
+        }
+        self.streams.put(&self.stream, records).map(|_| ())
+    }
+}
+
+/// Reads one in-process stream.
+#[derive(Clone)]
+pub struct MemorySource {
+    streams: Arc<MemoryStreams>,
+    stream: String,
+}
+
+impl ShardSource for MemorySource {
+    fn stream_name(&self) -> &str {
+        &self.stream
+    }
+
+    fn stream_arn(&self) -> String {
+        format!(
+            "arn:aws:kinesis:us-east-1:000000000000:stream/{}",
+            self.stream
+        )
+    }
+
+    async fn shards(&self) -> Result<Vec<ShardInfo>> {
+        Ok(self
+            .streams
+            .lock()
+            .get(&self.stream)
+            .map(|s| {
+                s.shards
+                    .iter()
+                    .map(|sh| ShardInfo {
+                        shard_id: sh.id.clone(),
+                        parents: Vec::new(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn read(&self, shard_id: &str, after: Option<&str>, limit: usize) -> Result<ShardRead> {
+        let streams = self.streams.lock();
+        let Some(shard) = streams
+            .get(&self.stream)
+            .and_then(|s| s.shards.iter().find(|sh| sh.id == shard_id))
+        else {
+            return Ok(ShardRead::default());
+        };
+        let start = match after.and_then(SeqNo::parse) {
+            None => 0,
+            Some(after) => shard
+                .records
+                .partition_point(|r| SeqNo::parse(&r.sequence_number).is_some_and(|s| s <= after)),
+        };
+        let end = (start + limit).min(shard.records.len());
+        Ok(ShardRead {
+            records: shard.records[start..end].to_vec(),
+            ended: false,
+            behind_ms: Some(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::ports::SystemClock;
+
+    #[test]
+    fn keys_map_to_shards_by_md5_range() {
+        // MD5("") = d41d8cd9…, in the top half of the key space.
+        assert_eq!(shard_index(hash_key(""), 2), 1);
+        assert_eq!(shard_index(0, 4), 0);
+        assert_eq!(shard_index(u128::MAX, 4), 3);
+        assert_eq!(shard_index(u128::MAX / 4 + 1, 4), 1);
+        let counts = (0..1000).fold([0usize; 4], |mut acc, i| {
+            acc[shard_index(hash_key(&format!("key-{i}")), 4)] += 1;
+            acc
+        });
+        assert!(counts.iter().all(|c| *c > 180), "{counts:?}");
+    }
+
+    #[tokio::test]
+    async fn sequence_numbers_grow_within_a_shard_and_reads_resume_after_one() {
+        let streams = MemoryStreams::new(Arc::new(SystemClock));
+        streams.create("s", 2);
+        let recs: Vec<OutRecord> = (0..10)
+            .map(|i| OutRecord {
+                partition_key: format!("k{}", i % 3),
+                data: vec![i],
+            })
+            .collect();
+        let seqs = streams.put("s", recs).expect("put");
+        assert!(seqs.iter().all(|s| s.len() == 56));
+        let source = streams.source("s");
+        let mut total = 0;
+        for shard in source.shards().await.expect("shards") {
+            let all = source
+                .read(&shard.shard_id, None, 100)
+                .await
+                .expect("read")
+                .records;
+            let ordered: Vec<SeqNo> = all
+                .iter()
+                .map(|r| SeqNo::parse(&r.sequence_number).expect("seq"))
+                .collect();
+            assert!(ordered.windows(2).all(|w| w[0] < w[1]));
+            if all.len() > 1 {
+                let rest = source
+                    .read(&shard.shard_id, Some(&all[0].sequence_number), 100)
+                    .await
+                    .expect("read");
+                assert_eq!(rest.records.len(), all.len() - 1);
+            }
+            total += all.len();
+        }
+        assert_eq!(total, 10);
+        assert!(streams.put("missing", vec![]).is_err());
+    }
+}

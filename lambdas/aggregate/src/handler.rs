@@ -1,0 +1,138 @@
+//! Aggregate handler: enriched events in; windows assigned from event time, the batch
+//! combined in memory, merged exactly once into the aggregates table, window updates
+//! out. Generic over its ports.
+
+use sluice_core::config::AggregateConfig;
+use sluice_core::ports::{AggregateStore, NoLedger, RecordSink, SystemClock};
+pub use sluice_core::stage::aggregate::Aggregate;
+
+/// The stage as deployed: no ledger (metrics only) and the system clock.
+pub type AggregateHandler<S, O, D> = Aggregate<S, O, D, NoLedger, SystemClock>;
+
+pub fn handler<S: AggregateStore, O: RecordSink, D: RecordSink>(
+    store: S,
+    updates: O,
+    dead_letters: D,
+    config: AggregateConfig,
+) -> AggregateHandler<S, O, D> {
+    Aggregate::new(store, updates, dead_letters, NoLedger, SystemClock, config)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aws_lambda_events::event::kinesis::KinesisEvent;
+    use sluice_core::item::WindowUpdate;
+    use sluice_core::ports::SystemClock;
+    use sluice_local::store::MemoryAggregateStore;
+    use sluice_local::streams::MemoryStreams;
+
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../../../events/aggregate/enriched.json");
+
+    #[tokio::test]
+    async fn fixture_is_counted_once_even_when_delivered_twice() {
+        let streams = MemoryStreams::new(Arc::new(SystemClock));
+        streams.create("updates", 1);
+        streams.create("dlq", 1);
+        let store = Arc::new(MemoryAggregateStore::new());
+        let stage = handler(
+            store.clone(),
+            streams.sink("updates"),
+            streams.sink("dlq"),
+            AggregateConfig::default(),
+        );
+        let event: KinesisEvent = serde_json::from_str(FIXTURE).expect("fixture is a KinesisEvent");
+        let (response, outcome) = sluice_core::lambda::handle(&stage, &event, None).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(outcome.stats.counted, 4);
+        assert_eq!(outcome.stats.duplicates, 1, "t-1 sent twice");
+        assert_eq!(outcome.stats.dead_lettered_total(), 1, "the malformed line");
+
+        let views = |store: &MemoryAggregateStore| {
+            store
+                .items()
+                .iter()
+                .map(|i| {
+                    let v = i.view();
+                    (
+                        v.key,
+                        v.window_seconds,
+                        v.window_start,
+                        v.count,
+                        v.sum,
+                        v.min,
+                        v.max,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let expected = vec![
+            (
+                "sensor-1".to_owned(),
+                60,
+                "2026-01-01T00:00:00Z".to_owned(),
+                2,
+                44.0,
+                21.5,
+                22.5,
+            ),
+            (
+                "sensor-1".to_owned(),
+                60,
+                "2026-01-01T00:01:00Z".to_owned(),
+                1,
+                30.0,
+                30.0,
+                30.0,
+            ),
+            (
+                "sensor-1".to_owned(),
+                3600,
+                "2026-01-01T00:00:00Z".to_owned(),
+                3,
+                74.0,
+                21.5,
+                30.0,
+            ),
+            (
+                "sensor-2".to_owned(),
+                60,
+                "2026-01-01T00:00:00Z".to_owned(),
+                1,
+                19.0,
+                19.0,
+                19.0,
+            ),
+            (
+                "sensor-2".to_owned(),
+                3600,
+                "2026-01-01T00:00:00Z".to_owned(),
+                1,
+                19.0,
+                19.0,
+                19.0,
+            ),
+        ];
+        assert_eq!(views(&store), expected);
+        let updates: Vec<WindowUpdate> = streams
+            .records("updates")
+            .iter()
+            .flat_map(|r| {
+                r.data
+                    .split(|b| *b == b'\n')
+                    .map(|l| serde_json::from_slice(l).expect("update"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(updates.len(), 5, "one update per written item");
+
+        // Lambda redelivers the same batch (e.g. the response was lost): nothing changes.
+        let (_, again) = sluice_core::lambda::handle(&stage, &event, None).await;
+        assert_eq!(again.stats.counted, 0);
+        assert_eq!(again.stats.duplicates, 5);
+        assert_eq!(views(&store), expected);
+    }
+}

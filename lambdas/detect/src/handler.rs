@@ -1,0 +1,88 @@
+//! Detect handler: window updates in; rules evaluated; each alert stored and announced
+//! once per (rule, group, window). Generic over its ports.
+
+use sluice_core::cache::CachedRules;
+use sluice_core::config::DetectConfig;
+use sluice_core::ports::{AlertStore, RecordSink, RulesSource, SystemClock};
+pub use sluice_core::stage::detect::Detect;
+
+/// The stage as deployed, with the system clock.
+pub type DetectHandler<R, A, O, D> = Detect<R, A, O, D, SystemClock>;
+
+pub fn handler<R: RulesSource, A: AlertStore, O: RecordSink, D: RecordSink>(
+    rules: R,
+    alerts: A,
+    output: O,
+    dead_letters: D,
+    config: DetectConfig,
+) -> DetectHandler<R, A, O, D> {
+    Detect {
+        rules: CachedRules::new(rules, SystemClock, config.rules_cache_ttl_ms),
+        alerts,
+        output,
+        dead_letters,
+        clock: SystemClock,
+        config,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aws_lambda_events::event::kinesis::KinesisEvent;
+    use sluice_core::ports::SystemClock;
+    use sluice_core::rules::parse_rules;
+    use sluice_local::store::{MemoryAlerts, MemoryRules};
+    use sluice_local::streams::MemoryStreams;
+
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../../../events/detect/window-updates.json");
+
+    #[tokio::test]
+    async fn fixture_raises_one_alert_per_rule_and_window() {
+        let streams = MemoryStreams::new(Arc::new(SystemClock));
+        streams.create("alerts", 1);
+        streams.create("dlq", 1);
+        let rules = parse_rules(
+            r#"{"id":"too-hot","type":"temperature","window_seconds":60,"stat":"max","op":">","threshold":80}"#,
+        )
+        .expect("rules");
+        let alerts = Arc::new(MemoryAlerts::new());
+        let stage = handler(
+            MemoryRules::new(rules),
+            alerts.clone(),
+            streams.sink("alerts"),
+            streams.sink("dlq"),
+            DetectConfig::default(),
+        );
+        let event: KinesisEvent = serde_json::from_str(FIXTURE).expect("fixture is a KinesisEvent");
+        let (response, outcome) = sluice_core::lambda::handle(&stage, &event, None).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(
+            outcome.stats.alerts_raised, 1,
+            "two updates of one window, one alert"
+        );
+        let announced = streams.records("alerts");
+        assert_eq!(announced.len(), 1);
+        let alert: serde_json::Value = serde_json::from_slice(&announced[0].data).expect("json");
+        assert_eq!(alert["kind"], "alert");
+        assert_eq!(alert["key"], "sensor-7");
+        assert_eq!(
+            alert["value"], 90.5,
+            "the update that first crossed the threshold"
+        );
+        assert_eq!(alert["window_start"], "2026-01-01T00:00:00Z");
+        let dead = streams.records("dlq");
+        assert_eq!(dead.len(), 1);
+        let dl: serde_json::Value = serde_json::from_slice(&dead[0].data).expect("json");
+        assert_eq!(dl["reason"], "wrong_type");
+
+        // Redelivered: the alert is already announced, nothing new goes out.
+        let (_, again) = sluice_core::lambda::handle(&stage, &event, None).await;
+        assert_eq!(again.stats.alerts_raised, 0);
+        assert_eq!(streams.records("alerts").len(), 1);
+        assert_eq!(alerts.alerts().len(), 1);
+    }
+}
