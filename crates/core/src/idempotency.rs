@@ -54,6 +54,29 @@ pub fn anchor_of(group: &GroupKey, config: &AggregateConfig, ts: i64) -> ItemKey
     }
 }
 
+/// Judges lateness in processing order and returns the group's new watermark.
+///
+/// A group's watermark is the start of the newest anchor window it has seen an event
+/// in (stored, or earlier in this batch). An event is late when its anchor window ended
+/// more than the allowed lateness before the watermark. Because Kinesis keeps order
+/// only per partition key, a per-group watermark (key is the partition key) gives the
+/// same verdicts however shards, lanes and upstream stages interleave different keys.
+pub fn judge_lateness(
+    candidates: &mut [Candidate],
+    stored: Option<i64>,
+    config: &AggregateConfig,
+) -> Option<i64> {
+    let anchor = config.windows.anchor();
+    let mut watermark = stored;
+    for c in candidates.iter_mut() {
+        let start = anchor.latest_start(c.ts);
+        let end = start.saturating_add(anchor.size_ms);
+        c.late = watermark.is_some_and(|w| end.saturating_add(config.allowed_lateness_ms) < w);
+        watermark = Some(watermark.map_or(start, |w| w.max(start)));
+    }
+    watermark
+}
+
 /// Every key a group's events may need: anchors for all, coarser windows for those
 /// that are not late.
 pub fn keys_to_read(
@@ -467,6 +490,37 @@ mod tests {
         assert_eq!(items[&day].state.count, 150);
         assert_eq!(items[&day].version, 2);
         assert_eq!(txs.iter().map(|t| t.counted.len()).sum::<usize>(), 150);
+    }
+
+    #[test]
+    fn lateness_is_judged_against_the_group_watermark_in_order() {
+        let config = AggregateConfig::default(); // 60 s anchor, 300 s lateness
+        let mut batch = vec![
+            cand(0, "a", 1_000_000, 1.0, 1),
+            cand(1, "b", 1_000_000 + 361_000, 1.0, 2),
+            cand(2, "c", 1_000_000, 1.0, 3),
+            cand(3, "d", 1_000_000 + 60_000, 1.0, 4),
+        ];
+        let wm = judge_lateness(&mut batch, None, &config);
+        // Watermark after b: start of b's minute (1_320_000); a's minute [960_000, 1_020_000)
+        // ended 300 s + 0 before 1_320_000: not more than the lateness, so c is on time.
+        assert_eq!(wm, Some(1_320_000));
+        assert_eq!(
+            batch.iter().map(|c| c.late).collect::<Vec<_>>(),
+            [false, false, false, false]
+        );
+        let mut later = vec![cand(4, "e", 1_000_000, 1.0, 5)];
+        judge_lateness(&mut later, Some(1_380_000), &config);
+        assert!(
+            later[0].late,
+            "one more minute and the window is closed for good"
+        );
+        let mut early = vec![cand(5, "f", 1_000_000, 1.0, 6)];
+        assert_eq!(
+            judge_lateness(&mut early, Some(1_380_000), &config),
+            Some(1_380_000),
+            "never lowers"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Storage keys: `pk = type#key` (types cannot contain `#`, so the split is
 //! unambiguous), `sk = label#start` with the window label (`60`, `3600/600`) and the
 //! window start in RFC 3339, so a range of one key's windows is one `Query`.
-//! Fingerprint pages sort apart under `~fp#…`, watermarks under `pk = ~watermark`.
+//! Fingerprint pages sort apart under `~fp#…`; a group's watermark is the item
+//! `sk = ~wm` of its partition.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +17,7 @@ use crate::sequence::SeqNo;
 use crate::time::{format_rfc3339, parse_rfc3339_ms};
 use crate::window::WindowSpec;
 
-pub const WATERMARK_PARTITION: &str = "~watermark";
+pub const WATERMARK_SORT_KEY: &str = "~wm";
 pub const PAGE_PREFIX: &str = "~fp#";
 
 /// What is aggregated: one metric of one entity.
@@ -162,6 +163,30 @@ impl AggregateItem {
         }
         size
     }
+}
+
+/// The event-time watermark of one group: the start of the newest anchor window it
+/// has seen an event in. It only grows, and is written in the same transaction as the
+/// group's aggregates, so a retried batch judges lateness exactly as the first try did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupWatermark {
+    pub group: GroupKey,
+    pub watermark_ms: i64,
+    /// 0 means "not stored yet".
+    pub version: u64,
+}
+
+impl GroupWatermark {
+    pub fn stored_size(&self) -> usize {
+        2 + self.group.partition_key().len() + 2 + WATERMARK_SORT_KEY.len() + 2 + 21 + 7 + 21
+    }
+}
+
+/// A conditional write of a group's watermark.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatermarkWrite {
+    pub watermark: GroupWatermark,
+    pub expected_version: u64,
 }
 
 /// Approximate stored size of a sealed fingerprint page.

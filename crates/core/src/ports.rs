@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::envelope::Reason;
 use crate::error::Result;
 use crate::fingerprint::FingerprintSet;
-use crate::item::{AggregateItem, ItemKey, ItemWrite};
+use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
 use crate::record::OutRecord;
 use crate::rules::{Alert, Rule};
 
@@ -58,23 +58,35 @@ pub enum Commit {
     Conflict,
 }
 
+/// What one consistent read of the aggregates table returned.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    pub items: Vec<AggregateItem>,
+    pub watermarks: Vec<GroupWatermark>,
+}
+
 /// The aggregates table.
 pub trait AggregateStore: Send + Sync {
-    /// Strongly consistent read of the items that exist among `keys`.
-    fn load(&self, keys: &[ItemKey]) -> impl Future<Output = Result<Vec<AggregateItem>>> + Send;
+    /// Strongly consistent read of the items and group watermarks that exist among
+    /// `keys` and `groups` (one `BatchGetItem` on DynamoDB).
+    fn load(
+        &self,
+        keys: &[ItemKey],
+        groups: &[GroupKey],
+    ) -> impl Future<Output = Result<Loaded>> + Send;
     /// One sealed fingerprint page of an anchor item (immutable once written).
     fn load_page(
         &self,
         anchor: &ItemKey,
         page: u32,
     ) -> impl Future<Output = Result<Option<FingerprintSet>>> + Send;
-    /// Writes all items atomically, each conditioned on its expected version.
-    fn commit(&self, writes: &[ItemWrite]) -> impl Future<Output = Result<Commit>> + Send;
-    /// The persisted event-time watermark of one input shard (`stream/shard`).
-    fn watermark(&self, scope: &str) -> impl Future<Output = Result<Option<i64>>> + Send;
-    /// Raises the watermark to `ts_ms` if it is higher (never lowers it).
-    fn advance_watermark(&self, scope: &str, ts_ms: i64)
-    -> impl Future<Output = Result<()>> + Send;
+    /// Writes all items (and the group's watermark, if given) atomically, each
+    /// conditioned on its expected version.
+    fn commit(
+        &self,
+        writes: &[ItemWrite],
+        watermark: Option<&WatermarkWrite>,
+    ) -> impl Future<Output = Result<Commit>> + Send;
 }
 
 /// The rules the detect stage evaluates.
@@ -189,8 +201,12 @@ impl<T: ReferenceLookup + ?Sized> ReferenceLookup for Arc<T> {
 }
 
 impl<T: AggregateStore + ?Sized> AggregateStore for Arc<T> {
-    fn load(&self, keys: &[ItemKey]) -> impl Future<Output = Result<Vec<AggregateItem>>> + Send {
-        (**self).load(keys)
+    fn load(
+        &self,
+        keys: &[ItemKey],
+        groups: &[GroupKey],
+    ) -> impl Future<Output = Result<Loaded>> + Send {
+        (**self).load(keys, groups)
     }
     fn load_page(
         &self,
@@ -199,18 +215,12 @@ impl<T: AggregateStore + ?Sized> AggregateStore for Arc<T> {
     ) -> impl Future<Output = Result<Option<FingerprintSet>>> + Send {
         (**self).load_page(anchor, page)
     }
-    fn commit(&self, writes: &[ItemWrite]) -> impl Future<Output = Result<Commit>> + Send {
-        (**self).commit(writes)
-    }
-    fn watermark(&self, scope: &str) -> impl Future<Output = Result<Option<i64>>> + Send {
-        (**self).watermark(scope)
-    }
-    fn advance_watermark(
+    fn commit(
         &self,
-        scope: &str,
-        ts_ms: i64,
-    ) -> impl Future<Output = Result<()>> + Send {
-        (**self).advance_watermark(scope, ts_ms)
+        writes: &[ItemWrite],
+        watermark: Option<&WatermarkWrite>,
+    ) -> impl Future<Output = Result<Commit>> + Send {
+        (**self).commit(writes, watermark)
     }
 }
 

@@ -484,3 +484,23 @@ fn origins_of(record: &StreamRecord, raw: bool) -> Vec<String> {
             .collect()
     }
 }
+
+/// Wraps a stage as a Lambda-shaped handler; `observe` sees every batch outcome (for
+/// progress and counters).
+pub fn stage_handler<S, F>(stage: Arc<S>, observe: F) -> Handler
+where
+    S: sluice_core::stage::Stage + 'static,
+    F: Fn(&sluice_core::outcome::BatchOutcome) + Send + Sync + 'static,
+{
+    let observe = Arc::new(observe);
+    Arc::new(move |event: KinesisEvent, deadline_ms: i64| {
+        let stage = stage.clone();
+        let observe = observe.clone();
+        Box::pin(async move {
+            let (response, outcome) =
+                sluice_core::lambda::handle(&*stage, &event, Some(deadline_ms)).await;
+            observe(&outcome);
+            Ok(response)
+        }) as InvokeFuture
+    })
+}

@@ -4,6 +4,7 @@
 pub mod esm;
 pub mod faults;
 pub mod ledger;
+pub mod scenario;
 pub mod store;
 pub mod streams;
 pub mod template;

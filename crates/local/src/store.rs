@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sluice_core::error::Result;
 use sluice_core::fingerprint::FingerprintSet;
-use sluice_core::item::{AggregateItem, ItemKey, ItemWrite, page_stored_size};
+use sluice_core::item::{
+    AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite, page_stored_size,
+};
 use sluice_core::ports::{
-    AggregateStore, AlertStatus, AlertStore, Attrs, Commit, ReferenceLookup, RulesSource,
+    AggregateStore, AlertStatus, AlertStore, Attrs, Commit, Loaded, ReferenceLookup, RulesSource,
 };
 use sluice_core::rules::{Alert, Rule};
 
@@ -73,7 +75,7 @@ impl Meter {
 struct Tables {
     items: BTreeMap<ItemKey, AggregateItem>,
     pages: HashMap<(ItemKey, u32), FingerprintSet>,
-    watermarks: BTreeMap<String, i64>,
+    watermarks: BTreeMap<GroupKey, GroupWatermark>,
 }
 
 /// The aggregates table in memory.
@@ -111,11 +113,11 @@ impl MemoryAggregateStore {
 }
 
 impl AggregateStore for MemoryAggregateStore {
-    async fn load(&self, keys: &[ItemKey]) -> Result<Vec<AggregateItem>> {
+    async fn load(&self, keys: &[ItemKey], groups: &[GroupKey]) -> Result<Loaded> {
         self.throttle("BatchGetItem")?;
         let tables = lock(&self.tables);
         let mut seen = std::collections::BTreeSet::new();
-        let mut out = Vec::new();
+        let mut out = Loaded::default();
         for key in keys {
             if !seen.insert(key) {
                 continue;
@@ -123,10 +125,16 @@ impl AggregateStore for MemoryAggregateStore {
             match tables.items.get(key) {
                 Some(item) => {
                     self.meter.consistent_read(item.stored_size());
-                    out.push(item.clone());
+                    out.items.push(item.clone());
                 }
                 // DynamoDB charges a minimum read for a key that is not there.
                 None => self.meter.consistent_read(1),
+            }
+        }
+        for group in groups.iter().collect::<std::collections::BTreeSet<_>>() {
+            self.meter.consistent_read(64);
+            if let Some(w) = tables.watermarks.get(group) {
+                out.watermarks.push(w.clone());
             }
         }
         Ok(out)
@@ -141,7 +149,11 @@ impl AggregateStore for MemoryAggregateStore {
         Ok(found)
     }
 
-    async fn commit(&self, writes: &[ItemWrite]) -> Result<Commit> {
+    async fn commit(
+        &self,
+        writes: &[ItemWrite],
+        watermark: Option<&WatermarkWrite>,
+    ) -> Result<Commit> {
         self.throttle("TransactWriteItems")?;
         {
             let mut tables = lock(&self.tables);
@@ -153,46 +165,49 @@ impl AggregateStore for MemoryAggregateStore {
                     .iter()
                     .all(|(n, _)| !tables.pages.contains_key(&(w.item.key.clone(), *n)))
             };
+            let watermark_holds = watermark.is_none_or(|w| {
+                tables
+                    .watermarks
+                    .get(&w.watermark.group)
+                    .map_or(0, |c| c.version)
+                    == w.expected_version
+            });
             let injected_conflict = self.faults.as_ref().is_some_and(|f| f.conflict());
-            if injected_conflict || !writes.iter().all(|w| version_holds(w) && pages_absent(w)) {
+            if injected_conflict
+                || !watermark_holds
+                || !writes.iter().all(|w| version_holds(w) && pages_absent(w))
+            {
                 return Ok(Commit::Conflict);
             }
-            let transactional =
-                writes.len() + writes.iter().map(|w| w.sealed_page.len()).sum::<usize>() > 1;
-            for w in writes {
-                let size = w.item.stored_size();
-                if transactional {
-                    self.meter.transactional_write(size);
+            let actions = writes.len()
+                + writes.iter().map(|w| w.sealed_page.len()).sum::<usize>()
+                + usize::from(watermark.is_some());
+            let charge = |bytes: usize| {
+                if actions > 1 {
+                    self.meter.transactional_write(bytes);
                 } else {
-                    self.meter.write(size);
+                    self.meter.write(bytes);
                 }
+            };
+            for w in writes {
+                charge(w.item.stored_size());
                 for (n, page) in &w.sealed_page {
-                    self.meter
-                        .transactional_write(page_stored_size(&w.item.key, page));
+                    charge(page_stored_size(&w.item.key, page));
                     tables.pages.insert((w.item.key.clone(), *n), page.clone());
                 }
                 tables.items.insert(w.item.key.clone(), w.item.clone());
+            }
+            if let Some(w) = watermark {
+                charge(w.watermark.stored_size());
+                tables
+                    .watermarks
+                    .insert(w.watermark.group.clone(), w.watermark.clone());
             }
         }
         if let Some(f) = &self.faults {
             f.crash_after_write()?;
         }
         Ok(Commit::Done)
-    }
-
-    async fn watermark(&self, scope: &str) -> Result<Option<i64>> {
-        self.throttle("GetItem")?;
-        self.meter.consistent_read(64);
-        Ok(lock(&self.tables).watermarks.get(scope).copied())
-    }
-
-    async fn advance_watermark(&self, scope: &str, ts_ms: i64) -> Result<()> {
-        self.throttle("UpdateItem")?;
-        self.meter.write(64);
-        let mut tables = lock(&self.tables);
-        let wm = tables.watermarks.entry(scope.to_owned()).or_insert(ts_ms);
-        *wm = (*wm).max(ts_ms);
-        Ok(())
     }
 }
 

@@ -2,9 +2,9 @@
 //! the aggregates table with one consistent read and one conditional transaction per
 //! group (see `idempotency.rs` for why that counts every event exactly once).
 //!
-//! Per batch: decode → per-shard watermark (persisted) → late candidates → read every
-//! touched item at once → per group: plan, commit, on conflict re-read and re-plan →
-//! emit window updates and dead letters → advance the watermark.
+//! Per batch: decode → read every touched item and group watermark at once → per
+//! group: judge lateness, plan, commit (watermark in the same transaction), on
+//! conflict re-read and re-plan → emit window updates and dead letters.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,10 +14,12 @@ use crate::dead_letter::DeadLetter;
 use crate::envelope::{Reason, Rejection};
 use crate::error::{Error, Result};
 use crate::fingerprint::{FingerprintSet, fingerprint};
-use crate::idempotency::{Candidate, anchor_of, keys_to_read, plan_group, transactions};
-use crate::item::{AggregateItem, GroupKey, ItemKey};
+use crate::idempotency::{
+    Candidate, anchor_of, judge_lateness, keys_to_read, plan_group, transactions,
+};
+use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, WatermarkWrite};
 use crate::outcome::BatchOutcome;
-use crate::ports::{AggregateStore, Clock, Commit, EventLedger, Fate, RecordSink};
+use crate::ports::{AggregateStore, Clock, Commit, EventLedger, Fate, Loaded, RecordSink};
 use crate::record::{PACKED_RECORD_BYTES, StreamRecord, pack_lines};
 use crate::sequence::SeqNo;
 use crate::stage::{Stage, deadline_passed, decode_events, fail_whole_batch, failure_at};
@@ -56,9 +58,24 @@ impl<S, O, D, L, C> Aggregate<S, O, D, L, C> {
     }
 }
 
-/// The watermark scope of a record: its stream and shard.
-pub fn watermark_scope(record: &StreamRecord) -> String {
-    format!("{}/{}", record.stream, record.shard_id)
+fn split_loaded(
+    loaded: Loaded,
+) -> (
+    HashMap<ItemKey, AggregateItem>,
+    HashMap<GroupKey, GroupWatermark>,
+) {
+    (
+        loaded
+            .items
+            .into_iter()
+            .map(|i| (i.key.clone(), i))
+            .collect(),
+        loaded
+            .watermarks
+            .into_iter()
+            .map(|w| (w.group.clone(), w))
+            .collect(),
+    )
 }
 
 struct Pending {
@@ -148,38 +165,9 @@ where
         }
         let (events, rejected) = decode_events(self.name(), records);
 
-        // Watermarks as persisted before this batch, per input shard.
-        let mut watermarks: BTreeMap<String, i64> = BTreeMap::new();
-        for record in records {
-            let scope = watermark_scope(record);
-            if watermarks.contains_key(&scope) {
-                continue;
-            }
-            match self.store.watermark(&scope).await {
-                Ok(wm) => watermarks.insert(scope, wm.unwrap_or(i64::MIN)),
-                Err(error) => {
-                    fail_whole_batch(&mut outcome, records, error);
-                    return outcome;
-                }
-            };
-        }
-
-        // Late candidates: the watermark an event is judged under is the persisted one
-        // raised by every event before it in this batch (processing order).
-        let lateness = self.config.allowed_lateness_ms;
-        let mut running = watermarks.clone();
         let mut pending: Vec<Pending> = Vec::with_capacity(events.len());
         for d in events {
             let record = &records[d.record];
-            let scope = watermark_scope(record);
-            let wm = running.entry(scope).or_insert(i64::MIN);
-            let group = GroupKey {
-                key: d.event.key.clone(),
-                metric: d.event.metric.clone(),
-            };
-            let anchor_end = anchor_of(&group, &self.config, d.event.ts).end_ms();
-            let late = anchor_end.saturating_add(lateness) < *wm;
-            *wm = (*wm).max(d.event.ts);
             let seq = SeqNo::parse(&record.sequence_number).unwrap_or_else(SeqNo::zero);
             pending.push(Pending {
                 record: d.record,
@@ -192,9 +180,12 @@ where
                     fingerprint: fingerprint(&d.event.id),
                     shard: record.shard_id.clone(),
                     seq,
-                    late,
+                    late: false,
                 },
-                group,
+                group: GroupKey {
+                    key: d.event.key,
+                    metric: d.event.metric,
+                },
             });
         }
 
@@ -211,7 +202,7 @@ where
                 .push(i);
         }
 
-        // One consistent read of every touched item.
+        // One consistent read of every touched item and every group's watermark.
         let mut read_keys = Vec::new();
         for g in &group_order {
             let cands: Vec<Candidate> = members[g]
@@ -220,8 +211,8 @@ where
                 .collect();
             read_keys.extend(keys_to_read(g, &cands, &self.config));
         }
-        let mut items: HashMap<ItemKey, AggregateItem> = match self.store.load(&read_keys).await {
-            Ok(found) => found.into_iter().map(|i| (i.key.clone(), i)).collect(),
+        let (mut items, mut watermarks) = match self.store.load(&read_keys, &group_order).await {
+            Ok(loaded) => split_loaded(loaded),
             Err(error) => {
                 fail_whole_batch(&mut outcome, records, error);
                 return outcome;
@@ -236,6 +227,10 @@ where
                 .iter()
                 .map(|i| pending[*i].candidate.clone())
                 .collect();
+            // Lateness is judged once, in processing order, against the stored watermark;
+            // a conflict below re-reads items but keeps these verdicts.
+            let stored_wm = watermarks.get(g).map(|w| w.watermark_ms);
+            let batch_wm = judge_lateness(&mut open, stored_wm, &self.config);
             let mut attempts = 0;
             loop {
                 if let Some(err) = deadline_passed(&self.clock, deadline_ms, margin) {
@@ -256,28 +251,51 @@ where
                 };
                 let plan = plan_group(g, &open, &items, &pages, &self.config);
                 let txs = transactions(&plan, &items, &self.config);
+                // The watermark goes with the group's last transaction (or alone).
+                let current = watermarks.get(g).cloned();
+                let wm_write = batch_wm
+                    .filter(|wm| current.as_ref().is_none_or(|c| *wm > c.watermark_ms))
+                    .map(|wm| WatermarkWrite {
+                        watermark: GroupWatermark {
+                            group: g.clone(),
+                            watermark_ms: wm,
+                            version: current.as_ref().map_or(0, |c| c.version) + 1,
+                        },
+                        expected_version: current.as_ref().map_or(0, |c| c.version),
+                    });
                 let mut conflict = None;
-                for tx in &txs {
+                let tx_count = txs.len().max(usize::from(wm_write.is_some()));
+                for n in 0..tx_count {
+                    let writes = txs.get(n).map_or(&[][..], |t| &t.writes[..]);
+                    let counted = txs.get(n).map_or(&[][..], |t| &t.counted[..]);
+                    let wm = if n + 1 == tx_count {
+                        wm_write.as_ref()
+                    } else {
+                        None
+                    };
                     outcome.stats.transactions += 1;
-                    match self.store.commit(&tx.writes).await {
+                    match self.store.commit(writes, wm).await {
                         Ok(Commit::Done) => {
-                            for w in &tx.writes {
+                            for w in writes {
                                 outcome.stats.items_written += 1 + w.sealed_page.len() as u64;
                                 items.insert(w.item.key.clone(), w.item.clone());
                                 written.insert(w.item.key.clone(), w.item.clone());
                             }
-                            for &i in &tx.counted {
+                            if let Some(w) = wm {
+                                outcome.stats.items_written += 1;
+                                watermarks.insert(g.clone(), w.watermark.clone());
+                            }
+                            for &i in counted {
                                 fates[i] = Some(Fate::Counted);
                                 self.ledger.settled(&pending[i].origin, Fate::Counted);
                             }
-                            open.retain(|c| !tx.counted.contains(&c.index));
+                            open.retain(|c| !counted.contains(&c.index));
                         }
                         Ok(Commit::Conflict) => {
                             conflict = Some(
-                                tx.writes
+                                writes
                                     .first()
-                                    .map(|w| w.item.key.describe())
-                                    .unwrap_or_default(),
+                                    .map_or_else(|| g.partition_key(), |w| w.item.key.describe()),
                             );
                             break;
                         }
@@ -303,12 +321,15 @@ where
                 }
                 // Someone else wrote: re-read this group's items and plan again.
                 let keys = keys_to_read(g, &open, &self.config);
-                match self.store.load(&keys).await {
+                match self.store.load(&keys, std::slice::from_ref(g)).await {
                     Ok(fresh) => {
                         for k in &keys {
                             items.remove(k);
                         }
-                        items.extend(fresh.into_iter().map(|i| (i.key.clone(), i)));
+                        watermarks.remove(g);
+                        let (fresh_items, fresh_wms) = split_loaded(fresh);
+                        items.extend(fresh_items);
+                        watermarks.extend(fresh_wms);
                     }
                     Err(e) => {
                         stop = Some(e);
@@ -333,7 +354,6 @@ where
 
         let mut dead = Vec::new();
         let mut settle = Vec::new();
-        let mut max_ts: BTreeMap<String, i64> = BTreeMap::new();
         for r in rejected.iter().filter(|r| r.record < done) {
             dead.push(r.out.clone());
             settle.push((r.origin.clone(), Fate::DeadLetter(r.reason)));
@@ -343,9 +363,6 @@ where
             if p.record >= done {
                 continue;
             }
-            let scope = watermark_scope(&records[p.record]);
-            let ts = max_ts.entry(scope).or_insert(i64::MIN);
-            *ts = (*ts).max(p.candidate.ts);
             match fate {
                 Some(Fate::Counted) => outcome.stats.counted += 1,
                 Some(Fate::Duplicate) => {
@@ -360,7 +377,7 @@ where
                         field: Some("ts"),
                         detail: format!(
                             "event time {} is in a window that closed more than {} ms before the watermark",
-                            p.candidate.ts, lateness
+                            p.candidate.ts, self.config.allowed_lateness_ms
                         ),
                         id: p.id.clone(),
                     };
@@ -391,13 +408,7 @@ where
             self.updates
                 .put_records(pack_lines(updates, PACKED_RECORD_BYTES))
                 .await?;
-            self.dead_letters.put_records(dead).await?;
-            for (scope, ts) in &max_ts {
-                if *ts > watermarks.get(scope).copied().unwrap_or(i64::MIN) {
-                    self.store.advance_watermark(scope, *ts).await?;
-                }
-            }
-            Ok::<(), Error>(())
+            self.dead_letters.put_records(dead).await
         };
         if let Err(error) = emitted.await {
             let (transactions, items_written, conflicts) = (

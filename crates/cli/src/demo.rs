@@ -1,0 +1,274 @@
+//! `sluice demo`: the whole pipeline in one process on in-memory streams and tables,
+//! fed by a synthetic producer or a file.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::json;
+use sluice_core::config::Delivery;
+use sluice_core::rules::{Rule, parse_rules};
+use sluice_local::scenario::{DEFAULT_START_MS, Noise, Scenario};
+use sluice_local::template::Template;
+
+use crate::output::{self, Summary};
+use crate::pipeline::InProcess;
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  sluice demo\n  sluice demo --scenario payments --events 100000 --seed 7\n  sluice demo --file events.ndjson --json > out.jsonl\n  sluice demo --delivery at-least-once --shards 4"
+)]
+pub struct DemoArgs {
+    /// Synthetic producer: iot sensor readings, payments, or ad clicks.
+    #[arg(long, default_value = "iot")]
+    pub scenario: Scenario,
+    /// How many synthetic events to produce.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Seed of the synthetic producer (same seed, same events).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Read newline-delimited JSON envelopes from this file instead (one record per
+    /// line; bad lines become dead letters like any other record).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Shards of the raw, valid and enriched streams (default: template.yaml's).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Delivery mode of the aggregate stage: exactly-once or at-least-once.
+    #[arg(long)]
+    pub delivery: Option<Delivery>,
+    /// Rules as JSON lines (default: the scenario's rules).
+    #[arg(long, value_name = "PATH")]
+    pub rules: Option<PathBuf>,
+    /// Print JSON lines on stdout (aggregates, dead letters, alerts, then a summary).
+    #[arg(long)]
+    pub json: bool,
+    /// template.yaml to take stage settings from (default: the bundled one).
+    #[arg(long, value_name = "PATH")]
+    pub template: Option<PathBuf>,
+    /// Event time of the first synthetic event (RFC 3339 or epoch ms).
+    #[arg(long, value_parser = parse_time)]
+    pub start: Option<i64>,
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    sluice_core::time::parse_time_arg(s)
+        .ok_or_else(|| format!("{s:?} is neither RFC 3339 nor epoch milliseconds"))
+}
+
+pub fn load_template(path: Option<&PathBuf>) -> Result<Template> {
+    match path {
+        None => Ok(Template::parse(sluice_local::template::BUNDLED_TEMPLATE)?),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading template {}", p.display()))?;
+            Template::parse(&text).with_context(|| format!("parsing template {}", p.display()))
+        }
+    }
+}
+
+/// Reads a newline-delimited file as raw lines (bytes: invalid UTF-8 is input too).
+pub fn read_lines(path: &PathBuf) -> Result<Vec<Vec<u8>>> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading input file {}", path.display()))?;
+    Ok(bytes
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.trim_ascii().is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+pub fn load_rules(path: Option<&PathBuf>, scenario: Scenario) -> Result<Vec<Rule>> {
+    match path {
+        None => Ok(scenario.rules()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading rules {}", p.display()))?;
+            parse_rules(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+        }
+    }
+}
+
+pub async fn run(args: DemoArgs) -> Result<bool> {
+    let mut template = load_template(args.template.as_ref())?;
+    if let Some(n) = args.shards {
+        if n == 0 || n > 64 {
+            bail!("--shards {n}: use 1 to 64");
+        }
+        for p in ["RawShards", "ValidShards", "EnrichedShards"] {
+            template.set_parameter(p, n.to_string());
+        }
+    }
+    if let Some(d) = args.delivery {
+        template.set_parameter("Delivery", d.to_string());
+    }
+    let lines: Vec<Vec<u8>> = match &args.file {
+        Some(path) => read_lines(path)?,
+        None => args
+            .scenario
+            .generate(
+                args.events,
+                args.seed,
+                args.start.unwrap_or(DEFAULT_START_MS),
+                &Noise::default(),
+            )
+            .into_iter()
+            .map(String::into_bytes)
+            .collect(),
+    };
+    let rules = load_rules(args.rules.as_ref(), args.scenario)?;
+    let mut pipeline = InProcess::build(&template, args.scenario.reference(), rules, None)?;
+    let source = match &args.file {
+        Some(p) => format!("file {}", p.display()),
+        None => format!("scenario {} (seed {})", args.scenario, args.seed),
+    };
+    eprintln!(
+        "sluice demo: {} events from {source}; delivery {}; windows {}",
+        lines.len(),
+        pipeline.aggregate_config.delivery,
+        pipeline.aggregate_config.windows
+    );
+    let started = Instant::now();
+    let produced = pipeline.produce(&lines)?;
+    let mut last = Instant::now();
+    let interactive = std::io::stderr().is_terminal();
+    pipeline
+        .drain(|p| {
+            if last.elapsed() >= Duration::from_millis(if interactive { 250 } else { 2000 }) {
+                last = Instant::now();
+                progress_line(p, produced, interactive);
+            }
+        })
+        .await?;
+    progress_line(&pipeline, produced, interactive);
+    if interactive {
+        eprintln!();
+    }
+    let elapsed = started.elapsed();
+
+    let ledger = pipeline.ledger.summary();
+    let views = output::aggregate_views(&pipeline.store.items());
+    let letters = output::dead_letters(&pipeline.streams.records(&pipeline.dead_letter_stream));
+    let alerts = pipeline.alerts.alerts();
+    let summary = Summary {
+        kind: "summary",
+        events_in: ledger.events_in,
+        counted: ledger.counted,
+        dead_letter: ledger.dead_letter,
+        late: ledger.late,
+        duplicates: ledger.duplicates,
+    };
+    let meter = &pipeline.store.meter;
+    let per_event = |x: f64| {
+        if ledger.events_in == 0 {
+            0.0
+        } else {
+            x / ledger.events_in as f64
+        }
+    };
+    let summary_json = {
+        let mut v = serde_json::to_value(&summary)?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "delivery".into(),
+                json!(pipeline.aggregate_config.delivery.to_string()),
+            );
+            obj.insert("alerts".into(), json!(alerts.len()));
+            obj.insert(
+                "unenriched".into(),
+                json!(pipeline.stage_stats("enrich").unenriched),
+            );
+            obj.insert("dynamodb_item_writes".into(), json!(meter.item_writes()));
+            obj.insert("dynamodb_read_units".into(), json!(meter.read_units()));
+            obj.insert("dynamodb_write_units".into(), json!(meter.write_units()));
+            obj.insert(
+                "item_writes_per_event".into(),
+                json!(per_event(meter.item_writes() as f64)),
+            );
+            obj.insert(
+                "write_units_per_event".into(),
+                json!(per_event(meter.write_units())),
+            );
+            obj.insert(
+                "read_units_per_event".into(),
+                json!(per_event(meter.read_units())),
+            );
+        }
+        v
+    };
+
+    let consistent = ledger.unsettled == 0
+        && ledger.events_in == produced
+        && ledger.events_in
+            == ledger.counted + ledger.dead_letter + ledger.late + ledger.duplicates;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        output::print_json_lines(&mut out, &views, &letters, &alerts, &summary_json)?;
+    } else {
+        output::print_table(&mut out, &views, 10)?;
+        output::print_alerts(&mut out, &alerts)?;
+        writeln!(
+            out,
+            "\n{} events in {:.2} s: {} counted, {} dead letters, {} late, {} duplicates collapsed.",
+            ledger.events_in,
+            elapsed.as_secs_f64(),
+            ledger.counted,
+            ledger.dead_letter,
+            ledger.late,
+            ledger.duplicates
+        )?;
+        if !ledger.dead_letter_reasons.is_empty() {
+            let reasons: Vec<String> = ledger
+                .dead_letter_reasons
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            writeln!(out, "Dead letters by reason: {}", reasons.join(", "))?;
+        }
+        writeln!(
+            out,
+            "DynamoDB: {} item writes ({:.4} per event), {:.1} write units, {:.1} read units.",
+            meter.item_writes(),
+            per_event(meter.item_writes() as f64),
+            meter.write_units(),
+            meter.read_units()
+        )?;
+    }
+    if !consistent {
+        eprintln!(
+            "error: the ledger does not add up: produced {produced}, events_in {}, unsettled {} (counted {} + dead letters {} + late {} + duplicates {})",
+            ledger.events_in,
+            ledger.unsettled,
+            ledger.counted,
+            ledger.dead_letter,
+            ledger.late,
+            ledger.duplicates
+        );
+    }
+    Ok(consistent)
+}
+
+fn progress_line(p: &InProcess, produced: u64, interactive: bool) {
+    let ingest = p.stage_stats("ingest");
+    let aggregate = p.stage_stats("aggregate");
+    let detect = p.stage_stats("detect");
+    let line = format!(
+        "  ingested {}/{produced}  enriched {}  counted {}  duplicates {}  dead letters {}  alerts {}",
+        ingest.events_in,
+        p.stage_stats("enrich").passed_on,
+        aggregate.counted,
+        aggregate.duplicates,
+        ingest.dead_lettered_total() + aggregate.dead_lettered_total(),
+        detect.alerts_raised
+    );
+    if interactive {
+        eprint!("\r{line}");
+    } else {
+        eprintln!("{line}");
+    }
+}
