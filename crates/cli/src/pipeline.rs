@@ -17,6 +17,7 @@ use sluice_core::stage::aggregate::Aggregate;
 use sluice_core::stage::detect::Detect;
 use sluice_core::stage::enrich::Enrich;
 use sluice_core::stage::ingest::Ingest;
+use sluice_local::clock::ManualClock;
 use sluice_local::esm::{EsmStats, EventSourceMapping, stage_handler};
 use sluice_local::faults::Faults;
 use sluice_local::ledger::MemoryLedger;
@@ -45,6 +46,7 @@ pub struct InProcess {
     pub dead_letter_stream: String,
     pub aggregate_config: AggregateConfig,
     pub faults: Option<Arc<Faults>>,
+    pub clock: Arc<ManualClock>,
 }
 
 impl InProcess {
@@ -54,7 +56,10 @@ impl InProcess {
         rules: Vec<Rule>,
         faults: Option<Arc<Faults>>,
     ) -> Result<Self> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        // Streams and mappings run on simulated time (batching windows, record ages);
+        // the stages themselves check event times against the real clock.
+        let sim = Arc::new(ManualClock::starting_at(SystemClock.now_ms()));
+        let clock: Arc<dyn Clock> = sim.clone();
         let streams = MemoryStreams::new(clock.clone());
         for s in template.streams() {
             streams.create(&s.name, s.shards);
@@ -201,6 +206,7 @@ impl InProcess {
             dead_letter_stream,
             aggregate_config,
             faults,
+            clock: sim,
         })
     }
 
@@ -243,8 +249,14 @@ impl InProcess {
                 }
             }
             progress(self);
-            if !worked && self.mappings.iter().all(|m| m.is_idle()) {
-                return Ok(());
+            if worked {
+                continue;
+            }
+            // Only batching windows are left to wait for: jump to the first one due.
+            match self.mappings.iter().filter_map(|m| m.next_due_ms()).min() {
+                Some(due) => self.clock.advance_to(due),
+                None if self.mappings.iter().all(|m| m.is_idle()) => return Ok(()),
+                None => {}
             }
         }
     }

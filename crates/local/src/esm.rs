@@ -2,8 +2,10 @@
 //! and a function, so `sluice demo` and `sluice run` exercise the handlers the way AWS
 //! does. Settings come from `template.yaml` ([`EsmSettings`]).
 //!
-//! - BatchSize and MaximumBatchingWindowInSeconds: a batch is invoked when it is full,
-//!   when the window since its first record has passed, or when the shard is drained.
+//! - BatchSize and MaximumBatchingWindowInSeconds: a batch is invoked when it is full
+//!   or when the window since its first record was read has passed. The window runs
+//!   on the mapping's clock: the demo uses a simulated one that jumps ahead when every
+//!   stage is only waiting, so it keeps Lambda's batching without sleeping.
 //! - ParallelizationFactor: up to N batches per shard at a time, partition keys hashed
 //!   onto N lanes, so order per partition key is kept (lanes are processed in turn).
 //! - ReportBatchItemFailures: checkpoint before the first reported failure and retry
@@ -276,35 +278,43 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
         Ok(())
     }
 
+    /// The earliest time a lane waiting on its batching window becomes due.
+    pub fn next_due_ms(&self) -> Option<i64> {
+        self.shards
+            .values()
+            .flat_map(|s| s.lanes.iter())
+            .filter(|l| !l.queue.is_empty())
+            .filter_map(|l| {
+                l.since_ms
+                    .map(|since| since + self.settings.max_batching_window_ms)
+            })
+            .min()
+    }
+
     async fn run_lane(&mut self, id: &str, lane_no: usize) -> Result<bool> {
         let now = self.clock.now_ms();
         let settings = self.settings.clone();
-        let (batch, idle) = {
+        let batch = {
             let Some(state) = self.shards.get_mut(id) else {
                 return Ok(false);
             };
-            let idle = state.idle || state.ended;
             let lane = &mut state.lanes[lane_no];
             if lane.queue.is_empty() {
                 return Ok(false);
             }
-            let waited = lane.since_ms.map_or(0, |s| now - s);
-            if lane.queue.len() < settings.batch_size
-                && !idle
-                && waited < settings.max_batching_window_ms
-            {
+            // As on Lambda: a batch goes when it is full or its window has passed.
+            let due = lane
+                .since_ms
+                .map_or(now, |s| s + settings.max_batching_window_ms);
+            if lane.queue.len() < settings.batch_size && now < due {
                 return Ok(false);
             }
-            (
-                lane.queue
-                    .iter()
-                    .take(settings.batch_size.min(lane.limit).max(1))
-                    .cloned()
-                    .collect::<Vec<_>>(),
-                idle,
-            )
+            lane.queue
+                .iter()
+                .take(settings.batch_size.min(lane.limit).max(1))
+                .cloned()
+                .collect::<Vec<_>>()
         };
-        let _ = idle;
         // Records past the maximum age are dropped before they are delivered.
         if settings.max_record_age_s >= 0 {
             let cutoff = now - settings.max_record_age_s * 1000;
@@ -395,7 +405,9 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
                 lane.attempts = 0;
                 lane.limit = batch_size;
             }
-            lane.since_ms = (!lane.queue.is_empty()).then(|| self.clock.now_ms());
+            if lane.queue.is_empty() {
+                lane.since_ms = None;
+            }
         }
     }
 
