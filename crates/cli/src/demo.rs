@@ -13,8 +13,15 @@ use sluice_core::rules::{Rule, parse_rules};
 use sluice_local::scenario::{DEFAULT_START_MS, Noise, Scenario};
 use sluice_local::template::Template;
 
+use std::sync::Arc;
+
+use sluice_core::envelope::TimeBounds;
+use sluice_core::ports::{Clock, SystemClock};
+use sluice_local::faults::{FaultRates, Faults};
+
 use crate::output::{self, Summary};
 use crate::pipeline::InProcess;
+use crate::verify;
 
 #[derive(Args, Debug)]
 #[command(
@@ -52,6 +59,15 @@ pub struct DemoArgs {
     /// Event time of the first synthetic event (RFC 3339 or epoch ms).
     #[arg(long, value_parser = parse_time)]
     pub start: Option<i64>,
+    /// Inject faults, deterministically from this seed: crashes after writes, throttling,
+    /// version conflicts, producer duplicates, redelivered and bisected batches, upstream
+    /// re-emits (at-least-once mode: only the faults that mode guards against).
+    #[arg(long, value_name = "SEED")]
+    pub chaos: Option<u64>,
+    /// Compute the ground truth from the input independently of the pipeline and compare
+    /// it with the stored aggregates; exit non-zero on any difference.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
@@ -121,7 +137,17 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
             .collect(),
     };
     let rules = load_rules(args.rules.as_ref(), args.scenario)?;
-    let mut pipeline = InProcess::build(&template, args.scenario.reference(), rules, None)?;
+    let at_least_once = template.parameter("Delivery") == Some("at-least-once");
+    let faults = args.chaos.map(|seed| {
+        let rates = if at_least_once {
+            FaultRates::chaos_at_least_once()
+        } else {
+            FaultRates::chaos()
+        };
+        Arc::new(Faults::new(seed, rates))
+    });
+    let mut pipeline =
+        InProcess::build(&template, args.scenario.reference(), rules, faults.clone())?;
     let source = match &args.file {
         Some(p) => format!("file {}", p.display()),
         None => format!("scenario {} (seed {})", args.scenario, args.seed),
@@ -133,7 +159,8 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         pipeline.aggregate_config.windows
     );
     let started = Instant::now();
-    let produced = pipeline.produce(&lines)?;
+    let produced_lines = pipeline.produce(&lines)?;
+    let produced = produced_lines.len() as u64;
     let mut last = Instant::now();
     let interactive = std::io::stderr().is_terminal();
     pipeline
@@ -197,9 +224,63 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
                 "read_units_per_event".into(),
                 json!(per_event(meter.read_units())),
             );
+            if let Some(f) = &faults {
+                let mut injected = f.injected();
+                for (stage, m) in pipeline.mapping_stats() {
+                    if m.dropped_batches > 0 {
+                        eprintln!(
+                            "warning: {stage} dropped {} batches after their retries",
+                            m.dropped_batches
+                        );
+                    }
+                }
+                injected.entry("producer_duplicate").or_default();
+                obj.insert("injected".into(), json!(injected));
+            }
         }
         v
     };
+    let verdict = args.verify.then(|| {
+        let skew_s: i64 = template
+            .function("ingest")
+            .ok()
+            .and_then(|f| {
+                f.env
+                    .get(sluice_core::config::env::MAX_CLOCK_SKEW_SECONDS)
+                    .cloned()
+            })
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(300);
+        let bounds = TimeBounds {
+            now_ms: SystemClock.now_ms(),
+            max_future_skew_ms: skew_s * 1000,
+        };
+        let truth = verify::ground_truth(&produced_lines, &pipeline.aggregate_config, bounds);
+        let mut diffs = verify::compare(&truth, &views);
+        for (name, have, want) in [
+            ("events_in", ledger.events_in, truth.events),
+            ("counted", ledger.counted, truth.counted),
+            ("dead_letter", ledger.dead_letter, truth.invalid),
+            ("late", ledger.late, truth.late),
+            ("duplicates", ledger.duplicates, truth.duplicates),
+        ] {
+            if have != want {
+                diffs.push(format!("{name}: pipeline {have}, ground truth {want}"));
+            }
+        }
+        diffs
+    });
+    let mut summary_json = summary_json;
+    if let (Some(diffs), Some(obj)) = (&verdict, summary_json.as_object_mut()) {
+        obj.insert(
+            "verified".into(),
+            json!(if diffs.is_empty() {
+                "exact"
+            } else {
+                "differences"
+            }),
+        );
+    }
 
     let consistent = ledger.unsettled == 0
         && ledger.events_in == produced
@@ -239,6 +320,9 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
             meter.read_units()
         )?;
     }
+    if let Some(diffs) = &verdict {
+        report_verdict(&mut out, diffs, args.json)?;
+    }
     if !consistent {
         eprintln!(
             "error: the ledger does not add up: produced {produced}, events_in {}, unsettled {} (counted {} + dead letters {} + late {} + duplicates {})",
@@ -250,7 +334,26 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
             ledger.duplicates
         );
     }
-    Ok(consistent)
+    Ok(consistent && verdict.as_ref().is_none_or(Vec::is_empty))
+}
+
+/// `verified: exact`, or the differences (at most 20 of them).
+fn report_verdict(out: &mut impl Write, diffs: &[String], json_mode: bool) -> std::io::Result<()> {
+    let mut text = String::new();
+    if diffs.is_empty() {
+        text.push_str("verified: exact\n");
+    } else {
+        text.push_str(&format!("verified: {} differences\n", diffs.len()));
+        for d in diffs.iter().take(20) {
+            text.push_str(&format!("  {d}\n"));
+        }
+    }
+    if json_mode {
+        eprint!("{text}");
+        Ok(())
+    } else {
+        write!(out, "{text}")
+    }
 }
 
 fn progress_line(p: &InProcess, produced: u64, interactive: bool) {

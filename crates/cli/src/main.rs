@@ -3,6 +3,7 @@
 mod demo;
 mod output;
 mod pipeline;
+mod verify;
 
 use std::process::ExitCode;
 

@@ -71,10 +71,22 @@ impl InProcess {
         };
         let raw_stream = stream(resources::RAW.logical_id)?;
         let dead_letter_stream = stream(resources::DEAD_LETTER.logical_id)?;
-        let sink = |name: &str| {
+        // In at-least-once mode only the aggregate stage's own retries are guarded, so
+        // only its parts get faults; upstream retries would re-emit records that mode
+        // is documented to count again.
+        let delivery = template
+            .parameter("Delivery")
+            .unwrap_or("exactly-once")
+            .to_owned();
+        let faults_for = |stage: &str| {
+            faults
+                .clone()
+                .filter(|_| delivery != "at-least-once" || stage == "aggregate")
+        };
+        let sink = |name: &str, stage: &str| {
             let s = streams.sink(name);
-            match &faults {
-                Some(f) => s.with_faults(f.clone()),
+            match faults_for(stage) {
+                Some(f) => s.with_faults(f),
                 None => s,
             }
         };
@@ -110,8 +122,8 @@ impl InProcess {
         for binary in STAGES {
             let spec = spec(binary)?;
             let env = env_of(&spec);
-            let output = sink(&output_of(&spec)?);
-            let dead = sink(&dead_letter_stream);
+            let output = sink(&output_of(&spec)?, binary);
+            let dead = sink(&dead_letter_stream, binary);
             let handler = match binary {
                 "ingest" => stage_handler(
                     Arc::new(Ingest {
@@ -190,8 +202,8 @@ impl InProcess {
                 spec.timeout_s * 1000,
             )
             .with_ledger(ledger.clone(), binary == "ingest");
-            if let Some(f) = &faults {
-                mapping = mapping.with_faults(f.clone());
+            if let Some(f) = faults_for(binary) {
+                mapping = mapping.with_faults(f);
             }
             mappings.push(mapping);
         }
@@ -211,9 +223,10 @@ impl InProcess {
     }
 
     /// Writes producer lines to the raw stream, one record per line, keyed by `key`.
-    /// With fault injection on, some lines are sent twice (producer retries).
-    pub fn produce(&self, lines: &[Vec<u8>]) -> Result<u64> {
-        let mut sent = 0;
+    /// With fault injection on, some lines are sent twice (producer retries). Returns
+    /// every record written, in order.
+    pub fn produce(&self, lines: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        let mut sent = Vec::with_capacity(lines.len());
         for chunk in lines.chunks(500) {
             let mut records = Vec::with_capacity(chunk.len());
             for line in chunk {
@@ -223,10 +236,11 @@ impl InProcess {
                 };
                 if self.faults.as_ref().is_some_and(|f| f.producer_duplicate()) {
                     records.push(record.clone());
+                    sent.push(line.clone());
                 }
                 records.push(record);
+                sent.push(line.clone());
             }
-            sent += records.len() as u64;
             self.streams.put(&self.raw_stream, records)?;
         }
         Ok(sent)

@@ -288,3 +288,135 @@ fn help_lists_the_commands() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("demo"));
 }
+
+/// A file with repeated ids, events out of order within the lateness, and events far
+/// later than it.
+fn write_messy_input(dir: &std::path::Path, seed: u64) -> std::path::PathBuf {
+    let mut rng = Lcg(seed);
+    let mut lines = Vec::new();
+    for i in 0..4_000i64 {
+        let key = format!("m-{}", rng.next() % 7);
+        let mut ts = BASE_MS + i * 2_000 - (rng.next() % 240_000) as i64;
+        if rng.next() % 100 == 0 {
+            ts -= 3_600_000; // far later than the allowed lateness
+        }
+        let id = if rng.next() % 10 == 0 {
+            format!("rep-{}", rng.next() % 50)
+        } else {
+            format!("u-{i}")
+        };
+        let value = (rng.next() % 10_000) as f64 / 7.0;
+        lines.push(format!(
+            r#"{{"id":"{id}","key":"{key}","type":"v","ts":{ts},"value":{value}}}"#
+        ));
+        if rng.next() % 30 == 0 {
+            lines.push(lines[lines.len() - 1].clone());
+        }
+        if rng.next() % 200 == 0 {
+            lines.push("{\"truncated\":".to_owned());
+        }
+    }
+    let path = dir.join(format!("messy-{seed}.ndjson"));
+    std::fs::write(&path, lines.join("\n")).expect("write");
+    path
+}
+
+#[test]
+fn chaos_runs_verify_exact_in_both_delivery_modes() {
+    let dir = tempdir();
+    for seed in [1u64, 2, 3] {
+        let path = write_messy_input(&dir, seed);
+        let path = path.to_str().expect("utf-8");
+        for delivery in ["exactly-once", "at-least-once"] {
+            let chaos = seed.to_string();
+            let lines = run_demo(&[
+                "--file",
+                path,
+                "--json",
+                "--chaos",
+                &chaos,
+                "--verify",
+                "--delivery",
+                delivery,
+            ]);
+            let summary = lines.last().expect("summary");
+            assert_eq!(
+                summary["verified"], "exact",
+                "seed {seed}, {delivery}: {summary}"
+            );
+            let n = |k: &str| summary[k].as_u64().expect(k);
+            assert!(n("late") > 0, "the input has far-late events");
+            assert_eq!(
+                n("events_in"),
+                n("counted") + n("dead_letter") + n("late") + n("duplicates")
+            );
+            let injected = summary["injected"]
+                .as_object()
+                .expect("injected faults are reported");
+            if delivery == "exactly-once" {
+                assert!(
+                    injected
+                        .values()
+                        .map(|v| v.as_u64().unwrap_or(0))
+                        .sum::<u64>()
+                        > 0
+                );
+                assert!(n("duplicates") > 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn at_least_once_chaos_injects_only_stage_faults_and_verifies() {
+    let lines = run_demo(&[
+        "--events",
+        "30000",
+        "--delivery",
+        "at-least-once",
+        "--chaos",
+        "4",
+        "--verify",
+        "--json",
+    ]);
+    let summary = lines.last().expect("summary");
+    assert_eq!(summary["verified"], "exact");
+    assert_eq!(summary["delivery"], "at-least-once");
+    let injected = summary["injected"].as_object().expect("injected");
+    let count = |k: &str| {
+        injected
+            .get(k)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    assert_eq!(count("producer_duplicate"), 0);
+    assert_eq!(count("re_emit"), 0);
+    assert!(
+        injected
+            .values()
+            .map(|v| v.as_u64().unwrap_or(0))
+            .sum::<u64>()
+            > 0
+    );
+}
+
+#[test]
+fn synthetic_chaos_verifies_for_every_scenario() {
+    for (scenario, seed) in [("iot", "11"), ("payments", "12"), ("clicks", "13")] {
+        let lines = run_demo(&[
+            "--scenario",
+            scenario,
+            "--events",
+            "8000",
+            "--chaos",
+            seed,
+            "--verify",
+            "--json",
+        ]);
+        assert_eq!(
+            lines.last().expect("summary")["verified"],
+            "exact",
+            "{scenario}"
+        );
+    }
+}

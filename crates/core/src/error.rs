@@ -65,8 +65,10 @@ pub enum Error {
     CorruptItem { item: String, reason: String },
 
     /// An injected fault (chaos testing); behaves like a transient failure.
+    /// `after_commit`: the store wrote everything before the fault struck, which only
+    /// the local ledger uses (to keep its books exact); the stage retries as usual.
     #[error("injected fault: {what}")]
-    Injected { what: String },
+    Injected { what: String, after_commit: bool },
 }
 
 impl Error {

@@ -44,6 +44,19 @@ pub struct Candidate {
     pub late: bool,
 }
 
+/// What de-duplication treats as "the same event": in exactly-once mode the id within
+/// its group and anchor window; in at-least-once mode the producer write (origin).
+pub fn event_identity(delivery: Delivery, id: &str, anchor: &ItemKey, origin: &str) -> u64 {
+    match delivery {
+        Delivery::ExactlyOnce => crate::fingerprint::fingerprint(&format!(
+            "{id}\u{1f}{}\u{1f}{}",
+            anchor.pk(),
+            anchor.start_ms
+        )),
+        Delivery::AtLeastOnce => crate::fingerprint::fingerprint(origin),
+    }
+}
+
 /// The anchor item key of an event time.
 pub fn anchor_of(group: &GroupKey, config: &AggregateConfig, ts: i64) -> ItemKey {
     let spec = config.windows.anchor();
@@ -159,7 +172,9 @@ pub fn plan_group(
                 .get(&c.shard)
                 .is_some_and(|hw| c.seq <= *hw),
         };
-        if already_applied {
+        // At-least-once marks whole records as applied, and a record may also hold
+        // events that were late the first time: those are late again, not duplicates.
+        if already_applied && !(c.late && config.delivery == Delivery::AtLeastOnce) {
             plan.duplicates.push(c.index);
             continue;
         }

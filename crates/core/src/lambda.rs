@@ -45,6 +45,17 @@ pub fn response_of(outcome: &BatchOutcome) -> KinesisEventResponse {
     response
 }
 
+/// Runs one Lambda batch through a stage: the whole body of every stage handler.
+pub async fn handle<S: Stage>(
+    stage: &S,
+    event: &KinesisEvent,
+    deadline_ms: Option<i64>,
+) -> (KinesisEventResponse, BatchOutcome) {
+    let records = records_of(event);
+    let outcome = stage.process(&records, deadline_ms).await;
+    (response_of(&outcome), outcome)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,15 +73,4 @@ mod tests {
         assert_eq!(r.data, b"{\"k\":1}");
         assert_eq!(r.arrival_ms, 1_545_084_650_987);
     }
-}
-
-/// Runs one Lambda batch through a stage: the whole body of every stage handler.
-pub async fn handle<S: Stage>(
-    stage: &S,
-    event: &KinesisEvent,
-    deadline_ms: Option<i64>,
-) -> (KinesisEventResponse, BatchOutcome) {
-    let records = records_of(event);
-    let outcome = stage.process(&records, deadline_ms).await;
-    (response_of(&outcome), outcome)
 }

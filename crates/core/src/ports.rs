@@ -112,10 +112,15 @@ pub trait AlertStore: Send + Sync {
 }
 
 /// What finally became of one producer write (identified by its origin).
+///
+/// `Counted` and `Duplicate` carry the event's identity (what de-duplication keys on):
+/// a handler that dies right after its write is retried and then sees its own events
+/// as duplicates, so the ledger counts *identities* that were applied, and every other
+/// applied origin of the same identity as a duplicate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Fate {
-    Counted,
-    Duplicate,
+    Counted(u64),
+    Duplicate(u64),
     Late,
     DeadLetter(Reason),
 }

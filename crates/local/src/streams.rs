@@ -167,6 +167,10 @@ impl RecordSink for MemorySink {
         }
         if let Some(f) = &self.faults {
             f.sink_throttle(&self.stream)?;
+            if f.re_emit() {
+                // An upstream retry: the same records written again under new sequence numbers.
+                self.streams.put(&self.stream, records.clone())?;
+            }
         }
         self.streams.put(&self.stream, records).map(|_| ())
     }

@@ -292,7 +292,7 @@ impl Template {
             let stream_ref = ep
                 .get("Stream")
                 .and_then(|v| match v {
-                    Value::Tagged(t) if t.tag.to_string() == "!GetAtt" => t
+                    Value::Tagged(t) if t.tag == "!GetAtt" => t
                         .value
                         .as_str()
                         .and_then(|s| s.split_once('.'))

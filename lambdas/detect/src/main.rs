@@ -1,1 +1,29 @@
-fn main() {}
+//! The detect Lambda: wiring only (what it does is in `handler.rs` and sluice-core).
+
+#![recursion_limit = "256"]
+use lambda_runtime::{Error, run, service_fn};
+use sluice_aws::{DynamoAlerts, DynamoRules, KinesisSink, config, lambda, telemetry};
+use sluice_core::config::{DetectConfig, env};
+use sluice_detect::handler::handler;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let vars = config::env_reader();
+    let settings = DetectConfig::from_reader(&vars)?;
+    let output = config::required_env(env::OUTPUT_STREAM)?;
+    let dead_letters = config::required_env(env::DEAD_LETTER_STREAM)?;
+    let rules_table = config::required_env(env::RULES_TABLE)?;
+    let alerts_table = config::required_env(env::ALERTS_TABLE)?;
+    let sdk = config::sdk_config().await;
+    let dynamodb = config::dynamodb_client(&sdk);
+    let kinesis = config::kinesis_client(&sdk);
+    let stage = handler(
+        DynamoRules::new(dynamodb.clone(), rules_table),
+        DynamoAlerts::new(dynamodb, alerts_table),
+        KinesisSink::new(kinesis.clone(), output),
+        KinesisSink::new(kinesis, dead_letters),
+        settings,
+    );
+    run(service_fn(|event| lambda::handle(&stage, event))).await
+}

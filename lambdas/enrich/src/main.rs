@@ -1,1 +1,26 @@
-fn main() {}
+//! The enrich Lambda: wiring only (what it does is in `handler.rs` and sluice-core).
+
+#![recursion_limit = "256"]
+use lambda_runtime::{Error, run, service_fn};
+use sluice_aws::{DynamoReference, KinesisSink, config, lambda, telemetry};
+use sluice_core::config::{EnrichConfig, env};
+use sluice_enrich::handler::handler;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let vars = config::env_reader();
+    let settings = EnrichConfig::from_reader(&vars)?;
+    let output = config::required_env(env::OUTPUT_STREAM)?;
+    let dead_letters = config::required_env(env::DEAD_LETTER_STREAM)?;
+    let reference_table = config::required_env(env::REFERENCE_TABLE)?;
+    let sdk = config::sdk_config().await;
+    let kinesis = config::kinesis_client(&sdk);
+    let stage = handler(
+        DynamoReference::new(config::dynamodb_client(&sdk), reference_table),
+        KinesisSink::new(kinesis.clone(), output),
+        KinesisSink::new(kinesis, dead_letters),
+        settings,
+    );
+    run(service_fn(|event| lambda::handle(&stage, event))).await
+}

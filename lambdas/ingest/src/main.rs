@@ -1,1 +1,23 @@
-fn main() {}
+//! The ingest Lambda: wiring only (what it does is in `handler.rs` and sluice-core).
+
+#![recursion_limit = "256"]
+use lambda_runtime::{Error, run, service_fn};
+use sluice_aws::{KinesisSink, config, lambda, telemetry};
+use sluice_core::config::{IngestConfig, env};
+use sluice_ingest::handler::handler;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let vars = config::env_reader();
+    let settings = IngestConfig::from_reader(&vars)?;
+    let output = config::required_env(env::OUTPUT_STREAM)?;
+    let dead_letters = config::required_env(env::DEAD_LETTER_STREAM)?;
+    let kinesis = config::kinesis_client(&config::sdk_config().await);
+    let stage = handler(
+        KinesisSink::new(kinesis.clone(), output),
+        KinesisSink::new(kinesis, dead_letters),
+        settings,
+    );
+    run(service_fn(|event| lambda::handle(&stage, event))).await
+}

@@ -15,7 +15,7 @@ use crate::envelope::{Reason, Rejection};
 use crate::error::{Error, Result};
 use crate::fingerprint::{FingerprintSet, fingerprint};
 use crate::idempotency::{
-    Candidate, anchor_of, judge_lateness, keys_to_read, plan_group, transactions,
+    Candidate, anchor_of, event_identity, judge_lateness, keys_to_read, plan_group, transactions,
 };
 use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, WatermarkWrite};
 use crate::outcome::BatchOutcome;
@@ -81,6 +81,7 @@ fn split_loaded(
 struct Pending {
     record: usize,
     origin: String,
+    identity: u64,
     id: Option<String>,
     group: GroupKey,
     candidate: Candidate,
@@ -169,9 +170,16 @@ where
         for d in events {
             let record = &records[d.record];
             let seq = SeqNo::parse(&record.sequence_number).unwrap_or_else(SeqNo::zero);
+            let origin = d.event.origin.clone().unwrap_or_default();
+            let group = GroupKey {
+                key: d.event.key.clone(),
+                metric: d.event.metric.clone(),
+            };
+            let anchor = anchor_of(&group, &self.config, d.event.ts);
             pending.push(Pending {
                 record: d.record,
-                origin: d.event.origin.clone().unwrap_or_default(),
+                identity: event_identity(self.config.delivery, &d.event.id, &anchor, &origin),
+                origin,
                 id: Some(d.event.id.clone()),
                 candidate: Candidate {
                     index: pending.len(),
@@ -182,10 +190,7 @@ where
                     seq,
                     late: false,
                 },
-                group: GroupKey {
-                    key: d.event.key,
-                    metric: d.event.metric,
-                },
+                group,
             });
         }
 
@@ -286,8 +291,9 @@ where
                                 watermarks.insert(g.clone(), w.watermark.clone());
                             }
                             for &i in counted {
-                                fates[i] = Some(Fate::Counted);
-                                self.ledger.settled(&pending[i].origin, Fate::Counted);
+                                let fate = Fate::Counted(pending[i].identity);
+                                fates[i] = Some(fate);
+                                self.ledger.settled(&pending[i].origin, fate);
                             }
                             open.retain(|c| !counted.contains(&c.index));
                         }
@@ -300,6 +306,21 @@ where
                             break;
                         }
                         Err(e) => {
+                            if matches!(
+                                e,
+                                Error::Injected {
+                                    after_commit: true,
+                                    ..
+                                }
+                            ) {
+                                // Fault injection only: the write happened; book it.
+                                for &i in counted {
+                                    self.ledger.settled(
+                                        &pending[i].origin,
+                                        Fate::Counted(pending[i].identity),
+                                    );
+                                }
+                            }
                             stop = Some(e);
                             break 'groups;
                         }
@@ -307,7 +328,7 @@ where
                 }
                 let Some(item) = conflict else {
                     for &i in &plan.duplicates {
-                        fates[i] = Some(Fate::Duplicate);
+                        fates[i] = Some(Fate::Duplicate(pending[i].identity));
                     }
                     for &i in &plan.late {
                         fates[i] = Some(Fate::Late);
@@ -364,10 +385,10 @@ where
                 continue;
             }
             match fate {
-                Some(Fate::Counted) => outcome.stats.counted += 1,
-                Some(Fate::Duplicate) => {
+                Some(Fate::Counted(_)) => outcome.stats.counted += 1,
+                Some(Fate::Duplicate(identity)) => {
                     outcome.stats.duplicates += 1;
-                    settle.push((p.origin.clone(), Fate::Duplicate));
+                    settle.push((p.origin.clone(), Fate::Duplicate(*identity)));
                 }
                 Some(Fate::Late) => {
                     outcome.stats.dead_letter(Reason::Late);

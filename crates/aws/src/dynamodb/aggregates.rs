@@ -1,0 +1,469 @@
+//! The aggregates table: [`DynamoAggregateStore`] implements [`AggregateStore`].
+//!
+//! ## Item layout
+//! Aggregate item (one group in one window):
+//!
+//! | attribute | type | content |
+//! |---|---|---|
+//! | `pk` | S | `type#key` ([`ItemKey::pk`]) |
+//! | `sk` | S | `label#start`, e.g. `60#2026-01-01T00:01:00Z` ([`ItemKey::sk`]) |
+//! | `key` | S | the entity |
+//! | `type` | S | the metric |
+//! | `window_seconds`, `slide_seconds` | N | window size and slide |
+//! | `window_start` | S | RFC 3339 (UTC) |
+//! | `window_start_ms` | N | epoch milliseconds |
+//! | `count` | N | events counted |
+//! | `sum`, `sum_comp`, `min`, `max`, `mean`, `m2` | N (S when out of range, see [`super::codec`]) | [`sluice_core::aggregate::AggState`] |
+//! | `version` | N | optimistic-concurrency version, 1 on the first write |
+//! | `fps` | B | exactly-once: packed fingerprints ([`FingerprintSet::to_bytes`]); absent when empty |
+//! | `fp_pages` | N | exactly-once: number of sealed fingerprint pages; absent when 0 |
+//! | `hwm` | M of S | at-least-once: shard id -> highest applied sequence number; absent when empty |
+//! | `expires_at` | N | TTL, epoch seconds; absent when aggregates do not expire |
+//!
+//! Sealed fingerprint page `n` of an anchor item: `pk` = the anchor's, `sk` =
+//! [`ItemKey::page_sk`]`(n)` (`~fp#…`, sorting after every window), `fps` B, and the
+//! anchor's `expires_at` so a page never outlives its anchor by much.
+//!
+//! Event-time watermark of a group ([`sluice_core::item::GroupWatermark`]): `pk` = the group's `pk`, `sk` =
+//! `~wm` ([`WATERMARK_SORT_KEY`]), `wm` N (epoch milliseconds), `version` N.
+//!
+//! ## Reads
+//! `load` is one strongly consistent `BatchGetItem` (100 keys per request, unprocessed
+//! keys retried with backoff) of the anchor and coarse items and the groups' watermarks.
+//!
+//! ## Writes
+//! A commit of a single action (one item without sealed pages, or a watermark alone) is
+//! a `PutItem` conditioned on `attribute_not_exists(pk)` (expected version 0) or
+//! `version = :v`. Anything more is one `TransactWriteItems`: one `Put` per item and for
+//! the watermark under the same conditions, one `Put` per sealed page conditioned on
+//! `attribute_not_exists(pk)`. A failed condition (or a transaction conflict) is
+//! [`Commit::Conflict`]: the caller re-reads and re-plans.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem};
+use sluice_core::fingerprint::FingerprintSet;
+use sluice_core::item::{
+    AggregateItem, GroupKey, ItemKey, ItemWrite, PAGE_PREFIX, WATERMARK_SORT_KEY, WatermarkWrite,
+    page_stored_size,
+};
+use sluice_core::ports::{AggregateStore, Commit, Loaded};
+use sluice_core::time::format_rfc3339;
+use sluice_core::window::WindowSpec;
+use sluice_core::{Error, Result};
+
+use super::codec::{self, Attrs, attr};
+use super::{Meter, batch_get, page_read_units, read_units, reported, write_units};
+use crate::backoff::RetryPolicy;
+use crate::classify::{self, DYNAMODB, Verdict};
+
+const CONDITION_NEW: &str = "attribute_not_exists(pk)";
+const CONDITION_VERSION: &str = "#version = :expected";
+
+/// The aggregates table; see the module documentation for the item layout.
+#[derive(Clone, Debug)]
+pub struct DynamoAggregateStore {
+    client: Client,
+    table: String,
+    retry: RetryPolicy,
+    meter: Arc<Meter>,
+}
+
+impl DynamoAggregateStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoAggregateStore {
+            client,
+            table: table.into(),
+            retry: RetryPolicy::default(),
+            meter: Arc::new(Meter::default()),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// (read units, write units) consumed through this store (clones share the meter);
+    /// see [`Meter`] for how they are counted.
+    pub fn units(&self) -> (f64, f64) {
+        self.meter.units()
+    }
+
+    /// (read units, write units) as computed from item sizes, whatever the server
+    /// reports (use this against local emulators, which report made-up numbers).
+    pub fn estimated_units(&self) -> (f64, f64) {
+        self.meter.estimated_units()
+    }
+
+    fn remote(&self, operation: &'static str, detail: String) -> Error {
+        classify::to_error(
+            DYNAMODB,
+            operation,
+            &self.table,
+            Verdict::Fatal,
+            &detail,
+            None,
+        )
+    }
+
+    /// Every action of a commit, in order: each item, its sealed pages, the watermark.
+    fn actions(&self, writes: &[ItemWrite], watermark: Option<&WatermarkWrite>) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for w in writes {
+            actions.push(Action {
+                item: codec::item_to_attrs(&w.item),
+                condition: Condition::Version(w.expected_version),
+                size: w.item.stored_size(),
+            });
+            for (n, page) in &w.sealed_page {
+                actions.push(Action {
+                    item: codec::page_to_attrs(&w.item.key, *n, page, w.item.expires_at_s),
+                    condition: Condition::Absent,
+                    size: page_stored_size(&w.item.key, page),
+                });
+            }
+        }
+        if let Some(wm) = watermark {
+            actions.push(Action {
+                item: codec::watermark_to_attrs(&wm.watermark),
+                condition: Condition::Version(wm.expected_version),
+                size: wm.watermark.stored_size(),
+            });
+        }
+        actions
+    }
+
+    async fn put_one(&self, action: Action) -> Result<Commit> {
+        let (expression, names, values) = action.condition.expression();
+        let computed = write_units(action.size);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(action.item))
+            .condition_expression(expression)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                self.meter
+                    .write(reported(out.consumed_capacity()), computed);
+                Ok(Commit::Done)
+            }
+            Err(e) => match e.as_service_error() {
+                Some(
+                    PutItemError::ConditionalCheckFailedException(_)
+                    | PutItemError::TransactionConflictException(_),
+                ) => {
+                    self.meter.write(None, computed);
+                    Ok(Commit::Conflict)
+                }
+                _ => Err(classify::dynamodb("PutItem", &self.table, e)),
+            },
+        }
+    }
+
+    async fn transact(&self, actions: Vec<Action>) -> Result<Commit> {
+        let mut items = Vec::with_capacity(actions.len());
+        let mut computed = 0.0;
+        for action in actions {
+            computed += super::transactional_write_units(action.size);
+            let (expression, names, values) = action.condition.expression();
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(action.item))
+                .condition_expression(expression)
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .build()
+                .map_err(|e| {
+                    classify::build_error(DYNAMODB, "TransactWriteItems", &self.table, e)
+                })?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                self.meter
+                    .write(reported(out.consumed_capacity()), computed);
+                Ok(Commit::Done)
+            }
+            Err(e) => {
+                let reasons: Vec<String> = match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+                        .cancellation_reasons()
+                        .iter()
+                        .filter_map(|r| r.code().map(str::to_owned))
+                        .collect(),
+                    _ if classify::code_of(&e) == Some("TransactionConflictException") => {
+                        vec!["TransactionConflict".to_owned()]
+                    }
+                    _ => return Err(classify::dynamodb("TransactWriteItems", &self.table, e)),
+                };
+                if reasons
+                    .iter()
+                    .any(|r| r == "ConditionalCheckFailed" || r == "TransactionConflict")
+                {
+                    self.meter.write(None, computed);
+                    return Ok(Commit::Conflict);
+                }
+                if reasons.iter().any(|r| classify::is_throttling_code(r)) {
+                    return Err(Error::Throttled {
+                        service: DYNAMODB,
+                        operation: "TransactWriteItems",
+                        message: format!(
+                            "table {:?}: transaction cancelled: {}",
+                            self.table,
+                            reasons.join(", ")
+                        ),
+                    });
+                }
+                Err(classify::dynamodb("TransactWriteItems", &self.table, e))
+            }
+        }
+    }
+
+    /// The items of one group (metric of one key) whose window starts within
+    /// `[from_ms, to_ms]`, oldest first; one window spec only when `window` is given.
+    /// Fingerprint sets are not read (a projection leaves them out), so the items'
+    /// `fingerprints` are empty: this is for display, not for planning writes.
+    pub async fn query(
+        &self,
+        group: &GroupKey,
+        window: Option<WindowSpec>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<AggregateItem>> {
+        if from_ms > to_ms {
+            return Ok(Vec::new());
+        }
+        let mut values: HashMap<String, AttributeValue> =
+            HashMap::from([(":pk".to_owned(), codec::s(group.partition_key()))]);
+        let condition = match window {
+            Some(w) => {
+                // Whole seconds, so the RFC 3339 bounds sort like the starts they bound;
+                // the exact range is applied below.
+                let lo = from_ms + (1000 - from_ms.rem_euclid(1000)) % 1000;
+                let hi = to_ms - to_ms.rem_euclid(1000);
+                if lo > hi {
+                    return Ok(Vec::new()); // no whole second, so no window start, in range
+                }
+                values.insert(
+                    ":lo".into(),
+                    codec::s(format!("{}#{}", w.label(), format_rfc3339(lo))),
+                );
+                values.insert(
+                    ":hi".into(),
+                    codec::s(format!("{}#{}", w.label(), format_rfc3339(hi))),
+                );
+                "pk = :pk AND sk BETWEEN :lo AND :hi"
+            }
+            None => {
+                values.insert(":pages".into(), codec::s("~"));
+                "pk = :pk AND sk < :pages"
+            }
+        };
+        let (projection, names) = projection();
+        let mut start: Option<Attrs> = None;
+        let mut items = Vec::new();
+        loop {
+            let mut out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(condition)
+                .set_expression_attribute_values(Some(values.clone()))
+                .projection_expression(&projection)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| classify::dynamodb("Query", &self.table, e))?;
+            let page = out.items.take().unwrap_or_default();
+            let computed = page_read_units(page.iter().map(super::attrs_size).sum(), false);
+            self.meter.read(reported(out.consumed_capacity()), computed);
+            for m in &page {
+                let item = codec::attrs_to_item(m)?;
+                let in_window = window.is_none_or(|w| item.key.window == w);
+                if in_window && (from_ms..=to_ms).contains(&item.key.start_ms) {
+                    items.push(item);
+                }
+            }
+            match out.last_evaluated_key.take() {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        items.sort_by_key(|a| (a.key.start_ms, a.key.window));
+        Ok(items)
+    }
+
+    /// Every aggregate item of the table (`Scan`), without watermarks, fingerprint pages
+    /// or fingerprint sets.
+    pub async fn scan_all(&self) -> Result<Vec<AggregateItem>> {
+        let (projection, names) = projection();
+        let (raw, reported_units) =
+            super::scan(&self.client, &self.table, Some((&projection, &names))).await?;
+        let computed = page_read_units(raw.iter().map(super::attrs_size).sum(), false);
+        self.meter.read(reported_units, computed);
+        let mut items = Vec::new();
+        for m in &raw {
+            let pk = m.get(attr::PK).and_then(codec::str_of).unwrap_or_default();
+            let sk = m.get(attr::SK).and_then(codec::str_of).unwrap_or_default();
+            if pk.is_empty() || sk == WATERMARK_SORT_KEY || sk.starts_with(PAGE_PREFIX) {
+                continue;
+            }
+            items.push(codec::attrs_to_item(m)?);
+        }
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(items)
+    }
+}
+
+/// A projection of every attribute but `fps`, with placeholders for reserved words.
+fn projection() -> (String, HashMap<String, String>) {
+    let names: HashMap<String, String> = attr::ALL_BUT_FPS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (format!("#a{i}"), (*name).to_owned()))
+        .collect();
+    let expression = (0..attr::ALL_BUT_FPS.len())
+        .map(|i| format!("#a{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (expression, names)
+}
+
+/// The condition of one written item.
+#[derive(Clone, Copy, Debug)]
+enum Condition {
+    /// The item must not exist (a sealed page).
+    Absent,
+    /// The item must be at this version (0: must not exist yet).
+    Version(u64),
+}
+
+type Names = Option<HashMap<String, String>>;
+type Values = Option<HashMap<String, AttributeValue>>;
+
+impl Condition {
+    fn expression(self) -> (&'static str, Names, Values) {
+        match self {
+            Condition::Absent | Condition::Version(0) => (CONDITION_NEW, None, None),
+            Condition::Version(v) => (
+                CONDITION_VERSION,
+                Some(HashMap::from([(
+                    "#version".to_owned(),
+                    attr::VERSION.to_owned(),
+                )])),
+                Some(HashMap::from([(
+                    ":expected".to_owned(),
+                    codec::int_value(v),
+                )])),
+            ),
+        }
+    }
+}
+
+/// One `Put` of a commit.
+#[derive(Debug)]
+struct Action {
+    item: Attrs,
+    condition: Condition,
+    /// Stored size, for metering.
+    size: usize,
+}
+
+impl AggregateStore for DynamoAggregateStore {
+    async fn load(&self, keys: &[ItemKey], groups: &[GroupKey]) -> Result<Loaded> {
+        let unique_keys: BTreeSet<&ItemKey> = keys.iter().collect();
+        let unique_groups: BTreeSet<&GroupKey> = groups.iter().collect();
+        let requested = unique_keys.len() + unique_groups.len();
+        if requested == 0 {
+            return Ok(Loaded::default());
+        }
+        let raw_keys: Vec<Attrs> = unique_keys
+            .into_iter()
+            .map(codec::item_key)
+            .chain(
+                unique_groups
+                    .into_iter()
+                    .map(|g| codec::key(g.partition_key(), WATERMARK_SORT_KEY)),
+            )
+            .collect();
+        let got = batch_get(&self.client, &self.table, raw_keys, true, &self.retry).await?;
+        let mut loaded = Loaded::default();
+        let mut computed = 0.0;
+        for m in &got.items {
+            if m.get(attr::SK).and_then(codec::str_of) == Some(WATERMARK_SORT_KEY) {
+                let wm = codec::attrs_to_watermark(m)?;
+                computed += read_units(wm.stored_size(), true);
+                loaded.watermarks.push(wm);
+            } else {
+                let item = codec::attrs_to_item(m)?;
+                computed += read_units(item.stored_size(), true);
+                loaded.items.push(item);
+            }
+        }
+        computed += (requested - got.items.len()) as f64 * read_units(0, true);
+        self.meter.read(got.reported, computed);
+        Ok(loaded)
+    }
+
+    async fn load_page(&self, anchor: &ItemKey, page: u32) -> Result<Option<FingerprintSet>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(codec::key(anchor.pk(), anchor.page_sk(page))))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| classify::dynamodb("GetItem", &self.table, e))?;
+        let set = out.item().map(codec::attrs_to_page).transpose()?;
+        let size = set.as_ref().map_or(0, |s| page_stored_size(anchor, s));
+        self.meter
+            .read(reported(out.consumed_capacity()), read_units(size, true));
+        Ok(set)
+    }
+
+    async fn commit(
+        &self,
+        writes: &[ItemWrite],
+        watermark: Option<&WatermarkWrite>,
+    ) -> Result<Commit> {
+        let mut seen = BTreeSet::new();
+        for w in writes {
+            if !seen.insert(&w.item.key) {
+                return Err(self.remote(
+                    "TransactWriteItems",
+                    format!(
+                        "item {} is written twice in one transaction",
+                        w.item.key.describe()
+                    ),
+                ));
+            }
+        }
+        let mut actions = self.actions(writes, watermark);
+        match actions.len() {
+            0 => Ok(Commit::Done),
+            1 => self.put_one(actions.remove(0)).await,
+            _ => self.transact(actions).await,
+        }
+    }
+}

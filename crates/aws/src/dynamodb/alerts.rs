@@ -1,0 +1,177 @@
+//! Alerts: [`DynamoAlerts`] implements [`AlertStore`] over a table keyed by `alert_id`
+//! (S). An alert is stored flat with the field names of its JSON form (`alert_id`,
+//! `rule_id`, `severity`, `key`, `type`, `window_seconds`, `window_start`, `stat`, `op`,
+//! `threshold`, `value`, `count`, `kind`), plus `notified` BOOL and `expires_at` N (TTL,
+//! epoch seconds, 30 days after it was raised by default).
+//!
+//! `raise` writes with `attribute_not_exists(alert_id)`, so a re-delivered update raises
+//! nothing new: the existing item's `notified` flag tells [`AlertStatus::Pending`] (stored,
+//! maybe not announced) from [`AlertStatus::Notified`].
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use sluice_core::Result;
+use sluice_core::ports::{AlertStatus, AlertStore, Clock, SystemClock};
+use sluice_core::rules::Alert;
+
+use super::codec;
+use crate::classify::{self, DYNAMODB, Verdict};
+
+pub const ALERT_ID: &str = "alert_id";
+pub const NOTIFIED: &str = "notified";
+pub const EXPIRES_AT: &str = "expires_at";
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+#[derive(Clone, Debug)]
+pub struct DynamoAlerts<C = SystemClock> {
+    client: Client,
+    table: String,
+    retention: Duration,
+    clock: C,
+}
+
+impl DynamoAlerts<SystemClock> {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoAlerts {
+            client,
+            table: table.into(),
+            retention: DEFAULT_RETENTION,
+            clock: SystemClock,
+        }
+    }
+}
+
+impl<C: Clock> DynamoAlerts<C> {
+    /// The same store with another clock (for `expires_at`).
+    pub fn with_clock<D: Clock>(self, clock: D) -> DynamoAlerts<D> {
+        DynamoAlerts {
+            client: self.client,
+            table: self.table,
+            retention: self.retention,
+            clock,
+        }
+    }
+
+    /// How long alerts are kept (TTL); 30 days by default.
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn key(alert_id: &str) -> std::collections::HashMap<String, AttributeValue> {
+        std::collections::HashMap::from([(ALERT_ID.to_owned(), codec::s(alert_id))])
+    }
+
+    /// Up to `limit` alerts, latest window first (a `Scan`: the table only holds the
+    /// retention period's alerts). Malformed items are logged and skipped.
+    pub async fn list(&self, limit: usize) -> Result<Vec<Alert>> {
+        let (items, _) = super::scan(&self.client, &self.table, None).await?;
+        let mut alerts: Vec<Alert> = items
+            .iter()
+            .filter_map(|item| {
+                serde_json::from_value::<Alert>(codec::attrs_to_json(item))
+                    .map_err(|e| {
+                        tracing::warn!(
+                            table = %self.table,
+                            alert_id = item.get(ALERT_ID).and_then(codec::str_of).unwrap_or("?"),
+                            error = %e,
+                            "skipping a malformed alert"
+                        )
+                    })
+                    .ok()
+            })
+            .collect();
+        alerts.sort_by(|a, b| {
+            b.window_start
+                .cmp(&a.window_start)
+                .then_with(|| a.alert_id.cmp(&b.alert_id))
+        });
+        alerts.truncate(limit);
+        Ok(alerts)
+    }
+}
+
+impl<C: Clock> AlertStore for DynamoAlerts<C> {
+    async fn raise(&self, alert: &Alert) -> Result<AlertStatus> {
+        let json = serde_json::to_value(alert).map_err(|e| {
+            classify::to_error(
+                DYNAMODB,
+                "PutItem",
+                &self.table,
+                Verdict::Fatal,
+                &format!("alert {:?} cannot be encoded: {e}", alert.alert_id),
+                None,
+            )
+        })?;
+        let mut item = codec::json_to_attrs(&json);
+        item.insert(NOTIFIED.into(), AttributeValue::Bool(false));
+        let expires_at = self.clock.now_ms() / 1000 + self.retention.as_secs() as i64;
+        item.insert(EXPIRES_AT.into(), codec::int_value(expires_at));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(alert_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(AlertStatus::New),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                let out = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::key(&alert.alert_id)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| classify::dynamodb("GetItem", &self.table, e))?;
+                let notified = out
+                    .item()
+                    .and_then(|i| i.get(NOTIFIED))
+                    .is_some_and(|v| matches!(v, AttributeValue::Bool(true)));
+                Ok(if notified {
+                    AlertStatus::Notified
+                } else {
+                    AlertStatus::Pending
+                })
+            }
+            Err(e) => Err(classify::dynamodb("PutItem", &self.table, e)),
+        }
+    }
+
+    async fn mark_notified(&self, alert_id: &str) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(alert_id)))
+            .update_expression("SET notified = :t")
+            .condition_expression("attribute_exists(alert_id)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Gone (expired) or never stored: nothing to mark, and no stub is created.
+            Err(e) if classify::code_of(&e) == Some("ConditionalCheckFailedException") => {
+                tracing::debug!(table = %self.table, alert_id, "mark_notified: no such alert");
+                Ok(())
+            }
+            Err(e) => Err(classify::dynamodb("UpdateItem", &self.table, e)),
+        }
+    }
+}

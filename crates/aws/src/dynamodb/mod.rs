@@ -1,0 +1,285 @@
+//! DynamoDB adapters: the aggregates table ([`DynamoAggregateStore`]), reference data
+//! ([`DynamoReference`]), rules ([`DynamoRules`]) and alerts ([`DynamoAlerts`]), plus the
+//! shared pieces: attribute codecs ([`codec`]), capacity metering ([`Meter`]), batched
+//! reads and paginated scans.
+
+pub mod aggregates;
+pub mod alerts;
+pub mod codec;
+pub mod reference;
+pub mod rules;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{ConsumedCapacity, KeysAndAttributes, ReturnConsumedCapacity};
+use sluice_core::{Error, Result};
+
+pub use aggregates::DynamoAggregateStore;
+pub use alerts::DynamoAlerts;
+pub use reference::DynamoReference;
+pub use rules::DynamoRules;
+
+use crate::backoff::RetryPolicy;
+use crate::classify::{self, DYNAMODB};
+use codec::Attrs;
+
+/// `BatchGetItem` reads at most this many keys per request.
+pub const MAX_BATCH_GET_KEYS: usize = 100;
+
+/// Capacity units as DynamoDB charges them (on-demand request units are counted the
+/// same way), accumulated per adapter.
+///
+/// - Read: 1 unit per 4 KB of each item (rounded up per item, at least 1) for a
+///   strongly consistent read, half that for an eventually consistent one. A read of an
+///   absent item still costs the minimum. `Query` and `Scan` round up the total size of
+///   the page, not each item.
+/// - Write: 1 unit per 1 KB of each item (rounded up, at least 1); twice that inside
+///   `TransactWriteItems`. A write whose condition fails is charged too.
+///
+/// Each call asks for `ReturnConsumedCapacity=TOTAL`. [`Meter::units`] counts what the
+/// server reports, and the computed value (from
+/// [`sluice_core::item::AggregateItem::stored_size`]) for calls it reports nothing
+/// for. [`Meter::estimated_units`] always counts the computed value: local emulators
+/// report made-up numbers (moto: 1 per key of a `BatchGetItem` whatever the size), so
+/// benchmarks against them should use the estimate.
+#[derive(Debug, Default)]
+pub struct Meter {
+    read_milli: AtomicU64,
+    write_milli: AtomicU64,
+    estimated_read_milli: AtomicU64,
+    estimated_write_milli: AtomicU64,
+}
+
+impl Meter {
+    /// One read call: what the server reported (if it did) and what it should cost.
+    pub fn read(&self, reported: Option<f64>, computed: f64) {
+        self.read_milli
+            .fetch_add(to_milli(reported.unwrap_or(computed)), Ordering::Relaxed);
+        self.estimated_read_milli
+            .fetch_add(to_milli(computed), Ordering::Relaxed);
+    }
+
+    /// One write call: what the server reported (if it did) and what it should cost.
+    pub fn write(&self, reported: Option<f64>, computed: f64) {
+        self.write_milli
+            .fetch_add(to_milli(reported.unwrap_or(computed)), Ordering::Relaxed);
+        self.estimated_write_milli
+            .fetch_add(to_milli(computed), Ordering::Relaxed);
+    }
+
+    /// (read units, write units) so far: reported by the server where it did.
+    pub fn units(&self) -> (f64, f64) {
+        (
+            self.read_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+            self.write_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+        )
+    }
+
+    /// (read units, write units) so far, as computed from item sizes.
+    pub fn estimated_units(&self) -> (f64, f64) {
+        (
+            self.estimated_read_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+            self.estimated_write_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+        )
+    }
+}
+
+fn to_milli(units: f64) -> u64 {
+    if units.is_finite() && units > 0.0 {
+        (units * 1000.0).round() as u64
+    } else {
+        0
+    }
+}
+
+/// Read units of one item read of `size` bytes.
+pub fn read_units(size: usize, consistent: bool) -> f64 {
+    let blocks = size.div_ceil(4096).max(1) as f64;
+    if consistent { blocks } else { blocks / 2.0 }
+}
+
+/// Read units of a `Query`/`Scan` page of `total` bytes.
+pub fn page_read_units(total: usize, consistent: bool) -> f64 {
+    let blocks = total.div_ceil(4096) as f64;
+    let units = if consistent { blocks } else { blocks / 2.0 };
+    units.max(if consistent { 1.0 } else { 0.5 })
+}
+
+/// Write units of one standard write of `size` bytes.
+pub fn write_units(size: usize) -> f64 {
+    size.div_ceil(1024).max(1) as f64
+}
+
+/// Write units of one write of `size` bytes inside a transaction.
+pub fn transactional_write_units(size: usize) -> f64 {
+    2.0 * write_units(size)
+}
+
+/// The capacity a server reported, if it did.
+pub fn reported<'a>(consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) -> Option<f64> {
+    let mut total = None;
+    for c in consumed {
+        if let Some(units) = c.capacity_units() {
+            *total.get_or_insert(0.0) += units;
+        }
+    }
+    total
+}
+
+/// Approximate stored size of an arbitrary item (names plus values), for metering.
+pub fn attrs_size(m: &Attrs) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    fn value_size(v: &V) -> usize {
+        match v {
+            V::S(s) => s.len(),
+            V::N(n) => n.len().div_ceil(2) + 1,
+            V::B(b) => b.as_ref().len(),
+            V::Bool(_) | V::Null(_) => 1,
+            V::M(m) => {
+                3 + m
+                    .iter()
+                    .map(|(k, v)| k.len() + value_size(v) + 1)
+                    .sum::<usize>()
+            }
+            V::L(l) => 3 + l.iter().map(|v| value_size(v) + 1).sum::<usize>(),
+            V::Ss(xs) => xs.iter().map(String::len).sum(),
+            V::Ns(xs) => xs.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+            V::Bs(xs) => xs.iter().map(|b| b.as_ref().len()).sum(),
+            _ => 1,
+        }
+    }
+    m.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+/// What a batched read returned.
+#[derive(Debug, Default)]
+pub(crate) struct BatchGot {
+    pub items: Vec<Attrs>,
+    /// Capacity the server reported, summed; `None` if it reported none.
+    pub reported: Option<f64>,
+}
+
+/// Reads `keys` (already de-duplicated) with `BatchGetItem`, 100 per request, retrying
+/// unprocessed keys with backoff; fails as throttled when they stay unprocessed.
+pub(crate) async fn batch_get(
+    client: &Client,
+    table: &str,
+    keys: Vec<Attrs>,
+    consistent: bool,
+    retry: &RetryPolicy,
+) -> Result<BatchGot> {
+    let mut got = BatchGot::default();
+    for chunk in keys.chunks(MAX_BATCH_GET_KEYS) {
+        let mut pending: Vec<Attrs> = chunk.to_vec();
+        let mut attempt = 0u32;
+        while !pending.is_empty() {
+            attempt += 1;
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(consistent)
+                .build()
+                .map_err(|e| classify::build_error(DYNAMODB, "BatchGetItem", table, e))?;
+            let mut out = client
+                .batch_get_item()
+                .request_items(table, request)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| classify::dynamodb("BatchGetItem", table, e))?;
+            if let Some(units) = reported(out.consumed_capacity()) {
+                *got.reported.get_or_insert(0.0) += units;
+            }
+            if let Some(items) = out.responses.as_mut().and_then(|r| r.remove(table)) {
+                got.items.extend(items);
+            }
+            pending = out
+                .unprocessed_keys
+                .as_mut()
+                .and_then(|u| u.remove(table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if !pending.is_empty() {
+                if attempt >= retry.max_attempts.max(1) {
+                    return Err(Error::Throttled {
+                        service: DYNAMODB,
+                        operation: "BatchGetItem",
+                        message: format!(
+                            "table {table:?}: {} keys still unprocessed after {attempt} attempts",
+                            pending.len()
+                        ),
+                    });
+                }
+                tracing::debug!(
+                    table,
+                    unprocessed = pending.len(),
+                    attempt,
+                    "retrying unprocessed keys"
+                );
+                retry.sleep(attempt).await;
+            }
+        }
+    }
+    Ok(got)
+}
+
+/// Every item of a table (`Scan`, paginated), with an optional projection.
+pub(crate) async fn scan(
+    client: &Client,
+    table: &str,
+    projection: Option<(&str, &std::collections::HashMap<String, String>)>,
+) -> Result<(Vec<Attrs>, Option<f64>)> {
+    let mut items = Vec::new();
+    let mut reported_total = None;
+    let mut start: Option<Attrs> = None;
+    loop {
+        let mut request = client
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start.take())
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        if let Some((expression, names)) = projection {
+            request = request
+                .projection_expression(expression)
+                .set_expression_attribute_names(Some(names.clone()));
+        }
+        let mut out = request
+            .send()
+            .await
+            .map_err(|e| classify::dynamodb("Scan", table, e))?;
+        if let Some(units) = reported(out.consumed_capacity()) {
+            *reported_total.get_or_insert(0.0) += units;
+        }
+        items.extend(out.items.take().unwrap_or_default());
+        match out.last_evaluated_key.take() {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => break,
+        }
+    }
+    Ok((items, reported_total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_follow_dynamodb_rounding() {
+        assert_eq!(read_units(1, true), 1.0);
+        assert_eq!(read_units(4096, true), 1.0);
+        assert_eq!(read_units(4097, true), 2.0);
+        assert_eq!(read_units(4097, false), 1.0);
+        assert_eq!(read_units(0, false), 0.5);
+        assert_eq!(write_units(1024), 1.0);
+        assert_eq!(write_units(1025), 2.0);
+        assert_eq!(transactional_write_units(300_000), 586.0);
+        assert_eq!(page_read_units(10 * 4096 + 1, false), 5.5);
+        assert_eq!(page_read_units(0, true), 1.0);
+        let m = Meter::default();
+        m.read(None, 0.5);
+        m.read(Some(7.0), 2.0);
+        m.write(None, 3.0);
+        assert_eq!(m.units(), (7.5, 3.0));
+        assert_eq!(m.estimated_units(), (2.5, 3.0));
+    }
+}

@@ -1,0 +1,56 @@
+//! Shared setup of the integration tests: they need the local endpoints that
+//! `eval "$(infra/local/up)"` exports, and fail (not skip) without them.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sluice_aws::Provisioner;
+
+pub struct Clients {
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl Clients {
+    pub fn provisioner(&self) -> Provisioner {
+        Provisioner::new(self.kinesis.clone(), self.dynamodb.clone())
+    }
+}
+
+/// Clients for the local servers; panics with instructions when they are not set up.
+pub async fn clients() -> Clients {
+    for var in [
+        "AWS_ENDPOINT_URL_KINESIS",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_REGION",
+    ] {
+        let set = std::env::var(var).is_ok_and(|v| !v.is_empty());
+        assert!(
+            set,
+            "{var} is not set: start the local servers first with eval \"$(infra/local/up)\""
+        );
+    }
+    let config = sluice_aws::sdk_config().await;
+    Clients {
+        kinesis: sluice_aws::kinesis_client(&config),
+        dynamodb: sluice_aws::dynamodb_client(&config),
+    }
+}
+
+/// A name no other test (or run) uses: prefix, time, process id and a counter.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        ms % 100_000_000,
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}

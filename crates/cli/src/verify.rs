@@ -1,0 +1,223 @@
+//! `--verify`: the ground truth, computed from the input alone, compared with what the
+//! pipeline stored. It re-implements windows, de-duplication and lateness here in the
+//! plainest way (a fold in input order), sharing only the envelope decoder (validity is
+//! the producer contract, not a delivery property).
+//!
+//! Identity of an event (exactly-once): its id within its key, type and anchor window
+//! (duplicates of one event share its event time). In at-least-once mode every input
+//! line is a distinct event. Lateness: per (key, type), in input order, an event is
+//! late when its anchor window ended more than the allowed lateness before the start
+//! of the newest anchor window that group has seen; already-counted beats late.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sluice_core::config::{AggregateConfig, Delivery};
+use sluice_core::envelope::{TimeBounds, decode_record};
+use sluice_core::item::AggregateView;
+use sluice_core::time::format_rfc3339;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Fold {
+    count: u64,
+    sum: f64,
+    abs_sum: f64,
+    min: f64,
+    max: f64,
+}
+
+/// What the pipeline must have produced.
+#[derive(Debug, Default)]
+pub struct GroundTruth {
+    /// (key, type, window label, window start) → fold.
+    aggregates: BTreeMap<(String, String, String, String), Fold>,
+    pub events: u64,
+    pub counted: u64,
+    pub invalid: u64,
+    pub late: u64,
+    pub duplicates: u64,
+}
+
+pub fn ground_truth(
+    lines: &[Vec<u8>],
+    config: &AggregateConfig,
+    bounds: TimeBounds,
+) -> GroundTruth {
+    let mut truth = GroundTruth::default();
+    let anchor = config.windows.anchor();
+    let mut watermark: HashMap<(String, String), i64> = HashMap::new();
+    let mut seen: HashSet<(String, String, String, i64)> = HashSet::new();
+    for (n, line) in lines.iter().enumerate() {
+        for decoded in decode_record(line, bounds) {
+            truth.events += 1;
+            let Ok(e) = decoded.result else {
+                truth.invalid += 1;
+                continue;
+            };
+            let start = e.ts - e.ts.rem_euclid(anchor.size_ms);
+            let group = (e.key.clone(), e.metric.clone());
+            // An event without an id gets one from its record position: unique.
+            let id =
+                e.id.clone()
+                    .unwrap_or_else(|| format!("\u{0}line-{n}-{}", decoded.line));
+            let identity = (id, e.key.clone(), e.metric.clone(), start);
+            let duplicate = config.delivery == Delivery::ExactlyOnce && seen.contains(&identity);
+            let wm = watermark.get(&group).copied();
+            let late = wm.is_some_and(|w| start + anchor.size_ms + config.allowed_lateness_ms < w);
+            watermark.insert(group, wm.map_or(start, |w| w.max(start)));
+            if duplicate {
+                truth.duplicates += 1;
+                continue;
+            }
+            if late {
+                truth.late += 1;
+                continue;
+            }
+            seen.insert(identity);
+            truth.counted += 1;
+            for spec in config.windows.all() {
+                // Every window of this spec that contains ts, enumerated by brute force.
+                let mut s = e.ts - e.ts.rem_euclid(spec.slide_ms);
+                while s + spec.size_ms > e.ts {
+                    let f = truth
+                        .aggregates
+                        .entry((
+                            e.key.clone(),
+                            e.metric.clone(),
+                            spec.label(),
+                            format_rfc3339(s),
+                        ))
+                        .or_insert(Fold {
+                            min: f64::INFINITY,
+                            max: f64::NEG_INFINITY,
+                            ..Fold::default()
+                        });
+                    f.count += 1;
+                    f.sum += e.value;
+                    f.abs_sum += e.value.abs();
+                    f.min = f.min.min(e.value);
+                    f.max = f.max.max(e.value);
+                    s -= spec.slide_ms;
+                }
+            }
+        }
+    }
+    truth
+}
+
+/// Differences between the truth and the stored aggregates (empty: exact).
+pub fn compare(truth: &GroundTruth, views: &[AggregateView]) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let mut stored: BTreeMap<(String, String, String, String), &AggregateView> = BTreeMap::new();
+    for v in views {
+        let label = match v.slide_seconds {
+            Some(slide) => format!("{}/{slide}", v.window_seconds),
+            None => v.window_seconds.to_string(),
+        };
+        stored.insert(
+            (
+                v.key.clone(),
+                v.metric.clone(),
+                label,
+                v.window_start.clone(),
+            ),
+            v,
+        );
+    }
+    for (k, want) in &truth.aggregates {
+        let Some(have) = stored.remove(k) else {
+            diffs.push(format!(
+                "missing aggregate {k:?}: expected count {}",
+                want.count
+            ));
+            continue;
+        };
+        if have.count != want.count {
+            diffs.push(format!(
+                "{k:?}: count {} expected {}",
+                have.count, want.count
+            ));
+        }
+        if have.min != want.min || have.max != want.max {
+            diffs.push(format!(
+                "{k:?}: min/max {}/{} expected {}/{}",
+                have.min, have.max, want.min, want.max
+            ));
+        }
+        // Summation order differs; allow 1e-9 of the magnitude summed.
+        if (have.sum - want.sum).abs() > 1e-9 * want.abs_sum.max(1.0) {
+            diffs.push(format!("{k:?}: sum {} expected {}", have.sum, want.sum));
+        }
+    }
+    for (k, v) in stored {
+        diffs.push(format!("unexpected aggregate {k:?} with count {}", v.count));
+    }
+    diffs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &[&str]) -> Vec<Vec<u8>> {
+        text.iter().map(|l| l.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn truth_counts_duplicates_once_and_late_events_never() {
+        let config = AggregateConfig::default();
+        let input = lines(&[
+            r#"{"id":"a","key":"k","type":"t","ts":60000,"value":1}"#,
+            r#"{"id":"a","key":"k","type":"t","ts":60000,"value":1}"#,
+            r#"{"id":"b","key":"k","type":"t","ts":1000000,"value":2}"#,
+            r#"{"id":"c","key":"k","type":"t","ts":60000,"value":4}"#,
+            r#"{"id":"a","key":"k","type":"t","ts":60000,"value":1}"#,
+            "garbage",
+        ]);
+        let t = ground_truth(&input, &config, TimeBounds::unbounded());
+        assert_eq!(
+            (t.events, t.counted, t.duplicates, t.late, t.invalid),
+            (6, 2, 2, 1, 1)
+        );
+        let at_least_once = AggregateConfig {
+            delivery: Delivery::AtLeastOnce,
+            ..AggregateConfig::default()
+        };
+        let t = ground_truth(&input, &at_least_once, TimeBounds::unbounded());
+        assert_eq!((t.counted, t.duplicates, t.late), (3, 0, 2));
+    }
+
+    #[test]
+    fn compare_reports_every_kind_of_difference() {
+        let config = AggregateConfig::default();
+        let t = ground_truth(
+            &lines(&[r#"{"id":"a","key":"k","type":"t","ts":0,"value":1}"#]),
+            &config,
+            TimeBounds::unbounded(),
+        );
+        assert_eq!(t.aggregates.len(), 2);
+        let view = |secs: i64, count: u64, sum: f64| AggregateView {
+            kind: "aggregate".into(),
+            key: "k".into(),
+            metric: "t".into(),
+            window_seconds: secs,
+            slide_seconds: None,
+            window_start: "1970-01-01T00:00:00Z".into(),
+            count,
+            sum,
+            min: 1.0,
+            max: 1.0,
+            mean: 1.0,
+            variance: 0.0,
+        };
+        assert!(compare(&t, &[view(60, 1, 1.0), view(3600, 1, 1.0)]).is_empty());
+        assert_eq!(
+            compare(&t, &[view(60, 2, 1.0), view(3600, 1, 1.0)]).len(),
+            1
+        );
+        assert_eq!(
+            compare(&t, &[view(60, 1, 1.5), view(3600, 1, 1.0)]).len(),
+            1
+        );
+        assert_eq!(compare(&t, &[view(60, 1, 1.0)]).len(), 1);
+    }
+}
