@@ -1,5 +1,6 @@
 //! `sluice`: run the pipeline locally, feed it, set it up and query it.
 
+mod connect;
 mod demo;
 mod output;
 mod pipeline;
