@@ -155,8 +155,8 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     eprintln!(
         "sluice demo: {} events from {source}; delivery {}; windows {}",
         lines.len(),
-        pipeline.aggregate_config.delivery,
-        pipeline.aggregate_config.windows
+        pipeline.stages.aggregate_config.delivery,
+        pipeline.stages.aggregate_config.windows
     );
     let started = Instant::now();
     let produced_lines = pipeline.produce(&lines)?;
@@ -177,9 +177,13 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     }
     let elapsed = started.elapsed();
 
-    let ledger = pipeline.ledger.summary();
+    let ledger = pipeline.stages.ledger.summary();
     let views = output::aggregate_views(&pipeline.store.items());
-    let letters = output::dead_letters(&pipeline.streams.records(&pipeline.dead_letter_stream));
+    let letters = output::dead_letters(
+        &pipeline
+            .streams
+            .records(&pipeline.stages.dead_letter_stream),
+    );
     let alerts = pipeline.alerts.alerts();
     let summary = Summary {
         kind: "summary",
@@ -202,12 +206,12 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         if let Some(obj) = v.as_object_mut() {
             obj.insert(
                 "delivery".into(),
-                json!(pipeline.aggregate_config.delivery.to_string()),
+                json!(pipeline.stages.aggregate_config.delivery.to_string()),
             );
             obj.insert("alerts".into(), json!(alerts.len()));
             obj.insert(
                 "unenriched".into(),
-                json!(pipeline.stage_stats("enrich").unenriched),
+                json!(pipeline.stages.stage_stats("enrich").unenriched),
             );
             obj.insert("dynamodb_item_writes".into(), json!(meter.item_writes()));
             obj.insert("dynamodb_read_units".into(), json!(meter.read_units()));
@@ -226,7 +230,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
             );
             if let Some(f) = &faults {
                 let mut injected = f.injected();
-                for (stage, m) in pipeline.mapping_stats() {
+                for (stage, m) in pipeline.runner.mapping_stats() {
                     if m.dropped_batches > 0 {
                         eprintln!(
                             "warning: {stage} dropped {} batches after their retries",
@@ -255,7 +259,8 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
             now_ms: SystemClock.now_ms(),
             max_future_skew_ms: skew_s * 1000,
         };
-        let truth = verify::ground_truth(&produced_lines, &pipeline.aggregate_config, bounds);
+        let truth =
+            verify::ground_truth(&produced_lines, &pipeline.stages.aggregate_config, bounds);
         let mut diffs = verify::compare(&truth, &views);
         for (name, have, want) in [
             ("events_in", ledger.events_in, truth.events),
@@ -357,13 +362,13 @@ fn report_verdict(out: &mut impl Write, diffs: &[String], json_mode: bool) -> st
 }
 
 fn progress_line(p: &InProcess, produced: u64, interactive: bool) {
-    let ingest = p.stage_stats("ingest");
-    let aggregate = p.stage_stats("aggregate");
-    let detect = p.stage_stats("detect");
+    let ingest = p.stages.stage_stats("ingest");
+    let aggregate = p.stages.stage_stats("aggregate");
+    let detect = p.stages.stage_stats("detect");
     let line = format!(
         "  ingested {}/{produced}  enriched {}  counted {}  duplicates {}  dead letters {}  alerts {}",
         ingest.events_in,
-        p.stage_stats("enrich").passed_on,
+        p.stages.stage_stats("enrich").passed_on,
         aggregate.counted,
         aggregate.duplicates,
         ingest.dead_lettered_total() + aggregate.dead_lettered_total(),

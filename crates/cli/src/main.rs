@@ -4,6 +4,7 @@ mod connect;
 mod demo;
 mod output;
 mod pipeline;
+mod run;
 mod verify;
 
 use std::process::ExitCode;
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the whole pipeline in one process on a synthetic feed or a file; no services needed.
     Demo(demo::DemoArgs),
+    /// Run the stages over real Kinesis and DynamoDB through the local event source mapping.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
+            Command::Run(args) => run::run(args).await,
         }
     });
     match result {

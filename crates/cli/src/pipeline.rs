@@ -1,15 +1,21 @@
-//! The whole pipeline in one process: in-process streams and tables, the four stage
-//! handlers (the same code the Lambdas run), wired through the local event source
-//! mapping with the settings of `template.yaml`.
+//! The four stage handlers (the same code the Lambdas run) wired through the local
+//! event source mapping with the settings of `template.yaml`: in one process on
+//! in-memory streams and tables ([`InProcess`], for `sluice demo`), or over real
+//! Kinesis and DynamoDB (`sluice run`), sharing [`build_stages`] and [`Runner`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, Result};
 use sluice_core::cache::{CachedLookup, CachedRules};
-use sluice_core::config::{AggregateConfig, DetectConfig, EnrichConfig, EnvReader, IngestConfig};
-use sluice_core::outcome::StageStats;
-use sluice_core::ports::{Attrs, Clock, SystemClock};
+use sluice_core::config::{
+    AggregateConfig, DetectConfig, EnrichConfig, EnvReader, IngestConfig, env,
+};
+use sluice_core::outcome::{BatchOutcome, StageStats};
+use sluice_core::ports::{
+    AggregateStore, AlertStore, Attrs, Clock, RecordSink, ReferenceLookup, RulesSource,
+    ShardSource, SystemClock,
+};
 use sluice_core::record::OutRecord;
 use sluice_core::resources;
 use sluice_core::rules::Rule;
@@ -18,8 +24,8 @@ use sluice_core::stage::detect::Detect;
 use sluice_core::stage::enrich::Enrich;
 use sluice_core::stage::ingest::Ingest;
 use sluice_local::clock::ManualClock;
-use sluice_local::esm::{EsmStats, EventSourceMapping, stage_handler};
-use sluice_local::faults::Faults;
+use sluice_local::esm::{EsmStats, EventSourceMapping, Handler, stage_handler};
+use sluice_local::faults::{Faults, FaultySink, FaultyStore};
 use sluice_local::ledger::MemoryLedger;
 use sluice_local::scenario::partition_key_of;
 use sluice_local::store::{MemoryAggregateStore, MemoryAlerts, MemoryReference, MemoryRules};
@@ -30,21 +36,269 @@ pub const STAGES: [&str; 4] = ["ingest", "enrich", "aggregate", "detect"];
 
 pub type Stats = Arc<Mutex<StageStats>>;
 
-fn env_of(spec: &FunctionSpec) -> EnvReader<impl Fn(&str) -> Option<String>> {
+/// The table-backed ports the stages run on.
+pub struct Ports<R, S, Ru, A> {
+    pub reference: R,
+    pub store: S,
+    pub rules: Ru,
+    pub alerts: A,
+}
+
+/// One stage, ready for an event source mapping.
+pub struct StageSpec {
+    pub binary: &'static str,
+    pub function: FunctionSpec,
+    pub input_stream: String,
+    pub handler: Handler,
+}
+
+/// The stages of a deployment and what the runner reports about them.
+pub struct Stages {
+    pub stages: Vec<StageSpec>,
+    pub raw_stream: String,
+    pub dead_letter_stream: String,
+    pub aggregate_config: AggregateConfig,
+    pub ledger: Arc<MemoryLedger>,
+    pub stats: BTreeMap<&'static str, Stats>,
+}
+
+fn env_of(spec: &FunctionSpec) -> EnvReader<impl Fn(&str) -> Option<String> + use<>> {
     let env = spec.env.clone();
     EnvReader::new(move |k: &str| env.get(k).cloned())
 }
 
+/// Which parts get faults: in at-least-once mode only the aggregate stage's own retries
+/// are guarded, so only its parts do; upstream retries would re-emit records that this
+/// mode is documented to count again.
+pub fn faults_for(
+    template: &Template,
+    faults: &Option<Arc<Faults>>,
+    stage: &str,
+) -> Option<Arc<Faults>> {
+    let at_least_once = template.parameter("Delivery") == Some("at-least-once");
+    faults
+        .clone()
+        .filter(|_| !at_least_once || stage == "aggregate")
+}
+
+/// Builds the four stages from the template's functions (their environment is their
+/// configuration) over the given ports; `sink(stream)` makes a writer for a stream.
+pub fn build_stages<R, S, Ru, A, K>(
+    template: &Template,
+    ports: Ports<R, S, Ru, A>,
+    sink: impl Fn(&str) -> K,
+    faults: &Option<Arc<Faults>>,
+) -> Result<Stages>
+where
+    R: ReferenceLookup + 'static,
+    S: AggregateStore + 'static,
+    Ru: RulesSource + 'static,
+    A: AlertStore + 'static,
+    K: RecordSink + 'static,
+{
+    let stream = |logical: &str| -> Result<String> {
+        template
+            .stream_name(logical)
+            .with_context(|| format!("template.yaml has no stream {logical}"))
+    };
+    let raw_stream = stream(resources::RAW.logical_id)?;
+    let dead_letter_stream = stream(resources::DEAD_LETTER.logical_id)?;
+    let ledger = Arc::new(MemoryLedger::new());
+    let stats: BTreeMap<&'static str, Stats> =
+        STAGES.iter().map(|s| (*s, Stats::default())).collect();
+    let observe = |stage: &'static str| {
+        let stats = stats[stage].clone();
+        move |o: &BatchOutcome| *stats.lock().unwrap_or_else(PoisonError::into_inner) += &o.stats
+    };
+    let faulty_sink =
+        |name: &str, stage: &str| FaultySink::new(sink(name), faults_for(template, faults, stage));
+    let Ports {
+        reference,
+        store,
+        rules,
+        alerts,
+    } = ports;
+    // Each port goes to exactly one stage.
+    let (mut reference, mut store, mut rules, mut alerts) =
+        (Some(reference), Some(store), Some(rules), Some(alerts));
+    let mut aggregate_config = AggregateConfig::default();
+    let mut stages = Vec::new();
+    for binary in STAGES {
+        let function = template
+            .function(binary)
+            .with_context(|| format!("reading function {binary} from template.yaml"))?;
+        let vars = env_of(&function);
+        let output_stream = function
+            .env
+            .get(env::OUTPUT_STREAM)
+            .cloned()
+            .with_context(|| format!("{} has no {}", function.logical_id, env::OUTPUT_STREAM))?;
+        let output = faulty_sink(&output_stream, binary);
+        let dead_letters = faulty_sink(&dead_letter_stream, binary);
+        let handler = match binary {
+            "ingest" => stage_handler(
+                Arc::new(Ingest {
+                    output,
+                    dead_letters,
+                    ledger: ledger.clone(),
+                    clock: SystemClock,
+                    config: IngestConfig::from_reader(&vars)?,
+                }),
+                observe(binary),
+            ),
+            "enrich" => {
+                let config = EnrichConfig::from_reader(&vars)?;
+                stage_handler(
+                    Arc::new(Enrich {
+                        reference: CachedLookup::new(
+                            reference.take().context("one enrich stage")?,
+                            SystemClock,
+                            config.cache_ttl_ms,
+                        ),
+                        output,
+                        dead_letters,
+                        ledger: ledger.clone(),
+                        clock: SystemClock,
+                        config,
+                    }),
+                    observe(binary),
+                )
+            }
+            "aggregate" => {
+                aggregate_config = AggregateConfig::from_reader(&vars)?;
+                stage_handler(
+                    Arc::new(Aggregate::new(
+                        FaultyStore::new(
+                            store.take().context("one aggregate stage")?,
+                            faults_for(template, faults, binary),
+                        ),
+                        output,
+                        dead_letters,
+                        ledger.clone(),
+                        SystemClock,
+                        aggregate_config.clone(),
+                    )),
+                    observe(binary),
+                )
+            }
+            _ => {
+                let config = DetectConfig::from_reader(&vars)?;
+                stage_handler(
+                    Arc::new(Detect {
+                        rules: CachedRules::new(
+                            rules.take().context("one detect stage")?,
+                            SystemClock,
+                            config.rules_cache_ttl_ms,
+                        ),
+                        alerts: alerts.take().context("one detect stage")?,
+                        output,
+                        dead_letters,
+                        clock: SystemClock,
+                        config,
+                    }),
+                    observe(binary),
+                )
+            }
+        };
+        let input_stream = stream(&function.input_stream)?;
+        stages.push(StageSpec {
+            binary,
+            function,
+            input_stream,
+            handler,
+        });
+    }
+    Ok(Stages {
+        stages,
+        raw_stream,
+        dead_letter_stream,
+        aggregate_config,
+        ledger,
+        stats,
+    })
+}
+
+/// Event source mappings for every stage, polled in stage order.
+pub struct Runner<Src, D> {
+    pub mappings: Vec<EventSourceMapping<Src, D>>,
+}
+
+impl<Src: ShardSource, D: RecordSink> Runner<Src, D> {
+    /// Wires a mapping per stage: `source(stream)` reads a stream, `on_failure()` writes
+    /// batch metadata to the dead-letter stream.
+    pub fn new(
+        stages: &Stages,
+        mut source: impl FnMut(&str) -> Src,
+        on_failure: impl Fn() -> D,
+        clock: Arc<dyn Clock>,
+        template: &Template,
+        faults: &Option<Arc<Faults>>,
+    ) -> Self {
+        let mappings = stages
+            .stages
+            .iter()
+            .map(|s| {
+                let mut m = EventSourceMapping::new(
+                    s.binary,
+                    source(&s.input_stream),
+                    s.function.esm.clone(),
+                    s.handler.clone(),
+                    on_failure(),
+                    clock.clone(),
+                    s.function.timeout_s * 1000,
+                )
+                .with_ledger(stages.ledger.clone(), s.binary == "ingest");
+                if let Some(f) = faults_for(template, faults, s.binary) {
+                    m = m.with_faults(f);
+                }
+                m
+            })
+            .collect();
+        Runner { mappings }
+    }
+
+    /// One pass over the stages. `drain_each`: run each stage until it has nothing
+    /// ready before moving on (bigger batches when input is already there).
+    pub async fn step(&mut self, drain_each: bool) -> Result<bool> {
+        let mut worked = false;
+        for m in &mut self.mappings {
+            loop {
+                let did = m
+                    .poll()
+                    .await
+                    .with_context(|| format!("event source mapping of {}", m.function))?;
+                worked |= did;
+                if !did || !drain_each {
+                    break;
+                }
+            }
+        }
+        Ok(worked)
+    }
+
+    pub fn next_due_ms(&self) -> Option<i64> {
+        self.mappings.iter().filter_map(|m| m.next_due_ms()).min()
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.mappings.iter().all(|m| m.is_idle())
+    }
+
+    pub fn mapping_stats(&self) -> Vec<(String, EsmStats)> {
+        self.mappings
+            .iter()
+            .map(|m| (m.function.clone(), m.stats.clone()))
+            .collect()
+    }
+}
+
+/// The whole pipeline in one process, on in-memory streams and tables.
 pub struct InProcess {
     pub streams: Arc<MemoryStreams>,
     pub store: Arc<MemoryAggregateStore>,
     pub alerts: Arc<MemoryAlerts>,
-    pub ledger: Arc<MemoryLedger>,
-    pub stats: BTreeMap<&'static str, Stats>,
-    pub mappings: Vec<EventSourceMapping<MemorySource, MemorySink>>,
-    pub raw_stream: String,
-    pub dead_letter_stream: String,
-    pub aggregate_config: AggregateConfig,
+    pub stages: Stages,
+    pub runner: Runner<MemorySource, MemorySink>,
     pub faults: Option<Arc<Faults>>,
     pub clock: Arc<ManualClock>,
 }
@@ -64,159 +318,30 @@ impl InProcess {
         for s in template.streams() {
             streams.create(&s.name, s.shards);
         }
-        let stream = |logical: &str| -> Result<String> {
-            template
-                .stream_name(logical)
-                .with_context(|| format!("template.yaml has no stream {logical}"))
-        };
-        let raw_stream = stream(resources::RAW.logical_id)?;
-        let dead_letter_stream = stream(resources::DEAD_LETTER.logical_id)?;
-        // In at-least-once mode only the aggregate stage's own retries are guarded, so
-        // only its parts get faults; upstream retries would re-emit records that mode
-        // is documented to count again.
-        let delivery = template
-            .parameter("Delivery")
-            .unwrap_or("exactly-once")
-            .to_owned();
-        let faults_for = |stage: &str| {
-            faults
-                .clone()
-                .filter(|_| delivery != "at-least-once" || stage == "aggregate")
-        };
-        let sink = |name: &str, stage: &str| {
-            let s = streams.sink(name);
-            match faults_for(stage) {
-                Some(f) => s.with_faults(f),
-                None => s,
-            }
-        };
-        let mut store = MemoryAggregateStore::new();
-        if let Some(f) = &faults {
-            store = store.with_faults(f.clone());
-        }
-        let store = Arc::new(store);
+        let store = Arc::new(MemoryAggregateStore::new());
         let alerts = Arc::new(MemoryAlerts::new());
-        let ledger = Arc::new(MemoryLedger::new());
-        let stats: BTreeMap<&'static str, Stats> =
-            STAGES.iter().map(|s| (*s, Stats::default())).collect();
-        let observe = |stage: &'static str| {
-            let stats = stats[stage].clone();
-            move |o: &sluice_core::outcome::BatchOutcome| {
-                *stats.lock().unwrap_or_else(PoisonError::into_inner) += &o.stats;
-            }
+        let ports = Ports {
+            reference: MemoryReference::new(reference),
+            store: store.clone(),
+            rules: MemoryRules::new(rules),
+            alerts: alerts.clone(),
         };
-
-        let spec = |binary: &str| {
-            template
-                .function(binary)
-                .with_context(|| format!("reading function {binary} from template.yaml"))
-        };
-        let output_of = |spec: &FunctionSpec| -> Result<String> {
-            spec.env
-                .get(sluice_core::config::env::OUTPUT_STREAM)
-                .cloned()
-                .with_context(|| format!("{} has no OUTPUT_STREAM", spec.logical_id))
-        };
-        let mut mappings = Vec::new();
-        let mut aggregate_config = AggregateConfig::default();
-        for binary in STAGES {
-            let spec = spec(binary)?;
-            let env = env_of(&spec);
-            let output = sink(&output_of(&spec)?, binary);
-            let dead = sink(&dead_letter_stream, binary);
-            let handler = match binary {
-                "ingest" => stage_handler(
-                    Arc::new(Ingest {
-                        output,
-                        dead_letters: dead,
-                        ledger: ledger.clone(),
-                        clock: SystemClock,
-                        config: IngestConfig::from_reader(&env)?,
-                    }),
-                    observe("ingest"),
-                ),
-                "enrich" => {
-                    let config = EnrichConfig::from_reader(&env)?;
-                    stage_handler(
-                        Arc::new(Enrich {
-                            reference: CachedLookup::new(
-                                MemoryReference::new(reference.clone()),
-                                SystemClock,
-                                config.cache_ttl_ms,
-                            ),
-                            output,
-                            dead_letters: dead,
-                            ledger: ledger.clone(),
-                            clock: SystemClock,
-                            config,
-                        }),
-                        observe("enrich"),
-                    )
-                }
-                "aggregate" => {
-                    aggregate_config = AggregateConfig::from_reader(&env)?;
-                    stage_handler(
-                        Arc::new(Aggregate::new(
-                            store.clone(),
-                            output,
-                            dead,
-                            ledger.clone(),
-                            SystemClock,
-                            aggregate_config.clone(),
-                        )),
-                        observe("aggregate"),
-                    )
-                }
-                _ => {
-                    let config = DetectConfig::from_reader(&env)?;
-                    stage_handler(
-                        Arc::new(Detect {
-                            rules: CachedRules::new(
-                                MemoryRules::new(rules.clone()),
-                                SystemClock,
-                                config.rules_cache_ttl_ms,
-                            ),
-                            alerts: alerts.clone(),
-                            output,
-                            dead_letters: dead,
-                            clock: SystemClock,
-                            config,
-                        }),
-                        observe("detect"),
-                    )
-                }
-            };
-            let input = template.stream_name(&spec.input_stream).with_context(|| {
-                format!(
-                    "{} reads unknown stream {}",
-                    spec.logical_id, spec.input_stream
-                )
-            })?;
-            let mut mapping = EventSourceMapping::new(
-                binary,
-                streams.source(&input),
-                spec.esm.clone(),
-                handler,
-                streams.sink(&dead_letter_stream),
-                clock.clone(),
-                spec.timeout_s * 1000,
-            )
-            .with_ledger(ledger.clone(), binary == "ingest");
-            if let Some(f) = faults_for(binary) {
-                mapping = mapping.with_faults(f);
-            }
-            mappings.push(mapping);
-        }
+        let stages = build_stages(template, ports, |name| streams.sink(name), &faults)?;
+        let dead_letters = stages.dead_letter_stream.clone();
+        let runner = Runner::new(
+            &stages,
+            |name| streams.source(name),
+            || streams.sink(&dead_letters),
+            clock,
+            template,
+            &faults,
+        );
         Ok(InProcess {
             streams,
             store,
             alerts,
-            ledger,
-            stats,
-            mappings,
-            raw_stream,
-            dead_letter_stream,
-            aggregate_config,
+            stages,
+            runner,
             faults,
             clock: sim,
         })
@@ -226,22 +351,9 @@ impl InProcess {
     /// With fault injection on, some lines are sent twice (producer retries). Returns
     /// every record written, in order.
     pub fn produce(&self, lines: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        let mut sent = Vec::with_capacity(lines.len());
-        for chunk in lines.chunks(500) {
-            let mut records = Vec::with_capacity(chunk.len());
-            for line in chunk {
-                let record = OutRecord {
-                    partition_key: partition_key_of(&String::from_utf8_lossy(line)),
-                    data: line.clone(),
-                };
-                if self.faults.as_ref().is_some_and(|f| f.producer_duplicate()) {
-                    records.push(record.clone());
-                    sent.push(line.clone());
-                }
-                records.push(record);
-                sent.push(line.clone());
-            }
-            self.streams.put(&self.raw_stream, records)?;
+        let (records, sent) = producer_records(lines, &self.faults);
+        for chunk in records.chunks(500) {
+            self.streams.put(&self.stages.raw_stream, chunk.to_vec())?;
         }
         Ok(sent)
     }
@@ -250,42 +362,49 @@ impl InProcess {
     /// rounds.
     pub async fn drain(&mut self, mut progress: impl FnMut(&InProcess)) -> Result<()> {
         loop {
-            let mut worked = false;
-            for i in 0..self.mappings.len() {
-                // Drain one stage before the next, as a busy stream would fill batches.
-                let mut rounds = 0;
-                while self.mappings[i].poll().await? {
-                    worked = true;
-                    rounds += 1;
-                    if rounds % 20 == 0 {
-                        progress(self);
-                    }
-                }
-            }
+            let worked = self.runner.step(true).await?;
             progress(self);
             if worked {
                 continue;
             }
             // Only batching windows are left to wait for: jump to the first one due.
-            match self.mappings.iter().filter_map(|m| m.next_due_ms()).min() {
+            match self.runner.next_due_ms() {
                 Some(due) => self.clock.advance_to(due),
-                None if self.mappings.iter().all(|m| m.is_idle()) => return Ok(()),
+                None if self.runner.is_idle() => return Ok(()),
                 None => {}
             }
         }
     }
+}
 
+/// Producer records for lines (partition key = the line's `key`), with injected
+/// producer duplicates; also returns every line as sent, in order.
+pub fn producer_records(
+    lines: &[Vec<u8>],
+    faults: &Option<Arc<Faults>>,
+) -> (Vec<OutRecord>, Vec<Vec<u8>>) {
+    let mut records = Vec::with_capacity(lines.len());
+    let mut sent = Vec::with_capacity(lines.len());
+    for line in lines {
+        let record = OutRecord {
+            partition_key: partition_key_of(&String::from_utf8_lossy(line)),
+            data: line.clone(),
+        };
+        if faults.as_ref().is_some_and(|f| f.producer_duplicate()) {
+            records.push(record.clone());
+            sent.push(line.clone());
+        }
+        records.push(record);
+        sent.push(line.clone());
+    }
+    (records, sent)
+}
+
+impl Stages {
     pub fn stage_stats(&self, stage: &str) -> StageStats {
         self.stats
             .get(stage)
             .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone())
             .unwrap_or_default()
-    }
-
-    pub fn mapping_stats(&self) -> Vec<(String, EsmStats)> {
-        self.mappings
-            .iter()
-            .map(|m| (m.function.clone(), m.stats.clone()))
-            .collect()
     }
 }

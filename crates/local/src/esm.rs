@@ -265,7 +265,8 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
             .source
             .read(id, state.read_after.as_deref(), ask)
             .await?;
-        state.idle = read.records.len() < ask;
+        // Kinesis may return a short (even empty) read while more data waits behind it.
+        state.idle = read.records.len() < ask && read.behind_ms.is_none_or(|b| b <= 0);
         if read.records.is_empty() && read.ended {
             state.ended = true;
         }

@@ -3,9 +3,13 @@
 //! is counted so the summary can say what the run survived.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sluice_core::error::{Error, Result};
+use sluice_core::fingerprint::FingerprintSet;
+use sluice_core::item::{GroupKey, ItemKey, ItemWrite, WatermarkWrite};
+use sluice_core::ports::{AggregateStore, Commit, Loaded, RecordSink};
+use sluice_core::record::OutRecord;
 use sluice_core::rng::SplitMix64;
 
 /// Probabilities per opportunity (per call, batch or event).
@@ -175,5 +179,85 @@ impl Faults {
             .unwrap_or_else(PoisonError::into_inner)
             .entry(what)
             .or_default() += 1;
+    }
+}
+
+/// A record sink with injected faults: throttling, and re-emits (the same records
+/// written twice under new sequence numbers, as a retried upstream stage does).
+pub struct FaultySink<S> {
+    inner: S,
+    faults: Option<Arc<Faults>>,
+}
+
+impl<S> FaultySink<S> {
+    pub fn new(inner: S, faults: Option<Arc<Faults>>) -> Self {
+        FaultySink { inner, faults }
+    }
+}
+
+impl<S: RecordSink> RecordSink for FaultySink<S> {
+    fn stream_name(&self) -> &str {
+        self.inner.stream_name()
+    }
+
+    async fn put_records(&self, records: Vec<OutRecord>) -> Result<()> {
+        if let (Some(f), false) = (&self.faults, records.is_empty()) {
+            f.sink_throttle(self.inner.stream_name())?;
+            if f.re_emit() {
+                self.inner.put_records(records.clone()).await?;
+            }
+        }
+        self.inner.put_records(records).await
+    }
+}
+
+/// An aggregate store with injected faults: throttling, lost version races, and a
+/// handler that dies right after its write was committed.
+pub struct FaultyStore<S> {
+    inner: S,
+    faults: Option<Arc<Faults>>,
+}
+
+impl<S> FaultyStore<S> {
+    pub fn new(inner: S, faults: Option<Arc<Faults>>) -> Self {
+        FaultyStore { inner, faults }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn throttle(&self, operation: &'static str) -> Result<()> {
+        self.faults
+            .as_ref()
+            .map_or(Ok(()), |f| f.store_throttle(operation))
+    }
+}
+
+impl<S: AggregateStore> AggregateStore for FaultyStore<S> {
+    async fn load(&self, keys: &[ItemKey], groups: &[GroupKey]) -> Result<Loaded> {
+        self.throttle("BatchGetItem")?;
+        self.inner.load(keys, groups).await
+    }
+
+    async fn load_page(&self, anchor: &ItemKey, page: u32) -> Result<Option<FingerprintSet>> {
+        self.throttle("GetItem")?;
+        self.inner.load_page(anchor, page).await
+    }
+
+    async fn commit(
+        &self,
+        writes: &[ItemWrite],
+        watermark: Option<&WatermarkWrite>,
+    ) -> Result<Commit> {
+        self.throttle("TransactWriteItems")?;
+        if self.faults.as_ref().is_some_and(|f| f.conflict()) {
+            return Ok(Commit::Conflict);
+        }
+        let done = self.inner.commit(writes, watermark).await?;
+        if let (Commit::Done, Some(f)) = (done, &self.faults) {
+            f.crash_after_write()?;
+        }
+        Ok(done)
     }
 }

@@ -17,8 +17,6 @@ use sluice_core::ports::{
 };
 use sluice_core::rules::{Alert, Rule};
 
-use crate::faults::Faults;
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -83,17 +81,11 @@ struct Tables {
 pub struct MemoryAggregateStore {
     tables: Mutex<Tables>,
     pub meter: Meter,
-    faults: Option<Arc<Faults>>,
 }
 
 impl MemoryAggregateStore {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
-        self.faults = Some(faults);
-        self
     }
 
     /// Every aggregate item, in key order.
@@ -104,17 +96,10 @@ impl MemoryAggregateStore {
     pub fn page_count(&self) -> usize {
         lock(&self.tables).pages.len()
     }
-
-    fn throttle(&self, operation: &'static str) -> Result<()> {
-        self.faults
-            .as_ref()
-            .map_or(Ok(()), |f| f.store_throttle(operation))
-    }
 }
 
 impl AggregateStore for MemoryAggregateStore {
     async fn load(&self, keys: &[ItemKey], groups: &[GroupKey]) -> Result<Loaded> {
-        self.throttle("BatchGetItem")?;
         let tables = lock(&self.tables);
         let mut seen = std::collections::BTreeSet::new();
         let mut out = Loaded::default();
@@ -141,7 +126,6 @@ impl AggregateStore for MemoryAggregateStore {
     }
 
     async fn load_page(&self, anchor: &ItemKey, page: u32) -> Result<Option<FingerprintSet>> {
-        self.throttle("GetItem")?;
         let tables = lock(&self.tables);
         let found = tables.pages.get(&(anchor.clone(), page)).cloned();
         self.meter
@@ -154,7 +138,6 @@ impl AggregateStore for MemoryAggregateStore {
         writes: &[ItemWrite],
         watermark: Option<&WatermarkWrite>,
     ) -> Result<Commit> {
-        self.throttle("TransactWriteItems")?;
         {
             let mut tables = lock(&self.tables);
             let version_holds = |w: &ItemWrite| {
@@ -172,11 +155,7 @@ impl AggregateStore for MemoryAggregateStore {
                     .map_or(0, |c| c.version)
                     == w.expected_version
             });
-            let injected_conflict = self.faults.as_ref().is_some_and(|f| f.conflict());
-            if injected_conflict
-                || !watermark_holds
-                || !writes.iter().all(|w| version_holds(w) && pages_absent(w))
-            {
+            if !watermark_holds || !writes.iter().all(|w| version_holds(w) && pages_absent(w)) {
                 return Ok(Commit::Conflict);
             }
             let actions = writes.len()
@@ -203,9 +182,6 @@ impl AggregateStore for MemoryAggregateStore {
                     .watermarks
                     .insert(w.watermark.group.clone(), w.watermark.clone());
             }
-        }
-        if let Some(f) = &self.faults {
-            f.crash_after_write()?;
         }
         Ok(Commit::Done)
     }

@@ -13,8 +13,6 @@ use sluice_core::ports::{Clock, RecordSink, ShardInfo, ShardRead, ShardSource};
 use sluice_core::record::{OutRecord, StreamRecord};
 use sluice_core::sequence::SeqNo;
 
-use crate::faults::Faults;
-
 /// The 128-bit hash key of a partition key, as Kinesis computes it.
 pub fn hash_key(partition_key: &str) -> u128 {
     u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
@@ -129,7 +127,6 @@ impl MemoryStreams {
         MemorySink {
             streams: self.clone(),
             stream: stream.to_owned(),
-            faults: None,
         }
     }
 
@@ -141,19 +138,11 @@ impl MemoryStreams {
     }
 }
 
-/// Writes into one in-process stream; may inject throttling (chaos testing).
+/// Writes into one in-process stream.
 #[derive(Clone)]
 pub struct MemorySink {
     streams: Arc<MemoryStreams>,
     stream: String,
-    faults: Option<Arc<Faults>>,
-}
-
-impl MemorySink {
-    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
-        self.faults = Some(faults);
-        self
-    }
 }
 
 impl RecordSink for MemorySink {
@@ -164,13 +153,6 @@ impl RecordSink for MemorySink {
     async fn put_records(&self, records: Vec<OutRecord>) -> Result<()> {
         if records.is_empty() {
             return Ok(());
-        }
-        if let Some(f) = &self.faults {
-            f.sink_throttle(&self.stream)?;
-            if f.re_emit() {
-                // An upstream retry: the same records written again under new sequence numbers.
-                self.streams.put(&self.stream, records.clone())?;
-            }
         }
         self.streams.put(&self.stream, records).map(|_| ())
     }

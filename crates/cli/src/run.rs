@@ -1,0 +1,383 @@
+//! `sluice run`: the four stages over real Kinesis and DynamoDB (AWS, LocalStack or
+//! local emulators), each fed by the local event source mapping exactly as Lambda
+//! would feed it, running the very handlers the Lambda binaries run.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde_json::json;
+use sluice_aws::{
+    DynamoAggregateStore, DynamoAlerts, DynamoReference, DynamoRules, KinesisShardSource,
+    KinesisSink,
+};
+use sluice_core::config::Delivery;
+use sluice_core::envelope::TimeBounds;
+use sluice_core::ports::{Clock, RecordSink, ShardSource, SystemClock};
+use sluice_core::record::StreamRecord;
+use sluice_core::resources;
+use sluice_local::faults::{FaultRates, Faults};
+
+use crate::connect::Connection;
+use crate::demo::read_lines;
+use crate::output;
+use crate::pipeline::{Ports, Runner, Stages, build_stages, producer_records};
+use crate::verify;
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  eval \"$(infra/local/up)\"\n  sluice setup --scenario iot\n  sluice produce --scenario iot --events 5000\n  sluice run --until-idle 5\n  sluice run --file events.ndjson --chaos 7 --verify --until-idle 5"
+)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Exit 0 once every stream has been drained and quiet for SECS (default: run until
+    /// interrupted).
+    #[arg(long, value_name = "SECS")]
+    pub until_idle: Option<f64>,
+    /// Delivery mode of the aggregate stage (default: the template's).
+    #[arg(long)]
+    pub delivery: Option<Delivery>,
+    /// Write this file to the raw stream first, one record per line (as `sluice produce`).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Inject faults, deterministically from this seed (see `sluice demo --help`).
+    #[arg(long, value_name = "SEED")]
+    pub chaos: Option<u64>,
+    /// After draining, compute the ground truth from everything in the raw stream and
+    /// compare it with the aggregates table; exit non-zero on any difference.
+    #[arg(long)]
+    pub verify: bool,
+    /// Print the summary as one JSON line on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Every record of a stream, shard by shard, oldest first.
+pub async fn read_stream(source: &impl ShardSource) -> Result<Vec<StreamRecord>> {
+    let mut all = Vec::new();
+    for shard in source.shards().await? {
+        let mut after: Option<String> = None;
+        loop {
+            let read = source
+                .read(&shard.shard_id, after.as_deref(), 10_000)
+                .await?;
+            let Some(last) = read.records.last() else {
+                break;
+            };
+            after = Some(last.sequence_number.clone());
+            all.extend(read.records);
+        }
+    }
+    Ok(all)
+}
+
+pub async fn run(args: RunArgs) -> Result<bool> {
+    let mut template = args.conn.template()?;
+    if let Some(d) = args.delivery {
+        template.set_parameter("Delivery", d.to_string());
+    }
+    let at_least_once = template.parameter("Delivery") == Some("at-least-once");
+    let faults = args.chaos.map(|seed| {
+        let rates = if at_least_once {
+            FaultRates::chaos_at_least_once()
+        } else {
+            FaultRates::chaos()
+        };
+        Arc::new(Faults::new(seed, rates))
+    });
+    let clients = args.conn.clients().await;
+    let names = args.conn.names();
+    let store = Arc::new(DynamoAggregateStore::new(
+        clients.dynamodb.clone(),
+        names.table(resources::AGGREGATES_TABLE),
+    ));
+    let ports = Ports {
+        reference: DynamoReference::new(
+            clients.dynamodb.clone(),
+            names.table(resources::REFERENCE_TABLE),
+        ),
+        store: store.clone(),
+        rules: DynamoRules::new(
+            clients.dynamodb.clone(),
+            names.table(resources::RULES_TABLE),
+        ),
+        alerts: DynamoAlerts::new(
+            clients.dynamodb.clone(),
+            names.table(resources::ALERTS_TABLE),
+        ),
+    };
+    let kinesis = clients.kinesis.clone();
+    let stages = build_stages(
+        &template,
+        ports,
+        |name| KinesisSink::new(kinesis.clone(), name),
+        &faults,
+    )?;
+    let mut sources = HashMap::new();
+    for s in &stages.stages {
+        let source = KinesisShardSource::connect(kinesis.clone(), s.input_stream.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "stream {} is not reachable (run `sluice setup --prefix {}` first?)",
+                    s.input_stream, args.conn.prefix
+                )
+            })?;
+        sources.insert(s.input_stream.clone(), source);
+    }
+    let dead_letters = stages.dead_letter_stream.clone();
+    let mut runner = Runner::new(
+        &stages,
+        |name| {
+            sources
+                .remove(name)
+                .unwrap_or_else(|| KinesisShardSource::new(kinesis.clone(), name, String::new()))
+        },
+        || KinesisSink::new(kinesis.clone(), dead_letters.clone()),
+        Arc::new(SystemClock) as Arc<dyn Clock>,
+        &template,
+        &faults,
+    );
+
+    if let Some(path) = &args.file {
+        let lines = read_lines(path)?;
+        let (records, _) = producer_records(&lines, &faults);
+        let raw = KinesisSink::new(kinesis.clone(), stages.raw_stream.clone());
+        for chunk in records.chunks(500) {
+            raw.put_records(chunk.to_vec()).await.with_context(|| {
+                format!("writing {} to stream {}", path.display(), stages.raw_stream)
+            })?;
+        }
+        eprintln!(
+            "sluice run: wrote {} records from {} to {}",
+            records.len(),
+            path.display(),
+            stages.raw_stream
+        );
+    }
+
+    eprintln!(
+        "sluice run: stages {} over prefix {:?}; delivery {}; {}",
+        stages
+            .stages
+            .iter()
+            .map(|s| s.binary)
+            .collect::<Vec<_>>()
+            .join(" → "),
+        args.conn.prefix,
+        stages.aggregate_config.delivery,
+        match args.until_idle {
+            Some(s) => format!("exits after {s} s idle"),
+            None => "runs until interrupted".into(),
+        }
+    );
+    let interactive = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut last_work = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match runner.step(false).await {
+            Ok(true) => {
+                last_work = Instant::now();
+                backoff = Duration::from_millis(100);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                // Transient trouble reading a stream (throttling, a restarting endpoint):
+                // report and back off; the mappings keep their positions.
+                eprintln!("warning: {e:#}; retrying in {} ms", backoff.as_millis());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        }
+        if last_progress.elapsed() >= Duration::from_millis(if interactive { 500 } else { 5_000 }) {
+            last_progress = Instant::now();
+            progress_line(&stages, interactive);
+        }
+        if last_work.elapsed() < Duration::from_millis(50) {
+            continue;
+        }
+        if let Some(quiet) = args.until_idle {
+            if runner.is_idle()
+                && runner.next_due_ms().is_none()
+                && last_work.elapsed().as_secs_f64() >= quiet
+            {
+                break;
+            }
+        }
+        let now = SystemClock.now_ms();
+        let wait = runner
+            .next_due_ms()
+            .map_or(250, |due| (due - now).clamp(10, 250));
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+    progress_line(&stages, interactive);
+    if interactive {
+        eprintln!();
+    }
+    report(
+        &args, &template, &stages, &runner, &store, &kinesis, &faults, started,
+    )
+    .await
+}
+
+fn progress_line(stages: &Stages, interactive: bool) {
+    let ingest = stages.stage_stats("ingest");
+    let aggregate = stages.stage_stats("aggregate");
+    let line = format!(
+        "  ingested {}  enriched {}  counted {}  duplicates {}  dead letters {}  alerts {}",
+        ingest.events_in,
+        stages.stage_stats("enrich").passed_on,
+        aggregate.counted,
+        aggregate.duplicates,
+        ingest.dead_lettered_total() + aggregate.dead_lettered_total(),
+        stages.stage_stats("detect").alerts_raised
+    );
+    if interactive {
+        eprint!("\r{line}");
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn report(
+    args: &RunArgs,
+    template: &sluice_local::template::Template,
+    stages: &Stages,
+    runner: &Runner<KinesisShardSource, KinesisSink>,
+    store: &DynamoAggregateStore,
+    kinesis: &aws_sdk_kinesis::Client,
+    faults: &Option<Arc<Faults>>,
+    started: Instant,
+) -> Result<bool> {
+    let ledger = stages.ledger.summary();
+    for (stage, m) in runner.mapping_stats() {
+        if m.dropped_batches > 0 {
+            eprintln!(
+                "warning: {stage} dropped {} batches ({} records) after their retries",
+                m.dropped_batches, m.dropped_records
+            );
+        }
+    }
+    let (read_units, write_units) = store.estimated_units();
+    let mut summary = json!({
+        "kind": "summary",
+        "events_in": ledger.events_in,
+        "counted": ledger.counted,
+        "dead_letter": ledger.dead_letter,
+        "late": ledger.late,
+        "duplicates": ledger.duplicates,
+        "delivery": stages.aggregate_config.delivery.to_string(),
+        "dynamodb_read_units": read_units,
+        "dynamodb_write_units": write_units,
+        "write_units_per_event": if ledger.events_in == 0 { 0.0 } else { write_units / ledger.events_in as f64 },
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    if let (Some(f), Some(obj)) = (faults, summary.as_object_mut()) {
+        obj.insert("injected".into(), json!(f.injected()));
+    }
+    let consistent = ledger.unsettled == 0;
+    let mut diffs = Vec::new();
+    if args.verify {
+        let raw = KinesisShardSource::connect(kinesis.clone(), stages.raw_stream.clone()).await?;
+        let lines: Vec<Vec<u8>> = read_stream(&raw)
+            .await?
+            .into_iter()
+            .map(|r| r.data)
+            .collect();
+        let skew_s: i64 = template
+            .function("ingest")
+            .ok()
+            .and_then(|f| {
+                f.env
+                    .get(sluice_core::config::env::MAX_CLOCK_SKEW_SECONDS)
+                    .cloned()
+            })
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(300);
+        let bounds = TimeBounds {
+            now_ms: SystemClock.now_ms(),
+            max_future_skew_ms: skew_s * 1000,
+        };
+        let truth = verify::ground_truth(&lines, &stages.aggregate_config, bounds);
+        let items = store
+            .scan_all()
+            .await
+            .context("reading the aggregates table")?;
+        diffs = verify::compare(&truth, &output::aggregate_views(&items));
+        // The ledger only knows this run; compare it when this run read everything.
+        if ledger.events_in == truth.events {
+            for (name, have, want) in [
+                ("counted", ledger.counted, truth.counted),
+                ("dead_letter", ledger.dead_letter, truth.invalid),
+                ("late", ledger.late, truth.late),
+                ("duplicates", ledger.duplicates, truth.duplicates),
+            ] {
+                if have != want {
+                    diffs.push(format!("{name}: pipeline {have}, ground truth {want}"));
+                }
+            }
+        }
+        if let Some(obj) = summary.as_object_mut() {
+            obj.insert(
+                "verified".into(),
+                json!(if diffs.is_empty() {
+                    "exact"
+                } else {
+                    "differences"
+                }),
+            );
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        writeln!(out, "{summary}")?;
+    } else {
+        writeln!(
+            out,
+            "{} events: {} counted, {} dead letters, {} late, {} duplicates collapsed ({:.1} s).",
+            ledger.events_in,
+            ledger.counted,
+            ledger.dead_letter,
+            ledger.late,
+            ledger.duplicates,
+            started.elapsed().as_secs_f64()
+        )?;
+        writeln!(
+            out,
+            "DynamoDB (estimated): {write_units:.1} write units, {read_units:.1} read units."
+        )?;
+    }
+    if args.verify {
+        let mut text = String::new();
+        if diffs.is_empty() {
+            text.push_str("verified: exact\n");
+        } else {
+            text.push_str(&format!("verified: {} differences\n", diffs.len()));
+            for d in diffs.iter().take(20) {
+                text.push_str(&format!("  {d}\n"));
+            }
+        }
+        if args.json {
+            eprint!("{text}");
+        } else {
+            write!(out, "{text}")?;
+        }
+    }
+    if !consistent {
+        eprintln!(
+            "error: {} events were read but never settled",
+            ledger.unsettled
+        );
+    }
+    Ok(consistent && diffs.is_empty())
+}
