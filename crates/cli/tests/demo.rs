@@ -1,118 +1,12 @@
 //! `sluice demo --file F --json` against aggregates computed here, independently of the
 //! pipeline: a plain fold over the file, de-duplicated by id.
 
-use std::collections::{BTreeMap, HashSet};
+mod common;
+
 use std::process::Command;
 
+use common::{BASE_MS, Lcg, assert_aggregates_match, tempdir, write_input};
 use serde_json::Value;
-
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
-
-const BASE_MS: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
-
-/// Expected (count, sum, min, max) per (key, type, window seconds, window start ms).
-type Expected = BTreeMap<(String, String, i64, i64), (u64, f64, f64, f64)>;
-
-fn write_input(
-    dir: &std::path::Path,
-    events: usize,
-    seed: u64,
-) -> (std::path::PathBuf, Expected, usize) {
-    let mut rng = Lcg(seed);
-    let mut lines = Vec::new();
-    let mut expected: Expected = BTreeMap::new();
-    let mut seen = HashSet::new();
-    let mut invalid = 0;
-    let mut emitted: Vec<String> = Vec::new();
-    for i in 0..events {
-        if rng.next() % 50 == 0 {
-            lines.push(match rng.next() % 3 {
-                0 => "{not json".to_owned(),
-                1 => format!(r#"{{"id":"x{i}","type":"t","ts":1,"value":1}}"#),
-                _ => format!(r#"{{"id":"x{i}","key":"k","type":"t","ts":1,"value":"NaN"}}"#),
-            });
-            invalid += 1;
-            continue;
-        }
-        if rng.next() % 40 == 0 && !emitted.is_empty() {
-            // A producer retry: the very same event again.
-            let again = emitted[(rng.next() as usize) % emitted.len()].clone();
-            lines.push(again);
-            continue;
-        }
-        let key = format!("dev-{}", rng.next() % 12);
-        let metric = if rng.next() % 3 == 0 {
-            "pressure"
-        } else {
-            "temp"
-        };
-        // Three hours of event time, 90 s of out-of-order jitter (within the lateness).
-        let ts = BASE_MS + (i as i64 * 10_800_000 / events as i64) - (rng.next() % 90_000) as i64;
-        let value = (rng.next() % 200_000) as f64 / 1000.0 - 50.0;
-        let id = format!("ev-{i}");
-        let ts_field = if i % 2 == 0 {
-            format!("{ts}")
-        } else {
-            format!("\"{}\"", chrono_like(ts))
-        };
-        let line = format!(
-            r#"{{"id":"{id}","key":"{key}","type":"{metric}","ts":{ts_field},"value":{value}}}"#
-        );
-        emitted.push(line.clone());
-        lines.push(line);
-        if seen.insert(id) {
-            for size in [60_000i64, 3_600_000] {
-                let start = ts - ts.rem_euclid(size);
-                let e = expected
-                    .entry((key.clone(), metric.to_owned(), size / 1000, start))
-                    .or_insert((0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
-                e.0 += 1;
-                e.1 += value;
-                e.2 = e.2.min(value);
-                e.3 = e.3.max(value);
-            }
-        }
-    }
-    let path = dir.join(format!("input-{seed}.ndjson"));
-    std::fs::write(&path, lines.join("\n")).expect("write input");
-    (path, expected, invalid)
-}
-
-/// RFC 3339 with milliseconds, computed by hand so the test does not share code with
-/// the pipeline.
-fn chrono_like(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
 
 fn run_demo(args: &[&str]) -> Vec<Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -156,40 +50,7 @@ fn check_file(seed: u64, events: usize, extra: &[&str]) {
         .sum();
     assert_eq!(n("counted"), unique);
 
-    let mut got: Expected = BTreeMap::new();
-    for l in lines.iter().filter(|l| l["kind"] == "aggregate") {
-        let start = parse_start(l["window_start"].as_str().expect("start"));
-        got.insert(
-            (
-                l["key"].as_str().expect("key").to_owned(),
-                l["type"].as_str().expect("type").to_owned(),
-                l["window_seconds"].as_i64().expect("size"),
-                start,
-            ),
-            (
-                l["count"].as_u64().expect("count"),
-                l["sum"].as_f64().expect("sum"),
-                l["min"].as_f64().expect("min"),
-                l["max"].as_f64().expect("max"),
-            ),
-        );
-    }
-    assert_eq!(got.len(), expected.len(), "same set of windows");
-    for (k, want) in &expected {
-        let have = got
-            .get(k)
-            .unwrap_or_else(|| panic!("missing aggregate {k:?}"));
-        assert_eq!(have.0, want.0, "count of {k:?}");
-        assert_eq!(have.2, want.2, "min of {k:?}");
-        assert_eq!(have.3, want.3, "max of {k:?}");
-        let tol = 1e-9 * want.1.abs().max(1.0);
-        assert!(
-            (have.1 - want.1).abs() <= tol,
-            "sum of {k:?}: {} vs {}",
-            have.1,
-            want.1
-        );
-    }
+    assert_aggregates_match(&lines, &expected);
     let reasons: Vec<&str> = lines
         .iter()
         .filter(|l| l["kind"] == "dead_letter")
@@ -201,37 +62,6 @@ fn check_file(seed: u64, events: usize, extra: &[&str]) {
             .iter()
             .all(|r| ["not_json", "missing_field", "wrong_type"].contains(r))
     );
-}
-
-fn parse_start(s: &str) -> i64 {
-    // Inverse of chrono_like for whole seconds: compare through formatting.
-    let secs = BASE_MS - 86_400_000 * 2;
-    let mut t = secs;
-    // Window starts are whole minutes within a few days of BASE_MS: search by formatting.
-    while t < BASE_MS + 86_400_000 * 2 {
-        if chrono_like(t).replace(".000", "") == s {
-            return t;
-        }
-        t += 60_000;
-    }
-    panic!("unexpected window start {s}");
-}
-
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sluice-demo-test-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default()
 }
 
 #[test]
@@ -419,4 +249,82 @@ fn synthetic_chaos_verifies_for_every_scenario() {
             "{scenario}"
         );
     }
+}
+
+#[test]
+fn a_hot_key_with_more_than_fifty_thousand_events_in_one_window_stays_exact() {
+    let dir = tempdir();
+    let mut lines = Vec::new();
+    for i in 0..55_000i64 {
+        let ts = BASE_MS + (i * 59_000) / 55_000; // all inside one minute
+        lines.push(format!(
+            r#"{{"id":"hot-{i}","key":"hot","type":"rps","ts":{ts},"value":{}}}"#,
+            i % 10
+        ));
+        if i % 997 == 0 {
+            lines.push(lines[lines.len() - 1].clone()); // producer retry
+        }
+    }
+    let path = dir.join("hot.ndjson");
+    std::fs::write(&path, lines.join("\n")).expect("write");
+    let path = path.to_str().expect("utf-8");
+    for chaos in [None, Some("21")] {
+        let mut args = vec!["--file", path, "--json", "--verify"];
+        if let Some(seed) = chaos {
+            args.extend(["--chaos", seed]);
+        }
+        let out = run_demo(&args);
+        let summary = out.last().expect("summary");
+        assert_eq!(summary["verified"], "exact", "{summary}");
+        let minute = out
+            .iter()
+            .find(|l| l["kind"] == "aggregate" && l["window_seconds"] == 60)
+            .expect("the hot minute");
+        assert_eq!(minute["count"], 55_000);
+        assert_eq!(
+            minute["sum"],
+            (0..55_000).map(|i| (i % 10) as f64).sum::<f64>()
+        );
+        assert!(summary["duplicates"].as_u64().expect("duplicates") >= 56);
+    }
+}
+
+#[test]
+fn poison_records_are_dead_lettered_and_the_rest_of_the_shard_flows() {
+    let dir = tempdir();
+    let mut data: Vec<u8> = Vec::new();
+    for i in 0..300 {
+        let line = match i {
+            100 => b"\xff\xfe not utf-8 at all".to_vec(),
+            150 => {
+                let mut big = br#"{"id":"big","key":"p","type":"t","ts":1767225600000,"value":1,"attrs":{"x":""#.to_vec();
+                big.extend(std::iter::repeat_n(b'a', 1_100_000));
+                big.extend_from_slice(br#""}}"#);
+                big
+            }
+            200 => br#"{"id":"nan","key":"p","type":"t","ts":1767225600000,"value":NaN}"#.to_vec(),
+            _ => format!(
+                r#"{{"id":"ok-{i}","key":"p","type":"t","ts":{},"value":1}}"#,
+                BASE_MS + i * 100
+            )
+            .into_bytes(),
+        };
+        data.extend_from_slice(&line);
+        data.push(b'\n');
+    }
+    let path = dir.join("poison.ndjson");
+    std::fs::write(&path, data).expect("write");
+    let out = run_demo(&["--file", path.to_str().expect("utf-8"), "--json"]);
+    let summary = out.last().expect("summary");
+    assert_eq!(summary["counted"], 297, "everything else flowed");
+    let mut reasons: Vec<&str> = out
+        .iter()
+        .filter(|l| l["kind"] == "dead_letter")
+        .map(|l| l["reason"].as_str().expect("reason"))
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(
+        reasons,
+        ["non_finite_value", "not_utf8", "record_too_large"]
+    );
 }

@@ -810,6 +810,44 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Fuzzing in CI: decoding never panics and accounts for every non-blank line.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let lines = decode_record(&data, bounds());
+            proptest::prop_assert!(!lines.is_empty());
+        }
+
+        /// Near-valid JSON is where parsers break: mutate a valid event byte by byte.
+        #[test]
+        fn decoding_mutated_events_never_panics(pos in 0usize..120, byte in proptest::prelude::any::<u8>(), cut in 0usize..140) {
+            let mut data = br#"{"id":"e1","key":"k\u00e9","type":"t.x","ts":"2025-12-31T23:59:59.999+01:00","value":-1.5e-3,"attrs":{"a":1}}"#.to_vec();
+            if pos < data.len() {
+                data[pos] = byte;
+            }
+            data.truncate(cut.max(1));
+            let lines = decode_record(&data, bounds());
+            proptest::prop_assert!(!lines.is_empty());
+            for l in &lines {
+                if let Ok(e) = &l.result {
+                    proptest::prop_assert!(e.value.is_finite());
+                    proptest::prop_assert!(e.key.chars().count() <= MAX_KEY_CHARS);
+                }
+            }
+        }
+
+        #[test]
+        fn valid_events_always_decode(key in "[a-zA-Z0-9é🦀 #:/-]{1,80}", value in -1e12f64..1e12, ts in 0i64..1_767_225_600_000) {
+            let line = serde_json::json!({"key": key, "type": "m", "ts": ts, "value": value}).to_string();
+            let e = decode_line(line.as_bytes(), bounds()).expect("valid");
+            proptest::prop_assert_eq!(e.value, value);
+            proptest::prop_assert_eq!(e.ts, ts);
+            proptest::prop_assert_eq!(e.key, key);
+        }
+    }
+
     #[test]
     fn normalized_events_round_trip() {
         let e = Event {

@@ -144,6 +144,8 @@ pub fn plan_group(
         counted: Vec<usize>,
         coarse: BTreeMap<ItemKey, AggState>,
         max_seq: BTreeMap<String, SeqNo>,
+        /// Fingerprints accepted in this batch (merged into the item once, at the end).
+        fresh: std::collections::HashSet<u64>,
     }
     let mut plan = GroupPlan::default();
     let mut work: BTreeMap<ItemKey, Work> = BTreeMap::new();
@@ -158,10 +160,12 @@ pub fn plan_group(
             counted: Vec::new(),
             coarse: BTreeMap::new(),
             max_seq: BTreeMap::new(),
+            fresh: std::collections::HashSet::new(),
         });
         let already_applied = match config.delivery {
             Delivery::ExactlyOnce => {
-                w.item.fingerprints.contains(c.fingerprint)
+                w.fresh.contains(&c.fingerprint)
+                    || w.item.fingerprints.contains(c.fingerprint)
                     || pages
                         .get(&anchor)
                         .is_some_and(|ps| ps.iter().any(|p| p.contains(c.fingerprint)))
@@ -183,8 +187,7 @@ pub fn plan_group(
             continue;
         }
         if config.delivery == Delivery::ExactlyOnce {
-            // Inserting into the working copy also catches duplicates within the batch.
-            w.item.fingerprints.insert(c.fingerprint);
+            w.fresh.insert(c.fingerprint);
         } else {
             let seq = w
                 .max_seq
@@ -211,6 +214,7 @@ pub fn plan_group(
         }
         let expected_version = w.item.version;
         w.item.version += 1;
+        w.item.fingerprints.extend(w.fresh.drain());
         w.item.state.merge(&w.delta);
         for (shard, seq) in w.max_seq {
             let hw = w

@@ -242,6 +242,29 @@ mod tests {
         assert_eq!(w.starts_containing(on_edge).count(), 6);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn every_assigned_window_contains_ts_and_none_is_missed(
+            ts in -10_000_000_000_000i64..10_000_000_000_000,
+            size in 1i64..7200,
+            divisor in 1i64..12,
+        ) {
+            let slide = (size / divisor).max(1);
+            let size = slide * divisor;
+            let spec = WindowSpec::hopping(size, slide);
+            let starts: Vec<i64> = spec.starts_containing(ts).collect();
+            proptest::prop_assert_eq!(starts.len() as i64, divisor, "size/slide windows contain any instant");
+            for s in &starts {
+                proptest::prop_assert!(*s <= ts && ts < s + spec.size_ms);
+                proptest::prop_assert_eq!(s.rem_euclid(spec.slide_ms), 0);
+            }
+            let tumbling = WindowSpec::tumbling(size);
+            let start = tumbling.latest_start(ts);
+            proptest::prop_assert!(start <= ts && ts < start + tumbling.size_ms);
+            proptest::prop_assert_eq!(start.rem_euclid(tumbling.size_ms), 0);
+        }
+    }
+
     #[test]
     fn window_set_parses_and_orders_the_anchor_first() {
         let set = WindowSet::parse("3600, 60,3600/600").expect("valid");

@@ -295,7 +295,9 @@ where
                                 fates[i] = Some(fate);
                                 self.ledger.settled(&pending[i].origin, fate);
                             }
-                            open.retain(|c| !counted.contains(&c.index));
+                            let settled: std::collections::HashSet<usize> =
+                                counted.iter().copied().collect();
+                            open.retain(|c| !settled.contains(&c.index));
                         }
                         Ok(Commit::Conflict) => {
                             conflict = Some(
