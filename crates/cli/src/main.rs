@@ -1,10 +1,15 @@
 //! `sluice`: run the pipeline locally, feed it, set it up and query it.
 
+mod bench;
 mod connect;
 mod demo;
 mod output;
 mod pipeline;
+mod produce;
+mod query;
+mod remote;
 mod run;
+mod setup;
 mod verify;
 
 use std::process::ExitCode;
@@ -24,6 +29,19 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the stages over real Kinesis and DynamoDB through the local event source mapping.
     Run(run::RunArgs),
+    /// Measure throughput, DynamoDB writes and request units per event, latency, memory.
+    Bench(bench::BenchArgs),
+    /// Create the streams and tables of a deployment (idempotent), optionally seeding
+    /// reference data and rules.
+    Setup(setup::SetupArgs),
+    /// Write newline-delimited JSON (a file or a synthetic scenario) to a stream.
+    Produce(produce::ProduceArgs),
+    /// Print aggregates from the aggregates table, filtered by key, type, window and time.
+    Query(query::QueryArgs),
+    /// Print the latest alerts from the alerts table.
+    Alerts(query::AlertsArgs),
+    /// Print what the dead-letter stream holds: rejected input with its reason.
+    DeadLetters(query::DeadLettersArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +60,12 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Run(args) => run::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::Setup(args) => setup::run(args).await,
+            Command::Produce(args) => produce::run(args).await,
+            Command::Query(args) => query::run_query(args).await,
+            Command::Alerts(args) => query::run_alerts(args).await,
+            Command::DeadLetters(args) => query::run_dead_letters(args).await,
         }
     });
     match result {

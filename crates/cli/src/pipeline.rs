@@ -55,6 +55,8 @@ pub struct StageSpec {
 /// The stages of a deployment and what the runner reports about them.
 pub struct Stages {
     pub stages: Vec<StageSpec>,
+    /// Invocation durations per stage, in microseconds.
+    pub latencies: BTreeMap<&'static str, Arc<Mutex<Vec<u64>>>>,
     pub raw_stream: String,
     pub dead_letter_stream: String,
     pub aggregate_config: AggregateConfig,
@@ -123,6 +125,7 @@ where
         (Some(reference), Some(store), Some(rules), Some(alerts));
     let mut aggregate_config = AggregateConfig::default();
     let mut stages = Vec::new();
+    let mut latencies = BTreeMap::new();
     for binary in STAGES {
         let function = template
             .function(binary)
@@ -201,20 +204,41 @@ where
             }
         };
         let input_stream = stream(&function.input_stream)?;
+        let timings = Arc::new(Mutex::new(Vec::new()));
+        latencies.insert(binary, timings.clone());
         stages.push(StageSpec {
             binary,
             function,
             input_stream,
-            handler,
+            handler: timed(handler, timings),
         });
     }
     Ok(Stages {
         stages,
+        latencies,
         raw_stream,
         dead_letter_stream,
         aggregate_config,
         ledger,
         stats,
+    })
+}
+
+/// Records how long each invocation took.
+fn timed(handler: Handler, timings: Arc<Mutex<Vec<u64>>>) -> Handler {
+    Arc::new(move |event, deadline_ms| {
+        let handler = handler.clone();
+        let timings = timings.clone();
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let result = handler(event, deadline_ms).await;
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            timings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(micros);
+            result
+        }) as sluice_local::esm::InvokeFuture
     })
 }
 
@@ -401,6 +425,22 @@ pub fn producer_records(
 }
 
 impl Stages {
+    /// (p50, p95, p99, max) invocation latency of a stage, in microseconds.
+    pub fn latency_percentiles(&self, stage: &str) -> Option<(u64, u64, u64, u64)> {
+        let mut v = self
+            .latencies
+            .get(stage)?
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.5), at(0.95), at(0.99), v[v.len() - 1]))
+    }
+
     pub fn stage_stats(&self, stage: &str) -> StageStats {
         self.stats
             .get(stage)
