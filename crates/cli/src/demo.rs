@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
-use sluice_core::config::Delivery;
 use sluice_core::rules::{Rule, parse_rules};
 use sluice_local::scenario::{DEFAULT_START_MS, Noise, Scenario};
 use sluice_local::template::Template;
@@ -20,6 +19,7 @@ use sluice_core::ports::{Clock, SystemClock};
 use sluice_local::faults::{FaultRates, Faults};
 
 use crate::output::{self, Summary};
+use crate::pipeline::AggregateOverrides;
 use crate::pipeline::InProcess;
 use crate::verify;
 
@@ -44,9 +44,8 @@ pub struct DemoArgs {
     /// Shards of the raw, valid and enriched streams (default: template.yaml's).
     #[arg(long)]
     pub shards: Option<usize>,
-    /// Delivery mode of the aggregate stage: exactly-once or at-least-once.
-    #[arg(long)]
-    pub delivery: Option<Delivery>,
+    #[command(flatten)]
+    pub aggregate: AggregateOverrides,
     /// Rules as JSON lines (default: the scenario's rules).
     #[arg(long, value_name = "PATH")]
     pub rules: Option<PathBuf>,
@@ -119,9 +118,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
             template.set_parameter(p, n.to_string());
         }
     }
-    if let Some(d) = args.delivery {
-        template.set_parameter("Delivery", d.to_string());
-    }
+    args.aggregate.apply(&mut template);
     let lines: Vec<Vec<u8>> = match &args.file {
         Some(path) => read_lines(path)?,
         None => args

@@ -34,6 +34,35 @@ use sluice_local::template::{FunctionSpec, Template};
 
 pub const STAGES: [&str; 4] = ["ingest", "enrich", "aggregate", "detect"];
 
+/// Aggregate-stage settings a command may override (template parameters, as
+/// `sam deploy --parameter-overrides` would).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AggregateOverrides {
+    /// Delivery mode of the aggregate stage: exactly-once or at-least-once.
+    #[arg(long)]
+    pub delivery: Option<sluice_core::config::Delivery>,
+    /// Windows in seconds, `size` or `size/slide` (hopping), e.g. `60,3600,3600/600`.
+    #[arg(long, value_name = "LIST")]
+    pub windows: Option<sluice_core::window::WindowSet>,
+    /// How long after a window closes its late events are still counted, in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub allowed_lateness: Option<u32>,
+}
+
+impl AggregateOverrides {
+    pub fn apply(&self, template: &mut Template) {
+        if let Some(d) = self.delivery {
+            template.set_parameter("Delivery", d.to_string());
+        }
+        if let Some(w) = &self.windows {
+            template.set_parameter("Windows", w.to_string());
+        }
+        if let Some(l) = self.allowed_lateness {
+            template.set_parameter("AllowedLatenessSeconds", l.to_string());
+        }
+    }
+}
+
 pub type Stats = Arc<Mutex<StageStats>>;
 
 /// The table-backed ports the stages run on.

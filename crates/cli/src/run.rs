@@ -15,7 +15,6 @@ use sluice_aws::{
     DynamoAggregateStore, DynamoAlerts, DynamoReference, DynamoRules, KinesisShardSource,
     KinesisSink,
 };
-use sluice_core::config::Delivery;
 use sluice_core::envelope::TimeBounds;
 use sluice_core::ports::{Clock, RecordSink, ShardSource, SystemClock};
 use sluice_core::record::StreamRecord;
@@ -25,6 +24,7 @@ use sluice_local::faults::{FaultRates, Faults};
 use crate::connect::Connection;
 use crate::demo::read_lines;
 use crate::output;
+use crate::pipeline::AggregateOverrides;
 use crate::pipeline::{Ports, Runner, Stages, build_stages, producer_records};
 use crate::verify;
 
@@ -39,9 +39,8 @@ pub struct RunArgs {
     /// interrupted).
     #[arg(long, value_name = "SECS")]
     pub until_idle: Option<f64>,
-    /// Delivery mode of the aggregate stage (default: the template's).
-    #[arg(long)]
-    pub delivery: Option<Delivery>,
+    #[command(flatten)]
+    pub aggregate: AggregateOverrides,
     /// Write this file to the raw stream first, one record per line (as `sluice produce`).
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
@@ -78,9 +77,7 @@ pub async fn read_stream(source: &impl ShardSource) -> Result<Vec<StreamRecord>>
 
 pub async fn run(args: RunArgs) -> Result<bool> {
     let mut template = args.conn.template()?;
-    if let Some(d) = args.delivery {
-        template.set_parameter("Delivery", d.to_string());
-    }
+    args.aggregate.apply(&mut template);
     let at_least_once = template.parameter("Delivery") == Some("at-least-once");
     let faults = args.chaos.map(|seed| {
         let rates = if at_least_once {

@@ -328,3 +328,35 @@ fn poison_records_are_dead_lettered_and_the_rest_of_the_shard_flows() {
         ["non_finite_value", "not_utf8", "record_too_large"]
     );
 }
+
+#[test]
+fn hopping_windows_and_custom_lateness_verify_under_chaos() {
+    let lines = run_demo(&[
+        "--events",
+        "6000",
+        "--windows",
+        "60,3600,3600/600",
+        "--allowed-lateness",
+        "120",
+        "--chaos",
+        "9",
+        "--verify",
+        "--json",
+    ]);
+    let summary = lines.last().expect("summary");
+    assert_eq!(summary["verified"], "exact", "{summary}");
+    let hopping: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "aggregate" && l["slide_seconds"] == 600)
+        .collect();
+    assert!(!hopping.is_empty());
+    // Six hopping windows overlap every instant: their counts add up to six times the events.
+    let hopping_total: u64 = hopping
+        .iter()
+        .map(|l| l["count"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(
+        hopping_total,
+        6 * summary["counted"].as_u64().expect("counted")
+    );
+}
