@@ -13,7 +13,8 @@
 //! the next starts. When the attempts run out the call fails with
 //! [`Error::SinkExhausted`] (retryable: the stage reports the batch for a retry).
 //! Whole-request failures are classified ([`crate::classify`]) and, when retryable, retried
-//! within the same attempt budget. Stages pack many lines into one record per key
+//! within the same attempt budget. [`KinesisSink::written`] and [`KinesisSink::retried`]
+//! count what the sink (and its clones) wrote and sent again, for progress reports. Stages pack many lines into one record per key
 //! ([`sluice_core::record::pack_lines`]), so a batch is normally a single round.
 //!
 //! ## Reading
@@ -22,7 +23,8 @@
 //! no `GetShardIterator`; an expired iterator is replaced by a fresh one.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
@@ -117,6 +119,14 @@ pub struct KinesisSink<A = Client> {
     api: A,
     stream: String,
     retry: RetryPolicy,
+    counters: Arc<Counters>,
+}
+
+/// Entries written and entries sent again, shared by a sink's clones.
+#[derive(Debug, Default)]
+struct Counters {
+    written: AtomicU64,
+    retried: AtomicU64,
 }
 
 impl KinesisSink<Client> {
@@ -132,6 +142,7 @@ impl<A: PutRecordsApi> KinesisSink<A> {
             api,
             stream: stream.into(),
             retry: RetryPolicy::default(),
+            counters: Arc::default(),
         }
     }
 
@@ -143,6 +154,17 @@ impl<A: PutRecordsApi> KinesisSink<A> {
 
     pub fn api(&self) -> &A {
         &self.api
+    }
+
+    /// Entries written so far (each record once, however often it was sent).
+    pub fn written(&self) -> u64 {
+        self.counters.written.load(Ordering::Relaxed)
+    }
+
+    /// Entries sent again after a failed attempt so far (a record sent three times
+    /// counts twice).
+    pub fn retried(&self) -> u64 {
+        self.counters.retried.load(Ordering::Relaxed)
     }
 
     fn check(&self, index: usize, r: &OutRecord) -> Result<()> {
@@ -186,6 +208,9 @@ impl<A: PutRecordsApi> KinesisSink<A> {
                 match self.api.put_records(&self.stream, &batch).await {
                     Ok(results) if results.len() == chunk.len() => {
                         for (&i, result) in chunk.iter().zip(results) {
+                            if matches!(result, PutResult::Written { .. }) {
+                                self.counters.written.fetch_add(1, Ordering::Relaxed);
+                            }
                             if let PutResult::Failed { code, message } = result {
                                 if FATAL_ENTRY_CODES.contains(&code.as_str()) {
                                     return Err(classify::to_error(
@@ -240,6 +265,9 @@ impl<A: PutRecordsApi> KinesisSink<A> {
                 "retrying failed PutRecords entries"
             );
             self.retry.sleep(attempt).await;
+            self.counters
+                .retried
+                .fetch_add(failed.len() as u64, Ordering::Relaxed);
             pending = failed;
         }
     }
@@ -629,6 +657,29 @@ mod tests {
                 vec!["a2"],
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn counts_written_and_retried_entries() {
+        let sink = KinesisSink::with_api(Fake::default(), "s").with_retry(quick());
+        assert_eq!((sink.written(), sink.retried()), (0, 0));
+        let records = vec![
+            rec("a", "a1"),
+            rec("b", "b1"),
+            rec("c", "c1"),
+            rec("d", "d1"),
+            rec("a", "a2"),
+            rec("b", "b2"),
+        ];
+        sink.put_records(records).await.expect("written");
+        // a1 and d1 fail once in round 1, a2 once in round 2 (see the test above).
+        assert_eq!((sink.written(), sink.retried()), (6, 3));
+        sink.put_records(vec![rec("ok", "7"), rec("never", "8")])
+            .await
+            .expect_err("never succeeds");
+        // `ok` (index 0, first sight) fails once and is written on its retry; `never`
+        // is sent 4 times and never written: 1 + 3 more retries.
+        assert_eq!((sink.written(), sink.retried()), (7, 7));
     }
 
     #[tokio::test]

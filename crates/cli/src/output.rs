@@ -157,11 +157,20 @@ pub fn print_table(
 }
 
 pub fn print_alerts(out: &mut impl Write, alerts: &[Alert]) -> std::io::Result<()> {
+    print_alerts_upto(out, alerts, 20)
+}
+
+/// [`print_alerts`] showing at most `max` of them.
+pub fn print_alerts_upto(
+    out: &mut impl Write,
+    alerts: &[Alert],
+    max: usize,
+) -> std::io::Result<()> {
     if alerts.is_empty() {
         return writeln!(out, "\nNo alerts.");
     }
     writeln!(out, "\nAlerts ({}):", alerts.len())?;
-    for a in alerts.iter().take(20) {
+    for a in alerts.iter().take(max) {
         writeln!(
             out,
             "  [{}] {} on {} {}: {:?} {} {} over {} s from {} (value {})",
@@ -177,10 +186,84 @@ pub fn print_alerts(out: &mut impl Write, alerts: &[Alert]) -> std::io::Result<(
             fmt_num(a.value)
         )?;
     }
-    if alerts.len() > 20 {
-        writeln!(out, "  … and {} more", alerts.len() - 20)?;
+    if alerts.len() > max {
+        writeln!(out, "  … and {} more", alerts.len() - max)?;
     }
     Ok(())
+}
+
+/// Every aggregate, one row each, in the order given (`aggregate_views` order).
+pub fn print_views(out: &mut impl Write, views: &[AggregateView]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<20} {:<14} {:>9} {:<21} {:>8} {:>12} {:>10} {:>10} {:>10} {:>10}",
+        "key", "type", "window", "window start", "count", "sum", "min", "max", "mean", "stddev"
+    )?;
+    for v in views {
+        let window = match v.slide_seconds {
+            Some(s) => format!("{}/{s}s", v.window_seconds),
+            None => format!("{}s", v.window_seconds),
+        };
+        writeln!(
+            out,
+            "{:<20} {:<14} {:>9} {:<21} {:>8} {:>12} {:>10} {:>10} {:>10} {:>10}",
+            truncate(&v.key, 20),
+            truncate(&v.metric, 14),
+            window,
+            v.window_start,
+            v.count,
+            fmt_num(v.sum),
+            fmt_num(v.min),
+            fmt_num(v.max),
+            fmt_num(v.mean),
+            fmt_num(v.variance.max(0.0).sqrt())
+        )?;
+    }
+    let events: u64 = views.iter().map(|v| v.count).sum();
+    writeln!(
+        out,
+        "{} aggregates ({events} events counted over all their windows)",
+        views.len()
+    )
+}
+
+/// Dead letters as a table: reason, stage, id, detail.
+pub fn print_dead_letters(out: &mut impl Write, letters: &[DeadLetter]) -> std::io::Result<()> {
+    writeln!(out, "{:<18} {:<10} {:<24} detail", "reason", "stage", "id")?;
+    for l in letters {
+        let detail = match &l.field {
+            Some(f) => format!("{f}: {}", l.detail),
+            None => l.detail.clone(),
+        };
+        writeln!(
+            out,
+            "{:<18} {:<10} {:<24} {}",
+            l.reason.as_str(),
+            truncate(&l.stage, 10),
+            truncate(l.id.as_deref().unwrap_or("-"), 24),
+            truncate(&detail.replace(['\n', '\r'], " "), 80)
+        )?;
+    }
+    Ok(())
+}
+
+/// `N dead letters; by reason: not_json 3, late 1`.
+pub fn print_reason_counts(out: &mut impl Write, letters: &[DeadLetter]) -> std::io::Result<()> {
+    let mut by_reason: std::collections::BTreeMap<&str, usize> = Default::default();
+    for l in letters {
+        *by_reason.entry(l.reason.as_str()).or_default() += 1;
+    }
+    let counts: Vec<String> = by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    writeln!(
+        out,
+        "{} dead letters; by reason: {}",
+        letters.len(),
+        if counts.is_empty() {
+            "none".to_owned()
+        } else {
+            counts.join(", ")
+        }
+    )
 }
 
 fn op_symbol(op: sluice_core::rules::Op) -> &'static str {
