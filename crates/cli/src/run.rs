@@ -26,6 +26,7 @@ use crate::demo::read_lines;
 use crate::output;
 use crate::pipeline::AggregateOverrides;
 use crate::pipeline::{Ports, Runner, Stages, build_stages, producer_records};
+use crate::remote::explain;
 use crate::verify;
 
 #[derive(Args, Debug)]
@@ -119,10 +120,11 @@ pub async fn run(args: RunArgs) -> Result<bool> {
     for s in &stages.stages {
         let source = KinesisShardSource::connect(kinesis.clone(), s.input_stream.clone())
             .await
-            .with_context(|| {
-                format!(
-                    "stream {} is not reachable (run `sluice setup --prefix {}` first?)",
-                    s.input_stream, args.conn.prefix
+            .map_err(|e| {
+                explain(
+                    e,
+                    &format!("looking up stream {:?}", s.input_stream),
+                    &args.conn,
                 )
             })?;
         sources.insert(s.input_stream.clone(), source);

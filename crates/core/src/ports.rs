@@ -112,11 +112,8 @@ pub trait AlertStore: Send + Sync {
 }
 
 /// What finally became of one producer write (identified by its origin).
-///
-/// `Counted` and `Duplicate` carry the event's identity (what de-duplication keys on):
-/// a handler that dies right after its write is retried and then sees its own events
-/// as duplicates, so the ledger counts *identities* that were applied, and every other
-/// applied origin of the same identity as a duplicate.
+/// `Counted` and `Duplicate` carry the event's identity (what de-duplication keys on),
+/// for diagnostics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Fate {
     Counted(u64),

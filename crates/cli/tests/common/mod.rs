@@ -38,6 +38,17 @@ pub fn write_input(
     events: usize,
     seed: u64,
 ) -> (std::path::PathBuf, Expected, usize) {
+    write_input_spanning(dir, events, seed, 10_800_000)
+}
+
+/// [`write_input`] with the events spread over `span_ms` of event time (fewer windows
+/// keep emulated DynamoDB tables small: moto's transactions slow down as tables grow).
+pub fn write_input_spanning(
+    dir: &std::path::Path,
+    events: usize,
+    seed: u64,
+    span_ms: i64,
+) -> (std::path::PathBuf, Expected, usize) {
     let mut rng = Lcg(seed);
     let mut lines = Vec::new();
     let mut expected: Expected = BTreeMap::new();
@@ -66,8 +77,8 @@ pub fn write_input(
         } else {
             "temp"
         };
-        // Three hours of event time, 90 s of out-of-order jitter (within the lateness).
-        let ts = BASE_MS + (i as i64 * 10_800_000 / events as i64) - (rng.next() % 90_000) as i64;
+        // `span_ms` of event time, 90 s of out-of-order jitter (within the lateness).
+        let ts = BASE_MS + (i as i64 * span_ms / events as i64) - (rng.next() % 90_000) as i64;
         let value = (rng.next() % 200_000) as f64 / 1000.0 - 50.0;
         let id = format!("ev-{i}");
         let ts_field = if i % 2 == 0 {
