@@ -2,7 +2,8 @@
 //! and a function, so `sluice demo` and `sluice run` exercise the handlers the way AWS
 //! does. Settings come from `template.yaml` ([`EsmSettings`]).
 //!
-//! - BatchSize and MaximumBatchingWindowInSeconds: a batch is invoked when it is full
+//! - BatchSize (and Lambda's 6 MB payload cap) and MaximumBatchingWindowInSeconds: a
+//!   batch is invoked when it is full
 //!   or when the window since its first record was read has passed. The window runs
 //!   on the mapping's clock: the demo uses a simulated one that jumps ahead when every
 //!   stage is only waiting, so it keeps Lambda's batching without sleeping.
@@ -34,6 +35,9 @@ use sluice_core::record::StreamRecord;
 use crate::faults::Faults;
 use crate::streams::hash_key;
 use crate::template::{EsmSettings, StartingPosition};
+
+/// Lambda's limit on one batch's payload (the synchronous invocation limit).
+pub const MAX_BATCH_BYTES: usize = 6 * 1024 * 1024;
 
 pub type InvokeFuture =
     Pin<Box<dyn Future<Output = std::result::Result<KinesisEventResponse, String>> + Send>>;
@@ -310,10 +314,17 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
             if lane.queue.len() < settings.batch_size && now < due {
                 return Ok(false);
             }
+            // Lambda caps a batch at 6 MB of payload as well as at BatchSize records.
+            let mut bytes = 0usize;
             lane.queue
                 .iter()
                 .take(settings.batch_size.min(lane.limit).max(1))
-                .cloned()
+                .enumerate()
+                .take_while(|(i, r)| {
+                    bytes += r.data.len() + r.partition_key.len();
+                    *i == 0 || bytes <= MAX_BATCH_BYTES
+                })
+                .map(|(_, r)| r.clone())
                 .collect::<Vec<_>>()
         };
         // Records past the maximum age are dropped before they are delivered.

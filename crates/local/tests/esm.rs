@@ -146,6 +146,23 @@ async fn batches_never_exceed_the_batch_size() {
 }
 
 #[tokio::test]
+async fn batches_never_exceed_six_megabytes_of_payload() {
+    let mut h = harness(settings(100), 1, Arc::new(|_, _| Reply::Ok));
+    let big = "x".repeat(1024 * 1024 - 10);
+    let items: Vec<(&str, &str)> = (0..10).map(|_| ("k", big.as_str())).collect();
+    put(&h.streams, &items);
+    drain(&mut h).await;
+    let sizes: Vec<usize> = h
+        .batches
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(Vec::len)
+        .collect();
+    assert_eq!(sizes, [6, 4]);
+}
+
+#[tokio::test]
 async fn a_partial_batch_waits_for_the_batching_window() {
     let mut s = settings(100);
     s.max_batching_window_ms = 5_000;
