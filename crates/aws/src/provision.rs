@@ -120,17 +120,33 @@ impl Provisioner {
     }
 
     async fn create_stream(&self, name: &str, shards: u32) -> Result<bool> {
-        let result = self
-            .kinesis
-            .create_stream()
-            .stream_name(name)
-            .shard_count(shards.max(1) as i32)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if classify::code_of(&e) == Some("ResourceInUseException") => Ok(false),
-            Err(e) => Err(classify::kinesis("CreateStream", name, e).into()),
+        // Kinesis limits how many streams may be CREATING at once (LimitExceeded): wait
+        // and try again until the provisioning timeout.
+        let started = Instant::now();
+        let retry = crate::backoff::RetryPolicy::default();
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .kinesis
+                .create_stream()
+                .stream_name(name)
+                .shard_count(shards.max(1) as i32)
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(true),
+                Err(e) if classify::code_of(&e) == Some("ResourceInUseException") => {
+                    return Ok(false);
+                }
+                Err(e) => {
+                    let error = classify::kinesis("CreateStream", name, e);
+                    if !error.is_retryable() || started.elapsed() >= self.timeout {
+                        return Err(error.into());
+                    }
+                    attempt += 1;
+                    retry.sleep(attempt.min(6)).await;
+                }
+            }
         }
     }
 
