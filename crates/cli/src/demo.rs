@@ -14,8 +14,6 @@ use sluice_local::template::Template;
 
 use std::sync::Arc;
 
-use sluice_core::envelope::TimeBounds;
-use sluice_core::ports::{Clock, SystemClock};
 use sluice_local::faults::{FaultRates, Faults};
 
 use crate::output::{self, Summary};
@@ -97,6 +95,38 @@ pub fn read_lines(path: &PathBuf) -> Result<Vec<Vec<u8>>> {
         .collect())
 }
 
+/// A synthetic scenario's producer lines, as bytes.
+pub fn scenario_lines(
+    scenario: Scenario,
+    events: usize,
+    seed: u64,
+    start: Option<i64>,
+) -> Vec<Vec<u8>> {
+    scenario
+        .generate(
+            events,
+            seed,
+            start.unwrap_or(DEFAULT_START_MS),
+            &Noise::default(),
+        )
+        .into_iter()
+        .map(String::into_bytes)
+        .collect()
+}
+
+/// The fault injector for `--chaos SEED`, with the mix the delivery mode guards against.
+pub fn chaos_faults(seed: Option<u64>, template: &Template) -> Option<Arc<Faults>> {
+    let at_least_once = template.parameter("Delivery") == Some("at-least-once");
+    seed.map(|seed| {
+        let rates = if at_least_once {
+            FaultRates::chaos_at_least_once()
+        } else {
+            FaultRates::chaos()
+        };
+        Arc::new(Faults::new(seed, rates))
+    })
+}
+
 pub fn load_rules(path: Option<&PathBuf>, scenario: Scenario) -> Result<Vec<Rule>> {
     match path {
         None => Ok(scenario.rules()),
@@ -121,28 +151,10 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     args.aggregate.apply(&mut template);
     let lines: Vec<Vec<u8>> = match &args.file {
         Some(path) => read_lines(path)?,
-        None => args
-            .scenario
-            .generate(
-                args.events,
-                args.seed,
-                args.start.unwrap_or(DEFAULT_START_MS),
-                &Noise::default(),
-            )
-            .into_iter()
-            .map(String::into_bytes)
-            .collect(),
+        None => scenario_lines(args.scenario, args.events, args.seed, args.start),
     };
     let rules = load_rules(args.rules.as_ref(), args.scenario)?;
-    let at_least_once = template.parameter("Delivery") == Some("at-least-once");
-    let faults = args.chaos.map(|seed| {
-        let rates = if at_least_once {
-            FaultRates::chaos_at_least_once()
-        } else {
-            FaultRates::chaos()
-        };
-        Arc::new(Faults::new(seed, rates))
-    });
+    let faults = chaos_faults(args.chaos, &template);
     let mut pipeline =
         InProcess::build(&template, args.scenario.reference(), rules, faults.clone())?;
     let source = match &args.file {
@@ -242,46 +254,18 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         v
     };
     let verdict = args.verify.then(|| {
-        let skew_s: i64 = template
-            .function("ingest")
-            .ok()
-            .and_then(|f| {
-                f.env
-                    .get(sluice_core::config::env::MAX_CLOCK_SKEW_SECONDS)
-                    .cloned()
-            })
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(300);
-        let bounds = TimeBounds {
-            now_ms: SystemClock.now_ms(),
-            max_future_skew_ms: skew_s * 1000,
-        };
-        let truth =
-            verify::ground_truth(&produced_lines, &pipeline.stages.aggregate_config, bounds);
-        let mut diffs = verify::compare(&truth, &views);
-        for (name, have, want) in [
-            ("events_in", ledger.events_in, truth.events),
-            ("counted", ledger.counted, truth.counted),
-            ("dead_letter", ledger.dead_letter, truth.invalid),
-            ("late", ledger.late, truth.late),
-            ("duplicates", ledger.duplicates, truth.duplicates),
-        ] {
-            if have != want {
-                diffs.push(format!("{name}: pipeline {have}, ground truth {want}"));
-            }
-        }
-        diffs
+        verify::verdict(
+            &produced_lines,
+            &pipeline.stages.aggregate_config,
+            verify::ingest_bounds(&template),
+            &views,
+            &ledger,
+            true,
+        )
     });
     let mut summary_json = summary_json;
-    if let (Some(diffs), Some(obj)) = (&verdict, summary_json.as_object_mut()) {
-        obj.insert(
-            "verified".into(),
-            json!(if diffs.is_empty() {
-                "exact"
-            } else {
-                "differences"
-            }),
-        );
+    if let Some(diffs) = &verdict {
+        verify::mark_summary(&mut summary_json, diffs);
     }
 
     let consistent = ledger.unsettled == 0
@@ -323,7 +307,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         )?;
     }
     if let Some(diffs) = &verdict {
-        report_verdict(&mut out, diffs, args.json)?;
+        verify::write_verdict(&mut out, diffs, args.json)?;
     }
     if !consistent {
         eprintln!(
@@ -337,25 +321,6 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         );
     }
     Ok(consistent && verdict.as_ref().is_none_or(Vec::is_empty))
-}
-
-/// `verified: exact`, or the differences (at most 20 of them).
-fn report_verdict(out: &mut impl Write, diffs: &[String], json_mode: bool) -> std::io::Result<()> {
-    let mut text = String::new();
-    if diffs.is_empty() {
-        text.push_str("verified: exact\n");
-    } else {
-        text.push_str(&format!("verified: {} differences\n", diffs.len()));
-        for d in diffs.iter().take(20) {
-            text.push_str(&format!("  {d}\n"));
-        }
-    }
-    if json_mode {
-        eprint!("{text}");
-        Ok(())
-    } else {
-        write!(out, "{text}")
-    }
 }
 
 fn progress_line(p: &InProcess, produced: u64, interactive: bool) {

@@ -14,10 +14,10 @@ use sluice_aws::kinesis::{MAX_ENTRIES_PER_REQUEST, MAX_RECORD_BYTES};
 use sluice_core::ports::RecordSink;
 use sluice_core::record::OutRecord;
 use sluice_core::resources;
-use sluice_local::scenario::{DEFAULT_START_MS, Noise, Scenario, partition_key_of};
+use sluice_local::scenario::{Scenario, partition_key_of};
 
 use crate::connect::Connection;
-use crate::demo::read_lines;
+use crate::demo::{read_lines, scenario_lines};
 use crate::remote::{explain, parse_time};
 
 #[derive(Args, Debug)]
@@ -97,15 +97,7 @@ pub async fn run(args: ProduceArgs) -> Result<bool> {
     let (lines, source) = match (&args.file, args.scenario) {
         (Some(path), _) => (read_lines(path)?, format!("file {}", path.display())),
         (None, Some(s)) => (
-            s.generate(
-                args.events,
-                args.seed,
-                args.start.unwrap_or(DEFAULT_START_MS),
-                &Noise::default(),
-            )
-            .into_iter()
-            .map(String::into_bytes)
-            .collect(),
+            scenario_lines(s, args.events, args.seed, args.start),
             format!("scenario {s} (seed {})", args.seed),
         ),
         (None, None) => bail!("give --file PATH or --scenario NAME"),

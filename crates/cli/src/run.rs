@@ -15,14 +15,13 @@ use sluice_aws::{
     DynamoAggregateStore, DynamoAlerts, DynamoReference, DynamoRules, KinesisShardSource,
     KinesisSink,
 };
-use sluice_core::envelope::TimeBounds;
 use sluice_core::ports::{Clock, RecordSink, ShardSource, SystemClock};
 use sluice_core::record::StreamRecord;
 use sluice_core::resources;
-use sluice_local::faults::{FaultRates, Faults};
+use sluice_local::faults::Faults;
 
 use crate::connect::Connection;
-use crate::demo::read_lines;
+use crate::demo::{chaos_faults, read_lines};
 use crate::output;
 use crate::pipeline::AggregateOverrides;
 use crate::pipeline::{Ports, Runner, Stages, build_stages, producer_records};
@@ -79,15 +78,7 @@ pub async fn read_stream(source: &impl ShardSource) -> Result<Vec<StreamRecord>>
 pub async fn run(args: RunArgs) -> Result<bool> {
     let mut template = args.conn.template()?;
     args.aggregate.apply(&mut template);
-    let at_least_once = template.parameter("Delivery") == Some("at-least-once");
-    let faults = args.chaos.map(|seed| {
-        let rates = if at_least_once {
-            FaultRates::chaos_at_least_once()
-        } else {
-            FaultRates::chaos()
-        };
-        Arc::new(Faults::new(seed, rates))
-    });
+    let faults = chaos_faults(args.chaos, &template);
     let clients = args.conn.clients().await;
     let names = args.conn.names();
     let store = Arc::new(DynamoAggregateStore::new(
@@ -292,49 +283,19 @@ async fn report(
             .into_iter()
             .map(|r| r.data)
             .collect();
-        let skew_s: i64 = template
-            .function("ingest")
-            .ok()
-            .and_then(|f| {
-                f.env
-                    .get(sluice_core::config::env::MAX_CLOCK_SKEW_SECONDS)
-                    .cloned()
-            })
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(300);
-        let bounds = TimeBounds {
-            now_ms: SystemClock.now_ms(),
-            max_future_skew_ms: skew_s * 1000,
-        };
-        let truth = verify::ground_truth(&lines, &stages.aggregate_config, bounds);
         let items = store
             .scan_all()
             .await
             .context("reading the aggregates table")?;
-        diffs = verify::compare(&truth, &output::aggregate_views(&items));
-        // The ledger only knows this run; compare it when this run read everything.
-        if ledger.events_in == truth.events {
-            for (name, have, want) in [
-                ("counted", ledger.counted, truth.counted),
-                ("dead_letter", ledger.dead_letter, truth.invalid),
-                ("late", ledger.late, truth.late),
-                ("duplicates", ledger.duplicates, truth.duplicates),
-            ] {
-                if have != want {
-                    diffs.push(format!("{name}: pipeline {have}, ground truth {want}"));
-                }
-            }
-        }
-        if let Some(obj) = summary.as_object_mut() {
-            obj.insert(
-                "verified".into(),
-                json!(if diffs.is_empty() {
-                    "exact"
-                } else {
-                    "differences"
-                }),
-            );
-        }
+        diffs = verify::verdict(
+            &lines,
+            &stages.aggregate_config,
+            verify::ingest_bounds(template),
+            &output::aggregate_views(&items),
+            &ledger,
+            false,
+        );
+        verify::mark_summary(&mut summary, &diffs);
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -357,20 +318,7 @@ async fn report(
         )?;
     }
     if args.verify {
-        let mut text = String::new();
-        if diffs.is_empty() {
-            text.push_str("verified: exact\n");
-        } else {
-            text.push_str(&format!("verified: {} differences\n", diffs.len()));
-            for d in diffs.iter().take(20) {
-                text.push_str(&format!("  {d}\n"));
-            }
-        }
-        if args.json {
-            eprint!("{text}");
-        } else {
-            write!(out, "{text}")?;
-        }
+        verify::write_verdict(&mut out, &diffs, args.json)?;
     }
     if !consistent {
         eprintln!(

@@ -154,6 +154,92 @@ pub fn compare(truth: &GroundTruth, views: &[AggregateView]) -> Vec<String> {
     diffs
 }
 
+/// The clock bounds ingest applies (`MAX_CLOCK_SKEW_SECONDS` of the ingest function).
+pub fn ingest_bounds(template: &sluice_local::template::Template) -> TimeBounds {
+    use sluice_core::ports::Clock;
+    let skew_s: i64 = template
+        .function("ingest")
+        .ok()
+        .and_then(|f| {
+            f.env
+                .get(sluice_core::config::env::MAX_CLOCK_SKEW_SECONDS)
+                .cloned()
+        })
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    TimeBounds {
+        now_ms: sluice_core::ports::SystemClock.now_ms(),
+        max_future_skew_ms: skew_s * 1000,
+    }
+}
+
+/// Every difference between what the input says and what the run stored and counted.
+/// The run's counts are compared when it read the whole input (`sluice run` may start
+/// on streams that earlier runs read) or when `always` says so.
+pub fn verdict(
+    input: &[Vec<u8>],
+    config: &AggregateConfig,
+    bounds: TimeBounds,
+    views: &[AggregateView],
+    ledger: &sluice_local::ledger::LedgerSummary,
+    always: bool,
+) -> Vec<String> {
+    let truth = ground_truth(input, config, bounds);
+    let mut diffs = compare(&truth, views);
+    if always || ledger.events_in == truth.events {
+        for (name, have, want) in [
+            ("events_in", ledger.events_in, truth.events),
+            ("counted", ledger.counted, truth.counted),
+            ("dead_letter", ledger.dead_letter, truth.invalid),
+            ("late", ledger.late, truth.late),
+            ("duplicates", ledger.duplicates, truth.duplicates),
+        ] {
+            if have != want {
+                diffs.push(format!("{name}: pipeline {have}, ground truth {want}"));
+            }
+        }
+    }
+    diffs
+}
+
+/// `verified: exact`, or the number of differences and the first 20; on stderr when
+/// stdout carries JSON lines.
+pub fn write_verdict(
+    out: &mut impl std::io::Write,
+    diffs: &[String],
+    json_mode: bool,
+) -> std::io::Result<()> {
+    let mut text = String::new();
+    if diffs.is_empty() {
+        text.push_str("verified: exact\n");
+    } else {
+        text.push_str(&format!("verified: {} differences\n", diffs.len()));
+        for d in diffs.iter().take(20) {
+            text.push_str(&format!("  {d}\n"));
+        }
+    }
+    if json_mode {
+        eprint!("{text}");
+        Ok(())
+    } else {
+        write!(out, "{text}")
+    }
+}
+
+/// Adds `"verified": "exact" | "differences"` to a summary line.
+pub fn mark_summary(summary: &mut serde_json::Value, diffs: &[String]) {
+    if let Some(obj) = summary.as_object_mut() {
+        obj.insert(
+            "verified".into(),
+            serde_json::json!(if diffs.is_empty() {
+                "exact"
+            } else {
+                "differences"
+            }),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
