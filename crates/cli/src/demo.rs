@@ -324,21 +324,5 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
 }
 
 fn progress_line(p: &InProcess, produced: u64, interactive: bool) {
-    let ingest = p.stages.stage_stats("ingest");
-    let aggregate = p.stages.stage_stats("aggregate");
-    let detect = p.stages.stage_stats("detect");
-    let line = format!(
-        "  ingested {}/{produced}  enriched {}  counted {}  duplicates {}  dead letters {}  alerts {}",
-        ingest.events_in,
-        p.stages.stage_stats("enrich").passed_on,
-        aggregate.counted,
-        aggregate.duplicates,
-        ingest.dead_lettered_total() + aggregate.dead_lettered_total(),
-        detect.alerts_raised
-    );
-    if interactive {
-        eprint!("\r{line}");
-    } else {
-        eprintln!("{line}");
-    }
+    output::progress(&p.stages.progress_text(Some(produced)), interactive);
 }

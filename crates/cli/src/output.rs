@@ -284,3 +284,12 @@ fn truncate(s: &str, n: usize) -> String {
         t
     }
 }
+
+/// A progress line on stderr: rewritten in place on a terminal, one line each otherwise.
+pub fn progress(line: &str, interactive: bool) {
+    if interactive {
+        eprint!("\r{line}");
+    } else {
+        eprintln!("{line}");
+    }
+}

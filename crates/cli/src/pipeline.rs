@@ -454,6 +454,22 @@ pub fn producer_records(
 }
 
 impl Stages {
+    /// Counters for progress output; `of` is how many events the producer wrote, if known.
+    pub fn progress_text(&self, of: Option<u64>) -> String {
+        let ingest = self.stage_stats("ingest");
+        let aggregate = self.stage_stats("aggregate");
+        format!(
+            "  ingested {}{}  enriched {}  counted {}  duplicates {}  dead letters {}  alerts {}",
+            ingest.events_in,
+            of.map(|n| format!("/{n}")).unwrap_or_default(),
+            self.stage_stats("enrich").passed_on,
+            aggregate.counted,
+            aggregate.duplicates,
+            ingest.dead_lettered_total() + aggregate.dead_lettered_total(),
+            self.stage_stats("detect").alerts_raised
+        )
+    }
+
     /// (p50, p95, p99, max) invocation latency of a stage, in microseconds.
     pub fn latency_percentiles(&self, stage: &str) -> Option<(u64, u64, u64, u64)> {
         let mut v = self

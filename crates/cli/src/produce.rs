@@ -237,11 +237,7 @@ fn progress(t: &Tally, started: Instant, interactive: bool) {
             0.0
         }
     );
-    if interactive {
-        eprint!("\r{line}");
-    } else {
-        eprintln!("{line}");
-    }
+    crate::output::progress(&line, interactive);
 }
 
 #[cfg(test)]

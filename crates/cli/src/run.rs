@@ -219,22 +219,7 @@ pub async fn run(args: RunArgs) -> Result<bool> {
 }
 
 fn progress_line(stages: &Stages, interactive: bool) {
-    let ingest = stages.stage_stats("ingest");
-    let aggregate = stages.stage_stats("aggregate");
-    let line = format!(
-        "  ingested {}  enriched {}  counted {}  duplicates {}  dead letters {}  alerts {}",
-        ingest.events_in,
-        stages.stage_stats("enrich").passed_on,
-        aggregate.counted,
-        aggregate.duplicates,
-        ingest.dead_lettered_total() + aggregate.dead_lettered_total(),
-        stages.stage_stats("detect").alerts_raised
-    );
-    if interactive {
-        eprint!("\r{line}");
-    } else {
-        eprintln!("{line}");
-    }
+    output::progress(&stages.progress_text(None), interactive);
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -4,7 +4,7 @@
 
 use crate::config::IngestConfig;
 use crate::dead_letter::DeadLetter;
-use crate::envelope::{TimeBounds, decode_record};
+use crate::envelope::{Reason, Rejection, TimeBounds, decode_record};
 use crate::outcome::BatchOutcome;
 use crate::ports::{Clock, EventLedger, Fate, RecordSink};
 use crate::record::{PACKED_RECORD_BYTES, StreamRecord, pack_lines};
@@ -55,15 +55,23 @@ where
             for line in decode_record(&record.data, bounds) {
                 let origin = record.origin_of_line(line.line);
                 outcome.stats.events_in += 1;
-                match line.result {
-                    Ok(decoded) => {
-                        let mut event = decoded.into_event(|| origin.clone());
-                        // The origin is ours to assign: it names this producer write.
-                        event.origin = Some(origin.clone());
-                        match serde_json::to_vec(&event) {
-                            Ok(bytes) => valid.push((event.key, bytes)),
-                            Err(e) => unreachable_serialization(e),
-                        }
+                // Re-encoding a validated event cannot fail in practice; if it ever did,
+                // the line is rejected like any other, never a panic.
+                let encoded = line.result.and_then(|decoded| {
+                    let mut event = decoded.into_event(|| origin.clone());
+                    // The origin is ours to assign: it names this producer write.
+                    event.origin = Some(origin.clone());
+                    let bytes = serde_json::to_vec(&event).map_err(|e| Rejection {
+                        reason: Reason::InvalidValue,
+                        field: None,
+                        detail: format!("the normalized event could not be encoded: {e}"),
+                        id: Some(event.id.clone()),
+                    })?;
+                    Ok((event.key, bytes))
+                });
+                match encoded {
+                    Ok(keyed) => {
+                        valid.push(keyed);
                         outcome.stats.passed_on += 1;
                     }
                     Err(rejection) => {
@@ -105,17 +113,9 @@ where
     }
 }
 
-/// Serializing an [`crate::envelope::Event`] (strings, finite numbers, string maps)
-/// cannot fail; if serde ever says otherwise that is a bug worth a loud stop.
-#[cold]
-fn unreachable_serialization(e: serde_json::Error) -> ! {
-    panic!("serializing a validated event failed: {e}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::Reason;
     use crate::stage::testing::*;
 
     const NOW: i64 = 1_767_225_600_000;
