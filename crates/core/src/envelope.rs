@@ -54,10 +54,18 @@ pub enum Reason {
     RetriesExhausted,
     /// A whole batch was dropped because its records were older than the maximum age.
     RecordTooOld,
+    /// A KPL-aggregated record (magic `F3 89 9A C2`) whose protobuf body or MD5 trailer
+    /// does not check out: none of its user records can be trusted.
+    CorruptAggregate,
+    /// A gzip-compressed record (`1F 8B`) that does not decompress.
+    CorruptGzip,
+    /// The stage could not apply the event for a reason no retry can fix (a stored item
+    /// it cannot read, access denied, a service limit); `detail` says which.
+    Unprocessable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 16] = [
         Reason::NotUtf8,
         Reason::NotJson,
         Reason::MissingField,
@@ -71,6 +79,9 @@ impl Reason {
         Reason::Late,
         Reason::RetriesExhausted,
         Reason::RecordTooOld,
+        Reason::CorruptAggregate,
+        Reason::CorruptGzip,
+        Reason::Unprocessable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +99,9 @@ impl Reason {
             Reason::Late => "late",
             Reason::RetriesExhausted => "retries_exhausted",
             Reason::RecordTooOld => "record_too_old",
+            Reason::CorruptAggregate => "corrupt_aggregate",
+            Reason::CorruptGzip => "corrupt_gzip",
+            Reason::Unprocessable => "unprocessable",
         }
     }
 }

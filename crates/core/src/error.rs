@@ -64,6 +64,18 @@ pub enum Error {
     #[error("stored item {item} is malformed: {reason}")]
     CorruptItem { item: String, reason: String },
 
+    /// A request broke a hard service limit (record or item size, records per call,
+    /// actions per transaction, keys per read). The in-memory adapters enforce the same
+    /// limits as AWS and return this too. The same request can never succeed.
+    #[error("{service} {operation} exceeds {limit}: {actual} > {max}")]
+    LimitExceeded {
+        service: &'static str,
+        operation: &'static str,
+        limit: &'static str,
+        max: usize,
+        actual: usize,
+    },
+
     /// An injected fault (chaos testing); behaves like a transient failure.
     /// `after_commit`: the store wrote everything before the fault struck, which only
     /// the local ledger uses (to keep its books exact); the stage retries as usual.
@@ -81,7 +93,7 @@ impl Error {
             | Error::Deadline { .. }
             | Error::Injected { .. } => true,
             Error::Remote { retryable, .. } => *retryable,
-            Error::Config { .. } | Error::CorruptItem { .. } => false,
+            Error::Config { .. } | Error::CorruptItem { .. } | Error::LimitExceeded { .. } => false,
         }
     }
 
@@ -95,6 +107,7 @@ impl Error {
             Error::Deadline { .. } => "deadline",
             Error::Config { .. } => "config",
             Error::CorruptItem { .. } => "corrupt_item",
+            Error::LimitExceeded { .. } => "limit_exceeded",
             Error::Injected { .. } => "injected",
         }
     }
