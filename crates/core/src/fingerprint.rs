@@ -14,6 +14,16 @@ pub fn fingerprint(id: &str) -> u64 {
     u64::from_be_bytes(first)
 }
 
+/// The whole MD5 of `bytes` as 32 lowercase hex digits: a stable digest of request
+/// contents (the DynamoDB adapter derives `ClientRequestToken`s from it). Not for
+/// secrets: it only has to tell different requests apart.
+pub fn digest_hex(bytes: &[u8]) -> String {
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A sorted set of fingerprints, stored as packed big-endian bytes (8 per id).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FingerprintSet {
@@ -96,6 +106,8 @@ mod tests {
         assert_eq!(fingerprint("e1"), fingerprint("e1"));
         assert_ne!(fingerprint("e1"), fingerprint("e2"));
         assert_eq!(fingerprint(""), 0xd41d8cd98f00b204);
+        assert_eq!(digest_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_ne!(digest_hex(b"a"), digest_hex(b"b"));
     }
 
     #[test]

@@ -20,14 +20,32 @@ use std::sync::Arc;
 use crate::aggregate::AggState;
 use crate::config::{AggregateConfig, Delivery};
 use crate::fingerprint::FingerprintSet;
-use crate::item::{AggregateItem, GroupKey, ItemKey, ItemWrite, page_stored_size};
+use crate::item::{
+    AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite, page_stored_size,
+};
 use crate::sequence::SeqNo;
 
-/// DynamoDB's limits for one `TransactWriteItems`.
+/// DynamoDB's limit of actions in one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
+/// DynamoDB allows 4 MB per transaction; sizes here are estimates
+/// ([`AggregateItem::stored_size`]), so the planner keeps half a megabyte in hand.
 pub const MAX_TRANSACTION_BYTES: usize = 3_500_000;
 /// A sealed page holds at most this many fingerprints (320 KB, under the 400 KB limit).
 pub const MAX_PAGE_FINGERPRINTS: usize = 40_000;
+/// One anchor write seals at most this many pages (about 1.9 MB), so an anchor with its
+/// pages, its coarser items (at most [`crate::window::MAX_WINDOWS_PER_EVENT`]) and the
+/// group watermark always fits in one transaction. The planner defers the events of an
+/// anchor beyond [`fresh_per_anchor`] to a later round of the same batch.
+pub const MAX_SEALED_PAGES_PER_WRITE: usize = 6;
+
+/// How many new events one anchor takes per planning round: sealing moves the head
+/// (at most `head_fingerprint_cap`) and the new fingerprints into pages, which must
+/// stay within [`MAX_SEALED_PAGES_PER_WRITE`].
+pub fn fresh_per_anchor(config: &AggregateConfig) -> usize {
+    (MAX_SEALED_PAGES_PER_WRITE * MAX_PAGE_FINGERPRINTS)
+        .saturating_sub(config.head_fingerprint_cap)
+        .max(1)
+}
 
 /// One event of a group, as the planner needs it.
 #[derive(Clone, Debug)]
@@ -127,6 +145,9 @@ pub struct GroupPlan {
     pub anchors: Vec<AnchorPlan>,
     pub duplicates: Vec<usize>,
     pub late: Vec<usize>,
+    /// New events of anchors that already took [`fresh_per_anchor`] events this round:
+    /// planned again after this round commits.
+    pub deferred: Vec<usize>,
 }
 
 /// Decides each candidate's fate against the stored anchors and builds the writes.
@@ -148,6 +169,7 @@ pub fn plan_group(
         fresh: std::collections::HashSet<u64>,
     }
     let mut plan = GroupPlan::default();
+    let fresh_cap = fresh_per_anchor(config);
     let mut work: BTreeMap<ItemKey, Work> = BTreeMap::new();
     for c in candidates {
         let anchor = anchor_of(group, config, c.ts);
@@ -184,6 +206,10 @@ pub fn plan_group(
         }
         if c.late {
             plan.late.push(c.index);
+            continue;
+        }
+        if w.counted.len() >= fresh_cap {
+            plan.deferred.push(c.index);
             continue;
         }
         if config.delivery == Delivery::ExactlyOnce {
@@ -254,67 +280,132 @@ fn expiry(key: &ItemKey, config: &AggregateConfig) -> Option<i64> {
     (config.retention_ms > 0).then(|| (key.end_ms() + config.retention_ms) / 1000)
 }
 
+/// The group watermark to write with a group's aggregates, if the batch moved it.
+pub fn watermark_write(
+    group: &GroupKey,
+    batch_watermark: Option<i64>,
+    current: Option<&GroupWatermark>,
+) -> Option<WatermarkWrite> {
+    let wm = batch_watermark.filter(|wm| current.is_none_or(|c| *wm > c.watermark_ms))?;
+    let expected_version = current.map_or(0, |c| c.version);
+    Some(WatermarkWrite {
+        watermark: GroupWatermark {
+            group: group.clone(),
+            watermark_ms: wm,
+            version: expected_version + 1,
+        },
+        expected_version,
+    })
+}
+
 /// One `TransactWriteItems` worth of writes and the events it counts.
 #[derive(Clone, Debug)]
 pub struct Transaction {
     pub writes: Vec<ItemWrite>,
+    /// The group watermark, in the group's last transaction only.
+    pub watermark: Option<WatermarkWrite>,
     pub counted: Vec<usize>,
 }
 
 impl Transaction {
-    pub fn item_count(&self) -> usize {
-        self.writes.iter().map(|w| 1 + w.sealed_page.len()).sum()
+    /// Actions of the `TransactWriteItems`: items, sealed pages and the watermark.
+    pub fn action_count(&self) -> usize {
+        self.writes
+            .iter()
+            .map(|w| 1 + w.sealed_page.len())
+            .sum::<usize>()
+            + usize::from(self.watermark.is_some())
+    }
+
+    /// Estimated stored bytes of everything the transaction writes.
+    pub fn byte_size(&self) -> usize {
+        self.writes.iter().map(write_size).sum::<usize>()
+            + self
+                .watermark
+                .as_ref()
+                .map_or(0, |w| w.watermark.stored_size())
     }
 }
 
-/// Splits a group plan into transactions within DynamoDB's limits. Each anchor goes
-/// whole into one transaction together with the coarser items it feeds, so they never
-/// disagree; a coarser item shared by several transactions is written in each, its
-/// version carried forward from one to the next.
+fn write_size(w: &ItemWrite) -> usize {
+    w.item.stored_size()
+        + w.sealed_page
+            .iter()
+            .map(|(_, p)| page_stored_size(&w.item.key, p))
+            .sum::<usize>()
+}
+
+/// The stored size of a coarser item once written (coarse items carry no
+/// de-duplication state, so the size does not depend on their counts).
+fn coarse_size(key: &ItemKey, items: &HashMap<ItemKey, AggregateItem>) -> usize {
+    let mut item = items
+        .get(key)
+        .cloned()
+        .unwrap_or_else(|| AggregateItem::new(key.clone()));
+    item.expires_at_s = Some(0);
+    item.stored_size()
+}
+
+/// Splits a group plan into transactions within DynamoDB's limits (100 actions, 4 MB,
+/// no item twice). Each anchor goes whole into one transaction together with its sealed
+/// pages and the coarser items it feeds, so they never disagree; a coarser item shared
+/// by several transactions is written in each, its version carried forward from one to
+/// the next. Every transaction keeps one action and the watermark's bytes free, so the
+/// watermark fits in whichever transaction is last; with no anchor to write, the
+/// watermark (if any) goes alone.
+///
+/// An anchor with its pages, coarse items and the watermark fits in one transaction
+/// because of [`crate::window::MAX_WINDOWS_PER_EVENT`] and
+/// [`MAX_SEALED_PAGES_PER_WRITE`]; were it ever larger it would still go alone, and the
+/// store's limit check would reject it (a per-group, non-retryable failure).
 pub fn transactions(
     plan: &GroupPlan,
     items: &HashMap<ItemKey, AggregateItem>,
+    watermark: Option<WatermarkWrite>,
     config: &AggregateConfig,
 ) -> Vec<Transaction> {
+    let reserved_actions = usize::from(watermark.is_some());
+    let reserved_bytes = watermark.as_ref().map_or(0, |w| w.watermark.stored_size());
+    let max_actions = MAX_TRANSACTION_ITEMS - reserved_actions;
+    let max_bytes = MAX_TRANSACTION_BYTES - reserved_bytes;
     let mut chunks: Vec<Vec<&AnchorPlan>> = Vec::new();
     let (mut count, mut bytes) = (0usize, 0usize);
     let mut seen_coarse = std::collections::BTreeSet::new();
     for anchor in &plan.anchors {
-        let new_coarse = anchor
+        let new_coarse: Vec<&ItemKey> = anchor
             .coarse
             .iter()
-            .filter(|(k, _)| !seen_coarse.contains(k))
-            .count();
-        let pages: usize = anchor.write.sealed_page.len();
-        let need = 1 + pages + new_coarse;
-        let size = anchor.write.item.stored_size()
-            + anchor
-                .write
-                .sealed_page
+            .map(|(k, _)| k)
+            .filter(|k| !seen_coarse.contains(*k))
+            .collect();
+        let need = 1 + anchor.write.sealed_page.len() + new_coarse.len();
+        let size = write_size(&anchor.write)
+            + new_coarse
                 .iter()
-                .map(|(_, p)| page_stored_size(&anchor.write.item.key, p))
-                .sum::<usize>()
-            + new_coarse * 400;
-        let full = count + need > MAX_TRANSACTION_ITEMS || bytes + size > MAX_TRANSACTION_BYTES;
+                .map(|k| coarse_size(k, items))
+                .sum::<usize>();
+        let full = count + need > max_actions || bytes + size > max_bytes;
         if chunks.is_empty() || (full && count > 0) {
             chunks.push(Vec::new());
             seen_coarse.clear();
             count = 0;
             bytes = 0;
         }
+        // Recount against the (possibly new) chunk: every coarse item is new there.
         for (k, _) in &anchor.coarse {
             if seen_coarse.insert(k.clone()) {
                 count += 1;
+                bytes += coarse_size(k, items);
             }
         }
-        count += 1 + pages;
-        bytes += size;
+        count += 1 + anchor.write.sealed_page.len();
+        bytes += write_size(&anchor.write);
         if let Some(last) = chunks.last_mut() {
             last.push(anchor);
         }
     }
     let mut running: HashMap<ItemKey, AggregateItem> = HashMap::new();
-    chunks
+    let mut txs: Vec<Transaction> = chunks
         .into_iter()
         .map(|chunk| {
             let mut writes = Vec::new();
@@ -345,9 +436,24 @@ pub fn transactions(
                 });
                 *current = next;
             }
-            Transaction { writes, counted }
+            Transaction {
+                writes,
+                watermark: None,
+                counted,
+            }
         })
-        .collect()
+        .collect();
+    if let Some(wm) = watermark {
+        match txs.last_mut() {
+            Some(last) => last.watermark = Some(wm),
+            None => txs.push(Transaction {
+                writes: Vec::new(),
+                watermark: Some(wm),
+                counted: Vec::new(),
+            }),
+        }
+    }
+    txs
 }
 
 #[cfg(test)]
@@ -396,7 +502,7 @@ mod tests {
         ];
         let plan = plan_group(&group(), &batch, &items, &HashMap::new(), &config);
         assert_eq!(plan.duplicates, vec![1]);
-        let txs = transactions(&plan, &items, &config);
+        let txs = transactions(&plan, &items, None, &config);
         assert_eq!(txs.len(), 1);
         assert_eq!(txs[0].writes.len(), 3, "two minute anchors and one hour");
         apply(&mut items, &txs);
@@ -419,7 +525,7 @@ mod tests {
         let mut items = HashMap::new();
         let first = [cand(0, "a", 1_000, 1.0, 1)];
         let plan = plan_group(&group(), &first, &items, &HashMap::new(), &config);
-        let txs = transactions(&plan, &items, &config);
+        let txs = transactions(&plan, &items, None, &config);
         apply(&mut items, &txs);
         let mut again = cand(0, "a", 1_000, 1.0, 1);
         again.late = true;
@@ -450,7 +556,7 @@ mod tests {
             plan.duplicates.is_empty(),
             "same id, different records: both count"
         );
-        let txs = transactions(&plan, &items, &config);
+        let txs = transactions(&plan, &items, None, &config);
         apply(&mut items, &txs);
         let redelivered = [cand(0, "a", 1_000, 1.0, 11), cand(1, "c", 1_000, 1.0, 12)];
         let plan = plan_group(&group(), &redelivered, &items, &HashMap::new(), &config);
@@ -477,7 +583,7 @@ mod tests {
         assert!(w.item.fingerprints.is_empty());
         assert_eq!(w.sealed_page[0].1.len(), 25);
         let page = Arc::new(w.sealed_page[0].1.clone());
-        let txs = transactions(&plan, &items, &config);
+        let txs = transactions(&plan, &items, None, &config);
         apply(&mut items, &txs);
         let anchor_key = plan.anchors[0].write.item.key.clone();
         let pages = HashMap::from([(anchor_key, vec![page])]);
@@ -497,9 +603,12 @@ mod tests {
             .map(|i| cand(i, &format!("e{i}"), i as i64 * 60_000, 2.0, i as u64 + 1))
             .collect();
         let plan = plan_group(&group(), &batch, &items, &HashMap::new(), &config);
-        let txs = transactions(&plan, &items, &config);
+        let txs = transactions(&plan, &items, None, &config);
         assert_eq!(txs.len(), 2);
-        assert!(txs.iter().all(|t| t.item_count() <= MAX_TRANSACTION_ITEMS));
+        assert!(
+            txs.iter()
+                .all(|t| t.action_count() <= MAX_TRANSACTION_ITEMS)
+        );
         apply(&mut items, &txs);
         let day = ItemKey {
             group: group(),

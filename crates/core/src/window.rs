@@ -59,6 +59,11 @@ impl WindowSpec {
             .filter(move |start| ts < start + self.size_ms)
     }
 
+    /// How many windows of this spec contain any instant (`size / slide`).
+    pub fn windows_per_event(&self) -> i64 {
+        self.size_ms / self.slide_ms
+    }
+
     /// Storage label: `60` for tumbling, `3600/600` for hopping (seconds).
     pub fn label(&self) -> String {
         self.to_string()
@@ -105,6 +110,17 @@ impl FromStr for WindowSpec {
     }
 }
 
+/// At most this many window definitions in `WINDOWS`.
+pub const MAX_WINDOW_DEFINITIONS: usize = 8;
+
+/// At most this many windows one event falls in, over all definitions: a tumbling
+/// window counts 1, a hopping window `size/slide`. One event's anchor item, the coarser
+/// items it feeds, its sealed fingerprint pages (at most
+/// [`crate::idempotency::MAX_SEALED_PAGES_PER_WRITE`]) and its group's watermark are
+/// written in one `TransactWriteItems`, which DynamoDB caps at 100 actions; this cap
+/// keeps that within reach with room to spare (64 + 6 + 1 = 71).
+pub const MAX_WINDOWS_PER_EVENT: i64 = 64;
+
 /// The windows one deployment aggregates into, anchor first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WindowSet {
@@ -115,6 +131,19 @@ impl WindowSet {
     pub fn new(mut specs: Vec<WindowSpec>) -> Result<Self, String> {
         specs.sort();
         specs.dedup();
+        if specs.len() > MAX_WINDOW_DEFINITIONS {
+            return Err(format!(
+                "{} window definitions; at most {MAX_WINDOW_DEFINITIONS} are allowed",
+                specs.len()
+            ));
+        }
+        let per_event: i64 = specs.iter().map(WindowSpec::windows_per_event).sum();
+        if per_event > MAX_WINDOWS_PER_EVENT {
+            return Err(format!(
+                "an event would fall in {per_event} windows; at most {MAX_WINDOWS_PER_EVENT} \
+                 are allowed (a hopping window size/slide counts size/slide)"
+            ));
+        }
         let anchor = *specs
             .iter()
             .find(|s| s.is_tumbling())
@@ -281,9 +310,33 @@ mod tests {
             "slide must divide size"
         );
         assert!(WindowSet::parse("0").is_err());
+        assert!(
+            WindowSet::parse("60,3600/60,86400").is_ok(),
+            "1 + 60 + 1 = 62 windows per event is within the cap"
+        );
         assert_eq!(
             WindowSet::default(),
             WindowSet::parse("60,3600").expect("valid")
         );
+    }
+
+    #[test]
+    fn window_set_caps_definitions_and_windows_per_event() {
+        let nine = "60,120,180,240,300,360,420,480,540";
+        let err = WindowSet::parse(nine).expect_err("nine definitions");
+        assert!(err.contains("9 window definitions"), "{err}");
+        let eight = "60,120,180,240,300,360,420,480";
+        assert!(WindowSet::parse(eight).is_ok());
+        let err = WindowSet::parse("60,86400/60").expect_err("1440 panes");
+        assert!(err.contains("1441 windows"), "{err}");
+        let err = "60,3600/60,7200/600"
+            .parse::<WindowSet>()
+            .expect_err("1 + 60 + 12 = 73 windows per event");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("WINDOWS") && msg.contains("7200/600") && msg.contains("73 windows"),
+            "{msg}"
+        );
+        assert!(!err.is_retryable());
     }
 }
