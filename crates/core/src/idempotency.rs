@@ -460,6 +460,7 @@ pub fn transactions(
 mod tests {
     use super::*;
     use crate::fingerprint::fingerprint;
+    use crate::item::{GroupWatermark, WatermarkWrite};
     use crate::window::{WindowSet, WindowSpec};
 
     fn group() -> GroupKey {
@@ -658,5 +659,93 @@ mod tests {
         late.late = true;
         let keys = keys_to_read(&group(), &[late, cand(1, "b", 1_000, 1.0, 2)], &config);
         assert_eq!(keys.len(), 3, "two anchors, one hour");
+    }
+
+    fn watermark(ms: i64) -> WatermarkWrite {
+        WatermarkWrite {
+            watermark: GroupWatermark {
+                group: group(),
+                watermark_ms: ms,
+                version: 1,
+            },
+            expected_version: 0,
+        }
+    }
+
+    #[test]
+    fn the_watermark_has_a_reserved_slot_in_the_last_transaction() {
+        let config = AggregateConfig::default(); // 60, 3600
+        let items = HashMap::new();
+        // 98 minutes over two hours: 98 anchors + 2 hour items = 100 actions.
+        let batch: Vec<Candidate> = (0..98)
+            .map(|i| cand(i, &format!("e{i}"), i as i64 * 60_000, 1.0, i as u64 + 1))
+            .collect();
+        let plan = plan_group(&group(), &batch, &items, &HashMap::new(), &config);
+        let without = transactions(&plan, &items, None, &config);
+        assert_eq!(without.len(), 1, "100 actions fit without a watermark");
+        let txs = transactions(&plan, &items, Some(watermark(97 * 60_000)), &config);
+        assert_eq!(txs.len(), 2);
+        assert!(
+            txs.iter()
+                .all(|t| t.action_count() <= MAX_TRANSACTION_ITEMS)
+        );
+        assert!(txs[0].watermark.is_none() && txs[1].watermark.is_some());
+        // With nothing to write, the watermark goes alone.
+        let alone = transactions(&GroupPlan::default(), &items, Some(watermark(1)), &config);
+        assert_eq!(alone.len(), 1);
+        assert_eq!(alone[0].action_count(), 1);
+    }
+
+    #[test]
+    fn transactions_split_by_bytes_when_pages_are_large() {
+        let config = AggregateConfig::default();
+        let items = HashMap::new();
+        let mut page = FingerprintSet::new();
+        page.extend(0..MAX_PAGE_FINGERPRINTS as u64);
+        let plan = GroupPlan {
+            anchors: (0..14)
+                .map(|i| {
+                    let key = anchor_of(&group(), &config, i * 60_000);
+                    let mut item = AggregateItem::new(key);
+                    item.version = 1;
+                    item.sealed_pages = 1;
+                    AnchorPlan {
+                        write: ItemWrite {
+                            item,
+                            expected_version: 0,
+                            sealed_page: vec![(1, page.clone())],
+                        },
+                        counted: vec![i as usize],
+                        coarse: Vec::new(),
+                    }
+                })
+                .collect(),
+            ..GroupPlan::default()
+        };
+        let txs = transactions(&plan, &items, Some(watermark(1)), &config);
+        assert!(txs.len() >= 2, "14 pages of 320 KB exceed one transaction");
+        for t in &txs {
+            assert!(t.byte_size() <= MAX_TRANSACTION_BYTES, "{}", t.byte_size());
+        }
+        assert_eq!(txs.iter().map(|t| t.counted.len()).sum::<usize>(), 14);
+    }
+
+    #[test]
+    fn a_hot_anchor_takes_a_bounded_number_of_events_per_round() {
+        // A head cap near the page budget leaves room for 10 new events per round.
+        let config = AggregateConfig {
+            head_fingerprint_cap: MAX_SEALED_PAGES_PER_WRITE * MAX_PAGE_FINGERPRINTS - 10,
+            ..AggregateConfig::default()
+        };
+        assert_eq!(fresh_per_anchor(&config), 10);
+        let items = HashMap::new();
+        let mut batch: Vec<Candidate> = (0..25)
+            .map(|i| cand(i, &format!("e{i}"), 1_000, 1.0, i as u64 + 1))
+            .collect();
+        batch.push(cand(25, "e3", 1_000, 1.0, 26)); // a duplicate of a counted one
+        let plan = plan_group(&group(), &batch, &items, &HashMap::new(), &config);
+        assert_eq!(plan.anchors[0].counted.len(), 10);
+        assert_eq!(plan.deferred, (10..25).collect::<Vec<_>>());
+        assert_eq!(plan.duplicates, vec![25], "a duplicate is never deferred");
     }
 }
