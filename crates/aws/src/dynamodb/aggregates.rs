@@ -38,6 +38,15 @@
 //! the watermark under the same conditions, one `Put` per sealed page conditioned on
 //! `attribute_not_exists(pk)`. A failed condition (or a transaction conflict) is
 //! [`Commit::Conflict`]: the caller re-reads and re-plans.
+//!
+//! Every `TransactWriteItems` carries a `ClientRequestToken` derived from its whole
+//! content ([`request_token`]: table, every item's attributes, every condition), so a
+//! re-send of a transaction that already committed (within DynamoDB's 10-minute
+//! idempotency window) returns success instead of failing its version conditions,
+//! and two different transactions never share a token (which DynamoDB would reject as
+//! `IdempotentParameterMismatch`). Every committed write raises the versions it
+//! touches, so a token is never legitimately reused for new work. (Without a token
+//! the SDK makes a random one per call, which covers only its own retries.)
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -46,7 +55,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem};
-use sluice_core::fingerprint::FingerprintSet;
+use sluice_core::fingerprint::{FingerprintSet, digest_hex};
 use sluice_core::item::{
     AggregateItem, GroupKey, ItemKey, ItemWrite, PAGE_PREFIX, WATERMARK_SORT_KEY, WatermarkWrite,
     page_stored_size,
@@ -171,6 +180,7 @@ impl DynamoAggregateStore {
     }
 
     async fn transact(&self, actions: Vec<Action>) -> Result<Commit> {
+        let token = request_token(&self.table, &actions);
         let mut items = Vec::with_capacity(actions.len());
         let mut computed = 0.0;
         for action in actions {
@@ -191,6 +201,7 @@ impl DynamoAggregateStore {
         let result = self
             .client
             .transact_write_items()
+            .client_request_token(token)
             .set_transact_items(Some(items))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
@@ -465,5 +476,178 @@ impl AggregateStore for DynamoAggregateStore {
             1 => self.put_one(actions.remove(0)).await,
             _ => self.transact(actions).await,
         }
+    }
+}
+
+/// The `ClientRequestToken` of a transaction: 32 hex digits of a digest of a canonical
+/// encoding of the table name and, per action in order, its condition and its item
+/// (attributes sorted by name, sets sorted, every field length-prefixed). Equal for
+/// the same request, different for any other.
+fn request_token(table: &str, actions: &[Action]) -> String {
+    let mut bytes = Vec::new();
+    put_bytes(&mut bytes, table.as_bytes());
+    for action in actions {
+        match action.condition {
+            Condition::Absent => bytes.push(b'a'),
+            Condition::Version(v) => {
+                bytes.push(b'v');
+                bytes.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        canonical_map(&action.item, &mut bytes);
+    }
+    digest_hex(&bytes)
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn canonical_map(map: &HashMap<String, AttributeValue>, out: &mut Vec<u8>) {
+    let mut names: Vec<&String> = map.keys().collect();
+    names.sort();
+    out.extend_from_slice(&(names.len() as u64).to_be_bytes());
+    for name in names {
+        put_bytes(out, name.as_bytes());
+        canonical_value(&map[name], out);
+    }
+}
+
+fn canonical_value(value: &AttributeValue, out: &mut Vec<u8>) {
+    let sorted = |tag: u8, mut members: Vec<&[u8]>, out: &mut Vec<u8>| {
+        members.sort_unstable();
+        out.push(tag);
+        out.extend_from_slice(&(members.len() as u64).to_be_bytes());
+        for m in members {
+            put_bytes(out, m);
+        }
+    };
+    match value {
+        AttributeValue::S(s) => {
+            out.push(b'S');
+            put_bytes(out, s.as_bytes());
+        }
+        AttributeValue::N(n) => {
+            out.push(b'N');
+            put_bytes(out, n.as_bytes());
+        }
+        AttributeValue::B(b) => {
+            out.push(b'B');
+            put_bytes(out, b.as_ref());
+        }
+        AttributeValue::Bool(b) => out.extend_from_slice(&[b'T', u8::from(*b)]),
+        AttributeValue::Null(b) => out.extend_from_slice(&[b'0', u8::from(*b)]),
+        AttributeValue::M(m) => {
+            out.push(b'M');
+            canonical_map(m, out);
+        }
+        AttributeValue::L(list) => {
+            out.push(b'L');
+            out.extend_from_slice(&(list.len() as u64).to_be_bytes());
+            for v in list {
+                canonical_value(v, out);
+            }
+        }
+        AttributeValue::Ss(set) => sorted(b's', set.iter().map(|s| s.as_bytes()).collect(), out),
+        AttributeValue::Ns(set) => sorted(b'n', set.iter().map(|s| s.as_bytes()).collect(), out),
+        AttributeValue::Bs(set) => sorted(b'b', set.iter().map(|b| b.as_ref()).collect(), out),
+        // A kind this SDK version does not know: its debug form still tells requests apart.
+        other => {
+            out.push(b'?');
+            put_bytes(out, format!("{other:?}").as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::item::GroupWatermark;
+
+    fn store() -> DynamoAggregateStore {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build();
+        DynamoAggregateStore::new(Client::from_conf(config), "aggregates")
+    }
+
+    fn write(minute: i64, count: u64, expected_version: u64) -> ItemWrite {
+        let key = ItemKey {
+            group: GroupKey {
+                key: "k".into(),
+                metric: "t".into(),
+            },
+            window: WindowSpec::tumbling(60),
+            start_ms: minute * 60_000,
+        };
+        let mut item = AggregateItem::new(key);
+        for _ in 0..count {
+            item.state.push(1.0);
+        }
+        item.fingerprints.extend(0..count);
+        item.version = expected_version + 1;
+        ItemWrite {
+            item,
+            expected_version,
+            sealed_page: Vec::new(),
+        }
+    }
+
+    fn token(
+        store: &DynamoAggregateStore,
+        writes: &[ItemWrite],
+        wm: Option<&WatermarkWrite>,
+    ) -> String {
+        request_token(store.table(), &store.actions(writes, wm))
+    }
+
+    #[test]
+    fn request_tokens_are_stable_for_a_request_and_differ_for_any_other() {
+        let s = store();
+        let wm = WatermarkWrite {
+            watermark: GroupWatermark {
+                group: GroupKey {
+                    key: "k".into(),
+                    metric: "t".into(),
+                },
+                watermark_ms: 60_000,
+                version: 1,
+            },
+            expected_version: 0,
+        };
+        let base = [write(0, 2, 0), write(1, 1, 0)];
+        let t = token(&s, &base, Some(&wm));
+        assert_eq!(t.len(), 32);
+        assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
+        // Maps are hashed in whatever order: the token must not depend on it.
+        for _ in 0..20 {
+            assert_eq!(
+                token(&store(), &base, Some(&wm)),
+                t,
+                "same request, same token"
+            );
+        }
+        let others = [
+            token(&s, &[write(0, 2, 0), write(2, 1, 0)], Some(&wm)), // another key
+            token(&s, &[write(0, 2, 1), write(1, 1, 0)], Some(&wm)), // another expected version
+            token(&s, &[write(0, 3, 0), write(1, 1, 0)], Some(&wm)), // other contents
+            token(&s, &base, None),                                  // without the watermark
+            token(&s, &[write(1, 1, 0), write(0, 2, 0)], Some(&wm)), // another order
+            request_token("other-table", &s.actions(&base, Some(&wm))),
+        ];
+        for (i, other) in others.iter().enumerate() {
+            assert_ne!(*other, t, "variant {i}");
+        }
+        let mut paged = write(0, 2, 0);
+        let mut page = FingerprintSet::new();
+        page.extend([7, 8]);
+        paged.sealed_page.push((1, page));
+        assert_ne!(
+            token(&s, &[paged, write(1, 1, 0)], Some(&wm)),
+            t,
+            "a sealed page"
+        );
     }
 }
