@@ -108,8 +108,9 @@ pub fn judge_lateness(
     watermark
 }
 
-/// Every key a group's events may need: anchors for all, coarser windows for those
-/// that are not late.
+/// Every key a group's events may need: their anchors and every coarser window they
+/// fall in, late or not (a late event may turn out to be a duplicate of one counted
+/// earlier, and the stage emits a snapshot of every window such an event fell in).
 pub fn keys_to_read(
     group: &GroupKey,
     candidates: &[Candidate],
@@ -118,14 +119,12 @@ pub fn keys_to_read(
     let mut keys = std::collections::BTreeSet::new();
     for c in candidates {
         keys.insert(anchor_of(group, config, c.ts));
-        if !c.late {
-            for (window, start_ms) in config.windows.coarser_windows_of(c.ts) {
-                keys.insert(ItemKey {
-                    group: group.clone(),
-                    window,
-                    start_ms,
-                });
-            }
+        for (window, start_ms) in config.windows.coarser_windows_of(c.ts) {
+            keys.insert(ItemKey {
+                group: group.clone(),
+                window,
+                start_ms,
+            });
         }
     }
     keys.into_iter().collect()
@@ -653,12 +652,12 @@ mod tests {
     }
 
     #[test]
-    fn keys_to_read_skips_coarse_windows_of_late_events() {
+    fn keys_to_read_covers_every_window_late_or_not() {
         let config = AggregateConfig::default();
         let mut late = cand(0, "a", 7_200_000, 1.0, 1);
         late.late = true;
         let keys = keys_to_read(&group(), &[late, cand(1, "b", 1_000, 1.0, 2)], &config);
-        assert_eq!(keys.len(), 3, "two anchors, one hour");
+        assert_eq!(keys.len(), 4, "two anchors, two hours");
     }
 
     fn watermark(ms: i64) -> WatermarkWrite {

@@ -347,25 +347,20 @@ where
                 Err(error) => return GroupEnd::failed(error),
             }
         }
-        // Every window the group's events fall in is emitted, changed or not.
-        for c in &judged {
-            if let Some(Fate::Counted(_) | Fate::Duplicate(_)) = progress.fates[c.index] {
-                progress
-                    .touched
-                    .insert(anchor_of(group, &self.config, c.ts));
-                if !c.late {
-                    progress
-                        .touched
-                        .extend(self.config.windows.coarser_windows_of(c.ts).map(
-                            |(window, start_ms)| ItemKey {
-                                group: group.clone(),
-                                window,
-                                start_ms,
-                            },
-                        ));
-                }
-            }
-        }
+        // Every window a counted or duplicate event falls in is emitted, changed or not
+        // (a late duplicate too: the first delivery's updates may have been lost).
+        let seen: Vec<Candidate> = judged
+            .into_iter()
+            .filter(|c| {
+                matches!(
+                    progress.fates[c.index],
+                    Some(Fate::Counted(_) | Fate::Duplicate(_))
+                )
+            })
+            .collect();
+        progress
+            .touched
+            .extend(keys_to_read(group, &seen, &self.config));
         GroupEnd::Done
     }
 
@@ -1393,6 +1388,12 @@ mod tests {
             })
             .sum();
         assert_eq!(hours, 98);
+        assert_eq!(updates(&s.updates).len(), 100);
+        // Redelivered: the early minutes are now behind the watermark, but they were
+        // counted, so they are duplicates and all their windows are emitted again.
+        let again = block_on(s.process(&batch, None));
+        assert_eq!(again.stats.duplicates, 98);
+        assert_eq!(updates(&s.updates).len(), 200);
     }
 
     #[test]
