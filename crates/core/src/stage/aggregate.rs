@@ -3,17 +3,14 @@
 //! group (see `idempotency.rs` for why that counts every event exactly once).
 //!
 //! Per batch, in named steps:
-//! 1. [`decode`](Aggregate::decode): events and rejected lines, grouped by (key, type).
-//! 2. [`load_state`](Aggregate::load_state): one consistent read of every touched item
-//!    and group watermark (group by group when that read fails for good, to find the
-//!    group at fault).
-//! 3. per group, [`commit_group`](Aggregate::commit_group): judge lateness, then rounds
-//!    of [`plan_round`](Aggregate::plan_round) and
-//!    [`commit_round`](Aggregate::commit_round) until every event has a fate; on a
-//!    conflict, re-read and re-plan.
-//! 4. [`settle`]: which records are done, their dead letters and ledger fates.
-//! 5. [`emit`](Aggregate::emit): a snapshot of every window the batch touched, then the
-//!    dead letters; only then are the fates booked.
+//! 1. `decode`: events and rejected lines, grouped by (key, type).
+//! 2. `load_state`: one consistent read of every touched item and group watermark
+//!    (group by group when that read fails for good, to find the group at fault).
+//! 3. per group, `commit_group`: judge lateness, then rounds of `plan_round` and
+//!    `commit_round` until every event has a fate; on a conflict, re-read and re-plan.
+//! 4. `settle`: which records are done, their dead letters and ledger fates.
+//! 5. `emit`: a snapshot of every window the batch touched, then the dead letters; only
+//!    then are the fates booked.
 //!
 //! Failure rules: a retryable failure (throttling, timeouts, the deadline, conflicts
 //! that outlast `max_commit_attempts`) stops the batch at the first record with an
@@ -184,7 +181,7 @@ enum RoundEnd {
     Conflict(String),
 }
 
-/// What [`settle`] decided for the records that are done.
+/// What `settle` decided for the records that are done.
 struct Settled {
     /// Records `..done` are finished; the rest is delivered again.
     done: usize,
