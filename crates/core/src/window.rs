@@ -9,8 +9,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::Error;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WindowSpec {
     pub size_ms: i64,
@@ -141,7 +139,7 @@ impl WindowSet {
         if per_event > MAX_WINDOWS_PER_EVENT {
             return Err(format!(
                 "an event would fall in {per_event} windows; at most {MAX_WINDOWS_PER_EVENT} \
-                 are allowed (a hopping window size/slide counts size/slide)"
+                 are allowed (a tumbling window counts 1, a hopping window its size/slide)"
             ));
         }
         let anchor = *specs
@@ -207,10 +205,12 @@ impl fmt::Display for WindowSet {
 }
 
 impl FromStr for WindowSet {
-    type Err = Error;
+    /// Why the value is invalid; the configuration loader wraps it in an error naming
+    /// the variable (`WINDOWS`) and the value.
+    type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        WindowSet::parse(s).map_err(|reason| Error::config("WINDOWS", s, reason))
+        WindowSet::parse(s)
     }
 }
 
@@ -329,13 +329,15 @@ mod tests {
         assert!(WindowSet::parse(eight).is_ok());
         let err = WindowSet::parse("60,86400/60").expect_err("1440 panes");
         assert!(err.contains("1441 windows"), "{err}");
-        let err = "60,3600/60,7200/600"
-            .parse::<WindowSet>()
+        let env = |k: &str| (k == "WINDOWS").then(|| "60,3600/60,7200/600".to_owned());
+        let err = crate::config::AggregateConfig::from_reader(&crate::config::EnvReader::new(env))
             .expect_err("1 + 60 + 12 = 73 windows per event");
         let msg = err.to_string();
-        assert!(
-            msg.contains("WINDOWS") && msg.contains("7200/600") && msg.contains("73 windows"),
-            "{msg}"
+        assert_eq!(
+            msg,
+            "configuration WINDOWS=\"60,3600/60,7200/600\" is invalid: an event would fall in \
+             73 windows; at most 64 are allowed (a tumbling window counts 1, a hopping \
+             window its size/slide)"
         );
         assert!(!err.is_retryable());
     }
