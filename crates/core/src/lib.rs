@@ -11,6 +11,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod idempotency;
 pub mod item;
+pub mod limits;
 pub mod lambda;
 pub mod outcome;
 pub mod ports;
