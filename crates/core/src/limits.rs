@@ -57,15 +57,18 @@ pub mod kinesis {
             return Err(Error::Remote {
                 service: SERVICE,
                 operation: PUT_RECORDS,
-                message: "a record has an empty partition key (1 to 256 characters needed)"
-                    .into(),
+                message: "a record has an empty partition key (1 to 256 characters needed)".into(),
                 retryable: false,
                 source: None,
             });
         }
         let chars = r.partition_key.chars().count();
         if chars > MAX_PARTITION_KEY_CHARS {
-            return Err(exceeded(LIMIT_PARTITION_KEY, MAX_PARTITION_KEY_CHARS, chars));
+            return Err(exceeded(
+                LIMIT_PARTITION_KEY,
+                MAX_PARTITION_KEY_CHARS,
+                chars,
+            ));
         }
         let bytes = record_bytes(r);
         if bytes > MAX_RECORD_BYTES {
@@ -119,9 +122,9 @@ pub mod kinesis {
 pub mod dynamodb {
     use super::*;
     use crate::fingerprint::FingerprintSet;
+    use crate::item::WATERMARK_SORT_KEY;
     use crate::item::{AggregateItem, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
     use crate::time::format_rfc3339;
-    use crate::item::WATERMARK_SORT_KEY;
 
     pub const SERVICE: &str = "dynamodb";
     /// 400 KB, DynamoDB's KB being 1024 bytes.
@@ -130,6 +133,9 @@ pub mod dynamodb {
     /// 4 MB of items in one `TransactWriteItems`.
     pub const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
     pub const MAX_BATCH_GET_KEYS: usize = 100;
+    /// Key attribute values: partition key 2048 bytes, sort key 1024 bytes.
+    pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
+    pub const MAX_SORT_KEY_BYTES: usize = 1024;
     /// One `BatchGetItem` answer; past it the rest comes back as `UnprocessedKeys`.
     pub const MAX_BATCH_GET_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -138,6 +144,8 @@ pub mod dynamodb {
     pub const LIMIT_TRANSACTION_BYTES: &str = "transaction size in bytes";
     pub const LIMIT_ACTIONS_PER_ITEM: &str = "actions on one item per transaction";
     pub const LIMIT_BATCH_GET_KEYS: &str = "keys per request";
+    pub const LIMIT_PARTITION_KEY_BYTES: &str = "partition key size in bytes";
+    pub const LIMIT_SORT_KEY_BYTES: &str = "sort key size in bytes";
 
     /// DynamoDB numbers must be below this in magnitude.
     pub const MAX_NUMBER_MAGNITUDE: f64 = 1e126;
@@ -250,6 +258,39 @@ pub mod dynamodb {
             + int_size(w.version)
     }
 
+    /// The stored size of a flat JSON object written as an item the way the AWS
+    /// codec's `json_to_attrs` writes it (alerts, rules): strings `S`, integers `N`,
+    /// other numbers as [`f64_size`], booleans 1 byte, nulls left out, arrays and
+    /// objects as their JSON text in `S`.
+    pub fn json_item_size(v: &serde_json::Value) -> usize {
+        use serde_json::Value;
+        let Value::Object(map) = v else {
+            return 0;
+        };
+        map.iter()
+            .map(|(name, v)| {
+                name.len()
+                    + match v {
+                        Value::Null => return 0,
+                        Value::Bool(_) => 1,
+                        Value::String(x) => x.len(),
+                        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                            (Some(i), _, _) => int_size(i),
+                            (_, Some(u), _) => int_size(u),
+                            (_, _, Some(f)) => f64_size(f),
+                            _ => n.to_string().len(),
+                        },
+                        other => other.to_string().len(),
+                    }
+            })
+            .sum()
+    }
+
+    /// The size of a numeric attribute `name` holding the integer `x`.
+    pub fn int_attribute_size(name: &str, x: i64) -> usize {
+        name.len() + int_size(x)
+    }
+
     /// One write of a commit, as the limits see it: the item's key and stored size.
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub struct ActionSize {
@@ -300,6 +341,27 @@ pub mod dynamodb {
         }
     }
 
+    /// The key of one written item (partition key 2048 bytes, sort key 1024 bytes).
+    pub fn check_key(operation: &'static str, pk: &str, sk: &str) -> Result<()> {
+        if pk.len() > MAX_PARTITION_KEY_BYTES {
+            return Err(exceeded(
+                operation,
+                LIMIT_PARTITION_KEY_BYTES,
+                MAX_PARTITION_KEY_BYTES,
+                pk.len(),
+            ));
+        }
+        if sk.len() > MAX_SORT_KEY_BYTES {
+            return Err(exceeded(
+                operation,
+                LIMIT_SORT_KEY_BYTES,
+                MAX_SORT_KEY_BYTES,
+                sk.len(),
+            ));
+        }
+        Ok(())
+    }
+
     /// One item written on its own (`PutItem`).
     pub fn check_item(operation: &'static str, bytes: usize) -> Result<()> {
         if bytes > MAX_ITEM_BYTES {
@@ -315,10 +377,18 @@ pub mod dynamodb {
         const TX: &str = "TransactWriteItems";
         match actions {
             [] => Ok(()),
-            [one] => check_item("PutItem", one.bytes),
+            [one] => {
+                check_key("PutItem", &one.pk, &one.sk)?;
+                check_item("PutItem", one.bytes)
+            }
             many => {
                 if many.len() > MAX_TRANSACTION_ACTIONS {
-                    return Err(exceeded(TX, LIMIT_ACTIONS, MAX_TRANSACTION_ACTIONS, many.len()));
+                    return Err(exceeded(
+                        TX,
+                        LIMIT_ACTIONS,
+                        MAX_TRANSACTION_ACTIONS,
+                        many.len(),
+                    ));
                 }
                 let mut per_item: std::collections::BTreeMap<(&str, &str), usize> =
                     std::collections::BTreeMap::new();
@@ -329,11 +399,17 @@ pub mod dynamodb {
                     return Err(exceeded(TX, LIMIT_ACTIONS_PER_ITEM, 1, n));
                 }
                 for a in many {
+                    check_key(TX, &a.pk, &a.sk)?;
                     check_item(TX, a.bytes)?;
                 }
                 let total: usize = many.iter().map(|a| a.bytes).sum();
                 if total > MAX_TRANSACTION_BYTES {
-                    return Err(exceeded(TX, LIMIT_TRANSACTION_BYTES, MAX_TRANSACTION_BYTES, total));
+                    return Err(exceeded(
+                        TX,
+                        LIMIT_TRANSACTION_BYTES,
+                        MAX_TRANSACTION_BYTES,
+                        total,
+                    ));
                 }
                 Ok(())
             }
@@ -388,6 +464,30 @@ mod tests {
         assert_eq!(number_size("123456789"), 6);
         assert_eq!(f64_size(f64::INFINITY), "inf".len(), "written as S");
         assert_eq!(f64_size(1e200), "1e200".len());
+    }
+
+    #[test]
+    fn key_sizes_are_checked_for_every_action() {
+        let action = |pk: usize, sk: usize| ActionSize {
+            pk: "p".repeat(pk),
+            sk: "s".repeat(sk),
+            bytes: 10,
+        };
+        assert!(check_actions(&[action(2048, 1024)]).is_ok());
+        let err = check_actions(&[action(1, 1), action(2, 1025)]).expect_err("sort key");
+        assert!(
+            matches!(
+                err,
+                crate::Error::LimitExceeded {
+                    limit: LIMIT_SORT_KEY_BYTES,
+                    max: 1024,
+                    actual: 1025,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(check_actions(&[action(2049, 1)]).is_err());
     }
 
     #[test]

@@ -20,12 +20,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use sluice_core::error::Result;
+use sluice_core::error::{Error, Result};
 use sluice_core::fingerprint::FingerprintSet;
-use sluice_core::limits::dynamodb as limits;
 use sluice_core::item::{
     AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite, page_stored_size,
 };
+use sluice_core::limits::dynamodb as limits;
 use sluice_core::ports::{
     AggregateStore, AlertStatus, AlertStore, Attrs, Commit, Loaded, ReferenceLookup, RulesSource,
 };
@@ -150,10 +150,9 @@ impl AggregateStore for MemoryAggregateStore {
                 out.watermarks.push(w.clone());
             }
         }
-        self.meter.batch_get_requests.fetch_add(
-            limits::batch_get_requests(&sizes) as u64,
-            Ordering::Relaxed,
-        );
+        self.meter
+            .batch_get_requests
+            .fetch_add(limits::batch_get_requests(&sizes) as u64, Ordering::Relaxed);
         Ok(out)
     }
 
@@ -287,8 +286,25 @@ impl MemoryAlerts {
     }
 }
 
+/// The stored size of an alert item as the AWS adapter writes it: the alert's JSON
+/// fields, `notified` (BOOL) and `expires_at` (epoch seconds, at most 10 digits).
+pub fn alert_item_size(alert: &Alert) -> Result<usize> {
+    let json = serde_json::to_value(alert).map_err(|e| Error::Remote {
+        service: limits::SERVICE,
+        operation: "PutItem",
+        message: format!("alert {:?} cannot be encoded: {e}", alert.alert_id),
+        retryable: false,
+        source: Some(Box::new(e)),
+    })?;
+    Ok(limits::json_item_size(&json)
+        + "notified".len()
+        + 1
+        + limits::int_attribute_size("expires_at", 9_999_999_999))
+}
+
 impl AlertStore for MemoryAlerts {
     async fn raise(&self, alert: &Alert) -> Result<AlertStatus> {
+        limits::check_item("PutItem", alert_item_size(alert)?)?;
         let mut alerts = lock(&self.alerts);
         Ok(match alerts.get(&alert.alert_id) {
             None => {

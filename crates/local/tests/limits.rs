@@ -10,11 +10,13 @@ use sluice_core::item::{
     AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
 };
 use sluice_core::limits::{dynamodb as ddb, kinesis};
+use sluice_core::ports::AlertStore;
 use sluice_core::ports::{AggregateStore, Commit, RecordSink, SystemClock};
 use sluice_core::record::OutRecord;
+use sluice_core::rules::{Alert, Op, Stat};
 use sluice_core::sequence::SeqNo;
 use sluice_core::window::WindowSpec;
-use sluice_local::store::MemoryAggregateStore;
+use sluice_local::store::{MemoryAggregateStore, MemoryAlerts, alert_item_size};
 use sluice_local::streams::MemoryStreams;
 
 const MIB: usize = 1024 * 1024;
@@ -60,7 +62,10 @@ fn kinesis_record_of_1_mib_with_its_key_passes_and_one_byte_more_fails() {
     let err = s
         .put(
             "s",
-            vec![record("ok", 10), record("key", kinesis::MAX_RECORD_BYTES + 1)],
+            vec![
+                record("ok", 10),
+                record("key", kinesis::MAX_RECORD_BYTES + 1),
+            ],
         )
         .expect_err("1 MiB + 1");
     assert_limit(
@@ -131,7 +136,9 @@ async fn the_sink_splits_like_the_aws_sink_and_rejects_an_oversize_record_before
     // 1,200 small records and 6 records of 1 MiB: several requests, all written.
     let mut records: Vec<OutRecord> = (0..1200).map(|i| record(&format!("k{i}"), 20)).collect();
     records.extend((0..6).map(|i| record(&format!("big{i}"), MIB)));
-    sink.put_records(records).await.expect("split into requests");
+    sink.put_records(records)
+        .await
+        .expect("split into requests");
     assert_eq!(s.len("s"), 1206);
 
     let err = sink
@@ -186,7 +193,8 @@ fn item_of_size(k: &ItemKey, bytes: usize) -> AggregateItem {
     item.fingerprints.extend(1..=((bytes - base) / 8) as u64);
     let rest = bytes - ddb::aggregate_item_size(&item);
     item.high_water.clear();
-    item.high_water.insert(format!("s{}", "x".repeat(rest)), seq);
+    item.high_water
+        .insert(format!("s{}", "x".repeat(rest)), seq);
     assert_eq!(ddb::aggregate_item_size(&item), bytes);
     item
 }
@@ -355,10 +363,66 @@ async fn dynamodb_batch_get_reads_100_keys_per_request_and_16_mb_per_answer() {
     let small = MemoryAggregateStore::new();
     let n = small.meter.batch_get_requests();
     small.load(&keys, &[]).await.expect("100 keys");
-    assert_eq!(small.meter.batch_get_requests() - n, 1, "100 keys: one request");
+    assert_eq!(
+        small.meter.batch_get_requests() - n,
+        1,
+        "100 keys: one request"
+    );
     small
         .load(&keys, &[group("other")])
         .await
         .expect("101 keys");
-    assert_eq!(small.meter.batch_get_requests() - n, 3, "101 keys: two more");
+    assert_eq!(
+        small.meter.batch_get_requests() - n,
+        3,
+        "101 keys: two more"
+    );
+}
+
+#[tokio::test]
+async fn dynamodb_partition_key_of_2048_bytes_passes_and_one_byte_more_fails() {
+    let store = MemoryAggregateStore::new();
+    // pk = "temp#" + key.
+    let at = new_item(&key(&group(&"k".repeat(2048 - 5)), 0));
+    assert_eq!(at.key.pk().len(), 2048);
+    store.commit(&[write(&at)], None).await.expect("2048 bytes");
+    let over = new_item(&key(&group(&"k".repeat(2049 - 5)), 0));
+    let err = store
+        .commit(&[write(&over)], None)
+        .await
+        .expect_err("2049 bytes");
+    assert_limit(&err, ddb::LIMIT_PARTITION_KEY_BYTES, 2048, 2049);
+    assert_eq!(store.items(), vec![at]);
+}
+
+fn alert_with_rule(rule_id: String) -> Alert {
+    Alert {
+        kind: "alert".into(),
+        alert_id: "a-1".into(),
+        rule_id,
+        severity: "high".into(),
+        key: "sensor-1".into(),
+        metric: "temp".into(),
+        window_seconds: 60,
+        window_start: "2026-01-01T00:00:00Z".into(),
+        stat: Stat::Mean,
+        op: Op::Gt,
+        threshold: 30.0,
+        value: 31.5,
+        count: 3,
+    }
+}
+
+#[tokio::test]
+async fn dynamodb_alert_item_of_400_kb_passes_and_one_byte_more_fails() {
+    let alerts = MemoryAlerts::new();
+    let base = alert_item_size(&alert_with_rule(String::new())).expect("size");
+    let at = alert_with_rule("r".repeat(ddb::MAX_ITEM_BYTES - base));
+    assert_eq!(alert_item_size(&at).expect("size"), ddb::MAX_ITEM_BYTES);
+    alerts.raise(&at).await.expect("400 KB");
+    let mut over = alert_with_rule("r".repeat(ddb::MAX_ITEM_BYTES - base + 1));
+    over.alert_id = "a-2".into();
+    let err = alerts.raise(&over).await.expect_err("400 KB + 1");
+    assert_limit(&err, ddb::LIMIT_ITEM_BYTES, 409_600, 409_601);
+    assert_eq!(alerts.alerts().len(), 1, "nothing stored");
 }

@@ -38,6 +38,13 @@
 //! the watermark under the same conditions, one `Put` per sealed page conditioned on
 //! `attribute_not_exists(pk)`. A failed condition (or a transaction conflict) is
 //! [`Commit::Conflict`]: the caller re-reads and re-plans.
+//!
+//! Before sending, a commit is checked against DynamoDB's limits
+//! ([`sluice_core::limits::dynamodb::check_commit`]: 400 KB per item; per transaction
+//! 100 actions on distinct items and 4 MB), the same check the in-memory store makes;
+//! a broken limit is [`Error::LimitExceeded`] and nothing is sent. A server that
+//! rejects a write for a limit anyway (a validation error, or a transaction cancelled
+//! with a `ValidationError` reason about item size) yields the same error.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -59,7 +66,7 @@ use sluice_core::{Error, Result};
 use super::codec::{self, Attrs, attr};
 use super::{Meter, batch_get, page_read_units, read_units, reported, write_units};
 use crate::backoff::RetryPolicy;
-use crate::classify::{self, DYNAMODB, Verdict};
+use crate::classify::{self, DYNAMODB};
 
 const CONDITION_NEW: &str = "attribute_not_exists(pk)";
 const CONDITION_VERSION: &str = "#version = :expected";
@@ -97,17 +104,6 @@ impl DynamoAggregateStore {
     /// reports (use this against local emulators, which report made-up numbers).
     pub fn estimated_units(&self) -> (f64, f64) {
         self.meter.estimated_units()
-    }
-
-    fn remote(&self, operation: &'static str, detail: String) -> Error {
-        classify::to_error(
-            DYNAMODB,
-            operation,
-            &self.table,
-            Verdict::Fatal,
-            &detail,
-            None,
-        )
     }
 
     /// Every action of a commit, in order: each item, its sealed pages, the watermark.
@@ -203,11 +199,15 @@ impl DynamoAggregateStore {
             }
             Err(e) => {
                 let reasons: Vec<String> = match e.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                        .cancellation_reasons()
-                        .iter()
-                        .filter_map(|r| r.code().map(str::to_owned))
-                        .collect(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        if let Some(limit) = cancelled_for_a_limit(c) {
+                            return Err(limit);
+                        }
+                        c.cancellation_reasons()
+                            .iter()
+                            .filter_map(|r| r.code().map(str::to_owned))
+                            .collect()
+                    }
                     _ if classify::code_of(&e) == Some("TransactionConflictException") => {
                         vec!["TransactionConflict".to_owned()]
                     }
@@ -334,6 +334,22 @@ impl DynamoAggregateStore {
     }
 }
 
+/// The limit a transaction was cancelled for, if a cancellation reason is a
+/// `ValidationError` about one (DynamoDB cancels a transaction whose item would grow
+/// past 400 KB this way).
+fn cancelled_for_a_limit(
+    c: &aws_sdk_dynamodb::types::error::TransactionCanceledException,
+) -> Option<Error> {
+    c.cancellation_reasons().iter().find_map(|r| {
+        classify::limit_of(
+            DYNAMODB,
+            "TransactWriteItems",
+            r.code()?,
+            r.message().unwrap_or_default(),
+        )
+    })
+}
+
 /// A projection of every attribute but `fps`, with placeholders for reserved words.
 fn projection() -> (String, HashMap<String, String>) {
     let names: HashMap<String, String> = attr::ALL_BUT_FPS
@@ -447,18 +463,8 @@ impl AggregateStore for DynamoAggregateStore {
         writes: &[ItemWrite],
         watermark: Option<&WatermarkWrite>,
     ) -> Result<Commit> {
-        let mut seen = BTreeSet::new();
-        for w in writes {
-            if !seen.insert(&w.item.key) {
-                return Err(self.remote(
-                    "TransactWriteItems",
-                    format!(
-                        "item {} is written twice in one transaction",
-                        w.item.key.describe()
-                    ),
-                ));
-            }
-        }
+        // DynamoDB's limits, checked as the in-memory store checks them.
+        sluice_core::limits::dynamodb::check_commit(writes, watermark)?;
         let mut actions = self.actions(writes, watermark);
         match actions.len() {
             0 => Ok(Commit::Done),
