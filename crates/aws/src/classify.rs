@@ -470,7 +470,10 @@ mod tests {
             let m = ErrorMetadata::builder().code(code).message(msg).build();
             SdkError::<PutItemError, Raw>::service_error(PutItemError::generic(m), Raw(400))
         };
-        let cases: &[(&str, &'static str, &str, &str, (&str, usize, usize))] = &[
+        // (service, operation, code, message, (limit, max, actual))
+        type Case = (&'static str, &'static str, &'static str, &'static str, Want);
+        type Want = (&'static str, usize, usize);
+        let cases: &[Case] = &[
             (
                 DYNAMODB,
                 "PutItem",

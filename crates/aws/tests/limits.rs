@@ -493,7 +493,10 @@ async fn dynamodb_batch_get_key_and_answer_limits() {
     let keys: Vec<ItemKey> = (0..150).map(|m| key(&g, m)).collect();
     // The adapter splits 150 keys into requests of 100 and asks again for what did
     // not fit in 16 MB: the load never fails on size.
-    let loaded = store.load(&keys, &[g.clone()]).await.expect("load");
+    let loaded = store
+        .load(&keys, std::slice::from_ref(&g))
+        .await
+        .expect("load");
     assert_eq!(loaded.items.len(), 45);
 
     // moto answers 100 keys of these with UnprocessedKeys (the 16 MB cap) ...
