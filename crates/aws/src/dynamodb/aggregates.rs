@@ -473,3 +473,53 @@ impl AggregateStore for DynamoAggregateStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+
+    fn cancelled(reasons: &[(&str, &str)]) -> TransactionCanceledException {
+        let mut b = TransactionCanceledException::builder().message("Transaction cancelled");
+        for (code, message) in reasons {
+            b = b.cancellation_reasons(
+                CancellationReason::builder()
+                    .code(*code)
+                    .message(*message)
+                    .build(),
+            );
+        }
+        b.build()
+    }
+
+    #[test]
+    fn a_transaction_cancelled_for_item_size_is_limit_exceeded() {
+        let c = cancelled(&[
+            ("None", ""),
+            (
+                "ValidationError",
+                "Item size has exceeded the maximum allowed size",
+            ),
+        ]);
+        let err = cancelled_for_a_limit(&c).expect("a limit");
+        assert!(
+            matches!(
+                err,
+                Error::LimitExceeded {
+                    operation: "TransactWriteItems",
+                    max: 409_600,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let conflict = cancelled(&[("ConditionalCheckFailed", "The conditional request failed")]);
+        assert!(cancelled_for_a_limit(&conflict).is_none());
+        let other = cancelled(&[(
+            "ValidationError",
+            "One or more parameter values were invalid",
+        )]);
+        assert!(cancelled_for_a_limit(&other).is_none());
+    }
+}
