@@ -5,7 +5,32 @@
 //! |---|---|
 //! | throttling codes (`ProvisionedThroughputExceededException`, `ThrottlingException`, `LimitExceededException`, `RequestLimitExceeded`, …) or HTTP 429 | [`Error::Throttled`] |
 //! | timeouts, dispatch (connection) failures, 5xx, transient service codes | [`Error::Remote`] `retryable: true` |
-//! | `ResourceNotFoundException`, `AccessDeniedException`, validation, any other 4xx, a request that could not be built | [`Error::Remote`] `retryable: false` |
+//! | a validation error about a hard service limit (see below) | [`Error::LimitExceeded`] |
+//! | `ResourceNotFoundException`, `AccessDeniedException`, other validation errors, any other 4xx, a request that could not be built | [`Error::Remote`] `retryable: false` |
+//!
+//! ## Limits
+//! The adapters check the limits they can before sending
+//! ([`sluice_core::limits`]); a service that still rejects a request for a limit (its
+//! sizing differs, or a check is missing) answers with a validation error, which
+//! [`limit_of`] recognises by its message and turns into the same
+//! [`Error::LimitExceeded`] the in-memory adapters return:
+//!
+//! | service answer (`ValidationException`, `InvalidArgumentException`) | limit |
+//! |---|---|
+//! | `Item size has exceeded the maximum allowed size` (also `Item size to update …`) | DynamoDB item size |
+//! | `Transaction request cannot include multiple operations on one item` | one action per item |
+//! | `… at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to 100` | actions per transaction |
+//! | `Size of hashkey has exceeded the maximum size limit of 2048 bytes` | partition key size |
+//! | `Aggregated size of all range keys has exceeded the size limit of 1024 bytes` | sort key size |
+//! | another `TransactWriteItems` message about a size `exceeded` | transaction size |
+//! | `Too many items requested for the BatchGetItem call`, `… member.keys' … less than or equal to 100` | keys per `BatchGetItem` |
+//! | `Record data size N exceeds the stream's max record size of M bytes`, `… member.data' … less than or equal to 1048576` | Kinesis record size |
+//! | `Partition key must be between 1 and 256 in length`, `… partitionKey' … less than or equal to 256` | partition key length |
+//! | `… at 'records' … less than or equal to 500` | records per `PutRecords` |
+//! | `Records size exceeds 5 MB limit` | `PutRecords` request size |
+//!
+//! When the answer does not say how large the request was, `actual` is `max + 1` (a
+//! lower bound).
 //!
 //! Messages quote the stream or table (`kinesis PutRecords failed: stream "sluice-raw":
 //! ResourceNotFoundException: …`). The SDK error is kept as the `source`.
@@ -170,6 +195,97 @@ fn resource_kind(service: &str) -> &'static str {
     }
 }
 
+/// The [`Error::LimitExceeded`] a service's validation error stands for, if it is
+/// about one of the limits in the module documentation. `code` is the error code
+/// (`ValidationException`, `InvalidArgumentException`, or a transaction cancellation
+/// reason `ValidationError`); any other code is not a limit.
+pub fn limit_of(
+    service: &'static str,
+    operation: &'static str,
+    code: &str,
+    message: &str,
+) -> Option<Error> {
+    use sluice_core::limits::{dynamodb as d, kinesis as k};
+    if !matches!(
+        code,
+        "ValidationException" | "InvalidArgumentException" | "ValidationError"
+    ) {
+        return None;
+    }
+    let m = message;
+    let (limit, max, actual) = match service {
+        DYNAMODB if m.contains("Item size") && m.contains("exceeded the maximum allowed size") => {
+            (d::LIMIT_ITEM_BYTES, d::MAX_ITEM_BYTES, None)
+        }
+        DYNAMODB if m.contains("multiple operations on one item") => {
+            (d::LIMIT_ACTIONS_PER_ITEM, 1, Some(2))
+        }
+        DYNAMODB if m.contains("Size of hashkey has exceeded") => (
+            d::LIMIT_PARTITION_KEY_BYTES,
+            d::MAX_PARTITION_KEY_BYTES,
+            None,
+        ),
+        DYNAMODB if m.contains("size of all range keys has exceeded") => {
+            (d::LIMIT_SORT_KEY_BYTES, d::MAX_SORT_KEY_BYTES, None)
+        }
+        DYNAMODB if m.contains("transactItems") && m.contains("less than or equal to 100") => {
+            (d::LIMIT_ACTIONS, d::MAX_TRANSACTION_ACTIONS, None)
+        }
+        DYNAMODB
+            if operation == "TransactWriteItems"
+                && m.contains("size")
+                && m.contains("exceeded") =>
+        {
+            (d::LIMIT_TRANSACTION_BYTES, d::MAX_TRANSACTION_BYTES, None)
+        }
+        DYNAMODB
+            if m.contains("Too many items requested for the BatchGetItem call")
+                || (m.contains("member.keys") && m.contains("less than or equal to 100")) =>
+        {
+            (d::LIMIT_BATCH_GET_KEYS, d::MAX_BATCH_GET_KEYS, None)
+        }
+        KINESIS if m.contains("Record data size") && m.contains("exceeds") => (
+            k::LIMIT_RECORD_BYTES,
+            k::MAX_RECORD_BYTES,
+            first_number_after(m, "Record data size"),
+        ),
+        KINESIS if m.contains("member.data") && m.contains("less than or equal to") => {
+            (k::LIMIT_RECORD_BYTES, k::MAX_RECORD_BYTES, None)
+        }
+        KINESIS
+            if m.contains("Partition key must be between 1 and 256")
+                || (m.contains("partitionKey") && m.contains("less than or equal to 256")) =>
+        {
+            (k::LIMIT_PARTITION_KEY, k::MAX_PARTITION_KEY_CHARS, None)
+        }
+        KINESIS if m.contains("'records'") && m.contains("less than or equal to 500") => {
+            (k::LIMIT_RECORDS, k::MAX_RECORDS_PER_REQUEST, None)
+        }
+        KINESIS if m.contains("5 MB") || m.contains("5 MiB") => {
+            (k::LIMIT_REQUEST_BYTES, k::MAX_REQUEST_BYTES, None)
+        }
+        _ => return None,
+    };
+    Some(Error::LimitExceeded {
+        service,
+        operation,
+        limit,
+        max,
+        actual: actual.unwrap_or(max + 1),
+    })
+}
+
+/// The first whole number in `text` after `marker`.
+fn first_number_after(text: &str, marker: &str) -> Option<usize> {
+    let rest = &text[text.find(marker)? + marker.len()..];
+    let digits: String = rest
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 /// Classifies an SDK error of a call on `resource` (a stream or table name).
 pub fn classify<E, R>(
     service: &'static str,
@@ -182,6 +298,21 @@ where
     R: HasStatus + std::fmt::Debug + Send + Sync + 'static,
 {
     let failure = Failure::of(&err);
+    if let Failure::Service {
+        code: Some(code), ..
+    } = &failure
+        && let Some(limit) = limit_of(service, operation, code, err.message().unwrap_or_default())
+    {
+        tracing::warn!(
+            service,
+            operation,
+            resource,
+            code = %code,
+            message = err.message().unwrap_or_default(),
+            "request rejected for a service limit"
+        );
+        return limit;
+    }
     let detail = match &failure {
         Failure::Service { code, .. } => format!(
             "{}: {}",
@@ -322,6 +453,138 @@ mod tests {
         assert!(e.is_retryable(), "any 5xx: {e:?}");
         let e = classify_put(service("TransactionConflictException", 400));
         assert!(e.is_retryable(), "{e:?}");
+    }
+
+    #[test]
+    fn validation_errors_about_limits_become_limit_exceeded() {
+        use sluice_core::limits::{dynamodb as d, kinesis as k};
+        let limit = |e: &Error| match e {
+            Error::LimitExceeded {
+                limit, max, actual, ..
+            } => Some((*limit, *max, *actual)),
+            _ => None,
+        };
+        let put = classify_put(service("ValidationException", 400));
+        assert!(limit(&put).is_none(), "other validation errors stay Remote");
+        let meta = |code: &str, msg: &str| {
+            let m = ErrorMetadata::builder().code(code).message(msg).build();
+            SdkError::<PutItemError, Raw>::service_error(PutItemError::generic(m), Raw(400))
+        };
+        // (service, operation, code, message, (limit, max, actual))
+        type Case = (&'static str, &'static str, &'static str, &'static str, Want);
+        type Want = (&'static str, usize, usize);
+        let cases: &[Case] = &[
+            (
+                DYNAMODB,
+                "PutItem",
+                "ValidationException",
+                "Item size has exceeded the maximum allowed size",
+                (d::LIMIT_ITEM_BYTES, 409_600, 409_601),
+            ),
+            (
+                DYNAMODB,
+                "TransactWriteItems",
+                "ValidationException",
+                "Transaction request cannot include multiple operations on one item",
+                (d::LIMIT_ACTIONS_PER_ITEM, 1, 2),
+            ),
+            (
+                DYNAMODB,
+                "TransactWriteItems",
+                "ValidationException",
+                "1 validation error detected at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to 100.",
+                (d::LIMIT_ACTIONS, 100, 101),
+            ),
+            (
+                DYNAMODB,
+                "TransactWriteItems",
+                "ValidationException",
+                "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes",
+                (d::LIMIT_PARTITION_KEY_BYTES, 2048, 2049),
+            ),
+            (
+                DYNAMODB,
+                "BatchGetItem",
+                "ValidationException",
+                "Too many items requested for the BatchGetItem call",
+                (d::LIMIT_BATCH_GET_KEYS, 100, 101),
+            ),
+            (
+                DYNAMODB,
+                "BatchGetItem",
+                "ValidationException",
+                "1 validation error detected: Value at 'requestItems.t.member.keys' failed to satisfy constraint: Member must have length less than or equal to 100",
+                (d::LIMIT_BATCH_GET_KEYS, 100, 101),
+            ),
+            (
+                KINESIS,
+                "PutRecords",
+                "InvalidArgumentException",
+                "Record data size 1048577 exceeds the stream's max record size of 1048576 bytes",
+                (k::LIMIT_RECORD_BYTES, 1_048_576, 1_048_577),
+            ),
+            (
+                KINESIS,
+                "PutRecords",
+                "ValidationException",
+                "1 validation error detected: Value at 'records.1.member.data' failed to satisfy constraint: Member must have length less than or equal to 1048576",
+                (k::LIMIT_RECORD_BYTES, 1_048_576, 1_048_577),
+            ),
+            (
+                KINESIS,
+                "PutRecords",
+                "InvalidArgumentException",
+                "Partition key must be between 1 and 256 in length",
+                (k::LIMIT_PARTITION_KEY, 256, 257),
+            ),
+            (
+                KINESIS,
+                "PutRecords",
+                "ValidationException",
+                "1 validation error detected: Value 'kkk' at 'records.1.member.partitionKey' failed to satisfy constraint: Member must have length less than or equal to 256",
+                (k::LIMIT_PARTITION_KEY, 256, 257),
+            ),
+            (
+                KINESIS,
+                "PutRecords",
+                "ValidationException",
+                "1 validation error detected: Value '[...]' at 'records' failed to satisfy constraint: Member must have length less than or equal to 500",
+                (k::LIMIT_RECORDS, 500, 501),
+            ),
+        ];
+        for (svc, op, code, msg, want) in cases {
+            let e = classify(svc, op, "r", meta(code, msg));
+            assert_eq!(limit(&e), Some(*want), "{msg}: {e:?}");
+            assert!(!e.is_retryable());
+            assert_eq!(e.code(), "limit_exceeded");
+        }
+        // Not a limit: the same words from another code, or another validation error.
+        assert!(
+            limit(&dynamodb(
+                "PutItem",
+                "t",
+                meta(
+                    "InternalServerError",
+                    "Item size has exceeded the maximum allowed size"
+                )
+            ))
+            .is_none()
+        );
+        let other = kinesis(
+            "PutRecords",
+            "s",
+            meta("InvalidArgumentException", "ExplicitHashKey is not valid"),
+        );
+        assert!(
+            matches!(
+                other,
+                Error::Remote {
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{other:?}"
+        );
     }
 
     #[test]

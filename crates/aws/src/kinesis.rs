@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use sluice_core::limits::kinesis as limits;
 use sluice_core::ports::{RecordSink, ShardInfo, ShardRead, ShardSource};
 use sluice_core::record::{OutRecord, StreamRecord};
 use sluice_core::{Error, Result};
@@ -36,17 +37,19 @@ use sluice_core::{Error, Result};
 use crate::backoff::RetryPolicy;
 use crate::classify::{self, KINESIS, Verdict};
 
-/// `PutRecords` limits.
-pub const MAX_ENTRIES_PER_REQUEST: usize = 500;
-pub const MAX_BYTES_PER_REQUEST: usize = 5 * 1024 * 1024;
+/// `PutRecords` limits (from [`sluice_core::limits::kinesis`]).
+pub const MAX_ENTRIES_PER_REQUEST: usize = limits::MAX_RECORDS_PER_REQUEST;
+pub const MAX_BYTES_PER_REQUEST: usize = limits::MAX_REQUEST_BYTES;
 /// One record: data plus partition key (the default stream limit).
-pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
-pub const MAX_PARTITION_KEY_CHARS: usize = 256;
+pub const MAX_RECORD_BYTES: usize = limits::MAX_RECORD_BYTES;
+pub const MAX_PARTITION_KEY_CHARS: usize = limits::MAX_PARTITION_KEY_CHARS;
 /// `GetRecords` returns at most this many records per call.
 pub const MAX_GET_RECORDS: usize = 10_000;
 
 /// Per-entry error codes that no retry fixes.
 const FATAL_ENTRY_CODES: &[&str] = &[
+    "InvalidArgumentException",
+    "ValidationException",
     "KMSAccessDeniedException",
     "KMSDisabledException",
     "KMSInvalidStateException",
@@ -168,32 +171,16 @@ impl<A: PutRecordsApi> KinesisSink<A> {
     }
 
     fn check(&self, index: usize, r: &OutRecord) -> Result<()> {
-        let problem = if r.partition_key.is_empty() {
-            Some("has an empty partition key".to_owned())
-        } else if r.partition_key.chars().count() > MAX_PARTITION_KEY_CHARS {
-            Some(format!(
-                "has a partition key of {} characters (limit {MAX_PARTITION_KEY_CHARS})",
-                r.partition_key.chars().count()
-            ))
-        } else if r.data.len() + r.partition_key.len() > MAX_RECORD_BYTES {
-            Some(format!(
-                "is {} bytes with its partition key (limit {MAX_RECORD_BYTES})",
-                r.data.len() + r.partition_key.len()
-            ))
-        } else {
-            None
-        };
-        match problem {
-            None => Ok(()),
-            Some(p) => Err(classify::to_error(
-                KINESIS,
-                "PutRecords",
-                &self.stream,
-                Verdict::Fatal,
-                &format!("record {index} (partition key {:?}) {p}", r.partition_key),
-                None,
-            )),
-        }
+        limits::check_record(r).map_err(|e| {
+            tracing::warn!(
+                stream = %self.stream,
+                record = index,
+                partition_key = %r.partition_key.chars().take(64).collect::<String>(),
+                error = %e,
+                "record rejected before sending"
+            );
+            e
+        })
     }
 
     async fn send_round(&self, records: &[OutRecord], round: Vec<usize>) -> Result<()> {
@@ -212,6 +199,11 @@ impl<A: PutRecordsApi> KinesisSink<A> {
                                 self.counters.written.fetch_add(1, Ordering::Relaxed);
                             }
                             if let PutResult::Failed { code, message } = result {
+                                if let Some(limit) =
+                                    classify::limit_of(KINESIS, "PutRecords", &code, &message)
+                                {
+                                    return Err(limit);
+                                }
                                 if FATAL_ENTRY_CODES.contains(&code.as_str()) {
                                     return Err(classify::to_error(
                                         KINESIS,
@@ -307,26 +299,10 @@ pub fn rounds(records: &[OutRecord]) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// Cuts `indices` into requests within the entry and byte limits, keeping their order.
+/// Cuts `indices` into requests within the entry and byte limits, keeping their order
+/// ([`sluice_core::limits::kinesis::requests`], which the in-memory sink uses too).
 pub fn chunks(records: &[OutRecord], indices: &[usize]) -> Vec<Vec<usize>> {
-    let mut out: Vec<Vec<usize>> = Vec::new();
-    let mut current: Vec<usize> = Vec::new();
-    let mut bytes = 0usize;
-    for &i in indices {
-        let size = records[i].data.len() + records[i].partition_key.len();
-        if !current.is_empty()
-            && (current.len() == MAX_ENTRIES_PER_REQUEST || bytes + size > MAX_BYTES_PER_REQUEST)
-        {
-            out.push(std::mem::take(&mut current));
-            bytes = 0;
-        }
-        current.push(i);
-        bytes += size;
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
+    limits::requests(records, indices)
 }
 
 /// The ARN of a stream (`DescribeStreamSummary`).
@@ -709,8 +685,97 @@ mod tests {
             .await
             .expect_err("key too long");
         assert!(
-            !err.is_retryable() && err.to_string().contains("257"),
-            "{err}"
+            matches!(
+                err,
+                Error::LimitExceeded {
+                    max: 256,
+                    actual: 257,
+                    ..
+                }
+            ),
+            "{err:?}"
         );
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn an_oversize_record_fails_before_anything_is_sent() {
+        let sink = KinesisSink::with_api(Fake::default(), "s").with_retry(quick());
+        let err = sink
+            .put_records(vec![
+                rec("a", "fine"),
+                OutRecord {
+                    partition_key: "k".into(),
+                    data: vec![0; MAX_RECORD_BYTES],
+                },
+            ])
+            .await
+            .expect_err("1 MiB + 1 with its key");
+        assert!(
+            matches!(
+                err,
+                Error::LimitExceeded {
+                    max: MAX_RECORD_BYTES,
+                    actual,
+                    ..
+                } if actual == MAX_RECORD_BYTES + 1
+            ),
+            "{err:?}"
+        );
+        assert!(
+            sink.api().sent.lock().expect("lock").is_empty(),
+            "nothing sent"
+        );
+        let err = sink
+            .put_records(vec![rec("", "x")])
+            .await
+            .expect_err("empty key");
+        assert!(
+            matches!(
+                err,
+                Error::Remote {
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    /// Answers every entry with the per-entry error kinesis-local gives a record over
+    /// its size limit.
+    struct TooLarge;
+
+    impl PutRecordsApi for TooLarge {
+        async fn put_records(
+            &self,
+            _stream: &str,
+            records: &[&OutRecord],
+        ) -> Result<Vec<PutResult>> {
+            Ok(records
+                .iter()
+                .map(|r| PutResult::Failed {
+                    code: "InvalidArgumentException".into(),
+                    message: format!(
+                        "Record data size {} exceeds the stream's max record size of 1048576 bytes",
+                        r.data.len()
+                    ),
+                })
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_entry_rejected_for_its_size_is_limit_exceeded_not_retried() {
+        let sink = KinesisSink::with_api(TooLarge, "s").with_retry(quick());
+        let err = sink
+            .put_records(vec![rec("a", "xyz")])
+            .await
+            .expect_err("rejected entry");
+        assert!(
+            matches!(err, Error::LimitExceeded { actual: 3, .. }),
+            "{err:?}"
+        );
+        assert_eq!(sink.retried(), 0, "never sent again");
     }
 }

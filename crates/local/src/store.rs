@@ -2,16 +2,30 @@
 //! version-conditioned all-or-nothing commits, immutable fingerprint pages, a
 //! never-decreasing watermark, and request units metered by item size as DynamoDB
 //! would charge them.
+//!
+//! ## Limits
+//! A commit is checked against DynamoDB's limits before anything else, as DynamoDB
+//! validates a request before it evaluates conditions
+//! ([`sluice_core::limits::dynamodb::check_commit`], the same check the AWS adapter
+//! makes before sending): one item alone (a `PutItem`) at most 400 KB; several (one
+//! `TransactWriteItems`) at most 100 actions on distinct items, each at most 400 KB,
+//! 4 MB in all. A commit that breaks one fails with
+//! [`sluice_core::Error::LimitExceeded`] and changes nothing. Items are sized in the
+//! layout the AWS codec writes ([`sluice_core::limits::dynamodb::aggregate_item_size`]).
+//! A `load` never fails on size: like the AWS adapter it reads 100 keys per
+//! `BatchGetItem` and asks again for what did not fit in a 16 MB answer;
+//! [`Meter::batch_get_requests`] counts the requests that takes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use sluice_core::error::Result;
+use sluice_core::error::{Error, Result};
 use sluice_core::fingerprint::FingerprintSet;
 use sluice_core::item::{
     AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite, page_stored_size,
 };
+use sluice_core::limits::dynamodb as limits;
 use sluice_core::ports::{
     AggregateStore, AlertStatus, AlertStore, Attrs, Commit, Loaded, ReferenceLookup, RulesSource,
 };
@@ -28,6 +42,7 @@ pub struct Meter {
     write_milli: AtomicU64,
     read_requests: AtomicU64,
     write_requests: AtomicU64,
+    batch_get_requests: AtomicU64,
 }
 
 impl Meter {
@@ -67,6 +82,11 @@ impl Meter {
     pub fn item_writes(&self) -> u64 {
         self.write_requests.load(Ordering::Relaxed)
     }
+
+    /// `BatchGetItem` requests the loads so far would have taken on DynamoDB.
+    pub fn batch_get_requests(&self) -> u64 {
+        self.batch_get_requests.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Default)]
@@ -103,6 +123,8 @@ impl AggregateStore for MemoryAggregateStore {
         let tables = lock(&self.tables);
         let mut seen = std::collections::BTreeSet::new();
         let mut out = Loaded::default();
+        // Answer sizes, key by key, to count requests as DynamoDB would split them.
+        let mut sizes = Vec::new();
         for key in keys {
             if !seen.insert(key) {
                 continue;
@@ -110,18 +132,27 @@ impl AggregateStore for MemoryAggregateStore {
             match tables.items.get(key) {
                 Some(item) => {
                     self.meter.consistent_read(item.stored_size());
+                    sizes.push(Some(limits::aggregate_item_size(item)));
                     out.items.push(item.clone());
                 }
                 // DynamoDB charges a minimum read for a key that is not there.
-                None => self.meter.consistent_read(1),
+                None => {
+                    self.meter.consistent_read(1);
+                    sizes.push(None);
+                }
             }
         }
         for group in groups.iter().collect::<std::collections::BTreeSet<_>>() {
             self.meter.consistent_read(64);
-            if let Some(w) = tables.watermarks.get(group) {
+            let found = tables.watermarks.get(group);
+            sizes.push(found.map(limits::watermark_size));
+            if let Some(w) = found {
                 out.watermarks.push(w.clone());
             }
         }
+        self.meter
+            .batch_get_requests
+            .fetch_add(limits::batch_get_requests(&sizes) as u64, Ordering::Relaxed);
         Ok(out)
     }
 
@@ -138,6 +169,8 @@ impl AggregateStore for MemoryAggregateStore {
         writes: &[ItemWrite],
         watermark: Option<&WatermarkWrite>,
     ) -> Result<Commit> {
+        // Validation comes before conditions, and a rejected request changes nothing.
+        limits::check_commit(writes, watermark)?;
         {
             let mut tables = lock(&self.tables);
             let version_holds = |w: &ItemWrite| {
@@ -253,8 +286,25 @@ impl MemoryAlerts {
     }
 }
 
+/// The stored size of an alert item as the AWS adapter writes it: the alert's JSON
+/// fields, `notified` (BOOL) and `expires_at` (epoch seconds, at most 10 digits).
+pub fn alert_item_size(alert: &Alert) -> Result<usize> {
+    let json = serde_json::to_value(alert).map_err(|e| Error::Remote {
+        service: limits::SERVICE,
+        operation: "PutItem",
+        message: format!("alert {:?} cannot be encoded: {e}", alert.alert_id),
+        retryable: false,
+        source: Some(Box::new(e)),
+    })?;
+    Ok(limits::json_item_size(&json)
+        + "notified".len()
+        + 1
+        + limits::int_attribute_size("expires_at", 9_999_999_999))
+}
+
 impl AlertStore for MemoryAlerts {
     async fn raise(&self, alert: &Alert) -> Result<AlertStatus> {
+        limits::check_item("PutItem", alert_item_size(alert)?)?;
         let mut alerts = lock(&self.alerts);
         Ok(match alerts.get(&alert.alert_id) {
             None => {

@@ -2,6 +2,17 @@
 //! hash key space (as Kinesis assigns them), a partition key goes to the shard whose
 //! range holds MD5(key), and sequence numbers are 56-digit decimal strings that only
 //! grow.
+//!
+//! ## Limits
+//! [`MemoryStreams::put`] is one `PutRecords` call and enforces its limits
+//! ([`sluice_core::limits::kinesis::check_request`]): up to 500 records, 5 MiB in all,
+//! each record up to 1 MiB with its partition key, a partition key of 1 to 256
+//! characters. A request that breaks one fails whole with
+//! [`Error::LimitExceeded`] (an empty key: a non-retryable [`Error::Remote`]) and
+//! appends nothing. [`MemorySink`] is the [`RecordSink`] port and does what the AWS
+//! sink does: it checks every record first (one that can never be written fails the
+//! call before anything is written), then sends requests of at most 500 records and
+//! 5 MiB.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use md5::{Digest, Md5};
 use sluice_core::error::{Error, Result};
+use sluice_core::limits::kinesis as limits;
 use sluice_core::ports::{Clock, RecordSink, ShardInfo, ShardRead, ShardSource};
 use sluice_core::record::{OutRecord, StreamRecord};
 use sluice_core::sequence::SeqNo;
@@ -67,8 +79,10 @@ impl MemoryStreams {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends records (all or nothing); returns their sequence numbers.
+    /// One `PutRecords` request: appends records (all or nothing) and returns their
+    /// sequence numbers; a request over a Kinesis limit appends nothing.
     pub fn put(&self, stream: &str, records: Vec<OutRecord>) -> Result<Vec<String>> {
+        limits::check_request(&records)?;
         let now = self.clock.now_ms();
         let mut streams = self.lock();
         let s = streams.get_mut(stream).ok_or_else(|| Error::Remote {
@@ -154,7 +168,19 @@ impl RecordSink for MemorySink {
         if records.is_empty() {
             return Ok(());
         }
-        self.streams.put(&self.stream, records).map(|_| ())
+        for r in &records {
+            limits::check_record(r)?;
+        }
+        let all: Vec<usize> = (0..records.len()).collect();
+        let requests = limits::requests(&records, &all);
+        if let [_] = requests.as_slice() {
+            return self.streams.put(&self.stream, records).map(|_| ());
+        }
+        for request in requests {
+            let batch = request.iter().map(|&i| records[i].clone()).collect();
+            self.streams.put(&self.stream, batch)?;
+        }
+        Ok(())
     }
 }
 

@@ -82,15 +82,20 @@ fn harness(settings: EsmSettings, shards: usize, script: Script) -> Harness {
     }
 }
 
+/// Writes in `PutRecords` requests within Kinesis's limits (500 records, 5 MiB).
 fn put(streams: &MemoryStreams, items: &[(&str, &str)]) {
-    let records = items
+    let records: Vec<OutRecord> = items
         .iter()
         .map(|(pk, data)| OutRecord {
             partition_key: (*pk).to_owned(),
             data: data.as_bytes().to_vec(),
         })
         .collect();
-    streams.put("in", records).expect("put");
+    let all: Vec<usize> = (0..records.len()).collect();
+    for request in sluice_core::limits::kinesis::requests(&records, &all) {
+        let batch = request.iter().map(|&i| records[i].clone()).collect();
+        streams.put("in", batch).expect("put");
+    }
 }
 
 async fn drain(h: &mut Harness) {

@@ -47,6 +47,13 @@
 //! `IdempotentParameterMismatch`). Every committed write raises the versions it
 //! touches, so a token is never legitimately reused for new work. (Without a token
 //! the SDK makes a random one per call, which covers only its own retries.)
+//!
+//! Before sending, a commit is checked against DynamoDB's limits
+//! ([`sluice_core::limits::dynamodb::check_commit`]: 400 KB per item; per transaction
+//! 100 actions on distinct items and 4 MB), the same check the in-memory store makes;
+//! a broken limit is [`Error::LimitExceeded`] and nothing is sent. A server that
+//! rejects a write for a limit anyway (a validation error, or a transaction cancelled
+//! with a `ValidationError` reason about item size) yields the same error.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -68,7 +75,7 @@ use sluice_core::{Error, Result};
 use super::codec::{self, Attrs, attr};
 use super::{Meter, batch_get, page_read_units, read_units, reported, write_units};
 use crate::backoff::RetryPolicy;
-use crate::classify::{self, DYNAMODB, Verdict};
+use crate::classify::{self, DYNAMODB};
 
 const CONDITION_NEW: &str = "attribute_not_exists(pk)";
 const CONDITION_VERSION: &str = "#version = :expected";
@@ -106,17 +113,6 @@ impl DynamoAggregateStore {
     /// reports (use this against local emulators, which report made-up numbers).
     pub fn estimated_units(&self) -> (f64, f64) {
         self.meter.estimated_units()
-    }
-
-    fn remote(&self, operation: &'static str, detail: String) -> Error {
-        classify::to_error(
-            DYNAMODB,
-            operation,
-            &self.table,
-            Verdict::Fatal,
-            &detail,
-            None,
-        )
     }
 
     /// Every action of a commit, in order: each item, its sealed pages, the watermark.
@@ -214,11 +210,15 @@ impl DynamoAggregateStore {
             }
             Err(e) => {
                 let reasons: Vec<String> = match e.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                        .cancellation_reasons()
-                        .iter()
-                        .filter_map(|r| r.code().map(str::to_owned))
-                        .collect(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        if let Some(limit) = cancelled_for_a_limit(c) {
+                            return Err(limit);
+                        }
+                        c.cancellation_reasons()
+                            .iter()
+                            .filter_map(|r| r.code().map(str::to_owned))
+                            .collect()
+                    }
                     _ if classify::code_of(&e) == Some("TransactionConflictException") => {
                         vec!["TransactionConflict".to_owned()]
                     }
@@ -345,6 +345,22 @@ impl DynamoAggregateStore {
     }
 }
 
+/// The limit a transaction was cancelled for, if a cancellation reason is a
+/// `ValidationError` about one (DynamoDB cancels a transaction whose item would grow
+/// past 400 KB this way).
+fn cancelled_for_a_limit(
+    c: &aws_sdk_dynamodb::types::error::TransactionCanceledException,
+) -> Option<Error> {
+    c.cancellation_reasons().iter().find_map(|r| {
+        classify::limit_of(
+            DYNAMODB,
+            "TransactWriteItems",
+            r.code()?,
+            r.message().unwrap_or_default(),
+        )
+    })
+}
+
 /// A projection of every attribute but `fps`, with placeholders for reserved words.
 fn projection() -> (String, HashMap<String, String>) {
     let names: HashMap<String, String> = attr::ALL_BUT_FPS
@@ -458,18 +474,8 @@ impl AggregateStore for DynamoAggregateStore {
         writes: &[ItemWrite],
         watermark: Option<&WatermarkWrite>,
     ) -> Result<Commit> {
-        let mut seen = BTreeSet::new();
-        for w in writes {
-            if !seen.insert(&w.item.key) {
-                return Err(self.remote(
-                    "TransactWriteItems",
-                    format!(
-                        "item {} is written twice in one transaction",
-                        w.item.key.describe()
-                    ),
-                ));
-            }
-        }
+        // DynamoDB's limits, checked as the in-memory store checks them.
+        sluice_core::limits::dynamodb::check_commit(writes, watermark)?;
         let mut actions = self.actions(writes, watermark);
         match actions.len() {
             0 => Ok(Commit::Done),
@@ -649,5 +655,51 @@ mod tests {
             t,
             "a sealed page"
         );
+    }
+
+    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+
+    fn cancelled(reasons: &[(&str, &str)]) -> TransactionCanceledException {
+        let mut b = TransactionCanceledException::builder().message("Transaction cancelled");
+        for (code, message) in reasons {
+            b = b.cancellation_reasons(
+                CancellationReason::builder()
+                    .code(*code)
+                    .message(*message)
+                    .build(),
+            );
+        }
+        b.build()
+    }
+
+    #[test]
+    fn a_transaction_cancelled_for_item_size_is_limit_exceeded() {
+        let c = cancelled(&[
+            ("None", ""),
+            (
+                "ValidationError",
+                "Item size has exceeded the maximum allowed size",
+            ),
+        ]);
+        let err = cancelled_for_a_limit(&c).expect("a limit");
+        assert!(
+            matches!(
+                err,
+                Error::LimitExceeded {
+                    operation: "TransactWriteItems",
+                    max: 409_600,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let conflict = cancelled(&[("ConditionalCheckFailed", "The conditional request failed")]);
+        assert!(cancelled_for_a_limit(&conflict).is_none());
+        let other = cancelled(&[(
+            "ValidationError",
+            "One or more parameter values were invalid",
+        )]);
+        assert!(cancelled_for_a_limit(&other).is_none());
     }
 }

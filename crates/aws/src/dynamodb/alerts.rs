@@ -114,6 +114,7 @@ impl<C: Clock> AlertStore for DynamoAlerts<C> {
         item.insert(NOTIFIED.into(), AttributeValue::Bool(false));
         let expires_at = self.clock.now_ms() / 1000 + self.retention.as_secs() as i64;
         item.insert(EXPIRES_AT.into(), codec::int_value(expires_at));
+        super::check_item_size("PutItem", &item)?;
         let result = self
             .client
             .put_item()

@@ -78,21 +78,9 @@ pub mod attr {
     ];
 }
 
-/// DynamoDB numbers must be below this in magnitude.
-const MAX_MAGNITUDE: f64 = 1e126;
-/// Smaller magnitudes are stored as zero.
-const FLUSH_BELOW: f64 = 1e-120;
-
-/// The `N` text of `x`, or `None` when DynamoDB cannot store it as a number.
-pub fn number_text(x: f64) -> Option<String> {
-    if !x.is_finite() || x.abs() >= MAX_MAGNITUDE {
-        None
-    } else if x.abs() < FLUSH_BELOW {
-        Some("0".to_owned())
-    } else {
-        Some(format!("{x:e}"))
-    }
-}
+/// The `N` text of `x`, or `None` when DynamoDB cannot store it as a number (shared
+/// with the item sizing of [`sluice_core::limits::dynamodb`]).
+pub use sluice_core::limits::dynamodb::number_text;
 
 /// `N`, or `S` for what a DynamoDB number cannot hold (see the module docs).
 pub fn f64_value(x: f64) -> AttributeValue {
@@ -598,6 +586,53 @@ mod tests {
         assert_eq!(
             scalar_text(&AttributeValue::Bool(false)).as_deref(),
             Some("false")
+        );
+    }
+
+    #[test]
+    fn core_item_sizing_matches_the_written_attributes() {
+        use sluice_core::limits::dynamodb as limits;
+        let full = sample();
+        let mut bare = AggregateItem::new(full.key.clone());
+        bare.version = 1;
+        let mut odd = full.clone();
+        odd.state = [0.1, 3.0e-7, 12345.678].into_iter().collect();
+        odd.key.start_ms += 1234; // a start with milliseconds
+        for item in [&full, &bare, &odd] {
+            assert_eq!(
+                super::super::attrs_size(&item_to_attrs(item)),
+                limits::aggregate_item_size(item),
+                "{item:?}"
+            );
+        }
+        let wm = GroupWatermark {
+            group: full.key.group.clone(),
+            watermark_ms: 1_767_225_660_000,
+            version: 12,
+        };
+        assert_eq!(
+            super::super::attrs_size(&watermark_to_attrs(&wm)),
+            limits::watermark_size(&wm)
+        );
+        for expires in [None, Some(1_800_000_000)] {
+            let page = page_to_attrs(&full.key, 3, &full.fingerprints, expires);
+            assert_eq!(
+                super::super::attrs_size(&page),
+                limits::page_size(&full.key, 3, &full.fingerprints, expires)
+            );
+        }
+    }
+
+    #[test]
+    fn core_json_item_sizing_matches_the_written_attributes() {
+        use sluice_core::limits::dynamodb::json_item_size;
+        let v = serde_json::json!({
+            "alert_id": "r1|temp#k é|60#2026-01-01T00:00:00Z", "n": 5, "big": 1e200,
+            "f": 80.25, "neg": -12, "b": true, "z": null, "arr": [1, 2], "obj": {"a": 1}
+        });
+        assert_eq!(
+            json_item_size(&v),
+            super::super::attrs_size(&json_to_attrs(&v))
         );
     }
 }

@@ -25,7 +25,7 @@ use crate::classify::{self, DYNAMODB};
 use codec::Attrs;
 
 /// `BatchGetItem` reads at most this many keys per request.
-pub const MAX_BATCH_GET_KEYS: usize = 100;
+pub const MAX_BATCH_GET_KEYS: usize = sluice_core::limits::dynamodb::MAX_BATCH_GET_KEYS;
 
 /// Capacity units as DynamoDB charges them (on-demand request units are counted the
 /// same way), accumulated per adapter.
@@ -127,13 +127,19 @@ pub fn reported<'a>(consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) ->
     total
 }
 
-/// Approximate stored size of an arbitrary item (names plus values), for metering.
+/// Stored size of an item as DynamoDB documents it (names plus values: strings and
+/// names in UTF-8 bytes, binary in raw bytes, a number 1 byte per two significant
+/// digits plus 1, a boolean or null 1 byte, a list or map 3 bytes plus 1 per
+/// element). Used for metering and for the item-size check before writes; it agrees
+/// with [`sluice_core::limits::dynamodb::aggregate_item_size`] on aggregate items (a
+/// codec test checks it).
 pub fn attrs_size(m: &Attrs) -> usize {
     use aws_sdk_dynamodb::types::AttributeValue as V;
+    use sluice_core::limits::dynamodb::number_size;
     fn value_size(v: &V) -> usize {
         match v {
             V::S(s) => s.len(),
-            V::N(n) => n.len().div_ceil(2) + 1,
+            V::N(n) => number_size(n),
             V::B(b) => b.as_ref().len(),
             V::Bool(_) | V::Null(_) => 1,
             V::M(m) => {
@@ -144,12 +150,18 @@ pub fn attrs_size(m: &Attrs) -> usize {
             }
             V::L(l) => 3 + l.iter().map(|v| value_size(v) + 1).sum::<usize>(),
             V::Ss(xs) => xs.iter().map(String::len).sum(),
-            V::Ns(xs) => xs.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+            V::Ns(xs) => xs.iter().map(|n| number_size(n)).sum(),
             V::Bs(xs) => xs.iter().map(|b| b.as_ref().len()).sum(),
             _ => 1,
         }
     }
     m.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+/// Fails with [`Error::LimitExceeded`] when `item` is over DynamoDB's 400 KB, before
+/// it is sent.
+pub fn check_item_size(operation: &'static str, item: &Attrs) -> Result<()> {
+    sluice_core::limits::dynamodb::check_item(operation, attrs_size(item))
 }
 
 /// What a batched read returned.

@@ -46,6 +46,7 @@ impl DynamoReference {
             .map(|(name, value)| (name.clone(), codec::s(value)))
             .collect();
         item.insert(KEY.to_owned(), codec::s(key));
+        super::check_item_size("PutItem", &item)?;
         self.client
             .put_item()
             .table_name(&self.table)

@@ -45,10 +45,12 @@ impl DynamoRules {
                 None,
             )
         })?;
+        let item = codec::json_to_attrs(&json);
+        super::check_item_size("PutItem", &item)?;
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(codec::json_to_attrs(&json)))
+            .set_item(Some(item))
             .send()
             .await
             .map_err(|e| classify::dynamodb("PutItem", &self.table, e))?;

@@ -1,0 +1,521 @@
+//! The hard limits of Kinesis and DynamoDB that Sluice's requests can run into, and
+//! the checks both the AWS adapters (before sending) and the in-memory adapters (before
+//! changing any state) apply, so that `sluice demo` fails exactly where AWS would.
+//! A broken limit is [`Error::LimitExceeded`]: the same request can never succeed.
+//!
+//! Sources (AWS API references): `PutRecords` takes up to 500 records, each up to 1 MiB
+//! of data plus partition key, up to 5 MiB for the whole request including partition
+//! keys; a partition key is 1 to 256 Unicode characters. A DynamoDB item is at most
+//! 400 KB (1 KB = 1024 bytes: 409,600 bytes) of attribute names plus values;
+//! `TransactWriteItems` groups up to 100 actions on distinct items, at most 4 MB in
+//! all; `BatchGetItem` takes up to 100 keys and answers with at most 16 MB, returning
+//! the rest as `UnprocessedKeys` (a partial result, not an error).
+
+use crate::error::{Error, Result};
+
+/// Kinesis Data Streams limits and checks.
+pub mod kinesis {
+    use super::*;
+    use crate::record::OutRecord;
+
+    pub const SERVICE: &str = "kinesis";
+    pub const PUT_RECORDS: &str = "PutRecords";
+    /// One record: data plus partition key (UTF-8 bytes), with the default stream
+    /// maximum record size.
+    pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+    /// Partition key length in Unicode characters (at least 1).
+    pub const MAX_PARTITION_KEY_CHARS: usize = 256;
+    pub const MAX_RECORDS_PER_REQUEST: usize = 500;
+    /// A whole `PutRecords` request: data plus partition keys.
+    pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+
+    pub const LIMIT_RECORD_BYTES: &str = "record size in bytes (data + partition key)";
+    pub const LIMIT_PARTITION_KEY: &str = "partition key length in characters";
+    pub const LIMIT_RECORDS: &str = "records per request";
+    pub const LIMIT_REQUEST_BYTES: &str = "request size in bytes (data + partition keys)";
+
+    /// What a record counts against the record and request limits.
+    pub fn record_bytes(r: &OutRecord) -> usize {
+        r.data.len() + r.partition_key.len()
+    }
+
+    fn exceeded(limit: &'static str, max: usize, actual: usize) -> Error {
+        Error::LimitExceeded {
+            service: SERVICE,
+            operation: PUT_RECORDS,
+            limit,
+            max,
+            actual,
+        }
+    }
+
+    /// One record on its own: a partition key of 1..=256 characters, at most 1 MiB
+    /// with its key. An empty key is a validation error, not a limit (non-retryable
+    /// [`Error::Remote`]).
+    pub fn check_record(r: &OutRecord) -> Result<()> {
+        if r.partition_key.is_empty() {
+            return Err(Error::Remote {
+                service: SERVICE,
+                operation: PUT_RECORDS,
+                message: "a record has an empty partition key (1 to 256 characters needed)".into(),
+                retryable: false,
+                source: None,
+            });
+        }
+        let chars = r.partition_key.chars().count();
+        if chars > MAX_PARTITION_KEY_CHARS {
+            return Err(exceeded(
+                LIMIT_PARTITION_KEY,
+                MAX_PARTITION_KEY_CHARS,
+                chars,
+            ));
+        }
+        let bytes = record_bytes(r);
+        if bytes > MAX_RECORD_BYTES {
+            return Err(exceeded(LIMIT_RECORD_BYTES, MAX_RECORD_BYTES, bytes));
+        }
+        Ok(())
+    }
+
+    /// One `PutRecords` request: every record, the record count and the total size.
+    pub fn check_request<'a>(records: impl IntoIterator<Item = &'a OutRecord>) -> Result<()> {
+        let (mut count, mut bytes) = (0usize, 0usize);
+        for r in records {
+            check_record(r)?;
+            count += 1;
+            bytes += record_bytes(r);
+        }
+        if count > MAX_RECORDS_PER_REQUEST {
+            return Err(exceeded(LIMIT_RECORDS, MAX_RECORDS_PER_REQUEST, count));
+        }
+        if bytes > MAX_REQUEST_BYTES {
+            return Err(exceeded(LIMIT_REQUEST_BYTES, MAX_REQUEST_BYTES, bytes));
+        }
+        Ok(())
+    }
+
+    /// Cuts `indices` (into `records`) into requests within the count and byte
+    /// limits, keeping their order. Each record must pass [`check_record`] first.
+    pub fn requests(records: &[OutRecord], indices: &[usize]) -> Vec<Vec<usize>> {
+        let mut out: Vec<Vec<usize>> = Vec::new();
+        let mut current: Vec<usize> = Vec::new();
+        let mut bytes = 0usize;
+        for &i in indices {
+            let size = record_bytes(&records[i]);
+            if !current.is_empty()
+                && (current.len() == MAX_RECORDS_PER_REQUEST || bytes + size > MAX_REQUEST_BYTES)
+            {
+                out.push(std::mem::take(&mut current));
+                bytes = 0;
+            }
+            current.push(i);
+            bytes += size;
+        }
+        if !current.is_empty() {
+            out.push(current);
+        }
+        out
+    }
+}
+
+/// DynamoDB limits, item sizing and checks.
+pub mod dynamodb {
+    use super::*;
+    use crate::fingerprint::FingerprintSet;
+    use crate::item::WATERMARK_SORT_KEY;
+    use crate::item::{AggregateItem, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
+    use crate::time::format_rfc3339;
+
+    pub const SERVICE: &str = "dynamodb";
+    /// 400 KB, DynamoDB's KB being 1024 bytes.
+    pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+    pub const MAX_TRANSACTION_ACTIONS: usize = 100;
+    /// 4 MB of items in one `TransactWriteItems`.
+    pub const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
+    pub const MAX_BATCH_GET_KEYS: usize = 100;
+    /// Key attribute values: partition key 2048 bytes, sort key 1024 bytes.
+    pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
+    pub const MAX_SORT_KEY_BYTES: usize = 1024;
+    /// One `BatchGetItem` answer; past it the rest comes back as `UnprocessedKeys`.
+    pub const MAX_BATCH_GET_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+    pub const LIMIT_ITEM_BYTES: &str = "item size in bytes";
+    pub const LIMIT_ACTIONS: &str = "actions per transaction";
+    pub const LIMIT_TRANSACTION_BYTES: &str = "transaction size in bytes";
+    pub const LIMIT_ACTIONS_PER_ITEM: &str = "actions on one item per transaction";
+    pub const LIMIT_BATCH_GET_KEYS: &str = "keys per request";
+    pub const LIMIT_PARTITION_KEY_BYTES: &str = "partition key size in bytes";
+    pub const LIMIT_SORT_KEY_BYTES: &str = "sort key size in bytes";
+
+    /// DynamoDB numbers must be below this in magnitude.
+    pub const MAX_NUMBER_MAGNITUDE: f64 = 1e126;
+    /// Smaller magnitudes are stored as zero.
+    pub const FLUSH_BELOW: f64 = 1e-120;
+
+    /// The `N` text Sluice writes for `x`, or `None` when DynamoDB cannot hold it as a
+    /// number (the codec writes such values as `S` of `format!("{x:e}")`).
+    pub fn number_text(x: f64) -> Option<String> {
+        if !x.is_finite() || x.abs() >= MAX_NUMBER_MAGNITUDE {
+            None
+        } else if x.abs() < FLUSH_BELOW {
+            Some("0".to_owned())
+        } else {
+            Some(format!("{x:e}"))
+        }
+    }
+
+    /// Size of a number value as documented: 1 byte per two significant digits (leading
+    /// and trailing zeroes trimmed) plus 1 byte.
+    pub fn number_size(text: &str) -> usize {
+        let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
+        let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+        let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+        significant.max(1).div_ceil(2) + 1
+    }
+
+    /// Size of an `f64` attribute value as the codec writes it (`N`, or `S`).
+    pub fn f64_size(x: f64) -> usize {
+        match number_text(x) {
+            Some(n) => number_size(&n),
+            None => format!("{x:e}").len(),
+        }
+    }
+
+    fn int_size(x: impl ToString) -> usize {
+        number_size(&x.to_string())
+    }
+
+    /// The stored size of an aggregate item in the layout the AWS codec writes
+    /// (`sluice_aws::dynamodb::codec::item_to_attrs`; a test there checks that both
+    /// agree): attribute names plus values, strings in UTF-8 bytes, binary in raw
+    /// bytes, numbers as [`number_size`], a map 3 bytes plus 1 per element.
+    pub fn aggregate_item_size(item: &AggregateItem) -> usize {
+        let k = &item.key;
+        let st = &item.state;
+        let mut size = 0;
+        let mut s = |name: &str, value_bytes: usize| size += name.len() + value_bytes;
+        s("pk", k.pk().len());
+        s("sk", k.sk().len());
+        s("key", k.group.key.len());
+        s("type", k.group.metric.len());
+        s("window_seconds", int_size(k.window.size_secs()));
+        s("slide_seconds", int_size(k.window.slide_secs()));
+        s("window_start", format_rfc3339(k.start_ms).len());
+        s("window_start_ms", int_size(k.start_ms));
+        s("count", int_size(st.count));
+        s("sum", f64_size(st.sum));
+        s("sum_comp", f64_size(st.sum_comp));
+        s("min", f64_size(st.min));
+        s("max", f64_size(st.max));
+        s("mean", f64_size(st.mean));
+        s("m2", f64_size(st.m2));
+        s("version", int_size(item.version));
+        if !item.fingerprints.is_empty() {
+            s("fps", 8 * item.fingerprints.len());
+        }
+        if item.sealed_pages > 0 {
+            s("fp_pages", int_size(item.sealed_pages));
+        }
+        if !item.high_water.is_empty() {
+            let entries: usize = item
+                .high_water
+                .iter()
+                .map(|(shard, seq)| shard.len() + seq.as_str().len() + 1)
+                .sum();
+            s("hwm", 3 + entries);
+        }
+        if let Some(at) = item.expires_at_s {
+            s("expires_at", int_size(at));
+        }
+        size
+    }
+
+    /// The stored size of sealed fingerprint page `page` of `anchor`.
+    pub fn page_size(
+        anchor: &ItemKey,
+        page: u32,
+        set: &FingerprintSet,
+        expires_at_s: Option<i64>,
+    ) -> usize {
+        "pk".len()
+            + anchor.pk().len()
+            + "sk".len()
+            + anchor.page_sk(page).len()
+            + "fps".len()
+            + 8 * set.len()
+            + expires_at_s.map_or(0, |at| "expires_at".len() + int_size(at))
+    }
+
+    /// The stored size of a group's watermark item.
+    pub fn watermark_size(w: &GroupWatermark) -> usize {
+        "pk".len()
+            + w.group.partition_key().len()
+            + "sk".len()
+            + WATERMARK_SORT_KEY.len()
+            + "wm".len()
+            + int_size(w.watermark_ms)
+            + "version".len()
+            + int_size(w.version)
+    }
+
+    /// The stored size of a flat JSON object written as an item the way the AWS
+    /// codec's `json_to_attrs` writes it (alerts, rules): strings `S`, integers `N`,
+    /// other numbers as [`f64_size`], booleans 1 byte, nulls left out, arrays and
+    /// objects as their JSON text in `S`.
+    pub fn json_item_size(v: &serde_json::Value) -> usize {
+        use serde_json::Value;
+        let Value::Object(map) = v else {
+            return 0;
+        };
+        map.iter()
+            .map(|(name, v)| {
+                name.len()
+                    + match v {
+                        Value::Null => return 0,
+                        Value::Bool(_) => 1,
+                        Value::String(x) => x.len(),
+                        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                            (Some(i), _, _) => int_size(i),
+                            (_, Some(u), _) => int_size(u),
+                            (_, _, Some(f)) => f64_size(f),
+                            _ => n.to_string().len(),
+                        },
+                        other => other.to_string().len(),
+                    }
+            })
+            .sum()
+    }
+
+    /// The size of a numeric attribute `name` holding the integer `x`.
+    pub fn int_attribute_size(name: &str, x: i64) -> usize {
+        name.len() + int_size(x)
+    }
+
+    /// One write of a commit, as the limits see it: the item's key and stored size.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct ActionSize {
+        pub pk: String,
+        pub sk: String,
+        pub bytes: usize,
+    }
+
+    /// Every action of an aggregate commit, in the order the adapters send them: each
+    /// item, its sealed pages, then the watermark.
+    pub fn commit_actions(
+        writes: &[ItemWrite],
+        watermark: Option<&WatermarkWrite>,
+    ) -> Vec<ActionSize> {
+        let mut out = Vec::new();
+        for w in writes {
+            let key = &w.item.key;
+            out.push(ActionSize {
+                pk: key.pk(),
+                sk: key.sk(),
+                bytes: aggregate_item_size(&w.item),
+            });
+            for (n, page) in &w.sealed_page {
+                out.push(ActionSize {
+                    pk: key.pk(),
+                    sk: key.page_sk(*n),
+                    bytes: page_size(key, *n, page, w.item.expires_at_s),
+                });
+            }
+        }
+        if let Some(wm) = watermark {
+            out.push(ActionSize {
+                pk: wm.watermark.group.partition_key(),
+                sk: WATERMARK_SORT_KEY.to_owned(),
+                bytes: watermark_size(&wm.watermark),
+            });
+        }
+        out
+    }
+
+    fn exceeded(operation: &'static str, limit: &'static str, max: usize, actual: usize) -> Error {
+        Error::LimitExceeded {
+            service: SERVICE,
+            operation,
+            limit,
+            max,
+            actual,
+        }
+    }
+
+    /// The key of one written item (partition key 2048 bytes, sort key 1024 bytes).
+    pub fn check_key(operation: &'static str, pk: &str, sk: &str) -> Result<()> {
+        if pk.len() > MAX_PARTITION_KEY_BYTES {
+            return Err(exceeded(
+                operation,
+                LIMIT_PARTITION_KEY_BYTES,
+                MAX_PARTITION_KEY_BYTES,
+                pk.len(),
+            ));
+        }
+        if sk.len() > MAX_SORT_KEY_BYTES {
+            return Err(exceeded(
+                operation,
+                LIMIT_SORT_KEY_BYTES,
+                MAX_SORT_KEY_BYTES,
+                sk.len(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One item written on its own (`PutItem`).
+    pub fn check_item(operation: &'static str, bytes: usize) -> Result<()> {
+        if bytes > MAX_ITEM_BYTES {
+            return Err(exceeded(operation, LIMIT_ITEM_BYTES, MAX_ITEM_BYTES, bytes));
+        }
+        Ok(())
+    }
+
+    /// The actions of one write request: a single action is a `PutItem` (item size
+    /// only); more are one `TransactWriteItems` (action count, distinct items, item
+    /// sizes, total size), checked in that order.
+    pub fn check_actions(actions: &[ActionSize]) -> Result<()> {
+        const TX: &str = "TransactWriteItems";
+        match actions {
+            [] => Ok(()),
+            [one] => {
+                check_key("PutItem", &one.pk, &one.sk)?;
+                check_item("PutItem", one.bytes)
+            }
+            many => {
+                if many.len() > MAX_TRANSACTION_ACTIONS {
+                    return Err(exceeded(
+                        TX,
+                        LIMIT_ACTIONS,
+                        MAX_TRANSACTION_ACTIONS,
+                        many.len(),
+                    ));
+                }
+                let mut per_item: std::collections::BTreeMap<(&str, &str), usize> =
+                    std::collections::BTreeMap::new();
+                for a in many {
+                    *per_item.entry((&a.pk, &a.sk)).or_default() += 1;
+                }
+                if let Some(n) = per_item.values().copied().find(|n| *n > 1) {
+                    return Err(exceeded(TX, LIMIT_ACTIONS_PER_ITEM, 1, n));
+                }
+                for a in many {
+                    check_key(TX, &a.pk, &a.sk)?;
+                    check_item(TX, a.bytes)?;
+                }
+                let total: usize = many.iter().map(|a| a.bytes).sum();
+                if total > MAX_TRANSACTION_BYTES {
+                    return Err(exceeded(
+                        TX,
+                        LIMIT_TRANSACTION_BYTES,
+                        MAX_TRANSACTION_BYTES,
+                        total,
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// [`check_actions`] of an aggregate commit.
+    pub fn check_commit(writes: &[ItemWrite], watermark: Option<&WatermarkWrite>) -> Result<()> {
+        check_actions(&commit_actions(writes, watermark))
+    }
+
+    /// Cuts keys into `BatchGetItem` requests of at most 100 keys, and each answer at
+    /// 16 MB (what does not fit comes back as `UnprocessedKeys` and is asked for
+    /// again): returns how many requests reading items of these sizes takes, in order
+    /// (`None`: the key is absent, which costs nothing in the answer).
+    pub fn batch_get_requests(sizes: &[Option<usize>]) -> usize {
+        let mut requests = 0;
+        for chunk in sizes.chunks(MAX_BATCH_GET_KEYS) {
+            let mut pending: Vec<usize> = chunk.iter().map(|s| s.unwrap_or(0)).collect();
+            while !pending.is_empty() {
+                requests += 1;
+                let mut answered = 0usize;
+                let mut rest = Vec::new();
+                for (i, size) in pending.iter().copied().enumerate() {
+                    // At least one item per answer: an item is at most 400 KB.
+                    if i > 0 && answered + size > MAX_BATCH_GET_RESPONSE_BYTES {
+                        rest.push(size);
+                    } else {
+                        answered += size;
+                    }
+                }
+                pending = rest;
+            }
+        }
+        requests
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dynamodb::*;
+    use super::kinesis;
+    use crate::record::OutRecord;
+
+    #[test]
+    fn numbers_are_sized_by_significant_digits() {
+        assert_eq!(number_size("0"), 2);
+        assert_eq!(number_size("7"), 2);
+        assert_eq!(number_size("1767225600000"), 5, "trailing zeroes trimmed");
+        assert_eq!(number_size("-1.5e0"), 2);
+        assert_eq!(number_size("0.00025"), 2, "leading zeroes trimmed");
+        assert_eq!(number_size("123456789"), 6);
+        assert_eq!(f64_size(f64::INFINITY), "inf".len(), "written as S");
+        assert_eq!(f64_size(1e200), "1e200".len());
+    }
+
+    #[test]
+    fn key_sizes_are_checked_for_every_action() {
+        let action = |pk: usize, sk: usize| ActionSize {
+            pk: "p".repeat(pk),
+            sk: "s".repeat(sk),
+            bytes: 10,
+        };
+        assert!(check_actions(&[action(2048, 1024)]).is_ok());
+        let err = check_actions(&[action(1, 1), action(2, 1025)]).expect_err("sort key");
+        assert!(
+            matches!(
+                err,
+                crate::Error::LimitExceeded {
+                    limit: LIMIT_SORT_KEY_BYTES,
+                    max: 1024,
+                    actual: 1025,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(check_actions(&[action(2049, 1)]).is_err());
+    }
+
+    #[test]
+    fn batch_gets_split_at_100_keys_and_16_mb() {
+        assert_eq!(batch_get_requests(&[]), 0);
+        assert_eq!(batch_get_requests(&vec![Some(1000); 100]), 1);
+        assert_eq!(batch_get_requests(&vec![Some(1000); 101]), 2);
+        assert_eq!(batch_get_requests(&vec![None; 250]), 3);
+        // 100 items of 300 KB: 54 fit in 16 MB, the rest in a second answer.
+        assert_eq!(batch_get_requests(&vec![Some(300 * 1024); 100]), 2);
+        assert_eq!(batch_get_requests(&vec![Some(MAX_ITEM_BYTES); 100]), 3);
+    }
+
+    #[test]
+    fn request_split_keeps_order_within_count_and_bytes() {
+        let big = vec![0u8; kinesis::MAX_RECORD_BYTES - 10];
+        let records: Vec<OutRecord> = (0..12)
+            .map(|i| OutRecord {
+                partition_key: format!("key{i:02}"),
+                data: big.clone(),
+            })
+            .collect();
+        let idx: Vec<usize> = (0..records.len()).collect();
+        let reqs = kinesis::requests(&records, &idx);
+        assert_eq!(reqs.iter().map(Vec::len).collect::<Vec<_>>(), vec![5, 5, 2]);
+        assert_eq!(reqs.concat(), idx);
+        for r in &reqs {
+            assert!(kinesis::check_request(r.iter().map(|&i| &records[i])).is_ok());
+        }
+    }
+}
