@@ -1,8 +1,14 @@
 //! The `--json` line contract (documented in the README; scripts depend on it) and the
 //! human-readable tables.
+//!
+//! Keys, types, ids, details, rule ids and severities come from producers and tables,
+//! so they may hold terminal escape sequences. Everything printed here goes through
+//! [`terminal_safe`] (tables) or [`json_line`] (JSON lines): control characters and
+//! bidi overrides never reach the terminal raw.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::io::Write;
+use std::io::{self, Write};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -10,6 +16,79 @@ use sluice_core::dead_letter::DeadLetter;
 use sluice_core::item::{AggregateItem, AggregateView};
 use sluice_core::record::StreamRecord;
 use sluice_core::rules::Alert;
+
+/// Characters that must not reach a terminal raw: C0 controls (ESC starts escape
+/// sequences, CR rewrites the line, BEL, NUL, ...), DEL, C1 controls (U+0080..U+009F,
+/// CSI among them), the Unicode bidi controls that reorder what follows (LRM, RLM, ALM,
+/// LRE..RLO, LRI..PDI) and the line and paragraph separators.
+pub fn is_terminal_unsafe(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{1f}'
+        | '\u{7f}'..='\u{9f}'
+        | '\u{61c}'
+        | '\u{200e}'
+        | '\u{200f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{2028}'
+        | '\u{2029}')
+}
+
+/// Text from producers or tables, made safe to print: each [`is_terminal_unsafe`]
+/// character becomes a visible escape (`\n`, `\r`, `\t`, `\x1b`, `\u{202e}`); other text
+/// is unchanged (backslashes too: the escapes are for reading, `--json` has the exact
+/// values).
+pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_terminal_unsafe) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_terminal_unsafe(c) && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if is_terminal_unsafe(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// serde_json's compact format, with the non-ASCII [`is_terminal_unsafe`] characters
+/// (DEL, C1, bidi controls, separators) written as `\uXXXX` escapes too: serde_json
+/// already escapes C0 controls. The JSON means exactly the same; it is only safe to print.
+struct TerminalSafeJson;
+
+impl serde_json::ser::Formatter for TerminalSafeJson {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if is_terminal_unsafe(c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                // Every such character is in the Basic Multilingual Plane: four digits.
+                write!(writer, "\\u{:04x}", c as u32)?;
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// One JSON line (compact, no newline), safe to print to a terminal.
+pub fn json_line<T: Serialize + ?Sized>(value: &T) -> io::Result<String> {
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, TerminalSafeJson);
+    value.serialize(&mut serializer).map_err(io::Error::other)?;
+    String::from_utf8(out).map_err(io::Error::other)
+}
 
 /// The last line of `--json` output.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -86,15 +165,15 @@ pub fn print_json_lines(
     summary: &Value,
 ) -> std::io::Result<()> {
     for v in views {
-        writeln!(out, "{}", serde_json::to_string(v).unwrap_or_default())?;
+        writeln!(out, "{}", json_line(v)?)?;
     }
     for l in letters {
-        writeln!(out, "{}", dead_letter_json(l))?;
+        writeln!(out, "{}", json_line(&dead_letter_json(l))?)?;
     }
     for a in alerts {
-        writeln!(out, "{}", serde_json::to_string(a).unwrap_or_default())?;
+        writeln!(out, "{}", json_line(a)?)?;
     }
-    writeln!(out, "{summary}")?;
+    writeln!(out, "{}", json_line(summary)?)?;
     out.flush()
 }
 
@@ -142,9 +221,9 @@ pub fn print_table(
             writeln!(
                 out,
                 "  {:<16} {:<12} {:<21} {:>7} {:>12} {:>10} {:>10} {:>10}",
-                truncate(&v.key, 16),
-                truncate(&v.metric, 12),
-                v.window_start,
+                cell(&v.key, 16),
+                cell(&v.metric, 12),
+                terminal_safe(&v.window_start),
                 v.count,
                 fmt_num(v.sum),
                 fmt_num(v.min),
@@ -174,15 +253,15 @@ pub fn print_alerts_upto(
         writeln!(
             out,
             "  [{}] {} on {} {}: {:?} {} {} over {} s from {} (value {})",
-            a.severity,
-            a.rule_id,
-            a.key,
-            a.metric,
+            terminal_safe(&a.severity),
+            terminal_safe(&a.rule_id),
+            terminal_safe(&a.key),
+            terminal_safe(&a.metric),
             a.stat,
             op_symbol(a.op),
             fmt_num(a.threshold),
             a.window_seconds,
-            a.window_start,
+            terminal_safe(&a.window_start),
             fmt_num(a.value)
         )?;
     }
@@ -207,10 +286,10 @@ pub fn print_views(out: &mut impl Write, views: &[AggregateView]) -> std::io::Re
         writeln!(
             out,
             "{:<20} {:<14} {:>9} {:<21} {:>8} {:>12} {:>10} {:>10} {:>10} {:>10}",
-            truncate(&v.key, 20),
-            truncate(&v.metric, 14),
+            cell(&v.key, 20),
+            cell(&v.metric, 14),
             window,
-            v.window_start,
+            terminal_safe(&v.window_start),
             v.count,
             fmt_num(v.sum),
             fmt_num(v.min),
@@ -239,9 +318,9 @@ pub fn print_dead_letters(out: &mut impl Write, letters: &[DeadLetter]) -> std::
             out,
             "{:<18} {:<10} {:<24} {}",
             l.reason.as_str(),
-            truncate(&l.stage, 10),
-            truncate(l.id.as_deref().unwrap_or("-"), 24),
-            truncate(&detail.replace(['\n', '\r'], " "), 80)
+            cell(&l.stage, 10),
+            cell(l.id.as_deref().unwrap_or("-"), 24),
+            cell(&detail, 80)
         )?;
     }
     Ok(())
@@ -275,6 +354,11 @@ fn op_symbol(op: sluice_core::rules::Op) -> &'static str {
     }
 }
 
+/// A table cell: [`terminal_safe`], then cut to `n` characters.
+fn cell(s: &str, n: usize) -> String {
+    truncate(&terminal_safe(s), n)
+}
+
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_owned()
@@ -291,5 +375,135 @@ pub fn progress(line: &str, interactive: bool) {
         eprint!("\r{line}");
     } else {
         eprintln!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What producers could send: a screen clear, a window-title set ended by BEL, a
+    /// carriage return that overwrites the line, NUL, DEL, a C1 CSI, a right-to-left
+    /// override, an isolate and a line separator.
+    const HOSTILE: &str = "k\u{1b}[2J\u{1b}]0;owned\u{7}\r\0\u{7f}\u{9b}31m\u{202e}txt.exe\u{2066}x\u{2069}\u{2028}end";
+
+    /// No character a terminal would act on, line breaks between lines aside.
+    fn assert_printable(text: &str) {
+        for line in text.lines() {
+            assert!(
+                !line.chars().any(is_terminal_unsafe),
+                "unsafe character in {line:?}"
+            );
+        }
+        assert!(!text.contains('\r'), "{text:?}");
+    }
+
+    fn letter(id: &str, stage: &str, detail: &str, field: &str) -> DeadLetter {
+        serde_json::from_value(json!({
+            "reason": "not_json", "field": field, "detail": detail, "id": id, "stage": stage,
+            "source_stream": "raw", "shard_id": "shardId-0", "sequence_number": "1",
+        }))
+        .expect("a dead letter")
+    }
+
+    fn view(key: &str, metric: &str) -> AggregateView {
+        serde_json::from_value(json!({
+            "kind": "aggregate", "key": key, "type": metric, "window_seconds": 60,
+            "window_start": "2026-01-01T00:00:00Z", "count": 3, "sum": 6.0, "min": 1.0,
+            "max": 3.0, "mean": 2.0, "variance": 0.5,
+        }))
+        .expect("a view")
+    }
+
+    fn alert(text: &str) -> Alert {
+        serde_json::from_value(json!({
+            "kind": "alert", "alert_id": text, "rule_id": text, "severity": text, "key": text,
+            "type": text, "window_seconds": 60, "window_start": text, "stat": "max",
+            "op": ">", "threshold": 1.0, "value": 2.0, "count": 1,
+        }))
+        .expect("an alert")
+    }
+
+    #[test]
+    fn terminal_safe_escapes_every_control_and_bidi_character() {
+        let safe = terminal_safe(HOSTILE);
+        assert_printable(&safe);
+        assert_eq!(
+            safe,
+            "k\\x1b[2J\\x1b]0;owned\\x07\\r\\x00\\x7f\\u{9b}31m\\u{202e}txt.exe\\u{2066}x\\u{2069}\\u{2028}end"
+        );
+        for c in [
+            '\u{1b}', '\r', '\u{7}', '\u{85}', '\u{200f}', '\u{202a}', '\u{61c}',
+        ] {
+            assert!(is_terminal_unsafe(c), "{c:?}");
+        }
+        // Ordinary text, accents, CJK and emoji pass through untouched, without copying.
+        let plain = "sensor-01 Zürich 温度 🌡 back\\slash";
+        assert!(matches!(terminal_safe(plain), Cow::Borrowed(p) if p == plain));
+        assert_eq!(terminal_safe("a\tb\nc"), "a\\tb\\nc");
+    }
+
+    #[test]
+    fn dead_letter_tables_print_hostile_fields_escaped() {
+        let letters = [
+            letter(HOSTILE, HOSTILE, HOSTILE, HOSTILE),
+            letter("ok", "ingest", "line 1 is not JSON", "ts"),
+        ];
+        let mut out = Vec::new();
+        print_dead_letters(&mut out, &letters).expect("printed");
+        print_reason_counts(&mut out, &letters).expect("printed");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_printable(&text);
+        assert_eq!(
+            text.lines().count(),
+            4,
+            "header, two letters, counts: {text}"
+        );
+        assert!(text.contains("k\\x1b[2J"), "{text}");
+        assert!(text.contains("ts: line 1 is not JSON"), "{text}");
+    }
+
+    #[test]
+    fn aggregate_and_alert_tables_print_hostile_fields_escaped() {
+        let views = [view(HOSTILE, HOSTILE), view("sensor-1", "temp")];
+        let mut out = Vec::new();
+        print_views(&mut out, &views).expect("printed");
+        print_table(&mut out, &views, 10).expect("printed");
+        print_alerts(&mut out, &[alert(HOSTILE)]).expect("printed");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_printable(&text);
+        assert!(text.contains("sensor-1"), "{text}");
+        assert!(text.contains("[k\\x1b[2J"), "severity escaped: {text}");
+    }
+
+    #[test]
+    fn json_lines_stay_exact_and_safe_to_print() {
+        let letters = [letter(HOSTILE, "ingest", HOSTILE, "key")];
+        let views = [view(HOSTILE, "t")];
+        let alerts = [alert(HOSTILE)];
+        let summary = json!({"kind": "summary", "events_in": 1});
+        let mut out = Vec::new();
+        print_json_lines(&mut out, &views, &letters, &alerts, &summary).expect("printed");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_printable(&text);
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+            .collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0]["key"], HOSTILE, "the exact value survives");
+        assert_eq!(lines[1]["detail"], HOSTILE);
+        assert_eq!(lines[2]["rule_id"], HOSTILE);
+        assert_eq!(lines[3], summary);
+        // Plain values print as serde_json prints them.
+        let plain = json!({"key": "Zürich", "n": 1.5});
+        assert_eq!(
+            json_line(&plain).expect("json"),
+            serde_json::to_string(&plain).expect("json")
+        );
+        assert_eq!(
+            json_line("\u{202e}\u{7f}").expect("json"),
+            r#""\u202e\u007f""#
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Reading a deployment back: `sluice query` (the aggregates table), `sluice alerts`
 //! (the alerts table) and `sluice dead-letters` (the dead-letter stream). With `--json`
-//! they print the same lines as `sluice demo --json` (see `output`).
+//! they print the same lines as `sluice demo --json` (see `output`). What they print
+//! comes from producers and tables: it goes through `output`'s escaping, never raw.
 
 use std::io::Write;
 
@@ -85,7 +86,7 @@ pub async fn run_query(args: QueryArgs) -> Result<bool> {
     let mut out = stdout.lock();
     if args.json {
         for v in &views {
-            writeln!(out, "{}", serde_json::to_string(v)?)?;
+            writeln!(out, "{}", output::json_line(v)?)?;
         }
     } else if views.is_empty() {
         eprintln!("No aggregates in table {table} match.");
@@ -123,7 +124,7 @@ pub async fn run_alerts(args: AlertsArgs) -> Result<bool> {
     let mut out = stdout.lock();
     if args.json {
         for a in &alerts {
-            writeln!(out, "{}", serde_json::to_string(a)?)?;
+            writeln!(out, "{}", output::json_line(a)?)?;
         }
     } else {
         output::print_alerts_upto(&mut out, &alerts, args.limit)?;
@@ -210,7 +211,7 @@ pub async fn run_dead_letters(args: DeadLettersArgs) -> Result<bool> {
     let mut out = stdout.lock();
     if args.json {
         for l in shown {
-            writeln!(out, "{}", output::dead_letter_json(l))?;
+            writeln!(out, "{}", output::json_line(&output::dead_letter_json(l))?)?;
         }
     } else if letters.is_empty() {
         eprintln!("No dead letters on stream {stream}.");

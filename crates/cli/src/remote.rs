@@ -31,7 +31,8 @@ where
     } else {
         String::new()
     };
-    anyhow::anyhow!("{doing}{hint}: {text}")
+    // The service's message may quote input (a key, a stream name): printed escaped.
+    anyhow::anyhow!("{doing}{hint}: {}", crate::output::terminal_safe(&text))
 }
 
 /// The `sluice setup` command line for this connection.
@@ -131,6 +132,24 @@ mod tests {
             "{anonymous:#}"
         );
         assert_eq!(setup_command(&conn("sluice", None)), "sluice setup");
+    }
+
+    #[test]
+    fn service_messages_are_printed_escaped() {
+        let e = explain(
+            std::io::Error::other("ValidationException: key \"\u{1b}]0;pwned\u{7}\r\" is bad"),
+            "reading",
+            &conn("sluice", None),
+        );
+        let text = format!("{e:#}");
+        assert!(
+            !text.chars().any(crate::output::is_terminal_unsafe),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(r#"key "\x1b]0;pwned\x07\r" is bad"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -76,6 +76,11 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
         }
     }
 
+    /// Whether the variable is set to something other than blanks.
+    pub fn is_set(&self, name: &str) -> bool {
+        (self.get)(name).is_some_and(|v| !v.trim().is_empty())
+    }
+
     pub fn parsed<T: FromStr>(&self, name: &str, default: T) -> Result<T>
     where
         T::Err: fmt::Display,
@@ -101,6 +106,42 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
         }
         Ok(v)
     }
+}
+
+/// Default of `MAX_CLOCK_SKEW_SECONDS`: at most [`DEFAULT_ALLOWED_LATENESS_SECONDS`] (see
+/// [`check_lateness_covers_skew`]), leaving four minutes for events in flight.
+pub const DEFAULT_MAX_CLOCK_SKEW_SECONDS: i64 = 60;
+/// Default of `ALLOWED_LATENESS_SECONDS`.
+pub const DEFAULT_ALLOWED_LATENESS_SECONDS: i64 = 300;
+/// Largest `ALLOWED_LATENESS_SECONDS`: 31 days.
+pub const MAX_ALLOWED_LATENESS_SECONDS: i64 = 86_400 * 31;
+
+/// The rule between ingest's `MAX_CLOCK_SKEW_SECONDS` (S) and the aggregate stage's
+/// `ALLOWED_LATENESS_SECONDS` (L): `S <= L`.
+///
+/// Why: ingest accepts an event up to S ahead of its clock. Such an event moves its
+/// group's watermark to the start of its anchor window, up to S ahead of the present.
+/// An event is late when its anchor window ended more than L before the watermark, so
+/// afterwards an event of the same group is late once it is more than `L - S` (plus the
+/// rest of its anchor window) behind the clock that accepted the future-dated one. With
+/// `S > L` that budget is negative: even an event stamped with the present moment and
+/// processed at once can be dead-lettered as `late`. With `S <= L`, `L - S` is how long
+/// an on-time event may spend in flight (producer retries, batching windows, stage
+/// retries) and still count when a future-dated event of its group overtook it.
+pub fn check_lateness_covers_skew(max_clock_skew_s: i64, allowed_lateness_s: i64) -> Result<()> {
+    if max_clock_skew_s > allowed_lateness_s {
+        return Err(Error::config(
+            env::MAX_CLOCK_SKEW_SECONDS,
+            &max_clock_skew_s.to_string(),
+            format!(
+                "must not exceed {}={allowed_lateness_s}: an event accepted {max_clock_skew_s} s ahead \
+                 of the clock moves its group's watermark so far that on-time events of the \
+                 present are dead-lettered as late",
+                env::ALLOWED_LATENESS_SECONDS
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Settings shared by every stage.
@@ -137,16 +178,33 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             common: CommonConfig::default(),
-            max_clock_skew_ms: 300_000,
+            max_clock_skew_ms: DEFAULT_MAX_CLOCK_SKEW_SECONDS * 1000,
         }
     }
 }
 
 impl IngestConfig {
+    /// Also checks [`check_lateness_covers_skew`] when `ALLOWED_LATENESS_SECONDS` is set
+    /// (the template gives ingest the aggregate stage's value for this check alone): a
+    /// deployment whose lateness is below its skew fails ingest at start-up, before any
+    /// record is read, rather than dead-lettering on-time events as late.
     pub fn from_reader<F: Fn(&str) -> Option<String>>(r: &EnvReader<F>) -> Result<Self> {
+        let skew_s = r.seconds(
+            env::MAX_CLOCK_SKEW_SECONDS,
+            DEFAULT_MAX_CLOCK_SKEW_SECONDS,
+            86_400 * 365,
+        )?;
+        if r.is_set(env::ALLOWED_LATENESS_SECONDS) {
+            let lateness_s = r.seconds(
+                env::ALLOWED_LATENESS_SECONDS,
+                DEFAULT_ALLOWED_LATENESS_SECONDS,
+                MAX_ALLOWED_LATENESS_SECONDS,
+            )?;
+            check_lateness_covers_skew(skew_s, lateness_s)?;
+        }
         Ok(IngestConfig {
             common: CommonConfig::from_reader(r)?,
-            max_clock_skew_ms: r.seconds(env::MAX_CLOCK_SKEW_SECONDS, 300, 86_400 * 365)? * 1000,
+            max_clock_skew_ms: skew_s * 1000,
         })
     }
 }
@@ -195,7 +253,7 @@ impl Default for AggregateConfig {
             common: CommonConfig::default(),
             windows: WindowSet::default(),
             delivery: Delivery::ExactlyOnce,
-            allowed_lateness_ms: 300_000,
+            allowed_lateness_ms: DEFAULT_ALLOWED_LATENESS_SECONDS * 1000,
             retention_ms: 0,
             head_fingerprint_cap: 4096,
             max_commit_attempts: 5,
@@ -209,7 +267,11 @@ impl AggregateConfig {
             common: CommonConfig::from_reader(r)?,
             windows: r.parsed(env::WINDOWS, WindowSet::default())?,
             delivery: r.parsed(env::DELIVERY, Delivery::ExactlyOnce)?,
-            allowed_lateness_ms: r.seconds(env::ALLOWED_LATENESS_SECONDS, 300, 86_400 * 31)? * 1000,
+            allowed_lateness_ms: r.seconds(
+                env::ALLOWED_LATENESS_SECONDS,
+                DEFAULT_ALLOWED_LATENESS_SECONDS,
+                MAX_ALLOWED_LATENESS_SECONDS,
+            )? * 1000,
             retention_ms: r.seconds(env::AGGREGATE_RETENTION_DAYS, 0, 3650)? * 86_400_000,
             ..AggregateConfig::default()
         })
@@ -276,6 +338,71 @@ mod tests {
             .required(env::OUTPUT_STREAM)
             .expect_err("missing");
         assert!(err.to_string().contains("OUTPUT_STREAM"));
+    }
+
+    #[test]
+    fn lateness_must_cover_the_clock_skew() {
+        assert!(check_lateness_covers_skew(300, 300).is_ok());
+        assert!(check_lateness_covers_skew(0, 0).is_ok());
+        assert!(check_lateness_covers_skew(60, 300).is_ok());
+        let err = check_lateness_covers_skew(301, 300).expect_err("skew past lateness");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("MAX_CLOCK_SKEW_SECONDS=\"301\"")
+                && msg.contains("ALLOWED_LATENESS_SECONDS=300"),
+            "{msg}"
+        );
+        assert!(!err.is_retryable());
+        assert!(
+            check_lateness_covers_skew(
+                DEFAULT_MAX_CLOCK_SKEW_SECONDS,
+                DEFAULT_ALLOWED_LATENESS_SECONDS
+            )
+            .is_ok(),
+            "the defaults keep the rule"
+        );
+    }
+
+    #[test]
+    fn ingest_refuses_a_skew_beyond_the_lateness_it_is_given() {
+        let ok = IngestConfig::from_reader(&reader(&[
+            ("MAX_CLOCK_SKEW_SECONDS", "120"),
+            ("ALLOWED_LATENESS_SECONDS", "120"),
+        ]))
+        .expect("equal is fine");
+        assert_eq!(ok.max_clock_skew_ms, 120_000);
+        let err = IngestConfig::from_reader(&reader(&[
+            ("MAX_CLOCK_SKEW_SECONDS", "300"),
+            ("ALLOWED_LATENESS_SECONDS", "120"),
+        ]))
+        .expect_err("skew past lateness");
+        assert!(
+            err.to_string().contains("ALLOWED_LATENESS_SECONDS=120"),
+            "{err}"
+        );
+        // The default skew against a given lateness.
+        let err = IngestConfig::from_reader(&reader(&[("ALLOWED_LATENESS_SECONDS", "30")]))
+            .expect_err("default skew 60 > 30");
+        assert!(
+            err.to_string().contains("MAX_CLOCK_SKEW_SECONDS=\"60\""),
+            "{err}"
+        );
+        // A malformed lateness is named even though ingest only checks it.
+        let err = IngestConfig::from_reader(&reader(&[("ALLOWED_LATENESS_SECONDS", "soon")]))
+            .expect_err("not a number");
+        assert!(
+            err.to_string().contains("ALLOWED_LATENESS_SECONDS"),
+            "{err}"
+        );
+        // Without the aggregate's value ingest cannot check (nor does it guess one).
+        let alone = IngestConfig::from_reader(&reader(&[("MAX_CLOCK_SKEW_SECONDS", "600")]))
+            .expect("no lateness given");
+        assert_eq!(alone.max_clock_skew_ms, 600_000);
+        let default = IngestConfig::from_reader(&reader(&[])).expect("defaults");
+        assert_eq!(
+            default.max_clock_skew_ms,
+            DEFAULT_MAX_CLOCK_SKEW_SECONDS * 1000
+        );
     }
 
     #[test]
