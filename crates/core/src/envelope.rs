@@ -221,37 +221,92 @@ pub fn decode_record(data: &[u8], bounds: TimeBounds) -> Vec<DecodedLine<'_>> {
             ),
         )];
     }
-    if let Err(e) = std::str::from_utf8(data) {
-        return vec![whole(
-            data,
-            Rejection::new(
-                Reason::NotUtf8,
-                None,
-                format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-            ),
-        )];
+    decode_lines(data, bounds).collect()
+}
+
+/// Like [`decode_record`] but lazy and without the size check: for payloads whose size
+/// the caller already bounded (an inflated gzip record may exceed 1 MiB). Lines are
+/// decoded one at a time, so memory does not grow with the number of lines.
+pub fn decode_lines(data: &[u8], bounds: TimeBounds) -> DecodeLines<'_> {
+    let state = match std::str::from_utf8(data) {
+        Ok(_) => LinesState::Lines {
+            pos: 0,
+            line: 0,
+            yielded: false,
+        },
+        Err(e) => LinesState::Whole(Some(Rejection::new(
+            Reason::NotUtf8,
+            None,
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        ))),
+    };
+    DecodeLines {
+        data,
+        bounds,
+        state,
     }
-    let mut out = Vec::new();
-    let mut start = 0;
-    for (line, chunk) in data.split(|b| *b == b'\n').enumerate() {
-        let end = start + chunk.len();
-        let trimmed = chunk.trim_ascii();
-        if !trimmed.is_empty() {
-            out.push(DecodedLine {
-                line,
-                bytes: &data[start..end],
-                result: decode_line(trimmed, bounds),
-            });
+}
+
+/// Iterator returned by [`decode_lines`].
+#[derive(Debug)]
+pub struct DecodeLines<'a> {
+    data: &'a [u8],
+    bounds: TimeBounds,
+    state: LinesState,
+}
+
+#[derive(Debug)]
+enum LinesState {
+    /// The whole payload is one rejection.
+    Whole(Option<Rejection>),
+    /// Next line starts at `pos` and has index `line`.
+    Lines {
+        pos: usize,
+        line: usize,
+        yielded: bool,
+    },
+}
+
+impl<'a> Iterator for DecodeLines<'a> {
+    type Item = DecodedLine<'a>;
+
+    fn next(&mut self) -> Option<DecodedLine<'a>> {
+        let data = self.data;
+        match &mut self.state {
+            LinesState::Whole(rejection) => rejection.take().map(|r| whole(data, r)),
+            LinesState::Lines { pos, line, yielded } => {
+                // Same positions as `data.split(b'\n')`: a trailing newline ends with an
+                // empty (blank) line.
+                while *pos <= data.len() {
+                    let start = *pos;
+                    let end = data[start..]
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map_or(data.len(), |i| start + i);
+                    let index = *line;
+                    *pos = end + 1;
+                    *line += 1;
+                    let trimmed = data[start..end].trim_ascii();
+                    if !trimmed.is_empty() {
+                        *yielded = true;
+                        return Some(DecodedLine {
+                            line: index,
+                            bytes: &data[start..end],
+                            result: decode_line(trimmed, self.bounds),
+                        });
+                    }
+                }
+                if *yielded {
+                    return None;
+                }
+                *yielded = true;
+                Some(whole(
+                    data,
+                    Rejection::new(Reason::NotJson, None, "record is empty or blank"),
+                ))
+            }
         }
-        start = end + 1;
     }
-    if out.is_empty() {
-        out.push(whole(
-            data,
-            Rejection::new(Reason::NotJson, None, "record is empty or blank"),
-        ));
-    }
-    out
 }
 
 fn whole(data: &[u8], rejection: Rejection) -> DecodedLine<'_> {
@@ -320,7 +375,7 @@ pub fn decode_line(line: &[u8], bounds: TimeBounds) -> Result<DecodedEvent, Reje
     check_metric_name(&metric).map_err(attach)?;
     let ts = take_ts(&mut obj, bounds).map_err(attach)?;
     let value = take_value(&mut obj).map_err(attach)?;
-    let attrs = take_attrs(&mut obj).map_err(attach)?;
+    let attrs = take_attrs(&mut obj, line).map_err(attach)?;
     let origin = match obj.remove("origin") {
         Some(Value::String(s)) => Some(s),
         _ => None,
@@ -514,7 +569,48 @@ fn take_value(obj: &mut Map<String, Value>) -> Result<f64, Rejection> {
     }
 }
 
-fn take_attrs(obj: &mut Map<String, Value>) -> Result<BTreeMap<String, String>, Rejection> {
+/// Attribute values as the producer wrote them, for numbers that are not integers.
+#[derive(Deserialize)]
+struct RawAttrs<'a> {
+    #[serde(borrow, default)]
+    attrs: Option<BTreeMap<String, &'a serde_json::value::RawValue>>,
+}
+
+/// Dimensions are strings; numbers are kept in the producer's own text (`1e15` stays
+/// `1e15`, `1.10` stays `1.10`), so normalizing never makes an event larger than its
+/// input (re-encoding `1e15` as `1000000000000000.0` would, up to 5 times over).
+/// Integers print identically either way; other numbers need the line parsed once more,
+/// only for the `attrs` object.
+fn number_text<'a>(
+    n: &serde_json::Number,
+    name: &str,
+    raw: &mut Option<Option<RawAttrs<'a>>>,
+    line: &'a [u8],
+) -> String {
+    if n.is_f64() {
+        let parsed = raw.get_or_insert_with(|| serde_json::from_slice::<RawAttrs<'a>>(line).ok());
+        // A line that needed NaN/Infinity repair does not parse raw; fall back to the
+        // shortest of the two canonical forms.
+        if let Some(text) = parsed
+            .as_ref()
+            .and_then(|r| r.attrs.as_ref())
+            .and_then(|a| a.get(name))
+        {
+            return text.get().to_owned();
+        }
+        if let Some(f) = n.as_f64() {
+            let plain = n.to_string();
+            let sci = format!("{f:e}");
+            return if sci.len() < plain.len() { sci } else { plain };
+        }
+    }
+    n.to_string()
+}
+
+fn take_attrs(
+    obj: &mut Map<String, Value>,
+    line: &[u8],
+) -> Result<BTreeMap<String, String>, Rejection> {
     let map = match obj.remove("attrs") {
         None | Some(Value::Null) => return Ok(BTreeMap::new()),
         Some(Value::Object(map)) => map,
@@ -527,11 +623,12 @@ fn take_attrs(obj: &mut Map<String, Value>) -> Result<BTreeMap<String, String>, 
         }
     };
     let mut attrs = BTreeMap::new();
+    let mut raw = None;
     for (name, v) in map {
         // Dimensions are strings; scalar numbers and booleans are taken in their JSON form.
         let s = match v {
             Value::String(s) if s != NON_FINITE_SENTINEL => s,
-            Value::Number(n) => n.to_string(),
+            Value::Number(n) => number_text(&n, &name, &mut raw, line),
             Value::Bool(b) => b.to_string(),
             other => {
                 return Err(Rejection::new(
@@ -859,6 +956,64 @@ mod tests {
             proptest::prop_assert_eq!(e.value, value);
             proptest::prop_assert_eq!(e.ts, ts);
             proptest::prop_assert_eq!(e.key, key);
+        }
+    }
+
+    #[test]
+    fn numeric_attrs_keep_the_producers_text_and_never_grow() {
+        let line = r#"{"key":"k","type":"t","ts":1,"value":1,"attrs":{"big":1e15,"v":1.10,"n":7,"neg":-2.5E-3,"b":true}}"#;
+        let e = one(line).expect("valid");
+        assert_eq!(e.attrs["big"], "1e15");
+        assert_eq!(e.attrs["v"], "1.10");
+        assert_eq!(e.attrs["n"], "7");
+        assert_eq!(e.attrs["neg"], "-2.5E-3");
+        assert_eq!(e.attrs["b"], "true");
+        // Many such attributes: the normalized event is no larger than the input (plus
+        // the quotes a string needs per value).
+        let attrs: Vec<String> = (0..1000).map(|i| format!("\"a{i}\":1e15")).collect();
+        let line = format!(
+            r#"{{"key":"k","type":"t","ts":1,"value":1,"attrs":{{{}}}}}"#,
+            attrs.join(",")
+        );
+        let e = one(&line).expect("valid").into_event(|| "id".into());
+        let out = serde_json::to_vec(&e).expect("encode");
+        assert!(
+            out.len() <= line.len() + 2 * 1000 + 16,
+            "{} bytes out of {}",
+            out.len(),
+            line.len()
+        );
+    }
+
+    #[test]
+    fn repaired_lines_fall_back_to_the_shortest_number_form() {
+        // NaN elsewhere in the line makes the raw re-parse fail; the value is rejected
+        // anyway, but attrs are read first only if value is fine, so use ts.
+        let attrs = take_attrs(
+            &mut serde_json::from_str::<Map<String, Value>>(r#"{"attrs":{"a":1e15}}"#)
+                .expect("json"),
+            b"not the line",
+        )
+        .expect("valid");
+        assert_eq!(attrs["a"], "1e15");
+    }
+
+    #[test]
+    fn lazy_lines_match_the_eager_split() {
+        for data in [&b""[..], b"\n", b"a\n\nb\n", b"\n\n{}", b"x", b"\xff\n{}"] {
+            let lazy: Vec<(usize, &[u8])> = decode_lines(data, bounds())
+                .map(|l| (l.line, l.bytes))
+                .collect();
+            let eager: Vec<(usize, &[u8])> = data
+                .split(|b| *b == b'\n')
+                .enumerate()
+                .filter(|(_, l)| !l.trim_ascii().is_empty())
+                .collect();
+            if std::str::from_utf8(data).is_err() || eager.is_empty() {
+                assert_eq!(lazy, [(0, data)], "{data:?}");
+            } else {
+                assert_eq!(lazy, eager, "{data:?}");
+            }
         }
     }
 

@@ -349,7 +349,11 @@ mod tests {
             }],
         };
         let err = unpack_aggregate(&frame(&bad_key.encode_to_vec())).expect_err("bad index");
-        assert!(err.detail.contains("partition_key_index 1"), "{}", err.detail);
+        assert!(
+            err.detail.contains("partition_key_index 1"),
+            "{}",
+            err.detail
+        );
         let mut bad_hash = bad_key.clone();
         bad_hash.records[0].partition_key_index = 0;
         bad_hash.records[0].explicit_hash_key_index = Some(u64::MAX);
@@ -423,9 +427,7 @@ mod tests {
             1000
         );
         assert_eq!(
-            inflate(&gzip(&[7u8; 1001]), 1000)
-                .expect_err("over")
-                .reason,
+            inflate(&gzip(&[7u8; 1001]), 1000).expect_err("over").reason,
             Reason::RecordTooLarge
         );
     }

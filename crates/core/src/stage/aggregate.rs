@@ -429,7 +429,7 @@ where
         });
         let emitted = async {
             self.updates
-                .put_records(pack_lines(updates, PACKED_RECORD_BYTES))
+                .put_records(pack_lines(updates, PACKED_RECORD_BYTES)?)
                 .await?;
             self.dead_letters.put_records(dead).await
         };

@@ -6,9 +6,11 @@ use std::collections::BTreeSet;
 
 use crate::cache::CachedLookup;
 use crate::config::EnrichConfig;
+use crate::dead_letter::DeadLetter;
+use crate::envelope::{Event, Reason, Rejection};
 use crate::outcome::BatchOutcome;
-use crate::ports::{Clock, EventLedger, Fate, RecordSink, ReferenceLookup};
-use crate::record::{PACKED_RECORD_BYTES, StreamRecord, pack_lines};
+use crate::ports::{Attrs, Clock, EventLedger, Fate, RecordSink, ReferenceLookup};
+use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
 use crate::stage::{Stage, deadline_passed, decode_events, fail_whole_batch, failure_at};
 
 pub struct Enrich<R, O, D, L, C> {
@@ -62,31 +64,43 @@ where
         outcome.stats.records = records.len() as u64;
         outcome.stats.events_in = (events.len() + rejected.len()) as u64;
         let mut lines = Vec::with_capacity(events.len());
-        for decoded in events {
-            let mut event = decoded.event;
-            match reference.get(&event.key) {
-                Some(attrs) => {
-                    for (name, value) in attrs {
-                        event
-                            .attrs
-                            .entry(name.clone())
-                            .or_insert_with(|| value.clone());
-                    }
-                }
-                None => outcome.stats.unenriched += 1,
-            }
-            if let Ok(bytes) = serde_json::to_vec(&event) {
-                lines.push((event.key, bytes));
-                outcome.stats.passed_on += 1;
-            }
-        }
+        let mut dead: Vec<OutRecord> = rejected.iter().map(|r| r.out.clone()).collect();
+        let mut settle: Vec<(String, Reason)> = rejected
+            .iter()
+            .map(|r| (r.origin.clone(), r.reason))
+            .collect();
         for r in &rejected {
             outcome.stats.dead_letter(r.reason);
         }
-        let dead = rejected.iter().map(|r| r.out.clone()).collect();
+        for decoded in events {
+            let record = &records[decoded.record];
+            let mut event = decoded.event;
+            let attrs = reference.get(&event.key);
+            if attrs.is_none() {
+                outcome.stats.unenriched += 1;
+            }
+            match enrich_line(&mut event, attrs) {
+                Ok(bytes) => {
+                    lines.push((event.key, bytes));
+                    outcome.stats.passed_on += 1;
+                }
+                Err(rejection) => {
+                    outcome.stats.dead_letter(rejection.reason);
+                    let origin = event.origin.clone().unwrap_or_default();
+                    // The event as it arrived (reference attributes taken off again).
+                    let input = serde_json::to_vec(&event).unwrap_or_default();
+                    dead.push(
+                        DeadLetter::for_line(self.name(), record, 0, &input, &rejection)
+                            .with_origin(event.origin.clone())
+                            .into_record(&record.partition_key),
+                    );
+                    settle.push((origin, rejection.reason));
+                }
+            }
+        }
         let written = async {
             self.output
-                .put_records(pack_lines(lines, PACKED_RECORD_BYTES))
+                .put_records(pack_lines(lines, PACKED_RECORD_BYTES)?)
                 .await?;
             self.dead_letters.put_records(dead).await
         };
@@ -94,10 +108,59 @@ where
             fail_whole_batch(&mut outcome, records, error);
             return outcome;
         }
-        for r in rejected {
-            self.ledger.settled(&r.origin, Fate::DeadLetter(r.reason));
+        for (origin, reason) in settle {
+            self.ledger.settled(&origin, Fate::DeadLetter(reason));
         }
         outcome
+    }
+}
+
+/// Step: joins reference attributes onto one event (the event's own win) and encodes
+/// it. When the result cannot fit a Kinesis record, the event is left as it arrived and
+/// rejected as `record_too_large`: enrich is the first stage that sees it that large.
+fn enrich_line(event: &mut Event, reference: Option<&Attrs>) -> Result<Vec<u8>, Rejection> {
+    let mut added = Vec::new();
+    for (name, value) in reference.into_iter().flatten() {
+        if !event.attrs.contains_key(name) {
+            event.attrs.insert(name.clone(), value.clone());
+            added.push(name.clone());
+        }
+    }
+    let rejection = |reason, detail: String| Rejection {
+        reason,
+        field: None,
+        detail,
+        id: Some(event.id.clone()),
+    };
+    let bytes = match serde_json::to_vec(&*event) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let r = rejection(
+                Reason::Unprocessable,
+                format!("the enriched event could not be encoded: {e}"),
+            );
+            strip(event, &added);
+            return Err(r);
+        }
+    };
+    if line_fits(&event.key, bytes.len()) {
+        return Ok(bytes);
+    }
+    let r = rejection(
+        Reason::RecordTooLarge,
+        format!(
+            "with {} reference attributes the event has {} bytes, more than a Kinesis record holds ({PACKED_RECORD_BYTES} with its partition key)",
+            added.len(),
+            bytes.len()
+        ),
+    );
+    strip(event, &added);
+    Err(r)
+}
+
+fn strip(event: &mut Event, added: &[String]) {
+    for name in added {
+        event.attrs.remove(name);
     }
 }
 
@@ -108,7 +171,6 @@ mod tests {
 
     use super::*;
     use crate::error::Result;
-    use crate::ports::Attrs;
     use crate::stage::testing::*;
 
     #[derive(Default)]

@@ -1,14 +1,30 @@
-//! Ingest: decode, validate and normalize producer records. Valid events go to the
-//! valid stream keyed by `key`; every rejected line goes to the dead-letter stream with
-//! its reason and original bytes.
+//! Ingest: unpack, decode, validate and normalize producer records. Valid events go to
+//! the valid stream keyed by `key`; rejected lines go to the dead-letter stream with
+//! their reason and original bytes.
+//!
+//! Per input record, in named steps: [`unpack`] it (KPL aggregate, gzip or plain), decode
+//! each line of each payload, [`normalize`] the valid ones (an event whose normalized
+//! line cannot fit a Kinesis record is `record_too_large` here, the first stage that
+//! sees it), and [`RecordRejections`] turns the rejected ones into at most
+//! [`MAX_LISTED_REJECTIONS`] + 1 dead letters. Every line still gets exactly one fate in
+//! the ledger, kept as run-length [`FateRun`]s so a record of 500,000 junk lines costs
+//! a few runs, not 500,000 strings, until the batch is written.
+
+use std::collections::BTreeMap;
 
 use crate::config::IngestConfig;
-use crate::dead_letter::DeadLetter;
-use crate::envelope::{Reason, Rejection, TimeBounds, decode_record};
-use crate::outcome::BatchOutcome;
+use crate::dead_letter::{DeadLetter, RejectionSummary};
+use crate::envelope::{DecodedEvent, DecodedLine, Reason, Rejection, TimeBounds, decode_lines};
+use crate::outcome::{BatchOutcome, StageStats};
 use crate::ports::{Clock, EventLedger, Fate, RecordSink};
-use crate::record::{PACKED_RECORD_BYTES, StreamRecord, pack_lines};
+use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
 use crate::stage::{Stage, deadline_passed, fail_whole_batch, failure_at};
+use crate::unpack::unpack;
+
+/// Rejected lines of one input record that get a dead letter each; the rest of that
+/// record's rejections are one summary dead letter. So one record yields at most 101
+/// dead letters, however many lines it holds.
+pub const MAX_LISTED_REJECTIONS: usize = 100;
 
 pub struct Ingest<O, D, L, C> {
     pub output: O,
@@ -38,10 +54,7 @@ where
             now_ms: self.clock.now_ms(),
             max_future_skew_ms: self.config.max_clock_skew_ms,
         };
-        let mut valid = Vec::new();
-        let mut dead = Vec::new();
-        let mut received = Vec::new();
-        let mut fates = Vec::new();
+        let mut out = Output::default();
         for (index, record) in records.iter().enumerate() {
             if let Some(err) = deadline_passed(
                 &self.clock,
@@ -52,50 +65,19 @@ where
                 break;
             }
             outcome.stats.records += 1;
-            for line in decode_record(&record.data, bounds) {
-                let origin = record.origin_of_line(line.line);
-                outcome.stats.events_in += 1;
-                // Re-encoding a validated event cannot fail in practice; if it ever did,
-                // the line is rejected like any other, never a panic.
-                let encoded = line.result.and_then(|decoded| {
-                    let mut event = decoded.into_event(|| origin.clone());
-                    // The origin is ours to assign: it names this producer write.
-                    event.origin = Some(origin.clone());
-                    let bytes = serde_json::to_vec(&event).map_err(|e| Rejection {
-                        reason: Reason::InvalidValue,
-                        field: None,
-                        detail: format!("the normalized event could not be encoded: {e}"),
-                        id: Some(event.id.clone()),
-                    })?;
-                    Ok((event.key, bytes))
-                });
-                match encoded {
-                    Ok(keyed) => {
-                        valid.push(keyed);
-                        outcome.stats.passed_on += 1;
-                    }
-                    Err(rejection) => {
-                        outcome.stats.dead_letter(rejection.reason);
-                        fates.push((origin.clone(), Fate::DeadLetter(rejection.reason)));
-                        dead.push(
-                            DeadLetter::for_line(
-                                self.name(),
-                                record,
-                                line.line,
-                                line.bytes,
-                                &rejection,
-                            )
-                            .with_origin(Some(origin.clone()))
-                            .into_record(&record.partition_key),
-                        );
-                    }
-                }
-                received.push(origin);
-            }
+            ingest_record(
+                self.name(),
+                index,
+                record,
+                bounds,
+                &mut outcome.stats,
+                &mut out,
+            );
         }
+        let Output { valid, dead, fates } = out;
         let written = async {
             self.output
-                .put_records(pack_lines(valid, PACKED_RECORD_BYTES))
+                .put_records(pack_lines(valid, PACKED_RECORD_BYTES)?)
                 .await?;
             self.dead_letters.put_records(dead).await
         };
@@ -103,13 +85,178 @@ where
             fail_whole_batch(&mut outcome, records, error);
             return outcome;
         }
-        for origin in &received {
-            self.ledger.received(origin);
-        }
-        for (origin, fate) in fates {
-            self.ledger.settled(&origin, fate);
-        }
+        settle(&self.ledger, records, &fates);
         outcome
+    }
+}
+
+/// What a batch writes, held until every record of it has been read.
+#[derive(Default)]
+struct Output {
+    valid: Vec<(String, Vec<u8>)>,
+    dead: Vec<OutRecord>,
+    fates: Vec<FateRun>,
+}
+
+/// Consecutive lines of one payload with the same fate (`None`: passed on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FateRun {
+    record: usize,
+    sub: Option<usize>,
+    first_line: usize,
+    lines: usize,
+    reason: Option<Reason>,
+}
+
+impl Output {
+    fn fate(&mut self, record: usize, sub: Option<usize>, line: usize, reason: Option<Reason>) {
+        if let Some(last) = self.fates.last_mut() {
+            if last.record == record
+                && last.sub == sub
+                && last.reason == reason
+                && last.first_line + last.lines == line
+            {
+                last.lines += 1;
+                return;
+            }
+        }
+        self.fates.push(FateRun {
+            record,
+            sub,
+            first_line: line,
+            lines: 1,
+            reason,
+        });
+    }
+}
+
+/// Step: one input record, from bytes to valid lines, dead letters and fates.
+fn ingest_record(
+    stage: &str,
+    index: usize,
+    record: &StreamRecord,
+    bounds: TimeBounds,
+    stats: &mut StageStats,
+    out: &mut Output,
+) {
+    let mut rejections = RecordRejections::default();
+    let mut line_fate =
+        |sub: Option<usize>, line: DecodedLine<'_>, out: &mut Output, stats: &mut StageStats| {
+            let origin = record.origin_of(sub, line.line);
+            stats.events_in += 1;
+            match line.result.and_then(|decoded| normalize(decoded, origin)) {
+                Ok(keyed) => {
+                    out.valid.push(keyed);
+                    stats.passed_on += 1;
+                    out.fate(index, sub, line.line, None);
+                }
+                Err(rejection) => {
+                    stats.dead_letter(rejection.reason);
+                    out.fate(index, sub, line.line, Some(rejection.reason));
+                    if rejections.listed(&rejection) {
+                        out.dead.push(
+                            DeadLetter::for_line(stage, record, line.line, line.bytes, &rejection)
+                                .with_origin(Some(record.origin_of(sub, line.line)))
+                                .into_record(&record.partition_key),
+                        );
+                    }
+                }
+            }
+            rejections.lines += 1;
+        };
+    match unpack(&record.data) {
+        Err(rejection) => {
+            let line = DecodedLine {
+                line: 0,
+                bytes: &record.data,
+                result: Err(rejection),
+            };
+            line_fate(None, line, out, stats);
+        }
+        Ok(unpacked) => {
+            for (sub, payload) in unpacked.payloads() {
+                for line in decode_lines(payload, bounds) {
+                    line_fate(sub, line, out, stats);
+                }
+            }
+        }
+    }
+    if let Some(summary) = rejections.summary() {
+        out.dead.push(
+            DeadLetter::for_summary(stage, record, summary).into_record(&record.partition_key),
+        );
+    }
+}
+
+/// Step: a decoded event becomes its normalized line, keyed by `key`. The origin is ours
+/// to assign (it names this producer write) and is the id when the producer gave none.
+/// A line that cannot fit one Kinesis record is rejected here, not by `PutRecords`.
+fn normalize(decoded: DecodedEvent, origin: String) -> Result<(String, Vec<u8>), Rejection> {
+    let mut event = decoded.into_event(|| origin.clone());
+    event.origin = Some(origin);
+    // Re-encoding a validated event cannot fail in practice; if it ever did, the line is
+    // rejected like any other, never a panic.
+    let bytes = serde_json::to_vec(&event).map_err(|e| Rejection {
+        reason: Reason::InvalidValue,
+        field: None,
+        detail: format!("the normalized event could not be encoded: {e}"),
+        id: Some(event.id.clone()),
+    })?;
+    if !line_fits(&event.key, bytes.len()) {
+        return Err(Rejection {
+            reason: Reason::RecordTooLarge,
+            field: None,
+            detail: format!(
+                "the normalized event has {} bytes, more than a Kinesis record holds ({PACKED_RECORD_BYTES} with its partition key)",
+                bytes.len()
+            ),
+            id: Some(event.id),
+        });
+    }
+    Ok((event.key, bytes))
+}
+
+/// Bounds the dead letters of one input record: the first [`MAX_LISTED_REJECTIONS`]
+/// rejected lines are listed one by one, the rest only counted for the summary.
+#[derive(Debug, Default)]
+struct RecordRejections {
+    lines: u64,
+    rejected: u64,
+    unlisted: BTreeMap<Reason, u64>,
+}
+
+impl RecordRejections {
+    /// Counts a rejection; `true` when it gets a dead letter of its own.
+    fn listed(&mut self, rejection: &Rejection) -> bool {
+        self.rejected += 1;
+        if self.rejected <= MAX_LISTED_REJECTIONS as u64 {
+            return true;
+        }
+        *self.unlisted.entry(rejection.reason).or_default() += 1;
+        false
+    }
+
+    fn summary(self) -> Option<RejectionSummary> {
+        (!self.unlisted.is_empty()).then(|| RejectionSummary {
+            lines: self.lines,
+            rejected: self.rejected,
+            listed: self.rejected.min(MAX_LISTED_REJECTIONS as u64),
+            by_reason: self.unlisted,
+        })
+    }
+}
+
+/// Step, after the batch's output is written: every line's fate reaches the ledger.
+fn settle(ledger: &impl EventLedger, records: &[StreamRecord], fates: &[FateRun]) {
+    for run in fates {
+        let record = &records[run.record];
+        for line in run.first_line..run.first_line + run.lines {
+            let origin = record.origin_of(run.sub, line);
+            ledger.received(&origin);
+            if let Some(reason) = run.reason {
+                ledger.settled(&origin, Fate::DeadLetter(reason));
+            }
+        }
     }
 }
 
