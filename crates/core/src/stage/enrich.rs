@@ -11,7 +11,9 @@ use crate::envelope::{Event, Reason, Rejection};
 use crate::outcome::BatchOutcome;
 use crate::ports::{Attrs, Clock, EventLedger, Fate, RecordSink, ReferenceLookup};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
-use crate::stage::{Stage, deadline_passed, decode_events, fail_whole_batch, failure_at};
+use crate::stage::{
+    Stage, deadline_passed, decode_events, fail_whole_batch, failure_at, line_bytes,
+};
 
 pub struct Enrich<R, O, D, L, C> {
     pub reference: CachedLookup<R, C>,
@@ -87,10 +89,9 @@ where
                 Err(rejection) => {
                     outcome.stats.dead_letter(rejection.reason);
                     let origin = event.origin.clone().unwrap_or_default();
-                    // The event as it arrived (reference attributes taken off again).
-                    let input = serde_json::to_vec(&event).unwrap_or_default();
+                    let input = line_bytes(record, decoded.line);
                     dead.push(
-                        DeadLetter::for_line(self.name(), record, 0, &input, &rejection)
+                        DeadLetter::for_line(self.name(), record, decoded.line, input, &rejection)
                             .with_origin(event.origin.clone())
                             .into_record(&record.partition_key),
                     );
@@ -116,14 +117,15 @@ where
 }
 
 /// Step: joins reference attributes onto one event (the event's own win) and encodes
-/// it. When the result cannot fit a Kinesis record, the event is left as it arrived and
-/// rejected as `record_too_large`: enrich is the first stage that sees it that large.
+/// it. When the result cannot fit a Kinesis record, the event is rejected as
+/// `record_too_large` (enrich is the first stage that sees it that large) and its
+/// dead letter carries the line as it arrived.
 fn enrich_line(event: &mut Event, reference: Option<&Attrs>) -> Result<Vec<u8>, Rejection> {
-    let mut added = Vec::new();
+    let mut added = 0;
     for (name, value) in reference.into_iter().flatten() {
         if !event.attrs.contains_key(name) {
             event.attrs.insert(name.clone(), value.clone());
-            added.push(name.clone());
+            added += 1;
         }
     }
     let rejection = |reason, detail: String| Rejection {
@@ -132,36 +134,22 @@ fn enrich_line(event: &mut Event, reference: Option<&Attrs>) -> Result<Vec<u8>, 
         detail,
         id: Some(event.id.clone()),
     };
-    let bytes = match serde_json::to_vec(&*event) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let r = rejection(
-                Reason::Unprocessable,
-                format!("the enriched event could not be encoded: {e}"),
-            );
-            strip(event, &added);
-            return Err(r);
-        }
-    };
+    let bytes = serde_json::to_vec(&*event).map_err(|e| {
+        rejection(
+            Reason::Unprocessable,
+            format!("the enriched event could not be encoded: {e}"),
+        )
+    })?;
     if line_fits(&event.key, bytes.len()) {
         return Ok(bytes);
     }
-    let r = rejection(
+    Err(rejection(
         Reason::RecordTooLarge,
         format!(
-            "with {} reference attributes the event has {} bytes, more than a Kinesis record holds ({PACKED_RECORD_BYTES} with its partition key)",
-            added.len(),
+            "with {added} reference attributes the event has {} bytes, more than a Kinesis record holds ({PACKED_RECORD_BYTES} with its partition key)",
             bytes.len()
         ),
-    );
-    strip(event, &added);
-    Err(r)
-}
-
-fn strip(event: &mut Event, added: &[String]) {
-    for name in added {
-        event.attrs.remove(name);
-    }
+    ))
 }
 
 #[cfg(test)]
@@ -235,5 +223,55 @@ mod tests {
         assert_eq!(reads, 2);
         block_on(s.process(&records, None));
         assert_eq!(s.reference.inner().reads.load(Ordering::SeqCst), reads);
+    }
+
+    #[test]
+    fn an_event_that_reference_attributes_push_over_a_record_is_dead_lettered() {
+        let s = stage();
+        let mut table = Table::default();
+        table.rows.insert(
+            "big".into(),
+            Attrs::from([("blob".into(), "b".repeat(600_000))]),
+        );
+        let s = Enrich {
+            reference: CachedLookup::new(table, s.clock.clone(), 60_000),
+            ..s
+        };
+        let pad = "p".repeat(500_000);
+        let line = format!(
+            r#"{{"id":"x","key":"big","type":"t","ts":1,"value":1,"attrs":{{"pad":"{pad}"}},"origin":"s:1:0"}}"#
+        );
+        let records = vec![
+            record("s", 1, "big", line.as_bytes()),
+            record(
+                "s",
+                2,
+                "a",
+                br#"{"id":"2","key":"a","type":"t","ts":1,"value":1}"#,
+            ),
+        ];
+        let outcome = block_on(s.process(&records, None));
+        assert!(outcome.is_complete(), "{:?}", outcome.failure);
+        assert_eq!(outcome.stats.passed_on, 1);
+        assert_eq!(outcome.stats.dead_lettered[&Reason::RecordTooLarge], 1);
+        let dead = s.dead_letters.records.lock().expect("lock").clone();
+        assert_eq!(dead.len(), 1);
+        assert!(dead[0].data.len() < 1024 * 1024);
+        let letter: crate::dead_letter::DeadLetter =
+            serde_json::from_slice(&dead[0].data).expect("json");
+        assert_eq!(letter.stage, "enrich");
+        assert_eq!(letter.origin.as_deref(), Some("s:1:0"));
+        assert_eq!(letter.id.as_deref(), Some("x"));
+        // The event as it arrived (without the reference attributes), cut at 256 KiB.
+        let original = letter.original.as_ref().expect("original");
+        assert_eq!(
+            original,
+            &crate::dead_letter::OriginalBytes::of(line.as_bytes())
+        );
+        assert!(original.truncated);
+        assert_eq!(
+            s.ledger.fates.lock().expect("lock")["s:1:0"],
+            Fate::DeadLetter(Reason::RecordTooLarge)
+        );
     }
 }

@@ -391,4 +391,216 @@ mod tests {
             "packed per key"
         );
     }
+
+    fn event(id: &str, key: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","key":"{key}","type":"t","ts":{},"value":1}}"#,
+            NOW - 1000
+        )
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).expect("write");
+        enc.finish().expect("finish")
+    }
+
+    fn received(s: &Ingest<VecSink, VecSink, MapLedger, FixedClock>) -> Vec<String> {
+        s.ledger.received.lock().expect("lock").clone()
+    }
+
+    #[test]
+    fn kpl_user_records_each_become_events_with_distinct_origins() {
+        let s = stage();
+        let id_less = format!(r#"{{"key":"c","type":"t","ts":{},"value":3}}"#, NOW - 1000);
+        let ndjson = format!("{}\n{}", event("e2", "b"), event("e3", "b"));
+        let agg = crate::unpack::aggregate(&[
+            ("pa", event("e1", "a").as_bytes()),
+            ("pb", ndjson.as_bytes()),
+            ("pc", id_less.as_bytes()),
+            ("pc", id_less.as_bytes()),
+            ("pd", b"junk"),
+        ]);
+        let records = vec![record("shardId-0", 9, "agg", &agg)];
+        let outcome = block_on(s.process(&records, None));
+        assert!(outcome.is_complete());
+        assert_eq!(outcome.stats.events_in, 6);
+        assert_eq!(outcome.stats.passed_on, 5);
+        let valid = s.output.lines();
+        let origins: Vec<&str> = valid
+            .iter()
+            .map(|v| v["origin"].as_str().expect("origin"))
+            .collect();
+        let seq = format!("{:056}", 9);
+        assert_eq!(
+            origins,
+            [
+                format!("shardId-0:{seq}:0:0"),
+                format!("shardId-0:{seq}:1:0"),
+                format!("shardId-0:{seq}:1:1"),
+                format!("shardId-0:{seq}:2:0"),
+                format!("shardId-0:{seq}:3:0"),
+            ]
+        );
+        // Two identical id-less user records are two events (distinct derived ids).
+        let c: Vec<&str> = valid
+            .iter()
+            .filter(|v| v["key"] == "c")
+            .map(|v| v["id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(c.len(), 2);
+        assert_ne!(c[0], c[1]);
+        let dead = s.dead_letters.lines();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0]["reason"], "not_json");
+        assert_eq!(dead[0]["origin"], format!("shardId-0:{seq}:4:0"));
+        let mut all = received(&s);
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 6, "every user record line received once");
+    }
+
+    #[test]
+    fn a_corrupt_aggregate_is_one_dead_letter() {
+        let s = stage();
+        let mut agg = crate::unpack::aggregate(&[("a", event("e1", "a").as_bytes())]);
+        let n = agg.len();
+        agg[n - 1] ^= 0xff;
+        let records = vec![
+            record("shardId-0", 1, "a", &agg),
+            record("shardId-0", 2, "a", event("e2", "a").as_bytes()),
+        ];
+        let outcome = block_on(s.process(&records, None));
+        assert!(outcome.is_complete());
+        assert_eq!(outcome.stats.dead_lettered[&Reason::CorruptAggregate], 1);
+        assert_eq!(outcome.stats.passed_on, 1, "the shard goes on");
+        let dead = s.dead_letters.lines();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0]["reason"], "corrupt_aggregate");
+        assert_eq!(dead[0]["original"]["bytes"], agg.len());
+        assert_eq!(
+            s.ledger.fates.lock().expect("lock")[&format!("shardId-0:{:056}:0", 1)],
+            Fate::DeadLetter(Reason::CorruptAggregate)
+        );
+    }
+
+    #[test]
+    fn gzip_records_are_inflated_and_bad_gzip_is_dead_lettered() {
+        let s = stage();
+        let body = format!("{}\n{}\n", event("g1", "a"), event("g2", "b"));
+        let mut broken = gzip(body.as_bytes());
+        broken.truncate(broken.len() - 4);
+        let records = vec![
+            record("shardId-0", 1, "a", &gzip(body.as_bytes())),
+            record("shardId-0", 2, "a", &broken),
+        ];
+        let outcome = block_on(s.process(&records, None));
+        assert!(outcome.is_complete());
+        assert_eq!(outcome.stats.passed_on, 2);
+        assert_eq!(outcome.stats.dead_lettered[&Reason::CorruptGzip], 1);
+        let origins: Vec<String> = s
+            .output
+            .lines()
+            .iter()
+            .map(|v| v["origin"].as_str().expect("o").to_owned())
+            .collect();
+        assert_eq!(
+            origins,
+            [
+                format!("shardId-0:{:056}:0", 1),
+                format!("shardId-0:{:056}:1", 1)
+            ],
+            "inflated lines keep the plain origin format"
+        );
+    }
+
+    #[test]
+    fn an_event_that_cannot_fit_after_normalizing_is_record_too_large_here() {
+        let s = stage();
+        // Under 1 MiB raw; with its derived id and origin added it no longer fits.
+        let pad = "v".repeat(crate::record::PACKED_RECORD_BYTES - 80);
+        let line = format!(
+            r#"{{"key":"a","type":"t","ts":{},"value":1,"attrs":{{"p":"{pad}"}}}}"#,
+            NOW - 1000
+        );
+        assert!(line.len() < crate::envelope::MAX_RECORD_BYTES);
+        let records = vec![
+            record("shardId-0", 1, "a", line.as_bytes()),
+            record("shardId-0", 2, "a", event("ok", "a").as_bytes()),
+        ];
+        let outcome = block_on(s.process(&records, None));
+        assert!(outcome.is_complete(), "{:?}", outcome.failure);
+        assert_eq!(outcome.stats.dead_lettered[&Reason::RecordTooLarge], 1);
+        assert_eq!(outcome.stats.passed_on, 1);
+        let dead = s.dead_letters.records.lock().expect("lock").clone();
+        assert!(dead.iter().all(
+            |r| r.data.len() + r.partition_key.len() <= crate::record::MAX_KINESIS_RECORD_BYTES
+        ));
+        let letter: serde_json::Value = serde_json::from_slice(&dead[0].data).expect("json");
+        assert_eq!(letter["original"]["bytes"], line.len());
+        assert_eq!(letter["original"]["truncated"], true);
+    }
+
+    #[test]
+    fn a_junk_record_becomes_a_bounded_number_of_dead_letters_with_exact_fates() {
+        let s = stage();
+        let mut junk = "x\n".repeat(250_000);
+        junk.push_str("[1]\n");
+        junk.push_str(&event("good", "a"));
+        let records = vec![
+            record("shardId-0", 1, "a", junk.as_bytes()),
+            record("shardId-0", 2, "a", event("after", "a").as_bytes()),
+        ];
+        let outcome = block_on(s.process(&records, None));
+        assert!(outcome.is_complete());
+        assert_eq!(outcome.stats.events_in, 250_003);
+        assert_eq!(
+            outcome.stats.passed_on, 2,
+            "good events in and behind it arrive"
+        );
+        assert_eq!(outcome.stats.dead_lettered[&Reason::NotJson], 250_000);
+        assert_eq!(outcome.stats.dead_lettered[&Reason::WrongType], 1);
+        let dead = s.dead_letters.lines();
+        assert_eq!(dead.len(), MAX_LISTED_REJECTIONS + 1);
+        let summary = &dead[MAX_LISTED_REJECTIONS]["summary"];
+        assert_eq!(summary["lines"], 250_002);
+        assert_eq!(summary["rejected"], 250_001);
+        assert_eq!(summary["listed"], MAX_LISTED_REJECTIONS);
+        assert_eq!(
+            summary["by_reason"]["not_json"],
+            250_000 - MAX_LISTED_REJECTIONS as u64
+        );
+        assert_eq!(summary["by_reason"]["wrong_type"], 1);
+        assert_eq!(dead[MAX_LISTED_REJECTIONS]["reason"], "not_json");
+        assert_eq!(dead[MAX_LISTED_REJECTIONS]["original"]["bytes"], junk.len());
+        // The ledger still has one fate per line.
+        let fates = s.ledger.fates.lock().expect("lock");
+        assert_eq!(fates.len(), 250_001);
+        assert_eq!(received(&s).len(), 250_003);
+        assert_eq!(
+            fates[&format!("shardId-0:{:056}:250000", 1)],
+            Fate::DeadLetter(Reason::WrongType)
+        );
+    }
+
+    #[test]
+    fn fate_runs_cover_exactly_the_lines_seen() {
+        let mut out = Output::default();
+        for line in [0, 1, 2, 4] {
+            out.fate(0, None, line, Some(Reason::NotJson));
+        }
+        out.fate(0, Some(0), 5, Some(Reason::NotJson));
+        out.fate(0, Some(0), 6, None);
+        assert_eq!(out.fates.len(), 4);
+        assert_eq!(out.fates[0].lines, 3);
+        let s = stage();
+        let records = vec![record("s", 1, "p", b"")];
+        settle(&s.ledger, &records, &out.fates);
+        let got = received(&s);
+        assert_eq!(got.len(), 6);
+        assert!(got.contains(&format!("s:{:056}:4", 1)));
+        assert!(got.contains(&format!("s:{:056}:0:6", 1)));
+        assert_eq!(s.ledger.fates.lock().expect("lock").len(), 5);
+    }
 }
