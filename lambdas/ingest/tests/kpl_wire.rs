@@ -207,7 +207,7 @@ async fn kpl_and_gzip_records_from_the_reference_library_count_exactly() {
         received.len(),
         "no origin twice"
     );
-    let settled = stage.ledger.settled.lock().expect("lock");
+    let settled = stage.ledger.settled.lock().expect("lock").clone();
     assert_eq!(settled.len(), 1);
     assert!(
         settled
