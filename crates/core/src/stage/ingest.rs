@@ -249,6 +249,24 @@ impl RecordRejections {
     }
 }
 
+/// The origins ingest assigns to the lines of a raw record, in order: what the event
+/// source mapping needs to settle a raw record it drops without ingest having run (the
+/// lines of a KPL aggregate or a gzip record are not the record's `\n`-split lines).
+pub fn origins_of_raw(record: &StreamRecord) -> Vec<String> {
+    match unpack(&record.data) {
+        Err(_) => vec![record.origin_of_line(0)],
+        Ok(unpacked) => unpacked
+            .payloads()
+            .into_iter()
+            .flat_map(|(sub, payload)| {
+                decode_lines(payload, TimeBounds::unbounded())
+                    .map(move |line| record.origin_of(sub, line.line))
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+    }
+}
+
 /// Step, after the batch's output is written: every line's fate reaches the ledger.
 fn settle(ledger: &impl EventLedger, records: &[StreamRecord], fates: &[FateRun]) {
     for run in fates {
@@ -665,5 +683,76 @@ mod tests {
             "junk emits less than good"
         );
         assert!(j_dead.1 < 512 * 1024);
+    }
+
+    #[test]
+    fn origins_of_raw_records_are_the_ones_ingest_receives() {
+        let s = stage();
+        let mut bad_agg = crate::unpack::aggregate(&[("a", b"x")]);
+        bad_agg[5] ^= 1;
+        let records = vec![
+            record(
+                "s",
+                1,
+                "a",
+                format!("{}\n\nx\n", event("1", "a")).as_bytes(),
+            ),
+            record(
+                "s",
+                2,
+                "a",
+                &crate::unpack::aggregate(&[("a", b"x\ny"), ("b", b""), ("c", b"z")]),
+            ),
+            record("s", 3, "a", &gzip(b"q\n\nr")),
+            record("s", 4, "a", &bad_agg),
+            record("s", 5, "a", b"\xff"),
+            record("s", 6, "a", b"  "),
+        ];
+        block_on(s.process(&records, None));
+        let expected: Vec<String> = records.iter().flat_map(origins_of_raw).collect();
+        assert_eq!(received(&s), expected);
+        assert_eq!(expected.len(), 2 + 4 + 2 + 1 + 1 + 1);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// For any batch, every record ingest emits (valid or dead letter) is within
+        /// Kinesis's limits, and every line has exactly one fate.
+        #[test]
+        fn every_emitted_record_fits_kinesis(
+            sizes in proptest::collection::vec(0usize..1_100_000, 1..4),
+            junk in 0usize..300,
+            kpl in proptest::prelude::any::<bool>(),
+        ) {
+            let s = stage();
+            let mut records = Vec::new();
+            for (i, size) in sizes.iter().enumerate() {
+                let pad = "p".repeat(*size);
+                let line = format!(
+                    r#"{{"key":"k{i}","type":"t","ts":{},"value":1,"attrs":{{"p":"{pad}","n":1e15}}}}"#,
+                    NOW - 1000
+                );
+                let data = if kpl {
+                    crate::unpack::aggregate(&[("a", line.as_bytes()), ("b", "x\n".repeat(junk).as_bytes())])
+                } else {
+                    format!("{line}\n{}", "x\n".repeat(junk)).into_bytes()
+                };
+                records.push(record("s", i as u64 + 1, &"k".repeat(256), &data));
+            }
+            let outcome = block_on(s.process(&records, None));
+            proptest::prop_assert!(outcome.is_complete());
+            let limit = crate::record::MAX_KINESIS_RECORD_BYTES;
+            for sink in [&s.output, &s.dead_letters] {
+                for r in sink.records.lock().expect("lock").iter() {
+                    proptest::prop_assert!(r.data.len() + r.partition_key.len() <= limit);
+                }
+            }
+            let dead = s.dead_letters.records.lock().expect("lock").len();
+            proptest::prop_assert!(dead <= records.len() * (MAX_LISTED_REJECTIONS + 1));
+            let fates = s.ledger.fates.lock().expect("lock").len() as u64;
+            proptest::prop_assert_eq!(outcome.stats.passed_on + fates, outcome.stats.events_in);
+            proptest::prop_assert_eq!(received(&s).len() as u64, outcome.stats.events_in);
+        }
     }
 }
