@@ -88,11 +88,15 @@ where
                 }
                 Err(rejection) => {
                     outcome.stats.dead_letter(rejection.reason);
-                    let origin = event.origin.clone().unwrap_or_default();
+                    // decode_events gives every event an origin (its own or its position).
+                    let origin = event
+                        .origin
+                        .clone()
+                        .unwrap_or_else(|| record.origin_of_line(decoded.line));
                     let input = line_bytes(record, decoded.line);
                     dead.push(
                         DeadLetter::for_line(self.name(), record, decoded.line, input, &rejection)
-                            .with_origin(event.origin.clone())
+                            .with_origin(Some(origin.clone()))
                             .into_record(&record.partition_key),
                     );
                     settle.push((origin, rejection.reason));
