@@ -650,6 +650,8 @@ fn letter(reason: Reason, id: &str, origin: &str) -> DeadLetter {
         data: None,
         end_sequence_number: None,
         batch_size: None,
+        original: None,
+        summary: None,
     }
 }
 

@@ -221,37 +221,92 @@ pub fn decode_record(data: &[u8], bounds: TimeBounds) -> Vec<DecodedLine<'_>> {
             ),
         )];
     }
-    if let Err(e) = std::str::from_utf8(data) {
-        return vec![whole(
-            data,
-            Rejection::new(
-                Reason::NotUtf8,
-                None,
-                format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-            ),
-        )];
+    decode_lines(data, bounds).collect()
+}
+
+/// Like [`decode_record`] but lazy and without the size check: for payloads whose size
+/// the caller already bounded (an inflated gzip record may exceed 1 MiB). Lines are
+/// decoded one at a time, so memory does not grow with the number of lines.
+pub fn decode_lines(data: &[u8], bounds: TimeBounds) -> DecodeLines<'_> {
+    let state = match std::str::from_utf8(data) {
+        Ok(_) => LinesState::Lines {
+            pos: 0,
+            line: 0,
+            yielded: false,
+        },
+        Err(e) => LinesState::Whole(Some(Rejection::new(
+            Reason::NotUtf8,
+            None,
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        ))),
+    };
+    DecodeLines {
+        data,
+        bounds,
+        state,
     }
-    let mut out = Vec::new();
-    let mut start = 0;
-    for (line, chunk) in data.split(|b| *b == b'\n').enumerate() {
-        let end = start + chunk.len();
-        let trimmed = chunk.trim_ascii();
-        if !trimmed.is_empty() {
-            out.push(DecodedLine {
-                line,
-                bytes: &data[start..end],
-                result: decode_line(trimmed, bounds),
-            });
+}
+
+/// Iterator returned by [`decode_lines`].
+#[derive(Debug)]
+pub struct DecodeLines<'a> {
+    data: &'a [u8],
+    bounds: TimeBounds,
+    state: LinesState,
+}
+
+#[derive(Debug)]
+enum LinesState {
+    /// The whole payload is one rejection.
+    Whole(Option<Rejection>),
+    /// Next line starts at `pos` and has index `line`.
+    Lines {
+        pos: usize,
+        line: usize,
+        yielded: bool,
+    },
+}
+
+impl<'a> Iterator for DecodeLines<'a> {
+    type Item = DecodedLine<'a>;
+
+    fn next(&mut self) -> Option<DecodedLine<'a>> {
+        let data = self.data;
+        match &mut self.state {
+            LinesState::Whole(rejection) => rejection.take().map(|r| whole(data, r)),
+            LinesState::Lines { pos, line, yielded } => {
+                // Same positions as `data.split(b'\n')`: a trailing newline ends with an
+                // empty (blank) line.
+                while *pos <= data.len() {
+                    let start = *pos;
+                    let end = data[start..]
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map_or(data.len(), |i| start + i);
+                    let index = *line;
+                    *pos = end + 1;
+                    *line += 1;
+                    let trimmed = data[start..end].trim_ascii();
+                    if !trimmed.is_empty() {
+                        *yielded = true;
+                        return Some(DecodedLine {
+                            line: index,
+                            bytes: &data[start..end],
+                            result: decode_line(trimmed, self.bounds),
+                        });
+                    }
+                }
+                if *yielded {
+                    return None;
+                }
+                *yielded = true;
+                Some(whole(
+                    data,
+                    Rejection::new(Reason::NotJson, None, "record is empty or blank"),
+                ))
+            }
         }
-        start = end + 1;
     }
-    if out.is_empty() {
-        out.push(whole(
-            data,
-            Rejection::new(Reason::NotJson, None, "record is empty or blank"),
-        ));
-    }
-    out
 }
 
 fn whole(data: &[u8], rejection: Rejection) -> DecodedLine<'_> {
@@ -264,9 +319,26 @@ fn whole(data: &[u8], rejection: Rejection) -> DecodedLine<'_> {
 
 /// Marks a non-finite number literal that [`replace_non_finite_literals`] substituted.
 const NON_FINITE_SENTINEL: &str = "\u{0}sluice:non-finite";
+/// [`NON_FINITE_SENTINEL`] as a JSON string literal.
+const NON_FINITE_SENTINEL_JSON: &str = "\"\\u0000sluice:non-finite\"";
 
 /// Decodes one JSON line into an event.
 pub fn decode_line(line: &[u8], bounds: TimeBounds) -> Result<DecodedEvent, Rejection> {
+    // Fast path for garbage: a byte no JSON value (nor a NaN/Infinity literal we repair)
+    // can start with. Same verdict and message as the parser's, at a fraction of the
+    // cost, which keeps a record of many junk lines about as cheap as a valid one.
+    if let Some(first) = line.first() {
+        if !matches!(
+            first,
+            b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n' | b'N' | b'I'
+        ) {
+            return Err(Rejection::new(
+                Reason::NotJson,
+                None,
+                "not valid JSON: expected value at line 1 column 1",
+            ));
+        }
+    }
     let value: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(err) => {
@@ -320,7 +392,7 @@ pub fn decode_line(line: &[u8], bounds: TimeBounds) -> Result<DecodedEvent, Reje
     check_metric_name(&metric).map_err(attach)?;
     let ts = take_ts(&mut obj, bounds).map_err(attach)?;
     let value = take_value(&mut obj).map_err(attach)?;
-    let attrs = take_attrs(&mut obj).map_err(attach)?;
+    let attrs = take_attrs(&mut obj, line).map_err(attach)?;
     let origin = match obj.remove("origin") {
         Some(Value::String(s)) => Some(s),
         _ => None,
@@ -514,7 +586,48 @@ fn take_value(obj: &mut Map<String, Value>) -> Result<f64, Rejection> {
     }
 }
 
-fn take_attrs(obj: &mut Map<String, Value>) -> Result<BTreeMap<String, String>, Rejection> {
+/// Attribute values as the producer wrote them, for numbers that are not integers.
+#[derive(Deserialize)]
+struct RawAttrs<'a> {
+    #[serde(borrow, default)]
+    attrs: Option<BTreeMap<String, &'a serde_json::value::RawValue>>,
+}
+
+/// Dimensions are strings; numbers are kept in the producer's own text (`1e15` stays
+/// `1e15`, `1.10` stays `1.10`), so normalizing never makes an event larger than its
+/// input (re-encoding `1e15` as `1000000000000000.0` would, up to 5 times over).
+/// Integers print identically either way; other numbers need the line parsed once more,
+/// only for the `attrs` object.
+fn number_text<'a>(
+    n: &serde_json::Number,
+    name: &str,
+    raw: &mut Option<Option<RawAttrs<'a>>>,
+    line: &'a [u8],
+) -> String {
+    if n.is_f64() {
+        let parsed = raw.get_or_insert_with(|| serde_json::from_slice::<RawAttrs<'a>>(line).ok());
+        // A line that needed NaN/Infinity repair does not parse raw; fall back to the
+        // shortest of the two canonical forms.
+        if let Some(text) = parsed
+            .as_ref()
+            .and_then(|r| r.attrs.as_ref())
+            .and_then(|a| a.get(name))
+        {
+            return text.get().to_owned();
+        }
+        if let Some(f) = n.as_f64() {
+            let plain = n.to_string();
+            let sci = format!("{f:e}");
+            return if sci.len() < plain.len() { sci } else { plain };
+        }
+    }
+    n.to_string()
+}
+
+fn take_attrs(
+    obj: &mut Map<String, Value>,
+    line: &[u8],
+) -> Result<BTreeMap<String, String>, Rejection> {
     let map = match obj.remove("attrs") {
         None | Some(Value::Null) => return Ok(BTreeMap::new()),
         Some(Value::Object(map)) => map,
@@ -527,11 +640,12 @@ fn take_attrs(obj: &mut Map<String, Value>) -> Result<BTreeMap<String, String>, 
         }
     };
     let mut attrs = BTreeMap::new();
+    let mut raw = None;
     for (name, v) in map {
         // Dimensions are strings; scalar numbers and booleans are taken in their JSON form.
         let s = match v {
             Value::String(s) if s != NON_FINITE_SENTINEL => s,
-            Value::Number(n) => n.to_string(),
+            Value::Number(n) => number_text(&n, &name, &mut raw, line),
             Value::Bool(b) => b.to_string(),
             other => {
                 return Err(Rejection::new(
@@ -553,11 +667,12 @@ fn take_attrs(obj: &mut Map<String, Value>) -> Result<BTreeMap<String, String>, 
 /// (outside strings) into a sentinel string, or returns `None` if there were none.
 fn replace_non_finite_literals(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len() + 16);
+    // Allocates only once a literal is found: most lines that reach here are garbage.
+    let mut out = String::new();
     let mut changed = false;
     let mut i = 0;
     let mut last = 0;
-    let sentinel = format!("\"{}\"", NON_FINITE_SENTINEL.replace('\u{0}', "\\u0000"));
+    let sentinel = NON_FINITE_SENTINEL_JSON;
     while i < bytes.len() {
         match bytes[i] {
             b'"' => {
@@ -583,8 +698,11 @@ fn replace_non_finite_literals(text: &str) -> Option<String> {
                 ) || (token.starts_with(|c: char| c == '-' || c.is_ascii_digit())
                     && token.parse::<f64>().is_ok_and(|f| f.is_infinite()));
                 if non_finite {
+                    if !changed {
+                        out.reserve(text.len() + 16);
+                    }
                     out.push_str(&text[last..start]);
-                    out.push_str(&sentinel);
+                    out.push_str(sentinel);
                     last = end;
                     changed = true;
                 }
@@ -859,6 +977,84 @@ mod tests {
             proptest::prop_assert_eq!(e.value, value);
             proptest::prop_assert_eq!(e.ts, ts);
             proptest::prop_assert_eq!(e.key, key);
+        }
+    }
+
+    #[test]
+    fn numeric_attrs_keep_the_producers_text_and_never_grow() {
+        let line = r#"{"key":"k","type":"t","ts":1,"value":1,"attrs":{"big":1e15,"v":1.10,"n":7,"neg":-2.5E-3,"b":true}}"#;
+        let e = one(line).expect("valid");
+        assert_eq!(e.attrs["big"], "1e15");
+        assert_eq!(e.attrs["v"], "1.10");
+        assert_eq!(e.attrs["n"], "7");
+        assert_eq!(e.attrs["neg"], "-2.5E-3");
+        assert_eq!(e.attrs["b"], "true");
+        // Many such attributes: the normalized event is no larger than the input (plus
+        // the quotes a string needs per value).
+        let attrs: Vec<String> = (0..1000).map(|i| format!("\"a{i}\":1e15")).collect();
+        let line = format!(
+            r#"{{"key":"k","type":"t","ts":1,"value":1,"attrs":{{{}}}}}"#,
+            attrs.join(",")
+        );
+        let e = one(&line).expect("valid").into_event(|| "id".into());
+        let out = serde_json::to_vec(&e).expect("encode");
+        assert!(
+            out.len() <= line.len() + 2 * 1000 + 16,
+            "{} bytes out of {}",
+            out.len(),
+            line.len()
+        );
+    }
+
+    #[test]
+    fn repaired_lines_fall_back_to_the_shortest_number_form() {
+        // NaN elsewhere in the line makes the raw re-parse fail; the value is rejected
+        // anyway, but attrs are read first only if value is fine, so use ts.
+        let attrs = take_attrs(
+            &mut serde_json::from_str::<Map<String, Value>>(r#"{"attrs":{"a":1e15}}"#)
+                .expect("json"),
+            b"not the line",
+        )
+        .expect("valid");
+        assert_eq!(attrs["a"], "1e15");
+    }
+
+    #[test]
+    fn the_garbage_fast_path_says_what_the_parser_says() {
+        for junk in ["x", "}", "<xml/>", "+1", "\u{1}"] {
+            let err = serde_json::from_str::<Value>(junk).expect_err("not json");
+            assert_eq!(
+                one(junk).expect_err("rejected").detail,
+                format!("not valid JSON: {err}"),
+                "{junk:?}"
+            );
+        }
+        assert_eq!(reason("nope").0, Reason::NotJson);
+        assert_eq!(reason("NaN").0, Reason::WrongType);
+    }
+
+    #[test]
+    fn the_sentinel_literal_decodes_to_the_sentinel() {
+        let v: String = serde_json::from_str(NON_FINITE_SENTINEL_JSON).expect("json");
+        assert_eq!(v, NON_FINITE_SENTINEL);
+    }
+
+    #[test]
+    fn lazy_lines_match_the_eager_split() {
+        for data in [&b""[..], b"\n", b"a\n\nb\n", b"\n\n{}", b"x", b"\xff\n{}"] {
+            let lazy: Vec<(usize, &[u8])> = decode_lines(data, bounds())
+                .map(|l| (l.line, l.bytes))
+                .collect();
+            let eager: Vec<(usize, &[u8])> = data
+                .split(|b| *b == b'\n')
+                .enumerate()
+                .filter(|(_, l)| !l.trim_ascii().is_empty())
+                .collect();
+            if std::str::from_utf8(data).is_err() || eager.is_empty() {
+                assert_eq!(lazy, [(0, data)], "{data:?}");
+            } else {
+                assert_eq!(lazy, eager, "{data:?}");
+            }
         }
     }
 

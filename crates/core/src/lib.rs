@@ -22,6 +22,7 @@ pub mod rules;
 pub mod sequence;
 pub mod stage;
 pub mod time;
+pub mod unpack;
 pub mod window;
 
 pub use error::{Error, Result};

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::error::{Error, Result};
+
 /// One Kinesis record delivered to a stage.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamRecord {
@@ -21,6 +23,20 @@ impl StreamRecord {
     pub fn origin_of_line(&self, line: usize) -> String {
         format!("{}:{}:{}", self.shard_id, self.sequence_number, line)
     }
+
+    /// Identifies a line of a payload of this record: `shard:sequence:line` for the record
+    /// itself (or what it inflated to), `shard:sequence:sub:line` for line `line` of user
+    /// record `sub` of a KPL aggregate. The KPL's sub-sequence number is the user record's
+    /// index in the aggregate, so each user record keeps a distinct, stable origin.
+    pub fn origin_of(&self, sub: Option<usize>, line: usize) -> String {
+        match sub {
+            None => self.origin_of_line(line),
+            Some(sub) => format!(
+                "{}:{}:{}:{}",
+                self.shard_id, self.sequence_number, sub, line
+            ),
+        }
+    }
 }
 
 /// One record a stage writes (`PutRecords` entry).
@@ -30,20 +46,47 @@ pub struct OutRecord {
     pub data: Vec<u8>,
 }
 
-/// Leave room under Kinesis's 1 MiB record limit for the partition key.
-pub const PACKED_RECORD_BYTES: usize = 1024 * 1024 - 1024;
+/// Kinesis's hard limit on one record: data plus partition key (UTF-8 bytes), 1 MiB.
+pub const MAX_KINESIS_RECORD_BYTES: usize = 1024 * 1024;
+
+/// Leave room under Kinesis's 1 MiB record limit for the partition key (at most 256
+/// characters, so at most 1024 bytes of UTF-8).
+pub const PACKED_RECORD_BYTES: usize = MAX_KINESIS_RECORD_BYTES - 1024;
+
+/// Whether one line can be written as (part of) a record under `partition_key`. Stages
+/// check every output line with this before packing it and dead-letter those that
+/// cannot fit as `record_too_large`, so [`pack_lines`] never meets one.
+pub fn line_fits(partition_key: &str, line_len: usize) -> bool {
+    line_len <= PACKED_RECORD_BYTES && partition_key.len() + line_len <= MAX_KINESIS_RECORD_BYTES
+}
 
 /// Packs lines into newline-delimited records, one or more per partition key, keeping
 /// the order of lines within each key and the order in which keys first appear.
 /// Fewer, larger records cost fewer `PutRecords` entries and keep per-key order across
 /// retries (see the Kinesis sink), and every stage accepts NDJSON records.
+///
+/// Guard: no record it returns exceeds `max_bytes` of data, nor 1 MiB of data plus
+/// partition key. A line that cannot fit on its own is a caller's bug (stages check with
+/// [`line_fits`] first); it fails the whole call with a non-retryable
+/// [`Error::LimitExceeded`] rather than letting an oversize record reach `PutRecords`,
+/// where it would fail the batch at every retry.
 pub fn pack_lines(
     lines: impl IntoIterator<Item = (String, Vec<u8>)>,
     max_bytes: usize,
-) -> Vec<OutRecord> {
+) -> Result<Vec<OutRecord>> {
     let mut order: Vec<String> = Vec::new();
     let mut by_key: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
     for (key, line) in lines {
+        let budget = max_bytes.min(MAX_KINESIS_RECORD_BYTES.saturating_sub(key.len()));
+        if line.len() > budget {
+            return Err(Error::LimitExceeded {
+                service: "kinesis",
+                operation: "PutRecords",
+                limit: "record size (data + partition key)",
+                max: budget,
+                actual: line.len(),
+            });
+        }
         by_key
             .entry(key.clone())
             .or_insert_with(|| {
@@ -54,9 +97,10 @@ pub fn pack_lines(
     }
     let mut out = Vec::new();
     for key in order {
+        let budget = max_bytes.min(MAX_KINESIS_RECORD_BYTES.saturating_sub(key.len()));
         let mut current: Vec<u8> = Vec::new();
-        for line in by_key.remove(&key).unwrap_or_default() {
-            if !current.is_empty() && current.len() + 1 + line.len() > max_bytes {
+        for line in by_key.remove(&key).into_iter().flatten() {
+            if !current.is_empty() && current.len() + 1 + line.len() > budget {
                 out.push(OutRecord {
                     partition_key: key.clone(),
                     data: std::mem::take(&mut current),
@@ -74,7 +118,7 @@ pub fn pack_lines(
             });
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -88,7 +132,7 @@ mod tests {
             ("a".to_owned(), b"2".to_vec()),
             ("b".to_owned(), b"3".to_vec()),
         ];
-        let out = pack_lines(lines, 100);
+        let out = pack_lines(lines, 100).expect("fits");
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].partition_key, "b");
         assert_eq!(out[0].data, b"1\n3");
@@ -98,10 +142,60 @@ mod tests {
     #[test]
     fn splits_when_a_record_would_exceed_the_limit() {
         let lines = (0..5).map(|i| ("k".to_owned(), vec![b'0' + i; 4]));
-        let out = pack_lines(lines, 10);
+        let out = pack_lines(lines, 10).expect("fits");
         assert_eq!(out.len(), 3);
         assert!(out.iter().all(|r| r.data.len() <= 10));
         assert_eq!(out[0].data, b"0000\n1111");
         assert_eq!(out[2].data, b"4444");
+    }
+
+    #[test]
+    fn a_line_that_cannot_fit_fails_the_call_instead_of_emitting_it() {
+        let err = pack_lines(vec![("k".to_owned(), vec![b'x'; 11])], 10).expect_err("oversize");
+        assert!(!err.is_retryable());
+        assert_eq!(err.code(), "limit_exceeded");
+        // The partition key counts against the 1 MiB record limit too.
+        let key = "k".repeat(256);
+        let line = vec![b'x'; MAX_KINESIS_RECORD_BYTES - 255];
+        assert!(!line_fits(&key, line.len()));
+        assert!(pack_lines(vec![(key, line)], usize::MAX).is_err());
+        assert!(line_fits("k", PACKED_RECORD_BYTES));
+        assert!(!line_fits("k", PACKED_RECORD_BYTES + 1));
+    }
+
+    #[test]
+    fn origins_name_user_records_of_an_aggregate_apart() {
+        let r = StreamRecord {
+            stream: "s".into(),
+            shard_id: "shardId-0".into(),
+            sequence_number: "42".into(),
+            partition_key: "p".into(),
+            data: Vec::new(),
+            arrival_ms: 0,
+        };
+        assert_eq!(r.origin_of(None, 3), "shardId-0:42:3");
+        assert_eq!(r.origin_of(None, 3), r.origin_of_line(3));
+        assert_eq!(r.origin_of(Some(0), 3), "shardId-0:42:0:3");
+        assert_ne!(r.origin_of(Some(1), 0), r.origin_of(Some(0), 1));
+    }
+
+    proptest::proptest! {
+        /// Whatever the lines and keys, every packed record fits Kinesis and no line is
+        /// lost or reordered within its key.
+        #[test]
+        fn packed_records_always_fit(lines in proptest::collection::vec(("[a-c]{1,4}", 1usize..40), 0..60), max in 1usize..100) {
+            let input: Vec<(String, Vec<u8>)> = lines.iter().map(|(k, n)| (k.clone(), vec![b'x'; *n])).collect();
+            match pack_lines(input.clone(), max) {
+                Ok(out) => {
+                    for r in &out {
+                        proptest::prop_assert!(r.data.len() <= max);
+                        proptest::prop_assert!(r.data.len() + r.partition_key.len() <= MAX_KINESIS_RECORD_BYTES);
+                    }
+                    let total: usize = out.iter().map(|r| r.data.split(|b| *b == b'\n').count()).sum();
+                    proptest::prop_assert_eq!(total, input.len());
+                }
+                Err(_) => proptest::prop_assert!(input.iter().any(|(_, l)| l.len() > max)),
+            }
+        }
     }
 }

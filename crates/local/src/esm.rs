@@ -463,6 +463,8 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
             data: None,
             end_sequence_number: Some(last.sequence_number.clone()),
             batch_size: Some(dropped.len()),
+            original: None,
+            summary: None,
         };
         self.on_failure
             .put_records(vec![letter.into_record(id)])

@@ -455,7 +455,7 @@ where
                 (item.key.group.key.clone(), line)
             });
         self.updates
-            .put_records(pack_lines(updates, PACKED_RECORD_BYTES))
+            .put_records(pack_lines(updates, PACKED_RECORD_BYTES)?)
             .await?;
         self.dead_letters.put_records(dead).await
     }

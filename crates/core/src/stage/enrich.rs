@@ -6,10 +6,14 @@ use std::collections::BTreeSet;
 
 use crate::cache::CachedLookup;
 use crate::config::EnrichConfig;
+use crate::dead_letter::DeadLetter;
+use crate::envelope::{Event, Reason, Rejection};
 use crate::outcome::BatchOutcome;
-use crate::ports::{Clock, EventLedger, Fate, RecordSink, ReferenceLookup};
-use crate::record::{PACKED_RECORD_BYTES, StreamRecord, pack_lines};
-use crate::stage::{Stage, deadline_passed, decode_events, fail_whole_batch, failure_at};
+use crate::ports::{Attrs, Clock, EventLedger, Fate, RecordSink, ReferenceLookup};
+use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
+use crate::stage::{
+    Stage, deadline_passed, decode_events, fail_whole_batch, failure_at, line_bytes,
+};
 
 pub struct Enrich<R, O, D, L, C> {
     pub reference: CachedLookup<R, C>,
@@ -62,31 +66,46 @@ where
         outcome.stats.records = records.len() as u64;
         outcome.stats.events_in = (events.len() + rejected.len()) as u64;
         let mut lines = Vec::with_capacity(events.len());
-        for decoded in events {
-            let mut event = decoded.event;
-            match reference.get(&event.key) {
-                Some(attrs) => {
-                    for (name, value) in attrs {
-                        event
-                            .attrs
-                            .entry(name.clone())
-                            .or_insert_with(|| value.clone());
-                    }
-                }
-                None => outcome.stats.unenriched += 1,
-            }
-            if let Ok(bytes) = serde_json::to_vec(&event) {
-                lines.push((event.key, bytes));
-                outcome.stats.passed_on += 1;
-            }
-        }
+        let mut dead: Vec<OutRecord> = rejected.iter().map(|r| r.out.clone()).collect();
+        let mut settle: Vec<(String, Reason)> = rejected
+            .iter()
+            .map(|r| (r.origin.clone(), r.reason))
+            .collect();
         for r in &rejected {
             outcome.stats.dead_letter(r.reason);
         }
-        let dead = rejected.iter().map(|r| r.out.clone()).collect();
+        for decoded in events {
+            let record = &records[decoded.record];
+            let mut event = decoded.event;
+            let attrs = reference.get(&event.key);
+            if attrs.is_none() {
+                outcome.stats.unenriched += 1;
+            }
+            match enrich_line(&mut event, attrs) {
+                Ok(bytes) => {
+                    lines.push((event.key, bytes));
+                    outcome.stats.passed_on += 1;
+                }
+                Err(rejection) => {
+                    outcome.stats.dead_letter(rejection.reason);
+                    // decode_events gives every event an origin (its own or its position).
+                    let origin = event
+                        .origin
+                        .clone()
+                        .unwrap_or_else(|| record.origin_of_line(decoded.line));
+                    let input = line_bytes(record, decoded.line);
+                    dead.push(
+                        DeadLetter::for_line(self.name(), record, decoded.line, input, &rejection)
+                            .with_origin(Some(origin.clone()))
+                            .into_record(&record.partition_key),
+                    );
+                    settle.push((origin, rejection.reason));
+                }
+            }
+        }
         let written = async {
             self.output
-                .put_records(pack_lines(lines, PACKED_RECORD_BYTES))
+                .put_records(pack_lines(lines, PACKED_RECORD_BYTES)?)
                 .await?;
             self.dead_letters.put_records(dead).await
         };
@@ -94,11 +113,47 @@ where
             fail_whole_batch(&mut outcome, records, error);
             return outcome;
         }
-        for r in rejected {
-            self.ledger.settled(&r.origin, Fate::DeadLetter(r.reason));
+        for (origin, reason) in settle {
+            self.ledger.settled(&origin, Fate::DeadLetter(reason));
         }
         outcome
     }
+}
+
+/// Step: joins reference attributes onto one event (the event's own win) and encodes
+/// it. When the result cannot fit a Kinesis record, the event is rejected as
+/// `record_too_large` (enrich is the first stage that sees it that large) and its
+/// dead letter carries the line as it arrived.
+fn enrich_line(event: &mut Event, reference: Option<&Attrs>) -> Result<Vec<u8>, Rejection> {
+    let mut added = 0;
+    for (name, value) in reference.into_iter().flatten() {
+        if !event.attrs.contains_key(name) {
+            event.attrs.insert(name.clone(), value.clone());
+            added += 1;
+        }
+    }
+    let rejection = |reason, detail: String| Rejection {
+        reason,
+        field: None,
+        detail,
+        id: Some(event.id.clone()),
+    };
+    let bytes = serde_json::to_vec(&*event).map_err(|e| {
+        rejection(
+            Reason::Unprocessable,
+            format!("the enriched event could not be encoded: {e}"),
+        )
+    })?;
+    if line_fits(&event.key, bytes.len()) {
+        return Ok(bytes);
+    }
+    Err(rejection(
+        Reason::RecordTooLarge,
+        format!(
+            "with {added} reference attributes the event has {} bytes, more than a Kinesis record holds ({PACKED_RECORD_BYTES} with its partition key)",
+            bytes.len()
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -108,7 +163,6 @@ mod tests {
 
     use super::*;
     use crate::error::Result;
-    use crate::ports::Attrs;
     use crate::stage::testing::*;
 
     #[derive(Default)]
@@ -173,5 +227,55 @@ mod tests {
         assert_eq!(reads, 2);
         block_on(s.process(&records, None));
         assert_eq!(s.reference.inner().reads.load(Ordering::SeqCst), reads);
+    }
+
+    #[test]
+    fn an_event_that_reference_attributes_push_over_a_record_is_dead_lettered() {
+        let s = stage();
+        let mut table = Table::default();
+        table.rows.insert(
+            "big".into(),
+            Attrs::from([("blob".into(), "b".repeat(600_000))]),
+        );
+        let s = Enrich {
+            reference: CachedLookup::new(table, s.clock.clone(), 60_000),
+            ..s
+        };
+        let pad = "p".repeat(500_000);
+        let line = format!(
+            r#"{{"id":"x","key":"big","type":"t","ts":1,"value":1,"attrs":{{"pad":"{pad}"}},"origin":"s:1:0"}}"#
+        );
+        let records = vec![
+            record("s", 1, "big", line.as_bytes()),
+            record(
+                "s",
+                2,
+                "a",
+                br#"{"id":"2","key":"a","type":"t","ts":1,"value":1}"#,
+            ),
+        ];
+        let outcome = block_on(s.process(&records, None));
+        assert!(outcome.is_complete(), "{:?}", outcome.failure);
+        assert_eq!(outcome.stats.passed_on, 1);
+        assert_eq!(outcome.stats.dead_lettered[&Reason::RecordTooLarge], 1);
+        let dead = s.dead_letters.records.lock().expect("lock").clone();
+        assert_eq!(dead.len(), 1);
+        assert!(dead[0].data.len() < 1024 * 1024);
+        let letter: crate::dead_letter::DeadLetter =
+            serde_json::from_slice(&dead[0].data).expect("json");
+        assert_eq!(letter.stage, "enrich");
+        assert_eq!(letter.origin.as_deref(), Some("s:1:0"));
+        assert_eq!(letter.id.as_deref(), Some("x"));
+        // The event as it arrived (without the reference attributes), cut at 256 KiB.
+        let original = letter.original.as_ref().expect("original");
+        assert_eq!(
+            original,
+            &crate::dead_letter::OriginalBytes::of(line.as_bytes())
+        );
+        assert!(original.truncated);
+        assert_eq!(
+            s.ledger.fates.lock().expect("lock")["s:1:0"],
+            Fate::DeadLetter(Reason::RecordTooLarge)
+        );
     }
 }

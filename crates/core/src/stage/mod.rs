@@ -69,7 +69,18 @@ pub(crate) fn fail_whole_batch(outcome: &mut BatchOutcome, records: &[StreamReco
 /// An event decoded from a record of an inter-stage stream.
 pub(crate) struct Decoded {
     pub record: usize,
+    /// The line's index within its record (see [`line_bytes`]).
+    pub line: usize,
     pub event: Event,
+}
+
+/// The bytes of line `line` of a record, as [`decode_record`] numbered it.
+pub(crate) fn line_bytes(record: &StreamRecord, line: usize) -> &[u8] {
+    record
+        .data
+        .split(|b| *b == b'\n')
+        .nth(line)
+        .unwrap_or(&record.data)
 }
 
 /// A rejected line, ready for the dead-letter stream.
@@ -97,6 +108,7 @@ pub(crate) fn decode_events(
                     event.origin.get_or_insert(fallback_origin);
                     events.push(Decoded {
                         record: index,
+                        line: line.line,
                         event,
                     });
                 }
