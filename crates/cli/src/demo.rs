@@ -304,6 +304,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
                 json!(pipeline.stages.aggregate_config.delivery.to_string()),
             );
             obj.insert("alerts".into(), json!(alerts.len()));
+            obj.insert("unsettled".into(), json!(ledger.unsettled));
             obj.insert(
                 "unenriched".into(),
                 json!(pipeline.stages.stage_stats("enrich").unenriched),

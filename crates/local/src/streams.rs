@@ -255,8 +255,11 @@ impl Checkpoint {
 /// consumer and shard. A consumer that has not checkpointed a shard yet holds all of it.
 #[derive(Default)]
 pub struct Consumers {
-    checkpoints: Mutex<BTreeMap<String, BTreeMap<String, BTreeMap<String, Checkpoint>>>>,
+    checkpoints: Mutex<ByStream>,
 }
+
+/// Checkpoints by stream, then consumer, then shard.
+type ByStream = BTreeMap<String, BTreeMap<String, BTreeMap<String, Checkpoint>>>;
 
 impl Consumers {
     pub fn new() -> Self {
@@ -273,10 +276,7 @@ impl Consumers {
             .or_default();
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeMap<String, BTreeMap<String, Checkpoint>>>>
-    {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByStream> {
         self.checkpoints
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

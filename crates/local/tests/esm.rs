@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use sluice_core::lambda::records_of;
-use sluice_core::ports::Clock;
 use sluice_core::record::{OutRecord, StreamRecord};
 use sluice_local::clock::ManualClock;
 use sluice_local::esm::{EsmClocks, EventSourceMapping, Handler, InvokeFuture};
