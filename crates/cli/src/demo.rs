@@ -97,7 +97,7 @@ pub fn read_lines(path: &PathBuf) -> Result<Vec<Vec<u8>>> {
 }
 
 /// Lines the demo writes to the raw stream per round.
-const CHUNK_LINES: usize = 20_000;
+pub const CHUNK_LINES: usize = 20_000;
 
 /// Where the demo's producer lines come from, read a chunk at a time.
 pub enum LineSource {
@@ -240,32 +240,25 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         )
     });
     let started = Instant::now();
-    let mut produced = 0u64;
     let mut last = Instant::now();
     let interactive = std::io::stderr().is_terminal();
-    // The input goes in a chunk at a time and each chunk is drained before the next:
-    // what is held in memory is one chunk in flight, whatever the volume.
-    loop {
-        let chunk = input.next_chunk(CHUNK_LINES)?;
-        if chunk.is_empty() {
-            break;
-        }
-        let sent = pipeline.produce(&chunk)?;
-        produced += sent.len() as u64;
-        if let Some(t) = &mut truth {
-            for line in &sent {
-                t.feed(line);
-            }
-        }
-        pipeline
-            .drain(|p| {
-                if last.elapsed() >= Duration::from_millis(if interactive { 250 } else { 2000 }) {
+    let every = Duration::from_millis(if interactive { 250 } else { 2000 });
+    let produced = pipeline
+        .feed_in_chunks(
+            || input.next_chunk(CHUNK_LINES),
+            |sent| {
+                if let Some(t) = &mut truth {
+                    sent.iter().for_each(|line| t.feed(line));
+                }
+            },
+            |p, produced| {
+                if last.elapsed() >= every {
                     last = Instant::now();
                     progress_line(p, produced, interactive);
                 }
-            })
-            .await?;
-    }
+            },
+        )
+        .await?;
     progress_line(&pipeline, produced, interactive);
     if interactive {
         eprintln!();

@@ -527,6 +527,30 @@ impl InProcess {
 }
 
 impl InProcess {
+    /// Feeds the pipeline a chunk of lines at a time (`next_chunk` returns an empty
+    /// chunk when the input is done) and drains it after each, so what is in memory is
+    /// one chunk in flight whatever the volume. `sent` sees every line as written
+    /// (with injected producer duplicates); `progress` gets the lines written so far.
+    /// Returns how many lines were written.
+    pub async fn feed_in_chunks(
+        &mut self,
+        mut next_chunk: impl FnMut() -> Result<Vec<Vec<u8>>>,
+        mut sent: impl FnMut(&[Vec<u8>]),
+        mut progress: impl FnMut(&InProcess, u64),
+    ) -> Result<u64> {
+        let mut produced = 0u64;
+        loop {
+            let chunk = next_chunk()?;
+            if chunk.is_empty() {
+                return Ok(produced);
+            }
+            let lines = self.produce(&chunk)?;
+            produced += lines.len() as u64;
+            sent(&lines);
+            self.drain(|p| progress(p, produced)).await?;
+        }
+    }
+
     /// Passes every mapping's checkpoints to its stream, which drops what all its
     /// consumers are done with.
     fn trim(&self) {
