@@ -96,7 +96,9 @@ pub fn read_lines(path: &PathBuf) -> Result<Vec<Vec<u8>>> {
         .collect())
 }
 
-/// Lines the demo writes to the raw stream per round.
+/// Lines the demo writes to the raw stream per round. Measured on `iot`: 20,000 keeps
+/// peak memory near 60 MiB at 100,000 events (50,000: about 115 MiB) for about 10% more
+/// item writes per event than one burst (each drain flushes partial batches).
 pub const CHUNK_LINES: usize = 20_000;
 
 /// Where the demo's producer lines come from, read a chunk at a time.

@@ -528,10 +528,12 @@ impl InProcess {
 
 impl InProcess {
     /// Feeds the pipeline a chunk of lines at a time (`next_chunk` returns an empty
-    /// chunk when the input is done) and drains it after each, so what is in memory is
-    /// one chunk in flight whatever the volume. `sent` sees every line as written
-    /// (with injected producer duplicates); `progress` gets the lines written so far.
-    /// Returns how many lines were written.
+    /// chunk when the input is done) and drains it after each, as a producer that
+    /// sends a burst and waits for the pipeline to catch up would: what is in memory
+    /// is one chunk in flight, whatever the volume. (Each drain flushes the partial
+    /// batches of its chunk, so smaller chunks cost a few more writes per event.)
+    /// `sent` sees every line as written (with injected producer duplicates);
+    /// `progress` gets the lines written so far. Returns how many lines were written.
     pub async fn feed_in_chunks(
         &mut self,
         mut next_chunk: impl FnMut() -> Result<Vec<Vec<u8>>>,

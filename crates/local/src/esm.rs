@@ -3,7 +3,7 @@
 //! does. Settings come from `template.yaml` ([`EsmSettings`]).
 //!
 //! - BatchSize (and Lambda's 6 MB payload cap) and MaximumBatchingWindowInSeconds: a
-//!   batch is invoked when it is full
+//!   batch is invoked when it is full (BatchSize records or 6 MB of payload)
 //!   or when the window since its first record was read has passed. The window runs
 //!   on the mapping's clock: the demo uses a simulated one that jumps ahead when every
 //!   stage is only waiting, so it keeps Lambda's batching without sleeping.
@@ -364,11 +364,15 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
             if lane.queue.is_empty() {
                 return Ok(false);
             }
-            // As on Lambda: a batch goes when it is full or its window has passed.
+            // As on Lambda: a batch goes when it has BatchSize records, when its
+            // payload reaches 6 MB, or when its window has passed.
             let due = lane
                 .since_ms
                 .map_or(now, |s| s + settings.max_batching_window_ms);
-            if lane.queue.len() < settings.batch_size && now < due {
+            if lane.queue.len() < settings.batch_size
+                && now < due
+                && !payload_full(&lane.queue, settings.batch_size)
+            {
                 return Ok(false);
             }
             // Lambda caps a batch at 6 MB of payload as well as at BatchSize records.
@@ -539,6 +543,15 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
     }
 }
 
+/// Whether the first `batch_size` queued records fill Lambda's 6 MB payload.
+fn payload_full(queue: &VecDeque<StreamRecord>, batch_size: usize) -> bool {
+    let mut bytes = 0usize;
+    queue.iter().take(batch_size).any(|r| {
+        bytes += r.data.len() + r.partition_key.len();
+        bytes >= MAX_BATCH_BYTES
+    })
+}
+
 /// The event origins a record carries: positions for raw records, the `origin` field
 /// of each line for inter-stage records.
 fn origins_of(record: &StreamRecord, raw: bool) -> Vec<String> {
@@ -641,5 +654,51 @@ mod tests {
             vec![wall.now_ms() + 60_000]
         );
         assert_eq!(mapping.stats.records_done, 1);
+    }
+
+    /// Lambda invokes as soon as a batch reaches the 6 MB payload limit, without
+    /// waiting for BatchSize records or the batching window.
+    #[tokio::test]
+    async fn a_batch_goes_when_its_payload_reaches_six_megabytes() {
+        let clock = Arc::new(ManualClock::starting_at(1_000_000));
+        let streams = MemoryStreams::new(clock.clone());
+        streams.create("in", 1);
+        streams.create("dlq", 1);
+        let big = |b: u8| OutRecord {
+            partition_key: "k".into(),
+            data: vec![b; 900 * 1024],
+        };
+        streams.put("in", (0..7).map(big).collect()).expect("put");
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let handler: Handler = Arc::new(move |event: KinesisEvent, _deadline_ms| {
+            seen.lock().expect("lock").push(event.records.len());
+            Box::pin(async { Ok(KinesisEventResponse::default()) }) as InvokeFuture
+        });
+        let settings = EsmSettings {
+            batch_size: 100,
+            max_batching_window_ms: 60_000,
+            ..EsmSettings::default()
+        };
+        let mut mapping = EventSourceMapping::new(
+            "test",
+            streams.source("in"),
+            settings,
+            handler,
+            streams.sink("dlq"),
+            EsmClocks::shared(clock.clone()),
+            60_000,
+        );
+        assert!(mapping.poll().await.expect("poll"));
+        assert_eq!(
+            *sizes.lock().expect("lock"),
+            vec![6],
+            "6 x 900 KiB fit in 6 MiB"
+        );
+        // The seventh alone waits for its window.
+        assert!(!mapping.poll().await.expect("poll"));
+        clock.advance_by(60_000);
+        assert!(mapping.poll().await.expect("poll"));
+        assert_eq!(*sizes.lock().expect("lock"), vec![6, 1]);
     }
 }
