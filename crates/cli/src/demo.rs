@@ -401,3 +401,43 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
 fn progress_line(p: &InProcess, produced: u64, interactive: bool) {
     output::progress(&p.stages.progress_text(Some(produced)), interactive);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_read_in_chunks_without_blank_lines_or_line_ends() {
+        let path =
+            std::env::temp_dir().join(format!("sluice-chunks-{}.ndjson", std::process::id()));
+        std::fs::write(&path, b"a\r\n\nb\n  \nc\n\xff\nlast").expect("write");
+        let mut input = LineSource::file(&path).expect("open");
+        let mut chunks = Vec::new();
+        loop {
+            let chunk = input.next_chunk(2).expect("read");
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
+        }
+        std::fs::remove_file(&path).expect("remove");
+        let want: Vec<Vec<Vec<u8>>> = vec![
+            vec![b"a".to_vec(), b"b".to_vec()],
+            vec![b"c".to_vec(), vec![0xff]],
+            vec![b"last".to_vec()],
+        ];
+        assert_eq!(chunks, want);
+        // The whole-file reader agrees.
+        std::fs::write(&path, b"a\r\n\nb\n  \nc\n\xff\nlast").expect("write");
+        assert_eq!(read_lines(&path).expect("read"), want.concat());
+        std::fs::remove_file(&path).expect("remove");
+    }
+
+    #[test]
+    fn a_scenario_source_stops_at_its_event_count() {
+        let mut input = LineSource::scenario(Scenario::Iot, 5, 1, None);
+        assert_eq!(input.next_chunk(3).expect("chunk").len(), 3);
+        assert_eq!(input.next_chunk(3).expect("chunk").len(), 2);
+        assert!(input.next_chunk(3).expect("chunk").is_empty());
+    }
+}

@@ -392,4 +392,27 @@ mod tests {
         );
         assert_eq!(compare(&t, &[view(60, 1, 1.0)]).len(), 1);
     }
+
+    #[test]
+    fn events_without_an_id_are_distinct_and_the_truth_folds_line_by_line() {
+        let config = AggregateConfig::default();
+        let input = lines(&[
+            r#"{"key":"k","type":"t","ts":60000,"value":1}"#,
+            r#"{"key":"k","type":"t","ts":60000,"value":1}"#,
+            r#"{"id":"a","key":"k","type":"t","ts":60000,"value":2}"#,
+            r#"{"id":"a","key":"k2","type":"t","ts":60000,"value":2}"#,
+        ]);
+        let mut t = GroundTruth::new(&config, TimeBounds::unbounded());
+        for line in &input {
+            t.feed(line);
+        }
+        assert_eq!((t.events, t.counted, t.duplicates), (4, 4, 0));
+        assert_eq!(t.seen.len(), 2, "only events with an id are remembered");
+        let minute = t
+            .named_aggregates()
+            .into_iter()
+            .find(|((key, _, label, _), _)| key == "k" && label == "60")
+            .expect("minute of k");
+        assert_eq!((minute.1.count, minute.1.sum), (3, 4.0));
+    }
 }
