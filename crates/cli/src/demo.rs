@@ -1,15 +1,16 @@
 //! `sluice demo`: the whole pipeline in one process on in-memory streams and tables,
 //! fed by a synthetic producer or a file.
 
-use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use sluice_core::rules::{Rule, parse_rules};
-use sluice_local::scenario::{DEFAULT_START_MS, Noise, Scenario};
+use sluice_local::scenario::{DEFAULT_START_MS, Noise, Producer, Scenario};
 use sluice_local::template::Template;
 
 use std::sync::Arc;
@@ -95,6 +96,72 @@ pub fn read_lines(path: &PathBuf) -> Result<Vec<Vec<u8>>> {
         .collect())
 }
 
+/// Lines the demo writes to the raw stream per round. Measured on `iot`: 20,000 keeps
+/// peak memory near 60 MiB at 100,000 events (50,000: about 115 MiB) for about 10% more
+/// item writes per event than one burst (each drain flushes partial batches).
+pub const CHUNK_LINES: usize = 20_000;
+
+/// Where the demo's producer lines come from, read a chunk at a time.
+pub enum LineSource {
+    Scenario {
+        producer: Producer,
+        left: usize,
+    },
+    File {
+        reader: BufReader<File>,
+        path: PathBuf,
+    },
+}
+
+impl LineSource {
+    pub fn scenario(scenario: Scenario, events: usize, seed: u64, start: Option<i64>) -> Self {
+        LineSource::Scenario {
+            producer: scenario.producer(seed, start.unwrap_or(DEFAULT_START_MS), Noise::default()),
+            left: events,
+        }
+    }
+
+    pub fn file(path: &Path) -> Result<Self> {
+        let file =
+            File::open(path).with_context(|| format!("reading input file {}", path.display()))?;
+        Ok(LineSource::File {
+            reader: BufReader::new(file),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Up to `max` more lines (bytes: invalid UTF-8 is input too; blank lines are
+    /// skipped); empty when the input is done.
+    pub fn next_chunk(&mut self, max: usize) -> Result<Vec<Vec<u8>>> {
+        match self {
+            LineSource::Scenario { producer, left } => {
+                let n = max.min(*left);
+                *left -= n;
+                Ok(producer.by_ref().take(n).map(String::into_bytes).collect())
+            }
+            LineSource::File { reader, path } => {
+                let mut lines = Vec::new();
+                let mut buf = Vec::new();
+                while lines.len() < max {
+                    buf.clear();
+                    let n = reader
+                        .read_until(b'\n', &mut buf)
+                        .with_context(|| format!("reading input file {}", path.display()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    if !line.trim_ascii().is_empty() {
+                        lines.push(line.to_vec());
+                    }
+                }
+                Ok(lines)
+            }
+        }
+    }
+}
+
 /// A synthetic scenario's producer lines, as bytes.
 pub fn scenario_lines(
     scenario: Scenario,
@@ -149,9 +216,9 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         }
     }
     args.aggregate.apply(&mut template);
-    let lines: Vec<Vec<u8>> = match &args.file {
-        Some(path) => read_lines(path)?,
-        None => scenario_lines(args.scenario, args.events, args.seed, args.start),
+    let mut input = match &args.file {
+        Some(path) => LineSource::file(path)?,
+        None => LineSource::scenario(args.scenario, args.events, args.seed, args.start),
     };
     let rules = load_rules(args.rules.as_ref(), args.scenario)?;
     let faults = chaos_faults(args.chaos, &template);
@@ -159,26 +226,40 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         InProcess::build(&template, args.scenario.reference(), rules, faults.clone())?;
     let source = match &args.file {
         Some(p) => format!("file {}", p.display()),
-        None => format!("scenario {} (seed {})", args.scenario, args.seed),
+        None => format!(
+            "{} events from scenario {} (seed {})",
+            args.events, args.scenario, args.seed
+        ),
     };
     eprintln!(
-        "sluice demo: {} events from {source}; delivery {}; windows {}",
-        lines.len(),
-        pipeline.stages.aggregate_config.delivery,
-        pipeline.stages.aggregate_config.windows
+        "sluice demo: {source}; delivery {}; windows {}",
+        pipeline.stages.aggregate_config.delivery, pipeline.stages.aggregate_config.windows
     );
+    let mut truth = args.verify.then(|| {
+        verify::GroundTruth::new(
+            &pipeline.stages.aggregate_config,
+            verify::ingest_bounds(&template),
+        )
+    });
     let started = Instant::now();
-    let produced_lines = pipeline.produce(&lines)?;
-    let produced = produced_lines.len() as u64;
     let mut last = Instant::now();
     let interactive = std::io::stderr().is_terminal();
-    pipeline
-        .drain(|p| {
-            if last.elapsed() >= Duration::from_millis(if interactive { 250 } else { 2000 }) {
-                last = Instant::now();
-                progress_line(p, produced, interactive);
-            }
-        })
+    let every = Duration::from_millis(if interactive { 250 } else { 2000 });
+    let produced = pipeline
+        .feed_in_chunks(
+            || input.next_chunk(CHUNK_LINES),
+            |sent| {
+                if let Some(t) = &mut truth {
+                    sent.iter().for_each(|line| t.feed(line));
+                }
+            },
+            |p, produced| {
+                if last.elapsed() >= every {
+                    last = Instant::now();
+                    progress_line(p, produced, interactive);
+                }
+            },
+        )
         .await?;
     progress_line(&pipeline, produced, interactive);
     if interactive {
@@ -218,6 +299,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
                 json!(pipeline.stages.aggregate_config.delivery.to_string()),
             );
             obj.insert("alerts".into(), json!(alerts.len()));
+            obj.insert("unsettled".into(), json!(ledger.unsettled));
             obj.insert(
                 "unenriched".into(),
                 json!(pipeline.stages.stage_stats("enrich").unenriched),
@@ -253,16 +335,9 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         }
         v
     };
-    let verdict = args.verify.then(|| {
-        verify::verdict(
-            &produced_lines,
-            &pipeline.stages.aggregate_config,
-            verify::ingest_bounds(&template),
-            &views,
-            &ledger,
-            true,
-        )
-    });
+    let verdict = truth
+        .as_ref()
+        .map(|truth| verify::verdict(truth, &views, &ledger, true));
     let mut summary_json = summary_json;
     if let Some(diffs) = &verdict {
         verify::mark_summary(&mut summary_json, diffs);
@@ -325,4 +400,44 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
 
 fn progress_line(p: &InProcess, produced: u64, interactive: bool) {
     output::progress(&p.stages.progress_text(Some(produced)), interactive);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_read_in_chunks_without_blank_lines_or_line_ends() {
+        let path =
+            std::env::temp_dir().join(format!("sluice-chunks-{}.ndjson", std::process::id()));
+        std::fs::write(&path, b"a\r\n\nb\n  \nc\n\xff\nlast").expect("write");
+        let mut input = LineSource::file(&path).expect("open");
+        let mut chunks = Vec::new();
+        loop {
+            let chunk = input.next_chunk(2).expect("read");
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
+        }
+        std::fs::remove_file(&path).expect("remove");
+        let want: Vec<Vec<Vec<u8>>> = vec![
+            vec![b"a".to_vec(), b"b".to_vec()],
+            vec![b"c".to_vec(), vec![0xff]],
+            vec![b"last".to_vec()],
+        ];
+        assert_eq!(chunks, want);
+        // The whole-file reader agrees.
+        std::fs::write(&path, b"a\r\n\nb\n  \nc\n\xff\nlast").expect("write");
+        assert_eq!(read_lines(&path).expect("read"), want.concat());
+        std::fs::remove_file(&path).expect("remove");
+    }
+
+    #[test]
+    fn a_scenario_source_stops_at_its_event_count() {
+        let mut input = LineSource::scenario(Scenario::Iot, 5, 1, None);
+        assert_eq!(input.next_chunk(3).expect("chunk").len(), 3);
+        assert_eq!(input.next_chunk(3).expect("chunk").len(), 2);
+        assert!(input.next_chunk(3).expect("chunk").is_empty());
+    }
 }

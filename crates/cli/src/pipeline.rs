@@ -24,12 +24,12 @@ use sluice_core::stage::detect::Detect;
 use sluice_core::stage::enrich::Enrich;
 use sluice_core::stage::ingest::Ingest;
 use sluice_local::clock::ManualClock;
-use sluice_local::esm::{EsmStats, EventSourceMapping, Handler, stage_handler};
+use sluice_local::esm::{EsmClocks, EsmStats, EventSourceMapping, Handler, stage_handler};
 use sluice_local::faults::{Faults, FaultySink, FaultyStore};
 use sluice_local::ledger::MemoryLedger;
 use sluice_local::scenario::partition_key_of;
 use sluice_local::store::{MemoryAggregateStore, MemoryAlerts, MemoryReference, MemoryRules};
-use sluice_local::streams::{MemorySink, MemorySource, MemoryStreams};
+use sluice_local::streams::{Consumers, MemorySink, MemorySource, MemoryStreams};
 use sluice_local::template::{FunctionSpec, Template};
 
 pub const STAGES: [&str; 4] = ["ingest", "enrich", "aggregate", "detect"];
@@ -85,7 +85,7 @@ pub struct StageSpec {
 pub struct Stages {
     pub stages: Vec<StageSpec>,
     /// Invocation durations per stage, in microseconds.
-    pub latencies: BTreeMap<&'static str, Arc<Mutex<Vec<u64>>>>,
+    pub latencies: BTreeMap<&'static str, Arc<Mutex<Latencies>>>,
     pub raw_stream: String,
     pub dead_letter_stream: String,
     pub aggregate_config: AggregateConfig,
@@ -113,12 +113,16 @@ pub fn faults_for(
 }
 
 /// Builds the four stages from the template's functions (their environment is their
-/// configuration) over the given ports; `sink(stream)` makes a writer for a stream.
+/// configuration) over the given ports; `sink(stream)` makes a writer for a stream;
+/// `clock` is the wall clock the stages read (deadlines, clock skew, cache ages);
+/// `ledger` books every event's fate.
 pub fn build_stages<R, S, Ru, A, K>(
     template: &Template,
     ports: Ports<R, S, Ru, A>,
     sink: impl Fn(&str) -> K,
     faults: &Option<Arc<Faults>>,
+    clock: Arc<dyn Clock>,
+    ledger: Arc<MemoryLedger>,
 ) -> Result<Stages>
 where
     R: ReferenceLookup + 'static,
@@ -134,7 +138,6 @@ where
     };
     let raw_stream = stream(resources::RAW.logical_id)?;
     let dead_letter_stream = stream(resources::DEAD_LETTER.logical_id)?;
-    let ledger = Arc::new(MemoryLedger::new());
     let stats: BTreeMap<&'static str, Stats> =
         STAGES.iter().map(|s| (*s, Stats::default())).collect();
     let observe = |stage: &'static str| {
@@ -173,7 +176,7 @@ where
                     output,
                     dead_letters,
                     ledger: ledger.clone(),
-                    clock: SystemClock,
+                    clock: clock.clone(),
                     config: IngestConfig::from_reader(&vars)?,
                 }),
                 observe(binary),
@@ -184,13 +187,13 @@ where
                     Arc::new(Enrich {
                         reference: CachedLookup::new(
                             reference.take().context("one enrich stage")?,
-                            SystemClock,
+                            clock.clone(),
                             config.cache_ttl_ms,
                         ),
                         output,
                         dead_letters,
                         ledger: ledger.clone(),
-                        clock: SystemClock,
+                        clock: clock.clone(),
                         config,
                     }),
                     observe(binary),
@@ -207,7 +210,7 @@ where
                         output,
                         dead_letters,
                         ledger.clone(),
-                        SystemClock,
+                        clock.clone(),
                         aggregate_config.clone(),
                     )),
                     observe(binary),
@@ -219,13 +222,13 @@ where
                     Arc::new(Detect {
                         rules: CachedRules::new(
                             rules.take().context("one detect stage")?,
-                            SystemClock,
+                            clock.clone(),
                             config.rules_cache_ttl_ms,
                         ),
                         alerts: alerts.take().context("one detect stage")?,
                         output,
                         dead_letters,
-                        clock: SystemClock,
+                        clock: clock.clone(),
                         config,
                     }),
                     observe(binary),
@@ -233,7 +236,7 @@ where
             }
         };
         let input_stream = stream(&function.input_stream)?;
-        let timings = Arc::new(Mutex::new(Vec::new()));
+        let timings = Arc::new(Mutex::new(Latencies::default()));
         latencies.insert(binary, timings.clone());
         stages.push(StageSpec {
             binary,
@@ -253,8 +256,59 @@ where
     })
 }
 
+/// Invocation durations in microseconds, counted in buckets about 1% wide: percentiles
+/// within 1% (exact below 100 µs) in memory that does not grow with the number of
+/// invocations.
+#[derive(Clone, Debug, Default)]
+pub struct Latencies {
+    buckets: BTreeMap<u32, u64>,
+    count: u64,
+    max: u64,
+}
+
+impl Latencies {
+    /// Bucket growth factor above 100 µs.
+    const STEP: f64 = 1.01;
+
+    fn bucket(micros: u64) -> u32 {
+        if micros < 100 {
+            micros as u32
+        } else {
+            100 + ((micros as f64 / 100.0).ln() / Self::STEP.ln()) as u32
+        }
+    }
+
+    /// The smallest duration of a bucket.
+    fn floor(bucket: u32) -> u64 {
+        if bucket < 100 {
+            u64::from(bucket)
+        } else {
+            (100.0 * Self::STEP.powi(bucket as i32 - 100)).ceil() as u64
+        }
+    }
+
+    pub fn record(&mut self, micros: u64) {
+        *self.buckets.entry(Self::bucket(micros)).or_default() += 1;
+        self.count += 1;
+        self.max = self.max.max(micros);
+    }
+
+    /// The `q` quantile (nearest rank), as its bucket's smallest duration.
+    pub fn percentile(&self, q: f64) -> Option<u64> {
+        let rank = ((self.count.checked_sub(1)?) as f64 * q).round() as u64;
+        let mut seen = 0;
+        for (bucket, n) in &self.buckets {
+            seen += n;
+            if seen > rank {
+                return Some(Self::floor(*bucket).min(self.max));
+            }
+        }
+        None
+    }
+}
+
 /// Records how long each invocation took.
-fn timed(handler: Handler, timings: Arc<Mutex<Vec<u64>>>) -> Handler {
+fn timed(handler: Handler, timings: Arc<Mutex<Latencies>>) -> Handler {
     Arc::new(move |event, deadline_ms| {
         let handler = handler.clone();
         let timings = timings.clone();
@@ -265,7 +319,7 @@ fn timed(handler: Handler, timings: Arc<Mutex<Vec<u64>>>) -> Handler {
             timings
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(micros);
+                .record(micros);
             result
         }) as sluice_local::esm::InvokeFuture
     })
@@ -283,7 +337,7 @@ impl<Src: ShardSource, D: RecordSink> Runner<Src, D> {
         stages: &Stages,
         mut source: impl FnMut(&str) -> Src,
         on_failure: impl Fn() -> D,
-        clock: Arc<dyn Clock>,
+        clocks: EsmClocks,
         template: &Template,
         faults: &Option<Arc<Faults>>,
     ) -> Self {
@@ -297,7 +351,7 @@ impl<Src: ShardSource, D: RecordSink> Runner<Src, D> {
                     s.function.esm.clone(),
                     s.handler.clone(),
                     on_failure(),
-                    clock.clone(),
+                    clocks.clone(),
                     s.function.timeout_s * 1000,
                 )
                 .with_ledger(stages.ledger.clone(), s.binary == "ingest");
@@ -354,18 +408,43 @@ pub struct InProcess {
     pub runner: Runner<MemorySource, MemorySink>,
     pub faults: Option<Arc<Faults>>,
     pub clock: Arc<ManualClock>,
+    /// The stages as consumers of the streams they read: what all of them have
+    /// checkpointed is dropped, so memory follows what is in flight, not the volume.
+    consumers: Consumers,
 }
 
 impl InProcess {
+    /// The demo's pipeline: the streams and mappings run on simulated time, which jumps
+    /// over batching windows when every stage is only waiting; the stages read the
+    /// wall clock.
     pub fn build(
         template: &Template,
         reference: Vec<(String, Attrs)>,
         rules: Vec<Rule>,
         faults: Option<Arc<Faults>>,
     ) -> Result<Self> {
-        // Streams and mappings run on simulated time (batching windows, record ages);
-        // the stages themselves check event times against the real clock.
         let sim = Arc::new(ManualClock::starting_at(SystemClock.now_ms()));
+        Self::build_with_clocks(
+            template,
+            reference,
+            rules,
+            faults,
+            sim,
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// As [`InProcess::build`], with the simulated clock of the streams and mappings
+    /// (`sim`) and the clock the stages read (`wall`: deadlines, clock skew, cache
+    /// ages) given, so tests can put them as far apart as a long run does.
+    pub fn build_with_clocks(
+        template: &Template,
+        reference: Vec<(String, Attrs)>,
+        rules: Vec<Rule>,
+        faults: Option<Arc<Faults>>,
+        sim: Arc<ManualClock>,
+        wall: Arc<dyn Clock>,
+    ) -> Result<Self> {
         let clock: Arc<dyn Clock> = sim.clone();
         let streams = MemoryStreams::new(clock.clone());
         for s in template.streams() {
@@ -379,16 +458,31 @@ impl InProcess {
             rules: MemoryRules::new(rules),
             alerts: alerts.clone(),
         };
-        let stages = build_stages(template, ports, |name| streams.sink(name), &faults)?;
+        let stages = build_stages(
+            template,
+            ports,
+            |name| streams.sink(name),
+            &faults,
+            wall.clone(),
+            // Origins here come from the in-process streams' one sequence counter.
+            Arc::new(MemoryLedger::for_memory_streams()),
+        )?;
         let dead_letters = stages.dead_letter_stream.clone();
         let runner = Runner::new(
             &stages,
             |name| streams.source(name),
             || streams.sink(&dead_letters),
-            clock,
+            EsmClocks {
+                mapping: clock,
+                function: wall,
+            },
             template,
             &faults,
         );
+        let consumers = Consumers::new();
+        for m in &runner.mappings {
+            consumers.register(m.stream_name(), &m.function);
+        }
         Ok(InProcess {
             streams,
             store,
@@ -397,6 +491,7 @@ impl InProcess {
             runner,
             faults,
             clock: sim,
+            consumers,
         })
     }
 
@@ -416,6 +511,7 @@ impl InProcess {
     pub async fn drain(&mut self, mut progress: impl FnMut(&InProcess)) -> Result<()> {
         loop {
             let worked = self.runner.step(true).await?;
+            self.trim();
             progress(self);
             if worked {
                 continue;
@@ -427,6 +523,60 @@ impl InProcess {
                 None => {}
             }
         }
+    }
+}
+
+impl InProcess {
+    /// Feeds the pipeline a chunk of lines at a time (`next_chunk` returns an empty
+    /// chunk when the input is done) and drains it after each, as a producer that
+    /// sends a burst and waits for the pipeline to catch up would: what is in memory
+    /// is one chunk in flight, whatever the volume. (Each drain flushes the partial
+    /// batches of its chunk, so smaller chunks cost a few more writes per event.)
+    /// `sent` sees every line as written (with injected producer duplicates);
+    /// `progress` gets the lines written so far. Returns how many lines were written.
+    pub async fn feed_in_chunks(
+        &mut self,
+        mut next_chunk: impl FnMut() -> Result<Vec<Vec<u8>>>,
+        mut sent: impl FnMut(&[Vec<u8>]),
+        mut progress: impl FnMut(&InProcess, u64),
+    ) -> Result<u64> {
+        let mut produced = 0u64;
+        loop {
+            let chunk = next_chunk()?;
+            if chunk.is_empty() {
+                return Ok(produced);
+            }
+            let lines = self.produce(&chunk)?;
+            produced += lines.len() as u64;
+            sent(&lines);
+            self.drain(|p| progress(p, produced)).await?;
+        }
+    }
+
+    /// Passes every mapping's checkpoints to its stream, which drops what all its
+    /// consumers are done with.
+    fn trim(&self) {
+        for m in &self.runner.mappings {
+            for (shard, checkpoint) in m.checkpoints() {
+                self.consumers.checkpoint(
+                    &self.streams,
+                    m.stream_name(),
+                    &m.function,
+                    &shard,
+                    checkpoint,
+                );
+            }
+        }
+    }
+
+    /// Records held by the in-process streams right now.
+    #[cfg(test)]
+    pub fn records_held(&self) -> usize {
+        self.streams
+            .names()
+            .iter()
+            .map(|name| self.streams.len(name))
+            .sum()
     }
 }
 
@@ -472,18 +622,17 @@ impl Stages {
 
     /// (p50, p95, p99, max) invocation latency of a stage, in microseconds.
     pub fn latency_percentiles(&self, stage: &str) -> Option<(u64, u64, u64, u64)> {
-        let mut v = self
+        let l = self
             .latencies
             .get(stage)?
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_unstable();
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-        Some((at(0.5), at(0.95), at(0.99), v[v.len() - 1]))
+            .unwrap_or_else(PoisonError::into_inner);
+        Some((
+            l.percentile(0.5)?,
+            l.percentile(0.95)?,
+            l.percentile(0.99)?,
+            l.max,
+        ))
     }
 
     pub fn stage_stats(&self, stage: &str) -> StageStats {
@@ -491,5 +640,111 @@ impl Stages {
             .get(stage)
             .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_local::scenario::{DEFAULT_START_MS, Noise, Scenario};
+
+    use super::*;
+
+    fn pipeline(wall_ahead_ms: i64) -> InProcess {
+        let template =
+            Template::parse(sluice_local::template::BUNDLED_TEMPLATE).expect("bundled template");
+        let now = SystemClock.now_ms();
+        InProcess::build_with_clocks(
+            &template,
+            Scenario::Iot.reference(),
+            Scenario::Iot.rules(),
+            None,
+            Arc::new(ManualClock::starting_at(now)),
+            Arc::new(ManualClock::starting_at(now + wall_ahead_ms)),
+        )
+        .expect("pipeline")
+    }
+
+    fn lines(n: usize) -> Vec<Vec<u8>> {
+        Scenario::Iot
+            .generate(n, 5, DEFAULT_START_MS, &Noise::default())
+            .into_iter()
+            .map(String::into_bytes)
+            .collect()
+    }
+
+    #[test]
+    fn latency_percentiles_are_within_one_percent() {
+        let mut l = Latencies::default();
+        assert_eq!(l.percentile(0.5), None);
+        for micros in 1..=100_000u64 {
+            l.record(micros);
+        }
+        for (q, exact) in [(0.5, 50_000.0), (0.95, 95_000.0), (0.99, 99_000.0)] {
+            let got = l.percentile(q).expect("percentile") as f64;
+            assert!(
+                (got - exact).abs() <= exact * 0.011,
+                "{q}: {got} vs {exact}"
+            );
+        }
+        assert_eq!(l.percentile(0.0), Some(1));
+        assert_eq!(l.max, 100_000);
+        assert!(l.buckets.len() < 1100, "{} buckets", l.buckets.len());
+    }
+
+    /// A long demo: the wall clock the stages read has run ten minutes past the
+    /// simulated clock of the mappings (which only moves over batching windows). Every
+    /// batch must still get its whole timeout; with the deadline taken from the
+    /// simulated clock, every invocation stopped before its first record and every
+    /// batch was dropped as `retries_exhausted` (issue 7: 0 events counted at 400k).
+    #[tokio::test]
+    async fn stages_keep_their_timeout_when_the_wall_clock_runs_ahead_of_simulated_time() {
+        let mut p = pipeline(600_000);
+        p.produce(&lines(300)).expect("produce");
+        p.drain(|_| {}).await.expect("drain");
+        let ledger = p.stages.ledger.summary();
+        assert_eq!(ledger.events_in, 300);
+        assert_eq!(ledger.unsettled, 0);
+        assert!(ledger.counted > 250, "{ledger:?}");
+        assert!(
+            ledger
+                .dead_letter_reasons
+                .iter()
+                .all(|(r, _)| *r != sluice_core::envelope::Reason::RetriesExhausted),
+            "{ledger:?}"
+        );
+        for (stage, stats) in p.runner.mapping_stats() {
+            assert_eq!(stats.dropped_batches, 0, "{stage}");
+        }
+    }
+
+    /// What every stage has checkpointed is gone from its input stream: after a drain
+    /// only the streams nobody in the pipeline reads (dead letters, alerts) hold
+    /// records, and feeding more chunks does not grow what the consumed streams hold.
+    #[tokio::test]
+    async fn consumed_streams_hold_nothing_once_drained() {
+        let mut p = pipeline(0);
+        let unread = |p: &InProcess| {
+            [
+                p.stages.dead_letter_stream.clone(),
+                p.stages
+                    .stages
+                    .iter()
+                    .find(|s| s.binary == "detect")
+                    .and_then(|s| s.function.env.get(env::OUTPUT_STREAM).cloned())
+                    .expect("alerts stream"),
+            ]
+            .iter()
+            .map(|s| p.streams.len(s))
+            .sum::<usize>()
+        };
+        for _ in 0..3 {
+            p.produce(&lines(500)).expect("produce");
+            assert!(p.records_held() >= 500);
+            p.drain(|_| {}).await.expect("drain");
+            assert_eq!(p.records_held(), unread(&p));
+        }
+        let ledger = p.stages.ledger.summary();
+        assert_eq!(ledger.events_in, 1500);
+        assert_eq!(ledger.unsettled, 0);
     }
 }

@@ -24,6 +24,9 @@ use crate::connect::Connection;
 use crate::demo::{chaos_faults, read_lines};
 use crate::output;
 use crate::pipeline::AggregateOverrides;
+use sluice_local::esm::EsmClocks;
+use sluice_local::ledger::MemoryLedger;
+
 use crate::pipeline::{Ports, Runner, Stages, build_stages, producer_records};
 use crate::remote::explain;
 use crate::verify;
@@ -106,6 +109,9 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         ports,
         |name| KinesisSink::new(kinesis.clone(), name),
         &faults,
+        Arc::new(SystemClock),
+        // Kinesis sequence numbers: every origin is booked by name.
+        Arc::new(MemoryLedger::new()),
     )?;
     let mut sources = HashMap::new();
     for s in &stages.stages {
@@ -129,7 +135,8 @@ pub async fn run(args: RunArgs) -> Result<bool> {
                 .unwrap_or_else(|| KinesisShardSource::new(kinesis.clone(), name, String::new()))
         },
         || KinesisSink::new(kinesis.clone(), dead_letters.clone()),
-        Arc::new(SystemClock) as Arc<dyn Clock>,
+        // Real time for both: the mapping polls real streams as Lambda would.
+        EsmClocks::shared(Arc::new(SystemClock)),
         &template,
         &faults,
     );
@@ -272,14 +279,12 @@ async fn report(
             .scan_all()
             .await
             .context("reading the aggregates table")?;
-        diffs = verify::verdict(
+        let truth = verify::ground_truth(
             &lines,
             &stages.aggregate_config,
             verify::ingest_bounds(template),
-            &output::aggregate_views(&items),
-            &ledger,
-            false,
         );
+        diffs = verify::verdict(&truth, &output::aggregate_views(&items), &ledger, false);
         verify::mark_summary(&mut summary, &diffs);
     }
     let stdout = std::io::stdout();

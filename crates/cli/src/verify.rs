@@ -10,6 +10,7 @@
 //! of the newest anchor window that group has seen; already-counted beats late.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use sluice_core::config::{AggregateConfig, Delivery};
 use sluice_core::envelope::{TimeBounds, decode_record};
@@ -25,11 +26,28 @@ struct Fold {
     max: f64,
 }
 
-/// What the pipeline must have produced.
-#[derive(Debug, Default)]
+/// What the pipeline must have produced, folded from the input one line at a time in
+/// memory that follows the number of (group, window) pairs, not the number of events:
+/// groups are interned once, aggregates are keyed by (group, window spec, start), and
+/// de-duplication keeps one 64-bit fingerprint per counted event that has an id (an
+/// event without one is unique by construction). Two distinct identities sharing a
+/// fingerprint would make the truth call the second a duplicate: with 10 million
+/// events that has a chance of about 3 in a million, and it would show as a
+/// difference, never hide one.
+#[derive(Debug)]
 pub struct GroundTruth {
-    /// (key, type, window label, window start) → fold.
-    aggregates: BTreeMap<(String, String, String, String), Fold>,
+    config: AggregateConfig,
+    bounds: TimeBounds,
+    /// (key, type) → group number.
+    groups: HashMap<(String, String), u32>,
+    /// Per group: the start of the newest anchor window seen.
+    watermark: Vec<i64>,
+    /// Fingerprints of the identities counted (exactly-once mode only).
+    seen: HashSet<u64>,
+    /// (group, window spec, window start) → fold.
+    aggregates: HashMap<(u32, u8, i64), Fold>,
+    /// Input lines fed so far (positions name events without an id).
+    lines: u64,
     pub events: u64,
     pub counted: u64,
     pub invalid: u64,
@@ -37,60 +55,89 @@ pub struct GroundTruth {
     pub duplicates: u64,
 }
 
-pub fn ground_truth(
-    lines: &[Vec<u8>],
-    config: &AggregateConfig,
-    bounds: TimeBounds,
-) -> GroundTruth {
-    let mut truth = GroundTruth::default();
-    let anchor = config.windows.anchor();
-    let mut watermark: HashMap<(String, String), i64> = HashMap::new();
-    let mut seen: HashSet<(String, String, String, i64)> = HashSet::new();
-    for (n, line) in lines.iter().enumerate() {
-        for decoded in decode_record(line, bounds) {
-            truth.events += 1;
+/// The identity of an event as one fingerprint: its id within its key, type and anchor
+/// window.
+fn identity(id: &str, key: &str, metric: &str, start: i64) -> u64 {
+    let mut h = DefaultHasher::new();
+    (id, key, metric, start).hash(&mut h);
+    h.finish()
+}
+
+impl GroundTruth {
+    pub fn new(config: &AggregateConfig, bounds: TimeBounds) -> Self {
+        GroundTruth {
+            config: config.clone(),
+            bounds,
+            groups: HashMap::new(),
+            watermark: Vec::new(),
+            seen: HashSet::new(),
+            aggregates: HashMap::new(),
+            lines: 0,
+            events: 0,
+            counted: 0,
+            invalid: 0,
+            late: 0,
+            duplicates: 0,
+        }
+    }
+
+    fn group(&mut self, key: &str, metric: &str) -> u32 {
+        let next = self.groups.len() as u32;
+        let g = *self
+            .groups
+            .entry((key.to_owned(), metric.to_owned()))
+            .or_insert(next);
+        if g == next {
+            self.watermark.push(i64::MIN);
+        }
+        g
+    }
+
+    /// Folds one input line (as the producer sent it) into the truth.
+    pub fn feed(&mut self, line: &[u8]) {
+        self.lines += 1;
+        let anchor = self.config.windows.anchor();
+        for decoded in decode_record(line, self.bounds) {
+            self.events += 1;
             let Ok(e) = decoded.result else {
-                truth.invalid += 1;
+                self.invalid += 1;
                 continue;
             };
             let start = e.ts - e.ts.rem_euclid(anchor.size_ms);
-            let group = (e.key.clone(), e.metric.clone());
-            // An event without an id gets one from its record position: unique.
-            let id =
-                e.id.clone()
-                    .unwrap_or_else(|| format!("\u{0}line-{n}-{}", decoded.line));
-            let identity = (id, e.key.clone(), e.metric.clone(), start);
-            let duplicate = config.delivery == Delivery::ExactlyOnce && seen.contains(&identity);
-            let wm = watermark.get(&group).copied();
-            let late = wm.is_some_and(|w| start + anchor.size_ms + config.allowed_lateness_ms < w);
-            watermark.insert(group, wm.map_or(start, |w| w.max(start)));
+            let g = self.group(&e.key, &e.metric);
+            // An event without an id is unique: it is never a duplicate.
+            let fingerprint = (self.config.delivery == Delivery::ExactlyOnce)
+                .then(|| {
+                    e.id.as_deref()
+                        .map(|id| identity(id, &e.key, &e.metric, start))
+                })
+                .flatten();
+            let duplicate = fingerprint.is_some_and(|f| self.seen.contains(&f));
+            let wm = self.watermark[g as usize];
+            let late =
+                wm != i64::MIN && start + anchor.size_ms + self.config.allowed_lateness_ms < wm;
+            self.watermark[g as usize] = wm.max(start);
             if duplicate {
-                truth.duplicates += 1;
+                self.duplicates += 1;
                 continue;
             }
             if late {
-                truth.late += 1;
+                self.late += 1;
                 continue;
             }
-            seen.insert(identity);
-            truth.counted += 1;
-            for spec in config.windows.all() {
+            if let Some(f) = fingerprint {
+                self.seen.insert(f);
+            }
+            self.counted += 1;
+            for (i, spec) in self.config.windows.all().iter().enumerate() {
                 // Every window of this spec that contains ts, enumerated by brute force.
                 let mut s = e.ts - e.ts.rem_euclid(spec.slide_ms);
                 while s + spec.size_ms > e.ts {
-                    let f = truth
-                        .aggregates
-                        .entry((
-                            e.key.clone(),
-                            e.metric.clone(),
-                            spec.label(),
-                            format_rfc3339(s),
-                        ))
-                        .or_insert(Fold {
-                            min: f64::INFINITY,
-                            max: f64::NEG_INFINITY,
-                            ..Fold::default()
-                        });
+                    let f = self.aggregates.entry((g, i as u8, s)).or_insert(Fold {
+                        min: f64::INFINITY,
+                        max: f64::NEG_INFINITY,
+                        ..Fold::default()
+                    });
                     f.count += 1;
                     f.sum += e.value;
                     f.abs_sum += e.value.abs();
@@ -100,6 +147,48 @@ pub fn ground_truth(
                 }
             }
         }
+    }
+
+    /// The aggregates by (key, type, window label, window start), as stored views name
+    /// them.
+    fn named_aggregates(&self) -> BTreeMap<(String, String, String, String), Fold> {
+        let names: HashMap<u32, &(String, String)> =
+            self.groups.iter().map(|(k, g)| (*g, k)).collect();
+        let labels: Vec<String> = self
+            .config
+            .windows
+            .all()
+            .iter()
+            .map(|s| s.label())
+            .collect();
+        self.aggregates
+            .iter()
+            .filter_map(|((g, i, start), fold)| {
+                let (key, metric) = names.get(g)?;
+                let label = labels.get(usize::from(*i))?;
+                Some((
+                    (
+                        key.clone(),
+                        metric.clone(),
+                        label.clone(),
+                        format_rfc3339(*start),
+                    ),
+                    *fold,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The truth for a whole input at once.
+pub fn ground_truth(
+    lines: &[Vec<u8>],
+    config: &AggregateConfig,
+    bounds: TimeBounds,
+) -> GroundTruth {
+    let mut truth = GroundTruth::new(config, bounds);
+    for line in lines {
+        truth.feed(line);
     }
     truth
 }
@@ -123,7 +212,7 @@ pub fn compare(truth: &GroundTruth, views: &[AggregateView]) -> Vec<String> {
             v,
         );
     }
-    for (k, want) in &truth.aggregates {
+    for (k, want) in &truth.named_aggregates() {
         let Some(have) = stored.remove(k) else {
             diffs.push(format!(
                 "missing aggregate {k:?}: expected count {}",
@@ -177,15 +266,12 @@ pub fn ingest_bounds(template: &sluice_local::template::Template) -> TimeBounds 
 /// The run's counts are compared when it read the whole input (`sluice run` may start
 /// on streams that earlier runs read) or when `always` says so.
 pub fn verdict(
-    input: &[Vec<u8>],
-    config: &AggregateConfig,
-    bounds: TimeBounds,
+    truth: &GroundTruth,
     views: &[AggregateView],
     ledger: &sluice_local::ledger::LedgerSummary,
     always: bool,
 ) -> Vec<String> {
-    let truth = ground_truth(input, config, bounds);
-    let mut diffs = compare(&truth, views);
+    let mut diffs = compare(truth, views);
     if always || ledger.events_in == truth.events {
         for (name, have, want) in [
             ("events_in", ledger.events_in, truth.events),
@@ -280,7 +366,7 @@ mod tests {
             &config,
             TimeBounds::unbounded(),
         );
-        assert_eq!(t.aggregates.len(), 2);
+        assert_eq!(t.named_aggregates().len(), 2);
         let view = |secs: i64, count: u64, sum: f64| AggregateView {
             kind: "aggregate".into(),
             key: "k".into(),
@@ -305,5 +391,28 @@ mod tests {
             1
         );
         assert_eq!(compare(&t, &[view(60, 1, 1.0)]).len(), 1);
+    }
+
+    #[test]
+    fn events_without_an_id_are_distinct_and_the_truth_folds_line_by_line() {
+        let config = AggregateConfig::default();
+        let input = lines(&[
+            r#"{"key":"k","type":"t","ts":60000,"value":1}"#,
+            r#"{"key":"k","type":"t","ts":60000,"value":1}"#,
+            r#"{"id":"a","key":"k","type":"t","ts":60000,"value":2}"#,
+            r#"{"id":"a","key":"k2","type":"t","ts":60000,"value":2}"#,
+        ]);
+        let mut t = GroundTruth::new(&config, TimeBounds::unbounded());
+        for line in &input {
+            t.feed(line);
+        }
+        assert_eq!((t.events, t.counted, t.duplicates), (4, 4, 0));
+        assert_eq!(t.seen.len(), 2, "only events with an id are remembered");
+        let minute = t
+            .named_aggregates()
+            .into_iter()
+            .find(|((key, _, label, _), _)| key == "k" && label == "60")
+            .expect("minute of k");
+        assert_eq!((minute.1.count, minute.1.sum), (3, 4.0));
     }
 }

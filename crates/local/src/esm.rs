@@ -3,7 +3,7 @@
 //! does. Settings come from `template.yaml` ([`EsmSettings`]).
 //!
 //! - BatchSize (and Lambda's 6 MB payload cap) and MaximumBatchingWindowInSeconds: a
-//!   batch is invoked when it is full
+//!   batch is invoked when it is full (BatchSize records or 6 MB of payload)
 //!   or when the window since its first record was read has passed. The window runs
 //!   on the mapping's clock: the demo uses a simulated one that jumps ahead when every
 //!   stage is only waiting, so it keeps Lambda's batching without sleeping.
@@ -31,9 +31,10 @@ use sluice_core::envelope::Reason;
 use sluice_core::error::Result;
 use sluice_core::ports::{Clock, EventLedger, Fate, RecordSink, ShardInfo, ShardSource};
 use sluice_core::record::StreamRecord;
+use sluice_core::sequence::SeqNo;
 
 use crate::faults::Faults;
-use crate::streams::hash_key;
+use crate::streams::{Checkpoint, hash_key};
 use crate::template::{EsmSettings, StartingPosition};
 
 /// Lambda's limit on one batch's payload (the synchronous invocation limit).
@@ -114,13 +115,41 @@ impl ShardState {
     }
 }
 
+/// The two clocks of a mapping. They are the same clock when the mapping runs in real
+/// time (`sluice run`); the demo runs the mapping on a simulated clock that jumps over
+/// batching windows while its stages read the wall clock, so it passes both.
+#[derive(Clone)]
+pub struct EsmClocks {
+    /// Batching windows, record ages and arrival times.
+    pub mapping: Arc<dyn Clock>,
+    /// The clock the function checks its invocation deadline against.
+    pub function: Arc<dyn Clock>,
+}
+
+impl EsmClocks {
+    /// One clock for both: the mapping and the function share time.
+    pub fn shared(clock: Arc<dyn Clock>) -> Self {
+        EsmClocks {
+            mapping: clock.clone(),
+            function: clock,
+        }
+    }
+}
+
 pub struct EventSourceMapping<S, D> {
     pub function: String,
     source: S,
     settings: EsmSettings,
     handler: Handler,
     on_failure: D,
+    /// The mapping's time: batching windows, record ages, arrival times.
     clock: Arc<dyn Clock>,
+    /// The function's time: the clock its deadline is checked against (Lambda hands a
+    /// function a wall-clock deadline). The demo runs the mapping on a simulated clock
+    /// that may fall far behind the wall clock the stages read; a deadline taken from
+    /// the simulated clock would then already have passed when the stage looked at it,
+    /// every batch would stop before its first record, and its retries would run out.
+    function_clock: Arc<dyn Clock>,
     timeout_ms: i64,
     faults: Option<Arc<Faults>>,
     ledger: Option<Arc<dyn EventLedger>>,
@@ -132,15 +161,21 @@ pub struct EventSourceMapping<S, D> {
 }
 
 impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
+    /// `clocks.mapping` runs the mapping (batching windows, record ages);
+    /// `clocks.function` is the clock the function reads its deadline on.
     pub fn new(
         function: &str,
         source: S,
         settings: EsmSettings,
         handler: Handler,
         on_failure: D,
-        clock: Arc<dyn Clock>,
+        clocks: EsmClocks,
         timeout_ms: i64,
     ) -> Self {
+        let EsmClocks {
+            mapping: clock,
+            function: function_clock,
+        } = clocks;
         let arn = source.stream_arn();
         EventSourceMapping {
             function: function.to_owned(),
@@ -149,6 +184,7 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
             handler,
             on_failure,
             clock,
+            function_clock,
             timeout_ms,
             faults: None,
             ledger: None,
@@ -283,6 +319,27 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
         Ok(())
     }
 
+    /// Where this mapping stands in each shard it has read: every record before the
+    /// first one still queued (or, with nothing queued, every record read) is done and
+    /// will never be delivered again, so its stream may drop it.
+    pub fn checkpoints(&self) -> Vec<(String, Checkpoint)> {
+        self.shards
+            .iter()
+            .filter_map(|(id, state)| {
+                let first_queued = state
+                    .lanes
+                    .iter()
+                    .filter_map(|l| l.queue.front())
+                    .min_by_key(|r| SeqNo::parse(&r.sequence_number));
+                let checkpoint = match first_queued {
+                    Some(r) => Checkpoint::Before(r.sequence_number.clone()),
+                    None => Checkpoint::Through(state.read_after.clone()?),
+                };
+                Some((id.clone(), checkpoint))
+            })
+            .collect()
+    }
+
     /// The earliest time a lane waiting on its batching window becomes due.
     pub fn next_due_ms(&self) -> Option<i64> {
         self.shards
@@ -307,11 +364,15 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
             if lane.queue.is_empty() {
                 return Ok(false);
             }
-            // As on Lambda: a batch goes when it is full or its window has passed.
+            // As on Lambda: a batch goes when it has BatchSize records, when its
+            // payload reaches 6 MB, or when its window has passed.
             let due = lane
                 .since_ms
                 .map_or(now, |s| s + settings.max_batching_window_ms);
-            if lane.queue.len() < settings.batch_size && now < due {
+            if lane.queue.len() < settings.batch_size
+                && now < due
+                && !payload_full(&lane.queue, settings.batch_size)
+            {
                 return Ok(false);
             }
             // Lambda caps a batch at 6 MB of payload as well as at BatchSize records.
@@ -341,7 +402,8 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
         self.stats.invocations += 1;
         self.stats.records_delivered += n as u64;
         let event = kinesis_event(&batch, &self.arn);
-        let mut result = (self.handler)(event, now + self.timeout_ms).await;
+        let deadline_ms = self.function_clock.now_ms() + self.timeout_ms;
+        let mut result = (self.handler)(event, deadline_ms).await;
         if self.faults.as_ref().is_some_and(|f| f.crash_after_batch()) {
             result = Err("injected crash after the batch was processed".into());
         }
@@ -483,6 +545,15 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
     }
 }
 
+/// Whether the first `batch_size` queued records fill Lambda's 6 MB payload.
+fn payload_full(queue: &VecDeque<StreamRecord>, batch_size: usize) -> bool {
+    let mut bytes = 0usize;
+    queue.iter().take(batch_size).any(|r| {
+        bytes += r.data.len() + r.partition_key.len();
+        bytes >= MAX_BATCH_BYTES
+    })
+}
+
 /// The event origins a record carries: positions for raw records, the `origin` field
 /// of each line for inter-stage records.
 fn origins_of(record: &StreamRecord, raw: bool) -> Vec<String> {
@@ -529,4 +600,107 @@ where
             Ok(response)
         }) as InvokeFuture
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use sluice_core::record::OutRecord;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::streams::MemoryStreams;
+    use crate::template::EsmSettings;
+
+    /// The demo's situation after a long run: the mapping's simulated clock is where it
+    /// started while the wall clock the stages read has moved on by ten minutes. The
+    /// function must still get its whole timeout, measured on its own clock.
+    #[tokio::test]
+    async fn the_deadline_is_on_the_functions_clock_not_the_mappings() {
+        let sim = Arc::new(ManualClock::starting_at(1_000_000));
+        let wall = Arc::new(ManualClock::starting_at(1_000_000 + 600_000));
+        let streams = MemoryStreams::new(sim.clone());
+        streams.create("in", 1);
+        streams.create("dlq", 1);
+        streams
+            .put(
+                "in",
+                vec![OutRecord {
+                    partition_key: "k".into(),
+                    data: b"x".to_vec(),
+                }],
+            )
+            .expect("put");
+        let deadlines = Arc::new(Mutex::new(Vec::new()));
+        let seen = deadlines.clone();
+        let handler: Handler = Arc::new(move |_event, deadline_ms| {
+            seen.lock().expect("lock").push(deadline_ms);
+            Box::pin(async { Ok(KinesisEventResponse::default()) }) as InvokeFuture
+        });
+        let mut mapping = EventSourceMapping::new(
+            "test",
+            streams.source("in"),
+            EsmSettings::default(),
+            handler,
+            streams.sink("dlq"),
+            EsmClocks {
+                mapping: sim.clone(),
+                function: wall.clone(),
+            },
+            60_000,
+        );
+        assert!(mapping.poll().await.expect("poll"));
+        assert_eq!(
+            *deadlines.lock().expect("lock"),
+            vec![wall.now_ms() + 60_000]
+        );
+        assert_eq!(mapping.stats.records_done, 1);
+    }
+
+    /// Lambda invokes as soon as a batch reaches the 6 MB payload limit, without
+    /// waiting for BatchSize records or the batching window.
+    #[tokio::test]
+    async fn a_batch_goes_when_its_payload_reaches_six_megabytes() {
+        let clock = Arc::new(ManualClock::starting_at(1_000_000));
+        let streams = MemoryStreams::new(clock.clone());
+        streams.create("in", 1);
+        streams.create("dlq", 1);
+        let big = |b: u8| OutRecord {
+            partition_key: "k".into(),
+            data: vec![b; 900 * 1024],
+        };
+        streams.put("in", (0..7).map(big).collect()).expect("put");
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let handler: Handler = Arc::new(move |event: KinesisEvent, _deadline_ms| {
+            seen.lock().expect("lock").push(event.records.len());
+            Box::pin(async { Ok(KinesisEventResponse::default()) }) as InvokeFuture
+        });
+        let settings = EsmSettings {
+            batch_size: 100,
+            max_batching_window_ms: 60_000,
+            ..EsmSettings::default()
+        };
+        let mut mapping = EventSourceMapping::new(
+            "test",
+            streams.source("in"),
+            settings,
+            handler,
+            streams.sink("dlq"),
+            EsmClocks::shared(clock.clone()),
+            60_000,
+        );
+        assert!(mapping.poll().await.expect("poll"));
+        assert_eq!(
+            *sizes.lock().expect("lock"),
+            vec![6],
+            "6 x 900 KiB fit in 6 MiB"
+        );
+        // The seventh alone waits for its window.
+        assert!(!mapping.poll().await.expect("poll"));
+        clock.advance_by(60_000);
+        assert!(mapping.poll().await.expect("poll"));
+        assert_eq!(*sizes.lock().expect("lock"), vec![6, 1]);
+    }
 }

@@ -3,6 +3,7 @@
 //! are malformed, a few are sent twice by the producer, a few arrive half an hour late, and
 //! event times jitter within the allowed lateness.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 
@@ -141,40 +142,55 @@ impl Scenario {
 
     /// `events` producer records (one JSON line each), deterministic for `seed`.
     pub fn generate(self, events: usize, seed: u64, start_ms: i64, noise: &Noise) -> Vec<String> {
-        let mut rng = SplitMix64::new(seed ^ 0x5EED_0000 ^ self.keys() as u64);
-        let mut out: Vec<String> = Vec::with_capacity(events);
-        let mut clock = start_ms;
-        for n in 0..events {
-            clock += self.step_ms();
-            if n > 0 && rng.chance(noise.duplicate) {
-                let earlier = out[rng.below(out.len() as u64) as usize].clone();
-                out.push(earlier);
-                continue;
-            }
-            if rng.chance(noise.malformed) {
-                out.push(malformed(&mut rng, n));
-                continue;
-            }
-            let k = self.hot_key(&mut rng);
-            let key = self.key(k);
-            // Jitter within a few seconds; rarely an event half an hour late.
-            let mut ts = clock - rng.below(5_000) as i64;
-            if clock - start_ms > 600_000 && rng.chance(noise.late) {
-                ts -= 1_800_000;
-            }
-            let (metric, value) = self.reading(&mut rng, k);
-            let id = format!("{self}-{n}");
-            // Alternate time formats, as mixed producers do.
-            let ts_json = if n % 2 == 0 {
-                format!("\"{}\"", format_rfc3339(ts))
-            } else {
-                ts.to_string()
-            };
-            out.push(format!(
-                r#"{{"id":"{id}","key":"{key}","type":"{metric}","ts":{ts_json},"value":{value}}}"#
-            ));
+        self.producer(seed, start_ms, noise.clone())
+            .take(events)
+            .collect()
+    }
+
+    /// An endless producer, deterministic for `seed`: the same lines as
+    /// [`Scenario::generate`], one at a time, in memory that does not grow with the
+    /// number of lines (a producer duplicate repeats one of the last
+    /// [`RECENT_LINES`] lines).
+    pub fn producer(self, seed: u64, start_ms: i64, noise: Noise) -> Producer {
+        Producer {
+            scenario: self,
+            rng: SplitMix64::new(seed ^ 0x5EED_0000 ^ self.keys() as u64),
+            noise,
+            start_ms,
+            clock: start_ms,
+            n: 0,
+            recent: VecDeque::with_capacity(RECENT_LINES),
         }
-        out
+    }
+
+    /// The line of event number `n` (not a duplicate).
+    fn line(
+        self,
+        rng: &mut SplitMix64,
+        n: usize,
+        clock: i64,
+        start_ms: i64,
+        noise: &Noise,
+    ) -> String {
+        if rng.chance(noise.malformed) {
+            return malformed(rng, n);
+        }
+        let k = self.hot_key(rng);
+        let key = self.key(k);
+        // Jitter within a few seconds; rarely an event half an hour late.
+        let mut ts = clock - rng.below(5_000) as i64;
+        if clock - start_ms > 600_000 && rng.chance(noise.late) {
+            ts -= 1_800_000;
+        }
+        let (metric, value) = self.reading(rng, k);
+        let id = format!("{self}-{n}");
+        // Alternate time formats, as mixed producers do.
+        let ts_json = if n % 2 == 0 {
+            format!("\"{}\"", format_rfc3339(ts))
+        } else {
+            ts.to_string()
+        };
+        format!(r#"{{"id":"{id}","key":"{key}","type":"{metric}","ts":{ts_json},"value":{value}}}"#)
     }
 
     /// Keys are skewed: a few are much busier than the rest, as in real feeds.
@@ -221,6 +237,49 @@ impl Scenario {
                 }
             }
         }
+    }
+}
+
+/// How far back a synthetic producer duplicate may reach: producers resend what they
+/// sent recently (a retry), and remembering more would make memory grow with volume.
+pub const RECENT_LINES: usize = 4096;
+
+/// A scenario's synthetic producer (see [`Scenario::producer`]).
+pub struct Producer {
+    scenario: Scenario,
+    rng: SplitMix64,
+    noise: Noise,
+    start_ms: i64,
+    clock: i64,
+    n: usize,
+    /// The last lines produced, newest at the back.
+    recent: VecDeque<String>,
+}
+
+impl Iterator for Producer {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        let n = self.n;
+        self.n += 1;
+        self.clock += self.scenario.step_ms();
+        let line = if n > 0 && self.rng.chance(self.noise.duplicate) {
+            // Which earlier line: drawn over what is remembered, so the first
+            // RECENT_LINES lines are what an unbounded memory would have given.
+            let back = self.rng.below(self.recent.len() as u64) as usize;
+            match self.recent.get(back) {
+                Some(earlier) => earlier.clone(),
+                None => return None,
+            }
+        } else {
+            self.scenario
+                .line(&mut self.rng, n, self.clock, self.start_ms, &self.noise)
+        };
+        if self.recent.len() == RECENT_LINES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(line.clone());
+        Some(line)
     }
 }
 
@@ -286,6 +345,23 @@ mod tests {
         assert!(
             partition_key_of(&format!(r#"{{"key":"{}"}}"#, "x".repeat(300)))
                 .starts_with("unkeyed-")
+        );
+    }
+
+    #[test]
+    fn the_producer_remembers_a_bounded_number_of_lines_and_still_duplicates() {
+        let noise = Noise {
+            duplicate: 0.05,
+            ..Noise::default()
+        };
+        let mut producer = Scenario::Clicks.producer(3, DEFAULT_START_MS, noise.clone());
+        let lines: Vec<String> = producer.by_ref().take(3 * RECENT_LINES).collect();
+        assert_eq!(producer.recent.len(), RECENT_LINES);
+        let distinct: std::collections::HashSet<&String> = lines.iter().collect();
+        assert!(distinct.len() < lines.len(), "some lines were sent twice");
+        assert_eq!(
+            lines[..100],
+            Scenario::Clicks.generate(100, 3, DEFAULT_START_MS, &noise)[..]
         );
     }
 }

@@ -243,6 +243,129 @@ impl ShardSource for MemorySource {
     }
 }
 
+// ---- Trimming: records every consumer has checkpointed are dropped. ----
+//
+// Kinesis keeps records for its retention period whether or not anyone read them; the
+// in-process streams keep them only until every registered consumer has checkpointed
+// them, so `sluice demo` runs in memory bounded by what is in flight, not by how many
+// events went through. A stream without a registered consumer (dead letters, alerts)
+// keeps everything, as a real stream does within its retention.
+
+/// How far a consumer has got in one shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// Every record up to and including this sequence number is done.
+    Through(String),
+    /// Every record before this sequence number is done; this one is not.
+    Before(String),
+}
+
+impl Checkpoint {
+    /// How many records at the front of `records` this checkpoint covers.
+    fn covers(&self, records: &[StreamRecord]) -> usize {
+        let (seq, inclusive) = match self {
+            Checkpoint::Through(s) => (s, true),
+            Checkpoint::Before(s) => (s, false),
+        };
+        let Some(at) = SeqNo::parse(seq) else {
+            return 0;
+        };
+        records.partition_point(|r| {
+            SeqNo::parse(&r.sequence_number)
+                .is_some_and(|s| if inclusive { s <= at } else { s < at })
+        })
+    }
+}
+
+/// The consumers of a set of in-process streams and their checkpoints, by stream,
+/// consumer and shard. A consumer that has not checkpointed a shard yet holds all of it.
+#[derive(Default)]
+pub struct Consumers {
+    checkpoints: Mutex<ByStream>,
+}
+
+/// Checkpoints by stream, then consumer, then shard.
+type ByStream = BTreeMap<String, BTreeMap<String, BTreeMap<String, Checkpoint>>>;
+
+impl Consumers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Declares a consumer of a stream: from now on the stream keeps a record until
+    /// this consumer (and every other one declared) has checkpointed it.
+    pub fn register(&self, stream: &str, consumer: &str) {
+        self.lock()
+            .entry(stream.to_owned())
+            .or_default()
+            .entry(consumer.to_owned())
+            .or_default();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByStream> {
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a consumer's checkpoint in one shard and drops from `streams` the
+    /// records of that shard every consumer of the stream has checkpointed. Returns
+    /// how many were dropped.
+    pub fn checkpoint(
+        &self,
+        streams: &MemoryStreams,
+        stream: &str,
+        consumer: &str,
+        shard_id: &str,
+        checkpoint: Checkpoint,
+    ) -> usize {
+        let held: Vec<Option<Checkpoint>> = {
+            let mut all = self.lock();
+            let consumers = all.entry(stream.to_owned()).or_default();
+            consumers
+                .entry(consumer.to_owned())
+                .or_default()
+                .insert(shard_id.to_owned(), checkpoint);
+            consumers
+                .values()
+                .map(|c| c.get(shard_id).cloned())
+                .collect()
+        };
+        streams.trim(stream, shard_id, |records| {
+            held.iter()
+                .map(|c| c.as_ref().map_or(0, |c| c.covers(records)))
+                .min()
+                .unwrap_or(0)
+        })
+    }
+}
+
+impl MemoryStreams {
+    /// The names of every stream, to see what they hold.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Drops the first `covered(records)` records of a shard; returns how many.
+    pub fn trim(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        covered: impl FnOnce(&[StreamRecord]) -> usize,
+    ) -> usize {
+        let mut streams = self.lock();
+        let Some(shard) = streams
+            .get_mut(stream)
+            .and_then(|s| s.shards.iter_mut().find(|sh| sh.id == shard_id))
+        else {
+            return 0;
+        };
+        let n = covered(&shard.records).min(shard.records.len());
+        shard.records.drain(..n);
+        n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +421,66 @@ mod tests {
         }
         assert_eq!(total, 10);
         assert!(streams.put("missing", vec![]).is_err());
+    }
+
+    #[tokio::test]
+    async fn records_go_once_every_consumer_has_checkpointed_them() {
+        let streams = MemoryStreams::new(Arc::new(SystemClock));
+        streams.create("s", 1);
+        streams.create("unread", 1);
+        let put = |stream: &str| {
+            streams
+                .put(
+                    stream,
+                    (0..5u8)
+                        .map(|i| OutRecord {
+                            partition_key: "k".into(),
+                            data: vec![i],
+                        })
+                        .collect(),
+                )
+                .expect("put")
+        };
+        let seqs = put("s");
+        put("unread");
+        let consumers = Consumers::new();
+        consumers.register("s", "a");
+        consumers.register("s", "b");
+        let shard = shard_id(0);
+        let through = |i: usize| Checkpoint::Through(seqs[i].clone());
+        // b has not checkpointed yet: nothing goes.
+        assert_eq!(
+            consumers.checkpoint(&streams, "s", "a", &shard, through(2)),
+            0
+        );
+        assert_eq!(
+            consumers.checkpoint(
+                &streams,
+                "s",
+                "b",
+                &shard,
+                Checkpoint::Before(seqs[1].clone())
+            ),
+            1
+        );
+        assert_eq!(streams.len("s"), 4);
+        assert_eq!(
+            consumers.checkpoint(&streams, "s", "b", &shard, through(4)),
+            2
+        );
+        assert_eq!(streams.len("s"), 2, "a still holds records 3 and 4");
+        // Reads resume after a checkpoint that was trimmed away.
+        let left: Vec<Vec<u8>> = streams
+            .source("s")
+            .read(&shard, Some(&seqs[0]), 100)
+            .await
+            .expect("read")
+            .records
+            .into_iter()
+            .map(|r| r.data)
+            .collect();
+        assert_eq!(left, vec![vec![3u8], vec![4u8]]);
+        // A stream without consumers (dead letters) keeps everything.
+        assert_eq!(streams.len("unread"), 5);
     }
 }

@@ -6,10 +6,9 @@ use std::sync::{Arc, Mutex};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use sluice_core::lambda::records_of;
-use sluice_core::ports::Clock;
 use sluice_core::record::{OutRecord, StreamRecord};
 use sluice_local::clock::ManualClock;
-use sluice_local::esm::{EventSourceMapping, Handler, InvokeFuture};
+use sluice_local::esm::{EsmClocks, EventSourceMapping, Handler, InvokeFuture};
 use sluice_local::streams::{MemorySink, MemorySource, MemoryStreams};
 use sluice_local::template::EsmSettings;
 
@@ -71,7 +70,7 @@ fn harness(settings: EsmSettings, shards: usize, script: Script) -> Harness {
         settings,
         handler,
         streams.sink("dlq"),
-        clock.clone() as Arc<dyn Clock>,
+        EsmClocks::shared(clock.clone()),
         60_000,
     );
     Harness {
