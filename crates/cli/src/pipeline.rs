@@ -11,12 +11,16 @@ use sluice_core::cache::{CachedLookup, CachedRules};
 use sluice_core::config::{
     AggregateConfig, DetectConfig, EnrichConfig, EnvReader, IngestConfig, env,
 };
+use sluice_core::dead_letter::DeadLetter;
+use sluice_core::envelope::{Reason, Rejection};
+use sluice_core::limits::kinesis as kinesis_limits;
 use sluice_core::outcome::{BatchOutcome, StageStats};
 use sluice_core::ports::{
     AggregateStore, AlertStore, Attrs, Clock, RecordSink, ReferenceLookup, RulesSource,
     ShardSource, SystemClock,
 };
-use sluice_core::record::OutRecord;
+use sluice_core::ports::{EventLedger, Fate};
+use sluice_core::record::{OutRecord, StreamRecord};
 use sluice_core::resources;
 use sluice_core::rules::Rule;
 use sluice_core::stage::aggregate::Aggregate;
@@ -411,6 +415,8 @@ pub struct InProcess {
     /// The stages as consumers of the streams they read: what all of them have
     /// checkpointed is dropped, so memory follows what is in flight, not the volume.
     consumers: Consumers,
+    /// Lines refused at the producer's edge so far (they name their dead letters).
+    producer_rejections: std::sync::atomic::AtomicU64,
 }
 
 impl InProcess {
@@ -492,18 +498,64 @@ impl InProcess {
             faults,
             clock: sim,
             consumers,
+            producer_rejections: Default::default(),
         })
     }
 
     /// Writes producer lines to the raw stream, one record per line, keyed by `key`.
     /// With fault injection on, some lines are sent twice (producer retries). Returns
     /// every record written, in order.
+    ///
+    /// Requests keep within `PutRecords`' limits (500 records, 5 MiB). A line that
+    /// Kinesis would refuse (over 1 MiB with its partition key) cannot enter the raw
+    /// stream: as a real producer's `PutRecords` would fail for it, the demo books it
+    /// here, at the producer's edge, as a `record_too_large` dead letter (stage
+    /// `produce`, original bytes bounded like every dead letter) instead of aborting.
     pub fn produce(&self, lines: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let (records, sent) = producer_records(lines, &self.faults);
-        for chunk in records.chunks(500) {
-            self.streams.put(&self.stages.raw_stream, chunk.to_vec())?;
+        let mut fitting = Vec::with_capacity(records.len());
+        for (i, record) in records.iter().enumerate() {
+            match kinesis_limits::check_record(record) {
+                Ok(()) => fitting.push(i),
+                Err(error) => self.reject_at_producer(record, &error)?,
+            }
+        }
+        for request in kinesis_limits::requests(&records, &fitting) {
+            let batch = request.iter().map(|&i| records[i].clone()).collect();
+            self.streams.put(&self.stages.raw_stream, batch)?;
         }
         Ok(sent)
+    }
+
+    fn reject_at_producer(&self, record: &OutRecord, error: &sluice_core::Error) -> Result<()> {
+        let n = self
+            .producer_rejections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let origin = format!("producer:{n}");
+        let source = StreamRecord {
+            stream: self.stages.raw_stream.clone(),
+            shard_id: "producer".into(),
+            sequence_number: n.to_string(),
+            partition_key: record.partition_key.clone(),
+            data: Vec::new(),
+            arrival_ms: self.clock.now_ms(),
+        };
+        let rejection = Rejection {
+            reason: Reason::RecordTooLarge,
+            field: None,
+            detail: format!("a producer cannot send this line: {error}"),
+            id: None,
+        };
+        let dead = DeadLetter::for_line("produce", &source, 0, &record.data, &rejection)
+            .with_origin(Some(origin.clone()))
+            .into_record(&record.partition_key);
+        self.streams
+            .put(&self.stages.dead_letter_stream, vec![dead])?;
+        self.stages.ledger.received(&origin);
+        self.stages
+            .ledger
+            .settled(&origin, Fate::DeadLetter(Reason::RecordTooLarge));
+        Ok(())
     }
 
     /// Runs every stage until every stream is drained; `progress` is called between

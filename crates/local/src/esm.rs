@@ -670,7 +670,9 @@ mod tests {
             partition_key: "k".into(),
             data: vec![b; 900 * 1024],
         };
-        streams.put("in", (0..7).map(big).collect()).expect("put");
+        // Two PutRecords calls: seven such records exceed one call's 5 MiB.
+        streams.put("in", (0..4).map(big).collect()).expect("put");
+        streams.put("in", (4..7).map(big).collect()).expect("put");
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
         let handler: Handler = Arc::new(move |event: KinesisEvent, _deadline_ms| {
