@@ -20,15 +20,16 @@ use std::sync::Arc;
 use crate::aggregate::AggState;
 use crate::config::{AggregateConfig, Delivery};
 use crate::fingerprint::FingerprintSet;
-use crate::item::{
-    AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite, page_stored_size,
-};
+use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
+use crate::limits::dynamodb as limits;
 use crate::sequence::SeqNo;
 
 /// DynamoDB's limit of actions in one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
-/// DynamoDB allows 4 MB per transaction; sizes here are estimates
-/// ([`AggregateItem::stored_size`]), so the planner keeps half a megabyte in hand.
+/// DynamoDB allows 4 MB per transaction. The planner's sizes are DynamoDB's own for
+/// anchors, pages and the watermark ([`crate::limits::dynamodb`]) and upper bounds for
+/// the coarser items ([`AggregateItem::max_stored_size`]), so a plan within this is
+/// within DynamoDB's limit; it still aims half a megabyte lower.
 pub const MAX_TRANSACTION_BYTES: usize = 3_500_000;
 /// A sealed page holds at most this many fingerprints (320 KB, under the 400 KB limit).
 pub const MAX_PAGE_FINGERPRINTS: usize = 40_000;
@@ -316,7 +317,7 @@ impl Transaction {
             + usize::from(self.watermark.is_some())
     }
 
-    /// Estimated stored bytes of everything the transaction writes.
+    /// Stored bytes of everything the transaction writes, as DynamoDB sizes them.
     pub fn byte_size(&self) -> usize {
         self.writes.iter().map(write_size).sum::<usize>()
             + self
@@ -326,23 +327,30 @@ impl Transaction {
     }
 }
 
+/// The stored bytes of a write: the item and its sealed pages, exactly (they are
+/// final when planned).
 fn write_size(w: &ItemWrite) -> usize {
     w.item.stored_size()
         + w.sealed_page
             .iter()
-            .map(|(_, p)| page_stored_size(&w.item.key, p))
+            .map(|(n, p)| limits::page_size(&w.item.key, *n, p, w.item.expires_at_s))
             .sum::<usize>()
 }
 
-/// The stored size of a coarser item once written (coarse items carry no
-/// de-duplication state, so the size does not depend on their counts).
-fn coarse_size(key: &ItemKey, items: &HashMap<ItemKey, AggregateItem>) -> usize {
+/// At least the stored size of a coarser item once written: its counts are merged
+/// later (and carried from one transaction to the next), so they are sized at their
+/// largest; its expiry is the one [`transactions`] writes.
+fn coarse_size(
+    key: &ItemKey,
+    items: &HashMap<ItemKey, AggregateItem>,
+    config: &AggregateConfig,
+) -> usize {
     let mut item = items
         .get(key)
         .cloned()
         .unwrap_or_else(|| AggregateItem::new(key.clone()));
-    item.expires_at_s = Some(0);
-    item.stored_size()
+    item.expires_at_s = expiry(key, config);
+    item.max_stored_size()
 }
 
 /// Splits a group plan into transactions within DynamoDB's limits (100 actions, 4 MB,
@@ -381,7 +389,7 @@ pub fn transactions(
         let size = write_size(&anchor.write)
             + new_coarse
                 .iter()
-                .map(|k| coarse_size(k, items))
+                .map(|k| coarse_size(k, items, config))
                 .sum::<usize>();
         let full = count + need > max_actions || bytes + size > max_bytes;
         if chunks.is_empty() || (full && count > 0) {
@@ -394,7 +402,7 @@ pub fn transactions(
         for (k, _) in &anchor.coarse {
             if seen_coarse.insert(k.clone()) {
                 count += 1;
-                bytes += coarse_size(k, items);
+                bytes += coarse_size(k, items, config);
             }
         }
         count += 1 + anchor.write.sealed_page.len();

@@ -134,34 +134,20 @@ impl AggregateItem {
         }
     }
 
-    /// Approximate DynamoDB item size in bytes (attribute names plus values), as
-    /// DynamoDB uses it to charge read and write units.
+    /// The item's stored size in bytes as DynamoDB counts it (attribute names plus
+    /// values) in the layout the AWS codec writes: what DynamoDB charges read and write
+    /// units by and checks against its 400 KB limit
+    /// ([`crate::limits::dynamodb::aggregate_item_size`], the one sizing function).
     pub fn stored_size(&self) -> usize {
-        const NUMBER: usize = 21; // worst case of a 38-digit number
-        let mut size = 2 + self.key.pk().len() + 2 + self.key.sk().len();
-        size += 3 + self.key.group.key.len() + 4 + self.key.group.metric.len();
-        size += "window_seconds".len() + 8 + "slide_seconds".len() + 8 + "window_start".len() + 20;
-        for name in [
-            "count", "sum", "sum_comp", "min", "max", "mean", "m2", "version",
-        ] {
-            size += name.len() + NUMBER;
-        }
-        if !self.fingerprints.is_empty() {
-            size += 3 + 8 * self.fingerprints.len();
-        }
-        if self.sealed_pages > 0 {
-            size += 8 + 4;
-        }
-        if !self.high_water.is_empty() {
-            size += 3 + 3;
-            for (shard, seq) in &self.high_water {
-                size += shard.len() + 1 + seq.as_str().len() + 3;
-            }
-        }
-        if self.expires_at_s.is_some() {
-            size += "expires_at".len() + 11;
-        }
-        size
+        crate::limits::dynamodb::aggregate_item_size(self)
+    }
+
+    /// An upper bound of [`AggregateItem::stored_size`] over every state and version
+    /// this item could be written with (its key, de-duplication state and expiry
+    /// fixed): what a planner can count on before the counts are known
+    /// ([`crate::limits::dynamodb::aggregate_item_size_bound`]).
+    pub fn max_stored_size(&self) -> usize {
+        crate::limits::dynamodb::aggregate_item_size_bound(self)
     }
 }
 
@@ -177,8 +163,9 @@ pub struct GroupWatermark {
 }
 
 impl GroupWatermark {
+    /// The watermark item's stored size ([`crate::limits::dynamodb::watermark_size`]).
     pub fn stored_size(&self) -> usize {
-        2 + self.group.partition_key().len() + 2 + WATERMARK_SORT_KEY.len() + 2 + 21 + 7 + 21
+        crate::limits::dynamodb::watermark_size(self)
     }
 }
 
@@ -189,9 +176,11 @@ pub struct WatermarkWrite {
     pub expected_version: u64,
 }
 
-/// Approximate stored size of a sealed fingerprint page.
+/// An upper bound of the stored size of a sealed fingerprint page of `anchor` holding
+/// `page`, whatever its page number and expiry: for callers that know neither. The
+/// exact size is [`crate::limits::dynamodb::page_size`].
 pub fn page_stored_size(anchor: &ItemKey, page: &FingerprintSet) -> usize {
-    2 + anchor.pk().len() + 2 + anchor.page_sk(0).len() + 3 + 8 * page.len() + 20
+    crate::limits::dynamodb::page_size(anchor, u32::MAX, page, Some(i64::MAX))
 }
 
 /// A write of one aggregate item, conditioned on the version it was read at.

@@ -185,13 +185,39 @@ pub mod dynamodb {
         number_size(&x.to_string())
     }
 
-    /// The stored size of an aggregate item in the layout the AWS codec writes
-    /// (`sluice_aws::dynamodb::codec::item_to_attrs`; a test there checks that both
-    /// agree): attribute names plus values, strings in UTF-8 bytes, binary in raw
-    /// bytes, numbers as [`number_size`], a map 3 bytes plus 1 per element.
-    pub fn aggregate_item_size(item: &AggregateItem) -> usize {
-        let k = &item.key;
+    /// The most bytes an `f64` attribute value takes as the codec writes it: an `N` has
+    /// at most 17 significant digits (9 + 1 bytes); an `S` (non-finite, or beyond
+    /// DynamoDB's number range) is at most `-1.7976931348623157e308`, 23 bytes.
+    pub const MAX_F64_BYTES: usize = 23;
+    /// The most bytes a `u64` number takes: 20 digits, 10 + 1 bytes.
+    pub const MAX_U64_BYTES: usize = 11;
+
+    /// The attributes of an aggregate item that the state and version decide: the
+    /// counts (`count`, `sum`, `sum_comp`, `min`, `max`, `mean`, `m2`) and `version`.
+    const STATE_NAMES: [&str; 8] = [
+        "count", "sum", "sum_comp", "min", "max", "mean", "m2", "version",
+    ];
+
+    /// The bytes of the state-and-version attributes as written.
+    fn state_size(item: &AggregateItem) -> usize {
         let st = &item.state;
+        STATE_NAMES.iter().map(|n| n.len()).sum::<usize>()
+            + int_size(st.count)
+            + [st.sum, st.sum_comp, st.min, st.max, st.mean, st.m2]
+                .into_iter()
+                .map(f64_size)
+                .sum::<usize>()
+            + int_size(item.version)
+    }
+
+    /// The most bytes the state-and-version attributes can take.
+    fn max_state_size() -> usize {
+        STATE_NAMES.iter().map(|n| n.len()).sum::<usize>() + 2 * MAX_U64_BYTES + 6 * MAX_F64_BYTES
+    }
+
+    /// Every other attribute: keys, window, de-duplication state, expiry.
+    fn key_and_dedup_size(item: &AggregateItem) -> usize {
+        let k = &item.key;
         let mut size = 0;
         let mut s = |name: &str, value_bytes: usize| size += name.len() + value_bytes;
         s("pk", k.pk().len());
@@ -202,14 +228,6 @@ pub mod dynamodb {
         s("slide_seconds", int_size(k.window.slide_secs()));
         s("window_start", format_rfc3339(k.start_ms).len());
         s("window_start_ms", int_size(k.start_ms));
-        s("count", int_size(st.count));
-        s("sum", f64_size(st.sum));
-        s("sum_comp", f64_size(st.sum_comp));
-        s("min", f64_size(st.min));
-        s("max", f64_size(st.max));
-        s("mean", f64_size(st.mean));
-        s("m2", f64_size(st.m2));
-        s("version", int_size(item.version));
         if !item.fingerprints.is_empty() {
             s("fps", 8 * item.fingerprints.len());
         }
@@ -228,6 +246,26 @@ pub mod dynamodb {
             s("expires_at", int_size(at));
         }
         size
+    }
+
+    /// The stored size of an aggregate item in the layout the AWS codec writes
+    /// (`sluice_aws::dynamodb::codec::item_to_attrs`; a test there checks that both
+    /// agree): attribute names plus values, strings in UTF-8 bytes, binary in raw
+    /// bytes, numbers as [`number_size`], a map 3 bytes plus 1 per element. This is
+    /// the one sizing of aggregate items: limits, metering and the planner use it
+    /// ([`AggregateItem::stored_size`]).
+    pub fn aggregate_item_size(item: &AggregateItem) -> usize {
+        key_and_dedup_size(item) + state_size(item)
+    }
+
+    /// [`aggregate_item_size`] with the counts and version at their largest: never less
+    /// than the stored size of this item whatever state and version it is written with
+    /// (its key, de-duplication state and expiry as they are), and at most 144 bytes
+    /// more (195 bytes of state at worst, 51 at least). The aggregate planner sizes the
+    /// coarser items a transaction will write with it, before their merged counts are
+    /// known.
+    pub fn aggregate_item_size_bound(item: &AggregateItem) -> usize {
+        key_and_dedup_size(item) + max_state_size()
     }
 
     /// The stored size of sealed fingerprint page `page` of `anchor`.
@@ -464,6 +502,152 @@ mod tests {
         assert_eq!(number_size("123456789"), 6);
         assert_eq!(f64_size(f64::INFINITY), "inf".len(), "written as S");
         assert_eq!(f64_size(1e200), "1e200".len());
+    }
+
+    fn item_with(
+        key: &str,
+        window: crate::window::WindowSpec,
+        start_ms: i64,
+    ) -> crate::item::AggregateItem {
+        use crate::item::{AggregateItem, GroupKey, ItemKey};
+        AggregateItem::new(ItemKey {
+            group: GroupKey {
+                key: key.into(),
+                metric: "temperature".into(),
+            },
+            window,
+            start_ms,
+        })
+    }
+
+    #[test]
+    fn an_item_is_sized_attribute_by_attribute() {
+        let mut item = item_with(
+            "sensor-001",
+            crate::window::WindowSpec::tumbling(60),
+            1_767_225_660_000,
+        );
+        item.version = 3;
+        item.state.count = 12;
+        item.state.sum = 1.5;
+        item.state.min = 0.25;
+        item.state.max = 1.25;
+        item.expires_at_s = Some(1_769_817_660);
+        let want = [
+            ("pk", "temperature#sensor-001".len()),
+            ("sk", "60#2026-01-01T00:01:00Z".len()),
+            ("key", 10),
+            ("type", 11),
+            ("window_seconds", 2),
+            ("slide_seconds", 2),
+            ("window_start", 20),
+            ("window_start_ms", 6), // 1767225660000: 9 significant digits
+            ("count", 2),
+            ("sum", 2),
+            ("sum_comp", 2),
+            ("min", 2),
+            ("max", 3), // 1.25e0: 3 digits
+            ("mean", 2),
+            ("m2", 2),
+            ("version", 2),
+            ("expires_at", 6),
+        ];
+        let total: usize = want.iter().map(|(n, v)| n.len() + v).sum();
+        assert_eq!(aggregate_item_size(&item), total);
+        assert_eq!(item.stored_size(), total, "one sizing function");
+    }
+
+    #[test]
+    fn page_and_watermark_sizes_are_the_limits_sizes() {
+        use crate::fingerprint::FingerprintSet;
+        use crate::item::{GroupWatermark, page_stored_size};
+        let item = item_with("k", crate::window::WindowSpec::tumbling(60), 0);
+        let mut set = FingerprintSet::new();
+        set.extend(0..100);
+        let bound = page_stored_size(&item.key, &set);
+        for page in [1, 999_999, 1_000_000, u32::MAX] {
+            for at in [
+                None,
+                Some(0),
+                Some(1_900_000_000),
+                Some(i64::MIN),
+                Some(i64::MAX),
+            ] {
+                assert!(
+                    page_size(&item.key, page, &set, at) <= bound,
+                    "{page} {at:?}"
+                );
+            }
+        }
+        assert_eq!(
+            page_size(&item.key, u32::MAX, &set, Some(i64::MAX)),
+            bound,
+            "the bound is reached"
+        );
+        let wm = GroupWatermark {
+            group: item.key.group.clone(),
+            watermark_ms: 1_767_225_660_000,
+            version: 7,
+        };
+        assert_eq!(wm.stored_size(), watermark_size(&wm));
+    }
+
+    #[test]
+    fn the_widest_numbers_are_the_documented_maxima() {
+        for x in [
+            f64::MAX,
+            f64::MIN,
+            -1.234_567_890_123_456_7e125,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            f64::MIN_POSITIVE,
+        ] {
+            assert!(f64_size(x) <= MAX_F64_BYTES, "{x:e}");
+        }
+        assert_eq!(f64_size(f64::MIN), MAX_F64_BYTES, "-1.7976931348623157e308");
+        assert_eq!(number_size(&u64::MAX.to_string()), MAX_U64_BYTES);
+    }
+
+    proptest::proptest! {
+        /// The planner's bound of an item is never below its stored size, whatever
+        /// the counts and version, and never more than 144 bytes above it.
+        #[test]
+        fn the_item_bound_holds_for_any_state(
+            bits in proptest::collection::vec(proptest::prelude::any::<u64>(), 6),
+            count in proptest::prelude::any::<u64>(),
+            version in proptest::prelude::any::<u64>(),
+            start in -8_000_000_000_000i64..8_000_000_000_000,
+            expires in proptest::option::of(proptest::prelude::any::<i64>()),
+            fps in 0usize..50,
+            pages in 0u32..3,
+            hopping in proptest::prelude::any::<bool>(),
+        ) {
+            let window = if hopping {
+                crate::window::WindowSpec::hopping(3600, 600)
+            } else {
+                crate::window::WindowSpec::tumbling(60)
+            };
+            let mut item = item_with("sensor-ü", window, start);
+            let floats: Vec<f64> = bits.iter().map(|b| f64::from_bits(*b)).collect();
+            item.state.count = count;
+            item.state.sum = floats[0];
+            item.state.sum_comp = floats[1];
+            item.state.min = floats[2];
+            item.state.max = floats[3];
+            item.state.mean = floats[4];
+            item.state.m2 = floats[5];
+            item.version = version;
+            item.expires_at_s = expires;
+            item.fingerprints.extend(0..fps as u64);
+            item.sealed_pages = pages;
+            let size = aggregate_item_size(&item);
+            let bound = aggregate_item_size_bound(&item);
+            proptest::prop_assert!(size <= bound, "{size} > {bound}");
+            proptest::prop_assert!(bound - size <= 144, "{size} vs {bound}");
+            for x in floats {
+                proptest::prop_assert!(f64_size(x) <= MAX_F64_BYTES, "{x:e}");
+            }
+        }
     }
 
     #[test]
