@@ -268,7 +268,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     let elapsed = started.elapsed();
 
     let ledger = pipeline.stages.ledger.summary();
-    let views = output::aggregate_views(&pipeline.store.items());
+    let views = output::sorted_views(pipeline.store.views());
     let letters = output::dead_letters(
         &pipeline
             .streams

@@ -103,19 +103,26 @@ pub struct Summary {
 
 /// Aggregate views in a stable order: key, type, window size, slide, start.
 pub fn aggregate_views(items: &[AggregateItem]) -> Vec<AggregateView> {
-    let mut views: Vec<AggregateView> = items
-        .iter()
-        .filter(|i| i.state.count > 0)
-        .map(AggregateItem::view)
-        .collect();
+    sorted_views(
+        items
+            .iter()
+            .filter(|i| i.state.count > 0)
+            .map(AggregateItem::view)
+            .collect(),
+    )
+}
+
+/// `views` in [`aggregate_views`]' order (as `MemoryAggregateStore::views` gives them
+/// unordered).
+pub fn sorted_views(mut views: Vec<AggregateView>) -> Vec<AggregateView> {
     views.sort_by(|a, b| {
         let key = |v: &AggregateView| {
             (
-                v.key.clone(),
-                v.metric.clone(),
+                &v.key,
+                &v.metric,
                 v.window_seconds,
                 v.slide_seconds,
-                v.window_start.clone(),
+                &v.window_start,
             )
         };
         key(a).cmp(&key(b))

@@ -20,16 +20,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use sluice_core::aggregate::AggState;
 use sluice_core::error::{Error, Result};
 use sluice_core::fingerprint::FingerprintSet;
 use sluice_core::item::{
-    AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite, page_stored_size,
+    AggregateItem, AggregateView, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
 };
 use sluice_core::limits::dynamodb as limits;
 use sluice_core::ports::{
     AggregateStore, AlertStatus, AlertStore, Attrs, Commit, Loaded, ReferenceLookup, RulesSource,
 };
 use sluice_core::rules::{Alert, Rule};
+use sluice_core::sequence::SeqNo;
+use sluice_core::window::WindowSpec;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -89,14 +92,150 @@ impl Meter {
     }
 }
 
+/// Where an item sits: its group and window (interned: each item would otherwise
+/// carry its own copies of the key and type strings) and its window start. Orders as
+/// [`ItemKey`] does only within a group and window; [`MemoryAggregateStore::items`]
+/// sorts by the full key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Slot {
+    group: u32,
+    window: u16,
+    start_ms: i64,
+}
+
+/// An item as the table holds it: everything an [`AggregateItem`] holds but its key,
+/// fingerprints in an exactly sized slice, high-water marks (at-least-once only) boxed.
+#[derive(Debug)]
+struct Stored {
+    version: u64,
+    state: AggState,
+    fingerprints: Box<[u64]>,
+    sealed_pages: u32,
+    expires_at_s: Option<i64>,
+    high_water: Option<Box<BTreeMap<String, SeqNo>>>,
+}
+
+impl Stored {
+    fn of(item: &AggregateItem) -> Self {
+        Stored {
+            version: item.version,
+            state: item.state,
+            fingerprints: item.fingerprints.iter().collect(),
+            sealed_pages: item.sealed_pages,
+            expires_at_s: item.expires_at_s,
+            high_water: (!item.high_water.is_empty()).then(|| Box::new(item.high_water.clone())),
+        }
+    }
+
+    fn to_item(&self, key: ItemKey) -> AggregateItem {
+        let mut fingerprints = FingerprintSet::new();
+        fingerprints.extend(self.fingerprints.iter().copied());
+        AggregateItem {
+            key,
+            version: self.version,
+            state: self.state,
+            fingerprints,
+            sealed_pages: self.sealed_pages,
+            high_water: self.high_water.as_deref().cloned().unwrap_or_default(),
+            expires_at_s: self.expires_at_s,
+        }
+    }
+}
+
+/// A sealed fingerprint page and the expiry it was written with.
+struct Page {
+    fingerprints: Box<[u64]>,
+    expires_at_s: Option<i64>,
+}
+
 #[derive(Default)]
 struct Tables {
-    items: BTreeMap<ItemKey, AggregateItem>,
-    pages: HashMap<(ItemKey, u32), FingerprintSet>,
+    /// Interned groups and windows: `Slot::group` and `Slot::window` index these.
+    groups: Vec<GroupKey>,
+    group_ids: HashMap<GroupKey, u32>,
+    windows: Vec<WindowSpec>,
+    /// Boxed: a B-tree node fills to about 55% when keys arrive in order (as new
+    /// windows do), so the tree holds small entries and each item one exact allocation.
+    items: BTreeMap<Slot, Box<Stored>>,
+    pages: HashMap<(Slot, u32), Page>,
     watermarks: BTreeMap<GroupKey, GroupWatermark>,
 }
 
+impl Tables {
+    /// The slot of `key` if its group and window have been written before.
+    fn find(&self, key: &ItemKey) -> Option<Slot> {
+        Some(Slot {
+            group: *self.group_ids.get(&key.group)?,
+            window: u16::try_from(self.windows.iter().position(|w| *w == key.window)?).ok()?,
+            start_ms: key.start_ms,
+        })
+    }
+
+    /// The slot of `key`, interning its group and window.
+    fn slot(&mut self, key: &ItemKey) -> Result<Slot> {
+        let group = match self.group_ids.get(&key.group) {
+            Some(id) => *id,
+            None => {
+                let id = u32::try_from(self.groups.len())
+                    .map_err(|_| too_many("groups", self.groups.len()))?;
+                self.groups.push(key.group.clone());
+                self.group_ids.insert(key.group.clone(), id);
+                id
+            }
+        };
+        let window = match self.windows.iter().position(|w| *w == key.window) {
+            Some(i) => i,
+            None => {
+                self.windows.push(key.window);
+                self.windows.len() - 1
+            }
+        };
+        let window = u16::try_from(window).map_err(|_| too_many("windows", window))?;
+        Ok(Slot {
+            group,
+            window,
+            start_ms: key.start_ms,
+        })
+    }
+
+    fn key(&self, slot: Slot) -> ItemKey {
+        ItemKey {
+            group: self.groups[slot.group as usize].clone(),
+            window: self.windows[usize::from(slot.window)],
+            start_ms: slot.start_ms,
+        }
+    }
+
+    fn item(&self, key: &ItemKey) -> Option<&Stored> {
+        self.find(key)
+            .and_then(|slot| self.items.get(&slot))
+            .map(|s| &**s)
+    }
+}
+
+/// The in-memory table cannot number more groups or windows than its ids hold (2^32
+/// groups, 2^16 window definitions): far past what fits in memory anyway.
+fn too_many(what: &str, n: usize) -> Error {
+    Error::Remote {
+        service: limits::SERVICE,
+        operation: "TransactWriteItems",
+        message: format!(
+            "the in-memory aggregates table holds {n} {what}, more than it can number"
+        ),
+        retryable: false,
+        source: None,
+    }
+}
+
 /// The aggregates table in memory.
+///
+/// ## Memory
+/// The table holds what DynamoDB would: every item written (nothing expires: see the
+/// README's Volume section for why the demo does not apply TTL), every sealed page and
+/// every group's watermark. An item costs its [`Slot`] and [`Stored`] (16 + 128 bytes)
+/// in a B-tree node, plus 8 bytes per fingerprint of an anchor item and the
+/// at-least-once high-water marks; group and type strings are held once per group.
+/// `crates/local/tests/store_memory.rs` measures it.
 #[derive(Default)]
 pub struct MemoryAggregateStore {
     tables: Mutex<Tables>,
@@ -108,9 +247,41 @@ impl MemoryAggregateStore {
         Self::default()
     }
 
-    /// Every aggregate item, in key order.
+    /// Every aggregate item, in key order: a copy of the whole table, for tests. To
+    /// read a large table use [`MemoryAggregateStore::views`] or
+    /// [`MemoryAggregateStore::for_each_item`].
     pub fn items(&self) -> Vec<AggregateItem> {
-        lock(&self.tables).items.values().cloned().collect()
+        let mut items = Vec::new();
+        self.for_each_item(|item| items.push(item.clone()));
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        items
+    }
+
+    /// Calls `f` with every item, in no particular order, under the table's lock (so
+    /// `f` must not use the store), one item at a time: nothing is copied but the item
+    /// `f` sees.
+    pub fn for_each_item(&self, mut f: impl FnMut(&AggregateItem)) {
+        let tables = lock(&self.tables);
+        for (slot, stored) in &tables.items {
+            f(&stored.to_item(tables.key(*slot)));
+        }
+    }
+
+    /// The public view of every item that counted an event, in no particular order:
+    /// what `sluice demo` prints and verifies, without copying the table.
+    pub fn views(&self) -> Vec<AggregateView> {
+        let tables = lock(&self.tables);
+        tables
+            .items
+            .iter()
+            .filter(|(_, stored)| stored.state.count > 0)
+            .map(|(slot, stored)| AggregateView::of(&tables.key(*slot), &stored.state))
+            .collect()
+    }
+
+    /// How many aggregate items the table holds.
+    pub fn item_count(&self) -> usize {
+        lock(&self.tables).items.len()
     }
 
     pub fn page_count(&self) -> usize {
@@ -129,11 +300,13 @@ impl AggregateStore for MemoryAggregateStore {
             if !seen.insert(key) {
                 continue;
             }
-            match tables.items.get(key) {
-                Some(item) => {
-                    self.meter.consistent_read(item.stored_size());
-                    sizes.push(Some(limits::aggregate_item_size(item)));
-                    out.items.push(item.clone());
+            match tables.item(key) {
+                Some(stored) => {
+                    let item = stored.to_item(key.clone());
+                    let size = item.stored_size();
+                    self.meter.consistent_read(size);
+                    sizes.push(Some(size));
+                    out.items.push(item);
                 }
                 // DynamoDB charges a minimum read for a key that is not there.
                 None => {
@@ -143,9 +316,11 @@ impl AggregateStore for MemoryAggregateStore {
             }
         }
         for group in groups.iter().collect::<std::collections::BTreeSet<_>>() {
-            self.meter.consistent_read(64);
             let found = tables.watermarks.get(group);
-            sizes.push(found.map(limits::watermark_size));
+            let size = found.map(limits::watermark_size);
+            // A missing watermark is charged the minimum read, as a missing item is.
+            self.meter.consistent_read(size.unwrap_or(1));
+            sizes.push(size);
             if let Some(w) = found {
                 out.watermarks.push(w.clone());
             }
@@ -158,10 +333,18 @@ impl AggregateStore for MemoryAggregateStore {
 
     async fn load_page(&self, anchor: &ItemKey, page: u32) -> Result<Option<FingerprintSet>> {
         let tables = lock(&self.tables);
-        let found = tables.pages.get(&(anchor.clone(), page)).cloned();
+        let found = tables
+            .find(anchor)
+            .and_then(|slot| tables.pages.get(&(slot, page)));
+        let Some(found) = found else {
+            self.meter.consistent_read(1);
+            return Ok(None);
+        };
+        let mut set = FingerprintSet::new();
+        set.extend(found.fingerprints.iter().copied());
         self.meter
-            .consistent_read(found.as_ref().map_or(1, |p| page_stored_size(anchor, p)));
-        Ok(found)
+            .consistent_read(limits::page_size(anchor, page, &set, found.expires_at_s));
+        Ok(Some(set))
     }
 
     async fn commit(
@@ -174,12 +357,15 @@ impl AggregateStore for MemoryAggregateStore {
         {
             let mut tables = lock(&self.tables);
             let version_holds = |w: &ItemWrite| {
-                tables.items.get(&w.item.key).map_or(0, |i| i.version) == w.expected_version
+                tables.item(&w.item.key).map_or(0, |i| i.version) == w.expected_version
             };
             let pages_absent = |w: &ItemWrite| {
+                let Some(slot) = tables.find(&w.item.key) else {
+                    return true;
+                };
                 w.sealed_page
                     .iter()
-                    .all(|(n, _)| !tables.pages.contains_key(&(w.item.key.clone(), *n)))
+                    .all(|(n, _)| !tables.pages.contains_key(&(slot, *n)))
             };
             let watermark_holds = watermark.is_none_or(|w| {
                 tables
@@ -201,13 +387,29 @@ impl AggregateStore for MemoryAggregateStore {
                     self.meter.write(bytes);
                 }
             };
-            for w in writes {
+            // Intern first: a table that cannot number the keys changes nothing.
+            let slots = writes
+                .iter()
+                .map(|w| tables.slot(&w.item.key))
+                .collect::<Result<Vec<_>>>()?;
+            for (w, slot) in writes.iter().zip(slots) {
                 charge(w.item.stored_size());
                 for (n, page) in &w.sealed_page {
-                    charge(page_stored_size(&w.item.key, page));
-                    tables.pages.insert((w.item.key.clone(), *n), page.clone());
+                    charge(limits::page_size(
+                        &w.item.key,
+                        *n,
+                        page,
+                        w.item.expires_at_s,
+                    ));
+                    tables.pages.insert(
+                        (slot, *n),
+                        Page {
+                            fingerprints: page.iter().collect(),
+                            expires_at_s: w.item.expires_at_s,
+                        },
+                    );
                 }
-                tables.items.insert(w.item.key.clone(), w.item.clone());
+                tables.items.insert(slot, Box::new(Stored::of(&w.item)));
             }
             if let Some(w) = watermark {
                 charge(w.watermark.stored_size());
