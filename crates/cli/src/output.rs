@@ -115,18 +115,16 @@ pub fn aggregate_views(items: &[AggregateItem]) -> Vec<AggregateView> {
 /// `views` in [`aggregate_views`]' order (as `MemoryAggregateStore::views` gives them
 /// unordered).
 pub fn sorted_views(mut views: Vec<AggregateView>) -> Vec<AggregateView> {
-    views.sort_by(|a, b| {
-        let key = |v: &AggregateView| {
-            (
-                &v.key,
-                &v.metric,
-                v.window_seconds,
-                v.slide_seconds,
-                &v.window_start,
-            )
-        };
-        key(a).cmp(&key(b))
-    });
+    fn order(v: &AggregateView) -> (&str, &str, i64, Option<i64>, &str) {
+        (
+            &v.key,
+            &v.metric,
+            v.window_seconds,
+            v.slide_seconds,
+            &v.window_start,
+        )
+    }
+    views.sort_by(|a, b| order(a).cmp(&order(b)));
     views
 }
 
