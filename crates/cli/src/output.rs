@@ -411,6 +411,80 @@ mod tests {
         .expect("a dead letter")
     }
 
+    /// The demo reads the store's views (no copy of the table) and sorts them: the
+    /// same lines, in the same order, as views of a copy of every item.
+    #[tokio::test]
+    async fn store_views_sorted_are_the_items_views() {
+        use sluice_core::aggregate::AggState;
+        use sluice_core::item::{GroupKey, ItemKey, ItemWrite};
+        use sluice_core::ports::AggregateStore;
+        use sluice_core::window::WindowSpec;
+        use sluice_local::store::MemoryAggregateStore;
+        let store = MemoryAggregateStore::new();
+        let windows = [
+            WindowSpec::hopping(3600, 600),
+            WindowSpec::tumbling(3600),
+            WindowSpec::tumbling(60),
+        ];
+        let mut writes = Vec::new();
+        for (i, key) in ["b", "a", "c"].into_iter().enumerate() {
+            for metric in ["t", "h"] {
+                for (w, window) in windows.into_iter().enumerate() {
+                    for start in [7_200_000i64, 0, 3_600_000] {
+                        let mut item = AggregateItem::new(ItemKey {
+                            group: GroupKey {
+                                key: key.into(),
+                                metric: metric.into(),
+                            },
+                            window,
+                            start_ms: start,
+                        });
+                        item.version = 1;
+                        // One item never counted anything: it is not shown.
+                        if (i, w, start) != (1, 2, 0) {
+                            item.state = AggState::of(start as f64 + w as f64);
+                        }
+                        writes.push(ItemWrite {
+                            item,
+                            expected_version: 0,
+                            sealed_page: Vec::new(),
+                        });
+                    }
+                }
+            }
+        }
+        for w in writes.chunks(50) {
+            store.commit(w, None).await.expect("commit");
+        }
+        let want = aggregate_views(&store.items());
+        assert_eq!(want.len(), 3 * 2 * 3 * 3 - 2);
+        assert_eq!(sorted_views(store.views()), want);
+        assert_eq!((want[0].key.as_str(), want[0].metric.as_str()), ("a", "h"));
+        assert_eq!(
+            (want[0].window_seconds, want[0].slide_seconds),
+            (60, None),
+            "60 s first"
+        );
+        assert_eq!(
+            want.iter()
+                .take_while(|v| v.key == "a" && v.metric == "h")
+                .map(|v| v.slide_seconds)
+                .collect::<Vec<_>>(),
+            // a/h's minute at 0 counted nothing: two minutes, three hours, three hops.
+            vec![
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some(600),
+                Some(600),
+                Some(600)
+            ],
+            "a tumbling hour sorts before the hour sliding every 10 minutes"
+        );
+    }
+
     fn view(key: &str, metric: &str) -> AggregateView {
         serde_json::from_value(json!({
             "kind": "aggregate", "key": key, "type": metric, "window_seconds": 60,
