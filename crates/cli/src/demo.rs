@@ -268,7 +268,13 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     let elapsed = started.elapsed();
 
     let ledger = pipeline.stages.ledger.summary();
-    let views = output::sorted_views(pipeline.store.views());
+    // Every view at once only to print (--json) or verify them all: the table reads the
+    // store a view at a time.
+    let views = if args.json || args.verify {
+        output::sorted_views(pipeline.store.views())
+    } else {
+        Vec::new()
+    };
     let letters = output::dead_letters(
         &pipeline
             .streams
@@ -352,7 +358,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     if args.json {
         output::print_json_lines(&mut out, &views, &letters, &alerts, &summary_json)?;
     } else {
-        output::print_table(&mut out, &views, 10)?;
+        output::print_store_table(&mut out, &pipeline.store, 10)?;
         output::print_alerts(&mut out, &alerts)?;
         writeln!(
             out,

@@ -279,6 +279,18 @@ impl MemoryAggregateStore {
             .collect()
     }
 
+    /// Calls `f` with the view of every item that counted an event, in no particular
+    /// order, one at a time under the table's lock (`f` must not use the store): reads a
+    /// table of any size in the memory of one view.
+    pub fn for_each_view(&self, mut f: impl FnMut(AggregateView)) {
+        let tables = lock(&self.tables);
+        for (slot, stored) in &tables.items {
+            if stored.state.count > 0 {
+                f(AggregateView::of(&tables.key(*slot), &stored.state));
+            }
+        }
+    }
+
     /// How many aggregate items the table holds.
     pub fn item_count(&self) -> usize {
         lock(&self.tables).items.len()
