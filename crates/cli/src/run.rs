@@ -15,7 +15,7 @@ use sluice_aws::{
     DynamoAggregateStore, DynamoAlerts, DynamoReference, DynamoRules, KinesisShardSource,
     KinesisSink,
 };
-use sluice_core::ports::{Clock, RecordSink, ShardSource, SystemClock};
+use sluice_core::ports::{Clock, RecordSink, RulesSource, ShardSource, SystemClock};
 use sluice_core::record::StreamRecord;
 use sluice_core::resources;
 use sluice_local::faults::Faults;
@@ -219,8 +219,26 @@ pub async fn run(args: RunArgs) -> Result<bool> {
     if interactive {
         eprintln!();
     }
+    let verify_tables = (
+        DynamoRules::new(
+            clients.dynamodb.clone(),
+            names.table(resources::RULES_TABLE),
+        ),
+        DynamoAlerts::new(
+            clients.dynamodb.clone(),
+            names.table(resources::ALERTS_TABLE),
+        ),
+    );
     report(
-        &args, &template, &stages, &runner, &store, &kinesis, &faults, started,
+        &args,
+        &template,
+        &stages,
+        &runner,
+        &store,
+        &verify_tables,
+        &kinesis,
+        &faults,
+        started,
     )
     .await
 }
@@ -236,6 +254,7 @@ async fn report(
     stages: &Stages,
     runner: &Runner<KinesisShardSource, KinesisSink>,
     store: &DynamoAggregateStore,
+    (rules, alerts): &(DynamoRules, DynamoAlerts),
     kinesis: &aws_sdk_kinesis::Client,
     faults: &Option<Arc<Faults>>,
     started: Instant,
@@ -284,7 +303,18 @@ async fn report(
             &stages.aggregate_config,
             verify::ingest_bounds(template),
         );
-        diffs = verify::verdict(&truth, &output::aggregate_views(&items), &ledger, false);
+        let rules = rules.rules().await.context("reading the rules table")?;
+        let raised = alerts
+            .list(usize::MAX)
+            .await
+            .context("reading the alerts table")?;
+        diffs = verify::verdict(
+            &truth,
+            &output::aggregate_views(&items),
+            &ledger,
+            Some((&rules, &raised)),
+            false,
+        );
         verify::mark_summary(&mut summary, &diffs);
     }
     let stdout = std::io::stdout();
