@@ -188,7 +188,11 @@ pub async fn run(args: RunArgs) -> Result<bool> {
             Err(e) => {
                 // Transient trouble reading a stream (throttling, a restarting endpoint):
                 // report and back off; the mappings keep their positions.
-                eprintln!("warning: {e:#}; retrying in {} ms", backoff.as_millis());
+                eprintln!(
+                    "warning: {}; retrying in {} ms",
+                    output::terminal_safe(&format!("{e:#}")),
+                    backoff.as_millis()
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
