@@ -32,8 +32,8 @@ use sluice_core::error::Result;
 use sluice_core::outcome::{BatchOutcome, Fate};
 use sluice_core::ports::{Clock, RecordSink, ShardInfo, ShardSource};
 use sluice_core::record::StreamRecord;
-use sluice_core::stage::ingest::origins_of_raw;
 use sluice_core::sequence::SeqNo;
+use sluice_core::stage::ingest::origins_of_raw;
 
 use crate::faults::Faults;
 use crate::ledger::MemoryLedger;

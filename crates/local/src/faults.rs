@@ -336,7 +336,10 @@ mod tests {
             }]
         };
         let plain = FaultySink::new(streams.sink("updates"), Some(faults.clone()));
-        plain.put_records(record()).await.expect("not after a commit");
+        plain
+            .put_records(record())
+            .await
+            .expect("not after a commit");
         let after = FaultySink::new(streams.sink("updates"), Some(faults.clone())).after_commit();
         let error = after.put_records(record()).await.expect_err("injected");
         assert!(error.is_retryable(), "{error}");
@@ -375,7 +378,13 @@ mod tests {
             .await
             .expect_err("reply lost");
         assert!(
-            matches!(error, Error::Remote { retryable: true, .. }),
+            matches!(
+                error,
+                Error::Remote {
+                    retryable: true,
+                    ..
+                }
+            ),
             "{error:?}"
         );
         assert_eq!(inner.items().len(), 1, "the commit went through");

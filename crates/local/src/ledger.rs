@@ -7,9 +7,9 @@
 //! ([`MemoryLedger::book`]). The books are exact because every committed write is
 //! reported as counted, and a commit whose reply was lost (a timeout or reset after the
 //! request went out; chaos injects exactly that) is reported *in doubt*: when such an
-//! event later settles as a duplicate, the lost commit is what counted it, so it is
-//! booked as counted. (An in-doubt commit that did not go through is retried and
-//! settles as counted itself.)
+//! event later settles as a duplicate (or as late, see [`resolve`]), the lost commit is
+//! what counted it, so it is booked as counted. (An in-doubt commit that did not go
+//! through is retried and settles as counted itself.)
 //!
 //! # Compact books
 //! An origin names a producer write for ever (`shard:sequence:line`), so the ledger
@@ -110,9 +110,17 @@ struct Entry {
 }
 
 /// The fate that stands when `fate` settles an origin a lost commit may have counted.
+///
+/// An in-doubt event was on time and fresh when its commit was planned. If the retry
+/// finds it a duplicate, that commit applied it. If the retry finds it late, its group's
+/// watermark moved past it since; the only commit that can have moved it is the lost
+/// one, because every event of a group travels through one shard and one lane (the
+/// inter-stage streams are keyed by the group's key) and the lane is blocked until the
+/// retry. That commit carried the event too (in at-least-once mode an applied record's
+/// late events are reported late again, not as duplicates). Either way: counted.
 fn resolve(in_doubt: bool, fate: Settled) -> Settled {
     match fate {
-        Settled::Duplicate if in_doubt => Settled::Counted,
+        Settled::Duplicate | Settled::Late if in_doubt => Settled::Counted,
         other => other,
     }
 }
@@ -394,6 +402,10 @@ mod tests {
         ledger.settled(&origin(10, 0), Fate::Duplicate(20));
         ledger.settled(&origin(11, 0), Fate::Counted(21));
         ledger.settled(&origin(11, 0), Fate::Duplicate(21));
+        // 13: in doubt, and late on the retry (at-least-once): the lost commit counted it.
+        ledger.received(&origin(13, 0));
+        ledger.in_doubt(&origin(13, 0));
+        ledger.settled(&origin(13, 0), Fate::Late);
     }
 
     #[test]
@@ -403,8 +415,8 @@ mod tests {
         story(&dense);
         story(&named);
         let want = LedgerSummary {
-            events_in: 10,
-            counted: 4,
+            events_in: 11,
+            counted: 5,
             dead_letter: 2,
             late: 1,
             duplicates: 1,
@@ -422,9 +434,10 @@ mod tests {
         assert_eq!(dense.fate(&origin(10, 0)), Some(Settled::Counted));
         assert_eq!(named.fate(&origin(10, 0)), Some(Settled::Counted));
         assert_eq!(dense.fate(&origin(12, 0)), None);
+        assert_eq!(named.fate(&origin(13, 0)), Some(Settled::Counted));
         // Only the second-line origin is kept by name in the dense ledger.
         assert_eq!(dense.lock().named.len(), 1);
-        assert_eq!(named.lock().named.len(), 11);
+        assert_eq!(named.lock().named.len(), 12);
     }
 
     #[test]

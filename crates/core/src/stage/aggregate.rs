@@ -416,7 +416,9 @@ where
                     for &i in &tx.counted {
                         let fate = Fate::Counted(batch.pending[i].identity);
                         progress.fates[i] = Some(fate);
-                        progress.counted.push((batch.pending[i].origin.clone(), fate));
+                        progress
+                            .counted
+                            .push((batch.pending[i].origin.clone(), fate));
                     }
                 }
                 Ok(Commit::Conflict) => {
@@ -982,7 +984,7 @@ mod tests {
 
     /// Records every fate a stage reports, so a test can check each event got exactly
     /// one. Like the local runner's ledger, an event reported in doubt that later
-    /// settles as a duplicate was counted by the commit whose reply was lost.
+    /// settles as a duplicate (or late) was counted by the commit whose reply was lost.
     #[derive(Default)]
     struct StrictLedger {
         fates: Mutex<BTreeMap<String, Vec<Fate>>>,
@@ -1019,7 +1021,10 @@ mod tests {
             let mut fates = self.fates.lock().expect("lock");
             for (origin, fate) in &accounting.settled {
                 let fate = match fate {
-                    Fate::Duplicate(id) if doubt.remove(origin) => Fate::Counted(*id),
+                    Fate::Duplicate(id) | Fate::Counted(id) if doubt.remove(origin) => {
+                        Fate::Counted(*id)
+                    }
+                    Fate::Late if doubt.remove(origin) => Fate::Counted(0),
                     other => {
                         doubt.remove(origin);
                         *other
@@ -1265,6 +1270,70 @@ mod tests {
             .expect("stored");
         assert_eq!(minute.state.count, 1, "counted once");
         assert_eq!(updates(&s.updates).len(), 2, "minute and hour emitted");
+    }
+
+    /// At-least-once: the lost commit moved the group's watermark past the batch's
+    /// first event, so the retry reports it late (an applied record's late events are
+    /// late again). It was reported in doubt, and the commit did count it.
+    #[test]
+    fn at_least_once_lost_commit_reply_then_late_on_retry_is_booked_counted() {
+        let mem = Arc::new(MemStore::default());
+        let store = FailsAfterCommit {
+            inner: mem.clone(),
+            armed: AtomicBool::new(true),
+        };
+        let config = AggregateConfig {
+            delivery: crate::config::Delivery::AtLeastOnce,
+            ..AggregateConfig::default()
+        };
+        let s = stage(store, config);
+        let batch = records(&[("a", "1", T0, 1.0), ("a", "2", T0 + 10 * MINUTE, 2.0)]);
+        let first = block_on(s.process(&batch, None));
+        assert!(first.failure.is_some());
+        assert_eq!(first.accounting.in_doubt, ["o-1", "o-2"]);
+        let again = block_on(s.process(&batch, None));
+        assert!(again.is_complete());
+        assert_eq!(
+            again.stats.dead_lettered.get(&Reason::Late),
+            Some(&1),
+            "o-1 is behind the watermark the lost commit stored"
+        );
+        let fates = s.ledger.first();
+        assert!(matches!(fates["o-1"], Fate::Counted(_)), "{fates:?}");
+        assert!(matches!(fates["o-2"], Fate::Counted(_)), "{fates:?}");
+        let minute = mem
+            .item(&key("a", WindowSpec::tumbling(60), T0))
+            .expect("stored");
+        assert_eq!(minute.state.count, 1, "counted once, by the lost commit");
+    }
+
+    /// A throttled commit was refused, not lost: its events are not in doubt.
+    #[test]
+    fn a_throttled_commit_is_not_in_doubt() {
+        let mem = Arc::new(MemStore::default());
+        let store = BrokenGroup {
+            inner: mem.clone(),
+            key: "a",
+            fails: Fails::Commit,
+            error: |_| Error::Throttled {
+                service: "dynamodb",
+                operation: "TransactWriteItems",
+                message: "slow down".into(),
+            },
+        };
+        let s = stage(store, AggregateConfig::default());
+        let out = block_on(s.process(&records(&[("a", "1", T0, 1.0)]), None));
+        assert!(out.failure.is_some());
+        assert!(out.accounting.in_doubt.is_empty());
+        let timed_out = BrokenGroup {
+            inner: mem,
+            key: "a",
+            fails: Fails::Commit,
+            error: |_| timeout(),
+        };
+        let s = stage(timed_out, AggregateConfig::default());
+        let out = block_on(s.process(&records(&[("a", "1", T0, 1.0)]), None));
+        assert_eq!(out.accounting.in_doubt, ["o-1"], "a timeout is");
     }
 
     fn limit_exceeded(_key: &str) -> Error {
