@@ -63,7 +63,7 @@ impl FaultRates {
             store_throttle: 0.005,
             conflict: 0.02,
             lost_commit_reply: 0.004,
-            emit_after_commit: 0.02,
+            emit_after_commit: 0.05,
             crash_after_batch: 0.1,
             redeliver: 0.1,
             re_emit: 0.1,
