@@ -8,28 +8,40 @@ use crate::cache::CachedLookup;
 use crate::config::EnrichConfig;
 use crate::dead_letter::DeadLetter;
 use crate::envelope::{Event, Reason, Rejection};
-use crate::outcome::BatchOutcome;
-use crate::ports::{Attrs, Clock, EventLedger, Fate, RecordSink, ReferenceLookup};
+use crate::outcome::{BatchOutcome, Fate};
+use crate::ports::{Attrs, Clock, RecordSink, ReferenceLookup};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
 use crate::stage::{
     Stage, deadline_passed, decode_events, fail_whole_batch, failure_at, line_bytes,
 };
 
-pub struct Enrich<R, O, D, L, C> {
+pub struct Enrich<R, O, D, C> {
     pub reference: CachedLookup<R, C>,
     pub output: O,
     pub dead_letters: D,
-    pub ledger: L,
     pub clock: C,
     pub config: EnrichConfig,
 }
 
-impl<R, O, D, L, C> Stage for Enrich<R, O, D, L, C>
+impl<R: ReferenceLookup, O, D, C: Clock + Clone> Enrich<R, O, D, C> {
+    /// The one way to build the stage: the reference table behind a cache that keeps
+    /// each key for `config.cache_ttl_ms` on `clock`.
+    pub fn new(reference: R, output: O, dead_letters: D, clock: C, config: EnrichConfig) -> Self {
+        Enrich {
+            reference: CachedLookup::new(reference, clock.clone(), config.cache_ttl_ms),
+            output,
+            dead_letters,
+            clock,
+            config,
+        }
+    }
+}
+
+impl<R, O, D, C> Stage for Enrich<R, O, D, C>
 where
     R: ReferenceLookup,
     O: RecordSink,
     D: RecordSink,
-    L: EventLedger,
     C: Clock,
 {
     fn name(&self) -> &'static str {
@@ -113,9 +125,10 @@ where
             fail_whole_batch(&mut outcome, records, error);
             return outcome;
         }
-        for (origin, reason) in settle {
-            self.ledger.settled(&origin, Fate::DeadLetter(reason));
-        }
+        outcome.accounting.settled = settle
+            .into_iter()
+            .map(|(origin, reason)| (origin, Fate::DeadLetter(reason)))
+            .collect();
         outcome
     }
 }
@@ -181,8 +194,9 @@ mod tests {
         }
     }
 
-    fn stage() -> Enrich<Table, VecSink, VecSink, MapLedger, std::sync::Arc<FixedClock>> {
-        let clock = std::sync::Arc::new(FixedClock::at(0));
+    type TestStage = Booked<Enrich<Table, VecSink, VecSink, std::sync::Arc<FixedClock>>>;
+
+    fn stage() -> TestStage {
         let mut table = Table::default();
         table.rows.insert(
             "a".into(),
@@ -191,14 +205,21 @@ mod tests {
                 ("tier".into(), "gold".into()),
             ]),
         );
-        Enrich {
-            reference: CachedLookup::new(table, clock.clone(), 60_000),
-            output: VecSink::named("enriched"),
-            dead_letters: VecSink::named("dlq"),
-            ledger: MapLedger::default(),
-            clock,
-            config: EnrichConfig::default(),
-        }
+        stage_with(table)
+    }
+
+    fn stage_with(table: Table) -> TestStage {
+        let config = EnrichConfig {
+            cache_ttl_ms: 60_000,
+            ..EnrichConfig::default()
+        };
+        Booked::new(Enrich::new(
+            table,
+            VecSink::named("enriched"),
+            VecSink::named("dlq"),
+            std::sync::Arc::new(FixedClock::at(0)),
+            config,
+        ))
     }
 
     #[test]
@@ -231,16 +252,12 @@ mod tests {
 
     #[test]
     fn an_event_that_reference_attributes_push_over_a_record_is_dead_lettered() {
-        let s = stage();
         let mut table = Table::default();
         table.rows.insert(
             "big".into(),
             Attrs::from([("blob".into(), "b".repeat(600_000))]),
         );
-        let s = Enrich {
-            reference: CachedLookup::new(table, s.clock.clone(), 60_000),
-            ..s
-        };
+        let s = stage_with(table);
         let pad = "p".repeat(500_000);
         let line = format!(
             r#"{{"id":"x","key":"big","type":"t","ts":1,"value":1,"attrs":{{"pad":"{pad}"}},"origin":"s:1:0"}}"#

@@ -59,7 +59,8 @@ pub(crate) fn failure_at(records: &[StreamRecord], index: usize, error: Error) -
 }
 
 /// Fails the whole batch: used when writing the batch's output failed, so every record
-/// is delivered again (downstream de-duplication makes the re-emit harmless).
+/// is delivered again (downstream de-duplication makes the re-emit harmless). The
+/// accounting is kept: what it holds (commits) happened whatever the output did.
 pub(crate) fn fail_whole_batch(outcome: &mut BatchOutcome, records: &[StreamRecord], error: Error) {
     outcome.failure = Some(failure_at(records, 0, error));
     outcome.stats = Default::default();
@@ -136,7 +137,8 @@ pub(crate) mod testing {
 
     use super::*;
     use crate::error::Result;
-    use crate::ports::{EventLedger, Fate, RecordSink};
+    use crate::outcome::{Accounting, Booking, Fate};
+    use crate::ports::RecordSink;
 
     pub struct FixedClock(pub AtomicI64);
 
@@ -204,16 +206,59 @@ pub(crate) mod testing {
         pub fates: Mutex<HashMap<String, Fate>>,
     }
 
-    impl EventLedger for MapLedger {
-        fn received(&self, origin: &str) {
-            self.received.lock().expect("lock").push(origin.to_owned());
+    impl MapLedger {
+        /// Books what a stage reported (first fate stands; in-doubt is not a fate).
+        pub fn book(&self, records: &[StreamRecord], accounting: &Accounting) {
+            for booking in accounting.bookings(records) {
+                match booking {
+                    Booking::Received(origin) => {
+                        self.received.lock().expect("lock").push(origin);
+                    }
+                    Booking::Settled(origin, fate) => {
+                        self.fates
+                            .lock()
+                            .expect("lock")
+                            .entry(origin)
+                            .or_insert(fate);
+                    }
+                    Booking::InDoubt(_) => {}
+                }
+            }
         }
-        fn settled(&self, origin: &str, fate: Fate) {
-            self.fates
-                .lock()
-                .expect("lock")
-                .entry(origin.to_owned())
-                .or_insert(fate);
+    }
+
+    /// A stage whose every outcome is booked in a [`MapLedger`], as the local runner
+    /// books it; the stage's fields are reached through `Deref`.
+    pub struct Booked<S> {
+        pub stage: S,
+        pub ledger: MapLedger,
+    }
+
+    impl<S> Booked<S> {
+        pub fn new(stage: S) -> Self {
+            Booked {
+                stage,
+                ledger: MapLedger::default(),
+            }
+        }
+    }
+
+    impl<S: Stage> Booked<S> {
+        pub async fn process(
+            &self,
+            records: &[StreamRecord],
+            deadline_ms: Option<i64>,
+        ) -> BatchOutcome {
+            let outcome = self.stage.process(records, deadline_ms).await;
+            self.ledger.book(records, &outcome.accounting);
+            outcome
+        }
+    }
+
+    impl<S> std::ops::Deref for Booked<S> {
+        type Target = S;
+        fn deref(&self) -> &S {
+            &self.stage
         }
     }
 
