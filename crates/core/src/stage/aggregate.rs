@@ -640,7 +640,7 @@ fn settle(
         fates: Vec::new(),
     };
     for r in batch.rejected.iter().filter(|r| r.record < done) {
-        settled.dead.push(r.out.clone());
+        settled.dead.extend(r.dead_letters().cloned());
         settled
             .fates
             .push((r.origin.clone(), Fate::DeadLetter(r.reason)));

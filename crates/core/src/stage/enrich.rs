@@ -12,7 +12,7 @@ use crate::outcome::{BatchOutcome, Fate};
 use crate::ports::{Attrs, Clock, RecordSink, ReferenceLookup};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
 use crate::stage::{
-    Stage, deadline_passed, decode_events, fail_whole_batch, failure_at, line_bytes,
+    Rejected, Stage, deadline_passed, decode_events, fail_whole_batch, failure_at, line_bytes,
 };
 
 pub struct Enrich<R, O, D, C> {
@@ -78,7 +78,11 @@ where
         outcome.stats.records = records.len() as u64;
         outcome.stats.events_in = (events.len() + rejected.len()) as u64;
         let mut lines = Vec::with_capacity(events.len());
-        let mut dead: Vec<OutRecord> = rejected.iter().map(|r| r.out.clone()).collect();
+        let mut dead: Vec<OutRecord> = rejected
+            .iter()
+            .flat_map(Rejected::dead_letters)
+            .cloned()
+            .collect();
         let mut settle: Vec<(String, Reason)> = rejected
             .iter()
             .map(|r| (r.origin.clone(), r.reason))
@@ -248,6 +252,43 @@ mod tests {
         assert_eq!(reads, 2);
         block_on(s.process(&records, None));
         assert_eq!(s.reference.inner().reads.load(Ordering::SeqCst), reads);
+    }
+
+    #[test]
+    fn a_junk_record_on_an_inter_stage_stream_costs_a_bounded_number_of_dead_letters() {
+        let s = stage();
+        let junk = vec![&b"x"[..]; 5_000].join(&b'\n');
+        let records = vec![
+            record("s", 1, "j", &junk),
+            record(
+                "s",
+                2,
+                "a",
+                br#"{"id":"2","key":"a","type":"t","ts":1,"value":1}"#,
+            ),
+        ];
+        let outcome = block_on(s.process(&records, None));
+        assert!(outcome.is_complete());
+        assert_eq!(
+            outcome.stats.passed_on, 1,
+            "the good record behind it flows"
+        );
+        assert_eq!(outcome.stats.dead_lettered[&Reason::NotJson], 5_000);
+        let dead = s.dead_letters.lines();
+        assert_eq!(dead.len(), crate::stage::MAX_LISTED_REJECTIONS + 1);
+        let summary = &dead[crate::stage::MAX_LISTED_REJECTIONS]["summary"];
+        assert_eq!(summary["lines"], 5_000);
+        assert_eq!(summary["by_reason"]["not_json"], 5_000 - 100);
+        assert_eq!(dead[crate::stage::MAX_LISTED_REJECTIONS]["stage"], "enrich");
+        // Every line still has its own fate.
+        let fates = s.ledger.fates.lock().expect("lock");
+        assert_eq!(
+            fates
+                .values()
+                .filter(|f| **f == Fate::DeadLetter(Reason::NotJson))
+                .count(),
+            5_000
+        );
     }
 
     #[test]

@@ -10,21 +10,16 @@
 //! the outcome's accounting, kept as run-length [`crate::outcome::LineRun`]s so a record of 500,000 junk
 //! lines costs a few runs, not 500,000 strings.
 
-use std::collections::BTreeMap;
-
 use crate::config::IngestConfig;
-use crate::dead_letter::{DeadLetter, RejectionSummary};
+use crate::dead_letter::DeadLetter;
 use crate::envelope::{DecodedEvent, DecodedLine, Reason, Rejection, TimeBounds, decode_lines};
 use crate::outcome::{Accounting, BatchOutcome, StageStats};
 use crate::ports::{Clock, RecordSink};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
-use crate::stage::{Stage, deadline_passed, fail_whole_batch, failure_at};
+use crate::stage::{RecordRejections, Stage, deadline_passed, fail_whole_batch, failure_at};
 use crate::unpack::unpack;
 
-/// Rejected lines of one input record that get a dead letter each; the rest of that
-/// record's rejections are one summary dead letter. So one record yields at most 101
-/// dead letters, however many lines it holds.
-pub const MAX_LISTED_REJECTIONS: usize = 100;
+pub use crate::stage::MAX_LISTED_REJECTIONS;
 
 pub struct Ingest<O, D, C> {
     pub output: O,
@@ -206,36 +201,6 @@ fn normalize(decoded: DecodedEvent, origin: String) -> Result<(String, Vec<u8>),
         });
     }
     Ok((event.key, bytes))
-}
-
-/// Bounds the dead letters of one input record: the first [`MAX_LISTED_REJECTIONS`]
-/// rejected lines are listed one by one, the rest only counted for the summary.
-#[derive(Debug, Default)]
-struct RecordRejections {
-    lines: u64,
-    rejected: u64,
-    unlisted: BTreeMap<Reason, u64>,
-}
-
-impl RecordRejections {
-    /// Counts a rejection; `true` when it gets a dead letter of its own.
-    fn listed(&mut self, rejection: &Rejection) -> bool {
-        self.rejected += 1;
-        if self.rejected <= MAX_LISTED_REJECTIONS as u64 {
-            return true;
-        }
-        *self.unlisted.entry(rejection.reason).or_default() += 1;
-        false
-    }
-
-    fn summary(self) -> Option<RejectionSummary> {
-        (!self.unlisted.is_empty()).then(|| RejectionSummary {
-            lines: self.lines,
-            rejected: self.rejected,
-            listed: self.rejected.min(MAX_LISTED_REJECTIONS as u64),
-            by_reason: self.unlisted,
-        })
-    }
 }
 
 /// The origins ingest assigns to the lines of a raw record, in order: what the event

@@ -11,10 +11,11 @@ pub mod detect;
 pub mod enrich;
 pub mod ingest;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
-use crate::dead_letter::DeadLetter;
-use crate::envelope::{Event, Reason, TimeBounds, decode_record};
+use crate::dead_letter::{DeadLetter, RejectionSummary};
+use crate::envelope::{Event, Reason, Rejection, TimeBounds, decode_record};
 use crate::error::Error;
 use crate::outcome::{BatchFailure, BatchOutcome};
 use crate::ports::Clock;
@@ -84,12 +85,57 @@ pub(crate) fn line_bytes(record: &StreamRecord, line: usize) -> &[u8] {
         .unwrap_or(&record.data)
 }
 
-/// A rejected line, ready for the dead-letter stream.
+/// How many rejected lines of one record get a dead letter of their own; the rest are
+/// counted in one summary dead letter per record, so a record of junk lines costs a
+/// bounded number of dead letters, whatever its number of lines.
+pub const MAX_LISTED_REJECTIONS: usize = 100;
+
+/// A rejected line. Every rejected line has a fate of its own; only the first
+/// [`MAX_LISTED_REJECTIONS`] of a record carry their own dead letter (`out`), and the
+/// last rejected line of a record with more carries the record's summary.
 pub(crate) struct Rejected {
     pub record: usize,
     pub origin: String,
     pub reason: Reason,
-    pub out: OutRecord,
+    pub out: Option<OutRecord>,
+    pub summary: Option<OutRecord>,
+}
+
+impl Rejected {
+    /// The dead-letter records this rejected line is responsible for (0, 1 or 2).
+    pub fn dead_letters(&self) -> impl Iterator<Item = &OutRecord> {
+        self.out.iter().chain(&self.summary)
+    }
+}
+
+/// Bounds the dead letters of one input record: the first [`MAX_LISTED_REJECTIONS`]
+/// rejected lines are listed one by one, the rest only counted for the summary.
+#[derive(Debug, Default)]
+pub(crate) struct RecordRejections {
+    pub lines: u64,
+    rejected: u64,
+    unlisted: BTreeMap<Reason, u64>,
+}
+
+impl RecordRejections {
+    /// Counts a rejection; `true` when it gets a dead letter of its own.
+    pub fn listed(&mut self, rejection: &Rejection) -> bool {
+        self.rejected += 1;
+        if self.rejected <= MAX_LISTED_REJECTIONS as u64 {
+            return true;
+        }
+        *self.unlisted.entry(rejection.reason).or_default() += 1;
+        false
+    }
+
+    pub fn summary(self) -> Option<RejectionSummary> {
+        (!self.unlisted.is_empty()).then(|| RejectionSummary {
+            lines: self.lines,
+            rejected: self.rejected,
+            listed: self.rejected.min(MAX_LISTED_REJECTIONS as u64),
+            by_reason: self.unlisted,
+        })
+    }
 }
 
 /// Decodes the events of records `..end` of an inter-stage stream (normalized events,
@@ -101,7 +147,9 @@ pub(crate) fn decode_events(
     let mut events = Vec::new();
     let mut rejected = Vec::new();
     for (index, record) in records.iter().enumerate() {
+        let mut bound = RecordRejections::default();
         for line in decode_record(&record.data, TimeBounds::unbounded()) {
+            bound.lines += 1;
             let fallback_origin = record.origin_of_line(line.line);
             match line.result {
                 Ok(decoded) => {
@@ -116,12 +164,20 @@ pub(crate) fn decode_events(
                 Err(rejection) => rejected.push(Rejected {
                     record: index,
                     reason: rejection.reason,
-                    out: DeadLetter::for_line(stage, record, line.line, line.bytes, &rejection)
-                        .with_origin(Some(fallback_origin.clone()))
-                        .into_record(&record.partition_key),
+                    out: bound.listed(&rejection).then(|| {
+                        DeadLetter::for_line(stage, record, line.line, line.bytes, &rejection)
+                            .with_origin(Some(fallback_origin.clone()))
+                            .into_record(&record.partition_key)
+                    }),
+                    summary: None,
                     origin: fallback_origin,
                 }),
             }
+        }
+        if let (Some(summary), Some(last)) = (bound.summary(), rejected.last_mut()) {
+            last.summary = Some(
+                DeadLetter::for_summary(stage, record, summary).into_record(&record.partition_key),
+            );
         }
     }
     (events, rejected)
