@@ -13,7 +13,7 @@ use sluice_core::config::AggregateConfig;
 use sluice_core::dead_letter::DeadLetter;
 use sluice_core::envelope::Reason;
 use sluice_core::item::{GroupKey, ItemKey, WindowUpdate};
-use sluice_core::ports::{AggregateStore, NoLedger, RecordSink, SystemClock};
+use sluice_core::ports::{AggregateStore, RecordSink, SystemClock};
 use sluice_core::record::{OutRecord, StreamRecord};
 use sluice_core::resources::AGGREGATES_TABLE;
 use sluice_core::stage::Stage;
@@ -102,7 +102,6 @@ async fn a_backfill_of_98_minutes_of_one_key_is_counted_over_the_wire() {
         store.clone(),
         Collect::default(),
         Collect::default(),
-        NoLedger,
         SystemClock,
         AggregateConfig::default(),
     );
@@ -153,7 +152,6 @@ async fn a_corrupt_stored_item_dead_letters_its_group_and_the_rest_is_counted() 
         store.clone(),
         Collect::default(),
         Collect::default(),
-        NoLedger,
         SystemClock,
         AggregateConfig::default(),
     );

@@ -12,10 +12,8 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 use sluice_core::config::{AggregateConfig, Delivery};
-use sluice_core::ports::NoLedger;
 use sluice_core::record::StreamRecord;
 use sluice_core::stage::Stage;
-use sluice_core::stage::aggregate::Aggregate;
 use sluice_local::scenario::{DEFAULT_START_MS, Scenario};
 use sluice_local::store::MemoryAggregateStore;
 use sluice_local::streams::MemoryStreams;
@@ -181,12 +179,10 @@ async fn one_batch(delivery: Delivery) -> BatchMeasure {
         delivery,
         ..AggregateConfig::default()
     };
-    let stage = Aggregate::new(
+    let stage = sluice_aggregate::handler(
         store.clone(),
         streams.sink("updates"),
         streams.sink("dlq"),
-        NoLedger,
-        sluice_core::ports::SystemClock,
         config,
     );
     let records: Vec<StreamRecord> = (0..10_000u64)

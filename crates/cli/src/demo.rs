@@ -222,8 +222,12 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     };
     let rules = load_rules(args.rules.as_ref(), args.scenario)?;
     let faults = chaos_faults(args.chaos, &template);
-    let mut pipeline =
-        InProcess::build(&template, args.scenario.reference(), rules, faults.clone())?;
+    let mut pipeline = InProcess::build(
+        &template,
+        args.scenario.reference(),
+        rules.clone(),
+        faults.clone(),
+    )?;
     let source = match &args.file {
         Some(p) => format!("file {}", p.display()),
         None => format!(
@@ -343,7 +347,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     };
     let verdict = truth
         .as_ref()
-        .map(|truth| verify::verdict(truth, &views, &ledger, true));
+        .map(|truth| verify::verdict(truth, &views, &ledger, Some((&rules, &alerts)), true));
     let mut summary_json = summary_json;
     if let Some(diffs) = &verdict {
         verify::mark_summary(&mut summary_json, diffs);

@@ -7,26 +7,21 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, Result};
-use sluice_core::cache::{CachedLookup, CachedRules};
 use sluice_core::config::{
     AggregateConfig, DetectConfig, EnrichConfig, EnvReader, IngestConfig, env,
 };
 use sluice_core::dead_letter::DeadLetter;
 use sluice_core::envelope::{Reason, Rejection};
 use sluice_core::limits::kinesis as kinesis_limits;
+use sluice_core::outcome::Fate;
 use sluice_core::outcome::{BatchOutcome, StageStats};
 use sluice_core::ports::{
     AggregateStore, AlertStore, Attrs, Clock, RecordSink, ReferenceLookup, RulesSource,
     ShardSource, SystemClock,
 };
-use sluice_core::ports::{EventLedger, Fate};
 use sluice_core::record::{OutRecord, StreamRecord};
 use sluice_core::resources;
 use sluice_core::rules::Rule;
-use sluice_core::stage::aggregate::Aggregate;
-use sluice_core::stage::detect::Detect;
-use sluice_core::stage::enrich::Enrich;
-use sluice_core::stage::ingest::Ingest;
 use sluice_local::clock::ManualClock;
 use sluice_local::esm::{EsmClocks, EsmStats, EventSourceMapping, Handler, stage_handler};
 use sluice_local::faults::{Faults, FaultySink, FaultyStore};
@@ -144,9 +139,14 @@ where
     let dead_letter_stream = stream(resources::DEAD_LETTER.logical_id)?;
     let stats: BTreeMap<&'static str, Stats> =
         STAGES.iter().map(|s| (*s, Stats::default())).collect();
+    // Each invocation's counters are summed, and its accounting booked in the ledger.
     let observe = |stage: &'static str| {
         let stats = stats[stage].clone();
-        move |o: &BatchOutcome| *stats.lock().unwrap_or_else(PoisonError::into_inner) += &o.stats
+        let ledger = ledger.clone();
+        move |records: &[StreamRecord], o: &BatchOutcome| {
+            *stats.lock().unwrap_or_else(PoisonError::into_inner) += &o.stats;
+            ledger.book(records, &o.accounting);
+        }
     };
     let faulty_sink =
         |name: &str, stage: &str| FaultySink::new(sink(name), faults_for(template, faults, stage));
@@ -174,70 +174,56 @@ where
             .with_context(|| format!("{} has no {}", function.logical_id, env::OUTPUT_STREAM))?;
         let output = faulty_sink(&output_stream, binary);
         let dead_letters = faulty_sink(&dead_letter_stream, binary);
+        // Each stage is built by its Lambda crate's own constructor (the binary's code
+        // path), over ports wrapped in fault injection.
         let handler = match binary {
             "ingest" => stage_handler(
-                Arc::new(Ingest {
+                Arc::new(sluice_ingest::handler_with_clock(
                     output,
                     dead_letters,
-                    ledger: ledger.clone(),
-                    clock: clock.clone(),
-                    config: IngestConfig::from_reader(&vars)?,
-                }),
+                    clock.clone(),
+                    IngestConfig::from_reader(&vars)?,
+                )),
                 observe(binary),
             ),
-            "enrich" => {
-                let config = EnrichConfig::from_reader(&vars)?;
-                stage_handler(
-                    Arc::new(Enrich {
-                        reference: CachedLookup::new(
-                            reference.take().context("one enrich stage")?,
-                            clock.clone(),
-                            config.cache_ttl_ms,
-                        ),
-                        output,
-                        dead_letters,
-                        ledger: ledger.clone(),
-                        clock: clock.clone(),
-                        config,
-                    }),
-                    observe(binary),
-                )
-            }
+            "enrich" => stage_handler(
+                Arc::new(sluice_enrich::handler_with_clock(
+                    reference.take().context("one enrich stage")?,
+                    output,
+                    dead_letters,
+                    clock.clone(),
+                    EnrichConfig::from_reader(&vars)?,
+                )),
+                observe(binary),
+            ),
             "aggregate" => {
                 aggregate_config = AggregateConfig::from_reader(&vars)?;
                 stage_handler(
-                    Arc::new(Aggregate::new(
+                    Arc::new(sluice_aggregate::handler_with_clock(
                         FaultyStore::new(
                             store.take().context("one aggregate stage")?,
                             faults_for(template, faults, binary),
                         ),
-                        output,
+                        // Its window updates are written right after its commits.
+                        output.after_commit(),
                         dead_letters,
-                        ledger.clone(),
                         clock.clone(),
                         aggregate_config.clone(),
                     )),
                     observe(binary),
                 )
             }
-            _ => {
-                let config = DetectConfig::from_reader(&vars)?;
-                stage_handler(
-                    Arc::new(Detect {
-                        rules: CachedRules::new(
-                            rules.take().context("one detect stage")?,
-                            clock.clone(),
-                            config.rules_cache_ttl_ms,
-                        ),
-                        alerts: alerts.take().context("one detect stage")?,
-                        output,
-                        dead_letters,
-                        clock: clock.clone(),
-                        config,
-                    }),
-                    observe(binary),
-                )
-            }
+            _ => stage_handler(
+                Arc::new(sluice_detect::handler_with_clock(
+                    rules.take().context("one detect stage")?,
+                    alerts.take().context("one detect stage")?,
+                    output,
+                    dead_letters,
+                    clock.clone(),
+                    DetectConfig::from_reader(&vars)?,
+                )),
+                observe(binary),
+            ),
         };
         let input_stream = stream(&function.input_stream)?;
         let timings = Arc::new(Mutex::new(Latencies::default()));
@@ -702,6 +688,10 @@ mod tests {
     use super::*;
 
     fn pipeline(wall_ahead_ms: i64) -> InProcess {
+        pipeline_with(wall_ahead_ms, None)
+    }
+
+    fn pipeline_with(wall_ahead_ms: i64, faults: Option<Arc<Faults>>) -> InProcess {
         let template =
             Template::parse(sluice_local::template::BUNDLED_TEMPLATE).expect("bundled template");
         let now = SystemClock.now_ms();
@@ -709,7 +699,7 @@ mod tests {
             &template,
             Scenario::Iot.reference(),
             Scenario::Iot.rules(),
-            None,
+            faults,
             Arc::new(ManualClock::starting_at(now)),
             Arc::new(ManualClock::starting_at(now + wall_ahead_ms)),
         )
@@ -798,5 +788,66 @@ mod tests {
         let ledger = p.stages.ledger.summary();
         assert_eq!(ledger.events_in, 1500);
         assert_eq!(ledger.unsettled, 0);
+    }
+
+    /// The two faults that strike after a commit, often: the store's reply lost (the
+    /// stage reports the commit's events in doubt) and the window-updates write failing
+    /// right after the commit (the lost-emit path). The books stay exact, the aggregates
+    /// are those of a run without faults, and detect still raises every alert: the
+    /// retry emits snapshots of every window it touched, duplicates included.
+    #[tokio::test]
+    async fn faults_after_a_commit_keep_the_books_the_aggregates_and_the_alerts_exact() {
+        use sluice_local::faults::FaultRates;
+        let input = lines(2_000);
+        let run = |faults: Option<Arc<Faults>>| {
+            let input = input.clone();
+            async move {
+                let mut p = pipeline_with(0, faults);
+                p.produce(&input).expect("produce");
+                p.drain(|_| {}).await.expect("drain");
+                p
+            }
+        };
+        let clean = run(None).await;
+        let faults = Arc::new(Faults::new(
+            5,
+            FaultRates {
+                lost_commit_reply: 0.2,
+                emit_after_commit: 0.3,
+                ..FaultRates::NONE
+            },
+        ));
+        let faulty = run(Some(faults.clone())).await;
+        let injected = faults.injected();
+        assert!(injected.get("lost_commit_reply") > Some(&0), "{injected:?}");
+        assert!(injected.get("emit_after_commit") > Some(&0), "{injected:?}");
+
+        let (want, got) = (
+            clean.stages.ledger.summary(),
+            faulty.stages.ledger.summary(),
+        );
+        assert_eq!(got.unsettled, 0, "{got:?}");
+        assert_eq!(
+            (got.events_in, got.counted, got.late, got.dead_letter),
+            (want.events_in, want.counted, want.late, want.dead_letter),
+            "in doubt, then a duplicate, is counted: {got:?} vs {want:?}"
+        );
+        let views = |p: &InProcess| {
+            let views: Vec<String> = p
+                .store
+                .items()
+                .iter()
+                .map(|i| format!("{:?}", i.view()))
+                .collect();
+            views
+        };
+        assert_eq!(views(&faulty), views(&clean));
+        let alert_ids = |p: &InProcess| {
+            let mut ids: Vec<String> = p.alerts.alerts().into_iter().map(|a| a.alert_id).collect();
+            ids.sort();
+            ids
+        };
+        assert!(!alert_ids(&clean).is_empty(), "the scenario raises alerts");
+        assert_eq!(alert_ids(&faulty), alert_ids(&clean));
     }
 }

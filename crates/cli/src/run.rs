@@ -15,7 +15,7 @@ use sluice_aws::{
     DynamoAggregateStore, DynamoAlerts, DynamoReference, DynamoRules, KinesisShardSource,
     KinesisSink,
 };
-use sluice_core::ports::{Clock, RecordSink, ShardSource, SystemClock};
+use sluice_core::ports::{Clock, RecordSink, RulesSource, ShardSource, SystemClock};
 use sluice_core::record::StreamRecord;
 use sluice_core::resources;
 use sluice_local::faults::Faults;
@@ -188,7 +188,11 @@ pub async fn run(args: RunArgs) -> Result<bool> {
             Err(e) => {
                 // Transient trouble reading a stream (throttling, a restarting endpoint):
                 // report and back off; the mappings keep their positions.
-                eprintln!("warning: {e:#}; retrying in {} ms", backoff.as_millis());
+                eprintln!(
+                    "warning: {}; retrying in {} ms",
+                    output::terminal_safe(&format!("{e:#}")),
+                    backoff.as_millis()
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
@@ -219,8 +223,26 @@ pub async fn run(args: RunArgs) -> Result<bool> {
     if interactive {
         eprintln!();
     }
+    let verify_tables = (
+        DynamoRules::new(
+            clients.dynamodb.clone(),
+            names.table(resources::RULES_TABLE),
+        ),
+        DynamoAlerts::new(
+            clients.dynamodb.clone(),
+            names.table(resources::ALERTS_TABLE),
+        ),
+    );
     report(
-        &args, &template, &stages, &runner, &store, &kinesis, &faults, started,
+        &args,
+        &template,
+        &stages,
+        &runner,
+        &store,
+        &verify_tables,
+        &kinesis,
+        &faults,
+        started,
     )
     .await
 }
@@ -236,6 +258,7 @@ async fn report(
     stages: &Stages,
     runner: &Runner<KinesisShardSource, KinesisSink>,
     store: &DynamoAggregateStore,
+    (rules, alerts): &(DynamoRules, DynamoAlerts),
     kinesis: &aws_sdk_kinesis::Client,
     faults: &Option<Arc<Faults>>,
     started: Instant,
@@ -284,7 +307,18 @@ async fn report(
             &stages.aggregate_config,
             verify::ingest_bounds(template),
         );
-        diffs = verify::verdict(&truth, &output::aggregate_views(&items), &ledger, false);
+        let rules = rules.rules().await.context("reading the rules table")?;
+        let raised = alerts
+            .list(usize::MAX)
+            .await
+            .context("reading the alerts table")?;
+        diffs = verify::verdict(
+            &truth,
+            &output::aggregate_views(&items),
+            &ledger,
+            Some((&rules, &raised)),
+            false,
+        );
         verify::mark_summary(&mut summary, &diffs);
     }
     let stdout = std::io::stdout();

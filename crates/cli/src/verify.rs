@@ -14,7 +14,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use sluice_core::config::{AggregateConfig, Delivery};
 use sluice_core::envelope::{TimeBounds, decode_record};
-use sluice_core::item::AggregateView;
+use sluice_core::item::{AggregateView, WindowUpdate};
+use sluice_core::rules::{Alert, Op, Rule, Stat};
 use sluice_core::time::format_rfc3339;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -24,6 +25,23 @@ struct Fold {
     abs_sum: f64,
     min: f64,
     max: f64,
+    /// Running mean and sum of squared deviations (Welford), for rules on the mean
+    /// and the population standard deviation.
+    mean: f64,
+    m2: f64,
+}
+
+impl Fold {
+    fn add(&mut self, value: f64) {
+        self.count += 1;
+        self.sum += value;
+        self.abs_sum += value.abs();
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        let delta = value - self.mean;
+        self.mean += delta / self.count as f64;
+        self.m2 += delta * (value - self.mean);
+    }
 }
 
 /// What the pipeline must have produced, folded from the input one line at a time in
@@ -138,11 +156,7 @@ impl GroundTruth {
                         max: f64::NEG_INFINITY,
                         ..Fold::default()
                     });
-                    f.count += 1;
-                    f.sum += e.value;
-                    f.abs_sum += e.value.abs();
-                    f.min = f.min.min(e.value);
-                    f.max = f.max.max(e.value);
+                    f.add(e.value);
                     s -= spec.slide_ms;
                 }
             }
@@ -178,6 +192,128 @@ impl GroundTruth {
             })
             .collect()
     }
+}
+
+impl GroundTruth {
+    /// The final state of every window as a window update (what the last snapshot of
+    /// that window carries), for judging alerts.
+    fn final_updates(&self) -> Vec<WindowUpdate> {
+        let names: HashMap<u32, &(String, String)> =
+            self.groups.iter().map(|(k, g)| (*g, k)).collect();
+        let specs = self.config.windows.all();
+        self.aggregates
+            .iter()
+            .filter_map(|((g, i, start), fold)| {
+                let (key, metric) = names.get(g)?;
+                let spec = specs.get(usize::from(*i))?;
+                Some(WindowUpdate {
+                    key: key.clone(),
+                    metric: metric.clone(),
+                    window_seconds: spec.size_ms / 1000,
+                    slide_seconds: spec.slide_ms / 1000,
+                    window_start: *start,
+                    count: fold.count,
+                    sum: fold.sum,
+                    min: fold.min,
+                    max: fold.max,
+                    mean: fold.mean,
+                    variance: if fold.count < 2 {
+                        0.0
+                    } else {
+                        (fold.m2 / fold.count as f64).max(0.0)
+                    },
+                    version: 0,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Whether a rule that holds on some state of a window must hold on every later one:
+/// windows only grow, so a count or a maximum only rises and a minimum only falls.
+/// For such rules the alerts raised must be exactly those the final windows imply.
+fn holds_once_held(rule: &Rule) -> bool {
+    matches!(
+        (rule.stat, rule.op),
+        (Stat::Count | Stat::Max, Op::Gt | Op::Gte) | (Stat::Min, Op::Lt | Op::Lte)
+    )
+}
+
+/// Differences between the alerts raised and the alerts the rules imply on the
+/// truth's windows.
+///
+/// Every window's final state reaches detect (the aggregate stage emits a snapshot of
+/// every window a batch touched, also on retries), so a rule that holds on a final
+/// window must have raised its alert: a missing one is a difference. An alert raised
+/// on an earlier state of a window whose final state no longer satisfies the rule is
+/// legitimate only for rules that can stop holding as a window grows (a mean, a sum, a
+/// standard deviation); for the others it is a difference, and so is an alert for a
+/// window with no counted events, or one that saw more events than the window holds.
+/// A final value within 1e-9 (relative) of the threshold is not judged: summation
+/// order may put it on either side.
+pub fn compare_alerts(truth: &GroundTruth, rules: &[Rule], raised: &[Alert]) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let raised: BTreeMap<&str, &Alert> = raised.iter().map(|a| (a.alert_id.as_str(), a)).collect();
+    let by_id: HashMap<&str, &Rule> = rules.iter().map(|r| (r.id.as_str(), r)).collect();
+    // alert id → the window's final update, for every (rule, window) the rule watches.
+    let mut finals: HashMap<String, WindowUpdate> = HashMap::new();
+    let mut expected: BTreeMap<String, f64> = BTreeMap::new();
+    let mut undecided: HashSet<String> = HashSet::new();
+    for update in truth.final_updates() {
+        for rule in rules.iter().filter(|r| r.applies_to(&update)) {
+            let id = Alert::id_for(
+                &rule.id,
+                &update.metric,
+                &update.key,
+                update.window_seconds,
+                update.window_start,
+            );
+            let value = rule.stat.of(&update);
+            let scale = value.abs().max(rule.threshold.abs()).max(1.0);
+            if (value - rule.threshold).abs() <= 1e-9 * scale {
+                undecided.insert(id.clone());
+            } else if rule.evaluate(&update).is_some() {
+                expected.insert(id.clone(), value);
+            }
+            finals.insert(id, update.clone());
+        }
+    }
+    for (id, value) in &expected {
+        if !raised.contains_key(id.as_str()) {
+            diffs.push(format!(
+                "missing alert {id}: the final window's value {value} satisfies the rule"
+            ));
+        }
+    }
+    for (id, alert) in &raised {
+        if expected.contains_key(*id) || undecided.contains(*id) {
+            continue;
+        }
+        let Some(rule) = by_id.get(alert.rule_id.as_str()) else {
+            diffs.push(format!(
+                "alert {id} names an unknown rule {:?}",
+                alert.rule_id
+            ));
+            continue;
+        };
+        let Some(last) = finals.get(*id) else {
+            diffs.push(format!("alert {id} is for a window with no counted events"));
+            continue;
+        };
+        if alert.count > last.count {
+            diffs.push(format!(
+                "alert {id} saw {} events but the window holds {}",
+                alert.count, last.count
+            ));
+        } else if holds_once_held(rule) {
+            diffs.push(format!(
+                "alert {id} fired at {} but the final window's value {} does not satisfy the rule",
+                alert.value,
+                rule.stat.of(last)
+            ));
+        }
+    }
+    diffs
 }
 
 /// The truth for a whole input at once.
@@ -269,9 +405,13 @@ pub fn verdict(
     truth: &GroundTruth,
     views: &[AggregateView],
     ledger: &sluice_local::ledger::LedgerSummary,
+    alerts: Option<(&[Rule], &[Alert])>,
     always: bool,
 ) -> Vec<String> {
     let mut diffs = compare(truth, views);
+    if let Some((rules, raised)) = alerts {
+        diffs.extend(compare_alerts(truth, rules, raised));
+    }
     if always || ledger.events_in == truth.events {
         for (name, have, want) in [
             ("events_in", ledger.events_in, truth.events),
@@ -332,6 +472,109 @@ mod tests {
 
     fn lines(text: &[&str]) -> Vec<Vec<u8>> {
         text.iter().map(|l| l.as_bytes().to_vec()).collect()
+    }
+
+    fn rule(json: &str) -> Rule {
+        serde_json::from_str(json).expect("rule")
+    }
+
+    /// The alert a rule raises on an update of the window `key`/`t`/60 s at `start`.
+    fn raised(rule: &Rule, start: i64, count: u64, value: f64) -> Alert {
+        rule.evaluate(&WindowUpdate {
+            key: "k".into(),
+            metric: "t".into(),
+            window_seconds: 60,
+            slide_seconds: 60,
+            window_start: start,
+            count,
+            sum: value,
+            min: value,
+            max: value,
+            mean: value,
+            variance: 0.0,
+            version: 1,
+        })
+        .expect("the rule holds on this update")
+    }
+
+    fn minute_truth(values: &[f64]) -> GroundTruth {
+        let config = AggregateConfig::default();
+        let text: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(
+                    r#"{{"id":"e{i}","key":"k","type":"t","ts":{},"value":{v}}}"#,
+                    60_000 + i
+                )
+            })
+            .collect();
+        let refs: Vec<&str> = text.iter().map(String::as_str).collect();
+        ground_truth(&lines(&refs), &config, TimeBounds::unbounded())
+    }
+
+    #[test]
+    fn an_alert_the_final_window_implies_must_have_been_raised() {
+        let truth = minute_truth(&[10.0, 95.0, 20.0]);
+        let hot = rule(
+            r#"{"id":"hot","type":"t","window_seconds":60,"stat":"max","op":">","threshold":80}"#,
+        );
+        let diffs = compare_alerts(&truth, std::slice::from_ref(&hot), &[]);
+        assert_eq!(diffs.len(), 1, "{diffs:?}");
+        assert!(
+            diffs[0].starts_with("missing alert hot|t#k|60#1970-01-01T00:01:00Z"),
+            "{diffs:?}"
+        );
+        let alert = raised(&hot, 60_000, 2, 95.0);
+        assert!(compare_alerts(&truth, &[hot], &[alert]).is_empty());
+    }
+
+    #[test]
+    fn an_extra_alert_is_a_difference_only_where_a_rule_cannot_stop_holding() {
+        let truth = minute_truth(&[10.0, 95.0, 20.0]);
+        // max > 100 never held on this window (its maximum is 95), and a maximum
+        // only rises: an alert claiming 120 after two events is wrong.
+        let spike = rule(
+            r#"{"id":"spike","type":"t","window_seconds":60,"stat":"max","op":">","threshold":100}"#,
+        );
+        let wrong = raised(&spike, 60_000, 2, 120.0);
+        let diffs = compare_alerts(&truth, std::slice::from_ref(&spike), &[wrong]);
+        assert_eq!(diffs.len(), 1, "{diffs:?}");
+        assert!(diffs[0].contains("does not satisfy"), "{diffs:?}");
+        // mean > 50 held after the second event (52.5) and not at the end (41.7).
+        let warm = rule(
+            r#"{"id":"warm","type":"t","window_seconds":60,"stat":"mean","op":">","threshold":50}"#,
+        );
+        let early = raised(&warm, 60_000, 2, 52.5);
+        assert!(compare_alerts(&truth, std::slice::from_ref(&warm), &[early]).is_empty());
+        // ... but not with more events than the window ever held.
+        let impossible = raised(&warm, 60_000, 4, 52.5);
+        assert_eq!(compare_alerts(&truth, &[warm], &[impossible]).len(), 1);
+    }
+
+    #[test]
+    fn an_alert_for_a_window_without_counted_events_is_a_difference() {
+        let truth = minute_truth(&[10.0]);
+        let hot = rule(
+            r#"{"id":"hot","type":"t","window_seconds":60,"stat":"max","op":">","threshold":5}"#,
+        );
+        let elsewhere = raised(&hot, 600_000, 1, 9.0);
+        let ok = raised(&hot, 60_000, 1, 10.0);
+        let diffs = compare_alerts(&truth, &[hot], &[ok, elsewhere]);
+        assert_eq!(diffs.len(), 1, "{diffs:?}");
+        assert!(diffs[0].contains("no counted events"), "{diffs:?}");
+    }
+
+    #[test]
+    fn a_final_value_at_the_threshold_is_not_judged() {
+        let truth = minute_truth(&[0.1, 0.2]);
+        // 0.1 + 0.2 is 0.30000000000000004: either side of 0.3 depending on order.
+        let sum = rule(
+            r#"{"id":"s","type":"t","window_seconds":60,"stat":"sum","op":">","threshold":0.3}"#,
+        );
+        assert!(compare_alerts(&truth, std::slice::from_ref(&sum), &[]).is_empty());
+        let fired = raised(&sum, 60_000, 2, 0.30000000000000004);
+        assert!(compare_alerts(&truth, &[sum], &[fired]).is_empty());
     }
 
     #[test]

@@ -151,6 +151,31 @@ fn write_messy_input(dir: &std::path::Path, seed: u64) -> std::path::PathBuf {
     path
 }
 
+/// `--verify` also judges alerts: every scenario's default rules fire on its data under
+/// chaos (lost emits, redeliveries, crashes), and the alerts raised are the ones the
+/// rules imply on the true windows.
+#[test]
+fn chaos_runs_raise_exactly_the_alerts_the_rules_imply() {
+    for scenario in ["iot", "payments", "clicks"] {
+        let lines = run_demo(&[
+            "--scenario",
+            scenario,
+            "--events",
+            "6000",
+            "--json",
+            "--chaos",
+            "5",
+            "--verify",
+        ]);
+        let summary = lines.last().expect("summary");
+        assert_eq!(summary["verified"], "exact", "{scenario}: {summary}");
+        let alerts = summary["alerts"].as_u64().expect("alerts");
+        assert!(alerts > 0, "{scenario}: the default rules fire on its data");
+        let printed = lines.iter().filter(|l| l["kind"] == "alert").count() as u64;
+        assert_eq!(printed, alerts, "{scenario}");
+    }
+}
+
 #[test]
 fn chaos_runs_verify_exact_in_both_delivery_modes() {
     let dir = tempdir();

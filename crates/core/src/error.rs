@@ -75,12 +75,6 @@ pub enum Error {
         max: usize,
         actual: usize,
     },
-
-    /// An injected fault (chaos testing); behaves like a transient failure.
-    /// `after_commit`: the store wrote everything before the fault struck, which only
-    /// the local ledger uses (to keep its books exact); the stage retries as usual.
-    #[error("injected fault: {what}")]
-    Injected { what: String, after_commit: bool },
 }
 
 impl Error {
@@ -90,8 +84,7 @@ impl Error {
             Error::Throttled { .. }
             | Error::Conflict { .. }
             | Error::SinkExhausted { .. }
-            | Error::Deadline { .. }
-            | Error::Injected { .. } => true,
+            | Error::Deadline { .. } => true,
             Error::Remote { retryable, .. } => *retryable,
             Error::Config { .. } | Error::CorruptItem { .. } | Error::LimitExceeded { .. } => false,
         }
@@ -108,7 +101,6 @@ impl Error {
             Error::Config { .. } => "config",
             Error::CorruptItem { .. } => "corrupt_item",
             Error::LimitExceeded { .. } => "limit_exceeded",
-            Error::Injected { .. } => "injected",
         }
     }
 

@@ -5,6 +5,7 @@ use std::ops::AddAssign;
 
 use crate::envelope::Reason;
 use crate::error::Error;
+use crate::record::StreamRecord;
 
 #[derive(Debug)]
 pub struct BatchFailure {
@@ -64,6 +65,9 @@ pub struct BatchOutcome {
     /// The first record to deliver again, if any: everything before it is done.
     pub failure: Option<BatchFailure>,
     pub stats: StageStats,
+    /// What became of each event this invocation, by origin. Lambda ignores it; the
+    /// local runner books it in its ledger to prove every event has exactly one fate.
+    pub accounting: Accounting,
 }
 
 impl BatchOutcome {
@@ -74,5 +78,147 @@ impl BatchOutcome {
     /// How many records, from the start of the batch, are fully done.
     pub fn completed(&self) -> usize {
         self.failure.as_ref().map_or(self.records, |f| f.index)
+    }
+}
+
+/// What finally became of one producer write (identified by its origin).
+/// `Counted` and `Duplicate` carry the event's identity (what de-duplication keys on),
+/// for diagnostics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fate {
+    Counted(u64),
+    Duplicate(u64),
+    Late,
+    DeadLetter(Reason),
+}
+
+/// Consecutive lines of one payload of one input record with the same fate (`None`:
+/// passed on to the next stage). Ingest reports what it received this way, so a record
+/// of 500,000 junk lines costs a few runs, not 500,000 origin strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineRun {
+    /// Index of the record in the batch.
+    pub record: usize,
+    /// The user record of a KPL aggregate, if the record is one.
+    pub sub: Option<usize>,
+    pub first_line: usize,
+    pub lines: usize,
+    pub reason: Option<Reason>,
+}
+
+/// The per-event accounting of one invocation, as data: the stages never call a ledger
+/// (that is local verification machinery, see `sluice_local::ledger`); they say here
+/// what they did and the runner books it.
+///
+/// Everything reported here happened: fates of events in records that will be delivered
+/// again are not reported, except `Counted` ones, whose commit is durable whatever
+/// happens to the rest of the invocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Accounting {
+    /// Lines of raw records received (ingest only), in runs.
+    pub lines: Vec<LineRun>,
+    /// Fates settled by origin (enrich, aggregate).
+    pub settled: Vec<(String, Fate)>,
+    /// Events whose commit was sent but whose outcome is unknown (the reply was lost:
+    /// a timeout or reset after a `TransactWriteItems` went out). The retry tells: if it
+    /// finds such an event already counted (`Duplicate`), this invocation counted it.
+    pub in_doubt: Vec<String>,
+}
+
+/// One entry of an [`Accounting`], with its origin spelled out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Booking {
+    Received(String),
+    Settled(String, Fate),
+    InDoubt(String),
+}
+
+impl Accounting {
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.settled.is_empty() && self.in_doubt.is_empty()
+    }
+
+    /// Adds a line of record `record` (payload `sub`), extending the last run if it
+    /// continues it.
+    pub fn line(&mut self, record: usize, sub: Option<usize>, line: usize, reason: Option<Reason>) {
+        if let Some(last) = self.lines.last_mut() {
+            if last.record == record
+                && last.sub == sub
+                && last.reason == reason
+                && last.first_line + last.lines == line
+            {
+                last.lines += 1;
+                return;
+            }
+        }
+        self.lines.push(LineRun {
+            record,
+            sub,
+            first_line: line,
+            lines: 1,
+            reason,
+        });
+    }
+
+    /// Every booking, origins formatted one at a time; `records` is the batch the
+    /// stage processed (line runs name records by index).
+    pub fn bookings<'a>(
+        &'a self,
+        records: &'a [StreamRecord],
+    ) -> impl Iterator<Item = Booking> + 'a {
+        let lines = self.lines.iter().flat_map(move |run| {
+            let record = records.get(run.record);
+            (run.first_line..run.first_line + run.lines).flat_map(move |line| {
+                let origin = record.map(|r| r.origin_of(run.sub, line));
+                let settled = origin
+                    .clone()
+                    .zip(run.reason)
+                    .map(|(o, reason)| Booking::Settled(o, Fate::DeadLetter(reason)));
+                origin.map(Booking::Received).into_iter().chain(settled)
+            })
+        });
+        let in_doubt = self.in_doubt.iter().cloned().map(Booking::InDoubt);
+        let settled = self
+            .settled
+            .iter()
+            .map(|(o, f)| Booking::Settled(o.clone(), *f));
+        lines.chain(in_doubt).chain(settled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_runs_expand_to_one_receipt_per_line_and_a_fate_per_rejected_line() {
+        let record = StreamRecord {
+            stream: "raw".into(),
+            shard_id: "s".into(),
+            sequence_number: "7".into(),
+            partition_key: "k".into(),
+            data: Vec::new(),
+            arrival_ms: 0,
+        };
+        let mut a = Accounting::default();
+        for line in 0..3 {
+            a.line(0, None, line, None);
+        }
+        a.line(0, None, 3, Some(Reason::NotJson));
+        a.line(0, None, 4, Some(Reason::NotJson));
+        a.line(0, Some(2), 0, Some(Reason::NotJson));
+        assert_eq!(a.lines.len(), 3, "runs: passed, rejected, another payload");
+        let got: Vec<Booking> = a.bookings(std::slice::from_ref(&record)).collect();
+        assert_eq!(got.len(), 6 + 3);
+        assert_eq!(got[0], Booking::Received("s:7:0".into()));
+        assert_eq!(
+            got[7],
+            Booking::Received("s:7:2:0".into()),
+            "a KPL user record's origin"
+        );
+        assert_eq!(
+            got[8],
+            Booking::Settled("s:7:2:0".into(), Fate::DeadLetter(Reason::NotJson))
+        );
     }
 }

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::envelope::Reason;
 use crate::error::Result;
 use crate::fingerprint::FingerprintSet;
 use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
@@ -109,42 +108,6 @@ pub enum AlertStatus {
 pub trait AlertStore: Send + Sync {
     fn raise(&self, alert: &Alert) -> impl Future<Output = Result<AlertStatus>> + Send;
     fn mark_notified(&self, alert_id: &str) -> impl Future<Output = Result<()>> + Send;
-}
-
-/// What finally became of one producer write (identified by its origin).
-/// `Counted` and `Duplicate` carry the event's identity (what de-duplication keys on),
-/// for diagnostics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Fate {
-    Counted(u64),
-    Duplicate(u64),
-    Late,
-    DeadLetter(Reason),
-}
-
-/// Accounting of every event by origin. On Lambda it feeds metrics only; the local
-/// runner keeps it to prove that every event read ends in exactly one fate.
-pub trait EventLedger: Send + Sync {
-    fn received(&self, origin: &str);
-    fn settled(&self, origin: &str, fate: Fate);
-}
-
-/// A ledger that keeps nothing.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoLedger;
-
-impl EventLedger for NoLedger {
-    fn received(&self, _origin: &str) {}
-    fn settled(&self, _origin: &str, _fate: Fate) {}
-}
-
-impl<L: EventLedger + ?Sized> EventLedger for Arc<L> {
-    fn received(&self, origin: &str) {
-        (**self).received(origin)
-    }
-    fn settled(&self, origin: &str, fate: Fate) {
-        (**self).settled(origin, fate)
-    }
 }
 
 /// One shard of a stream, as the event source mapping sees it.

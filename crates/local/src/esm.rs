@@ -29,11 +29,14 @@ use chrono::{DateTime, Utc};
 use sluice_core::dead_letter::DeadLetter;
 use sluice_core::envelope::Reason;
 use sluice_core::error::Result;
-use sluice_core::ports::{Clock, EventLedger, Fate, RecordSink, ShardInfo, ShardSource};
+use sluice_core::outcome::{BatchOutcome, Fate};
+use sluice_core::ports::{Clock, RecordSink, ShardInfo, ShardSource};
 use sluice_core::record::StreamRecord;
 use sluice_core::sequence::SeqNo;
+use sluice_core::stage::ingest::origins_of_raw;
 
 use crate::faults::Faults;
+use crate::ledger::MemoryLedger;
 use crate::streams::{Checkpoint, hash_key};
 use crate::template::{EsmSettings, StartingPosition};
 
@@ -152,7 +155,7 @@ pub struct EventSourceMapping<S, D> {
     function_clock: Arc<dyn Clock>,
     timeout_ms: i64,
     faults: Option<Arc<Faults>>,
-    ledger: Option<Arc<dyn EventLedger>>,
+    ledger: Option<Arc<MemoryLedger>>,
     /// Records of this stream are raw producer records (origins are positions).
     raw_input: bool,
     shards: BTreeMap<String, ShardState>,
@@ -201,7 +204,7 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
     }
 
     /// Lets the mapping settle the events of batches it drops after their retries.
-    pub fn with_ledger(mut self, ledger: Arc<dyn EventLedger>, raw_input: bool) -> Self {
+    pub fn with_ledger(mut self, ledger: Arc<MemoryLedger>, raw_input: bool) -> Self {
         self.ledger = Some(ledger);
         self.raw_input = raw_input;
         self
@@ -554,24 +557,18 @@ fn payload_full(queue: &VecDeque<StreamRecord>, batch_size: usize) -> bool {
     })
 }
 
-/// The event origins a record carries: positions for raw records, the `origin` field
-/// of each line for inter-stage records.
-fn origins_of(record: &StreamRecord, raw: bool) -> Vec<String> {
-    let lines = record
-        .data
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .filter(|(_, l)| !l.trim_ascii().is_empty());
+/// The event origins a record carries: for raw records the ones ingest would assign
+/// (one per line of each payload, after unpacking a KPL aggregate or gzip), the
+/// `origin` field of each line for inter-stage records.
+pub fn origins_of(record: &StreamRecord, raw: bool) -> Vec<String> {
     if raw {
-        let origins: Vec<String> = lines.map(|(i, _)| record.origin_of_line(i)).collect();
-        if origins.is_empty() {
-            vec![record.origin_of_line(0)]
-        } else {
-            origins
-        }
+        origins_of_raw(record)
     } else {
-        lines
-            .filter_map(|(_, l)| {
+        record
+            .data
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.trim_ascii().is_empty())
+            .filter_map(|l| {
                 serde_json::from_slice::<serde_json::Value>(l)
                     .ok()?
                     .get("origin")?
@@ -582,24 +579,32 @@ fn origins_of(record: &StreamRecord, raw: bool) -> Vec<String> {
     }
 }
 
-/// Wraps a stage as a Lambda-shaped handler; `observe` sees every batch outcome (for
-/// progress and counters).
+/// Wraps a stage as a Lambda-shaped handler (the body of `sluice_core::lambda::handle`);
+/// `observe` sees every batch with its outcome (for counters and the ledger: the
+/// outcome's accounting names records of the batch by index).
 pub fn stage_handler<S, F>(stage: Arc<S>, observe: F) -> Handler
 where
     S: sluice_core::stage::Stage + 'static,
-    F: Fn(&sluice_core::outcome::BatchOutcome) + Send + Sync + 'static,
+    F: Fn(&[StreamRecord], &BatchOutcome) + Send + Sync + 'static,
 {
     let observe = Arc::new(observe);
     Arc::new(move |event: KinesisEvent, deadline_ms: i64| {
         let stage = stage.clone();
         let observe = observe.clone();
         Box::pin(async move {
-            let (response, outcome) =
-                sluice_core::lambda::handle(&*stage, &event, Some(deadline_ms)).await;
-            observe(&outcome);
-            Ok(response)
+            let records = sluice_core::lambda::records_of(&event);
+            let outcome = stage.process(&records, Some(deadline_ms)).await;
+            observe(&records, &outcome);
+            Ok(sluice_core::lambda::response_of(&outcome))
         }) as InvokeFuture
     })
+}
+
+/// Books every outcome of a stage in `ledger` (the local runner's accounting).
+pub fn booking(
+    ledger: Arc<MemoryLedger>,
+) -> impl Fn(&[StreamRecord], &BatchOutcome) + Send + Sync + 'static {
+    move |records, outcome| ledger.book(records, &outcome.accounting)
 }
 
 #[cfg(test)]

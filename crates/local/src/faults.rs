@@ -1,6 +1,10 @@
 //! Deterministic fault injection for chaos runs (`--chaos SEED`). Every decision comes
 //! from one seeded generator, so a seed names a reproducible run; every injected fault
 //! is counted so the summary can say what the run survived.
+//!
+//! Faults live only here, in wrappers around the ports (`FaultySink`, `FaultyStore`),
+//! and every one of them is an error a real service can return: the stages handle them
+//! as they handle AWS's, and nothing in `sluice-core` knows that a fault was injected.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,8 +25,12 @@ pub struct FaultRates {
     pub store_throttle: f64,
     /// A conditional write loses to a (simulated) concurrent writer.
     pub conflict: f64,
-    /// The store write succeeds but the handler dies right after it.
-    pub crash_after_write: f64,
+    /// The store commits, but its reply is lost (the connection resets after the
+    /// request went out): the stage cannot tell whether it committed.
+    pub lost_commit_reply: f64,
+    /// The aggregate stage's window-updates write fails right after its store commit
+    /// (the lost-emit path: the retry must still emit the updates).
+    pub emit_after_commit: f64,
     /// The function fails after doing all its work (no response reaches Lambda).
     pub crash_after_batch: f64,
     /// A batch is delivered again although it succeeded (lost checkpoint).
@@ -38,7 +46,8 @@ impl FaultRates {
         sink_throttle: 0.0,
         store_throttle: 0.0,
         conflict: 0.0,
-        crash_after_write: 0.0,
+        lost_commit_reply: 0.0,
+        emit_after_commit: 0.0,
         crash_after_batch: 0.0,
         redeliver: 0.0,
         re_emit: 0.0,
@@ -53,7 +62,8 @@ impl FaultRates {
             sink_throttle: 0.08,
             store_throttle: 0.005,
             conflict: 0.02,
-            crash_after_write: 0.004,
+            lost_commit_reply: 0.004,
+            emit_after_commit: 0.05,
             crash_after_batch: 0.1,
             redeliver: 0.1,
             re_emit: 0.1,
@@ -137,11 +147,32 @@ impl Faults {
         self.roll("conflict", self.rates.conflict)
     }
 
-    pub fn crash_after_write(&self) -> Result<()> {
-        if self.roll("crash_after_write", self.rates.crash_after_write) {
-            return Err(Error::Injected {
-                what: "handler crashed after a committed write".into(),
-                after_commit: true,
+    /// After a commit went through: its reply is lost, as when the connection resets
+    /// after the request was sent (retryable; the outcome is unknown to the caller).
+    pub fn lost_commit_reply(&self) -> Result<()> {
+        if self.roll("lost_commit_reply", self.rates.lost_commit_reply) {
+            return Err(Error::Remote {
+                service: "dynamodb",
+                operation: "TransactWriteItems",
+                message: "connection reset after the request was sent (injected)".into(),
+                retryable: true,
+                source: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// The window-updates write after a commit fails (an unavailable stream).
+    pub fn emit_after_commit(&self, stream: &str) -> Result<()> {
+        if self.roll("emit_after_commit", self.rates.emit_after_commit) {
+            return Err(Error::Remote {
+                service: "kinesis",
+                operation: "PutRecords",
+                message: format!(
+                    "stream {stream:?} unavailable right after the aggregate commit (injected)"
+                ),
+                retryable: true,
+                source: None,
             });
         }
         Ok(())
@@ -183,15 +214,29 @@ impl Faults {
 }
 
 /// A record sink with injected faults: throttling, and re-emits (the same records
-/// written twice under new sequence numbers, as a retried upstream stage does).
+/// written twice under new sequence numbers, as a retried upstream stage does); on the
+/// aggregate stage's output also a failure right after its commit
+/// ([`FaultySink::after_commit`]).
 pub struct FaultySink<S> {
     inner: S,
     faults: Option<Arc<Faults>>,
+    after_commit: bool,
 }
 
 impl<S> FaultySink<S> {
     pub fn new(inner: S, faults: Option<Arc<Faults>>) -> Self {
-        FaultySink { inner, faults }
+        FaultySink {
+            inner,
+            faults,
+            after_commit: false,
+        }
+    }
+
+    /// This sink is written right after a store commit (the aggregate stage's window
+    /// updates): it also fails with the `emit_after_commit` fault.
+    pub fn after_commit(mut self) -> Self {
+        self.after_commit = true;
+        self
     }
 }
 
@@ -202,6 +247,9 @@ impl<S: RecordSink> RecordSink for FaultySink<S> {
 
     async fn put_records(&self, records: Vec<OutRecord>) -> Result<()> {
         if let (Some(f), false) = (&self.faults, records.is_empty()) {
+            if self.after_commit {
+                f.emit_after_commit(self.inner.stream_name())?;
+            }
             f.sink_throttle(self.inner.stream_name())?;
             if f.re_emit() {
                 self.inner.put_records(records.clone()).await?;
@@ -212,7 +260,7 @@ impl<S: RecordSink> RecordSink for FaultySink<S> {
 }
 
 /// An aggregate store with injected faults: throttling, lost version races, and a
-/// handler that dies right after its write was committed.
+/// commit whose reply is lost after it went through.
 pub struct FaultyStore<S> {
     inner: S,
     faults: Option<Arc<Faults>>,
@@ -256,8 +304,90 @@ impl<S: AggregateStore> AggregateStore for FaultyStore<S> {
         }
         let done = self.inner.commit(writes, watermark).await?;
         if let (Commit::Done, Some(f)) = (done, &self.faults) {
-            f.crash_after_write()?;
+            f.lost_commit_reply()?;
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_core::ports::SystemClock;
+
+    use super::*;
+    use crate::streams::MemoryStreams;
+
+    fn only(rates: FaultRates) -> Arc<Faults> {
+        Arc::new(Faults::new(7, rates))
+    }
+
+    #[tokio::test]
+    async fn the_emit_after_commit_fault_strikes_only_the_sink_written_after_a_commit() {
+        let streams = MemoryStreams::new(Arc::new(SystemClock));
+        streams.create("updates", 1);
+        let faults = only(FaultRates {
+            emit_after_commit: 1.0,
+            ..FaultRates::NONE
+        });
+        let record = || {
+            vec![OutRecord {
+                partition_key: "k".into(),
+                data: b"{}".to_vec(),
+            }]
+        };
+        let plain = FaultySink::new(streams.sink("updates"), Some(faults.clone()));
+        plain
+            .put_records(record())
+            .await
+            .expect("not after a commit");
+        let after = FaultySink::new(streams.sink("updates"), Some(faults.clone())).after_commit();
+        let error = after.put_records(record()).await.expect_err("injected");
+        assert!(error.is_retryable(), "{error}");
+        assert_eq!(streams.records("updates").len(), 1, "nothing written");
+        assert_eq!(faults.injected().get("emit_after_commit"), Some(&1));
+    }
+
+    #[tokio::test]
+    async fn a_lost_commit_reply_is_a_retryable_remote_error_after_the_commit() {
+        use sluice_core::item::{AggregateItem, GroupKey, ItemKey};
+        use sluice_core::window::WindowSpec;
+
+        let inner = Arc::new(crate::store::MemoryAggregateStore::new());
+        let faults = only(FaultRates {
+            lost_commit_reply: 1.0,
+            ..FaultRates::NONE
+        });
+        let store = FaultyStore::new(inner.clone(), Some(faults.clone()));
+        let key = ItemKey {
+            group: GroupKey {
+                key: "k".into(),
+                metric: "t".into(),
+            },
+            window: WindowSpec::tumbling(60),
+            start_ms: 0,
+        };
+        let mut item = AggregateItem::new(key);
+        item.version = 1;
+        let write = ItemWrite {
+            item,
+            expected_version: 0,
+            sealed_page: Vec::new(),
+        };
+        let error = store
+            .commit(std::slice::from_ref(&write), None)
+            .await
+            .expect_err("reply lost");
+        assert!(
+            matches!(
+                error,
+                Error::Remote {
+                    retryable: true,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(inner.items().len(), 1, "the commit went through");
+        assert_eq!(faults.injected().get("lost_commit_reply"), Some(&1));
     }
 }

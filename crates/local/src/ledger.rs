@@ -2,10 +2,14 @@
 //! re-emitted event has the same origin, so its first settled fate is the one that
 //! stands; `events_in` must equal the sum of the fates, or something was lost.
 //!
-//! The books are exact when every committed write is reported as counted (the stages
-//! do so; injected crashes after a commit report it too). A real commit whose
-//! acknowledgement was lost shows up as a duplicate on the retry: the aggregates are
-//! still exact, only this run's summary moves one event from counted to duplicates.
+//! The stages never call the ledger: each reports its accounting in its
+//! [`BatchOutcome`](sluice_core::outcome::BatchOutcome) and the runner books it here
+//! ([`MemoryLedger::book`]). The books are exact because every committed write is
+//! reported as counted, and a commit whose reply was lost (a timeout or reset after the
+//! request went out; chaos injects exactly that) is reported *in doubt*: when such an
+//! event later settles as a duplicate (or as late, see [`resolve`]), the lost commit is
+//! what counted it, so it is booked as counted. (An in-doubt commit that did not go
+//! through is retried and settles as counted itself.)
 //!
 //! # Compact books
 //! An origin names a producer write for ever (`shard:sequence:line`), so the ledger
@@ -28,7 +32,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use sluice_core::envelope::Reason;
-use sluice_core::ports::{EventLedger, Fate};
+use sluice_core::outcome::{Accounting, Booking, Fate};
+use sluice_core::record::StreamRecord;
 
 /// Bit 7 of a book byte: the origin was received by ingest.
 const RECEIVED: u8 = 0x80;
@@ -40,6 +45,8 @@ const DUPLICATE: u8 = 2;
 const LATE: u8 = 3;
 /// Dead letters: this plus the reason's position in [`Reason::ALL`].
 const DEAD_LETTER_BASE: u8 = 4;
+/// No fate yet, but a commit that may have counted it lost its reply.
+const IN_DOUBT: u8 = FATE_MASK - 1;
 /// A dense slot whose origin moved to the named map (its fate has no one-byte code).
 const MOVED: u8 = FATE_MASK;
 /// How far past the end of the dense array a new index may land and still be dense:
@@ -76,14 +83,14 @@ fn encode(fate: Settled) -> Option<u8> {
         Settled::DeadLetter(r) => {
             let at = Reason::ALL.iter().position(|x| *x == r)?;
             let code = DEAD_LETTER_BASE.checked_add(u8::try_from(at).ok()?)?;
-            return (code < MOVED).then_some(code);
+            return (code < IN_DOUBT).then_some(code);
         }
     })
 }
 
 fn decode(code: u8) -> Option<Settled> {
     match code & FATE_MASK {
-        NO_FATE | MOVED => None,
+        NO_FATE | MOVED | IN_DOUBT => None,
         COUNTED => Some(Settled::Counted),
         DUPLICATE => Some(Settled::Duplicate),
         LATE => Some(Settled::Late),
@@ -98,11 +105,31 @@ fn decode(code: u8) -> Option<Settled> {
 struct Entry {
     received: bool,
     fate: Option<Settled>,
+    /// A commit that may have counted it lost its reply (only while no fate).
+    in_doubt: bool,
+}
+
+/// The fate that stands when `fate` settles an origin a lost commit may have counted.
+///
+/// An in-doubt event was on time and fresh when its commit was planned. If the retry
+/// finds it a duplicate, that commit applied it. If the retry finds it late, its group's
+/// watermark moved past it since; the only commit that can have moved it is the lost
+/// one, because every event of a group travels through one shard and one lane (the
+/// inter-stage streams are keyed by the group's key) and the lane is blocked until the
+/// retry. That commit carried the event too (in at-least-once mode an applied record's
+/// late events are reported late again, not as duplicates). Either way: counted.
+fn resolve(in_doubt: bool, fate: Settled) -> Settled {
+    match fate {
+        Settled::Duplicate | Settled::Late if in_doubt => Settled::Counted,
+        other => other,
+    }
 }
 
 impl Entry {
     fn settle(&mut self, fate: Settled) {
+        let fate = resolve(self.in_doubt, fate);
         self.fate.get_or_insert(fate);
+        self.in_doubt = false;
     }
 }
 
@@ -160,12 +187,30 @@ impl Books {
         }
     }
 
+    fn doubt(&mut self, origin: &str) {
+        match self.slot(origin) {
+            Some(b) => {
+                if *b & FATE_MASK == NO_FATE {
+                    *b |= IN_DOUBT;
+                }
+            }
+            None => {
+                let entry = self.named.entry(origin.to_owned()).or_default();
+                entry.in_doubt |= entry.fate.is_none();
+            }
+        }
+    }
+
     fn settle(&mut self, origin: &str, fate: Settled) {
+        let in_doubt = self
+            .slot(origin)
+            .is_some_and(|b| *b & FATE_MASK == IN_DOUBT);
+        let fate = resolve(in_doubt, fate);
         let code = encode(fate);
         match (self.slot(origin), code) {
             (Some(b), Some(code)) => {
-                if *b & FATE_MASK == NO_FATE {
-                    *b |= code;
+                if matches!(*b & FATE_MASK, NO_FATE | IN_DOUBT) {
+                    *b = (*b & RECEIVED) | code;
                 }
             }
             (Some(b), None) => {
@@ -174,6 +219,7 @@ impl Books {
                 let mut entry = Entry {
                     received: *b & RECEIVED != 0,
                     fate: decode(*b),
+                    in_doubt: false,
                 };
                 *b = (*b & RECEIVED) | MOVED;
                 entry.settle(fate);
@@ -195,6 +241,7 @@ impl Books {
             .map(|b| Entry {
                 received: b & RECEIVED != 0,
                 fate: decode(*b),
+                in_doubt: b & FATE_MASK == IN_DOUBT,
             });
         dense.chain(self.named.values().copied())
     }
@@ -288,13 +335,35 @@ impl MemoryLedger {
     }
 }
 
-impl EventLedger for MemoryLedger {
-    fn received(&self, origin: &str) {
+impl MemoryLedger {
+    /// Ingest received this origin.
+    pub fn received(&self, origin: &str) {
         self.lock().receive(origin);
     }
 
-    fn settled(&self, origin: &str, fate: Fate) {
+    /// The origin's fate (the first one settled stands).
+    pub fn settled(&self, origin: &str, fate: Fate) {
         self.lock().settle(origin, fate.into());
+    }
+
+    /// A commit that may have counted this origin lost its reply.
+    pub fn in_doubt(&self, origin: &str) {
+        self.lock().doubt(origin);
+    }
+
+    /// Books what one invocation reported; `records` is the batch it processed.
+    pub fn book(&self, records: &[StreamRecord], accounting: &Accounting) {
+        if accounting.is_empty() {
+            return;
+        }
+        let mut books = self.lock();
+        for booking in accounting.bookings(records) {
+            match booking {
+                Booking::Received(origin) => books.receive(&origin),
+                Booking::Settled(origin, fate) => books.settle(&origin, fate.into()),
+                Booking::InDoubt(origin) => books.doubt(&origin),
+            }
+        }
     }
 }
 
@@ -324,6 +393,19 @@ mod tests {
         ledger.settled(&origin(7, 1), Fate::Counted(17));
         ledger.settled(&origin(9, 0), Fate::Counted(19)); // never received: not an event in
         // 6 is received and never settled.
+        // 10 and 11: a commit lost its reply; the retry finds 10 counted (the lost commit
+        // went through), and commits 11 itself. 12 stays in doubt: unsettled.
+        for c in 10..=12 {
+            ledger.received(&origin(c, 0));
+            ledger.in_doubt(&origin(c, 0));
+        }
+        ledger.settled(&origin(10, 0), Fate::Duplicate(20));
+        ledger.settled(&origin(11, 0), Fate::Counted(21));
+        ledger.settled(&origin(11, 0), Fate::Duplicate(21));
+        // 13: in doubt, and late on the retry (at-least-once): the lost commit counted it.
+        ledger.received(&origin(13, 0));
+        ledger.in_doubt(&origin(13, 0));
+        ledger.settled(&origin(13, 0), Fate::Late);
     }
 
     #[test]
@@ -333,12 +415,12 @@ mod tests {
         story(&dense);
         story(&named);
         let want = LedgerSummary {
-            events_in: 7,
-            counted: 2,
+            events_in: 11,
+            counted: 5,
             dead_letter: 2,
             late: 1,
             duplicates: 1,
-            unsettled: 1,
+            unsettled: 2,
             dead_letter_reasons: vec![(Reason::NotJson, 1), (Reason::Unprocessable, 1)],
         };
         assert_eq!(dense.summary(), want);
@@ -349,16 +431,20 @@ mod tests {
             Some(Settled::DeadLetter(Reason::Unprocessable))
         );
         assert_eq!(dense.fate(&origin(6, 0)), None);
+        assert_eq!(dense.fate(&origin(10, 0)), Some(Settled::Counted));
+        assert_eq!(named.fate(&origin(10, 0)), Some(Settled::Counted));
+        assert_eq!(dense.fate(&origin(12, 0)), None);
+        assert_eq!(named.fate(&origin(13, 0)), Some(Settled::Counted));
         // Only the second-line origin is kept by name in the dense ledger.
         assert_eq!(dense.lock().named.len(), 1);
-        assert_eq!(named.lock().named.len(), 8);
+        assert_eq!(named.lock().named.len(), 12);
     }
 
     #[test]
     fn every_reason_has_a_one_byte_code_that_decodes_back() {
         for r in Reason::ALL {
             let code = encode(Settled::DeadLetter(r)).expect("code");
-            assert!(code < MOVED, "{r:?}");
+            assert!(code < IN_DOUBT, "{r:?}");
             assert_eq!(decode(code), Some(Settled::DeadLetter(r)));
         }
         for s in [Settled::Counted, Settled::Duplicate, Settled::Late] {

@@ -325,3 +325,56 @@ async fn parallelization_keeps_order_per_partition_key() {
     assert!(keys_per_batch.iter().all(|k| *k <= 5));
     assert!(batches.len() >= 40);
 }
+
+/// A dropped raw batch settles the events ingest would have seen: the lines of each
+/// user record of a KPL aggregate and of an inflated gzip record, not the record's
+/// bytes split by newline.
+#[tokio::test]
+async fn a_dropped_kpl_record_settles_the_origins_ingest_assigns() {
+    use sluice_core::envelope::Reason;
+    use sluice_local::ledger::{MemoryLedger, Settled};
+
+    let mut s = settings(10);
+    s.max_retry_attempts = 0;
+    let Harness {
+        streams,
+        clock,
+        batches,
+        mapping,
+    } = harness(s, 1, Arc::new(|_, _| Reply::Crash));
+    let ledger = Arc::new(MemoryLedger::new());
+    let mut h = Harness {
+        streams,
+        clock,
+        batches,
+        mapping: mapping.with_ledger(ledger.clone(), true),
+    };
+    let kpl = sluice_core::unpack::aggregate(&[("a", b"x\ny"), ("b", b"z")]);
+    h.streams
+        .put(
+            "in",
+            vec![OutRecord {
+                partition_key: "k".into(),
+                data: kpl,
+            }],
+        )
+        .expect("put");
+    drain(&mut h).await;
+    assert_eq!(h.mapping.stats.dropped_records, 1);
+    let record = &h.streams.records("in")[0];
+    let dropped = Settled::DeadLetter(Reason::RetriesExhausted);
+    let origin = |tail: &str| format!("{}:{}:{tail}", record.shard_id, record.sequence_number);
+    for tail in ["0:0", "0:1", "1:0"] {
+        assert_eq!(ledger.fate(&origin(tail)), Some(dropped), "{tail}");
+    }
+    assert_eq!(
+        ledger.fate(&origin("0")),
+        None,
+        "not the record's own first line"
+    );
+    assert_eq!(
+        sluice_local::esm::origins_of(record, true).len(),
+        3,
+        "one origin per user-record line"
+    );
+}

@@ -3,19 +3,38 @@
 //! out. Generic over its ports.
 
 use sluice_core::config::AggregateConfig;
-use sluice_core::ports::{AggregateStore, NoLedger, RecordSink, SystemClock};
+use sluice_core::ports::{AggregateStore, Clock, RecordSink, SystemClock};
 pub use sluice_core::stage::aggregate::Aggregate;
 
-/// The stage as deployed: no ledger (metrics only) and the system clock.
-pub type AggregateHandler<S, O, D> = Aggregate<S, O, D, NoLedger, SystemClock>;
+/// The stage as deployed, on the system clock.
+pub type AggregateHandler<S, O, D> = Aggregate<S, O, D, SystemClock>;
 
+/// The stage as the Lambda binary builds it.
 pub fn handler<S: AggregateStore, O: RecordSink, D: RecordSink>(
     store: S,
     updates: O,
     dead_letters: D,
     config: AggregateConfig,
 ) -> AggregateHandler<S, O, D> {
-    Aggregate::new(store, updates, dead_letters, NoLedger, SystemClock, config)
+    handler_with_clock(store, updates, dead_letters, SystemClock, config)
+}
+
+/// The same stage on another clock (deadlines are checked on it): the one place the
+/// stage is assembled, for the binary and `sluice`.
+pub fn handler_with_clock<S, O, D, C>(
+    store: S,
+    updates: O,
+    dead_letters: D,
+    clock: C,
+    config: AggregateConfig,
+) -> Aggregate<S, O, D, C>
+where
+    S: AggregateStore,
+    O: RecordSink,
+    D: RecordSink,
+    C: Clock,
+{
+    Aggregate::new(store, updates, dead_letters, clock, config)
 }
 
 #[cfg(test)]

@@ -2,3 +2,6 @@
 //! the Lambda binary runs.
 
 pub mod handler;
+
+/// The one constructor of the stage, used by the binary and by `sluice demo`/`sluice run`.
+pub use handler::{handler, handler_with_clock};

@@ -2,7 +2,6 @@
 
 #![recursion_limit = "256"]
 use lambda_runtime::{Error, run, service_fn};
-use sluice_aggregate::handler::handler;
 use sluice_aws::{DynamoAggregateStore, KinesisSink, config, lambda, telemetry};
 use sluice_core::config::{AggregateConfig, env};
 
@@ -16,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let table = config::required_env(env::AGGREGATES_TABLE)?;
     let sdk = config::sdk_config().await;
     let kinesis = config::kinesis_client(&sdk);
-    let stage = handler(
+    let stage = sluice_aggregate::handler(
         DynamoAggregateStore::new(config::dynamodb_client(&sdk), table),
         KinesisSink::new(kinesis.clone(), output),
         KinesisSink::new(kinesis, dead_letters),

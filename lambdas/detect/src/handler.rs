@@ -1,14 +1,15 @@
 //! Detect handler: window updates in; rules evaluated; each alert stored and announced
 //! once per (rule, group, window). Generic over its ports.
 
-use sluice_core::cache::CachedRules;
 use sluice_core::config::DetectConfig;
-use sluice_core::ports::{AlertStore, RecordSink, RulesSource, SystemClock};
+use sluice_core::ports::{AlertStore, Clock, RecordSink, RulesSource, SystemClock};
 pub use sluice_core::stage::detect::Detect;
 
 /// The stage as deployed, with the system clock.
 pub type DetectHandler<R, A, O, D> = Detect<R, A, O, D, SystemClock>;
 
+/// The stage as the Lambda binary builds it: the rules behind a cache that keeps them
+/// for `RULES_CACHE_TTL_SECONDS` (built by [`Detect::new`]).
 pub fn handler<R: RulesSource, A: AlertStore, O: RecordSink, D: RecordSink>(
     rules: R,
     alerts: A,
@@ -16,14 +17,27 @@ pub fn handler<R: RulesSource, A: AlertStore, O: RecordSink, D: RecordSink>(
     dead_letters: D,
     config: DetectConfig,
 ) -> DetectHandler<R, A, O, D> {
-    Detect {
-        rules: CachedRules::new(rules, SystemClock, config.rules_cache_ttl_ms),
-        alerts,
-        output,
-        dead_letters,
-        clock: SystemClock,
-        config,
-    }
+    handler_with_clock(rules, alerts, output, dead_letters, SystemClock, config)
+}
+
+/// The same stage on another clock (the rules cache ages on it too): the one place the
+/// stage is assembled, for the binary and `sluice`.
+pub fn handler_with_clock<R, A, O, D, C>(
+    rules: R,
+    alerts: A,
+    output: O,
+    dead_letters: D,
+    clock: C,
+    config: DetectConfig,
+) -> Detect<R, A, O, D, C>
+where
+    R: RulesSource,
+    A: AlertStore,
+    O: RecordSink,
+    D: RecordSink,
+    C: Clock + Clone,
+{
+    Detect::new(rules, alerts, output, dead_letters, clock, config)
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 use lambda_runtime::{Error, run, service_fn};
 use sluice_aws::{DynamoAlerts, DynamoRules, KinesisSink, config, lambda, telemetry};
 use sluice_core::config::{DetectConfig, env};
-use sluice_detect::handler::handler;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let sdk = config::sdk_config().await;
     let dynamodb = config::dynamodb_client(&sdk);
     let kinesis = config::kinesis_client(&sdk);
-    let stage = handler(
+    let stage = sluice_detect::handler(
         DynamoRules::new(dynamodb.clone(), rules_table),
         DynamoAlerts::new(dynamodb, alerts_table),
         KinesisSink::new(kinesis.clone(), output),

@@ -1,28 +1,40 @@
 //! Enrich handler: valid events in; reference attributes joined (cached per container);
 //! output keyed by the aggregation key. Generic over its ports.
 
-use sluice_core::cache::CachedLookup;
 use sluice_core::config::EnrichConfig;
-use sluice_core::ports::{NoLedger, RecordSink, ReferenceLookup, SystemClock};
+use sluice_core::ports::{Clock, RecordSink, ReferenceLookup, SystemClock};
 pub use sluice_core::stage::enrich::Enrich;
 
-/// The stage as deployed: no ledger (metrics only) and the system clock.
-pub type EnrichHandler<R, O, D> = Enrich<R, O, D, NoLedger, SystemClock>;
+/// The stage as deployed, on the system clock.
+pub type EnrichHandler<R, O, D> = Enrich<R, O, D, SystemClock>;
 
+/// The stage as the Lambda binary builds it: the reference table behind a cache that
+/// keeps each key for `REFERENCE_CACHE_TTL_SECONDS` (built by [`Enrich::new`]).
 pub fn handler<R: ReferenceLookup, O: RecordSink, D: RecordSink>(
     reference: R,
     output: O,
     dead_letters: D,
     config: EnrichConfig,
 ) -> EnrichHandler<R, O, D> {
-    Enrich {
-        reference: CachedLookup::new(reference, SystemClock, config.cache_ttl_ms),
-        output,
-        dead_letters,
-        ledger: NoLedger,
-        clock: SystemClock,
-        config,
-    }
+    handler_with_clock(reference, output, dead_letters, SystemClock, config)
+}
+
+/// The same stage on another clock (the cache ages on it too): the one place the stage
+/// is assembled, for the binary and `sluice`.
+pub fn handler_with_clock<R, O, D, C>(
+    reference: R,
+    output: O,
+    dead_letters: D,
+    clock: C,
+    config: EnrichConfig,
+) -> Enrich<R, O, D, C>
+where
+    R: ReferenceLookup,
+    O: RecordSink,
+    D: RecordSink,
+    C: Clock + Clone,
+{
+    Enrich::new(reference, output, dead_letters, clock, config)
 }
 
 #[cfg(test)]

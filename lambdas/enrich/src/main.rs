@@ -4,7 +4,6 @@
 use lambda_runtime::{Error, run, service_fn};
 use sluice_aws::{DynamoReference, KinesisSink, config, lambda, telemetry};
 use sluice_core::config::{EnrichConfig, env};
-use sluice_enrich::handler::handler;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -16,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let reference_table = config::required_env(env::REFERENCE_TABLE)?;
     let sdk = config::sdk_config().await;
     let kinesis = config::kinesis_client(&sdk);
-    let stage = handler(
+    let stage = sluice_enrich::handler(
         DynamoReference::new(config::dynamodb_client(&sdk), reference_table),
         KinesisSink::new(kinesis.clone(), output),
         KinesisSink::new(kinesis, dead_letters),

@@ -3,24 +3,30 @@
 //! wires Kinesis sinks, the local runner in-process streams.
 
 use sluice_core::config::IngestConfig;
-use sluice_core::ports::{NoLedger, RecordSink, SystemClock};
+use sluice_core::ports::{Clock, RecordSink, SystemClock};
 pub use sluice_core::stage::ingest::Ingest;
 
-/// The stage as deployed: no ledger (metrics only) and the system clock.
-pub type IngestHandler<O, D> = Ingest<O, D, NoLedger, SystemClock>;
+/// The stage as deployed, on the system clock.
+pub type IngestHandler<O, D> = Ingest<O, D, SystemClock>;
 
+/// The stage as the Lambda binary builds it.
 pub fn handler<O: RecordSink, D: RecordSink>(
     output: O,
     dead_letters: D,
     config: IngestConfig,
 ) -> IngestHandler<O, D> {
-    Ingest {
-        output,
-        dead_letters,
-        ledger: NoLedger,
-        clock: SystemClock,
-        config,
-    }
+    handler_with_clock(output, dead_letters, SystemClock, config)
+}
+
+/// The same stage on another clock (the local runner passes its wall clock, tests a
+/// fixed one): the one place the stage is assembled, for the binary and `sluice`.
+pub fn handler_with_clock<O: RecordSink, D: RecordSink, C: Clock>(
+    output: O,
+    dead_letters: D,
+    clock: C,
+    config: IngestConfig,
+) -> Ingest<O, D, C> {
+    Ingest::new(output, dead_letters, clock, config)
 }
 
 #[cfg(test)]

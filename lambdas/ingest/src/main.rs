@@ -4,7 +4,6 @@
 use lambda_runtime::{Error, run, service_fn};
 use sluice_aws::{KinesisSink, config, lambda, telemetry};
 use sluice_core::config::{IngestConfig, env};
-use sluice_ingest::handler::handler;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let output = config::required_env(env::OUTPUT_STREAM)?;
     let dead_letters = config::required_env(env::DEAD_LETTER_STREAM)?;
     let kinesis = config::kinesis_client(&config::sdk_config().await);
-    let stage = handler(
+    let stage = sluice_ingest::handler(
         KinesisSink::new(kinesis.clone(), output),
         KinesisSink::new(kinesis, dead_letters),
         settings,

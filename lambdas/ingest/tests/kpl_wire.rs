@@ -14,10 +14,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sluice_aws::{KinesisShardSource, Provisioner};
 use sluice_core::config::IngestConfig;
 use sluice_core::envelope::Reason;
-use sluice_core::ports::{EventLedger, Fate, ShardSource, SystemClock};
+use sluice_core::outcome::{Accounting, Booking, Fate};
+use sluice_core::ports::{ShardSource, SystemClock};
 use sluice_core::record::StreamRecord;
 use sluice_core::stage::Stage;
-use sluice_ingest::handler::Ingest;
 use sluice_local::streams::MemoryStreams;
 
 #[derive(Default)]
@@ -26,15 +26,17 @@ struct Ledger {
     settled: Mutex<BTreeMap<String, Fate>>,
 }
 
-impl EventLedger for Ledger {
-    fn received(&self, origin: &str) {
-        self.received.lock().expect("lock").push(origin.to_owned());
-    }
-    fn settled(&self, origin: &str, fate: Fate) {
-        self.settled
-            .lock()
-            .expect("lock")
-            .insert(origin.to_owned(), fate);
+impl Ledger {
+    fn book(&self, records: &[StreamRecord], accounting: &Accounting) {
+        for booking in accounting.bookings(records) {
+            match booking {
+                Booking::Received(origin) => self.received.lock().expect("lock").push(origin),
+                Booking::Settled(origin, fate) => {
+                    self.settled.lock().expect("lock").insert(origin, fate);
+                }
+                Booking::InDoubt(_) => {}
+            }
+        }
     }
 }
 
@@ -136,17 +138,17 @@ async fn kpl_and_gzip_records_from_the_reference_library_count_exactly() {
     let streams = MemoryStreams::new(Arc::new(SystemClock));
     streams.create("valid", 1);
     streams.create("dlq", 1);
-    let stage = Ingest {
-        output: streams.sink("valid"),
-        dead_letters: streams.sink("dlq"),
-        ledger: Ledger::default(),
-        clock: SystemClock,
-        config: IngestConfig::default(),
-    };
+    let stage = sluice_ingest::handler(
+        streams.sink("valid"),
+        streams.sink("dlq"),
+        IngestConfig::default(),
+    );
+    let ledger = Ledger::default();
     // Batches as an event source mapping would cut them.
     let mut stats = sluice_core::outcome::StageStats::default();
     for batch in records.chunks(7) {
         let outcome = stage.process(batch, None).await;
+        ledger.book(batch, &outcome.accounting);
         assert!(outcome.is_complete(), "{:?}", outcome.failure);
         stats += &outcome.stats;
     }
@@ -200,14 +202,14 @@ async fn kpl_and_gzip_records_from_the_reference_library_count_exactly() {
 
     // The ledger has one fate for each line: every received origin is either passed on
     // (settled downstream) or dead-lettered here.
-    let received = stage.ledger.received.lock().expect("lock").clone();
+    let received = ledger.received.lock().expect("lock").clone();
     assert_eq!(received.len() as u64, events + 1);
     assert_eq!(
         received.iter().collect::<BTreeSet<_>>().len(),
         received.len(),
         "no origin twice"
     );
-    let settled = stage.ledger.settled.lock().expect("lock").clone();
+    let settled = ledger.settled.lock().expect("lock").clone();
     assert_eq!(settled.len(), 1);
     assert!(
         settled

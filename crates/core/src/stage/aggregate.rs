@@ -8,9 +8,16 @@
 //!    (group by group when that read fails for good, to find the group at fault).
 //! 3. per group, `commit_group`: judge lateness, then rounds of `plan_round` and
 //!    `commit_round` until every event has a fate; on a conflict, re-read and re-plan.
-//! 4. `settle`: which records are done, their dead letters and ledger fates.
+//! 4. `settle`: which records are done, their dead letters and their events' fates.
 //! 5. `emit`: a snapshot of every window the batch touched, then the dead letters; only
-//!    then are the fates booked.
+//!    then are those fates reported in the outcome's accounting.
+//!
+//! Accounting: events a transaction counted are reported as soon as it commits (the
+//! write is durable whatever happens next, even if the emit fails). A commit that fails
+//! in a way that leaves its outcome unknown (a timeout or a reset after the request
+//! went out) reports its events as *in doubt*: the retry finds them counted (a
+//! duplicate) if that commit went through, and the local ledger then books them as
+//! counted, so its books stay exact without any help from fault injection.
 //!
 //! Failure rules: a retryable failure (throttling, timeouts, the deadline, conflicts
 //! that outlast `max_commit_attempts`) stops the batch at the first record with an
@@ -37,17 +44,16 @@ use crate::idempotency::{
     transactions, watermark_write,
 };
 use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey};
-use crate::outcome::{BatchOutcome, StageStats};
-use crate::ports::{AggregateStore, Clock, Commit, EventLedger, Fate, Loaded, RecordSink};
+use crate::outcome::{BatchOutcome, Fate, StageStats};
+use crate::ports::{AggregateStore, Clock, Commit, Loaded, RecordSink};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, pack_lines};
 use crate::sequence::SeqNo;
 use crate::stage::{Rejected, Stage, deadline_passed, decode_events, fail_whole_batch, failure_at};
 
-pub struct Aggregate<S, O, D, L, C> {
+pub struct Aggregate<S, O, D, C> {
     pub store: S,
     pub updates: O,
     pub dead_letters: D,
-    pub ledger: L,
     pub clock: C,
     pub config: AggregateConfig,
     /// Sealed fingerprint pages never change once written, so a container keeps them.
@@ -56,20 +62,13 @@ pub struct Aggregate<S, O, D, L, C> {
 
 const MAX_CACHED_PAGES: usize = 512;
 
-impl<S, O, D, L, C> Aggregate<S, O, D, L, C> {
-    pub fn new(
-        store: S,
-        updates: O,
-        dead_letters: D,
-        ledger: L,
-        clock: C,
-        config: AggregateConfig,
-    ) -> Self {
+impl<S, O, D, C> Aggregate<S, O, D, C> {
+    /// The one way to build the stage (the sealed-page cache starts empty).
+    pub fn new(store: S, updates: O, dead_letters: D, clock: C, config: AggregateConfig) -> Self {
         Aggregate {
             store,
             updates,
             dead_letters,
-            ledger,
             clock,
             config,
             pages: Mutex::new(HashMap::new()),
@@ -131,6 +130,10 @@ struct Progress {
     /// Every window to emit a snapshot of: all windows of finished groups' events, and
     /// everything written.
     touched: BTreeSet<ItemKey>,
+    /// Events counted by committed transactions, reported whatever happens next.
+    counted: Vec<(String, Fate)>,
+    /// Events of a commit whose outcome is unknown.
+    in_doubt: Vec<String>,
 }
 
 impl Progress {
@@ -140,6 +143,8 @@ impl Progress {
             stats: StageStats::default(),
             unprocessable: HashMap::new(),
             touched: BTreeSet::new(),
+            counted: Vec::new(),
+            in_doubt: Vec::new(),
         }
     }
 }
@@ -191,12 +196,11 @@ struct Settled {
 
 const STAGE: &str = "aggregate";
 
-impl<S, O, D, L, C> Aggregate<S, O, D, L, C>
+impl<S, O, D, C> Aggregate<S, O, D, C>
 where
     S: AggregateStore,
     O: RecordSink,
     D: RecordSink,
-    L: EventLedger,
     C: Clock,
 {
     /// Step 1: decodes the events of the batch and groups them by (key, type).
@@ -387,7 +391,8 @@ where
     }
 
     /// Commits a round's transactions in order. Each committed transaction's events are
-    /// counted (and booked) at once, whatever happens after: the write is durable.
+    /// counted (and reported) at once, whatever happens after: the write is durable. A
+    /// commit whose outcome is unknown reports its events in doubt.
     async fn commit_round(
         &self,
         batch: &Batch,
@@ -411,7 +416,9 @@ where
                     for &i in &tx.counted {
                         let fate = Fate::Counted(batch.pending[i].identity);
                         progress.fates[i] = Some(fate);
-                        self.ledger.settled(&batch.pending[i].origin, fate);
+                        progress
+                            .counted
+                            .push((batch.pending[i].origin.clone(), fate));
                     }
                 }
                 Ok(Commit::Conflict) => {
@@ -422,18 +429,10 @@ where
                     return Ok(RoundEnd::Conflict(item));
                 }
                 Err(error) => {
-                    if matches!(
-                        error,
-                        Error::Injected {
-                            after_commit: true,
-                            ..
-                        }
-                    ) {
-                        // Fault injection only: the write happened; book it.
-                        for &i in &tx.counted {
-                            let p = &batch.pending[i];
-                            self.ledger.settled(&p.origin, Fate::Counted(p.identity));
-                        }
+                    if outcome_unknown(&error) {
+                        progress
+                            .in_doubt
+                            .extend(tx.counted.iter().map(|&i| batch.pending[i].origin.clone()));
                     }
                     return Err(error);
                 }
@@ -507,12 +506,11 @@ where
     }
 }
 
-impl<S, O, D, L, C> Stage for Aggregate<S, O, D, L, C>
+impl<S, O, D, C> Stage for Aggregate<S, O, D, C>
 where
     S: AggregateStore,
     O: RecordSink,
     D: RecordSink,
-    L: EventLedger,
     C: Clock,
 {
     fn name(&self) -> &'static str {
@@ -561,17 +559,19 @@ where
             &self.config,
             &mut outcome.stats,
         );
-        if let Err(error) = self.emit(&state, &progress, settled.dead).await {
-            // The commits stand (and were booked); the retry emits their snapshots.
+        let emitted = self.emit(&state, &progress, settled.dead).await;
+        // The commits stand whatever the emit did: their events are counted.
+        outcome.accounting.settled = std::mem::take(&mut progress.counted);
+        outcome.accounting.in_doubt = std::mem::take(&mut progress.in_doubt);
+        if let Err(error) = emitted {
+            // The retry finds these events counted and emits their snapshots.
             fail_whole_batch(&mut outcome, records, error);
             outcome.stats.transactions = progress.stats.transactions;
             outcome.stats.items_written = progress.stats.items_written;
             outcome.stats.conflicts = progress.stats.conflicts;
             return outcome;
         }
-        for (origin, fate) in settled.fates {
-            self.ledger.settled(&origin, fate);
-        }
+        outcome.accounting.settled.extend(settled.fates);
         if let Some(error) = stop {
             if settled.done < records.len() {
                 outcome.failure = Some(failure_at(records, settled.done, error));
@@ -597,10 +597,23 @@ impl Progress {
     }
 }
 
+/// Whether a failed commit may still have been applied: the request went out and no
+/// answer came back (a timeout, a reset connection, a 5xx). A throttled or refused
+/// request (limits, validation, access) was not applied.
+fn outcome_unknown(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Remote {
+            retryable: true,
+            ..
+        }
+    )
+}
+
 /// Step 4: decides which records are done (all of them, unless the batch stopped: then
 /// those before the first record with an unsettled event), and for those, the dead
-/// letters to send, the fates to book once they are sent, and the stage's counters.
-/// Counted events were booked when their transaction committed.
+/// letters to send, the fates to report once they are sent, and the stage's counters.
+/// Counted events were reported when their transaction committed.
 fn settle(
     records: &[StreamRecord],
     batch: &Batch,
@@ -627,7 +640,7 @@ fn settle(
         fates: Vec::new(),
     };
     for r in batch.rejected.iter().filter(|r| r.record < done) {
-        settled.dead.push(r.out.clone());
+        settled.dead.extend(r.dead_letters().cloned());
         settled
             .fates
             .push((r.origin.clone(), Fate::DeadLetter(r.reason)));
@@ -969,10 +982,13 @@ mod tests {
         }
     }
 
-    /// Records every fate it is told, so a test can check each event got exactly one.
+    /// Records every fate a stage reports, so a test can check each event got exactly
+    /// one. Like the local runner's ledger, an event reported in doubt that later
+    /// settles as a duplicate (or late) was counted by the commit whose reply was lost.
     #[derive(Default)]
     struct StrictLedger {
         fates: Mutex<BTreeMap<String, Vec<Fate>>>,
+        in_doubt: Mutex<BTreeSet<String>>,
     }
 
     impl StrictLedger {
@@ -998,15 +1014,47 @@ mod tests {
         }
     }
 
-    impl EventLedger for StrictLedger {
-        fn received(&self, _origin: &str) {}
-        fn settled(&self, origin: &str, fate: Fate) {
+    impl StrictLedger {
+        fn book(&self, accounting: &crate::outcome::Accounting) {
+            let mut doubt = self.in_doubt.lock().expect("lock");
+            doubt.extend(accounting.in_doubt.iter().cloned());
             let mut fates = self.fates.lock().expect("lock");
-            fates.entry(origin.to_owned()).or_default().push(fate);
+            for (origin, fate) in &accounting.settled {
+                let fate = match fate {
+                    Fate::Duplicate(id) | Fate::Counted(id) if doubt.remove(origin) => {
+                        Fate::Counted(*id)
+                    }
+                    Fate::Late if doubt.remove(origin) => Fate::Counted(0),
+                    other => {
+                        doubt.remove(origin);
+                        *other
+                    }
+                };
+                fates.entry(origin.clone()).or_default().push(fate);
+            }
         }
     }
 
-    type TestStage<S> = Aggregate<S, VecSink, VecSink, StrictLedger, Arc<FixedClock>>;
+    /// The stage with its outcomes booked in a [`StrictLedger`].
+    struct TestStage<S: AggregateStore> {
+        stage: Aggregate<S, VecSink, VecSink, Arc<FixedClock>>,
+        ledger: StrictLedger,
+    }
+
+    impl<S: AggregateStore> TestStage<S> {
+        async fn process(&self, records: &[StreamRecord], deadline: Option<i64>) -> BatchOutcome {
+            let outcome = self.stage.process(records, deadline).await;
+            self.ledger.book(&outcome.accounting);
+            outcome
+        }
+    }
+
+    impl<S: AggregateStore> std::ops::Deref for TestStage<S> {
+        type Target = Aggregate<S, VecSink, VecSink, Arc<FixedClock>>;
+        fn deref(&self) -> &Self::Target {
+            &self.stage
+        }
+    }
 
     fn stage<S: AggregateStore>(store: S, config: AggregateConfig) -> TestStage<S> {
         stage_at(store, config, Arc::new(FixedClock::at(T0)))
@@ -1017,14 +1065,16 @@ mod tests {
         config: AggregateConfig,
         clock: Arc<FixedClock>,
     ) -> TestStage<S> {
-        Aggregate::new(
-            store,
-            VecSink::named("updates"),
-            VecSink::named("dlq"),
-            StrictLedger::default(),
-            clock,
-            config,
-        )
+        TestStage {
+            stage: Aggregate::new(
+                store,
+                VecSink::named("updates"),
+                VecSink::named("dlq"),
+                clock,
+                config,
+            ),
+            ledger: StrictLedger::default(),
+        }
     }
 
     /// One record per event: `(key, id, ts, value)`; origin `o-<id>`.
@@ -1207,14 +1257,83 @@ mod tests {
             s.ledger.first().is_empty(),
             "the stage did not know it committed"
         );
+        assert_eq!(out.accounting.in_doubt, ["o-1"], "but it knows it may have");
         let out = block_on(s.process(&batch, None));
         assert!(out.is_complete());
         assert_eq!(out.stats.duplicates, 1);
+        assert!(
+            matches!(s.ledger.first()["o-1"], Fate::Counted(_)),
+            "in doubt, then a duplicate: the lost commit counted it"
+        );
         let minute = mem
             .item(&key("a", WindowSpec::tumbling(60), T0))
             .expect("stored");
         assert_eq!(minute.state.count, 1, "counted once");
         assert_eq!(updates(&s.updates).len(), 2, "minute and hour emitted");
+    }
+
+    /// At-least-once: the lost commit moved the group's watermark past the batch's
+    /// first event, so the retry reports it late (an applied record's late events are
+    /// late again). It was reported in doubt, and the commit did count it.
+    #[test]
+    fn at_least_once_lost_commit_reply_then_late_on_retry_is_booked_counted() {
+        let mem = Arc::new(MemStore::default());
+        let store = FailsAfterCommit {
+            inner: mem.clone(),
+            armed: AtomicBool::new(true),
+        };
+        let config = AggregateConfig {
+            delivery: crate::config::Delivery::AtLeastOnce,
+            ..AggregateConfig::default()
+        };
+        let s = stage(store, config);
+        let batch = records(&[("a", "1", T0, 1.0), ("a", "2", T0 + 10 * MINUTE, 2.0)]);
+        let first = block_on(s.process(&batch, None));
+        assert!(first.failure.is_some());
+        assert_eq!(first.accounting.in_doubt, ["o-1", "o-2"]);
+        let again = block_on(s.process(&batch, None));
+        assert!(again.is_complete());
+        assert_eq!(
+            again.stats.dead_lettered.get(&Reason::Late),
+            Some(&1),
+            "o-1 is behind the watermark the lost commit stored"
+        );
+        let fates = s.ledger.first();
+        assert!(matches!(fates["o-1"], Fate::Counted(_)), "{fates:?}");
+        assert!(matches!(fates["o-2"], Fate::Counted(_)), "{fates:?}");
+        let minute = mem
+            .item(&key("a", WindowSpec::tumbling(60), T0))
+            .expect("stored");
+        assert_eq!(minute.state.count, 1, "counted once, by the lost commit");
+    }
+
+    /// A throttled commit was refused, not lost: its events are not in doubt.
+    #[test]
+    fn a_throttled_commit_is_not_in_doubt() {
+        let mem = Arc::new(MemStore::default());
+        let store = BrokenGroup {
+            inner: mem.clone(),
+            key: "a",
+            fails: Fails::Commit,
+            error: |_| Error::Throttled {
+                service: "dynamodb",
+                operation: "TransactWriteItems",
+                message: "slow down".into(),
+            },
+        };
+        let s = stage(store, AggregateConfig::default());
+        let out = block_on(s.process(&records(&[("a", "1", T0, 1.0)]), None));
+        assert!(out.failure.is_some());
+        assert!(out.accounting.in_doubt.is_empty());
+        let timed_out = BrokenGroup {
+            inner: mem,
+            key: "a",
+            fails: Fails::Commit,
+            error: |_| timeout(),
+        };
+        let s = stage(timed_out, AggregateConfig::default());
+        let out = block_on(s.process(&records(&[("a", "1", T0, 1.0)]), None));
+        assert_eq!(out.accounting.in_doubt, ["o-1"], "a timeout is");
     }
 
     fn limit_exceeded(_key: &str) -> Error {

@@ -26,6 +26,28 @@ pub struct Detect<R, A, O, D, C> {
     pub config: DetectConfig,
 }
 
+impl<R: RulesSource, A, O, D, C: Clock + Clone> Detect<R, A, O, D, C> {
+    /// The one way to build the stage: the rules behind a cache that keeps them for
+    /// `config.rules_cache_ttl_ms` on `clock`.
+    pub fn new(
+        rules: R,
+        alerts: A,
+        output: O,
+        dead_letters: D,
+        clock: C,
+        config: DetectConfig,
+    ) -> Self {
+        Detect {
+            rules: CachedRules::new(rules, clock.clone(), config.rules_cache_ttl_ms),
+            alerts,
+            output,
+            dead_letters,
+            clock,
+            config,
+        }
+    }
+}
+
 impl<R, A, O, D, C> Stage for Detect<R, A, O, D, C>
 where
     R: RulesSource,

@@ -8,28 +8,40 @@ use crate::cache::CachedLookup;
 use crate::config::EnrichConfig;
 use crate::dead_letter::DeadLetter;
 use crate::envelope::{Event, Reason, Rejection};
-use crate::outcome::BatchOutcome;
-use crate::ports::{Attrs, Clock, EventLedger, Fate, RecordSink, ReferenceLookup};
+use crate::outcome::{BatchOutcome, Fate};
+use crate::ports::{Attrs, Clock, RecordSink, ReferenceLookup};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
 use crate::stage::{
-    Stage, deadline_passed, decode_events, fail_whole_batch, failure_at, line_bytes,
+    Rejected, Stage, deadline_passed, decode_events, fail_whole_batch, failure_at, line_bytes,
 };
 
-pub struct Enrich<R, O, D, L, C> {
+pub struct Enrich<R, O, D, C> {
     pub reference: CachedLookup<R, C>,
     pub output: O,
     pub dead_letters: D,
-    pub ledger: L,
     pub clock: C,
     pub config: EnrichConfig,
 }
 
-impl<R, O, D, L, C> Stage for Enrich<R, O, D, L, C>
+impl<R: ReferenceLookup, O, D, C: Clock + Clone> Enrich<R, O, D, C> {
+    /// The one way to build the stage: the reference table behind a cache that keeps
+    /// each key for `config.cache_ttl_ms` on `clock`.
+    pub fn new(reference: R, output: O, dead_letters: D, clock: C, config: EnrichConfig) -> Self {
+        Enrich {
+            reference: CachedLookup::new(reference, clock.clone(), config.cache_ttl_ms),
+            output,
+            dead_letters,
+            clock,
+            config,
+        }
+    }
+}
+
+impl<R, O, D, C> Stage for Enrich<R, O, D, C>
 where
     R: ReferenceLookup,
     O: RecordSink,
     D: RecordSink,
-    L: EventLedger,
     C: Clock,
 {
     fn name(&self) -> &'static str {
@@ -66,7 +78,11 @@ where
         outcome.stats.records = records.len() as u64;
         outcome.stats.events_in = (events.len() + rejected.len()) as u64;
         let mut lines = Vec::with_capacity(events.len());
-        let mut dead: Vec<OutRecord> = rejected.iter().map(|r| r.out.clone()).collect();
+        let mut dead: Vec<OutRecord> = rejected
+            .iter()
+            .flat_map(Rejected::dead_letters)
+            .cloned()
+            .collect();
         let mut settle: Vec<(String, Reason)> = rejected
             .iter()
             .map(|r| (r.origin.clone(), r.reason))
@@ -113,9 +129,10 @@ where
             fail_whole_batch(&mut outcome, records, error);
             return outcome;
         }
-        for (origin, reason) in settle {
-            self.ledger.settled(&origin, Fate::DeadLetter(reason));
-        }
+        outcome.accounting.settled = settle
+            .into_iter()
+            .map(|(origin, reason)| (origin, Fate::DeadLetter(reason)))
+            .collect();
         outcome
     }
 }
@@ -181,8 +198,9 @@ mod tests {
         }
     }
 
-    fn stage() -> Enrich<Table, VecSink, VecSink, MapLedger, std::sync::Arc<FixedClock>> {
-        let clock = std::sync::Arc::new(FixedClock::at(0));
+    type TestStage = Booked<Enrich<Table, VecSink, VecSink, std::sync::Arc<FixedClock>>>;
+
+    fn stage() -> TestStage {
         let mut table = Table::default();
         table.rows.insert(
             "a".into(),
@@ -191,14 +209,21 @@ mod tests {
                 ("tier".into(), "gold".into()),
             ]),
         );
-        Enrich {
-            reference: CachedLookup::new(table, clock.clone(), 60_000),
-            output: VecSink::named("enriched"),
-            dead_letters: VecSink::named("dlq"),
-            ledger: MapLedger::default(),
-            clock,
-            config: EnrichConfig::default(),
-        }
+        stage_with(table)
+    }
+
+    fn stage_with(table: Table) -> TestStage {
+        let config = EnrichConfig {
+            cache_ttl_ms: 60_000,
+            ..EnrichConfig::default()
+        };
+        Booked::new(Enrich::new(
+            table,
+            VecSink::named("enriched"),
+            VecSink::named("dlq"),
+            std::sync::Arc::new(FixedClock::at(0)),
+            config,
+        ))
     }
 
     #[test]
@@ -230,17 +255,50 @@ mod tests {
     }
 
     #[test]
-    fn an_event_that_reference_attributes_push_over_a_record_is_dead_lettered() {
+    fn a_junk_record_on_an_inter_stage_stream_costs_a_bounded_number_of_dead_letters() {
         let s = stage();
+        let junk = vec![&b"x"[..]; 5_000].join(&b'\n');
+        let records = vec![
+            record("s", 1, "j", &junk),
+            record(
+                "s",
+                2,
+                "a",
+                br#"{"id":"2","key":"a","type":"t","ts":1,"value":1}"#,
+            ),
+        ];
+        let outcome = block_on(s.process(&records, None));
+        assert!(outcome.is_complete());
+        assert_eq!(
+            outcome.stats.passed_on, 1,
+            "the good record behind it flows"
+        );
+        assert_eq!(outcome.stats.dead_lettered[&Reason::NotJson], 5_000);
+        let dead = s.dead_letters.lines();
+        assert_eq!(dead.len(), crate::stage::MAX_LISTED_REJECTIONS + 1);
+        let summary = &dead[crate::stage::MAX_LISTED_REJECTIONS]["summary"];
+        assert_eq!(summary["lines"], 5_000);
+        assert_eq!(summary["by_reason"]["not_json"], 5_000 - 100);
+        assert_eq!(dead[crate::stage::MAX_LISTED_REJECTIONS]["stage"], "enrich");
+        // Every line still has its own fate.
+        let fates = s.ledger.fates.lock().expect("lock");
+        assert_eq!(
+            fates
+                .values()
+                .filter(|f| **f == Fate::DeadLetter(Reason::NotJson))
+                .count(),
+            5_000
+        );
+    }
+
+    #[test]
+    fn an_event_that_reference_attributes_push_over_a_record_is_dead_lettered() {
         let mut table = Table::default();
         table.rows.insert(
             "big".into(),
             Attrs::from([("blob".into(), "b".repeat(600_000))]),
         );
-        let s = Enrich {
-            reference: CachedLookup::new(table, s.clock.clone(), 60_000),
-            ..s
-        };
+        let s = stage_with(table);
         let pad = "p".repeat(500_000);
         let line = format!(
             r#"{{"id":"x","key":"big","type":"t","ts":1,"value":1,"attrs":{{"pad":"{pad}"}},"origin":"s:1:0"}}"#

@@ -7,38 +7,43 @@
 //! line cannot fit a Kinesis record is `record_too_large` here, the first stage that
 //! sees it), and [`RecordRejections`] turns the rejected ones into at most
 //! [`MAX_LISTED_REJECTIONS`] + 1 dead letters. Every line still gets exactly one fate in
-//! the ledger, kept as run-length [`FateRun`]s so a record of 500,000 junk lines costs
-//! a few runs, not 500,000 strings, until the batch is written.
-
-use std::collections::BTreeMap;
+//! the outcome's accounting, kept as run-length [`crate::outcome::LineRun`]s so a record of 500,000 junk
+//! lines costs a few runs, not 500,000 strings.
 
 use crate::config::IngestConfig;
-use crate::dead_letter::{DeadLetter, RejectionSummary};
+use crate::dead_letter::DeadLetter;
 use crate::envelope::{DecodedEvent, DecodedLine, Reason, Rejection, TimeBounds, decode_lines};
-use crate::outcome::{BatchOutcome, StageStats};
-use crate::ports::{Clock, EventLedger, Fate, RecordSink};
+use crate::outcome::{Accounting, BatchOutcome, StageStats};
+use crate::ports::{Clock, RecordSink};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
-use crate::stage::{Stage, deadline_passed, fail_whole_batch, failure_at};
+use crate::stage::{RecordRejections, Stage, deadline_passed, fail_whole_batch, failure_at};
 use crate::unpack::unpack;
 
-/// Rejected lines of one input record that get a dead letter each; the rest of that
-/// record's rejections are one summary dead letter. So one record yields at most 101
-/// dead letters, however many lines it holds.
-pub const MAX_LISTED_REJECTIONS: usize = 100;
+pub use crate::stage::MAX_LISTED_REJECTIONS;
 
-pub struct Ingest<O, D, L, C> {
+pub struct Ingest<O, D, C> {
     pub output: O,
     pub dead_letters: D,
-    pub ledger: L,
     pub clock: C,
     pub config: IngestConfig,
 }
 
-impl<O, D, L, C> Stage for Ingest<O, D, L, C>
+impl<O, D, C> Ingest<O, D, C> {
+    /// The one way to build the stage.
+    pub fn new(output: O, dead_letters: D, clock: C, config: IngestConfig) -> Self {
+        Ingest {
+            output,
+            dead_letters,
+            clock,
+            config,
+        }
+    }
+}
+
+impl<O, D, C> Stage for Ingest<O, D, C>
 where
     O: RecordSink,
     D: RecordSink,
-    L: EventLedger,
     C: Clock,
 {
     fn name(&self) -> &'static str {
@@ -74,7 +79,11 @@ where
                 &mut out,
             );
         }
-        let Output { valid, dead, fates } = out;
+        let Output {
+            valid,
+            dead,
+            accounting,
+        } = out;
         let written = async {
             self.output
                 .put_records(pack_lines(valid, PACKED_RECORD_BYTES)?)
@@ -85,7 +94,8 @@ where
             fail_whole_batch(&mut outcome, records, error);
             return outcome;
         }
-        settle(&self.ledger, records, &fates);
+        // Only once the batch's output is written do its lines have their fates.
+        outcome.accounting = accounting;
         outcome
     }
 }
@@ -95,38 +105,12 @@ where
 struct Output {
     valid: Vec<(String, Vec<u8>)>,
     dead: Vec<OutRecord>,
-    fates: Vec<FateRun>,
-}
-
-/// Consecutive lines of one payload with the same fate (`None`: passed on).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FateRun {
-    record: usize,
-    sub: Option<usize>,
-    first_line: usize,
-    lines: usize,
-    reason: Option<Reason>,
+    accounting: Accounting,
 }
 
 impl Output {
     fn fate(&mut self, record: usize, sub: Option<usize>, line: usize, reason: Option<Reason>) {
-        if let Some(last) = self.fates.last_mut() {
-            if last.record == record
-                && last.sub == sub
-                && last.reason == reason
-                && last.first_line + last.lines == line
-            {
-                last.lines += 1;
-                return;
-            }
-        }
-        self.fates.push(FateRun {
-            record,
-            sub,
-            first_line: line,
-            lines: 1,
-            reason,
-        });
+        self.accounting.line(record, sub, line, reason);
     }
 }
 
@@ -219,36 +203,6 @@ fn normalize(decoded: DecodedEvent, origin: String) -> Result<(String, Vec<u8>),
     Ok((event.key, bytes))
 }
 
-/// Bounds the dead letters of one input record: the first [`MAX_LISTED_REJECTIONS`]
-/// rejected lines are listed one by one, the rest only counted for the summary.
-#[derive(Debug, Default)]
-struct RecordRejections {
-    lines: u64,
-    rejected: u64,
-    unlisted: BTreeMap<Reason, u64>,
-}
-
-impl RecordRejections {
-    /// Counts a rejection; `true` when it gets a dead letter of its own.
-    fn listed(&mut self, rejection: &Rejection) -> bool {
-        self.rejected += 1;
-        if self.rejected <= MAX_LISTED_REJECTIONS as u64 {
-            return true;
-        }
-        *self.unlisted.entry(rejection.reason).or_default() += 1;
-        false
-    }
-
-    fn summary(self) -> Option<RejectionSummary> {
-        (!self.unlisted.is_empty()).then(|| RejectionSummary {
-            lines: self.lines,
-            rejected: self.rejected,
-            listed: self.rejected.min(MAX_LISTED_REJECTIONS as u64),
-            by_reason: self.unlisted,
-        })
-    }
-}
-
 /// The origins ingest assigns to the lines of a raw record, in order: what the event
 /// source mapping needs to settle a raw record it drops without ingest having run (the
 /// lines of a KPL aggregate or a gzip record are not the record's `\n`-split lines).
@@ -267,35 +221,21 @@ pub fn origins_of_raw(record: &StreamRecord) -> Vec<String> {
     }
 }
 
-/// Step, after the batch's output is written: every line's fate reaches the ledger.
-fn settle(ledger: &impl EventLedger, records: &[StreamRecord], fates: &[FateRun]) {
-    for run in fates {
-        let record = &records[run.record];
-        for line in run.first_line..run.first_line + run.lines {
-            let origin = record.origin_of(run.sub, line);
-            ledger.received(&origin);
-            if let Some(reason) = run.reason {
-                ledger.settled(&origin, Fate::DeadLetter(reason));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Fate;
     use crate::stage::testing::*;
 
     const NOW: i64 = 1_767_225_600_000;
 
-    fn stage() -> Ingest<VecSink, VecSink, MapLedger, FixedClock> {
-        Ingest {
+    fn stage() -> Booked<Ingest<VecSink, VecSink, FixedClock>> {
+        Booked::new(Ingest {
             output: VecSink::named("valid"),
             dead_letters: VecSink::named("dlq"),
-            ledger: MapLedger::default(),
             clock: FixedClock::at(NOW),
             config: IngestConfig::default(),
-        }
+        })
     }
 
     #[test]
@@ -427,7 +367,7 @@ mod tests {
         enc.finish().expect("finish")
     }
 
-    fn received(s: &Ingest<VecSink, VecSink, MapLedger, FixedClock>) -> Vec<String> {
+    fn received(s: &Booked<Ingest<VecSink, VecSink, FixedClock>>) -> Vec<String> {
         s.ledger.received.lock().expect("lock").clone()
     }
 
@@ -613,11 +553,11 @@ mod tests {
         }
         out.fate(0, Some(0), 5, Some(Reason::NotJson));
         out.fate(0, Some(0), 6, None);
-        assert_eq!(out.fates.len(), 4);
-        assert_eq!(out.fates[0].lines, 3);
+        assert_eq!(out.accounting.lines.len(), 4);
+        assert_eq!(out.accounting.lines[0].lines, 3);
         let s = stage();
         let records = vec![record("s", 1, "p", b"")];
-        settle(&s.ledger, &records, &out.fates);
+        s.ledger.book(&records, &out.accounting);
         let got = received(&s);
         assert_eq!(got.len(), 6);
         assert!(got.contains(&format!("s:{:056}:4", 1)));
@@ -652,7 +592,6 @@ mod tests {
             let s = Ingest {
                 output: VecSink::named("valid"),
                 dead_letters: VecSink::named("dlq"),
-                ledger: crate::ports::NoLedger,
                 clock: FixedClock::at(NOW),
                 config: IngestConfig::default(),
             };

@@ -11,10 +11,11 @@ pub mod detect;
 pub mod enrich;
 pub mod ingest;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
-use crate::dead_letter::DeadLetter;
-use crate::envelope::{Event, Reason, TimeBounds, decode_record};
+use crate::dead_letter::{DeadLetter, RejectionSummary};
+use crate::envelope::{Event, Reason, Rejection, TimeBounds, decode_record};
 use crate::error::Error;
 use crate::outcome::{BatchFailure, BatchOutcome};
 use crate::ports::Clock;
@@ -59,7 +60,8 @@ pub(crate) fn failure_at(records: &[StreamRecord], index: usize, error: Error) -
 }
 
 /// Fails the whole batch: used when writing the batch's output failed, so every record
-/// is delivered again (downstream de-duplication makes the re-emit harmless).
+/// is delivered again (downstream de-duplication makes the re-emit harmless). The
+/// accounting is kept: what it holds (commits) happened whatever the output did.
 pub(crate) fn fail_whole_batch(outcome: &mut BatchOutcome, records: &[StreamRecord], error: Error) {
     outcome.failure = Some(failure_at(records, 0, error));
     outcome.stats = Default::default();
@@ -83,12 +85,57 @@ pub(crate) fn line_bytes(record: &StreamRecord, line: usize) -> &[u8] {
         .unwrap_or(&record.data)
 }
 
-/// A rejected line, ready for the dead-letter stream.
+/// How many rejected lines of one record get a dead letter of their own; the rest are
+/// counted in one summary dead letter per record, so a record of junk lines costs a
+/// bounded number of dead letters, whatever its number of lines.
+pub const MAX_LISTED_REJECTIONS: usize = 100;
+
+/// A rejected line. Every rejected line has a fate of its own; only the first
+/// [`MAX_LISTED_REJECTIONS`] of a record carry their own dead letter (`out`), and the
+/// last rejected line of a record with more carries the record's summary.
 pub(crate) struct Rejected {
     pub record: usize,
     pub origin: String,
     pub reason: Reason,
-    pub out: OutRecord,
+    pub out: Option<OutRecord>,
+    pub summary: Option<OutRecord>,
+}
+
+impl Rejected {
+    /// The dead-letter records this rejected line is responsible for (0, 1 or 2).
+    pub fn dead_letters(&self) -> impl Iterator<Item = &OutRecord> {
+        self.out.iter().chain(&self.summary)
+    }
+}
+
+/// Bounds the dead letters of one input record: the first [`MAX_LISTED_REJECTIONS`]
+/// rejected lines are listed one by one, the rest only counted for the summary.
+#[derive(Debug, Default)]
+pub(crate) struct RecordRejections {
+    pub lines: u64,
+    rejected: u64,
+    unlisted: BTreeMap<Reason, u64>,
+}
+
+impl RecordRejections {
+    /// Counts a rejection; `true` when it gets a dead letter of its own.
+    pub fn listed(&mut self, rejection: &Rejection) -> bool {
+        self.rejected += 1;
+        if self.rejected <= MAX_LISTED_REJECTIONS as u64 {
+            return true;
+        }
+        *self.unlisted.entry(rejection.reason).or_default() += 1;
+        false
+    }
+
+    pub fn summary(self) -> Option<RejectionSummary> {
+        (!self.unlisted.is_empty()).then(|| RejectionSummary {
+            lines: self.lines,
+            rejected: self.rejected,
+            listed: self.rejected.min(MAX_LISTED_REJECTIONS as u64),
+            by_reason: self.unlisted,
+        })
+    }
 }
 
 /// Decodes the events of records `..end` of an inter-stage stream (normalized events,
@@ -100,7 +147,9 @@ pub(crate) fn decode_events(
     let mut events = Vec::new();
     let mut rejected = Vec::new();
     for (index, record) in records.iter().enumerate() {
+        let mut bound = RecordRejections::default();
         for line in decode_record(&record.data, TimeBounds::unbounded()) {
+            bound.lines += 1;
             let fallback_origin = record.origin_of_line(line.line);
             match line.result {
                 Ok(decoded) => {
@@ -115,12 +164,20 @@ pub(crate) fn decode_events(
                 Err(rejection) => rejected.push(Rejected {
                     record: index,
                     reason: rejection.reason,
-                    out: DeadLetter::for_line(stage, record, line.line, line.bytes, &rejection)
-                        .with_origin(Some(fallback_origin.clone()))
-                        .into_record(&record.partition_key),
+                    out: bound.listed(&rejection).then(|| {
+                        DeadLetter::for_line(stage, record, line.line, line.bytes, &rejection)
+                            .with_origin(Some(fallback_origin.clone()))
+                            .into_record(&record.partition_key)
+                    }),
+                    summary: None,
                     origin: fallback_origin,
                 }),
             }
+        }
+        if let (Some(summary), Some(last)) = (bound.summary(), rejected.last_mut()) {
+            last.summary = Some(
+                DeadLetter::for_summary(stage, record, summary).into_record(&record.partition_key),
+            );
         }
     }
     (events, rejected)
@@ -136,7 +193,8 @@ pub(crate) mod testing {
 
     use super::*;
     use crate::error::Result;
-    use crate::ports::{EventLedger, Fate, RecordSink};
+    use crate::outcome::{Accounting, Booking, Fate};
+    use crate::ports::RecordSink;
 
     pub struct FixedClock(pub AtomicI64);
 
@@ -204,16 +262,59 @@ pub(crate) mod testing {
         pub fates: Mutex<HashMap<String, Fate>>,
     }
 
-    impl EventLedger for MapLedger {
-        fn received(&self, origin: &str) {
-            self.received.lock().expect("lock").push(origin.to_owned());
+    impl MapLedger {
+        /// Books what a stage reported (first fate stands; in-doubt is not a fate).
+        pub fn book(&self, records: &[StreamRecord], accounting: &Accounting) {
+            for booking in accounting.bookings(records) {
+                match booking {
+                    Booking::Received(origin) => {
+                        self.received.lock().expect("lock").push(origin);
+                    }
+                    Booking::Settled(origin, fate) => {
+                        self.fates
+                            .lock()
+                            .expect("lock")
+                            .entry(origin)
+                            .or_insert(fate);
+                    }
+                    Booking::InDoubt(_) => {}
+                }
+            }
         }
-        fn settled(&self, origin: &str, fate: Fate) {
-            self.fates
-                .lock()
-                .expect("lock")
-                .entry(origin.to_owned())
-                .or_insert(fate);
+    }
+
+    /// A stage whose every outcome is booked in a [`MapLedger`], as the local runner
+    /// books it; the stage's fields are reached through `Deref`.
+    pub struct Booked<S> {
+        pub stage: S,
+        pub ledger: MapLedger,
+    }
+
+    impl<S> Booked<S> {
+        pub fn new(stage: S) -> Self {
+            Booked {
+                stage,
+                ledger: MapLedger::default(),
+            }
+        }
+    }
+
+    impl<S: Stage> Booked<S> {
+        pub async fn process(
+            &self,
+            records: &[StreamRecord],
+            deadline_ms: Option<i64>,
+        ) -> BatchOutcome {
+            let outcome = self.stage.process(records, deadline_ms).await;
+            self.ledger.book(records, &outcome.accounting);
+            outcome
+        }
+    }
+
+    impl<S> std::ops::Deref for Booked<S> {
+        type Target = S;
+        fn deref(&self) -> &S {
+            &self.stage
         }
     }
 
