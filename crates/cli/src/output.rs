@@ -191,7 +191,9 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-/// The busiest aggregates, per window size.
+/// The busiest aggregates, per window size, of `views` (tests: the demo prints
+/// [`print_store_table`]).
+#[cfg(test)]
 pub fn print_table(
     out: &mut impl Write,
     views: &[AggregateView],
@@ -202,8 +204,9 @@ pub fn print_table(
     busiest.print(out)
 }
 
-/// [`print_table`] of every aggregate in `store`, read one view at a time: the same
-/// text, in memory that does not grow with the table.
+/// The busiest aggregates of `store`, per window size, read one view at a time: the
+/// text the views of every item would print, in memory that does not grow with the
+/// table.
 pub fn print_store_table(
     out: &mut impl Write,
     store: &MemoryAggregateStore,
@@ -215,8 +218,8 @@ pub fn print_store_table(
 }
 
 /// Per window size (and slide): how many windows, and the `top` busiest, most events
-/// first, then by key, type and window start (the order [`print_table`] has always
-/// shown them in).
+/// first, then by key, type and window start (the order the table has always shown
+/// them in).
 struct Busiest {
     top: usize,
     sizes: BTreeMap<(i64, Option<i64>), (usize, Vec<AggregateView>)>,
