@@ -65,8 +65,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, Trans
 use sluice_core::fingerprint::{FingerprintSet, digest_hex};
 use sluice_core::item::{
     AggregateItem, GroupKey, ItemKey, ItemWrite, PAGE_PREFIX, WATERMARK_SORT_KEY, WatermarkWrite,
-    page_stored_size,
 };
+use sluice_core::limits::dynamodb::page_size;
 use sluice_core::ports::{AggregateStore, Commit, Loaded};
 use sluice_core::time::format_rfc3339;
 use sluice_core::window::WindowSpec;
@@ -128,7 +128,7 @@ impl DynamoAggregateStore {
                 actions.push(Action {
                     item: codec::page_to_attrs(&w.item.key, *n, page, w.item.expires_at_s),
                     condition: Condition::Absent,
-                    size: page_stored_size(&w.item.key, page),
+                    size: page_size(&w.item.key, *n, page, w.item.expires_at_s),
                 });
             }
         }
@@ -463,7 +463,13 @@ impl AggregateStore for DynamoAggregateStore {
             .await
             .map_err(|e| classify::dynamodb("GetItem", &self.table, e))?;
         let set = out.item().map(codec::attrs_to_page).transpose()?;
-        let size = set.as_ref().map_or(0, |s| page_stored_size(anchor, s));
+        let expires_at = out
+            .item()
+            .and_then(|m| m.get(attr::EXPIRES_AT))
+            .and_then(codec::i64_of);
+        let size = set
+            .as_ref()
+            .map_or(0, |s| page_size(anchor, page, s, expires_at));
         self.meter
             .read(reported(out.consumed_capacity()), read_units(size, true));
         Ok(set)
