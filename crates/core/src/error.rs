@@ -64,6 +64,16 @@ pub enum Error {
     #[error("stored item {item} is malformed: {reason}")]
     CorruptItem { item: String, reason: String },
 
+    /// A value this crate built could not be encoded as JSON. Plain data always
+    /// encodes; this exists so that an impossible failure is an error, never an empty
+    /// record.
+    #[error("could not encode {what} as JSON: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
     /// A request broke a hard service limit (record or item size, records per call,
     /// actions per transaction, keys per read). The in-memory adapters enforce the same
     /// limits as AWS and return this too. The same request can never succeed.
@@ -86,7 +96,10 @@ impl Error {
             | Error::SinkExhausted { .. }
             | Error::Deadline { .. } => true,
             Error::Remote { retryable, .. } => *retryable,
-            Error::Config { .. } | Error::CorruptItem { .. } | Error::LimitExceeded { .. } => false,
+            Error::Config { .. }
+            | Error::CorruptItem { .. }
+            | Error::LimitExceeded { .. }
+            | Error::Encode { .. } => false,
         }
     }
 
@@ -101,6 +114,7 @@ impl Error {
             Error::Config { .. } => "config",
             Error::CorruptItem { .. } => "corrupt_item",
             Error::LimitExceeded { .. } => "limit_exceeded",
+            Error::Encode { .. } => "encode",
         }
     }
 

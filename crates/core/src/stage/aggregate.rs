@@ -450,9 +450,14 @@ where
             .filter_map(|k| state.items.get(k))
             .filter(|item| item.version > 0)
             .map(|item| {
-                let line = serde_json::to_vec(&item.update()).unwrap_or_default();
-                (item.key.group.key.clone(), line)
-            });
+                serde_json::to_vec(&item.update())
+                    .map(|line| (item.key.group.key.clone(), line))
+                    .map_err(|source| Error::Encode {
+                        what: "a window update",
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
         self.updates
             .put_records(pack_lines(updates, PACKED_RECORD_BYTES)?)
             .await?;
@@ -710,7 +715,8 @@ fn event_dead_letter(
         "id": p.id, "key": p.group.key, "type": p.group.metric,
         "ts": p.candidate.ts, "value": p.candidate.value, "origin": p.origin,
     });
-    let bytes = serde_json::to_vec(&line).unwrap_or_default();
+    // A `Value` displays as its JSON text, which cannot fail.
+    let bytes = line.to_string().into_bytes();
     DeadLetter::for_line(STAGE, record, 0, &bytes, &rejection)
         .with_origin(Some(p.origin.clone()))
         .into_record(&record.partition_key)

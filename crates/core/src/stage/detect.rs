@@ -136,15 +136,22 @@ where
                 outcome.stats.passed_on += 1;
             }
         }
-        let out: Vec<OutRecord> = announce
+        let out: crate::error::Result<Vec<OutRecord>> = announce
             .iter()
-            .map(|a| OutRecord {
-                partition_key: a.key.clone(),
-                data: serde_json::to_vec(a).unwrap_or_default(),
+            .map(|a| {
+                serde_json::to_vec(a)
+                    .map(|data| OutRecord {
+                        partition_key: a.key.clone(),
+                        data,
+                    })
+                    .map_err(|source| Error::Encode {
+                        what: "an alert",
+                        source,
+                    })
             })
             .collect();
         let written = async {
-            self.output.put_records(out).await?;
+            self.output.put_records(out?).await?;
             self.dead_letters.put_records(dead).await?;
             for a in &announce {
                 self.alerts.mark_notified(&a.alert_id).await?;
