@@ -381,14 +381,33 @@ pub fn print_dead_letters(out: &mut impl Write, letters: &[DeadLetter]) -> std::
 
 /// `N dead letters; by reason: not_json 3, late 1`.
 pub fn print_reason_counts(out: &mut impl Write, letters: &[DeadLetter]) -> std::io::Result<()> {
-    let mut by_reason: std::collections::BTreeMap<&str, usize> = Default::default();
+    // A summary dead letter stands for many rejected lines of one record: count those
+    // lines by their reasons, so the counts are of rejected input, not of letters.
+    let mut by_reason: std::collections::BTreeMap<&str, u64> = Default::default();
+    let mut lines = 0u64;
     for l in letters {
-        *by_reason.entry(l.reason.as_str()).or_default() += 1;
+        match &l.summary {
+            Some(summary) => {
+                for (reason, n) in &summary.by_reason {
+                    *by_reason.entry(reason.as_str()).or_default() += n;
+                    lines += n;
+                }
+            }
+            None => {
+                *by_reason.entry(l.reason.as_str()).or_default() += 1;
+                lines += 1;
+            }
+        }
     }
     let counts: Vec<String> = by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let of_lines = if lines == letters.len() as u64 {
+        String::new()
+    } else {
+        format!(" ({lines} rejected lines)")
+    };
     writeln!(
         out,
-        "{} dead letters; by reason: {}",
+        "{} dead letters{of_lines}; by reason: {}",
         letters.len(),
         if counts.is_empty() {
             "none".to_owned()
@@ -457,6 +476,26 @@ mod tests {
             "source_stream": "raw", "shard_id": "shardId-0", "sequence_number": "1",
         }))
         .expect("a dead letter")
+    }
+
+    #[test]
+    fn reason_counts_add_up_the_lines_a_summary_stands_for() {
+        let mut summary = letter("s", "ingest", "summary", "key");
+        summary.summary = Some(
+            serde_json::from_value(json!({
+                "lines": 1000, "rejected": 1000, "listed": 100,
+                "by_reason": {"not_json": 850, "missing_field": 50}
+            }))
+            .expect("a summary"),
+        );
+        let letters = [letter("a", "ingest", "x", "ts"), summary];
+        let mut out = Vec::new();
+        print_reason_counts(&mut out, &letters).expect("printed");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(
+            text.trim_end(),
+            "2 dead letters (901 rejected lines); by reason: missing_field 50, not_json 851"
+        );
     }
 
     /// The demo reads the store's views (no copy of the table) and sorts them: the
