@@ -13,6 +13,7 @@
 use crate::config::IngestConfig;
 use crate::dead_letter::DeadLetter;
 use crate::envelope::{DecodedEvent, DecodedLine, Reason, Rejection, TimeBounds, decode_lines};
+use crate::error::Result;
 use crate::outcome::{Accounting, BatchOutcome, StageStats};
 use crate::ports::{Clock, RecordSink};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
@@ -60,6 +61,9 @@ where
             max_future_skew_ms: self.config.max_clock_skew_ms,
         };
         let mut out = Output::default();
+        // Records before `written_upto` are written, with the stats and fates they had.
+        let mut written_upto = 0;
+        let mut written_stats = StageStats::default();
         for (index, record) in records.iter().enumerate() {
             if let Some(err) = deadline_passed(
                 &self.clock,
@@ -78,34 +82,61 @@ where
                 &mut outcome.stats,
                 &mut out,
             );
+            if out.bytes >= FLUSH_BYTES {
+                if let Err(error) = self.write(&mut out, &mut outcome.accounting).await {
+                    outcome.stats = written_stats;
+                    outcome.failure = Some(failure_at(records, written_upto, error));
+                    return outcome;
+                }
+                written_upto = index + 1;
+                written_stats = outcome.stats.clone();
+            }
         }
-        let Output {
-            valid,
-            dead,
-            accounting,
-        } = out;
-        let written = async {
-            self.output
-                .put_records(pack_lines(valid, PACKED_RECORD_BYTES)?)
-                .await?;
-            self.dead_letters.put_records(dead).await
-        };
-        if let Err(error) = written.await {
-            fail_whole_batch(&mut outcome, records, error);
-            return outcome;
+        if let Err(error) = self.write(&mut out, &mut outcome.accounting).await {
+            if written_upto == 0 {
+                fail_whole_batch(&mut outcome, records, error);
+            } else {
+                outcome.stats = written_stats;
+                outcome.failure = Some(failure_at(records, written_upto, error));
+            }
         }
-        // Only once the batch's output is written do its lines have their fates.
-        outcome.accounting = accounting;
         outcome
     }
 }
 
-/// What a batch writes, held until every record of it has been read.
+impl<O: RecordSink, D: RecordSink, C> Ingest<O, D, C> {
+    /// Step: writes what is buffered (valid lines packed per key, then dead letters);
+    /// only once written do its lines' fates join the outcome's accounting.
+    async fn write(&self, out: &mut Output, accounting: &mut Accounting) -> Result<()> {
+        let Output {
+            valid,
+            dead,
+            accounting: fates,
+            bytes: _,
+        } = std::mem::take(out);
+        self.output
+            .put_records(pack_lines(valid, PACKED_RECORD_BYTES)?)
+            .await?;
+        self.dead_letters.put_records(dead).await?;
+        accounting.lines.extend(fates.lines);
+        Ok(())
+    }
+}
+
+/// Ingest writes its output whenever this much is buffered, so an invocation holds at
+/// most this plus one record's worth (a record inflates to at most 6 MiB, and its dead
+/// letters are bounded), however many records a batch has and however far they
+/// inflate. A write that fails after an earlier one succeeded reports the first
+/// unwritten record for retry.
+pub const FLUSH_BYTES: usize = 8 * 1024 * 1024;
+
+/// What the batch has yet to write, and its size in bytes.
 #[derive(Default)]
 struct Output {
     valid: Vec<(String, Vec<u8>)>,
     dead: Vec<OutRecord>,
     accounting: Accounting,
+    bytes: usize,
 }
 
 impl Output {
@@ -133,6 +164,7 @@ fn ingest_record(
                 .and_then(|decoded| normalize(decoded, record.origin_of(sub, line.line)));
             match normalized {
                 Ok(keyed) => {
+                    out.bytes += keyed.0.len() + keyed.1.len();
                     out.valid.push(keyed);
                     stats.passed_on += 1;
                     out.fate(index, sub, line.line, None);
@@ -141,11 +173,12 @@ fn ingest_record(
                     stats.dead_letter(rejection.reason);
                     out.fate(index, sub, line.line, Some(rejection.reason));
                     if rejections.listed(&rejection) {
-                        out.dead.push(
+                        let letter =
                             DeadLetter::for_line(stage, record, line.line, line.bytes, &rejection)
                                 .with_origin(Some(record.origin_of(sub, line.line)))
-                                .into_record(&record.partition_key),
-                        );
+                                .into_record(&record.partition_key);
+                        out.bytes += letter.data.len();
+                        out.dead.push(letter);
                     }
                 }
             }
@@ -169,9 +202,10 @@ fn ingest_record(
         }
     }
     if let Some(summary) = rejections.summary() {
-        out.dead.push(
-            DeadLetter::for_summary(stage, record, summary).into_record(&record.partition_key),
-        );
+        let letter =
+            DeadLetter::for_summary(stage, record, summary).into_record(&record.partition_key);
+        out.bytes += letter.data.len();
+        out.dead.push(letter);
     }
 }
 
@@ -288,6 +322,78 @@ mod tests {
         let outcome = block_on(s.process(&[], None));
         assert!(outcome.is_complete());
         assert!(s.output.records.lock().expect("lock").is_empty());
+    }
+
+    /// A sink that takes `ok_calls` calls and fails every later one (retryably).
+    struct FailsAfter {
+        inner: VecSink,
+        ok_calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl RecordSink for FailsAfter {
+        fn stream_name(&self) -> &str {
+            self.inner.stream_name()
+        }
+        async fn put_records(&self, records: Vec<OutRecord>) -> Result<()> {
+            use std::sync::atomic::Ordering;
+            let left = self.ok_calls.load(Ordering::SeqCst);
+            if left == 0 {
+                return Err(crate::Error::Throttled {
+                    service: "kinesis",
+                    operation: "PutRecords",
+                    message: "test".into(),
+                });
+            }
+            self.ok_calls.store(left - 1, Ordering::SeqCst);
+            self.inner.put_records(records).await
+        }
+    }
+
+    /// Output is written every `FLUSH_BYTES`, so a batch never holds more than that
+    /// plus one record; a write failing after an earlier one succeeded retries from the
+    /// first unwritten record, and only written lines have fates.
+    #[test]
+    fn a_large_batch_is_written_in_flushes_and_a_late_failure_retries_the_rest() {
+        let s = Booked::new(Ingest {
+            output: FailsAfter {
+                inner: VecSink::named("valid"),
+                ok_calls: 1.into(),
+            },
+            dead_letters: VecSink::named("dlq"),
+            clock: FixedClock::at(NOW),
+            config: IngestConfig::default(),
+        });
+        // Each record: 1,000 events of about 1 KiB, so 8 records fill a flush.
+        let pad = "p".repeat(900);
+        let records: Vec<_> = (0..20u64)
+            .map(|r| {
+                let lines: Vec<String> = (0..1_000)
+                    .map(|i| {
+                        format!(
+                            r#"{{"id":"{r}-{i}","key":"k{r}","type":"t","ts":{},"value":1,"attrs":{{"pad":"{pad}"}}}}"#,
+                            NOW - 1000
+                        )
+                    })
+                    .collect();
+                record("shardId-0", r + 1, "k", lines.join("\n").as_bytes())
+            })
+            .collect();
+        let outcome = block_on(s.process(&records, None));
+        let failure = outcome.failure.expect("the second write fails");
+        assert!(failure.error.is_retryable());
+        assert!(
+            failure.index > 0 && failure.index < records.len(),
+            "retry from the first unwritten record: {}",
+            failure.index
+        );
+        let written = s.output.inner.lines().len();
+        assert_eq!(written, failure.index * 1_000, "every line before it, once");
+        assert_eq!(outcome.stats.passed_on, written as u64);
+        assert_eq!(
+            s.ledger.received.lock().expect("lock").len(),
+            written,
+            "fates only for written lines"
+        );
     }
 
     #[test]
