@@ -239,12 +239,13 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         "sluice demo: {source}; delivery {}; windows {}",
         pipeline.stages.aggregate_config.delivery, pipeline.stages.aggregate_config.windows
     );
-    let mut truth = args.verify.then(|| {
-        verify::GroundTruth::new(
+    let mut truth = match args.verify {
+        true => Some(verify::GroundTruth::new(
             &pipeline.stages.aggregate_config,
-            verify::ingest_bounds(&template),
-        )
-    });
+            verify::ingest_bounds(&template)?,
+        )),
+        false => None,
+    };
     let started = Instant::now();
     let mut last = Instant::now();
     let interactive = std::io::stderr().is_terminal();

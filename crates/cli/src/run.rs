@@ -305,7 +305,7 @@ async fn report(
         let truth = verify::ground_truth(
             &lines,
             &stages.aggregate_config,
-            verify::ingest_bounds(template),
+            verify::ingest_bounds(template)?,
         );
         let rules = rules.rules().await.context("reading the rules table")?;
         let raised = alerts

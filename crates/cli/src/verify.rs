@@ -380,22 +380,17 @@ pub fn compare(truth: &GroundTruth, views: &[AggregateView]) -> Vec<String> {
 }
 
 /// The clock bounds ingest applies (`MAX_CLOCK_SKEW_SECONDS` of the ingest function).
-pub fn ingest_bounds(template: &sluice_local::template::Template) -> TimeBounds {
+pub fn ingest_bounds(template: &sluice_local::template::Template) -> anyhow::Result<TimeBounds> {
     use sluice_core::ports::Clock;
-    let skew_s: i64 = template
-        .function("ingest")
-        .ok()
-        .and_then(|f| {
-            f.env
-                .get(sluice_core::config::env::MAX_CLOCK_SKEW_SECONDS)
-                .cloned()
-        })
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
-    TimeBounds {
+    // The ingest function's own configuration, read the way the stage reads it.
+    let env = template.function("ingest")?.env;
+    let config = sluice_core::config::IngestConfig::from_reader(
+        &sluice_core::config::EnvReader::new(move |k: &str| env.get(k).cloned()),
+    )?;
+    Ok(TimeBounds {
         now_ms: sluice_core::ports::SystemClock.now_ms(),
-        max_future_skew_ms: skew_s * 1000,
-    }
+        max_future_skew_ms: config.max_clock_skew_ms,
+    })
 }
 
 /// Every difference between what the input says and what the run stored and counted.
