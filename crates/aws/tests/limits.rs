@@ -26,8 +26,6 @@ mod common;
 use std::sync::Mutex;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use sluice_aws::DynamoAggregateStore;
 use sluice_aws::classify;
 use sluice_aws::kinesis::{KinesisShardSource, KinesisSink, PutRecordsApi, PutResult};
@@ -107,40 +105,19 @@ async fn count(source: &KinesisShardSource) -> usize {
     n
 }
 
-/// One raw `PutRecords` of one record, past the sink's checks.
+/// One raw `PutRecords` of one record, past the sink's checks: the adapter's own
+/// request (`PutRecordsApi`), which sends what it is given.
 async fn raw_put(
     c: &common::Clients,
     stream: &str,
     key: &str,
     data: Vec<u8>,
 ) -> std::result::Result<Vec<PutResult>, Error> {
-    let entry = PutRecordsRequestEntry::builder()
-        .partition_key(key)
-        .data(Blob::new(data))
-        .build()
-        .expect("entry");
-    let out = c
-        .kinesis
-        .put_records()
-        .stream_name(stream)
-        .records(entry)
-        .send()
-        .await
-        .map_err(|e| classify::kinesis("PutRecords", stream, e))?;
-    Ok(out
-        .records()
-        .iter()
-        .map(|e| match e.error_code() {
-            Some(code) => PutResult::Failed {
-                code: code.to_owned(),
-                message: e.error_message().unwrap_or_default().to_owned(),
-            },
-            None => PutResult::Written {
-                shard_id: e.shard_id().unwrap_or_default().to_owned(),
-                sequence_number: e.sequence_number().unwrap_or_default().to_owned(),
-            },
-        })
-        .collect())
+    let record = OutRecord {
+        partition_key: key.to_owned(),
+        data,
+    };
+    PutRecordsApi::put_records(&c.kinesis, stream, &[&record]).await
 }
 
 fn record(key: &str, bytes: usize) -> OutRecord {

@@ -212,7 +212,12 @@ where
         for d in events {
             let record = &records[d.record];
             let seq = SeqNo::parse(&record.sequence_number).unwrap_or_else(SeqNo::zero);
-            let origin = d.event.origin.clone().unwrap_or_default();
+            // `decode_events` always sets an origin; the fallback is the one it uses.
+            let origin = d
+                .event
+                .origin
+                .clone()
+                .unwrap_or_else(|| record.origin_of_line(d.line));
             let group = GroupKey {
                 key: d.event.key.clone(),
                 metric: d.event.metric.clone(),
