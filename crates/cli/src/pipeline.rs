@@ -500,14 +500,21 @@ impl InProcess {
     pub fn produce(&self, lines: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let (records, sent) = producer_records(lines, &self.faults);
         let mut fitting = Vec::with_capacity(records.len());
-        for (i, record) in records.iter().enumerate() {
-            match kinesis_limits::check_record(record) {
-                Ok(()) => fitting.push(i),
-                Err(error) => self.reject_at_producer(record, &error)?,
+        for record in records {
+            match kinesis_limits::check_record(&record) {
+                Ok(()) => fitting.push(record),
+                Err(error) => self.reject_at_producer(&record, &error)?,
             }
         }
-        for request in kinesis_limits::requests(&records, &fitting) {
-            let batch = request.iter().map(|&i| records[i].clone()).collect();
+        // Requests are runs of consecutive records: move each run out, no copies.
+        let all: Vec<usize> = (0..fitting.len()).collect();
+        let sizes: Vec<usize> = kinesis_limits::requests(&fitting, &all)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        let mut rest = fitting.into_iter();
+        for size in sizes {
+            let batch: Vec<OutRecord> = rest.by_ref().take(size).collect();
             self.streams.put(&self.stages.raw_stream, batch)?;
         }
         Ok(sent)
