@@ -8,11 +8,13 @@ use crate::cache::CachedLookup;
 use crate::config::EnrichConfig;
 use crate::dead_letter::DeadLetter;
 use crate::envelope::{Event, Reason, Rejection};
-use crate::outcome::{BatchOutcome, Fate};
+use crate::error::Result;
+use crate::outcome::{Accounting, BatchOutcome, Fate, StageStats};
 use crate::ports::{Attrs, Clock, RecordSink, ReferenceLookup};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
 use crate::stage::{
-    Rejected, Stage, deadline_passed, decode_events, fail_whole_batch, failure_at, line_bytes,
+    FLUSH_BYTES, Rejected, Stage, deadline_passed, decode_events, fail_whole_batch, failure_at,
+    line_bytes,
 };
 
 pub struct Enrich<R, O, D, C> {
@@ -75,31 +77,24 @@ where
                 return outcome;
             }
         };
-        outcome.stats.records = records.len() as u64;
-        outcome.stats.events_in = (events.len() + rejected.len()) as u64;
-        let mut lines = Vec::with_capacity(events.len());
-        let mut dead: Vec<OutRecord> = rejected
-            .iter()
-            .flat_map(Rejected::dead_letters)
-            .cloned()
-            .collect();
-        let mut settle: Vec<(String, Reason)> = rejected
-            .iter()
-            .map(|r| (r.origin.clone(), r.reason))
-            .collect();
-        for r in &rejected {
-            outcome.stats.dead_letter(r.reason);
-        }
-        for decoded in events {
+        let mut out = Pending::default();
+        let mut rejected = rejected.into_iter().peekable();
+        // Records before `written_upto` are written, with the stats they had.
+        let mut written_upto = 0;
+        let mut written_stats = StageStats::default();
+        let mut events = events.into_iter().peekable();
+        while let Some(decoded) = events.next() {
             let record = &records[decoded.record];
             let mut event = decoded.event;
             let attrs = reference.get(&event.key);
             if attrs.is_none() {
                 outcome.stats.unenriched += 1;
             }
+            outcome.stats.events_in += 1;
             match enrich_line(&mut event, attrs) {
                 Ok(bytes) => {
-                    lines.push((event.key, bytes));
+                    out.bytes += event.key.len() + bytes.len();
+                    out.lines.push((event.key, bytes));
                     outcome.stats.passed_on += 1;
                 }
                 Err(rejection) => {
@@ -110,31 +105,102 @@ where
                         .clone()
                         .unwrap_or_else(|| record.origin_of_line(decoded.line));
                     let input = line_bytes(record, decoded.line);
-                    dead.push(
+                    let letter =
                         DeadLetter::for_line(self.name(), record, decoded.line, input, &rejection)
                             .with_origin(Some(origin.clone()))
-                            .into_record(&record.partition_key),
-                    );
-                    settle.push((origin, rejection.reason));
+                            .into_record(&record.partition_key);
+                    out.bytes += letter.data.len();
+                    out.dead.push(letter);
+                    out.settle
+                        .push((origin, Fate::DeadLetter(rejection.reason)));
                 }
             }
+            // Write at a record boundary once a flush's worth is buffered: the joined
+            // lines of a batch can be far larger than the batch (a 400 KB reference
+            // item joined onto thousands of small events).
+            let boundary = events.peek().map_or(records.len(), |next| next.record);
+            if out.bytes >= FLUSH_BYTES && boundary > decoded.record {
+                take_rejected(&mut rejected, boundary, &mut out, &mut outcome.stats);
+                outcome.stats.records = boundary as u64;
+                if let Err(error) = self.write(&mut out, &mut outcome.accounting).await {
+                    return partial_failure(outcome, records, written_upto, written_stats, error);
+                }
+                written_upto = boundary;
+                written_stats = outcome.stats.clone();
+            }
         }
-        let written = async {
-            self.output
-                .put_records(pack_lines(lines, PACKED_RECORD_BYTES)?)
-                .await?;
-            self.dead_letters.put_records(dead).await
-        };
-        if let Err(error) = written.await {
-            fail_whole_batch(&mut outcome, records, error);
-            return outcome;
+        take_rejected(&mut rejected, records.len(), &mut out, &mut outcome.stats);
+        outcome.stats.records = records.len() as u64;
+        if let Err(error) = self.write(&mut out, &mut outcome.accounting).await {
+            return partial_failure(outcome, records, written_upto, written_stats, error);
         }
-        outcome.accounting.settled = settle
-            .into_iter()
-            .map(|(origin, reason)| (origin, Fate::DeadLetter(reason)))
-            .collect();
         outcome
     }
+}
+
+impl<R, O: RecordSink, D: RecordSink, C> Enrich<R, O, D, C> {
+    /// Step: writes the buffered lines (packed per key) and dead letters; only then do
+    /// their fates join the outcome's accounting.
+    async fn write(&self, out: &mut Pending, accounting: &mut Accounting) -> Result<()> {
+        let Pending {
+            lines,
+            dead,
+            settle,
+            bytes: _,
+        } = std::mem::take(out);
+        self.output
+            .put_records(pack_lines(lines, PACKED_RECORD_BYTES)?)
+            .await?;
+        self.dead_letters.put_records(dead).await?;
+        accounting.settled.extend(settle);
+        Ok(())
+    }
+}
+
+/// What enrich has yet to write, and its size in bytes.
+#[derive(Default)]
+struct Pending {
+    lines: Vec<(String, Vec<u8>)>,
+    dead: Vec<OutRecord>,
+    settle: Vec<(String, Fate)>,
+    bytes: usize,
+}
+
+/// Moves the lines `decode_events` rejected in records before `boundary` into what is
+/// to be written.
+fn take_rejected(
+    rejected: &mut std::iter::Peekable<std::vec::IntoIter<Rejected>>,
+    boundary: usize,
+    out: &mut Pending,
+    stats: &mut StageStats,
+) {
+    while let Some(r) = rejected.next_if(|r| r.record < boundary) {
+        stats.events_in += 1;
+        stats.dead_letter(r.reason);
+        for letter in r.dead_letters() {
+            out.bytes += letter.data.len();
+            out.dead.push(letter.clone());
+        }
+        out.settle.push((r.origin, Fate::DeadLetter(r.reason)));
+    }
+}
+
+/// A write failed: retry from the first record not yet written (the whole batch when
+/// nothing was), keeping what was written and its stats.
+fn partial_failure(
+    mut outcome: BatchOutcome,
+    records: &[StreamRecord],
+    written_upto: usize,
+    written_stats: StageStats,
+    error: crate::Error,
+) -> BatchOutcome {
+    if written_upto == 0 {
+        fail_whole_batch(&mut outcome, records, error);
+    } else {
+        outcome.stats = written_stats;
+        outcome.failure = Some(failure_at(records, written_upto, error));
+    }
+    outcome
 }
 
 /// Step: joins reference attributes onto one event (the event's own win) and encodes
@@ -224,6 +290,60 @@ mod tests {
             std::sync::Arc::new(FixedClock::at(0)),
             config,
         ))
+    }
+
+    /// Joined lines can be far larger than the batch: enrich writes every
+    /// `FLUSH_BYTES` at a record boundary, and a write failing after an earlier one
+    /// succeeded retries from the first unwritten record with the fates of what was
+    /// written only.
+    #[test]
+    fn a_batch_that_grows_past_a_flush_is_written_in_parts_and_retried_from_the_rest() {
+        let mut table = Table::default();
+        table.rows.insert(
+            "a".into(),
+            Attrs::from([("blob".into(), "b".repeat(300_000))]),
+        );
+        let config = EnrichConfig {
+            cache_ttl_ms: 60_000,
+            ..EnrichConfig::default()
+        };
+        let s = Booked::new(Enrich::new(
+            table,
+            FailsAfter::new(VecSink::named("enriched"), 1),
+            VecSink::named("dlq"),
+            std::sync::Arc::new(FixedClock::at(0)),
+            config,
+        ));
+        // 40 records of one small event and one junk line each: 12 MB joined.
+        let records: Vec<_> = (0..40u64)
+            .map(|i| {
+                let body =
+                    format!(r#"{{"id":"{i}","key":"a","type":"t","ts":1,"value":1}}"#) + "\njunk";
+                record("s", i + 1, "a", body.as_bytes())
+            })
+            .collect();
+        let outcome = block_on(s.process(&records, None));
+        let failure = outcome.failure.expect("the second write fails");
+        assert!(failure.error.is_retryable());
+        assert!(
+            failure.index > 0 && failure.index < records.len(),
+            "{}",
+            failure.index
+        );
+        let written = s.output.inner.lines().len();
+        assert_eq!(written, failure.index, "one line per written record");
+        assert_eq!(outcome.stats.passed_on, failure.index as u64);
+        let dead = s.dead_letters.lines();
+        assert_eq!(
+            dead.len(),
+            failure.index,
+            "junk lines of written records only"
+        );
+        assert_eq!(
+            s.ledger.fates.lock().expect("lock").len(),
+            failure.index,
+            "fates of written records only"
+        );
     }
 
     #[test]

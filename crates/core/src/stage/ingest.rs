@@ -17,7 +17,9 @@ use crate::error::Result;
 use crate::outcome::{Accounting, BatchOutcome, StageStats};
 use crate::ports::{Clock, RecordSink};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
-use crate::stage::{RecordRejections, Stage, deadline_passed, fail_whole_batch, failure_at};
+use crate::stage::{
+    FLUSH_BYTES, RecordRejections, Stage, deadline_passed, fail_whole_batch, failure_at,
+};
 use crate::unpack::unpack;
 
 pub use crate::stage::MAX_LISTED_REJECTIONS;
@@ -122,13 +124,6 @@ impl<O: RecordSink, D: RecordSink, C> Ingest<O, D, C> {
         Ok(())
     }
 }
-
-/// Ingest writes its output whenever this much is buffered, so an invocation holds at
-/// most this plus one record's worth (a record inflates to at most 6 MiB, and its dead
-/// letters are bounded), however many records a batch has and however far they
-/// inflate. A write that fails after an earlier one succeeded reports the first
-/// unwritten record for retry.
-pub const FLUSH_BYTES: usize = 8 * 1024 * 1024;
 
 /// What the batch has yet to write, and its size in bytes.
 #[derive(Default)]
@@ -324,41 +319,13 @@ mod tests {
         assert!(s.output.records.lock().expect("lock").is_empty());
     }
 
-    /// A sink that takes `ok_calls` calls and fails every later one (retryably).
-    struct FailsAfter {
-        inner: VecSink,
-        ok_calls: std::sync::atomic::AtomicUsize,
-    }
-
-    impl RecordSink for FailsAfter {
-        fn stream_name(&self) -> &str {
-            self.inner.stream_name()
-        }
-        async fn put_records(&self, records: Vec<OutRecord>) -> Result<()> {
-            use std::sync::atomic::Ordering;
-            let left = self.ok_calls.load(Ordering::SeqCst);
-            if left == 0 {
-                return Err(crate::Error::Throttled {
-                    service: "kinesis",
-                    operation: "PutRecords",
-                    message: "test".into(),
-                });
-            }
-            self.ok_calls.store(left - 1, Ordering::SeqCst);
-            self.inner.put_records(records).await
-        }
-    }
-
     /// Output is written every `FLUSH_BYTES`, so a batch never holds more than that
     /// plus one record; a write failing after an earlier one succeeded retries from the
     /// first unwritten record, and only written lines have fates.
     #[test]
     fn a_large_batch_is_written_in_flushes_and_a_late_failure_retries_the_rest() {
         let s = Booked::new(Ingest {
-            output: FailsAfter {
-                inner: VecSink::named("valid"),
-                ok_calls: 1.into(),
-            },
+            output: FailsAfter::new(VecSink::named("valid"), 1),
             dead_letters: VecSink::named("dlq"),
             clock: FixedClock::at(NOW),
             config: IngestConfig::default(),

@@ -85,6 +85,13 @@ pub(crate) fn line_bytes(record: &StreamRecord, line: usize) -> &[u8] {
         .unwrap_or(&record.data)
 }
 
+/// Ingest and enrich write their output whenever this much is buffered, so an
+/// invocation holds at most this plus one record's worth (a record inflates to at most
+/// 6 MiB, an event grows by at most its reference attributes, and a record's dead
+/// letters are bounded), however many records a batch has. A write that fails after an
+/// earlier one succeeded reports the first unwritten record for retry.
+pub const FLUSH_BYTES: usize = 8 * 1024 * 1024;
+
 /// How many rejected lines of one record get a dead letter of their own; the rest are
 /// counted in one summary dead letter per record, so a record of junk lines costs a
 /// bounded number of dead letters, whatever its number of lines.
@@ -253,6 +260,40 @@ pub(crate) mod testing {
             }
             self.records.lock().expect("lock").extend(records);
             Ok(())
+        }
+    }
+
+    /// A sink that takes `ok_calls` calls and fails every later one (retryably).
+    pub struct FailsAfter {
+        pub inner: VecSink,
+        ok_calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl FailsAfter {
+        pub fn new(inner: VecSink, ok_calls: usize) -> Self {
+            FailsAfter {
+                inner,
+                ok_calls: ok_calls.into(),
+            }
+        }
+    }
+
+    impl RecordSink for FailsAfter {
+        fn stream_name(&self) -> &str {
+            self.inner.stream_name()
+        }
+        async fn put_records(&self, records: Vec<OutRecord>) -> Result<()> {
+            use std::sync::atomic::Ordering;
+            let left = self.ok_calls.load(Ordering::SeqCst);
+            if left == 0 {
+                return Err(crate::Error::Throttled {
+                    service: "kinesis",
+                    operation: "PutRecords",
+                    message: "test".into(),
+                });
+            }
+            self.ok_calls.store(left - 1, Ordering::SeqCst);
+            self.inner.put_records(records).await
         }
     }
 
