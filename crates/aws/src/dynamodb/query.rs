@@ -267,8 +267,7 @@ impl<T> Collector<T> {
             if let Some(item) = decode(&m)? {
                 self.items.push(item);
                 // Full with items of this call still unread: resume after this item.
-                if self.room() == 0 && (raw.peek().is_some() || got.last_evaluated.is_some())
-                {
+                if self.room() == 0 && (raw.peek().is_some() || got.last_evaluated.is_some()) {
                     return Ok(Next::Stop(Some(position(&m)?)));
                 }
             }
@@ -500,7 +499,12 @@ fn alert_expression(query: &AlertQuery) -> Expression {
         // and its RFC 3339 form sorts like the instant (`since` is within the years
         // 0000-9999, checked by the API).
         let since = since + (1000 - since.rem_euclid(1000)) % 1000;
-        e.compare(Part::Key, WINDOW_START, ">=", codec::s(format_rfc3339(since)));
+        e.compare(
+            Part::Key,
+            WINDOW_START,
+            ">=",
+            codec::s(format_rfc3339(since)),
+        );
     }
     if let Some(severity) = &query.severity {
         e.compare(Part::Filter, "severity", "=", codec::s(severity));
@@ -559,5 +563,183 @@ impl AlertReader for DynamoAlertReader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(
+        window_seconds: Option<i64>,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> AggregateQuery {
+        AggregateQuery {
+            key: Some("s".into()),
+            metric: Some("temp".into()),
+            window_seconds,
+            from_ms,
+            to_ms,
+            limit: 10,
+            after: None,
+        }
+    }
+
+    fn range(lo: &str, hi: &str) -> SortRange {
+        SortRange {
+            lo: lo.into(),
+            hi: hi.into(),
+        }
+    }
+
+    #[test]
+    fn sort_ranges_cover_tumbling_then_hopping_windows_of_one_size() {
+        assert_eq!(sort_ranges(&query(None, None, None)), [range("0", "}")]);
+        let q = query(Some(60), Some(1_767_225_600_500), Some(1_767_225_720_000));
+        assert_eq!(
+            sort_ranges(&q),
+            [
+                range("60#2026-01-01T00:00:01Z", "60#2026-01-01T00:02:00Z"),
+                range("60/", "60/~"),
+            ]
+        );
+        // Every stored sort key of a window sorts inside "0".."}", pages and the
+        // watermark after it.
+        for sk in ["1#2026-01-01T00:00:00Z", "3600/600#2026-01-01T00:00:00Z"] {
+            assert!(("0".."}").contains(&sk));
+        }
+        for sk in ["~wm", "~fp#60#2026-01-01T00:00:00Z#000001"] {
+            assert!(sk > "}");
+        }
+        // A hopping label of the same size sorts inside its range, another size not.
+        assert!(("60/".."60/~").contains(&"60/30#2026-01-01T00:00:00Z"));
+        assert!(!("60/".."60/~").contains(&"600/60#2026-01-01T00:00:00Z"));
+        assert!(sort_ranges(&query(Some(60), Some(1_200), Some(1_900))).is_empty());
+    }
+
+    #[test]
+    fn ranges_after_a_position_resume_inside_or_skip() {
+        let ranges = || vec![range("60#a", "60#m"), range("60/", "60/~")];
+        let all = ranges_after(ranges(), None);
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|(_, start)| start.is_none()));
+        let inside = ranges_after(ranges(), Some("60#c"));
+        assert_eq!(inside[0], (range("60#a", "60#m"), Some("60#c".to_owned())));
+        assert_eq!(inside[1].1, None);
+        let at_end = ranges_after(ranges(), Some("60#m"));
+        assert_eq!(at_end, [(range("60/", "60/~"), None)]);
+        let before = ranges_after(ranges(), Some("59"));
+        assert!(before.iter().all(|(_, start)| start.is_none()));
+        assert!(ranges_after(ranges(), Some("~wm")).is_empty());
+    }
+
+    fn raw(n: u32) -> Attrs {
+        codec::key("pk", format!("{n:03}"))
+    }
+
+    fn got(from: u32, to: u32, more: bool) -> Got {
+        Got {
+            items: (from..to).map(raw).collect(),
+            last_evaluated: more.then(|| raw(to - 1)),
+        }
+    }
+
+    fn decode_even(m: &Attrs) -> Result<Option<u32>> {
+        let n: u32 = str_attr(m, attr::SK)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Ok((n % 2 == 0).then_some(n))
+    }
+
+    fn position(m: &Attrs) -> Result<String> {
+        Ok(str_attr(m, attr::SK).unwrap_or_default().to_owned())
+    }
+
+    #[test]
+    fn a_full_page_resumes_after_its_last_item_not_the_last_evaluated_key() {
+        let mut c = Collector::new(2);
+        match c
+            .take(got(0, 10, true), decode_even, position)
+            .expect("take")
+        {
+            Next::Stop(Some(p)) => assert_eq!(p, "002"),
+            _ => panic!("stops at the second match"),
+        }
+        assert_eq!(c.items, [0, 2]);
+        // Full with an item of the call still unread (3): resume after the last match.
+        let mut c = Collector::new(2);
+        assert!(matches!(
+            c.take(got(0, 4, false), decode_even, position).expect("take"),
+            Next::Stop(Some(p)) if p == "002"
+        ));
+        // Exactly full at the end of the table: no next.
+        let mut c = Collector::new(2);
+        assert!(matches!(
+            c.take(got(0, 3, false), decode_even, position)
+                .expect("take"),
+            Next::Stop(None)
+        ));
+        // Room left: continue from the last evaluated key.
+        let mut c = Collector::new(5);
+        match c
+            .take(got(0, 4, true), decode_even, position)
+            .expect("take")
+        {
+            Next::Continue(Some(k)) => assert_eq!(position(&k).expect("sk"), "003"),
+            _ => panic!("continues"),
+        }
+    }
+
+    #[test]
+    fn a_page_makes_a_bounded_number_of_calls() {
+        let mut c: Collector<u32> = Collector::new(100);
+        for call in 1..MAX_CALLS_PER_PAGE {
+            assert!(matches!(
+                c.take(
+                    got(call * 10 + 1, call * 10 + 2, true),
+                    decode_even,
+                    position
+                )
+                .expect("take"),
+                Next::Continue(Some(_))
+            ));
+        }
+        match c
+            .take(got(991, 992, true), decode_even, position)
+            .expect("take")
+        {
+            Next::Stop(Some(p)) => assert_eq!(p, "991"),
+            _ => panic!("out of calls: stop with the last evaluated key"),
+        }
+        assert!(c.items.is_empty(), "a short page, even empty, with a next");
+    }
+
+    #[test]
+    fn alert_expressions_bound_since_in_the_key_and_filter_the_rest() {
+        let q = AlertQuery {
+            since_ms: Some(1_767_225_600_001),
+            severity: Some("critical".into()),
+            rule: Some("hot".into()),
+            limit: 10,
+            after: None,
+        };
+        let e = alert_expression(&q);
+        assert_eq!(e.key_condition(), "#n0 = :v0 AND #n1 >= :v1");
+        assert_eq!(e.names["#n1"], WINDOW_START);
+        assert_eq!(e.values[":v1"], codec::s("2026-01-01T00:00:01Z"));
+        assert_eq!(
+            e.filter_expression().as_deref(),
+            Some("#n2 = :v2 AND #n3 = :v3")
+        );
+        let plain = alert_expression(&AlertQuery {
+            since_ms: None,
+            severity: None,
+            rule: None,
+            limit: 1,
+            after: None,
+        });
+        assert_eq!(plain.filter_expression(), None);
+        assert_eq!(plain.values.len(), 1, "every placeholder is used");
     }
 }
