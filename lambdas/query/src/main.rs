@@ -1,0 +1,22 @@
+//! The query Lambda (function URL, IAM auth): wiring only (what it does is in
+//! `handler.rs` and `sluice_core::query`).
+
+use lambda_http::{Error, run, service_fn};
+use sluice_aws::dynamodb::{DynamoAggregateReader, DynamoAlertReader};
+use sluice_aws::{config, telemetry};
+use sluice_core::config::env;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let aggregates_table = config::required_env(env::AGGREGATES_TABLE)?;
+    let alerts_table = config::required_env(env::ALERTS_TABLE)?;
+    let sdk = config::sdk_config().await;
+    let dynamodb = config::dynamodb_client(&sdk);
+    let aggregates = DynamoAggregateReader::new(dynamodb.clone(), aggregates_table);
+    let alerts = DynamoAlertReader::new(dynamodb, alerts_table);
+    run(service_fn(|request| {
+        sluice_query::handle(&aggregates, &alerts, request)
+    }))
+    .await
+}
