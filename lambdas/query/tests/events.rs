@@ -170,6 +170,28 @@ async fn alerts_page_through_with_the_token_of_the_first_page() {
 }
 
 #[tokio::test]
+async fn recent_alerts_are_every_alert_newest_window_first() {
+    let (status, body) = invoke(&event("alerts-recent.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<&str> = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|a| a["alert_id"].as_str().expect("alert_id"))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "too-hot|temperature#sensor-001|60#2026-01-01T00:02:00Z",
+            "warm|temperature#sensor-001|60#2026-01-01T00:02:00Z",
+            "too-hot|temperature#sensor-001|60#2026-01-01T00:01:00Z",
+            "too-hot|temperature#sensor-001|60#2026-01-01T00:00:00Z",
+        ]
+    );
+    assert_eq!(body["next"], Value::Null);
+}
+
+#[tokio::test]
 async fn bad_parameters_are_400_naming_the_parameter() {
     for (name, parameter, says) in [
         ("bad-window-seconds.json", "window_seconds", "\"sixty\""),
@@ -215,5 +237,5 @@ fn every_payload_in_events_query_is_tested_here() {
             "{name} has no test in lambdas/query/tests/events.rs"
         );
     }
-    assert_eq!(names.len(), 8);
+    assert_eq!(names.len(), 9);
 }
