@@ -537,15 +537,22 @@ fn text(map: &BTreeMap<&str, &str>, name: &str) -> Option<String> {
     map.get(name).map(|v| (*v).to_owned())
 }
 
+/// The times a bound may take: years 0000 to 9999, whose RFC 3339 forms all have four
+/// year digits and so sort like the instants they name (stores compare them as text).
+pub const TIME_RANGE_MS: std::ops::RangeInclusive<i64> = -62_167_219_200_000..=253_402_300_799_999;
+
 fn time(map: &BTreeMap<&str, &str>, name: &str) -> std::result::Result<Option<i64>, BadRequest> {
     map.get(name)
-        .map(|v| {
-            parse_time_arg(v).ok_or_else(|| {
-                BadRequest::new(
-                    name,
-                    format!("{name}={v:?} is not a time: use RFC 3339 or epoch milliseconds"),
-                )
-            })
+        .map(|v| match parse_time_arg(v) {
+            Some(ms) if TIME_RANGE_MS.contains(&ms) => Ok(ms),
+            Some(_) => Err(BadRequest::new(
+                name,
+                format!("{name}={v:?} is outside the years 0000 to 9999"),
+            )),
+            None => Err(BadRequest::new(
+                name,
+                format!("{name}={v:?} is not a time: use RFC 3339 or epoch milliseconds"),
+            )),
         })
         .transpose()
 }
@@ -944,6 +951,13 @@ mod tests {
         rejected(AGGREGATES_PATH, &[("from", "yesterday")], "from");
         rejected(AGGREGATES_PATH, &[("to", "2026-01-01 00:00:00")], "to");
         rejected(ALERTS_PATH, &[("since", "2026-13-01T00:00:00Z")], "since");
+        let m = rejected(ALERTS_PATH, &[("since", "253402300800000")], "since");
+        assert!(m.contains("0000 to 9999"), "{m}");
+        rejected(AGGREGATES_PATH, &[("from", "-62167219200001")], "from");
+        let fake = fixture();
+        for edge in ["-62167219200000", "253402300799999", "0000-01-01T00:00:00Z"] {
+            assert_eq!(get(&fake, ALERTS_PATH, &[("since", edge)]).0, 200, "{edge}");
+        }
         let m = rejected(
             AGGREGATES_PATH,
             &[("from", "2026-01-01T00:01:00Z"), ("to", "1767225600000")],
