@@ -290,6 +290,23 @@ async fn aggregates_and_alerts_page_through_respond_exactly_once() {
         }
     }
 
+    // The same alerts `sluice alerts --json` lists (DynamoAlerts::list), in the same
+    // window order.
+    let listed = alert_store.list(usize::MAX).await.expect("list");
+    let (items, _) = all_pages(&aggregates, &alerts, ALERTS_PATH, &[], 7).await;
+    let served: Vec<Alert> = items
+        .iter()
+        .map(|a| serde_json::from_value(a.clone()).expect("an alert"))
+        .collect();
+    let ids = |v: &[Alert]| {
+        v.iter()
+            .map(|a| a.alert_id.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(ids(&served), ids(&listed));
+    let starts = |v: &[Alert]| v.iter().map(|a| a.window_start.clone()).collect::<Vec<_>>();
+    assert_eq!(starts(&served), starts(&listed));
+
     // A store failure is a 503/500 with a message, never a panic: a table that is gone.
     let missing = DynamoAggregateReader::new(c.dynamodb.clone(), "sluice-it-no-such-table");
     let r = respond(&missing, &alerts, AGGREGATES_PATH, &[]).await;

@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use sluice_core::query::{AggregateReader, AlertReader, ApiResponse, method_not_allowed, respond};
 
 /// Serves one request. Never fails the invocation: every outcome, store failures
@@ -31,10 +31,27 @@ pub async fn handle<A: AggregateReader, L: AlertReader>(
     } else {
         method_not_allowed(request.method().as_str())
     };
-    if api.status >= 500 {
-        tracing::error!(method = %request.method(), path, status = api.status, body = %api.body, "query failed");
-    } else {
-        tracing::info!(method = %request.method(), path, status = api.status, "query served");
+    let request_id = request
+        .lambda_context_ref()
+        .map(|c| c.request_id.as_str())
+        .unwrap_or_default();
+    let method = request.method().as_str();
+    // A retryable store failure (503) is the caller's to retry: a warning. A 500 is
+    // broken configuration (missing table, denied access): an error.
+    match api.status {
+        503 => {
+            tracing::warn!(request_id, method, path, status = api.status, body = %api.body, "query failed, retryable")
+        }
+        500.. => {
+            tracing::error!(request_id, method, path, status = api.status, body = %api.body, "query failed")
+        }
+        _ => tracing::info!(
+            request_id,
+            method,
+            path,
+            status = api.status,
+            "query served"
+        ),
     }
     Ok(to_http(api))
 }
