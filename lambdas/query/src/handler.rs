@@ -10,7 +10,9 @@ use std::convert::Infallible;
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
-use sluice_core::query::{AggregateReader, AlertReader, ApiResponse, method_not_allowed, respond};
+use sluice_core::query::{
+    AggregateReader, AlertReader, ApiResponse, method_not_allowed, query_pairs, respond,
+};
 
 /// Serves one request. Never fails the invocation: every outcome, store failures
 /// included, is an HTTP response with a JSON body.
@@ -56,48 +58,6 @@ pub async fn handle<A: AggregateReader, L: AlertReader>(
     Ok(to_http(api))
 }
 
-/// The decoded `name=value` pairs of a query string, in order, repeats kept
-/// (`application/x-www-form-urlencoded`: `+` is a space, `%XX` a byte; a name
-/// without `=` has an empty value, which the API rejects as empty).
-pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(name), decode(value))
-        })
-        .collect()
-}
-
-/// Percent-decoding of one form component; an invalid escape is kept as written and
-/// invalid UTF-8 becomes U+FFFD, so a bad value reaches the API's validation (and its
-/// 400 naming the parameter) instead of failing here.
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                bytes.get(i + 1).and_then(|b| (*b as char).to_digit(16)),
-                bytes.get(i + 2).and_then(|b| (*b as char).to_digit(16)),
-            ) {
-                (Some(hi), Some(lo)) => {
-                    out.push((hi * 16 + lo) as u8);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn to_http(api: ApiResponse) -> Response<Body> {
     let status = StatusCode::from_u16(api.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = Response::new(Body::Text(api.body));
@@ -118,32 +78,6 @@ fn to_http(api: ApiResponse) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(q: &str) -> Vec<(String, String)> {
-        query_pairs(Some(q))
-    }
-
-    fn owned(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect()
-    }
-
-    #[test]
-    fn query_strings_decode_in_order_with_repeats() {
-        assert_eq!(
-            pairs("from=2026-01-01T00%3A00%3A00Z&key=a+b&limit=1&limit=2"),
-            owned(&[
-                ("from", "2026-01-01T00:00:00Z"),
-                ("key", "a b"),
-                ("limit", "1"),
-                ("limit", "2")
-            ])
-        );
-        assert_eq!(pairs("key=%2B1%2C2"), owned(&[("key", "+1,2")]));
-        assert_eq!(pairs("&&key&"), owned(&[("key", "")]));
-        assert_eq!(pairs("k=%zz%4"), owned(&[("k", "%zz%4")]));
-        assert_eq!(pairs("k=%ff"), owned(&[("k", "\u{fffd}")]));
-        assert!(query_pairs(None).is_empty());
-    }
 
     #[test]
     fn responses_are_json_and_405_says_what_is_allowed() {

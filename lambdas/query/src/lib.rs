@@ -4,4 +4,4 @@
 
 pub mod handler;
 
-pub use handler::{handle, query_pairs};
+pub use handler::handle;
