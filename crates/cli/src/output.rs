@@ -306,7 +306,7 @@ pub fn print_alerts_upto(
         writeln!(
             out,
             "  [{}] {} on {} {}: {:?} {} {} over {} s from {} (value {})",
-            terminal_safe(&a.severity),
+            a.severity.as_str(),
             terminal_safe(&a.rule_id),
             terminal_safe(&a.key),
             terminal_safe(&a.metric),
@@ -417,12 +417,14 @@ pub fn print_reason_counts(out: &mut impl Write, letters: &[DeadLetter]) -> std:
     )
 }
 
-fn op_symbol(op: sluice_core::rules::Op) -> &'static str {
+/// A two-sided z-score rule has no `op`: it fires on `|z|` beyond its bound.
+fn op_symbol(op: Option<sluice_core::rules::Op>) -> &'static str {
     match op {
-        sluice_core::rules::Op::Gt => ">",
-        sluice_core::rules::Op::Gte => ">=",
-        sluice_core::rules::Op::Lt => "<",
-        sluice_core::rules::Op::Lte => "<=",
+        Some(sluice_core::rules::Op::Gt) => ">",
+        Some(sluice_core::rules::Op::Gte) => ">=",
+        Some(sluice_core::rules::Op::Lt) => "<",
+        Some(sluice_core::rules::Op::Lte) => "<=",
+        None => "beyond ±",
     }
 }
 
@@ -589,9 +591,10 @@ mod tests {
 
     fn alert(text: &str) -> Alert {
         serde_json::from_value(json!({
-            "kind": "alert", "alert_id": text, "rule_id": text, "severity": text, "key": text,
-            "type": text, "window_seconds": 60, "window_start": text, "stat": "max",
-            "op": ">", "threshold": 1.0, "value": 2.0, "count": 1,
+            "kind": "alert", "alert_id": text, "rule_id": text, "severity": "critical",
+            "key": text, "type": text, "window_seconds": 60, "window_start": text,
+            "stat": "max", "op": ">", "threshold": 1.0, "value": 2.0, "observed": 2.0,
+            "count": 1,
         }))
         .expect("an alert")
     }
@@ -645,7 +648,10 @@ mod tests {
         let text = String::from_utf8(out).expect("utf-8");
         assert_printable(&text);
         assert!(text.contains("sensor-1"), "{text}");
-        assert!(text.contains("[k\\x1b[2J"), "severity escaped: {text}");
+        assert!(
+            text.contains("[critical] k\\x1b[2J"),
+            "rule id escaped: {text}"
+        );
     }
 
     #[test]
