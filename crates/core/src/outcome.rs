@@ -20,6 +20,8 @@ pub struct BatchFailure {
 pub struct StageStats {
     pub records: u64,
     pub events_in: u64,
+    /// What the stage wrote to its output stream: events (ingest, enrich), window
+    /// updates (aggregate); for detect, the window updates it evaluated.
     pub passed_on: u64,
     pub dead_lettered: BTreeMap<Reason, u64>,
     pub duplicates: u64,
