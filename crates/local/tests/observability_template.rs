@@ -80,7 +80,13 @@ fn alarms(t: &Value) -> Vec<(&str, String, String, String, String)> {
                     .unwrap_or_else(|| panic!("{id}: {k} is a string"))
                     .to_owned()
             };
-            (id, text("Namespace"), text("MetricName"), text("Statistic"), target)
+            (
+                id,
+                text("Namespace"),
+                text("MetricName"),
+                text("Statistic"),
+                target,
+            )
         })
         .collect()
 }
@@ -120,8 +126,15 @@ fn alarm_thresholds_are_parameters_and_alarms_notify_the_topic_when_there_is_one
         let p = &a["Properties"];
         let threshold = ref_target(&p["Threshold"]).unwrap_or_else(|| panic!("{id}: !Ref"));
         let declared = &parameters[threshold];
-        assert_eq!(declared["Type"].as_str(), Some("Number"), "{id}: {threshold}");
-        assert!(declared.get("Default").is_some(), "{id}: {threshold} has a default");
+        assert_eq!(
+            declared["Type"].as_str(),
+            Some("Number"),
+            "{id}: {threshold}"
+        );
+        assert!(
+            declared.get("Default").is_some(),
+            "{id}: {threshold} has a default"
+        );
         assert_eq!(
             p["TreatMissingData"].as_str(),
             Some("notBreaching"),
@@ -130,7 +143,11 @@ fn alarm_thresholds_are_parameters_and_alarms_notify_the_topic_when_there_is_one
         for actions in ["AlarmActions", "OKActions"] {
             let (tag, branches) = tagged(&p[actions]).unwrap_or_else(|| panic!("{id}: !If"));
             assert_eq!(tag, "!If", "{id}: {actions}");
-            assert_eq!(branches[0].as_str(), Some("HasAlarmEmail"), "{id}: {actions}");
+            assert_eq!(
+                branches[0].as_str(),
+                Some("HasAlarmEmail"),
+                "{id}: {actions}"
+            );
             assert_eq!(ref_target(&branches[1][0]), Some("AlarmTopic"), "{id}");
         }
     }
@@ -209,7 +226,13 @@ fn the_dashboard_body_is_json_once_substituted() {
             }
         }
     }
-    for ns in ["Sluice", "AWS/Lambda", "AWS/DynamoDB", "AWS/Kinesis", "AWS/SQS"] {
+    for ns in [
+        "Sluice",
+        "AWS/Lambda",
+        "AWS/DynamoDB",
+        "AWS/Kinesis",
+        "AWS/SQS",
+    ] {
         assert!(namespaces.contains(ns), "{ns}: {namespaces:?}");
     }
     // The stages' EMF metrics by the names crates/aws/src/telemetry.rs writes.
