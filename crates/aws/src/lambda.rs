@@ -240,16 +240,20 @@ mod tests {
         LambdaEvent::new(serde_json::from_str(TWO_RECORDS).expect("payload"), context)
     }
 
-    #[tokio::test]
-    async fn every_log_line_of_a_batch_carries_request_id_stage_shard_and_size() {
+    /// The log lines of one batch (and one line after it) under `RUST_LOG=filter`.
+    async fn captured_logs(filter: &str) -> String {
         let captured = Captured::default();
         let writer = captured.clone();
-        let subscriber = telemetry::json_subscriber(move || writer.clone(), EnvFilter::new("info"));
+        let subscriber = telemetry::json_subscriber(move || writer.clone(), EnvFilter::new(filter));
         let _guard = tracing::subscriber::set_default(subscriber);
         handle(&Logging, invocation()).await.expect("infallible");
-        tracing::info!("after the batch");
+        tracing::warn!("after the batch");
+        String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8")
+    }
 
-        let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+    #[tokio::test]
+    async fn every_log_line_of_a_batch_carries_request_id_stage_shard_and_size() {
+        let text = captured_logs("info").await;
         let lines: Vec<Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).expect("each log line is JSON"))
@@ -278,6 +282,26 @@ mod tests {
             "outside a batch: {}",
             lines[2]
         );
+    }
+
+    #[tokio::test]
+    async fn with_warn_logging_the_warnings_still_carry_the_batch_fields() {
+        let text = captured_logs("warn").await;
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each log line is JSON"))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            2,
+            "the stage's warning and the one after: {text}"
+        );
+        assert_eq!(
+            lines[0]["span"]["request_id"],
+            "c0ffee00-1111-2222-3333-444455556666"
+        );
+        assert_eq!(lines[0]["span"]["shard"], "shardId-000000000006");
+        assert!(lines[1].get("span").is_none());
     }
 
     /// A stage that only counts (it logs nothing: log capture is another test's).

@@ -70,9 +70,11 @@ where
         .finish()
 }
 
-/// The span every log line of one invocation is written in.
+/// The span every log line of one invocation is written in. At ERROR level, so that
+/// no `RUST_LOG` level that lets a line through filters its span out (a span below the
+/// filter's level would vanish, and with it the fields of every WARN line).
 pub fn batch_span(request_id: &str, stage: &str, shard: &str, batch_size: usize) -> tracing::Span {
-    tracing::info_span!("batch", request_id, stage, shard, batch_size)
+    tracing::error_span!("batch", request_id, stage, shard, batch_size)
 }
 
 /// The function name the metrics are dimensioned by: Lambda's `AWS_LAMBDA_FUNCTION_NAME`
