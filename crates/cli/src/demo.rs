@@ -409,8 +409,17 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     Ok(consistent && verdict.as_ref().is_none_or(Vec::is_empty))
 }
 
+/// The live summary (see `output::live_summary`); the backlog of a stage is what its
+/// input stream still holds (the demo drops what every consumer has checkpointed).
 fn progress_line(p: &InProcess, produced: u64, interactive: bool) {
-    output::progress(&p.stages.progress_text(Some(produced)), interactive);
+    let meter = &p.store.meter;
+    let summary = output::pipeline_summary(
+        &p.stages,
+        Some(produced),
+        Some((meter.read_units(), meter.write_units())),
+        |stream| Some(p.streams.len(stream) as u64),
+    );
+    output::progress(&summary, interactive);
 }
 
 #[cfg(test)]
