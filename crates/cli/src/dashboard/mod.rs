@@ -1,0 +1,230 @@
+//! The live web dashboard: `sluice demo --serve PORT` and `sluice dashboard --port PORT`.
+//! One page (`assets/dashboard.html`, inline CSS, JS and SVG: no CDN, nothing fetched
+//! but this server's own JSON) polls `/api/overview` and `/api/alerts` every two seconds.
+//! `/api/aggregates` and `/api/alerts` answer as the query function does.
+
+pub mod demo_source;
+pub mod deployment;
+pub mod http;
+pub mod overview;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use crate::connect::Connection;
+use demo_source::DemoSource;
+use deployment::DeploymentSource;
+use http::{Request, Response};
+
+/// The page, compiled into the binary.
+const PAGE: &str = include_str!("../../assets/dashboard.html");
+
+/// Groups charted by default, and at most.
+const TOP_DEFAULT: usize = 6;
+const TOP_MAX: usize = 24;
+/// Windows per group's series by default, and at most.
+const POINTS_DEFAULT: usize = 30;
+const POINTS_MAX: usize = 500;
+/// Alerts listed by the page.
+const ALERTS_DEFAULT: usize = 50;
+
+/// `sluice demo`'s flags for serving the dashboard.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Serve the live dashboard on this port while the demo runs, and keep serving after
+    /// the input is done until interrupted (Ctrl-C). 0 picks a free port (the URL is
+    /// printed on stderr).
+    #[arg(long, value_name = "PORT")]
+    pub serve: Option<u16>,
+    /// Address the dashboard listens on (with --serve).
+    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST), requires = "serve")]
+    pub bind: IpAddr,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Serves a page that refreshes itself every 2 s: the busiest aggregates as charts, the\nlatest alerts, dead letters by reason, and the stages. Per-stage throughput and lag are\nCloudWatch metrics and show as unavailable here.\n\nExamples:\n  sluice dashboard --port 8080\n  sluice dashboard --port 8080 --endpoint http://localhost:4566 --prefix sluice-dev"
+)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Port to serve the page on (0 picks a free one; the URL is printed on stderr).
+    #[arg(long, value_name = "PORT")]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+    /// Seconds an overview is reused before the tables are read again (every browser
+    /// polling the page shares it).
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub refresh_seconds: u64,
+}
+
+/// Where the dashboard's numbers come from.
+pub enum Source {
+    Demo(DemoSource),
+    Deployment(DeploymentSource),
+}
+
+/// The last overview served, reused for `ttl`.
+struct Cache {
+    ttl: Duration,
+    last: Option<(Instant, String, Arc<Vec<u8>>)>,
+}
+
+pub struct Dashboard {
+    source: Source,
+    cache: Mutex<Cache>,
+}
+
+fn param<T: std::str::FromStr>(
+    params: &std::collections::BTreeMap<String, String>,
+    name: &str,
+) -> Result<Option<T>, Response> {
+    match params.get(name) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            Response::error(400, &format!("parameter {name}: {v:?} is not a valid number"))
+        }),
+    }
+}
+
+impl Dashboard {
+    pub fn new(source: Source, ttl: Duration) -> Arc<Self> {
+        Arc::new(Dashboard {
+            source,
+            cache: Mutex::new(Cache { ttl, last: None }),
+        })
+    }
+
+    /// Routes a request.
+    pub async fn handle(&self, req: Request) -> Response {
+        match req.path.as_str() {
+            "/" | "/index.html" => Response::html(PAGE),
+            "/api/overview" => self.overview(&req).await.unwrap_or_else(|r| r),
+            "/api/alerts" => self.alerts(&req).await.unwrap_or_else(|r| r),
+            "/api/health" => Response::json(200, r#"{"ok":true}"#),
+            _ => Response::error(404, &format!("no such page: {:?}", req.path)),
+        }
+    }
+
+    async fn overview(&self, req: &Request) -> Result<Response, Response> {
+        let window = param::<i64>(&req.params, "window_seconds")?;
+        let top = param::<usize>(&req.params, "top")?
+            .unwrap_or(TOP_DEFAULT)
+            .clamp(1, TOP_MAX);
+        let points = param::<usize>(&req.params, "points")?
+            .unwrap_or(POINTS_DEFAULT)
+            .clamp(2, POINTS_MAX);
+        let query = format!("{window:?}/{top}/{points}");
+        let mut cache = self.cache.lock().await;
+        if let Some((at, q, body)) = &cache.last {
+            if *q == query && at.elapsed() < cache.ttl {
+                return Ok(Response::json(200, body.as_ref().clone()));
+            }
+        }
+        let overview = match &self.source {
+            Source::Demo(d) => d.overview(window, top, points).await,
+            Source::Deployment(d) => d.overview(window, top, points).await,
+        };
+        let body = serde_json::to_vec(&overview)
+            .map_err(|e| Response::error(500, &format!("encoding the overview: {e}")))?;
+        let body = Arc::new(body);
+        cache.last = Some((Instant::now(), query, body.clone()));
+        Ok(Response::json(200, body.as_ref().clone()))
+    }
+
+    async fn alerts(&self, req: &Request) -> Result<Response, Response> {
+        let limit = param::<usize>(&req.params, "limit")?.unwrap_or(ALERTS_DEFAULT);
+        let alerts = match &self.source {
+            Source::Demo(d) => {
+                let mut a = d.alerts();
+                a.truncate(limit);
+                a
+            }
+            Source::Deployment(d) => d
+                .alerts(limit)
+                .await
+                .map_err(|e| Response::error(502, &format!("reading the alerts table: {e:#}")))?,
+        };
+        let body = serde_json::to_vec(&serde_json::json!({ "alerts": alerts }))
+            .map_err(|e| Response::error(500, &format!("encoding alerts: {e}")))?;
+        Ok(Response::json(200, body))
+    }
+}
+
+/// A dashboard being served.
+pub struct Server {
+    pub url: String,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `addr:port`, prints the URL on stderr and serves in the background.
+    pub async fn start(dashboard: Arc<Dashboard>, addr: IpAddr, port: u16) -> Result<Server> {
+        let listener = TcpListener::bind(SocketAddr::new(addr, port))
+            .await
+            .with_context(|| format!("cannot listen on {addr}:{port}"))?;
+        let local = listener.local_addr()?;
+        let host = match local.ip() {
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            IpAddr::V4(ip) => ip.to_string(),
+        };
+        let url = format!("http://{host}:{}/", local.port());
+        eprintln!("sluice dashboard: {url}");
+        let task = tokio::spawn(http::serve(listener, move |req| {
+            let dashboard = dashboard.clone();
+            async move { dashboard.handle(req).await }
+        }));
+        Ok(Server { url, task })
+    }
+
+    /// Serves until Ctrl-C, then stops.
+    pub async fn until_interrupted(self) -> Result<()> {
+        eprintln!(
+            "sluice dashboard: serving {} until interrupted (Ctrl-C)",
+            self.url
+        );
+        let result = tokio::signal::ctrl_c().await;
+        self.task.abort();
+        result.context("waiting for Ctrl-C")
+    }
+}
+
+/// `sluice dashboard`: serves a deployment until interrupted.
+pub async fn run(args: DashboardArgs) -> Result<bool> {
+    let source = DeploymentSource::connect(&args.conn).await?;
+    let dashboard = Dashboard::new(
+        Source::Deployment(source),
+        Duration::from_secs(args.refresh_seconds),
+    );
+    Server::start(dashboard, args.bind, args.port)
+        .await?
+        .until_interrupted()
+        .await?;
+    Ok(true)
+}
+
+/// `sluice demo --serve`: starts serving the demo's live state.
+pub async fn serve_demo(
+    args: &ServeArgs,
+    pipeline: &crate::pipeline::InProcess,
+    title: String,
+) -> Result<Option<Server>> {
+    let Some(port) = args.serve else {
+        return Ok(None);
+    };
+    let dashboard = Dashboard::new(
+        Source::Demo(DemoSource::of(pipeline, title)),
+        // The demo's tables are in memory: a fresh overview per poll.
+        Duration::ZERO,
+    );
+    Server::start(dashboard, args.bind, port).await.map(Some)
+}
