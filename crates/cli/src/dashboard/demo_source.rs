@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::json;
 use sluice_core::ports::{Clock, ShardSource, SystemClock};
-use sluice_core::rules::Alert;
 use sluice_local::clock::ManualClock;
 use sluice_local::ledger::MemoryLedger;
+use sluice_local::query::{MemoryAggregateReader, MemoryAlertReader};
 use sluice_local::store::{MemoryAggregateStore, MemoryAlerts};
 use sluice_local::streams::MemoryStreams;
 
@@ -25,8 +25,8 @@ struct DemoStage {
 
 pub struct DemoSource {
     title: String,
-    pub store: Arc<MemoryAggregateStore>,
-    pub alerts: Arc<MemoryAlerts>,
+    store: Arc<MemoryAggregateStore>,
+    alerts: Arc<MemoryAlerts>,
     streams: Arc<MemoryStreams>,
     dead_letter_stream: String,
     stages: Vec<DemoStage>,
@@ -60,15 +60,12 @@ impl DemoSource {
         }
     }
 
-    /// Every alert, latest window first.
-    pub fn alerts(&self) -> Vec<Alert> {
-        let mut alerts = self.alerts.alerts();
-        alerts.sort_by(|a, b| {
-            b.window_start
-                .cmp(&a.window_start)
-                .then_with(|| a.alert_id.cmp(&b.alert_id))
-        });
-        alerts
+    pub fn aggregate_reader(&self) -> MemoryAggregateReader {
+        MemoryAggregateReader::new(self.store.clone())
+    }
+
+    pub fn alert_reader(&self) -> MemoryAlertReader {
+        MemoryAlertReader::new(self.alerts.clone())
     }
 
     pub async fn overview(&self, window: Option<i64>, top: usize, points: usize) -> Overview {
@@ -104,7 +101,11 @@ impl DemoSource {
     }
 
     async fn stage_row(&self, s: &DemoStage) -> StageRow {
-        let stats = s.stats.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let stats = s
+            .stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let (p50, p99) = s
             .latencies
             .as_ref()

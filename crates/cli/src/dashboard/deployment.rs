@@ -9,7 +9,12 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use anyhow::Result;
 use sluice_aws::{DynamoAggregateStore, DynamoAlerts, KinesisShardSource};
 use sluice_core::dead_letter::DeadLetter;
+use sluice_core::item::AggregateView;
 use sluice_core::ports::{Clock, ShardSource, SystemClock};
+use sluice_core::query::{
+    AggregateCursor, AggregatePager, AggregateQuery, AggregateReader, AlertCursor, AlertPager,
+    AlertQuery, AlertReader, Page,
+};
 use sluice_core::resources;
 use sluice_core::rules::Alert;
 use sluice_core::time::format_rfc3339;
@@ -93,8 +98,12 @@ impl DeploymentSource {
         })
     }
 
-    pub async fn alerts(&self, limit: usize) -> Result<Vec<Alert>> {
-        Ok(self.alerts.list(limit).await?)
+    pub fn aggregate_reader(&self) -> ScanAggregates<'_> {
+        ScanAggregates(&self.store)
+    }
+
+    pub fn alert_reader(&self) -> ScanAlerts<'_> {
+        ScanAlerts(&self.alerts)
     }
 
     pub async fn overview(&self, window: Option<i64>, top: usize, points: usize) -> Overview {
@@ -167,8 +176,9 @@ impl DeploymentSource {
     /// Returns whether the budget ran out before the tip of every shard.
     async fn read_tail(&self, tail: &mut Tail) -> sluice_core::Result<bool> {
         if tail.source.is_none() {
-            tail.source =
-                Some(KinesisShardSource::connect(self.kinesis.clone(), &self.dead_letter_stream).await?);
+            tail.source = Some(
+                KinesisShardSource::connect(self.kinesis.clone(), &self.dead_letter_stream).await?,
+            );
         }
         let Tail {
             source,
@@ -207,5 +217,34 @@ impl DeploymentSource {
             }
         }
         Ok(false)
+    }
+}
+
+/// The query API's aggregate reads over a whole-table scan, paged in memory.
+pub struct ScanAggregates<'a>(&'a DynamoAggregateStore);
+
+impl AggregateReader for ScanAggregates<'_> {
+    async fn aggregates(
+        &self,
+        query: &AggregateQuery,
+    ) -> sluice_core::Result<Page<AggregateView, AggregateCursor>> {
+        let mut pager = AggregatePager::new(query);
+        for item in self.0.scan_all().await? {
+            pager.offer(item.view());
+        }
+        Ok(pager.finish())
+    }
+}
+
+/// The query API's alert reads over a whole-table scan, paged in memory.
+pub struct ScanAlerts<'a>(&'a DynamoAlerts);
+
+impl AlertReader for ScanAlerts<'_> {
+    async fn alerts(&self, query: &AlertQuery) -> sluice_core::Result<Page<Alert, AlertCursor>> {
+        let mut pager = AlertPager::new(query);
+        for alert in self.0.list(usize::MAX).await? {
+            pager.offer(alert);
+        }
+        Ok(pager.finish())
     }
 }

@@ -3,7 +3,6 @@
 //! JSON endpoints to a browser on the same machine, so it keeps the dependency tree to
 //! tokio alone instead of pulling a web framework.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +15,23 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long a client may take to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A parsed request: method, path (percent-decoded) and query parameters.
+/// A parsed request: method, path (percent-decoded) and query parameters in the order
+/// given (a repeated name is kept twice: the query API refuses it by name).
 #[derive(Debug, PartialEq)]
 pub struct Request {
     pub method: String,
     pub path: String,
-    pub params: BTreeMap<String, String>,
+    pub params: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The first value of a parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// What a handler answers.
@@ -97,11 +107,14 @@ pub fn parse_head(head: &[u8]) -> Result<Request, BadRequest> {
         )));
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut params = BTreeMap::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        params.insert(decode(k, true), decode(v, true));
-    }
+    let params = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k, true), decode(v, true))
+        })
+        .collect();
     Ok(Request {
         method: method.to_owned(),
         path: decode(path, false),
@@ -233,10 +246,12 @@ mod tests {
         .expect("parse");
         assert_eq!(req.method, "GET");
         assert_eq!(req.path, "/api/aggregates");
-        assert_eq!(req.params["key"], "sensor-001");
-        assert_eq!(req.params["type"], "temp c");
-        assert_eq!(req.params["limit"], "5");
-        assert_eq!(req.params["flag"], "");
+        assert_eq!(req.param("key"), Some("sensor-001"));
+        assert_eq!(req.param("type"), Some("temp c"));
+        assert_eq!(req.param("limit"), Some("5"));
+        assert_eq!(req.param("flag"), Some(""));
+        assert_eq!(req.param("nope"), None);
+        assert_eq!(req.params.len(), 4);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The live web dashboard: `sluice demo --serve PORT` and `sluice dashboard --port PORT`.
 //! One page (`assets/dashboard.html`, inline CSS, JS and SVG: no CDN, nothing fetched
-//! but this server's own JSON) polls `/api/overview` and `/api/alerts` every two seconds.
-//! `/api/aggregates` and `/api/alerts` answer as the query function does.
+//! but this server's own JSON) polls `/api/overview` (charts, dead letters, stages) and
+//! `/api/alerts` every two seconds. `/api/aggregates` and `/api/alerts` are the query
+//! function's routes, answered by the same code (`sluice_core::query::respond`).
 
 pub mod demo_source;
 pub mod deployment;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use sluice_core::query::respond;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -32,8 +34,6 @@ const TOP_MAX: usize = 24;
 /// Windows per group's series by default, and at most.
 const POINTS_DEFAULT: usize = 30;
 const POINTS_MAX: usize = 500;
-/// Alerts listed by the page.
-const ALERTS_DEFAULT: usize = 50;
 
 /// `sluice demo`'s flags for serving the dashboard.
 #[derive(Args, Debug, Clone)]
@@ -70,7 +70,8 @@ pub struct DashboardArgs {
 /// Where the dashboard's numbers come from.
 pub enum Source {
     Demo(DemoSource),
-    Deployment(DeploymentSource),
+    /// Boxed: it holds SDK clients and the dead-letter tail, the demo only handles.
+    Deployment(Box<DeploymentSource>),
 }
 
 /// The last overview served, reused for `ttl`.
@@ -84,14 +85,14 @@ pub struct Dashboard {
     cache: Mutex<Cache>,
 }
 
-fn param<T: std::str::FromStr>(
-    params: &std::collections::BTreeMap<String, String>,
-    name: &str,
-) -> Result<Option<T>, Response> {
-    match params.get(name) {
+fn param<T: std::str::FromStr>(req: &Request, name: &str) -> Result<Option<T>, Response> {
+    match req.param(name) {
         None => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| {
-            Response::error(400, &format!("parameter {name}: {v:?} is not a valid number"))
+            Response::error(
+                400,
+                &format!("parameter {name}: {v:?} is not a valid number"),
+            )
         }),
     }
 }
@@ -109,18 +110,18 @@ impl Dashboard {
         match req.path.as_str() {
             "/" | "/index.html" => Response::html(PAGE),
             "/api/overview" => self.overview(&req).await.unwrap_or_else(|r| r),
-            "/api/alerts" => self.alerts(&req).await.unwrap_or_else(|r| r),
+            "/api/aggregates" | "/api/alerts" => self.query_api(&req).await,
             "/api/health" => Response::json(200, r#"{"ok":true}"#),
             _ => Response::error(404, &format!("no such page: {:?}", req.path)),
         }
     }
 
     async fn overview(&self, req: &Request) -> Result<Response, Response> {
-        let window = param::<i64>(&req.params, "window_seconds")?;
-        let top = param::<usize>(&req.params, "top")?
+        let window = param::<i64>(req, "window_seconds")?;
+        let top = param::<usize>(req, "top")?
             .unwrap_or(TOP_DEFAULT)
             .clamp(1, TOP_MAX);
-        let points = param::<usize>(&req.params, "points")?
+        let points = param::<usize>(req, "points")?
             .unwrap_or(POINTS_DEFAULT)
             .clamp(2, POINTS_MAX);
         let query = format!("{window:?}/{top}/{points}");
@@ -141,22 +142,19 @@ impl Dashboard {
         Ok(Response::json(200, body.as_ref().clone()))
     }
 
-    async fn alerts(&self, req: &Request) -> Result<Response, Response> {
-        let limit = param::<usize>(&req.params, "limit")?.unwrap_or(ALERTS_DEFAULT);
-        let alerts = match &self.source {
+    /// `/api/aggregates` and `/api/alerts`: the query function's own handler
+    /// ([`sluice_core::query::respond`]) over this source's readers.
+    async fn query_api(&self, req: &Request) -> Response {
+        let path = req.path.strip_prefix("/api").unwrap_or(&req.path);
+        let answer = match &self.source {
             Source::Demo(d) => {
-                let mut a = d.alerts();
-                a.truncate(limit);
-                a
+                respond(&d.aggregate_reader(), &d.alert_reader(), path, &req.params).await
             }
-            Source::Deployment(d) => d
-                .alerts(limit)
-                .await
-                .map_err(|e| Response::error(502, &format!("reading the alerts table: {e:#}")))?,
+            Source::Deployment(d) => {
+                respond(&d.aggregate_reader(), &d.alert_reader(), path, &req.params).await
+            }
         };
-        let body = serde_json::to_vec(&serde_json::json!({ "alerts": alerts }))
-            .map_err(|e| Response::error(500, &format!("encoding alerts: {e}")))?;
-        Ok(Response::json(200, body))
+        Response::json(answer.status, answer.body)
     }
 }
 
@@ -202,7 +200,7 @@ impl Server {
 pub async fn run(args: DashboardArgs) -> Result<bool> {
     let source = DeploymentSource::connect(&args.conn).await?;
     let dashboard = Dashboard::new(
-        Source::Deployment(source),
+        Source::Deployment(Box::new(source)),
         Duration::from_secs(args.refresh_seconds),
     );
     Server::start(dashboard, args.bind, args.port)

@@ -161,10 +161,7 @@ pub struct DeadLetters {
 impl DeadLetters {
     pub fn add(&mut self, letter: &DeadLetter) {
         self.total += 1;
-        *self
-            .by_reason
-            .entry(letter.reason.to_string())
-            .or_default() += 1;
+        *self.by_reason.entry(letter.reason.to_string()).or_default() += 1;
     }
 
     pub fn of(letters: &[DeadLetter]) -> Self {
