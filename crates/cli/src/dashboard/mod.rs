@@ -158,6 +158,13 @@ impl Dashboard {
     }
 }
 
+/// A line on stderr that cannot stop the server: `eprintln!` panics when stderr is a
+/// closed pipe (a parent that read the URL and went away), and the page would go with it.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// A dashboard being served.
 pub struct Server {
     pub url: String,
@@ -176,7 +183,7 @@ impl Server {
             IpAddr::V4(ip) => ip.to_string(),
         };
         let url = format!("http://{host}:{}/", local.port());
-        eprintln!("sluice dashboard: {url}");
+        say(&format!("sluice dashboard: {url}"));
         let task = tokio::spawn(http::serve(listener, move |req| {
             let dashboard = dashboard.clone();
             async move { dashboard.handle(req).await }
@@ -186,10 +193,10 @@ impl Server {
 
     /// Serves until Ctrl-C, then stops.
     pub async fn until_interrupted(self) -> Result<()> {
-        eprintln!(
+        say(&format!(
             "sluice dashboard: serving {} until interrupted (Ctrl-C)",
             self.url
-        );
+        ));
         let result = tokio::signal::ctrl_c().await;
         self.task.abort();
         result.context("waiting for Ctrl-C")
