@@ -267,8 +267,7 @@ impl<T> Collector<T> {
             if let Some(item) = decode(&m)? {
                 self.items.push(item);
                 // Full with items of this call still unread: resume after this item.
-                if self.room() == 0 && (raw.peek().is_some() || got.last_evaluated.is_some())
-                {
+                if self.room() == 0 && (raw.peek().is_some() || got.last_evaluated.is_some()) {
                     return Ok(Next::Stop(Some(position(&m)?)));
                 }
             }
@@ -500,7 +499,12 @@ fn alert_expression(query: &AlertQuery) -> Expression {
         // and its RFC 3339 form sorts like the instant (`since` is within the years
         // 0000-9999, checked by the API).
         let since = since + (1000 - since.rem_euclid(1000)) % 1000;
-        e.compare(Part::Key, WINDOW_START, ">=", codec::s(format_rfc3339(since)));
+        e.compare(
+            Part::Key,
+            WINDOW_START,
+            ">=",
+            codec::s(format_rfc3339(since)),
+        );
     }
     if let Some(severity) = &query.severity {
         e.compare(Part::Filter, "severity", "=", codec::s(severity));

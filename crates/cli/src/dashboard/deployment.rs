@@ -7,16 +7,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use anyhow::Result;
-use sluice_aws::{DynamoAggregateStore, DynamoAlerts, KinesisShardSource};
+use sluice_aws::KinesisShardSource;
+use sluice_aws::dynamodb::{DynamoAggregateReader, DynamoAlertReader};
 use sluice_core::dead_letter::DeadLetter;
-use sluice_core::item::AggregateView;
 use sluice_core::ports::{Clock, ShardSource, SystemClock};
-use sluice_core::query::{
-    AggregateCursor, AggregatePager, AggregateQuery, AggregateReader, AlertCursor, AlertPager,
-    AlertQuery, AlertReader, Page,
-};
+use sluice_core::query::{AggregateQuery, AggregateReader, MAX_LIMIT};
 use sluice_core::resources;
-use sluice_core::rules::Alert;
 use sluice_core::time::format_rfc3339;
 use tokio::sync::Mutex;
 
@@ -24,14 +20,19 @@ use super::overview::{self, Busiest, DeadLetters, Overview, StageRow};
 use crate::connect::Connection;
 use crate::pipeline::STAGES;
 
+/// Aggregates-table reads (query API pages of up to [`MAX_LIMIT`] items, each a bounded
+/// DynamoDB `Scan` request) per refresh at most: a table larger than that is charted
+/// from the part read, and the page says so.
+pub const AGGREGATE_READS: usize = 20;
+
 /// Dead-letter records read per refresh at most (Kinesis `GetRecords` pages of 1,000):
 /// a large backlog is counted over several refreshes instead of in one long one.
 pub const DEAD_LETTER_BUDGET: usize = 10_000;
 
 pub struct DeploymentSource {
     title: String,
-    pub store: DynamoAggregateStore,
-    pub alerts: DynamoAlerts,
+    aggregates: DynamoAggregateReader,
+    alerts: DynamoAlertReader,
     aggregates_table: String,
     kinesis: aws_sdk_kinesis::Client,
     dead_letter_stream: String,
@@ -88,8 +89,8 @@ impl DeploymentSource {
                     .map(|e| format!(" at {e}"))
                     .unwrap_or_default()
             ),
-            store: DynamoAggregateStore::new(clients.dynamodb.clone(), &aggregates_table),
-            alerts: DynamoAlerts::new(clients.dynamodb, names.table(resources::ALERTS_TABLE)),
+            aggregates: DynamoAggregateReader::new(clients.dynamodb.clone(), &aggregates_table),
+            alerts: DynamoAlertReader::new(clients.dynamodb, names.table(resources::ALERTS_TABLE)),
             aggregates_table,
             kinesis: clients.kinesis,
             dead_letter_stream: names.stream(resources::DEAD_LETTER),
@@ -98,32 +99,49 @@ impl DeploymentSource {
         })
     }
 
-    pub fn aggregate_reader(&self) -> ScanAggregates<'_> {
-        ScanAggregates(&self.store)
+    pub fn aggregate_reader(&self) -> &DynamoAggregateReader {
+        &self.aggregates
     }
 
-    pub fn alert_reader(&self) -> ScanAlerts<'_> {
-        ScanAlerts(&self.alerts)
+    pub fn alert_reader(&self) -> &DynamoAlertReader {
+        &self.alerts
+    }
+
+    /// Feeds the first [`AGGREGATE_READS`] pages of the aggregates table to `busiest`;
+    /// returns whether that was the whole table.
+    async fn read_aggregates(&self, busiest: &mut Busiest) -> sluice_core::Result<bool> {
+        let mut query = AggregateQuery {
+            key: None,
+            metric: None,
+            window_seconds: None,
+            from_ms: None,
+            to_ms: None,
+            limit: MAX_LIMIT,
+            after: None,
+        };
+        for _ in 0..AGGREGATE_READS {
+            let page = self.aggregates.aggregates(&query).await?;
+            page.items.iter().for_each(|v| busiest.feed(v));
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return Ok(true),
+            }
+        }
+        Ok(false)
     }
 
     pub async fn overview(&self, window: Option<i64>, top: usize, points: usize) -> Overview {
         let mut busiest = Busiest::new(points);
-        let mut chart_error = None;
-        match self.store.scan_all().await {
-            Ok(items) => {
-                for item in &items {
-                    if item.state.count > 0 {
-                        busiest.feed(&item.view());
-                    }
-                }
-            }
-            Err(e) => chart_error = Some(format!("reading {}: {e}", self.aggregates_table)),
-        }
+        let note = match self.read_aggregates(&mut busiest).await {
+            Ok(true) => None,
+            Ok(false) => Some(format!(
+                "charted from the first {AGGREGATE_READS} reads of {} (a bounded read per refresh; the table holds more)",
+                self.aggregates_table
+            )),
+            Err(e) => Some(format!("cannot read {}: {e}", self.aggregates_table)),
+        };
         let mut charts = overview::charts(busiest, window, top);
-        if let Some(e) = chart_error {
-            tracing::warn!(error = %e, "dashboard: aggregates unavailable");
-            charts.window_sizes.clear();
-        }
+        charts.note = note;
         let dead_letters = self.dead_letters().await;
         let rows = self
             .stages
@@ -217,34 +235,5 @@ impl DeploymentSource {
             }
         }
         Ok(false)
-    }
-}
-
-/// The query API's aggregate reads over a whole-table scan, paged in memory.
-pub struct ScanAggregates<'a>(&'a DynamoAggregateStore);
-
-impl AggregateReader for ScanAggregates<'_> {
-    async fn aggregates(
-        &self,
-        query: &AggregateQuery,
-    ) -> sluice_core::Result<Page<AggregateView, AggregateCursor>> {
-        let mut pager = AggregatePager::new(query);
-        for item in self.0.scan_all().await? {
-            pager.offer(item.view());
-        }
-        Ok(pager.finish())
-    }
-}
-
-/// The query API's alert reads over a whole-table scan, paged in memory.
-pub struct ScanAlerts<'a>(&'a DynamoAlerts);
-
-impl AlertReader for ScanAlerts<'_> {
-    async fn alerts(&self, query: &AlertQuery) -> sluice_core::Result<Page<Alert, AlertCursor>> {
-        let mut pager = AlertPager::new(query);
-        for alert in self.0.list(usize::MAX).await? {
-            pager.offer(alert);
-        }
-        Ok(pager.finish())
     }
 }

@@ -151,7 +151,7 @@ impl Dashboard {
                 respond(&d.aggregate_reader(), &d.alert_reader(), path, &req.params).await
             }
             Source::Deployment(d) => {
-                respond(&d.aggregate_reader(), &d.alert_reader(), path, &req.params).await
+                respond(d.aggregate_reader(), d.alert_reader(), path, &req.params).await
             }
         };
         Response::json(answer.status, answer.body)

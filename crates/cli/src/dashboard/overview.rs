@@ -127,6 +127,9 @@ pub struct Charts {
     /// Groups with aggregates of the charted size.
     pub groups: usize,
     pub busiest: Vec<GroupSeries>,
+    /// Set when the charts do not cover the whole table (see the text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Charts the busiest groups in windows of `size` (default: the smallest there is).
@@ -144,6 +147,7 @@ pub fn charts(busiest: Busiest, size: Option<i64>, top: usize) -> Charts {
         window_sizes,
         groups,
         busiest,
+        note: None,
     }
 }
 
