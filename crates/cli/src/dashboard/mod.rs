@@ -233,3 +233,91 @@ pub async fn serve_demo(
     );
     Server::start(dashboard, args.bind, port).await.map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use sluice_local::scenario::{DEFAULT_START_MS, Noise, Scenario};
+    use sluice_local::template::{BUNDLED_TEMPLATE, Template};
+
+    use super::*;
+    use crate::pipeline::InProcess;
+
+    async fn demo() -> (InProcess, Arc<Dashboard>) {
+        let template = Template::parse(BUNDLED_TEMPLATE).expect("template");
+        let mut p = InProcess::build(
+            &template,
+            Scenario::Payments.reference(),
+            Scenario::Payments.rules(),
+            None,
+        )
+        .expect("pipeline");
+        let lines: Vec<Vec<u8>> = Scenario::Payments
+            .generate(1500, 3, DEFAULT_START_MS, &Noise::default())
+            .into_iter()
+            .map(String::into_bytes)
+            .collect();
+        p.produce(&lines).expect("produce");
+        p.drain(|_| {}).await.expect("drain");
+        let d = Dashboard::new(
+            Source::Demo(DemoSource::of(&p, "test".into())),
+            Duration::ZERO,
+        );
+        (p, d)
+    }
+
+    fn get(path: &str) -> Request {
+        http::parse_head(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes()).expect("request")
+    }
+
+    fn body(r: &Response) -> serde_json::Value {
+        serde_json::from_slice(&r.body).expect("JSON body")
+    }
+
+    #[tokio::test]
+    async fn the_routes_answer_with_the_demo_state_and_name_bad_parameters() {
+        let (p, d) = demo().await;
+        let page = d.handle(get("/")).await;
+        assert_eq!(
+            (page.status, page.content_type),
+            (200, "text/html; charset=utf-8")
+        );
+        assert_eq!(d.handle(get("/nope")).await.status, 404);
+
+        let o = d.handle(get("/api/overview?top=3")).await;
+        assert_eq!(o.status, 200);
+        let o = body(&o);
+        let ledger = p.stages.ledger.summary();
+        assert_eq!(o["totals"]["events_in"], ledger.events_in);
+        assert_eq!(o["charts"]["busiest"].as_array().expect("busiest").len(), 3);
+        assert_eq!(o["dead_letters"]["total"], ledger.dead_letter);
+        let rows = o["stages"]["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0]["stage"], "ingest");
+        assert!(rows[0]["records_in"].as_u64() > Some(0), "{o}");
+        assert!(
+            rows.iter().all(|r| r["backlog_records"] == 0),
+            "drained: {o}"
+        );
+
+        let bad = d.handle(get("/api/overview?top=many")).await;
+        assert_eq!(bad.status, 400);
+        assert!(body(&bad)["error"].as_str().expect("error").contains("top"));
+
+        // The query function's routes, under /api.
+        let alerts = d.handle(get("/api/alerts?limit=1000")).await;
+        assert_eq!(alerts.status, 200);
+        let raised = p.alerts.alerts().len();
+        assert!(raised > 0, "the scenario's rules fire");
+        assert_eq!(
+            body(&alerts)["items"].as_array().expect("items").len(),
+            raised
+        );
+        let bad = d.handle(get("/api/alerts?limit=0")).await;
+        assert_eq!(
+            (bad.status, body(&bad)["parameter"].clone()),
+            (400, "limit".into())
+        );
+        let aggs = d.handle(get("/api/aggregates?limit=5")).await;
+        assert_eq!(body(&aggs)["items"].as_array().expect("items").len(), 5);
+    }
+}
