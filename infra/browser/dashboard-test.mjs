@@ -61,7 +61,7 @@ const browser = await chromium.launch({
   headless: true,
 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
   const problems = [];
   page.on("pageerror", e => problems.push(`page error: ${e.message}`));
   page.on("console", m => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
@@ -136,7 +136,10 @@ try {
   assert.equal(stages[0][3], `${fmt(ingest.records_in)} rec`);
   for (const s of stages) assert.equal(s[8], "0 rec", `backlog of ${s[0]}`);
 
-  if (screenshot) await page.screenshot({ path: screenshot, fullPage: false, type: "png" });
+  if (screenshot) {
+    const jpeg = /\.jpe?g$/.test(screenshot);
+    await page.screenshot({ path: screenshot, type: jpeg ? "jpeg" : "png", ...(jpeg ? { quality: 60 } : {}) });
+  }
 
   // The check can fail: with its API failing, the page says so and counts no refresh.
   const broken = await browser.newPage();
