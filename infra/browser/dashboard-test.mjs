@@ -119,6 +119,15 @@ try {
     assert.ok(row.explain.includes(a.op) && row.explain.includes(fmt(a.threshold)), row.explain);
   }
 
+  // How the page explains each kind of rule (the input above raises threshold alerts
+  // only): z-score alerts show x, the mean, the standard deviation and z.
+  const base = { stat: "mean", op: ">", threshold: 3, value: 0 };
+  const z = await page.evaluate(a => explain(a),
+    { ...base, kind_of_rule: "zscore", observed: 41.5, mean: 20.25, stddev: 5, z: 4.25 });
+  assert.equal(z, "z = (41.5 − μ 20.3) / σ 5 = 4.25; fires at |z| (high) ≥ 3");
+  const rate = await page.evaluate(a => explain(a), { ...base, kind_of_rule: "rate", observed: 3.5 });
+  assert.equal(rate, "mean is 3.5× the preceding window's, > 3");
+
   // Dead letters by reason: as many as the demo's --json lines, per reason.
   const want = {};
   for (const l of lines.filter(l => l.kind === "dead_letter")) want[l.reason] = (want[l.reason] || 0) + 1;
