@@ -160,6 +160,13 @@ try {
   assert.match(await broken.textContent("#status"), /refresh failed: .*503 down/);
   assert.equal(await broken.getAttribute("body", "data-refreshes"), "0");
   assert.deepEqual(brokenErrors, []);
+  // A failing alerts API shows in its section; the rest of the page still refreshes.
+  const noAlerts = await browser.newPage();
+  await noAlerts.route("**/api/alerts*", r => r.fulfill({ status: 503, contentType: "application/json", body: '{"error":"throttled"}' }));
+  await noAlerts.goto(url);
+  await noAlerts.waitForFunction(() => Number(document.body.dataset.refreshes) >= 1, null, { timeout: 10_000 });
+  assert.match(await noAlerts.textContent("#alerts"), /alerts unavailable: .*503 throttled/);
+  assert.equal(await noAlerts.locator("#series svg.series-chart").count(), cards.length);
   console.error(`dashboard test: ${cards.length} charts, ${rows.length} alerts, ${Object.keys(shown).length} dead-letter reasons, ${stages.length} stages: ok`);
 } finally {
   await browser.close();
