@@ -3,18 +3,44 @@
 //! what exists is left as it is, what is missing is created, and every resource is
 //! waited for until it is ACTIVE (it is not right after a create). Tables are
 //! on-demand (`PAY_PER_REQUEST`) with string keys, and get TTL on their TTL attribute.
+//! The alerts table gets its index by window ([`INDEXES`]); a table created before the
+//! index existed gets it added (`UpdateTable`), and is ready once the index is ACTIVE.
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
-    TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_kinesis::types::StreamStatus;
-use sluice_core::resources::{STREAMS, StreamDef, TABLES, TableDef, resource_name};
+use sluice_core::resources::{ALERTS_TABLE, STREAMS, StreamDef, TABLES, TableDef, resource_name};
 
 use crate::classify::{self, DYNAMODB};
+use crate::dynamodb::alerts;
 use crate::error::{Error, Result};
+
+/// A global secondary index of a table (string keys, every attribute projected).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexDef {
+    /// The table's logical id ([`TableDef::logical_id`]).
+    pub table: &'static str,
+    pub name: &'static str,
+    pub partition_key: &'static str,
+    pub sort_key: &'static str,
+}
+
+/// The indexes of a deployment's tables (`template.yaml` defines the same).
+pub const INDEXES: [IndexDef; 1] = [IndexDef {
+    table: ALERTS_TABLE.logical_id,
+    name: alerts::BY_WINDOW_INDEX,
+    partition_key: alerts::KIND,
+    sort_key: alerts::WINDOW_START,
+}];
+
+fn indexes_of(def: &TableDef) -> impl Iterator<Item = &'static IndexDef> + '_ {
+    INDEXES.iter().filter(move |i| i.table == def.logical_id)
+}
 
 /// What provisioning did with one resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +112,7 @@ impl Provisioner {
         for def in TABLES {
             let name = resource_name(prefix, def.suffix);
             self.wait_table(&name).await?;
+            self.ensure_indexes(&name, &def).await?;
             if let Some(ttl) = def.ttl_attribute {
                 self.enable_ttl(&name, ttl).await?;
             }
@@ -113,6 +140,7 @@ impl Provisioner {
     pub async fn ensure_table(&self, name: &str, def: &TableDef) -> Result<bool> {
         let created = self.create_table(name, def).await?;
         self.wait_table(name).await?;
+        self.ensure_indexes(name, def).await?;
         if let Some(ttl) = def.ttl_attribute {
             self.enable_ttl(name, ttl).await?;
         }
@@ -221,10 +249,109 @@ impl Provisioner {
                         .map_err(build)?,
                 );
         }
+        for index in indexes_of(def) {
+            let (attributes, keys) = index_keys(name, index)?;
+            let gsi = GlobalSecondaryIndex::builder()
+                .index_name(index.name)
+                .set_key_schema(Some(keys))
+                .projection(all_attributes())
+                .build()
+                .map_err(build)?;
+            for attribute in attributes {
+                // An attribute is defined once, however many keys use it.
+                let defined = request
+                    .get_attribute_definitions()
+                    .iter()
+                    .flatten()
+                    .any(|a| a.attribute_name() == attribute.attribute_name());
+                if !defined {
+                    request = request.attribute_definitions(attribute);
+                }
+            }
+            request = request.global_secondary_indexes(gsi);
+        }
         match request.send().await {
             Ok(_) => Ok(true),
             Err(e) if classify::code_of(&e) == Some("ResourceInUseException") => Ok(false),
             Err(e) => Err(classify::dynamodb("CreateTable", name, e).into()),
+        }
+    }
+
+    /// Adds the indexes `def` should have and `name` lacks (a table created before
+    /// they existed), and waits until every one is ACTIVE.
+    async fn ensure_indexes(&self, name: &str, def: &TableDef) -> Result<()> {
+        for index in indexes_of(def) {
+            if self.index_status(name, index.name).await?.is_none() {
+                let (attributes, keys) = index_keys(name, index)?;
+                let create = CreateGlobalSecondaryIndexAction::builder()
+                    .index_name(index.name)
+                    .set_key_schema(Some(keys))
+                    .projection(all_attributes())
+                    .build()
+                    .map_err(|e| classify::build_error(DYNAMODB, "UpdateTable", name, e))?;
+                let result = self
+                    .dynamodb
+                    .update_table()
+                    .table_name(name)
+                    .set_attribute_definitions(Some(attributes))
+                    .global_secondary_index_updates(
+                        GlobalSecondaryIndexUpdate::builder().create(create).build(),
+                    )
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => tracing::info!(table = name, index = index.name, "index added"),
+                    // Someone else is adding it right now.
+                    Err(e) if classify::code_of(&e) == Some("ResourceInUseException") => {}
+                    Err(e) => return Err(classify::dynamodb("UpdateTable", name, e).into()),
+                }
+            }
+            self.wait_index(name, index.name).await?;
+        }
+        Ok(())
+    }
+
+    /// The status of index `index` of table `name`; `None` when it has no such index.
+    async fn index_status(&self, name: &str, index: &str) -> Result<Option<String>> {
+        let out = self
+            .dynamodb
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| classify::dynamodb("DescribeTable", name, e))?;
+        Ok(out
+            .table()
+            .map(|t| t.global_secondary_indexes())
+            .into_iter()
+            .flatten()
+            .find(|i| i.index_name() == Some(index))
+            // A server that reports no status (moto does not always) has it ready.
+            .map(|i| {
+                i.index_status()
+                    .map_or(IndexStatus::Active.as_str().to_owned(), |s| {
+                        s.as_str().to_owned()
+                    })
+            }))
+    }
+
+    async fn wait_index(&self, name: &str, index: &str) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            let status = self.index_status(name, index).await?;
+            if status.as_deref() == Some(IndexStatus::Active.as_str()) {
+                return Ok(());
+            }
+            if started.elapsed() >= self.timeout {
+                return Err(Error::NotReady {
+                    kind: "index",
+                    name: format!("{name}/{index}"),
+                    wanted: "ACTIVE",
+                    waited: started.elapsed(),
+                    last: status.unwrap_or_else(|| "missing".into()),
+                });
+            }
+            tokio::time::sleep(self.poll).await;
         }
     }
 
@@ -378,4 +505,40 @@ impl Provisioner {
 /// The template's default shard count of a stream.
 pub fn default_shards(def: &StreamDef) -> u32 {
     def.default_shards
+}
+
+/// The attribute definitions and key schema of an index (string keys).
+fn index_keys(
+    table: &str,
+    index: &IndexDef,
+) -> Result<(Vec<AttributeDefinition>, Vec<KeySchemaElement>)> {
+    let build = |e| classify::build_error(DYNAMODB, "CreateTable", table, e);
+    let mut attributes = Vec::new();
+    let mut keys = Vec::new();
+    for (attribute, kind) in [
+        (index.partition_key, KeyType::Hash),
+        (index.sort_key, KeyType::Range),
+    ] {
+        attributes.push(
+            AttributeDefinition::builder()
+                .attribute_name(attribute)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(build)?,
+        );
+        keys.push(
+            KeySchemaElement::builder()
+                .attribute_name(attribute)
+                .key_type(kind)
+                .build()
+                .map_err(build)?,
+        );
+    }
+    Ok((attributes, keys))
+}
+
+fn all_attributes() -> Projection {
+    Projection::builder()
+        .projection_type(ProjectionType::All)
+        .build()
 }

@@ -66,6 +66,8 @@ pub struct DemoArgs {
     /// it with the stored aggregates; exit non-zero on any difference.
     #[arg(long)]
     pub verify: bool,
+    #[command(flatten)]
+    pub serve: crate::dashboard::ServeArgs,
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
@@ -239,6 +241,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         "sluice demo: {source}; delivery {}; windows {}",
         pipeline.stages.aggregate_config.delivery, pipeline.stages.aggregate_config.windows
     );
+    let server = crate::dashboard::serve_demo(&args.serve, &pipeline, source.clone()).await?;
     let mut truth = match args.verify {
         true => Some(verify::GroundTruth::new(
             &pipeline.stages.aggregate_config,
@@ -405,6 +408,11 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
             ledger.late,
             ledger.duplicates
         );
+    }
+    drop(out);
+    std::io::stdout().flush()?;
+    if let Some(server) = server {
+        server.until_interrupted().await?;
     }
     Ok(consistent && verdict.as_ref().is_none_or(Vec::is_empty))
 }

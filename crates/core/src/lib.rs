@@ -15,6 +15,7 @@ pub mod lambda;
 pub mod limits;
 pub mod outcome;
 pub mod ports;
+pub mod query;
 pub mod record;
 pub mod resources;
 pub mod rng;

@@ -4,6 +4,20 @@
 //! `threshold`, `value`, `count`, `kind`), plus `notified` BOOL and `expires_at` N (TTL,
 //! epoch seconds, 30 days after it was raised by default).
 //!
+//! ## Index
+//! The global secondary index [`BY_WINDOW_INDEX`] (partition `kind`, which is always
+//! `"alert"`; sort `window_start`; every attribute projected) lists alerts newest window
+//! first for the query API ([`super::query::DynamoAlertReader`]). Why an index and not
+//! a `Scan` with filters: a scan returns alerts in hash order, so "the 50 most recent
+//! alerts" (what a dashboard asks every few seconds) would read the whole retention
+//! period on every request, and `since` would filter after reading instead of bounding
+//! the read; the index answers both by reading only the page returned. Its keys are
+//! attributes every alert already has, so DynamoDB backfills the index of an existing
+//! table and no alert needs rewriting. The cost: each alert is written twice (table and
+//! index, an item of a few hundred bytes), and all alerts share one index partition,
+//! which takes about 1,000 writes per second: far above any alert rate worth paging
+//! anyone for (a storm beyond it throttles `raise`, which the detect stage retries).
+//!
 //! `raise` writes with `attribute_not_exists(alert_id)`, so a re-delivered update raises
 //! nothing new: the existing item's `notified` flag tells [`AlertStatus::Pending`] (stored,
 //! maybe not announced) from [`AlertStatus::Notified`].
@@ -23,6 +37,14 @@ use crate::classify::{self, DYNAMODB, Verdict};
 pub const ALERT_ID: &str = "alert_id";
 pub const NOTIFIED: &str = "notified";
 pub const EXPIRES_AT: &str = "expires_at";
+/// The index of alerts by window, newest first (see the module documentation).
+pub const BY_WINDOW_INDEX: &str = "by-window";
+/// The index's partition key: the alert's `kind`, always [`KIND_ALERT`].
+pub const KIND: &str = "kind";
+pub const KIND_ALERT: &str = "alert";
+/// The index's sort key: the alert's window start, RFC 3339 (UTC, whole seconds, so it
+/// sorts like the instant).
+pub const WINDOW_START: &str = "window_start";
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 #[derive(Clone, Debug)]
@@ -111,6 +133,8 @@ impl<C: Clock> AlertStore for DynamoAlerts<C> {
             )
         })?;
         let mut item = codec::json_to_attrs(&json);
+        // The index's partition: every alert is listed, whatever `kind` it was built with.
+        item.insert(KIND.into(), codec::s(KIND_ALERT));
         item.insert(NOTIFIED.into(), AttributeValue::Bool(false));
         let expires_at = self.clock.now_ms() / 1000 + self.retention.as_secs() as i64;
         item.insert(EXPIRES_AT.into(), codec::int_value(expires_at));

@@ -6,6 +6,7 @@
 pub mod aggregates;
 pub mod alerts;
 pub mod codec;
+pub mod query;
 pub mod reference;
 pub mod rules;
 
@@ -17,6 +18,7 @@ use sluice_core::{Error, Result};
 
 pub use aggregates::DynamoAggregateStore;
 pub use alerts::DynamoAlerts;
+pub use query::{DynamoAggregateReader, DynamoAlertReader};
 pub use reference::DynamoReference;
 pub use rules::DynamoRules;
 
