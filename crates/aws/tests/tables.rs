@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use sluice_aws::{DynamoAlerts, DynamoReference, DynamoRules};
 use sluice_core::ports::{AlertStatus, AlertStore, Clock, ReferenceLookup, RulesSource};
 use sluice_core::resources::{ALERTS_TABLE, REFERENCE_TABLE, RULES_TABLE};
-use sluice_core::rules::{Alert, Op, RuleKind, Stat, parse_rules};
+use sluice_core::rules::{Alert, Op, RuleKind, Severity, Stat, parse_rules};
 
 #[tokio::test]
 async fn reference_lookup_returns_scalar_attributes_of_known_keys() {
@@ -137,16 +137,24 @@ fn alert(id_suffix: &str, start: &str) -> Alert {
         kind: "alert".into(),
         alert_id: format!("hot|temp#sensor-1|60#{start}{id_suffix}"),
         rule_id: "hot".into(),
-        severity: "warning".into(),
+        kind_of_rule: RuleKind::Threshold,
+        severity: Severity::Warning,
         key: "sensor-1".into(),
         metric: "temp".into(),
         window_seconds: 60,
         window_start: start.into(),
         stat: Stat::Max,
-        op: Op::Gt,
+        op: Some(Op::Gt),
         threshold: 80.0,
         value: 80.5,
+        observed: 80.5,
         count: 3,
+        previous: None,
+        mean: None,
+        stddev: None,
+        z: None,
+        history: None,
+        description: String::new(),
     }
 }
 

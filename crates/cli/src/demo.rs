@@ -66,6 +66,8 @@ pub struct DemoArgs {
     /// it with the stored aggregates; exit non-zero on any difference.
     #[arg(long)]
     pub verify: bool,
+    #[command(flatten)]
+    pub serve: crate::dashboard::ServeArgs,
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
@@ -239,6 +241,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         "sluice demo: {source}; delivery {}; windows {}",
         pipeline.stages.aggregate_config.delivery, pipeline.stages.aggregate_config.windows
     );
+    let server = crate::dashboard::serve_demo(&args.serve, &pipeline, source.clone()).await?;
     let mut truth = match args.verify {
         true => Some(verify::GroundTruth::new(
             &pipeline.stages.aggregate_config,
@@ -406,11 +409,25 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
             ledger.duplicates
         );
     }
+    drop(out);
+    std::io::stdout().flush()?;
+    if let Some(server) = server {
+        server.until_interrupted().await?;
+    }
     Ok(consistent && verdict.as_ref().is_none_or(Vec::is_empty))
 }
 
+/// The live summary (see `output::live_summary`); the backlog of a stage is what its
+/// input stream still holds (the demo drops what every consumer has checkpointed).
 fn progress_line(p: &InProcess, produced: u64, interactive: bool) {
-    output::progress(&p.stages.progress_text(Some(produced)), interactive);
+    let meter = &p.store.meter;
+    let summary = output::pipeline_summary(
+        &p.stages,
+        Some(produced),
+        Some((meter.read_units(), meter.write_units())),
+        |stream| Some(p.streams.len(stream) as u64),
+    );
+    output::progress(&summary, interactive);
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 mod bench;
 mod connect;
+mod dashboard;
 mod demo;
 mod output;
 mod pipeline;
@@ -42,6 +43,8 @@ enum Command {
     Alerts(query::AlertsArgs),
     /// Print what the dead-letter stream holds: rejected input with its reason.
     DeadLetters(query::DeadLettersArgs),
+    /// Serve a live web dashboard of a deployment (aggregates, alerts, dead letters).
+    Dashboard(dashboard::DashboardArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             Command::Query(args) => query::run_query(args).await,
             Command::Alerts(args) => query::run_alerts(args).await,
             Command::DeadLetters(args) => query::run_dead_letters(args).await,
+            Command::Dashboard(args) => dashboard::run(args).await,
         }
     });
     match result {

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sluice_core::dead_letter::DeadLetter;
 use sluice_core::item::{AggregateItem, AggregateView};
+use sluice_core::outcome::StageStats;
 use sluice_core::record::StreamRecord;
 use sluice_core::rules::Alert;
 use sluice_local::store::MemoryAggregateStore;
@@ -306,7 +307,7 @@ pub fn print_alerts_upto(
         writeln!(
             out,
             "  [{}] {} on {} {}: {:?} {} {} over {} s from {} (value {})",
-            terminal_safe(&a.severity),
+            a.severity.as_str(),
             terminal_safe(&a.rule_id),
             terminal_safe(&a.key),
             terminal_safe(&a.metric),
@@ -417,12 +418,14 @@ pub fn print_reason_counts(out: &mut impl Write, letters: &[DeadLetter]) -> std:
     )
 }
 
-fn op_symbol(op: sluice_core::rules::Op) -> &'static str {
+/// A two-sided z-score rule has no `op`: it fires on `|z|` beyond its bound.
+fn op_symbol(op: Option<sluice_core::rules::Op>) -> &'static str {
     match op {
-        sluice_core::rules::Op::Gt => ">",
-        sluice_core::rules::Op::Gte => ">=",
-        sluice_core::rules::Op::Lt => "<",
-        sluice_core::rules::Op::Lte => "<=",
+        Some(sluice_core::rules::Op::Gt) => ">",
+        Some(sluice_core::rules::Op::Gte) => ">=",
+        Some(sluice_core::rules::Op::Lt) => "<",
+        Some(sluice_core::rules::Op::Lte) => "<=",
+        None => "beyond ±",
     }
 }
 
@@ -439,6 +442,91 @@ fn truncate(s: &str, n: usize) -> String {
         t.push('…');
         t
     }
+}
+
+/// One stage's numbers for the live summary: the counters the stage's EMF line carries
+/// (see `sluice_aws::telemetry`), as the local runner sums them.
+#[derive(Clone, Debug, Default)]
+pub struct StageSummary<'a> {
+    pub stage: &'a str,
+    pub stats: StageStats,
+    /// (read, write) request units consumed through the stage's table, if metered.
+    pub units: Option<(f64, f64)>,
+    /// Records waiting in the stage's input stream, where the runner can see them.
+    pub backlog: Option<u64>,
+    /// Median invocation duration, in microseconds.
+    pub p50_micros: Option<u64>,
+}
+
+/// The live summary line of `sluice demo` and `sluice run`, stage by stage:
+/// `ingest 100→97 dl 3 age 1.0s 2ms | …`: events in → records out, then only what is
+/// not zero or unknown: dead letters (`dl`), of which `late`, duplicates (`dup`),
+/// events counted, alerts, request units (`RU` read/write), the largest iterator age
+/// (`age`), the input backlog (`lag`) and the median batch duration.
+pub fn live_summary(produced: Option<u64>, stages: &[StageSummary<'_>]) -> String {
+    let mut parts = Vec::with_capacity(stages.len() + 1);
+    if let Some(n) = produced {
+        parts.push(format!("produced {n}"));
+    }
+    for s in stages {
+        let st = &s.stats;
+        let mut text = format!("{} {}→{}", s.stage, st.events_in, st.passed_on);
+        let mut add = |label: &str, n: u64| {
+            if n > 0 {
+                text.push_str(&format!(" {label} {n}"));
+            }
+        };
+        add("dl", st.dead_lettered_total());
+        add("late", st.late());
+        add("dup", st.duplicates);
+        add("counted", st.counted);
+        add("alerts", st.alerts_raised);
+        if let Some((read, write)) = s.units {
+            text.push_str(&format!(" RU {read:.1}r/{write:.1}w"));
+        }
+        if let Some(age) = st.iterator_age_ms {
+            text.push_str(&format!(" age {}", millis(age)));
+        }
+        if let Some(lag) = s.backlog.filter(|n| *n > 0) {
+            text.push_str(&format!(" lag {lag}"));
+        }
+        if let Some(p50) = s.p50_micros {
+            text.push_str(&format!(" p50 {}", millis(p50 / 1000)));
+        }
+        parts.push(text);
+    }
+    parts.join(" | ")
+}
+
+/// `850ms`, `1.2s`, `3m05s`.
+fn millis(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1000),
+    }
+}
+
+/// The live summary of a pipeline's stages; `units` are the aggregates table's (the
+/// metered one), `backlog(stream)` what waits in a stage's input stream, if known.
+pub fn pipeline_summary(
+    stages: &crate::pipeline::Stages,
+    produced: Option<u64>,
+    units: Option<(f64, f64)>,
+    backlog: impl Fn(&str) -> Option<u64>,
+) -> String {
+    let summaries: Vec<StageSummary<'_>> = stages
+        .stages
+        .iter()
+        .map(|s| StageSummary {
+            stage: s.binary,
+            stats: stages.stage_stats(s.binary),
+            units: units.filter(|_| s.binary == "aggregate"),
+            backlog: backlog(&s.input_stream),
+            p50_micros: stages.latency_percentiles(s.binary).map(|p| p.0),
+        })
+        .collect();
+    live_summary(produced, &summaries)
 }
 
 /// A progress line on stderr: rewritten in place on a terminal, one line each otherwise.
@@ -476,6 +564,55 @@ mod tests {
             "source_stream": "raw", "shard_id": "shardId-0", "sequence_number": "1",
         }))
         .expect("a dead letter")
+    }
+
+    #[test]
+    fn the_live_summary_shows_each_stage_and_only_what_is_known_or_not_zero() {
+        use sluice_core::envelope::Reason;
+        let mut ingest = StageStats {
+            events_in: 100,
+            passed_on: 97,
+            iterator_age_ms: Some(1_250),
+            ..StageStats::default()
+        };
+        ingest.dead_letter(Reason::NotJson);
+        ingest.dead_letter(Reason::NotJson);
+        let mut aggregate = StageStats {
+            events_in: 97,
+            passed_on: 12,
+            duplicates: 4,
+            counted: 92,
+            iterator_age_ms: Some(185_000),
+            ..StageStats::default()
+        };
+        aggregate.dead_letter(Reason::Late);
+        let stages = [
+            StageSummary {
+                stage: "ingest",
+                stats: ingest,
+                backlog: Some(30),
+                p50_micros: Some(2_400),
+                ..StageSummary::default()
+            },
+            StageSummary {
+                stage: "enrich",
+                backlog: Some(0),
+                ..StageSummary::default()
+            },
+            StageSummary {
+                stage: "aggregate",
+                stats: aggregate,
+                units: Some((12.5, 300.0)),
+                ..StageSummary::default()
+            },
+        ];
+        assert_eq!(
+            live_summary(Some(103), &stages),
+            "produced 103 | ingest 100→97 dl 2 age 1.2s lag 30 p50 2ms | enrich 0→0 | \
+             aggregate 97→12 dl 1 late 1 dup 4 counted 92 RU 12.5r/300.0w age 3m05s"
+        );
+        assert_eq!(live_summary(None, &stages[1..2]), "enrich 0→0");
+        assert_printable(&live_summary(None, &stages));
     }
 
     #[test]
@@ -589,9 +726,10 @@ mod tests {
 
     fn alert(text: &str) -> Alert {
         serde_json::from_value(json!({
-            "kind": "alert", "alert_id": text, "rule_id": text, "severity": text, "key": text,
-            "type": text, "window_seconds": 60, "window_start": text, "stat": "max",
-            "op": ">", "threshold": 1.0, "value": 2.0, "count": 1,
+            "kind": "alert", "alert_id": text, "rule_id": text, "severity": "critical",
+            "key": text, "type": text, "window_seconds": 60, "window_start": text,
+            "stat": "max", "op": ">", "threshold": 1.0, "value": 2.0, "observed": 2.0,
+            "count": 1,
         }))
         .expect("an alert")
     }
@@ -645,7 +783,10 @@ mod tests {
         let text = String::from_utf8(out).expect("utf-8");
         assert_printable(&text);
         assert!(text.contains("sensor-1"), "{text}");
-        assert!(text.contains("[k\\x1b[2J"), "severity escaped: {text}");
+        assert!(
+            text.contains("[critical] k\\x1b[2J"),
+            "rule id escaped: {text}"
+        );
     }
 
     #[test]

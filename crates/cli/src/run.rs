@@ -110,6 +110,8 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         |name| KinesisSink::new(kinesis.clone(), name),
         &faults,
         Arc::new(SystemClock),
+        // Arrival times are Kinesis's: the wall clock measures iterator ages.
+        Arc::new(SystemClock),
         // Kinesis sequence numbers: every origin is booked by name.
         Arc::new(MemoryLedger::new()),
     )?;
@@ -200,7 +202,7 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         }
         if last_progress.elapsed() >= Duration::from_millis(if interactive { 500 } else { 5_000 }) {
             last_progress = Instant::now();
-            progress_line(&stages, interactive);
+            progress_line(&stages, &store, interactive);
         }
         if last_work.elapsed() < Duration::from_millis(50) {
             continue;
@@ -219,7 +221,7 @@ pub async fn run(args: RunArgs) -> Result<bool> {
             .map_or(250, |due| (due - now).clamp(10, 250));
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
     }
-    progress_line(&stages, interactive);
+    progress_line(&stages, &store, interactive);
     if interactive {
         eprintln!();
     }
@@ -247,8 +249,12 @@ pub async fn run(args: RunArgs) -> Result<bool> {
     .await
 }
 
-fn progress_line(stages: &Stages, interactive: bool) {
-    output::progress(&stages.progress_text(None), interactive);
+/// The live summary: per stage counters, the largest iterator age, median batch
+/// duration, and the aggregates table's request units (estimated from item sizes, as
+/// the final summary reports them). Stream backlogs would need API calls: not shown.
+fn progress_line(stages: &Stages, store: &DynamoAggregateStore, interactive: bool) {
+    let summary = output::pipeline_summary(stages, None, Some(store.estimated_units()), |_| None);
+    output::progress(&summary, interactive);
 }
 
 #[allow(clippy::too_many_arguments)]

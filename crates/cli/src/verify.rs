@@ -235,7 +235,7 @@ impl GroundTruth {
 fn holds_once_held(rule: &Rule) -> bool {
     matches!(
         (rule.stat, rule.op),
-        (Stat::Count | Stat::Max, Op::Gt | Op::Gte) | (Stat::Min, Op::Lt | Op::Lte)
+        (Stat::Count | Stat::Max, Some(Op::Gt | Op::Gte)) | (Stat::Min, Some(Op::Lt | Op::Lte))
     )
 }
 

@@ -24,7 +24,7 @@ use sluice_core::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
 use sluice_core::ports::{AggregateStore, AlertStore, ReferenceLookup, RulesSource, ShardSource};
 use sluice_core::record::StreamRecord;
 use sluice_core::resources::{self, Names};
-use sluice_core::rules::{Alert, Op, Stat, parse_rules};
+use sluice_core::rules::{Alert, Op, RuleKind, Severity, Stat, parse_rules};
 use sluice_local::scenario::Scenario;
 
 struct Clients {
@@ -602,16 +602,24 @@ async fn setup_seeds_files_and_alerts_reads_them_back() {
                 BASE_MS + i * 60_000,
             ),
             rule_id: "too-hot".into(),
-            severity: "critical".into(),
+            kind_of_rule: RuleKind::Threshold,
+            severity: Severity::Critical,
             key: "sensor-001".into(),
             metric: "temperature".into(),
             window_seconds: 60,
             window_start: common::chrono_like(BASE_MS + i * 60_000).replace(".000", ""),
             stat: Stat::Max,
-            op: Op::Gt,
+            op: Some(Op::Gt),
             threshold: 30.0,
             value: 31.5 + i as f64,
+            observed: 31.5 + i as f64,
             count: 4,
+            previous: None,
+            mean: None,
+            stddev: None,
+            z: None,
+            history: None,
+            description: String::new(),
         })
         .collect();
     for a in &raised {

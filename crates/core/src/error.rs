@@ -85,6 +85,15 @@ pub enum Error {
         max: usize,
         actual: usize,
     },
+
+    /// A detection rule is malformed: `rule` names it (its id, or its line in a file),
+    /// `field` the JSON field that is wrong. Fixing the rule is the only cure.
+    #[error("rule {rule}: field `{field}`: {reason}")]
+    InvalidRule {
+        rule: String,
+        field: String,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -99,7 +108,8 @@ impl Error {
             Error::Config { .. }
             | Error::CorruptItem { .. }
             | Error::LimitExceeded { .. }
-            | Error::Encode { .. } => false,
+            | Error::Encode { .. }
+            | Error::InvalidRule { .. } => false,
         }
     }
 
@@ -115,6 +125,7 @@ impl Error {
             Error::CorruptItem { .. } => "corrupt_item",
             Error::LimitExceeded { .. } => "limit_exceeded",
             Error::Encode { .. } => "encode",
+            Error::InvalidRule { .. } => "invalid_rule",
         }
     }
 

@@ -20,6 +20,8 @@ pub struct BatchFailure {
 pub struct StageStats {
     pub records: u64,
     pub events_in: u64,
+    /// What the stage wrote to its output stream: events (ingest, enrich), window
+    /// updates (aggregate); for detect, the window updates it evaluated.
     pub passed_on: u64,
     pub dead_lettered: BTreeMap<Reason, u64>,
     pub duplicates: u64,
@@ -29,9 +31,62 @@ pub struct StageStats {
     pub items_written: u64,
     pub transactions: u64,
     pub conflicts: u64,
+    /// Invocations these counters cover (1 for one batch; summed by `+=`). Set where
+    /// invocations are timed (the Lambda adapter, the local runner), not by the stages.
+    pub batches: u64,
+    /// Time the stage spent on its batches, in milliseconds (summed by `+=`).
+    pub duration_ms: u64,
+    /// How long the oldest record of a batch had been in its stream when the batch
+    /// was handed to the stage (now − its `approximateArrivalTimestamp`), in
+    /// milliseconds; `+=` keeps the largest. `None`: not measured (no records, or a
+    /// runner that does not time batches).
+    pub iterator_age_ms: Option<u64>,
+    /// DynamoDB capacity the batch consumed, in thousandths of a request unit (integers
+    /// keep the counters exact and comparable), summed by `+=`. `None`: the stage's
+    /// tables are not metered where it runs (only the aggregates table is metered).
+    pub read_milli_units: Option<u64>,
+    pub write_milli_units: Option<u64>,
+}
+
+/// Now minus the oldest of a batch's arrival times (epoch ms), never negative (the
+/// clocks of the stream and the function differ a little); `None` for an empty batch.
+pub fn iterator_age_ms(arrivals_ms: impl IntoIterator<Item = i64>, now_ms: i64) -> Option<u64> {
+    let oldest = arrivals_ms.into_iter().min()?;
+    Some(u64::try_from(now_ms.saturating_sub(oldest)).unwrap_or(0))
+}
+
+/// `a + b` where either may be unmeasured: measured if either is.
+fn add_measured(a: Option<u64>, b: Option<u64>, f: impl Fn(u64, u64) -> u64) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(f(x, y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
 }
 
 impl StageStats {
+    /// Read request units (fractional: eventually consistent reads cost half a unit).
+    pub fn read_units(&self) -> Option<f64> {
+        self.read_milli_units.map(|m| m as f64 / 1000.0)
+    }
+
+    pub fn write_units(&self) -> Option<f64> {
+        self.write_milli_units.map(|m| m as f64 / 1000.0)
+    }
+
+    /// Records the measures of one invocation the stage itself cannot see: it ran from
+    /// `started_ms` for `duration_ms` over `records`.
+    pub fn time_batch(&mut self, records: &[StreamRecord], started_ms: i64, duration_ms: u64) {
+        self.batches = 1;
+        self.duration_ms = duration_ms;
+        self.iterator_age_ms = iterator_age_ms(records.iter().map(|r| r.arrival_ms), started_ms);
+    }
+
+    /// Events dead-lettered as `late`.
+    pub fn late(&self) -> u64 {
+        self.dead_lettered.get(&Reason::Late).copied().unwrap_or(0)
+    }
+
     pub fn dead_letter(&mut self, reason: Reason) {
         *self.dead_lettered.entry(reason).or_default() += 1;
     }
@@ -56,6 +111,13 @@ impl AddAssign<&StageStats> for StageStats {
         self.items_written += o.items_written;
         self.transactions += o.transactions;
         self.conflicts += o.conflicts;
+        self.batches += o.batches;
+        self.duration_ms += o.duration_ms;
+        self.iterator_age_ms = add_measured(self.iterator_age_ms, o.iterator_age_ms, u64::max);
+        self.read_milli_units =
+            add_measured(self.read_milli_units, o.read_milli_units, |a, b| a + b);
+        self.write_milli_units =
+            add_measured(self.write_milli_units, o.write_milli_units, |a, b| a + b);
     }
 }
 
@@ -189,6 +251,72 @@ impl Accounting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn arrived(ms: i64) -> StreamRecord {
+        StreamRecord {
+            stream: "raw".into(),
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: "1".into(),
+            partition_key: "k".into(),
+            data: Vec::new(),
+            arrival_ms: ms,
+        }
+    }
+
+    #[test]
+    fn iterator_age_is_measured_from_the_oldest_record_and_never_negative() {
+        let batch = [arrived(5_000), arrived(1_000), arrived(9_000)];
+        let arrivals = || batch.iter().map(|r| r.arrival_ms);
+        assert_eq!(iterator_age_ms(arrivals(), 10_000), Some(9_000));
+        assert_eq!(
+            iterator_age_ms(arrivals(), 500),
+            Some(0),
+            "stream clock ahead"
+        );
+        assert_eq!(iterator_age_ms([], 10_000), None);
+        let mut stats = StageStats::default();
+        stats.time_batch(&batch, 10_000, 42);
+        assert_eq!(
+            (stats.batches, stats.duration_ms, stats.iterator_age_ms),
+            (1, 42, Some(9_000))
+        );
+    }
+
+    #[test]
+    fn summing_adds_counts_and_durations_and_keeps_the_largest_iterator_age() {
+        let mut total = StageStats::default();
+        let mut a = StageStats {
+            records: 2,
+            batches: 1,
+            duration_ms: 10,
+            iterator_age_ms: Some(700),
+            read_milli_units: Some(1_500),
+            ..StageStats::default()
+        };
+        a.dead_letter(Reason::Late);
+        let b = StageStats {
+            records: 3,
+            batches: 1,
+            duration_ms: 5,
+            iterator_age_ms: Some(300),
+            write_milli_units: Some(4_000),
+            ..StageStats::default()
+        };
+        total += &a;
+        total += &b;
+        total += &StageStats::default();
+        assert_eq!(total.records, 5);
+        assert_eq!((total.batches, total.duration_ms), (2, 15));
+        assert_eq!(total.iterator_age_ms, Some(700));
+        assert_eq!(total.read_units(), Some(1.5));
+        assert_eq!(total.write_units(), Some(4.0));
+        assert_eq!(total.late(), 1);
+        assert_eq!(
+            StageStats::default().read_units(),
+            None,
+            "unmetered stays so"
+        );
+    }
 
     #[test]
     fn line_runs_expand_to_one_receipt_per_line_and_a_fate_per_rejected_line() {

@@ -13,7 +13,7 @@ use sluice_core::limits::{dynamodb as ddb, kinesis};
 use sluice_core::ports::AlertStore;
 use sluice_core::ports::{AggregateStore, Commit, RecordSink, SystemClock};
 use sluice_core::record::OutRecord;
-use sluice_core::rules::{Alert, Op, Stat};
+use sluice_core::rules::{Alert, Op, RuleKind, Severity, Stat};
 use sluice_core::sequence::SeqNo;
 use sluice_core::window::WindowSpec;
 use sluice_local::store::{MemoryAggregateStore, MemoryAlerts, alert_item_size};
@@ -400,16 +400,24 @@ fn alert_with_rule(rule_id: String) -> Alert {
         kind: "alert".into(),
         alert_id: "a-1".into(),
         rule_id,
-        severity: "high".into(),
+        kind_of_rule: RuleKind::Threshold,
+        severity: Severity::Critical,
         key: "sensor-1".into(),
         metric: "temp".into(),
         window_seconds: 60,
         window_start: "2026-01-01T00:00:00Z".into(),
         stat: Stat::Mean,
-        op: Op::Gt,
+        op: Some(Op::Gt),
         threshold: 30.0,
         value: 31.5,
+        observed: 31.5,
         count: 3,
+        previous: None,
+        mean: None,
+        stddev: None,
+        z: None,
+        history: None,
+        description: String::new(),
     }
 }
 

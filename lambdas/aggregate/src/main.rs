@@ -15,11 +15,17 @@ async fn main() -> Result<(), Error> {
     let table = config::required_env(env::AGGREGATES_TABLE)?;
     let sdk = config::sdk_config().await;
     let kinesis = config::kinesis_client(&sdk);
+    let store = DynamoAggregateStore::new(config::dynamodb_client(&sdk), table);
+    // A clone shares the store's capacity meter: each batch's metrics report its units.
+    let meter = store.clone();
     let stage = sluice_aggregate::handler(
-        DynamoAggregateStore::new(config::dynamodb_client(&sdk), table),
+        store,
         KinesisSink::new(kinesis.clone(), output),
         KinesisSink::new(kinesis, dead_letters),
         settings,
     );
-    run(service_fn(|event| lambda::handle(&stage, event))).await
+    run(service_fn(|event| {
+        lambda::handle_metered(&stage, &meter, event)
+    }))
+    .await
 }

@@ -447,8 +447,8 @@ where
     }
 
     /// Step 5: window updates (a snapshot of every touched window as stored now), then
-    /// dead letters.
-    async fn emit(&self, state: &State, progress: &Progress, dead: Vec<OutRecord>) -> Result<()> {
+    /// dead letters. Returns how many window updates it wrote.
+    async fn emit(&self, state: &State, progress: &Progress, dead: Vec<OutRecord>) -> Result<u64> {
         let updates = progress
             .touched
             .iter()
@@ -463,10 +463,12 @@ where
                     })
             })
             .collect::<Result<Vec<_>>>()?;
+        let written = updates.len() as u64;
         self.updates
             .put_records(pack_lines(updates, PACKED_RECORD_BYTES)?)
             .await?;
-        self.dead_letters.put_records(dead).await
+        self.dead_letters.put_records(dead).await?;
+        Ok(written)
     }
 
     async fn sealed_pages(
@@ -573,13 +575,17 @@ where
         // The commits stand whatever the emit did: their events are counted.
         outcome.accounting.settled = std::mem::take(&mut progress.counted);
         outcome.accounting.in_doubt = std::mem::take(&mut progress.in_doubt);
-        if let Err(error) = emitted {
-            // The retry finds these events counted and emits their snapshots.
-            fail_whole_batch(&mut outcome, records, error);
-            outcome.stats.transactions = progress.stats.transactions;
-            outcome.stats.items_written = progress.stats.items_written;
-            outcome.stats.conflicts = progress.stats.conflicts;
-            return outcome;
+        match emitted {
+            // What it passes on: window updates.
+            Ok(updates) => outcome.stats.passed_on = updates,
+            Err(error) => {
+                // The retry finds these events counted and emits their snapshots.
+                fail_whole_batch(&mut outcome, records, error);
+                outcome.stats.transactions = progress.stats.transactions;
+                outcome.stats.items_written = progress.stats.items_written;
+                outcome.stats.conflicts = progress.stats.conflicts;
+                return outcome;
+            }
         }
         outcome.accounting.settled.extend(settled.fates);
         if let Some(error) = stop {
@@ -1281,6 +1287,7 @@ mod tests {
             .expect("stored");
         assert_eq!(minute.state.count, 1, "counted once");
         assert_eq!(updates(&s.updates).len(), 2, "minute and hour emitted");
+        assert_eq!(out.stats.passed_on, 2, "what it passed on: the two updates");
     }
 
     /// At-least-once: the lost commit moved the group's watermark past the batch's

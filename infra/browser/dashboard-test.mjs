@@ -1,0 +1,175 @@
+// Drives the dashboard of `sluice demo --serve` in headless Chromium and checks what
+// the page shows against the demo's own `--json` output and the server's API.
+// Usage: node dashboard-test.mjs SLUICE_BIN [SCREENSHOT.png]
+// Exits non-zero on the first failed check (page errors included).
+import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const [bin, screenshot] = process.argv.slice(2);
+if (!bin) throw new Error("usage: node dashboard-test.mjs SLUICE_BIN [SCREENSHOT.png]");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const DEMO = ["demo", "--scenario", "payments", "--events", "3000", "--seed", "7",
+  "--rules", join(here, "rules.jsonl"), "--json", "--serve", "0"];
+const RULE_IDS = ["dash-large-payment", "dash-busy-account"];
+
+const fmt = x => Number.isInteger(x) ? x.toLocaleString("en-US") : (() => {
+  const a = Math.abs(x), d = a >= 1000 ? 0 : a >= 10 ? 1 : a >= 1 ? 2 : 3;
+  return x.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: 0 });
+})();
+
+// Starts the demo; resolves with its URL, its --json lines and the child once the
+// summary line is out (the input is drained and the server keeps serving).
+function startDemo() {
+  const child = spawn(bin, DEMO, { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "", err = "", url = null;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`demo not ready in 120 s; stderr:\n${err}`)), 120_000);
+    const check = () => {
+      const lines = out.split("\n").filter(Boolean).map(l => JSON.parse(l));
+      if (url && lines.some(l => l.kind === "summary")) {
+        clearTimeout(timer);
+        resolve({ child, url, lines });
+      }
+    };
+    child.stdout.on("data", d => { out += d; check(); });
+    child.stderr.on("data", d => {
+      err += d;
+      url = url || (err.match(/sluice dashboard: (http:\/\/\S+)/) || [])[1] || null;
+      check();
+    });
+    child.on("exit", code => reject(new Error(`demo exited (${code}) before serving; stderr:\n${err}`)));
+  });
+}
+
+async function api(url, path) {
+  const r = await fetch(new URL(path, url));
+  assert.equal(r.status, 200, `${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+const { child, url, lines } = await startDemo();
+console.error(`dashboard test: demo serving at ${url} (pid ${child.pid})`);
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+  headless: true,
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
+  const problems = [];
+  page.on("pageerror", e => problems.push(`page error: ${e.message}`));
+  page.on("console", m => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
+  page.on("request", r => {
+    if (!r.url().startsWith(url) && !r.url().startsWith("data:")) problems.push(`external request: ${r.url()}`);
+  });
+  await page.goto(url);
+  // Two refreshes: the first render and one by the page's own timer.
+  await page.waitForFunction(() => Number(document.body.dataset.refreshes) >= 2, null, { timeout: 30_000 });
+  assert.deepEqual(problems, []);
+  assert.equal(await page.getAttribute("body", "data-error"), null);
+
+  const overview = await api(url, "/api/overview");
+  const summary = lines.find(l => l.kind === "summary");
+  assert.equal(overview.totals.events_in, summary.events_in);
+  assert.match(await page.textContent("#totals"), new RegExp(`events in ${fmt(summary.events_in)}`));
+
+  // Charts: one bar and one line chart per busiest group, in the API's order, each
+  // with a point per window.
+  const busiest = overview.charts.busiest;
+  assert.ok(busiest.length >= 1, "the demo has aggregates to chart");
+  const cards = await page.$$eval("#series .card", cs => cs.map(c => ({
+    key: c.dataset.key, type: c.dataset.type,
+    points: c.querySelectorAll("circle.pt").length,
+    declared: Number(c.querySelector("svg.series-chart")?.dataset.points),
+    path: c.querySelector("path.line")?.getAttribute("d") || "",
+  })));
+  assert.deepEqual(cards.map(c => `${c.key}|${c.type}`), busiest.map(g => `${g.key}|${g.type}`));
+  for (const [i, c] of cards.entries()) {
+    assert.equal(c.points, busiest[i].points.length, `points of ${c.key}`);
+    assert.equal(c.declared, c.points);
+    assert.ok(c.points >= 2, `${c.key} has a series`);
+    assert.ok(!/NaN/.test(c.path) && c.path.startsWith("M"), `line of ${c.key}: ${c.path}`);
+  }
+  const bars = await page.$$eval("#groups rect.bar", rs => rs.map(r => Number(r.dataset.value)));
+  assert.deepEqual(bars, busiest.map(g => g.events));
+
+  // Alerts: the rows are the API's page, each naming its rule and its observed value,
+  // and every one was raised by the demo (as its --json output says).
+  const raised = new Map(lines.filter(l => l.kind === "alert").map(a => [a.alert_id, a]));
+  assert.ok(raised.size >= 1, "the rules raise alerts on this input");
+  const page1 = (await api(url, "/api/alerts?limit=50")).items;
+  assert.equal(page1.length, Math.min(50, raised.size));
+  const rows = await page.$$eval("#alerts tr.alert", rs => rs.map(r => ({
+    rule: r.querySelector(".rule").textContent, observed: r.querySelector(".observed").textContent,
+    explain: r.querySelector(".explain").textContent,
+  })));
+  assert.equal(rows.length, page1.length);
+  for (const [i, row] of rows.entries()) {
+    const a = page1[i];
+    assert.ok(raised.has(a.alert_id), `alert ${a.alert_id} was raised by the demo`);
+    assert.equal(row.rule, a.rule_id);
+    assert.ok(RULE_IDS.includes(row.rule) || row.rule.length > 0);
+    assert.equal(row.observed, fmt(a.observed ?? a.value));
+    assert.ok(row.explain.includes(a.op) && row.explain.includes(fmt(a.threshold)), row.explain);
+  }
+
+  // How the page explains each kind of rule (the input above raises threshold alerts
+  // only): z-score alerts show x, the mean, the standard deviation and z.
+  const base = { stat: "mean", op: ">", threshold: 3, value: 0 };
+  const z = await page.evaluate(a => explain(a),
+    { ...base, kind_of_rule: "zscore", observed: 41.5, mean: 20.25, stddev: 5, z: 4.25 });
+  assert.equal(z, "z = (41.5 − μ 20.3) / σ 5 = 4.25; fires at |z| (high) ≥ 3");
+  const rate = await page.evaluate(a => explain(a), { ...base, kind_of_rule: "rate", observed: 3.5 });
+  assert.equal(rate, "mean is 3.5× the preceding window's, > 3");
+
+  // Dead letters by reason: as many as the demo's --json lines, per reason.
+  const want = {};
+  for (const l of lines.filter(l => l.kind === "dead_letter")) want[l.reason] = (want[l.reason] || 0) + 1;
+  assert.ok(Object.keys(want).length >= 1, "the input has dead letters");
+  const shown = Object.fromEntries(await page.$$eval("#deadletters tr.dl",
+    rs => rs.map(r => [r.dataset.reason, r.querySelector(".count").textContent])));
+  assert.deepEqual(shown, Object.fromEntries(Object.entries(want).map(([r, n]) => [r, fmt(n)])));
+
+  // Stages: four rows with their counters; the demo has drained, so no backlog.
+  const stages = await page.$$eval("#stages tr.stage", rs => rs.map(r =>
+    [r.dataset.stage, ...[...r.querySelectorAll("td")].map(td => td.textContent)]));
+  assert.deepEqual(stages.map(s => s[0]), ["ingest", "enrich", "aggregate", "detect"]);
+  const ingest = overview.stages.rows.find(r => r.stage === "ingest");
+  assert.ok(ingest.records_in > 0);
+  assert.equal(stages[0][3], `${fmt(ingest.records_in)} rec`);
+  for (const s of stages) assert.equal(s[8], "0 rec", `backlog of ${s[0]}`);
+
+  if (screenshot) {
+    const jpeg = /\.jpe?g$/.test(screenshot);
+    await page.screenshot({ path: screenshot, type: jpeg ? "jpeg" : "png", ...(jpeg ? { quality: 60 } : {}) });
+  }
+
+  // The check can fail: with its API failing, the page says so and counts no refresh.
+  const broken = await browser.newPage();
+  const brokenErrors = [];
+  broken.on("pageerror", e => brokenErrors.push(e.message));
+  await broken.route("**/api/overview*", r => r.fulfill({ status: 503, contentType: "application/json", body: '{"error":"down"}' }));
+  await broken.goto(url);
+  await broken.waitForSelector("#status.error", { timeout: 10_000 });
+  assert.match(await broken.textContent("#status"), /refresh failed: .*503 down/);
+  assert.equal(await broken.getAttribute("body", "data-refreshes"), "0");
+  assert.deepEqual(brokenErrors, []);
+  // A failing alerts API shows in its section; the rest of the page still refreshes.
+  const noAlerts = await browser.newPage();
+  await noAlerts.route("**/api/alerts*", r => r.fulfill({ status: 503, contentType: "application/json", body: '{"error":"throttled"}' }));
+  await noAlerts.goto(url);
+  await noAlerts.waitForFunction(() => Number(document.body.dataset.refreshes) >= 1, null, { timeout: 10_000 });
+  assert.match(await noAlerts.textContent("#alerts"), /alerts unavailable: .*503 throttled/);
+  assert.equal(await noAlerts.locator("#series svg.series-chart").count(), cards.length);
+  console.error(`dashboard test: ${cards.length} charts, ${rows.length} alerts, ${Object.keys(shown).length} dead-letter reasons, ${stages.length} stages: ok`);
+} finally {
+  await browser.close();
+  // Stop the server by its PID.
+  process.kill(child.pid, "SIGTERM");
+}
