@@ -23,7 +23,7 @@ use sluice_core::query::{
     parse_alert_query, respond, view_position,
 };
 use sluice_core::resources::{AGGREGATES_TABLE, ALERTS_TABLE};
-use sluice_core::rules::{Alert, Op, Stat};
+use sluice_core::rules::{Alert, Op, RuleKind, Severity, Stat};
 use sluice_core::time::format_rfc3339;
 use sluice_core::window::WindowSpec;
 
@@ -69,16 +69,24 @@ fn alerts() -> Vec<Alert> {
                 kind: "alert".into(),
                 alert_id: Alert::id_for(rule, "temp", &key, 60, start),
                 rule_id: rule.into(),
-                severity: ["info", "warning", "critical"][i as usize % 3].into(),
+                kind_of_rule: RuleKind::Threshold,
+                severity: Severity::ALL[i as usize % 3],
                 key,
                 metric: "temp".into(),
                 window_seconds: 60,
                 window_start: format_rfc3339(start),
                 stat: Stat::Max,
-                op: Op::Gt,
+                op: Some(Op::Gt),
                 threshold: 80.0,
                 value: 80.0 + i as f64,
+                observed: 80.0 + i as f64,
                 count: 2,
+                previous: None,
+                mean: None,
+                stddev: None,
+                z: None,
+                history: None,
+                description: String::new(),
             }
         })
         .collect()

@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::fingerprint::digest_hex;
 use crate::item::{AggregateView, GroupKey};
-use crate::rules::Alert;
+use crate::rules::{Alert, Severity};
 use crate::time::{parse_rfc3339_ms, parse_time_arg};
 
 /// Items per page when `limit` is not given.
@@ -57,8 +57,6 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 /// The largest `window_seconds` accepted: the longest window a deployment can define.
 pub const MAX_WINDOW_SECONDS: i64 = 31 * 86_400;
-/// The severities an alert can have.
-pub const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
 
 pub const AGGREGATES_PATH: &str = "/aggregates";
 pub const ALERTS_PATH: &str = "/alerts";
@@ -197,8 +195,7 @@ impl AggregateQuery {
 pub struct AlertQuery {
     /// Alerts whose `window_start` is at or after this (epoch ms).
     pub since_ms: Option<i64>,
-    /// One of [`SEVERITIES`].
-    pub severity: Option<String>,
+    pub severity: Option<Severity>,
     /// The rule id.
     pub rule: Option<String>,
     pub limit: usize,
@@ -210,26 +207,19 @@ impl AlertQuery {
     pub fn matches(&self, alert: &Alert) -> bool {
         self.since_ms.is_none_or(|since| {
             parse_rfc3339_ms(&alert.window_start).is_some_and(|start| start >= since)
-        }) && self
-            .severity
-            .as_ref()
-            .is_none_or(|s| severity_of(alert).as_deref() == Some(s.as_str()))
+        }) && self.severity.is_none_or(|s| s == alert.severity)
             && self.rule.as_ref().is_none_or(|r| *r == alert.rule_id)
     }
 
     fn digest(&self) -> String {
         filters_digest(
             ALERTS_PATH,
-            &serde_json::json!([self.since_ms, self.severity, self.rule]),
+            &serde_json::json!([
+                self.since_ms,
+                self.severity.map(Severity::as_str),
+                self.rule
+            ]),
         )
-    }
-}
-
-/// An alert's severity as its JSON form spells it (whatever Rust type holds it).
-fn severity_of(alert: &Alert) -> Option<String> {
-    match serde_json::to_value(&alert.severity).ok()? {
-        serde_json::Value::String(s) => Some(s),
-        _ => None,
     }
 }
 
@@ -684,16 +674,21 @@ pub fn parse_alert_query(
     params: &[(String, String)],
 ) -> std::result::Result<AlertQuery, BadRequest> {
     let map = collect_params(params, &["since", "severity", "rule", "limit", "next"])?;
-    let severity = text(&map, "severity");
-    if let Some(s) = severity.as_deref().filter(|s| !SEVERITIES.contains(s)) {
-        return Err(BadRequest::new(
-            "severity",
-            format!(
-                "severity={s:?} is not a severity: use one of {}",
-                SEVERITIES.join(", ")
-            ),
-        ));
-    }
+    let severity = map
+        .get("severity")
+        .map(|s| {
+            Severity::parse(s).ok_or_else(|| {
+                let all: Vec<&str> = Severity::ALL.iter().map(|v| v.as_str()).collect();
+                BadRequest::new(
+                    "severity",
+                    format!(
+                        "severity={s:?} is not a severity: use one of {}",
+                        all.join(", ")
+                    ),
+                )
+            })
+        })
+        .transpose()?;
     let mut query = AlertQuery {
         since_ms: time(&map, "since")?,
         severity,
@@ -775,7 +770,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::rules::{Op, Stat};
+    use crate::rules::{Op, RuleKind, Stat};
     use crate::time::format_rfc3339;
 
     /// Runs a future that never waits (the fakes below answer at once).
@@ -812,21 +807,29 @@ mod tests {
         }
     }
 
-    fn alert(rule: &str, severity: &str, key: &str, start_ms: i64) -> Alert {
+    fn alert(rule: &str, severity: Severity, key: &str, start_ms: i64) -> Alert {
         Alert {
             kind: "alert".into(),
             alert_id: Alert::id_for(rule, "temp", key, 60, start_ms),
             rule_id: rule.into(),
-            severity: severity.into(),
+            kind_of_rule: RuleKind::Threshold,
+            severity,
             key: key.into(),
             metric: "temp".into(),
             window_seconds: 60,
             window_start: format_rfc3339(start_ms),
             stat: Stat::Max,
-            op: Op::Gt,
+            op: Some(Op::Gt),
             threshold: 80.0,
             value: 90.0,
+            observed: 90.0,
             count: 3,
+            previous: None,
+            mean: None,
+            stddev: None,
+            z: None,
+            history: None,
+            description: String::new(),
         }
     }
 
@@ -895,7 +898,7 @@ mod tests {
         views.push(view("s-1", "temp", (60, None), T0 - 60_000, 0));
         let mut alerts = Vec::new();
         for i in 0..30 {
-            let severity = SEVERITIES[i as usize % 3];
+            let severity = Severity::ALL[i as usize % 3];
             let rule = if i % 2 == 0 { "hot" } else { "burst" };
             alerts.push(alert(
                 rule,
@@ -1268,7 +1271,7 @@ mod tests {
 
     #[test]
     fn since_compares_with_the_window_start() {
-        let a = alert("hot", "warning", "s-1", T0 + 60_000);
+        let a = alert("hot", Severity::Warning, "s-1", T0 + 60_000);
         let at = |since: i64| AlertQuery {
             since_ms: Some(since),
             severity: None,

@@ -69,7 +69,7 @@ mod tests {
     use sluice_core::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
     use sluice_core::ports::{AggregateStore, AlertStore, Commit};
     use sluice_core::query::{AGGREGATES_PATH, ALERTS_PATH, respond};
-    use sluice_core::rules::{Op, Stat};
+    use sluice_core::rules::{Op, RuleKind, Severity, Stat};
     use sluice_core::time::format_rfc3339;
     use sluice_core::window::WindowSpec;
 
@@ -118,16 +118,28 @@ mod tests {
                 kind: "alert".into(),
                 alert_id: Alert::id_for("hot", "temp", &key, 60, T0 + i * 60_000),
                 rule_id: "hot".into(),
-                severity: if i % 3 == 0 { "critical" } else { "warning" }.into(),
+                kind_of_rule: RuleKind::Threshold,
+                severity: if i % 3 == 0 {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
                 key,
                 metric: "temp".into(),
                 window_seconds: 60,
                 window_start: format_rfc3339(T0 + i * 60_000),
                 stat: Stat::Max,
-                op: Op::Gt,
+                op: Some(Op::Gt),
                 threshold: 1.0,
                 value: 2.0,
+                observed: 2.0,
                 count: 1,
+                previous: None,
+                mean: None,
+                stddev: None,
+                z: None,
+                history: None,
+                description: String::new(),
             };
             alerts.raise(&alert).await.expect("raise");
         }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sluice_core::aggregate::AggState;
 use sluice_core::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
 use sluice_core::ports::{AggregateStore, AlertStore};
-use sluice_core::rules::{Alert, Op, Stat};
+use sluice_core::rules::{Alert, Op, RuleKind, Severity, Stat};
 use sluice_core::time::format_rfc3339;
 use sluice_core::window::WindowSpec;
 use sluice_local::query::{MemoryAggregateReader, MemoryAlertReader};
@@ -75,16 +75,24 @@ fn alerts_raised() -> Vec<Alert> {
             kind: "alert".into(),
             alert_id: Alert::id_for(rule, "temperature", "sensor-001", 60, start),
             rule_id: rule.into(),
-            severity: severity.into(),
+            kind_of_rule: RuleKind::Threshold,
+            severity: Severity::parse(severity).expect("a severity"),
             key: "sensor-001".into(),
             metric: "temperature".into(),
             window_seconds: 60,
             window_start: format_rfc3339(start),
             stat: Stat::Max,
-            op: Op::Gt,
+            op: Some(Op::Gt),
             threshold: 21.0,
             value: 22.0,
+            observed: 22.0,
             count: 3,
+            previous: None,
+            mean: None,
+            stddev: None,
+            z: None,
+            history: None,
+            description: String::new(),
         }
     })
     .collect()
@@ -112,7 +120,9 @@ fn event(name: &str) -> String {
 fn alert_json(severity: &str, i: i64) -> Value {
     let alert = alerts_raised()
         .into_iter()
-        .find(|a| a.severity == severity && a.window_start == format_rfc3339(T0 + i * 60_000))
+        .find(|a| {
+            a.severity.as_str() == severity && a.window_start == format_rfc3339(T0 + i * 60_000)
+        })
         .expect("raised");
     serde_json::to_value(alert).expect("JSON")
 }

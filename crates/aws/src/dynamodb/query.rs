@@ -506,8 +506,8 @@ fn alert_expression(query: &AlertQuery) -> Expression {
             codec::s(format_rfc3339(since)),
         );
     }
-    if let Some(severity) = &query.severity {
-        e.compare(Part::Filter, "severity", "=", codec::s(severity));
+    if let Some(severity) = query.severity {
+        e.compare(Part::Filter, "severity", "=", codec::s(severity.as_str()));
     }
     if let Some(rule) = &query.rule {
         e.compare(Part::Filter, "rule_id", "=", codec::s(rule));
@@ -719,7 +719,7 @@ mod tests {
     fn alert_expressions_bound_since_in_the_key_and_filter_the_rest() {
         let q = AlertQuery {
             since_ms: Some(1_767_225_600_001),
-            severity: Some("critical".into()),
+            severity: Some(sluice_core::rules::Severity::Critical),
             rule: Some("hot".into()),
             limit: 10,
             after: None,
