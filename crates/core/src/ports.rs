@@ -290,3 +290,62 @@ impl<T: AlertStore + ?Sized> AlertStore for Arc<T> {
         (**self).mark_notified(alert_id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(minute: i64, count: u64) -> WindowUpdate {
+        WindowUpdate {
+            key: "k".into(),
+            metric: "t".into(),
+            window_seconds: 60,
+            slide_seconds: 60,
+            window_start: minute * 60_000,
+            count,
+            sum: 0.0,
+            min: 0.0,
+            max: 0.0,
+            mean: 0.0,
+            variance: 0.0,
+            version: 1,
+        }
+    }
+
+    fn cut(windows: &[WindowUpdate], from_min: i64, to_min: i64, lookback: u32) -> Vec<i64> {
+        let mut cut = HistoryCut::new(
+            ClosingRange {
+                from_ms: from_min * 60_000,
+                to_ms: to_min * 60_000,
+            },
+            lookback,
+        );
+        let mut fed = 0;
+        for x in windows.iter().rev() {
+            fed += 1;
+            if !cut.push(x.clone()) {
+                break;
+            }
+        }
+        let got: Vec<i64> = cut
+            .finish()
+            .iter()
+            .map(|x| x.window_start / 60_000)
+            .collect();
+        assert!(fed <= windows.len());
+        got
+    }
+
+    #[test]
+    fn a_cut_is_the_closed_windows_then_the_lookback_newest_first() {
+        // Minutes 0..10 with data, minute 4 empty.
+        let windows: Vec<WindowUpdate> = (0..10).map(|m| w(m, u64::from(m != 4))).collect();
+        // Ends in [6, 9): minutes 5, 6, 7; then two earlier with data (3, 2: 4 is empty).
+        assert_eq!(cut(&windows, 6, 9, 2), [7, 6, 5, 3, 2]);
+        // Nothing with data in the range: nothing at all, however long the lookback.
+        assert_eq!(cut(&windows, 5, 6, 5), Vec::<i64>::new());
+        // A lookback reaching past the oldest window returns what there is.
+        assert_eq!(cut(&windows, 2, 3, 20), [1, 0]);
+        assert_eq!(cut(&windows, 10, 11, 1), [9, 8]);
+    }
+}

@@ -582,3 +582,76 @@ impl AlertStore for MemoryAlerts {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(store: &MemoryAggregateStore, window: WindowSpec, start_ms: i64, count: u64) {
+        let mut item = AggregateItem::new(ItemKey {
+            group: GroupKey {
+                key: "k".into(),
+                metric: "t".into(),
+            },
+            window,
+            start_ms,
+        });
+        for v in 0..count {
+            item.state.push(v as f64);
+        }
+        item.fingerprints.extend(0..count);
+        item.version = 1;
+        let write = ItemWrite {
+            item,
+            expected_version: 0,
+            sealed_page: Vec::new(),
+        };
+        let done = block_on(store.commit(&[write], None)).expect("commit");
+        assert_eq!(done, Commit::Done);
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn closed_windows_reads_one_size_of_one_group_newest_first() {
+        let store = MemoryAggregateStore::new();
+        let minute = WindowSpec::tumbling(60);
+        for m in [0, 1, 2, 4, 5, 6] {
+            put(&store, minute, m * 60_000, m as u64 + 1);
+        }
+        put(&store, WindowSpec::tumbling(3600), 0, 9);
+        put(&store, WindowSpec::hopping(120, 60), 60_000, 9);
+        let group = GroupKey {
+            key: "k".into(),
+            metric: "t".into(),
+        };
+        // Ends in [5 min, 7 min): minutes 4 (end 5) and 5 (end 6); lookback 2: 2 and 1.
+        let closing = ClosingRange {
+            from_ms: 5 * 60_000,
+            to_ms: 7 * 60_000,
+        };
+        let got = block_on(store.closed_windows(&group, 60, closing, 2)).expect("read");
+        let starts: Vec<i64> = got.iter().map(|w| w.window_start / 60_000).collect();
+        assert_eq!(starts, [5, 4, 2, 1]);
+        assert!(
+            got.iter()
+                .all(|w| w.window_seconds == 60 && w.slide_seconds == 60)
+        );
+        assert_eq!(got[0].count, 6);
+        assert_eq!(store.meter.item_reads(), 1, "one Query");
+        let other = GroupKey {
+            key: "x".into(),
+            metric: "t".into(),
+        };
+        assert!(
+            block_on(store.closed_windows(&other, 60, closing, 2))
+                .expect("read")
+                .is_empty()
+        );
+    }
+}
