@@ -800,4 +800,50 @@ mod tests {
         assert_eq!(plan.deferred, (10..25).collect::<Vec<_>>());
         assert_eq!(plan.duplicates, vec![25], "a duplicate is never deferred");
     }
+
+    #[test]
+    fn the_watermark_records_what_its_commit_closed() {
+        let config = AggregateConfig::default(); // 60 s anchor
+        let batch = [cand(0, "a", 130_000, 1.0, 7), cand(1, "b", 70_000, 1.0, 8)];
+        // First watermark of the group: closed from the earliest anchor start.
+        let first = watermark_write(&group(), Some(120_000), None, &batch, &config)
+            .expect("moves")
+            .watermark;
+        assert_eq!(
+            (first.watermark_ms, first.closed_from_ms),
+            (120_000, 60_000)
+        );
+        assert_eq!(
+            first
+                .last_record
+                .as_ref()
+                .map(|(s, q)| (s.as_str(), q.as_str())),
+            Some(("s0", "8"))
+        );
+        // A fresh batch: closed from the stored watermark.
+        let fresh = [cand(0, "c", 600_000, 1.0, 9)];
+        let next = watermark_write(&group(), Some(600_000), Some(&first), &fresh, &config)
+            .expect("moves")
+            .watermark;
+        assert_eq!((next.closed_from_ms, next.version), (120_000, 2));
+        // A redelivery (a record at or before the stored one) keeps the stored start.
+        let again = [
+            cand(0, "a", 130_000, 1.0, 8),
+            cand(1, "d", 900_000, 1.0, 10),
+        ];
+        assert!(redelivers(&again, Some(&first)));
+        assert!(!redelivers(&fresh, Some(&first)), "seq 9 comes after 8");
+        let retried = watermark_write(&group(), Some(900_000), Some(&first), &again, &config)
+            .expect("moves")
+            .watermark;
+        assert_eq!(retried.closed_from_ms, first.closed_from_ms);
+        // The same sequence number on another shard is not a redelivery.
+        let mut elsewhere = again.clone();
+        for c in &mut elsewhere {
+            c.shard = "s1".into();
+        }
+        assert!(!redelivers(&elsewhere, Some(&first)));
+        // Not moved: nothing to write.
+        assert!(watermark_write(&group(), Some(120_000), Some(&first), &fresh, &config).is_none());
+    }
 }
