@@ -2,6 +2,17 @@
 //! clicks. Deterministic for a seed. Like real feeds they are not clean: a few records
 //! are malformed, a few are sent twice by the producer, a few arrive half an hour late, and
 //! event times jitter within the allowed lateness.
+//!
+//! Each feed also carries the anomalies its default rules ([`Scenario::rules`]) look for,
+//! at fixed minutes of event time (counted from the first event), so every rule kind
+//! fires on a default demo:
+//! - iot: rare single readings of 85–95 °C (overheat), and `sensor-001` drifting up
+//!   1.5 °C a minute over minutes 8–15 of every half hour (temperature anomaly);
+//! - payments: rare single payments of 6,000–10,000 (large amount), and in minute 7 of
+//!   every ten one of the three busiest accounts gets half of all payments, of 150–450
+//!   each (spend burst);
+//! - clicks: in minute 3 of every five one of the three busiest campaigns gets half of
+//!   all clicks (traffic spike).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -94,7 +105,7 @@ impl Scenario {
         match self {
             Scenario::Iot => 50,
             Scenario::Payments => 100,
-            Scenario::Clicks => 20,
+            Scenario::Clicks => 60,
         }
     }
 
@@ -121,23 +132,38 @@ impl Scenario {
             .collect()
     }
 
-    /// The demo's detection rules.
+    /// The demo's detection rules, as JSON lines (the format of `sluice rules put`).
+    pub fn rules_text(self) -> &'static str {
+        match self {
+            Scenario::Iot => concat!(
+                r#"{"id":"overheat","type":"temperature","window_seconds":60,"stat":"max","op":">","threshold":80,"severity":"critical","description":"a reading above 80 °C"}"#,
+                "\n",
+                r#"{"id":"temp-anomaly","kind":"zscore","type":"temperature","window_seconds":60,"stat":"mean","op":">","threshold":4,"min_count":10,"severity":"warning","description":"a minute's mean temperature far above the sensor's recent minutes"}"#,
+                "\n",
+                r#"{"id":"dry-air","type":"humidity","window_seconds":3600,"stat":"mean","op":"<","threshold":20,"min_count":10}"#,
+            ),
+            Scenario::Payments => concat!(
+                r#"{"id":"large-amount","type":"amount","window_seconds":60,"stat":"max","op":">","threshold":5000,"severity":"critical","description":"one payment above 5,000"}"#,
+                "\n",
+                r#"{"id":"spend-burst","kind":"rate","type":"amount","window_seconds":60,"stat":"count","op":">=","threshold":3,"min_count":20,"severity":"warning","description":"three times as many payments as the minute before"}"#,
+                "\n",
+                r#"{"id":"spend-anomaly","kind":"zscore","type":"amount","window_seconds":60,"stat":"sum","op":">","threshold":4,"min_count":10,"severity":"critical","description":"a minute's spend far above the account's recent minutes"}"#,
+            ),
+            Scenario::Clicks => concat!(
+                r#"{"id":"click-flood","type":"click","window_seconds":60,"stat":"count","op":">","threshold":150}"#,
+                "\n",
+                r#"{"id":"traffic-spike","kind":"rate","type":"click","window_seconds":60,"stat":"count","op":">=","threshold":3,"min_count":30,"severity":"warning","description":"three times the clicks of the minute before"}"#,
+                "\n",
+                r#"{"id":"traffic-anomaly","kind":"zscore","type":"click","window_seconds":60,"stat":"count","op":">","threshold":4,"history":10,"min_history":3,"min_count":30,"description":"a minute's clicks far above the campaign's recent minutes"}"#,
+                "\n",
+                r#"{"id":"cost-overrun","type":"cost","window_seconds":3600,"stat":"sum","op":">","threshold":5000}"#,
+            ),
+        }
+    }
+
+    /// The demo's detection rules ([`Scenario::rules_text`], parsed).
     pub fn rules(self) -> Vec<Rule> {
-        let text = match self {
-            Scenario::Iot => {
-                r#"{"id":"overheat","type":"temperature","window_seconds":60,"stat":"max","op":">","threshold":80,"severity":"critical"}
-{"id":"dry-air","type":"humidity","window_seconds":3600,"stat":"mean","op":"<","threshold":20,"min_count":10}"#
-            }
-            Scenario::Payments => {
-                r#"{"id":"spend-spike","type":"amount","window_seconds":60,"stat":"sum","op":">","threshold":5000,"severity":"critical"}
-{"id":"card-testing","type":"amount","window_seconds":60,"stat":"count","op":">=","threshold":6}"#
-            }
-            Scenario::Clicks => {
-                r#"{"id":"click-flood","type":"click","window_seconds":60,"stat":"count","op":">","threshold":150}
-{"id":"cost-overrun","type":"cost","window_seconds":3600,"stat":"sum","op":">","threshold":5000}"#
-            }
-        };
-        parse_rules(text).unwrap_or_default()
+        parse_rules(self.rules_text()).unwrap_or_default()
     }
 
     /// `events` producer records (one JSON line each), deterministic for `seed`.
@@ -175,14 +201,19 @@ impl Scenario {
         if rng.chance(noise.malformed) {
             return malformed(rng, n);
         }
-        let k = self.hot_key(rng);
+        let minute = (clock - start_ms).div_euclid(60_000);
+        let burst = self.burst_key(minute).filter(|_| rng.chance(0.5));
+        let k = burst.unwrap_or_else(|| self.hot_key(rng));
         let key = self.key(k);
         // Jitter within a few seconds; rarely an event half an hour late.
         let mut ts = clock - rng.below(5_000) as i64;
         if clock - start_ms > 600_000 && rng.chance(noise.late) {
             ts -= 1_800_000;
         }
-        let (metric, value) = self.reading(rng, k);
+        let (metric, value) = match burst {
+            Some(_) => self.burst_reading(rng),
+            None => self.reading(rng, k, minute),
+        };
         let id = format!("{self}-{n}");
         // Alternate time formats, as mixed producers do.
         let ts_json = if n % 2 == 0 {
@@ -203,7 +234,39 @@ impl Scenario {
         }
     }
 
-    fn reading(self, rng: &mut SplitMix64, k: usize) -> (&'static str, String) {
+    /// The key that gets half of all events in this minute of event time (a spend burst,
+    /// a traffic spike), if any: one of the three busiest keys, in turn.
+    fn burst_key(self, minute: i64) -> Option<usize> {
+        let (every, at) = match self {
+            Scenario::Iot => return None,
+            Scenario::Payments => (10, 7),
+            Scenario::Clicks => (5, 3),
+        };
+        (minute.rem_euclid(every) == at).then_some((minute / every).rem_euclid(3) as usize)
+    }
+
+    /// A reading of a burst: a payment of 150–450, or a click (iot has no bursts: its
+    /// anomaly is a drift, see [`Scenario::drift`]).
+    fn burst_reading(self, rng: &mut SplitMix64) -> (&'static str, String) {
+        match self {
+            Scenario::Payments => ("amount", round2(150.0 + rng.next_f64() * 300.0)),
+            Scenario::Clicks => ("click", "1".into()),
+            Scenario::Iot => ("temperature", round2(20.0 + rng.normal())),
+        }
+    }
+
+    /// How far `sensor-001` has drifted above its normal temperature in this minute:
+    /// 1.5 °C more each minute over minutes 8–15 of every half hour, then recalibrated.
+    fn drift(k: usize, minute: i64) -> f64 {
+        let phase = minute.rem_euclid(30);
+        if k == 1 && (8..16).contains(&phase) {
+            1.5 * (phase - 7) as f64
+        } else {
+            0.0
+        }
+    }
+
+    fn reading(self, rng: &mut SplitMix64, k: usize, minute: i64) -> (&'static str, String) {
         match self {
             Scenario::Iot => {
                 if rng.chance(0.7) {
@@ -211,7 +274,7 @@ impl Scenario {
                     let v = if spike {
                         85.0 + rng.next_f64() * 10.0
                     } else {
-                        18.0 + (k % 7) as f64 + 2.0 * rng.normal()
+                        18.0 + (k % 7) as f64 + 2.0 * rng.normal() + Self::drift(k, minute)
                     };
                     ("temperature", round2(v))
                 } else {
