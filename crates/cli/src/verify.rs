@@ -1201,4 +1201,33 @@ mod tests {
         off.enabled = false;
         assert!(closed_window_alerts(&truth, &[off]).expected.is_empty());
     }
+
+    /// Every scenario's demo data (the default 20,000 events) implies alerts of every
+    /// closed-window kind its default rules define, by the verifier's own math; and
+    /// every threshold rule kind holds on some final window.
+    #[test]
+    fn every_scenario_demo_implies_alerts_of_every_kind_of_its_rules() {
+        use sluice_local::scenario::{DEFAULT_START_MS, Noise, Scenario};
+        for scenario in [Scenario::Iot, Scenario::Payments, Scenario::Clicks] {
+            let input: Vec<Vec<u8>> = scenario
+                .generate(20_000, 1, DEFAULT_START_MS, &Noise::default())
+                .into_iter()
+                .map(String::into_bytes)
+                .collect();
+            let truth = ground_truth(&input, &AggregateConfig::default(), TimeBounds::unbounded());
+            let rules = scenario.rules();
+            let implied = closed_window_alerts(&truth, &rules);
+            let mut kinds: HashSet<RuleKind> =
+                implied.expected.values().map(|a| a.kind_of_rule).collect();
+            if truth
+                .final_updates()
+                .iter()
+                .any(|u| rules.iter().any(|r| r.evaluate(u).is_some()))
+            {
+                kinds.insert(RuleKind::Threshold);
+            }
+            let defined: HashSet<RuleKind> = rules.iter().map(|r| r.kind).collect();
+            assert_eq!(kinds, defined, "{scenario}: {:?}", implied.expected.keys());
+        }
+    }
 }

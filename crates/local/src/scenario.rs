@@ -6,8 +6,9 @@
 //! Each feed also carries the anomalies its default rules ([`Scenario::rules`]) look for,
 //! at fixed minutes of event time (counted from the first event), so every rule kind
 //! fires on a default demo:
-//! - iot: rare single readings of 85–95 °C (overheat), and `sensor-001` drifting up
-//!   1.5 °C a minute over minutes 8–15 of every half hour (temperature anomaly);
+//! - iot: rare single readings of 85–95 °C (overheat), and `sensor-001` running 4 °C
+//!   hot, 1 °C more each minute, over minutes 8–15 of every half hour (temperature
+//!   anomaly);
 //! - payments: rare single payments of 6,000–10,000 (large amount), and in minute 7 of
 //!   every ten one of the three busiest accounts gets half of all payments, of 150–450
 //!   each (spend burst);
@@ -205,8 +206,10 @@ impl Scenario {
         let burst = self.burst_key(minute).filter(|_| rng.chance(0.5));
         let k = burst.unwrap_or_else(|| self.hot_key(rng));
         let key = self.key(k);
-        // Jitter within a few seconds; rarely an event half an hour late.
-        let mut ts = clock - rng.below(5_000) as i64;
+        // Jitter within a few seconds (never before the first event: a sliver of a
+        // window before the feed starts would look like a collapse of traffic); rarely
+        // an event half an hour late.
+        let mut ts = (clock - rng.below(5_000) as i64).max(start_ms);
         if clock - start_ms > 600_000 && rng.chance(noise.late) {
             ts -= 1_800_000;
         }
@@ -255,12 +258,13 @@ impl Scenario {
         }
     }
 
-    /// How far `sensor-001` has drifted above its normal temperature in this minute:
-    /// 1.5 °C more each minute over minutes 8–15 of every half hour, then recalibrated.
+    /// How far `sensor-001` runs above its normal temperature in this minute: over
+    /// minutes 8–15 of every half hour it fails, 4 °C hot and 1 °C more each minute,
+    /// then it is recalibrated.
     fn drift(k: usize, minute: i64) -> f64 {
         let phase = minute.rem_euclid(30);
         if k == 1 && (8..16).contains(&phase) {
-            1.5 * (phase - 7) as f64
+            4.0 + (phase - 8) as f64
         } else {
             0.0
         }
@@ -425,6 +429,86 @@ mod tests {
         assert_eq!(
             lines[..100],
             Scenario::Clicks.generate(100, 3, DEFAULT_START_MS, &noise)[..]
+        );
+    }
+
+    /// Per (key, type, minute from the start): (count, sum) of a clean feed.
+    fn minutes(
+        s: Scenario,
+        events: usize,
+    ) -> std::collections::HashMap<(String, String, i64), (u64, f64)> {
+        let mut out = std::collections::HashMap::new();
+        for line in s.generate(events, 1, DEFAULT_START_MS, &Noise::CLEAN) {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+            let ts = v["ts"].as_i64().unwrap_or_else(|| {
+                sluice_core::time::parse_time_arg(v["ts"].as_str().expect("ts")).expect("time")
+            });
+            let e = out
+                .entry((
+                    v["key"].as_str().expect("key").to_owned(),
+                    v["type"].as_str().expect("type").to_owned(),
+                    (ts - DEFAULT_START_MS).div_euclid(60_000),
+                ))
+                .or_insert((0, 0.0));
+            e.0 += 1;
+            e.1 += v["value"].as_f64().expect("value");
+        }
+        out
+    }
+
+    #[test]
+    fn every_scenario_has_rules_of_several_kinds_and_the_anomalies_they_look_for() {
+        for s in [Scenario::Iot, Scenario::Payments, Scenario::Clicks] {
+            let rules = s.rules();
+            assert_eq!(
+                rules.len(),
+                s.rules_text().lines().count(),
+                "{s}: all parse"
+            );
+            let kinds: std::collections::HashSet<_> = rules.iter().map(|r| r.kind).collect();
+            assert!(kinds.len() >= 2, "{s}: {kinds:?}");
+        }
+        let count = |m: &std::collections::HashMap<_, (u64, f64)>, k: &str, t: &str, min: i64| {
+            m.get(&(k.to_owned(), t.to_owned(), min))
+                .copied()
+                .unwrap_or((0, 0.0))
+        };
+        // Payments: minute 7 of every ten, one busy account gets half of all payments.
+        let pay = minutes(Scenario::Payments, 20_000);
+        for (key, minute) in [("acct-0000", 7), ("acct-0001", 17)] {
+            let (burst, before) = (
+                count(&pay, key, "amount", minute),
+                count(&pay, key, "amount", minute - 1),
+            );
+            assert!(
+                burst.0 >= 4 * before.0 && before.0 > 20,
+                "{key}: {burst:?} vs {before:?}"
+            );
+        }
+        // Clicks: minute 3 of every five, one busy campaign gets half of all clicks.
+        let clicks = minutes(Scenario::Clicks, 20_000);
+        for (key, minute) in [("campaign-00", 3), ("campaign-01", 8), ("campaign-02", 13)] {
+            let (burst, before) = (
+                count(&clicks, key, "click", minute),
+                count(&clicks, key, "click", minute - 1),
+            );
+            assert!(
+                burst.0 >= 4 * before.0 && before.0 > 30,
+                "{key}: {burst:?} vs {before:?}"
+            );
+        }
+        // IoT: sensor-001 runs hot over minutes 8-15.
+        let iot = minutes(Scenario::Iot, 20_000);
+        let mean = |m: i64| {
+            let (n, sum) = count(&iot, "sensor-001", "temperature", m);
+            sum / n as f64
+        };
+        assert!(mean(8) > mean(7) + 3.0, "{} vs {}", mean(8), mean(7));
+        assert!(
+            mean(16) < mean(15) - 8.0,
+            "recalibrated: {} vs {}",
+            mean(16),
+            mean(15)
         );
     }
 }
