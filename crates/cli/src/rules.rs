@@ -23,8 +23,6 @@ use crate::remote::explain;
     after_help = "Rule lines (JSON lines; blank lines and # comments allowed):\n  {\"id\":\"overheat\",\"type\":\"temperature\",\"window_seconds\":60,\"stat\":\"max\",\"op\":\">\",\"threshold\":80}\n  {\"id\":\"burst\",\"kind\":\"rate\",\"type\":\"amount\",\"window_seconds\":60,\"stat\":\"count\",\"op\":\">=\",\"threshold\":3}\n  {\"id\":\"odd\",\"kind\":\"zscore\",\"type\":\"amount\",\"window_seconds\":60,\"stat\":\"sum\",\"op\":\">\",\"threshold\":4}\n\nExamples:\n  sluice rules put --file rules.jsonl\n  sluice rules list\n  sluice rules list --json > rules.jsonl\n  sluice rules delete overheat"
 )]
 pub struct RulesArgs {
-    #[command(flatten)]
-    pub conn: Connection,
     #[command(subcommand)]
     pub command: RulesCommand,
 }
@@ -34,26 +32,36 @@ pub enum RulesCommand {
     /// Validate every rule of a JSON lines file, then store each (replacing a rule of
     /// the same id). Nothing is written if any line is invalid.
     Put {
+        #[command(flatten)]
+        conn: Connection,
         #[arg(long, value_name = "PATH")]
         file: PathBuf,
     },
     /// Print the stored rules: a table, or JSON lines that `put` accepts.
     List {
+        #[command(flatten)]
+        conn: Connection,
         #[arg(long)]
         json: bool,
     },
     /// Delete one rule by id (fails when there is no such rule).
     Delete {
+        #[command(flatten)]
+        conn: Connection,
         #[arg(value_name = "ID")]
         id: String,
     },
 }
 
 pub async fn run(args: RulesArgs) -> Result<bool> {
-    let conn = &args.conn;
+    let conn = match &args.command {
+        RulesCommand::Put { conn, .. }
+        | RulesCommand::List { conn, .. }
+        | RulesCommand::Delete { conn, .. } => conn,
+    };
     // A file is read and checked before the deployment is touched.
     let to_put = match &args.command {
-        RulesCommand::Put { file } => Some(read_rules(file)?),
+        RulesCommand::Put { file, .. } => Some(read_rules(file)?),
         _ => None,
     };
     let table = conn.names().table(resources::RULES_TABLE);
@@ -79,7 +87,7 @@ pub async fn run(args: RulesArgs) -> Result<bool> {
             )?;
             print_rules(&mut out, &rules)?;
         }
-        (RulesCommand::List { json }, _) => {
+        (RulesCommand::List { json, .. }, _) => {
             let listing = store
                 .list()
                 .await
@@ -101,7 +109,7 @@ pub async fn run(args: RulesArgs) -> Result<bool> {
                 print_rules(&mut out, &listing.rules)?;
             }
         }
-        (RulesCommand::Delete { id }, _) => {
+        (RulesCommand::Delete { id, .. }, _) => {
             let deleted = store.delete(id).await.map_err(|e| {
                 explain(
                     e,
