@@ -17,7 +17,7 @@ use sluice_core::outcome::Fate;
 use sluice_core::outcome::{BatchOutcome, StageStats};
 use sluice_core::ports::{
     AggregateStore, AlertStore, Attrs, Clock, RecordSink, ReferenceLookup, RulesSource,
-    ShardSource, SystemClock,
+    ShardSource, SystemClock, WindowHistory,
 };
 use sluice_core::record::{OutRecord, StreamRecord};
 use sluice_core::resources;
@@ -65,11 +65,13 @@ impl AggregateOverrides {
 pub type Stats = Arc<Mutex<StageStats>>;
 
 /// The table-backed ports the stages run on.
-pub struct Ports<R, S, Ru, A> {
+pub struct Ports<R, S, Ru, A, H> {
     pub reference: R,
     pub store: S,
     pub rules: Ru,
     pub alerts: A,
+    /// The aggregates table again, read-only, for detect's `rate`/`zscore` rules.
+    pub history: H,
 }
 
 /// One stage, ready for an event source mapping.
@@ -115,9 +117,9 @@ pub fn faults_for(
 /// configuration) over the given ports; `sink(stream)` makes a writer for a stream;
 /// `clock` is the wall clock the stages read (deadlines, clock skew, cache ages);
 /// `ledger` books every event's fate.
-pub fn build_stages<R, S, Ru, A, K>(
+pub fn build_stages<R, S, Ru, A, H, K>(
     template: &Template,
-    ports: Ports<R, S, Ru, A>,
+    ports: Ports<R, S, Ru, A, H>,
     sink: impl Fn(&str) -> K,
     faults: &Option<Arc<Faults>>,
     clock: Arc<dyn Clock>,
@@ -128,6 +130,7 @@ where
     S: AggregateStore + 'static,
     Ru: RulesSource + 'static,
     A: AlertStore + 'static,
+    H: WindowHistory + 'static,
     K: RecordSink + 'static,
 {
     let stream = |logical: &str| -> Result<String> {
@@ -155,10 +158,16 @@ where
         store,
         rules,
         alerts,
+        history,
     } = ports;
     // Each port goes to exactly one stage.
-    let (mut reference, mut store, mut rules, mut alerts) =
-        (Some(reference), Some(store), Some(rules), Some(alerts));
+    let (mut reference, mut store, mut rules, mut alerts, mut history) = (
+        Some(reference),
+        Some(store),
+        Some(rules),
+        Some(alerts),
+        Some(history),
+    );
     let mut aggregate_config = AggregateConfig::default();
     let mut stages = Vec::new();
     let mut latencies = BTreeMap::new();
@@ -217,6 +226,7 @@ where
                 Arc::new(sluice_detect::handler_with_clock(
                     rules.take().context("one detect stage")?,
                     alerts.take().context("one detect stage")?,
+                    history.take().context("one detect stage")?,
                     output,
                     dead_letters,
                     clock.clone(),
@@ -449,6 +459,7 @@ impl InProcess {
             store: store.clone(),
             rules: MemoryRules::new(rules),
             alerts: alerts.clone(),
+            history: store.clone(),
         };
         let stages = build_stages(
             template,

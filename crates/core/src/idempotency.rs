@@ -280,18 +280,61 @@ fn expiry(key: &ItemKey, config: &AggregateConfig) -> Option<i64> {
     (config.retention_ms > 0).then(|| (key.end_ms() + config.retention_ms) / 1000)
 }
 
+/// Whether the batch delivers again a record of the group that the batch which wrote
+/// `stored` already held: then it may be the retry of an attempt that committed and lost
+/// its window updates. Kinesis delivers one partition key (one group) from one shard in
+/// sequence order, so a fresh batch only holds records after the stored one; a retry
+/// holds the same records again. (Producer duplicates and upstream re-emits come in new
+/// records, so they are not redeliveries.)
+pub fn redelivers(candidates: &[Candidate], stored: Option<&GroupWatermark>) -> bool {
+    let Some((shard, seq)) = stored.and_then(|w| w.last_record.as_ref()) else {
+        return false;
+    };
+    candidates
+        .iter()
+        .any(|c| c.shard == *shard && c.seq <= *seq)
+}
+
 /// The group watermark to write with a group's aggregates, if the batch moved it.
+///
+/// `candidates` are all the group's events in the batch (every round passes the same
+/// ones, so every round decides alike). The new watermark's `closed_from_ms` makes
+/// [`GroupWatermark::closing`] the windows this commit closes: the stored watermark
+/// (what was closed before stays closed); on a redelivery, the stored `closed_from_ms`
+/// instead, so that the range also covers what the first attempt closed (its window
+/// updates may have been lost); for the group's first watermark, the earliest anchor
+/// start of its events (no window of the group ends before it).
 pub fn watermark_write(
     group: &GroupKey,
     batch_watermark: Option<i64>,
     current: Option<&GroupWatermark>,
+    candidates: &[Candidate],
+    config: &AggregateConfig,
 ) -> Option<WatermarkWrite> {
     let wm = batch_watermark.filter(|wm| current.is_none_or(|c| *wm > c.watermark_ms))?;
     let expected_version = current.map_or(0, |c| c.version);
+    let anchor = config.windows.anchor();
+    let closed_from_ms = match current {
+        Some(c) if redelivers(candidates, current) => c.closed_from_ms,
+        Some(c) => c.watermark_ms,
+        None => candidates
+            .iter()
+            .map(|c| anchor.latest_start(c.ts))
+            .min()
+            .unwrap_or(wm),
+    };
+    // The batch's last record of the group (a batch comes from one shard).
+    let last_record = candidates
+        .iter()
+        .max_by(|a, b| a.seq.cmp(&b.seq))
+        .map(|c| (c.shard.clone(), c.seq.clone()))
+        .or_else(|| current.and_then(|c| c.last_record.clone()));
     Some(WatermarkWrite {
         watermark: GroupWatermark {
             group: group.clone(),
             watermark_ms: wm,
+            closed_from_ms,
+            last_record,
             version: expected_version + 1,
         },
         expected_version,
@@ -673,6 +716,8 @@ mod tests {
             watermark: GroupWatermark {
                 group: group(),
                 watermark_ms: ms,
+                closed_from_ms: 0,
+                last_record: None,
                 version: 1,
             },
             expected_version: 0,

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::fingerprint::FingerprintSet;
-use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
+use crate::item::{
+    AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
+    WindowUpdate,
+};
 use crate::record::OutRecord;
 use crate::rules::{Alert, Rule};
 
@@ -86,6 +89,78 @@ pub trait AggregateStore: Send + Sync {
         writes: &[ItemWrite],
         watermark: Option<&WatermarkWrite>,
     ) -> impl Future<Output = Result<Commit>> + Send;
+}
+
+/// The history of a group's windows, for the detect stage's `rate` and `zscore` rules
+/// (a read of the aggregates table).
+pub trait WindowHistory: Send + Sync {
+    /// The group's tumbling windows of `window_seconds` that have data and whose end
+    /// lies in `closing`, followed by the (at most) `lookback` windows with data
+    /// immediately before the earliest of them; all newest first. Nothing when no
+    /// window in `closing` has data. On DynamoDB: one strongly consistent `Query`
+    /// (paginated) on the group's partition, newest first, stopping as soon as it has
+    /// them.
+    fn closed_windows(
+        &self,
+        group: &GroupKey,
+        window_seconds: i64,
+        closing: ClosingRange,
+        lookback: u32,
+    ) -> impl Future<Output = Result<Vec<WindowUpdate>>> + Send;
+}
+
+/// Cuts a newest-first run of a group's windows (of one size) to what
+/// [`WindowHistory::closed_windows`] returns: those with data ending in `closing`, then
+/// `lookback` earlier ones with data. Both adapters use it, so they answer alike: feed it
+/// windows newest first until [`HistoryCut::push`] says it has enough.
+#[derive(Debug)]
+pub struct HistoryCut {
+    closing: ClosingRange,
+    lookback: u32,
+    earlier: u32,
+    done: bool,
+    out: Vec<WindowUpdate>,
+}
+
+impl HistoryCut {
+    pub fn new(closing: ClosingRange, lookback: u32) -> Self {
+        HistoryCut {
+            closing,
+            lookback,
+            earlier: 0,
+            done: false,
+            out: Vec::new(),
+        }
+    }
+
+    /// Takes the next (older) window; false once nothing older is needed.
+    pub fn push(&mut self, w: WindowUpdate) -> bool {
+        if self.done {
+            return false;
+        }
+        let end = w
+            .window_start
+            .saturating_add(w.window_seconds.saturating_mul(1000));
+        if end >= self.closing.to_ms || w.count == 0 {
+            return true;
+        }
+        if end >= self.closing.from_ms {
+            self.out.push(w);
+            return true;
+        }
+        if self.out.is_empty() || self.earlier >= self.lookback {
+            self.done = true;
+            return false;
+        }
+        self.earlier += 1;
+        self.out.push(w);
+        self.done = self.earlier >= self.lookback;
+        !self.done
+    }
+
+    pub fn finish(self) -> Vec<WindowUpdate> {
+        self.out
+    }
 }
 
 /// The rules the detect stage evaluates.
@@ -186,6 +261,18 @@ impl<T: AggregateStore + ?Sized> AggregateStore for Arc<T> {
         watermark: Option<&WatermarkWrite>,
     ) -> impl Future<Output = Result<Commit>> + Send {
         (**self).commit(writes, watermark)
+    }
+}
+
+impl<T: WindowHistory + ?Sized> WindowHistory for Arc<T> {
+    fn closed_windows(
+        &self,
+        group: &GroupKey,
+        window_seconds: i64,
+        closing: ClosingRange,
+        lookback: u32,
+    ) -> impl Future<Output = Result<Vec<WindowUpdate>>> + Send {
+        (**self).closed_windows(group, window_seconds, closing, lookback)
     }
 }
 

@@ -24,11 +24,13 @@ use sluice_core::aggregate::AggState;
 use sluice_core::error::{Error, Result};
 use sluice_core::fingerprint::FingerprintSet;
 use sluice_core::item::{
-    AggregateItem, AggregateView, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
+    AggregateItem, AggregateView, ClosingRange, GroupKey, GroupWatermark, ItemKey, ItemWrite,
+    WatermarkWrite, WindowUpdate,
 };
 use sluice_core::limits::dynamodb as limits;
 use sluice_core::ports::{
-    AggregateStore, AlertStatus, AlertStore, Attrs, Commit, Loaded, ReferenceLookup, RulesSource,
+    AggregateStore, AlertStatus, AlertStore, Attrs, Commit, HistoryCut, Loaded, ReferenceLookup,
+    RulesSource, WindowHistory,
 };
 use sluice_core::rules::{Alert, Rule};
 use sluice_core::sequence::SeqNo;
@@ -301,6 +303,46 @@ impl MemoryAggregateStore {
 
     pub fn page_count(&self) -> usize {
         lock(&self.tables).pages.len()
+    }
+}
+
+/// Reads as DynamoDB's `Query` would: the group's items of that window newest first,
+/// from the last window ending before `closing.to_ms`, metered as one strongly
+/// consistent read of the bytes it went through (fingerprint sets projected out).
+impl WindowHistory for MemoryAggregateStore {
+    async fn closed_windows(
+        &self,
+        group: &GroupKey,
+        window_seconds: i64,
+        closing: ClosingRange,
+        lookback: u32,
+    ) -> Result<Vec<WindowUpdate>> {
+        let tables = lock(&self.tables);
+        let spec = WindowSpec::tumbling(window_seconds);
+        let probe = ItemKey {
+            group: group.clone(),
+            window: spec,
+            start_ms: closing.to_ms.saturating_sub(spec.size_ms),
+        };
+        let mut cut = HistoryCut::new(closing, lookback);
+        let mut bytes = 0;
+        if let Some(below) = tables.find(&probe) {
+            let first = Slot {
+                start_ms: i64::MIN,
+                ..below
+            };
+            // Windows starting before `to − size`: ending before `to`.
+            for (slot, stored) in tables.items.range(first..below).rev() {
+                let mut item = stored.to_item(tables.key(*slot));
+                item.fingerprints = FingerprintSet::new();
+                bytes += item.stored_size();
+                if !cut.push(item.update()) {
+                    break;
+                }
+            }
+        }
+        self.meter.consistent_read(bytes);
+        Ok(cut.finish())
     }
 }
 

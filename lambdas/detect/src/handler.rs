@@ -1,43 +1,63 @@
-//! Detect handler: window updates in; rules evaluated; each alert stored and announced
-//! once per (rule, group, window). Generic over its ports.
+//! Detect handler: window updates in; rules evaluated (`threshold` on every update,
+//! `rate` and `zscore` on the windows each update says were closed, with the group's
+//! history read from the aggregates table); each alert stored and announced once per
+//! (rule, group, window). Generic over its ports.
 
 use sluice_core::config::DetectConfig;
-use sluice_core::ports::{AlertStore, Clock, RecordSink, RulesSource, SystemClock};
+use sluice_core::ports::{AlertStore, Clock, RecordSink, RulesSource, SystemClock, WindowHistory};
 pub use sluice_core::stage::detect::Detect;
 
 /// The stage as deployed, with the system clock.
-pub type DetectHandler<R, A, O, D> = Detect<R, A, O, D, SystemClock>;
+pub type DetectHandler<R, A, H, O, D> = Detect<R, A, H, O, D, SystemClock>;
 
 /// The stage as the Lambda binary builds it: the rules behind a cache that keeps them
 /// for `RULES_CACHE_TTL_SECONDS` (built by [`Detect::new`]).
-pub fn handler<R: RulesSource, A: AlertStore, O: RecordSink, D: RecordSink>(
+pub fn handler<R, A, H, O, D>(
     rules: R,
     alerts: A,
+    history: H,
     output: O,
     dead_letters: D,
     config: DetectConfig,
-) -> DetectHandler<R, A, O, D> {
-    handler_with_clock(rules, alerts, output, dead_letters, SystemClock, config)
+) -> DetectHandler<R, A, H, O, D>
+where
+    R: RulesSource,
+    A: AlertStore,
+    H: WindowHistory,
+    O: RecordSink,
+    D: RecordSink,
+{
+    handler_with_clock(
+        rules,
+        alerts,
+        history,
+        output,
+        dead_letters,
+        SystemClock,
+        config,
+    )
 }
 
 /// The same stage on another clock (the rules cache ages on it too): the one place the
 /// stage is assembled, for the binary and `sluice`.
-pub fn handler_with_clock<R, A, O, D, C>(
+pub fn handler_with_clock<R, A, H, O, D, C>(
     rules: R,
     alerts: A,
+    history: H,
     output: O,
     dead_letters: D,
     clock: C,
     config: DetectConfig,
-) -> Detect<R, A, O, D, C>
+) -> Detect<R, A, H, O, D, C>
 where
     R: RulesSource,
     A: AlertStore,
+    H: WindowHistory,
     O: RecordSink,
     D: RecordSink,
     C: Clock + Clone,
 {
-    Detect::new(rules, alerts, output, dead_letters, clock, config)
+    Detect::new(rules, alerts, history, output, dead_letters, clock, config)
 }
 
 #[cfg(test)]
@@ -47,7 +67,7 @@ mod tests {
     use aws_lambda_events::event::kinesis::KinesisEvent;
     use sluice_core::ports::SystemClock;
     use sluice_core::rules::parse_rules;
-    use sluice_local::store::{MemoryAlerts, MemoryRules};
+    use sluice_local::store::{MemoryAggregateStore, MemoryAlerts, MemoryRules};
     use sluice_local::streams::MemoryStreams;
 
     use super::*;
@@ -67,6 +87,7 @@ mod tests {
         let stage = handler(
             MemoryRules::new(rules),
             alerts.clone(),
+            MemoryAggregateStore::new(),
             streams.sink("alerts"),
             streams.sink("dlq"),
             DetectConfig::default(),

@@ -41,9 +41,9 @@ use crate::error::{Error, Result};
 use crate::fingerprint::{FingerprintSet, fingerprint};
 use crate::idempotency::{
     Candidate, Transaction, anchor_of, event_identity, judge_lateness, keys_to_read, plan_group,
-    transactions, watermark_write,
+    redelivers, transactions, watermark_write,
 };
-use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey};
+use crate::item::{AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey, UpdateLine};
 use crate::outcome::{BatchOutcome, Fate, StageStats};
 use crate::ports::{AggregateStore, Clock, Commit, Loaded, RecordSink};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, pack_lines};
@@ -134,6 +134,10 @@ struct Progress {
     counted: Vec<(String, Fate)>,
     /// Events of a commit whose outcome is unknown.
     in_doubt: Vec<String>,
+    /// Groups with a transaction committed by this batch.
+    committed: BTreeSet<GroupKey>,
+    /// What each group's window updates tell detect about closed windows.
+    closing: HashMap<GroupKey, ClosingRange>,
 }
 
 impl Progress {
@@ -145,6 +149,8 @@ impl Progress {
             touched: BTreeSet::new(),
             counted: Vec::new(),
             in_doubt: Vec::new(),
+            committed: BTreeSet::new(),
+            closing: HashMap::new(),
         }
     }
 }
@@ -317,7 +323,10 @@ where
             if let Some(error) = deadline_passed(&self.clock, deadline_ms, margin) {
                 return GroupEnd::Stop(error);
             }
-            let round = match self.plan_round(group, &open, batch_watermark, state).await {
+            let round = match self
+                .plan_round(group, &open, &judged, batch_watermark, state)
+                .await
+            {
                 Ok(round) => round,
                 Err(error) => return GroupEnd::failed(error),
             };
@@ -371,11 +380,14 @@ where
     }
 
     /// Plans one round of a group against what `state` knows: verdicts and transactions
-    /// (the watermark, if it moved, in the last one).
+    /// (the watermark, if it moved, in the last one). `all` are every event of the group
+    /// in the batch: the watermark's closing range is decided from them, alike in every
+    /// round.
     async fn plan_round(
         &self,
         group: &GroupKey,
         open: &[Candidate],
+        all: &[Candidate],
         batch_watermark: Option<i64>,
         state: &State,
     ) -> Result<Round> {
@@ -386,7 +398,13 @@ where
         let anchors: Vec<ItemKey> = anchors.into_iter().collect();
         let pages = self.sealed_pages(&state.items, &anchors).await?;
         let plan = plan_group(group, open, &state.items, &pages, &self.config);
-        let watermark = watermark_write(group, batch_watermark, state.watermarks.get(group));
+        let watermark = watermark_write(
+            group,
+            batch_watermark,
+            state.watermarks.get(group),
+            all,
+            &self.config,
+        );
         let txs = transactions(&plan, &state.items, watermark, &self.config);
         Ok(Round {
             duplicates: plan.duplicates,
@@ -411,6 +429,7 @@ where
             match self.store.commit(&tx.writes, tx.watermark.as_ref()).await {
                 Ok(Commit::Done) => {
                     progress.stats.items_written += tx.action_count() as u64;
+                    progress.committed.insert(group.clone());
                     for w in &tx.writes {
                         state.items.insert(w.item.key.clone(), w.item.clone());
                         progress.touched.insert(w.item.key.clone());
@@ -455,7 +474,11 @@ where
             .filter_map(|k| state.items.get(k))
             .filter(|item| item.version > 0)
             .map(|item| {
-                serde_json::to_vec(&item.update())
+                let line = UpdateLine {
+                    update: item.update(),
+                    closing: progress.closing.get(&item.key.group).copied(),
+                };
+                serde_json::to_vec(&line)
                     .map(|line| (item.key.group.key.clone(), line))
                     .map_err(|source| Error::Encode {
                         what: "a window update",
@@ -548,9 +571,21 @@ where
         let mut progress = Progress::new(batch.pending.len());
         let mut stop = None;
         for group in &batch.groups {
+            let before = state.watermarks.get(&group.0).cloned();
             let end = self
                 .commit_group(&batch, group, &mut state, &mut progress, deadline_ms)
                 .await;
+            let closing = closing_of(
+                &batch,
+                group,
+                before.as_ref(),
+                state.watermarks.get(&group.0),
+                progress.committed.contains(&group.0),
+                self.config.allowed_lateness_ms,
+            );
+            if let Some(range) = closing {
+                progress.closing.insert(group.0.clone(), range);
+            }
             match end {
                 GroupEnd::Done => {}
                 GroupEnd::Unprocessable(error) => progress.dead_letter_group(group, &error),
@@ -605,6 +640,34 @@ impl Progress {
             }
         }
     }
+}
+
+/// The closing range a group's window updates carry: the stored one (that of the
+/// commit that last moved the watermark), unless this batch's commits provably closed
+/// nothing: they counted new events without moving the watermark, and the batch is not
+/// a redelivery (whose first attempt may have moved it and lost its updates). Detect
+/// then reads nothing for the group.
+fn closing_of(
+    batch: &Batch,
+    (group, members): &(GroupKey, Vec<usize>),
+    before: Option<&GroupWatermark>,
+    after: Option<&GroupWatermark>,
+    committed: bool,
+    allowed_lateness_ms: i64,
+) -> Option<ClosingRange> {
+    let after = after?;
+    let moved = before.is_none_or(|b| b.version != after.version);
+    if committed && !moved {
+        let candidates: Vec<Candidate> = members
+            .iter()
+            .map(|i| batch.pending[*i].candidate.clone())
+            .collect();
+        if !redelivers(&candidates, before) {
+            return None;
+        }
+    }
+    debug_assert_eq!(&after.group, group);
+    after.closing(allowed_lateness_ms)
 }
 
 /// Whether a failed commit may still have been applied: the request went out and no
