@@ -53,6 +53,8 @@ fn watermark(g: &GroupKey, ms: i64, version: u64) -> WatermarkWrite {
         watermark: GroupWatermark {
             group: g.clone(),
             watermark_ms: ms,
+            closed_from_ms: ms,
+            last_record: None,
             version,
         },
         expected_version: version - 1,

@@ -279,6 +279,8 @@ fn watermark(g: &GroupKey) -> WatermarkWrite {
         watermark: GroupWatermark {
             group: g.clone(),
             watermark_ms: T0,
+            closed_from_ms: T0,
+            last_record: None,
             version: 1,
         },
         expected_version: 0,

@@ -9,6 +9,7 @@ mod pipeline;
 mod produce;
 mod query;
 mod remote;
+mod rules;
 mod run;
 mod setup;
 mod verify;
@@ -39,6 +40,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print aggregates from the aggregates table, filtered by key, type, window and time.
     Query(query::QueryArgs),
+    /// Put, list and delete detection rules in the rules table (validated on write).
+    Rules(rules::RulesArgs),
     /// Print the latest alerts from the alerts table.
     Alerts(query::AlertsArgs),
     /// Print what the dead-letter stream holds: rejected input with its reason.
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
             Command::Setup(args) => setup::run(args).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Query(args) => query::run_query(args).await,
+            Command::Rules(args) => rules::run(args).await,
             Command::Alerts(args) => query::run_alerts(args).await,
             Command::DeadLetters(args) => query::run_dead_letters(args).await,
             Command::Dashboard(args) => dashboard::run(args).await,

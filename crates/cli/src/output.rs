@@ -306,23 +306,72 @@ pub fn print_alerts_upto(
     for a in alerts.iter().take(max) {
         writeln!(
             out,
-            "  [{}] {} on {} {}: {:?} {} {} over {} s from {} (value {})",
+            "  [{}] {} ({}) on {} {}, {} s window from {}: {}",
             a.severity.as_str(),
             terminal_safe(&a.rule_id),
+            a.kind_of_rule.as_str(),
             terminal_safe(&a.key),
             terminal_safe(&a.metric),
-            a.stat,
-            op_symbol(a.op),
-            fmt_num(a.threshold),
             a.window_seconds,
             terminal_safe(&a.window_start),
-            fmt_num(a.value)
+            alert_explanation(a)
         )?;
+        if !a.description.is_empty() {
+            writeln!(out, "      {}", terminal_safe(&a.description))?;
+        }
     }
     if alerts.len() > max {
         writeln!(out, "  … and {} more", alerts.len() - max)?;
     }
     Ok(())
+}
+
+/// Why an alert fired, in the terms of its rule kind: the observed statistic and the
+/// bound (threshold); the ratio to the preceding window's value (rate); z with the
+/// baseline's mean and population standard deviation (zscore).
+fn alert_explanation(a: &Alert) -> String {
+    use sluice_core::rules::{Op, RuleKind};
+    let stat = format!("{:?}", a.stat).to_lowercase();
+    let observed = short_num(a.observed);
+    let t = short_num(a.threshold);
+    match a.kind_of_rule {
+        RuleKind::Threshold => format!(
+            "{stat} {observed} {} {t} ({} events)",
+            op_symbol(a.op),
+            a.count
+        ),
+        RuleKind::Rate => format!(
+            "{stat} {observed} is {}× the preceding window's {} ({} {t}; {} events)",
+            short_num(a.value),
+            a.previous.map_or("?".to_owned(), short_num),
+            op_symbol(a.op),
+            a.count
+        ),
+        RuleKind::Zscore => {
+            let bound = match a.op {
+                Some(Op::Lt) => format!("<= -{t}"),
+                Some(_) => format!(">= {t}"),
+                None => format!("|z| >= {t}"),
+            };
+            format!(
+                "{stat} {observed}, z {} ({bound}) against mean {} and σ {} of {} earlier windows ({} events)",
+                a.z.map_or("?".to_owned(), short_num),
+                a.mean.map_or("?".to_owned(), short_num),
+                a.stddev.map_or("?".to_owned(), short_num),
+                a.history.map_or("?".to_owned(), |n| n.to_string()),
+                a.count
+            )
+        }
+    }
+}
+
+/// A number for a sentence: at most three decimals, no trailing zeros (`360`, `7.5`).
+fn short_num(v: f64) -> String {
+    if v.abs() >= 1e9 || (v != 0.0 && v.abs() < 1e-3) {
+        fmt_num(v)
+    } else {
+        format!("{}", (v * 1000.0).round() / 1000.0)
+    }
 }
 
 /// Every aggregate, one row each, in the order given (`aggregate_views` order).
@@ -732,6 +781,49 @@ mod tests {
             "count": 1,
         }))
         .expect("an alert")
+    }
+
+    #[test]
+    fn alerts_explain_their_rule_kind_observed_value_and_baseline() {
+        let mut threshold = alert("x");
+        threshold.description = "a reading above 1".into();
+        let rate: Alert = serde_json::from_value(json!({
+            "kind": "alert", "alert_id": "r", "rule_id": "burst", "kind_of_rule": "rate",
+            "severity": "warning", "key": "acct-1", "type": "amount", "window_seconds": 60,
+            "window_start": "2026-01-01T00:07:00Z", "stat": "count", "op": ">=",
+            "threshold": 3.0, "value": 6.0, "observed": 360.0, "previous": 60.0, "count": 360,
+        }))
+        .expect("a rate alert");
+        let z: Alert = serde_json::from_value(json!({
+            "kind": "alert", "alert_id": "z", "rule_id": "odd", "kind_of_rule": "zscore",
+            "severity": "critical", "key": "s-1", "type": "temp", "window_seconds": 60,
+            "window_start": "2026-01-01T00:09:00Z", "stat": "mean",
+            "threshold": 4.0, "value": 7.5, "observed": 24.0, "mean": 19.0, "stddev": 0.5,
+            "z": 7.5, "history": 9, "count": 80,
+        }))
+        .expect("a zscore alert");
+        let mut out = Vec::new();
+        print_alerts(&mut out, &[threshold, rate, z]).expect("printed");
+        let text = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(
+            lines[1].contains("(threshold)") && lines[1].contains("max 2 > 1"),
+            "{text}"
+        );
+        assert_eq!(lines[2].trim(), "a reading above 1");
+        assert!(
+            lines[3].contains("burst (rate)")
+                && lines[3].contains("count 360 is 6× the preceding window's 60 (>= 3"),
+            "{text}"
+        );
+        assert!(
+            lines[4].contains("odd (zscore)")
+                && lines[4].contains(
+                    "mean 24, z 7.5 (|z| >= 4) against mean 19 and σ 0.5 of 9 earlier windows"
+                ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use sluice_core::outcome::Fate;
 use sluice_core::outcome::{BatchOutcome, StageStats};
 use sluice_core::ports::{
     AggregateStore, AlertStore, Attrs, Clock, RecordSink, ReferenceLookup, RulesSource,
-    ShardSource, SystemClock,
+    ShardSource, SystemClock, WindowHistory,
 };
 use sluice_core::record::{OutRecord, StreamRecord};
 use sluice_core::resources;
@@ -65,11 +65,13 @@ impl AggregateOverrides {
 pub type Stats = Arc<Mutex<StageStats>>;
 
 /// The table-backed ports the stages run on.
-pub struct Ports<R, S, Ru, A> {
+pub struct Ports<R, S, Ru, A, H> {
     pub reference: R,
     pub store: S,
     pub rules: Ru,
     pub alerts: A,
+    /// The aggregates table again, read-only, for detect's `rate`/`zscore` rules.
+    pub history: H,
 }
 
 /// One stage, ready for an event source mapping.
@@ -116,9 +118,9 @@ pub fn faults_for(
 /// `clock` is the wall clock the stages read (deadlines, clock skew, cache ages);
 /// `streams_clock` the one the streams stamp arrivals with (iterator ages are measured
 /// on it); `ledger` books every event's fate.
-pub fn build_stages<R, S, Ru, A, K>(
+pub fn build_stages<R, S, Ru, A, H, K>(
     template: &Template,
-    ports: Ports<R, S, Ru, A>,
+    ports: Ports<R, S, Ru, A, H>,
     sink: impl Fn(&str) -> K,
     faults: &Option<Arc<Faults>>,
     clock: Arc<dyn Clock>,
@@ -130,6 +132,7 @@ where
     S: AggregateStore + 'static,
     Ru: RulesSource + 'static,
     A: AlertStore + 'static,
+    H: WindowHistory + 'static,
     K: RecordSink + 'static,
 {
     let stream = |logical: &str| -> Result<String> {
@@ -169,10 +172,16 @@ where
         store,
         rules,
         alerts,
+        history,
     } = ports;
     // Each port goes to exactly one stage.
-    let (mut reference, mut store, mut rules, mut alerts) =
-        (Some(reference), Some(store), Some(rules), Some(alerts));
+    let (mut reference, mut store, mut rules, mut alerts, mut history) = (
+        Some(reference),
+        Some(store),
+        Some(rules),
+        Some(alerts),
+        Some(history),
+    );
     let mut aggregate_config = AggregateConfig::default();
     let mut stages = Vec::new();
     let mut latencies = BTreeMap::new();
@@ -231,6 +240,7 @@ where
                 Arc::new(sluice_detect::handler_with_clock(
                     rules.take().context("one detect stage")?,
                     alerts.take().context("one detect stage")?,
+                    history.take().context("one detect stage")?,
                     output,
                     dead_letters,
                     clock.clone(),
@@ -463,6 +473,7 @@ impl InProcess {
             store: store.clone(),
             rules: MemoryRules::new(rules),
             alerts: alerts.clone(),
+            history: store.clone(),
         };
         let stages = build_stages(
             template,
@@ -855,5 +866,98 @@ mod tests {
         };
         assert!(!alert_ids(&clean).is_empty(), "the scenario raises alerts");
         assert_eq!(alert_ids(&faulty), alert_ids(&clean));
+    }
+
+    /// `rate` and `zscore` rules fire on closed windows only, exactly where their
+    /// definitions say (checked here for `rate` against the stored windows, with
+    /// "closed" computed from them independently), and the same alerts come out when
+    /// commits lose their replies and their window updates.
+    #[tokio::test]
+    async fn closed_window_alerts_survive_lost_emits_and_match_their_definition() {
+        use sluice_core::rules::{RuleKind, parse_rules};
+        use sluice_local::faults::FaultRates;
+        let rules = parse_rules(
+            r#"{"id":"burst","kind":"rate","type":"*","window_seconds":60,"stat":"count","op":">=","threshold":2}
+{"id":"odd","kind":"zscore","type":"temperature","window_seconds":60,"stat":"mean","threshold":3}"#,
+        )
+        .expect("rules");
+        let input = lines(20_000); // 1,000 s of iot events: about ten minutes close
+        let run = |faults: Option<Arc<Faults>>| {
+            let (input, rules) = (input.clone(), rules.clone());
+            async move {
+                let template = Template::parse(sluice_local::template::BUNDLED_TEMPLATE)
+                    .expect("bundled template");
+                let now = SystemClock.now_ms();
+                let mut p = InProcess::build_with_clocks(
+                    &template,
+                    Scenario::Iot.reference(),
+                    rules,
+                    faults,
+                    Arc::new(ManualClock::starting_at(now)),
+                    Arc::new(ManualClock::starting_at(now)),
+                )
+                .expect("pipeline");
+                p.produce(&input).expect("produce");
+                p.drain(|_| {}).await.expect("drain");
+                p
+            }
+        };
+        let clean = run(None).await;
+        let faults = Arc::new(Faults::new(
+            11,
+            FaultRates {
+                lost_commit_reply: 0.2,
+                emit_after_commit: 0.3,
+                ..FaultRates::NONE
+            },
+        ));
+        let faulty = run(Some(faults.clone())).await;
+        assert!(faults.injected().get("emit_after_commit") > Some(&0));
+        let alert_ids = |p: &InProcess, kind: RuleKind| {
+            let mut ids: Vec<String> = p
+                .alerts
+                .alerts()
+                .into_iter()
+                .filter(|a| a.kind_of_rule == kind)
+                .map(|a| a.alert_id)
+                .collect();
+            ids.sort();
+            ids
+        };
+        for kind in [RuleKind::Rate, RuleKind::Zscore] {
+            assert!(!alert_ids(&clean, kind).is_empty(), "{kind:?} alerts fire");
+            assert_eq!(
+                alert_ids(&faulty, kind),
+                alert_ids(&clean, kind),
+                "{kind:?}"
+            );
+        }
+        // The rate rule, from the stored minutes: a window is closed once its group's
+        // newest minute starts more than the allowed lateness after the window's end.
+        let lateness = AggregateConfig::default().allowed_lateness_ms;
+        let mut minutes: BTreeMap<(String, String), BTreeMap<i64, u64>> = BTreeMap::new();
+        for item in clean.store.items() {
+            if item.key.window == sluice_core::window::WindowSpec::tumbling(60) {
+                minutes
+                    .entry((item.key.group.metric.clone(), item.key.group.key.clone()))
+                    .or_default()
+                    .insert(item.key.start_ms, item.state.count);
+            }
+        }
+        let mut want = Vec::new();
+        for ((metric, key), counts) in &minutes {
+            let newest = *counts.keys().last().expect("a minute");
+            for (start, count) in counts {
+                let closed = start + 60_000 + lateness < newest;
+                let previous = counts.get(&(start - 60_000)).copied().unwrap_or(0);
+                if closed && previous > 0 && *count as f64 / previous as f64 >= 2.0 {
+                    want.push(sluice_core::rules::Alert::id_for(
+                        "burst", metric, key, 60, *start,
+                    ));
+                }
+            }
+        }
+        want.sort();
+        assert_eq!(alert_ids(&clean, RuleKind::Rate), want);
     }
 }

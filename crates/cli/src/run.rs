@@ -102,6 +102,7 @@ pub async fn run(args: RunArgs) -> Result<bool> {
             clients.dynamodb.clone(),
             names.table(resources::ALERTS_TABLE),
         ),
+        history: store.clone(),
     };
     let kinesis = clients.kinesis.clone();
     let stages = build_stages(

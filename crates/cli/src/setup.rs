@@ -21,7 +21,7 @@ use crate::remote::explain;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Each stream and table is printed on stderr as `created` or `exists`.\n\nExamples:\n  sluice setup --endpoint http://localhost:4566\n  sluice setup --prefix dev --shards 4\n  sluice setup --scenario iot          (also seeds the iot scenario's reference rows and rules)\n  sluice setup --reference sites.jsonl --rules rules.jsonl\n\nReference lines: {\"key\":\"sensor-001\",\"attrs\":{\"site\":\"north\"}}\nRule lines:      {\"id\":\"overheat\",\"type\":\"temperature\",\"window_seconds\":60,\"stat\":\"max\",\"op\":\">\",\"threshold\":80}"
+    after_help = "Each stream and table is printed on stderr as `created` or `exists`.\n\nExamples:\n  sluice setup --endpoint http://localhost:4566\n  sluice setup --prefix dev --shards 4\n  sluice setup --scenario iot          (also seeds the iot scenario's reference rows and rules)\n  sluice setup --reference sites.jsonl --rules rules.jsonl\n\nReference lines: {\"key\":\"sensor-001\",\"attrs\":{\"site\":\"north\"}}\nRule lines:      {\"id\":\"overheat\",\"type\":\"temperature\",\"window_seconds\":60,\"stat\":\"max\",\"op\":\">\",\"threshold\":80}\n                 {\"id\":\"burst\",\"kind\":\"rate\",\"type\":\"amount\",\"window_seconds\":60,\"stat\":\"count\",\"op\":\">=\",\"threshold\":3}\n                 (the format of `sluice rules put`; see `sluice rules --help`)"
 )]
 pub struct SetupArgs {
     #[command(flatten)]

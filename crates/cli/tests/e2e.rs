@@ -638,7 +638,9 @@ async fn setup_seeds_files_and_alerts_reads_them_back() {
     assert_eq!(limited, newest_first[..1].to_vec());
     let (human, _) = sluice_ok(&["alerts", "--prefix", &prefix]);
     assert!(
-        human.contains("Alerts (3)") && human.contains("too-hot on sensor-001"),
+        human.contains("Alerts (3)")
+            && human.contains("too-hot (threshold) on sensor-001")
+            && human.contains("max 33.5 > 30"),
         "{human}"
     );
 }

@@ -280,18 +280,61 @@ fn expiry(key: &ItemKey, config: &AggregateConfig) -> Option<i64> {
     (config.retention_ms > 0).then(|| (key.end_ms() + config.retention_ms) / 1000)
 }
 
+/// Whether the batch delivers again a record of the group that the batch which wrote
+/// `stored` already held: then it may be the retry of an attempt that committed and lost
+/// its window updates. Kinesis delivers one partition key (one group) from one shard in
+/// sequence order, so a fresh batch only holds records after the stored one; a retry
+/// holds the same records again. (Producer duplicates and upstream re-emits come in new
+/// records, so they are not redeliveries.)
+pub fn redelivers(candidates: &[Candidate], stored: Option<&GroupWatermark>) -> bool {
+    let Some((shard, seq)) = stored.and_then(|w| w.last_record.as_ref()) else {
+        return false;
+    };
+    candidates
+        .iter()
+        .any(|c| c.shard == *shard && c.seq <= *seq)
+}
+
 /// The group watermark to write with a group's aggregates, if the batch moved it.
+///
+/// `candidates` are all the group's events in the batch (every round passes the same
+/// ones, so every round decides alike). The new watermark's `closed_from_ms` makes
+/// [`GroupWatermark::closing`] the windows this commit closes: the stored watermark
+/// (what was closed before stays closed); on a redelivery, the stored `closed_from_ms`
+/// instead, so that the range also covers what the first attempt closed (its window
+/// updates may have been lost); for the group's first watermark, the earliest anchor
+/// start of its events (no window of the group ends before it).
 pub fn watermark_write(
     group: &GroupKey,
     batch_watermark: Option<i64>,
     current: Option<&GroupWatermark>,
+    candidates: &[Candidate],
+    config: &AggregateConfig,
 ) -> Option<WatermarkWrite> {
     let wm = batch_watermark.filter(|wm| current.is_none_or(|c| *wm > c.watermark_ms))?;
     let expected_version = current.map_or(0, |c| c.version);
+    let anchor = config.windows.anchor();
+    let closed_from_ms = match current {
+        Some(c) if redelivers(candidates, current) => c.closed_from_ms,
+        Some(c) => c.watermark_ms,
+        None => candidates
+            .iter()
+            .map(|c| anchor.latest_start(c.ts))
+            .min()
+            .unwrap_or(wm),
+    };
+    // The batch's last record of the group (a batch comes from one shard).
+    let last_record = candidates
+        .iter()
+        .max_by(|a, b| a.seq.cmp(&b.seq))
+        .map(|c| (c.shard.clone(), c.seq.clone()))
+        .or_else(|| current.and_then(|c| c.last_record.clone()));
     Some(WatermarkWrite {
         watermark: GroupWatermark {
             group: group.clone(),
             watermark_ms: wm,
+            closed_from_ms,
+            last_record,
             version: expected_version + 1,
         },
         expected_version,
@@ -673,6 +716,8 @@ mod tests {
             watermark: GroupWatermark {
                 group: group(),
                 watermark_ms: ms,
+                closed_from_ms: 0,
+                last_record: None,
                 version: 1,
             },
             expected_version: 0,
@@ -754,5 +799,51 @@ mod tests {
         assert_eq!(plan.anchors[0].counted.len(), 10);
         assert_eq!(plan.deferred, (10..25).collect::<Vec<_>>());
         assert_eq!(plan.duplicates, vec![25], "a duplicate is never deferred");
+    }
+
+    #[test]
+    fn the_watermark_records_what_its_commit_closed() {
+        let config = AggregateConfig::default(); // 60 s anchor
+        let batch = [cand(0, "a", 130_000, 1.0, 7), cand(1, "b", 70_000, 1.0, 8)];
+        // First watermark of the group: closed from the earliest anchor start.
+        let first = watermark_write(&group(), Some(120_000), None, &batch, &config)
+            .expect("moves")
+            .watermark;
+        assert_eq!(
+            (first.watermark_ms, first.closed_from_ms),
+            (120_000, 60_000)
+        );
+        assert_eq!(
+            first
+                .last_record
+                .as_ref()
+                .map(|(s, q)| (s.as_str(), q.as_str())),
+            Some(("s0", "8"))
+        );
+        // A fresh batch: closed from the stored watermark.
+        let fresh = [cand(0, "c", 600_000, 1.0, 9)];
+        let next = watermark_write(&group(), Some(600_000), Some(&first), &fresh, &config)
+            .expect("moves")
+            .watermark;
+        assert_eq!((next.closed_from_ms, next.version), (120_000, 2));
+        // A redelivery (a record at or before the stored one) keeps the stored start.
+        let again = [
+            cand(0, "a", 130_000, 1.0, 8),
+            cand(1, "d", 900_000, 1.0, 10),
+        ];
+        assert!(redelivers(&again, Some(&first)));
+        assert!(!redelivers(&fresh, Some(&first)), "seq 9 comes after 8");
+        let retried = watermark_write(&group(), Some(900_000), Some(&first), &again, &config)
+            .expect("moves")
+            .watermark;
+        assert_eq!(retried.closed_from_ms, first.closed_from_ms);
+        // The same sequence number on another shard is not a redelivery.
+        let mut elsewhere = again.clone();
+        for c in &mut elsewhere {
+            c.shard = "s1".into();
+        }
+        assert!(!redelivers(&elsewhere, Some(&first)));
+        // Not moved: nothing to write.
+        assert!(watermark_write(&group(), Some(120_000), Some(&first), &fresh, &config).is_none());
     }
 }

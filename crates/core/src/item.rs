@@ -154,15 +154,40 @@ impl AggregateItem {
 /// The event-time watermark of one group: the start of the newest anchor window it
 /// has seen an event in. It only grows, and is written in the same transaction as the
 /// group's aggregates, so a retried batch judges lateness exactly as the first try did.
+///
+/// It also remembers which windows the commit that wrote it closed (see
+/// [`GroupWatermark::closing`]), so that a retry whose first attempt committed but lost
+/// its window updates can tell the detect stage again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupWatermark {
     pub group: GroupKey,
     pub watermark_ms: i64,
+    /// The watermark before the commit that wrote this one (or, when a redelivery wrote
+    /// it, the value the redelivered attempt had stored: the range then covers both).
+    /// Windows whose end lies in `[closed_from_ms − L, watermark_ms − L)` became closed
+    /// by that commit (L the allowed lateness). Items written before this field existed
+    /// read as `watermark_ms` (nothing pending).
+    pub closed_from_ms: i64,
+    /// The last record (shard, sequence number) of the group in the batch that wrote
+    /// this watermark: a later batch holding a record at or before it is a redelivery.
+    pub last_record: Option<(String, SeqNo)>,
     /// 0 means "not stored yet".
     pub version: u64,
 }
 
 impl GroupWatermark {
+    /// The windows the commit that wrote this watermark closed: a window (of any size:
+    /// every window ends on an anchor boundary) whose end `e` satisfies
+    /// `e + allowed_lateness < watermark` can never change again, because every event
+    /// that could still fall in it is late. `None` when the range is empty.
+    pub fn closing(&self, allowed_lateness_ms: i64) -> Option<ClosingRange> {
+        let range = ClosingRange {
+            from_ms: self.closed_from_ms.saturating_sub(allowed_lateness_ms),
+            to_ms: self.watermark_ms.saturating_sub(allowed_lateness_ms),
+        };
+        (range.from_ms < range.to_ms).then_some(range)
+    }
+
     /// The watermark item's stored size ([`crate::limits::dynamodb::watermark_size`]).
     pub fn stored_size(&self) -> usize {
         crate::limits::dynamodb::watermark_size(self)
@@ -258,6 +283,41 @@ impl WindowUpdate {
     pub fn window(&self) -> WindowSpec {
         WindowSpec::hopping(self.window_seconds, self.slide_seconds)
     }
+}
+
+/// Windows of a group that a commit closed: every window whose END lies in
+/// `[from_ms, to_ms)` (epoch milliseconds) will never change again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClosingRange {
+    #[serde(rename = "from")]
+    pub from_ms: i64,
+    #[serde(rename = "to")]
+    pub to_ms: i64,
+}
+
+impl ClosingRange {
+    pub fn contains_end(&self, end_ms: i64) -> bool {
+        (self.from_ms..self.to_ms).contains(&end_ms)
+    }
+
+    /// The smallest range holding both.
+    pub fn union(self, other: ClosingRange) -> ClosingRange {
+        ClosingRange {
+            from_ms: self.from_ms.min(other.from_ms),
+            to_ms: self.to_ms.max(other.to_ms),
+        }
+    }
+}
+
+/// One line of the window-updates stream: a [`WindowUpdate`] and, when the commit that
+/// produced it closed windows of its group, which ones (`"closing":{"from":…,"to":…}`).
+/// Lines written before closing ranges existed have none and still parse.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateLine {
+    #[serde(flatten)]
+    pub update: WindowUpdate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closing: Option<ClosingRange>,
 }
 
 #[cfg(test)]

@@ -292,6 +292,11 @@ pub mod dynamodb {
             + WATERMARK_SORT_KEY.len()
             + "wm".len()
             + int_size(w.watermark_ms)
+            + "closed_from".len()
+            + int_size(w.closed_from_ms)
+            + w.last_record.as_ref().map_or(0, |(shard, seq)| {
+                "last_shard".len() + shard.len() + "last_seq".len() + seq.as_str().len()
+            })
             + "version".len()
             + int_size(w.version)
     }
@@ -584,12 +589,23 @@ mod tests {
             bound,
             "the bound is reached"
         );
-        let wm = GroupWatermark {
+        let mut wm = GroupWatermark {
             group: item.key.group.clone(),
             watermark_ms: 1_767_225_660_000,
+            closed_from_ms: 1_767_225_600_000,
+            last_record: None,
             version: 7,
         };
         assert_eq!(wm.stored_size(), watermark_size(&wm));
+        let bare = watermark_size(&wm);
+        wm.last_record = Some((
+            "shardId-000000000000".into(),
+            crate::sequence::SeqNo::parse("49").expect("digits"),
+        ));
+        assert_eq!(
+            watermark_size(&wm),
+            bare + "last_shard".len() + 20 + "last_seq".len() + 2
+        );
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct StageStats {
     pub counted: u64,
     pub unenriched: u64,
     pub alerts_raised: u64,
+    /// Detect: reads of a group's window history (one `Query` each) for `rate` and
+    /// `zscore` rules.
+    pub history_reads: u64,
     pub items_written: u64,
     pub transactions: u64,
     pub conflicts: u64,
@@ -108,6 +111,7 @@ impl AddAssign<&StageStats> for StageStats {
         self.counted += o.counted;
         self.unenriched += o.unenriched;
         self.alerts_raised += o.alerts_raised;
+        self.history_reads += o.history_reads;
         self.items_written += o.items_written;
         self.transactions += o.transactions;
         self.conflicts += o.conflicts;

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::fingerprint::FingerprintSet;
-use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
+use crate::item::{
+    AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
+    WindowUpdate,
+};
 use crate::record::OutRecord;
 use crate::rules::{Alert, Rule};
 
@@ -86,6 +89,78 @@ pub trait AggregateStore: Send + Sync {
         writes: &[ItemWrite],
         watermark: Option<&WatermarkWrite>,
     ) -> impl Future<Output = Result<Commit>> + Send;
+}
+
+/// The history of a group's windows, for the detect stage's `rate` and `zscore` rules
+/// (a read of the aggregates table).
+pub trait WindowHistory: Send + Sync {
+    /// The group's tumbling windows of `window_seconds` that have data and whose end
+    /// lies in `closing`, followed by the (at most) `lookback` windows with data
+    /// immediately before the earliest of them; all newest first. Nothing when no
+    /// window in `closing` has data. On DynamoDB: one strongly consistent `Query`
+    /// (paginated) on the group's partition, newest first, stopping as soon as it has
+    /// them.
+    fn closed_windows(
+        &self,
+        group: &GroupKey,
+        window_seconds: i64,
+        closing: ClosingRange,
+        lookback: u32,
+    ) -> impl Future<Output = Result<Vec<WindowUpdate>>> + Send;
+}
+
+/// Cuts a newest-first run of a group's windows (of one size) to what
+/// [`WindowHistory::closed_windows`] returns: those with data ending in `closing`, then
+/// `lookback` earlier ones with data. Both adapters use it, so they answer alike: feed it
+/// windows newest first until [`HistoryCut::push`] says it has enough.
+#[derive(Debug)]
+pub struct HistoryCut {
+    closing: ClosingRange,
+    lookback: u32,
+    earlier: u32,
+    done: bool,
+    out: Vec<WindowUpdate>,
+}
+
+impl HistoryCut {
+    pub fn new(closing: ClosingRange, lookback: u32) -> Self {
+        HistoryCut {
+            closing,
+            lookback,
+            earlier: 0,
+            done: false,
+            out: Vec::new(),
+        }
+    }
+
+    /// Takes the next (older) window; false once nothing older is needed.
+    pub fn push(&mut self, w: WindowUpdate) -> bool {
+        if self.done {
+            return false;
+        }
+        let end = w
+            .window_start
+            .saturating_add(w.window_seconds.saturating_mul(1000));
+        if end >= self.closing.to_ms || w.count == 0 {
+            return true;
+        }
+        if end >= self.closing.from_ms {
+            self.out.push(w);
+            return true;
+        }
+        if self.out.is_empty() || self.earlier >= self.lookback {
+            self.done = true;
+            return false;
+        }
+        self.earlier += 1;
+        self.out.push(w);
+        self.done = self.earlier >= self.lookback;
+        !self.done
+    }
+
+    pub fn finish(self) -> Vec<WindowUpdate> {
+        self.out
+    }
 }
 
 /// The rules the detect stage evaluates.
@@ -189,6 +264,18 @@ impl<T: AggregateStore + ?Sized> AggregateStore for Arc<T> {
     }
 }
 
+impl<T: WindowHistory + ?Sized> WindowHistory for Arc<T> {
+    fn closed_windows(
+        &self,
+        group: &GroupKey,
+        window_seconds: i64,
+        closing: ClosingRange,
+        lookback: u32,
+    ) -> impl Future<Output = Result<Vec<WindowUpdate>>> + Send {
+        (**self).closed_windows(group, window_seconds, closing, lookback)
+    }
+}
+
 impl<T: RulesSource + ?Sized> RulesSource for Arc<T> {
     fn rules(&self) -> impl Future<Output = Result<Arc<Vec<Rule>>>> + Send {
         (**self).rules()
@@ -201,5 +288,64 @@ impl<T: AlertStore + ?Sized> AlertStore for Arc<T> {
     }
     fn mark_notified(&self, alert_id: &str) -> impl Future<Output = Result<()>> + Send {
         (**self).mark_notified(alert_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(minute: i64, count: u64) -> WindowUpdate {
+        WindowUpdate {
+            key: "k".into(),
+            metric: "t".into(),
+            window_seconds: 60,
+            slide_seconds: 60,
+            window_start: minute * 60_000,
+            count,
+            sum: 0.0,
+            min: 0.0,
+            max: 0.0,
+            mean: 0.0,
+            variance: 0.0,
+            version: 1,
+        }
+    }
+
+    fn cut(windows: &[WindowUpdate], from_min: i64, to_min: i64, lookback: u32) -> Vec<i64> {
+        let mut cut = HistoryCut::new(
+            ClosingRange {
+                from_ms: from_min * 60_000,
+                to_ms: to_min * 60_000,
+            },
+            lookback,
+        );
+        let mut fed = 0;
+        for x in windows.iter().rev() {
+            fed += 1;
+            if !cut.push(x.clone()) {
+                break;
+            }
+        }
+        let got: Vec<i64> = cut
+            .finish()
+            .iter()
+            .map(|x| x.window_start / 60_000)
+            .collect();
+        assert!(fed <= windows.len());
+        got
+    }
+
+    #[test]
+    fn a_cut_is_the_closed_windows_then_the_lookback_newest_first() {
+        // Minutes 0..10 with data, minute 4 empty.
+        let windows: Vec<WindowUpdate> = (0..10).map(|m| w(m, u64::from(m != 4))).collect();
+        // Ends in [6, 9): minutes 5, 6, 7; then two earlier with data (3, 2: 4 is empty).
+        assert_eq!(cut(&windows, 6, 9, 2), [7, 6, 5, 3, 2]);
+        // Nothing with data in the range: nothing at all, however long the lookback.
+        assert_eq!(cut(&windows, 5, 6, 5), Vec::<i64>::new());
+        // A lookback reaching past the oldest window returns what there is.
+        assert_eq!(cut(&windows, 2, 3, 20), [1, 0]);
+        assert_eq!(cut(&windows, 10, 11, 1), [9, 8]);
     }
 }

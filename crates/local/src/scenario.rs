@@ -2,6 +2,18 @@
 //! clicks. Deterministic for a seed. Like real feeds they are not clean: a few records
 //! are malformed, a few are sent twice by the producer, a few arrive half an hour late, and
 //! event times jitter within the allowed lateness.
+//!
+//! Each feed also carries the anomalies its default rules ([`Scenario::rules`]) look for,
+//! at fixed minutes of event time (counted from the first event), so every rule kind
+//! fires on a default demo:
+//! - iot: rare single readings of 85–95 °C (overheat), and `sensor-001` running 4 °C
+//!   hot, 1 °C more each minute, over minutes 8–15 of every half hour (temperature
+//!   anomaly);
+//! - payments: rare single payments of 6,000–10,000 (large amount), and in minute 7 of
+//!   every ten one of the three busiest accounts gets half of all payments, of 150–450
+//!   each (spend burst);
+//! - clicks: in minute 3 of every five one of the three busiest campaigns gets half of
+//!   all clicks (traffic spike).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -94,7 +106,7 @@ impl Scenario {
         match self {
             Scenario::Iot => 50,
             Scenario::Payments => 100,
-            Scenario::Clicks => 20,
+            Scenario::Clicks => 60,
         }
     }
 
@@ -121,23 +133,38 @@ impl Scenario {
             .collect()
     }
 
-    /// The demo's detection rules.
+    /// The demo's detection rules, as JSON lines (the format of `sluice rules put`).
+    pub fn rules_text(self) -> &'static str {
+        match self {
+            Scenario::Iot => concat!(
+                r#"{"id":"overheat","type":"temperature","window_seconds":60,"stat":"max","op":">","threshold":80,"severity":"critical","description":"a reading above 80 °C"}"#,
+                "\n",
+                r#"{"id":"temp-anomaly","kind":"zscore","type":"temperature","window_seconds":60,"stat":"mean","op":">","threshold":4,"min_count":10,"severity":"warning","description":"a minute's mean temperature far above the sensor's recent minutes"}"#,
+                "\n",
+                r#"{"id":"dry-air","type":"humidity","window_seconds":3600,"stat":"mean","op":"<","threshold":20,"min_count":10}"#,
+            ),
+            Scenario::Payments => concat!(
+                r#"{"id":"large-amount","type":"amount","window_seconds":60,"stat":"max","op":">","threshold":5000,"severity":"critical","description":"one payment above 5,000"}"#,
+                "\n",
+                r#"{"id":"spend-burst","kind":"rate","type":"amount","window_seconds":60,"stat":"count","op":">=","threshold":3,"min_count":20,"severity":"warning","description":"three times as many payments as the minute before"}"#,
+                "\n",
+                r#"{"id":"spend-anomaly","kind":"zscore","type":"amount","window_seconds":60,"stat":"sum","op":">","threshold":4,"min_count":10,"severity":"critical","description":"a minute's spend far above the account's recent minutes"}"#,
+            ),
+            Scenario::Clicks => concat!(
+                r#"{"id":"click-flood","type":"click","window_seconds":60,"stat":"count","op":">","threshold":150}"#,
+                "\n",
+                r#"{"id":"traffic-spike","kind":"rate","type":"click","window_seconds":60,"stat":"count","op":">=","threshold":3,"min_count":30,"severity":"warning","description":"three times the clicks of the minute before"}"#,
+                "\n",
+                r#"{"id":"traffic-anomaly","kind":"zscore","type":"click","window_seconds":60,"stat":"count","op":">","threshold":4,"history":10,"min_history":3,"min_count":30,"description":"a minute's clicks far above the campaign's recent minutes"}"#,
+                "\n",
+                r#"{"id":"cost-overrun","type":"cost","window_seconds":3600,"stat":"sum","op":">","threshold":5000}"#,
+            ),
+        }
+    }
+
+    /// The demo's detection rules ([`Scenario::rules_text`], parsed).
     pub fn rules(self) -> Vec<Rule> {
-        let text = match self {
-            Scenario::Iot => {
-                r#"{"id":"overheat","type":"temperature","window_seconds":60,"stat":"max","op":">","threshold":80,"severity":"critical"}
-{"id":"dry-air","type":"humidity","window_seconds":3600,"stat":"mean","op":"<","threshold":20,"min_count":10}"#
-            }
-            Scenario::Payments => {
-                r#"{"id":"spend-spike","type":"amount","window_seconds":60,"stat":"sum","op":">","threshold":5000,"severity":"critical"}
-{"id":"card-testing","type":"amount","window_seconds":60,"stat":"count","op":">=","threshold":6}"#
-            }
-            Scenario::Clicks => {
-                r#"{"id":"click-flood","type":"click","window_seconds":60,"stat":"count","op":">","threshold":150}
-{"id":"cost-overrun","type":"cost","window_seconds":3600,"stat":"sum","op":">","threshold":5000}"#
-            }
-        };
-        parse_rules(text).unwrap_or_default()
+        parse_rules(self.rules_text()).unwrap_or_default()
     }
 
     /// `events` producer records (one JSON line each), deterministic for `seed`.
@@ -175,14 +202,21 @@ impl Scenario {
         if rng.chance(noise.malformed) {
             return malformed(rng, n);
         }
-        let k = self.hot_key(rng);
+        let minute = (clock - start_ms).div_euclid(60_000);
+        let burst = self.burst_key(minute).filter(|_| rng.chance(0.5));
+        let k = burst.unwrap_or_else(|| self.hot_key(rng));
         let key = self.key(k);
-        // Jitter within a few seconds; rarely an event half an hour late.
-        let mut ts = clock - rng.below(5_000) as i64;
+        // Jitter within a few seconds (never before the first event: a sliver of a
+        // window before the feed starts would look like a collapse of traffic); rarely
+        // an event half an hour late.
+        let mut ts = (clock - rng.below(5_000) as i64).max(start_ms);
         if clock - start_ms > 600_000 && rng.chance(noise.late) {
             ts -= 1_800_000;
         }
-        let (metric, value) = self.reading(rng, k);
+        let (metric, value) = match burst {
+            Some(_) => self.burst_reading(rng),
+            None => self.reading(rng, k, minute),
+        };
         let id = format!("{self}-{n}");
         // Alternate time formats, as mixed producers do.
         let ts_json = if n % 2 == 0 {
@@ -203,7 +237,40 @@ impl Scenario {
         }
     }
 
-    fn reading(self, rng: &mut SplitMix64, k: usize) -> (&'static str, String) {
+    /// The key that gets half of all events in this minute of event time (a spend burst,
+    /// a traffic spike), if any: one of the three busiest keys, in turn.
+    fn burst_key(self, minute: i64) -> Option<usize> {
+        let (every, at) = match self {
+            Scenario::Iot => return None,
+            Scenario::Payments => (10, 7),
+            Scenario::Clicks => (5, 3),
+        };
+        (minute.rem_euclid(every) == at).then_some((minute / every).rem_euclid(3) as usize)
+    }
+
+    /// A reading of a burst: a payment of 150–450, or a click (iot has no bursts: its
+    /// anomaly is a drift, see [`Scenario::drift`]).
+    fn burst_reading(self, rng: &mut SplitMix64) -> (&'static str, String) {
+        match self {
+            Scenario::Payments => ("amount", round2(150.0 + rng.next_f64() * 300.0)),
+            Scenario::Clicks => ("click", "1".into()),
+            Scenario::Iot => ("temperature", round2(20.0 + rng.normal())),
+        }
+    }
+
+    /// How far `sensor-001` runs above its normal temperature in this minute: over
+    /// minutes 8–15 of every half hour it fails, 4 °C hot and 1 °C more each minute,
+    /// then it is recalibrated.
+    fn drift(k: usize, minute: i64) -> f64 {
+        let phase = minute.rem_euclid(30);
+        if k == 1 && (8..16).contains(&phase) {
+            4.0 + (phase - 8) as f64
+        } else {
+            0.0
+        }
+    }
+
+    fn reading(self, rng: &mut SplitMix64, k: usize, minute: i64) -> (&'static str, String) {
         match self {
             Scenario::Iot => {
                 if rng.chance(0.7) {
@@ -211,7 +278,7 @@ impl Scenario {
                     let v = if spike {
                         85.0 + rng.next_f64() * 10.0
                     } else {
-                        18.0 + (k % 7) as f64 + 2.0 * rng.normal()
+                        18.0 + (k % 7) as f64 + 2.0 * rng.normal() + Self::drift(k, minute)
                     };
                     ("temperature", round2(v))
                 } else {
@@ -362,6 +429,86 @@ mod tests {
         assert_eq!(
             lines[..100],
             Scenario::Clicks.generate(100, 3, DEFAULT_START_MS, &noise)[..]
+        );
+    }
+
+    /// Per (key, type, minute from the start): (count, sum) of a clean feed.
+    fn minutes(
+        s: Scenario,
+        events: usize,
+    ) -> std::collections::HashMap<(String, String, i64), (u64, f64)> {
+        let mut out = std::collections::HashMap::new();
+        for line in s.generate(events, 1, DEFAULT_START_MS, &Noise::CLEAN) {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+            let ts = v["ts"].as_i64().unwrap_or_else(|| {
+                sluice_core::time::parse_time_arg(v["ts"].as_str().expect("ts")).expect("time")
+            });
+            let e = out
+                .entry((
+                    v["key"].as_str().expect("key").to_owned(),
+                    v["type"].as_str().expect("type").to_owned(),
+                    (ts - DEFAULT_START_MS).div_euclid(60_000),
+                ))
+                .or_insert((0, 0.0));
+            e.0 += 1;
+            e.1 += v["value"].as_f64().expect("value");
+        }
+        out
+    }
+
+    #[test]
+    fn every_scenario_has_rules_of_several_kinds_and_the_anomalies_they_look_for() {
+        for s in [Scenario::Iot, Scenario::Payments, Scenario::Clicks] {
+            let rules = s.rules();
+            assert_eq!(
+                rules.len(),
+                s.rules_text().lines().count(),
+                "{s}: all parse"
+            );
+            let kinds: std::collections::HashSet<_> = rules.iter().map(|r| r.kind).collect();
+            assert!(kinds.len() >= 2, "{s}: {kinds:?}");
+        }
+        let count = |m: &std::collections::HashMap<_, (u64, f64)>, k: &str, t: &str, min: i64| {
+            m.get(&(k.to_owned(), t.to_owned(), min))
+                .copied()
+                .unwrap_or((0, 0.0))
+        };
+        // Payments: minute 7 of every ten, one busy account gets half of all payments.
+        let pay = minutes(Scenario::Payments, 20_000);
+        for (key, minute) in [("acct-0000", 7), ("acct-0001", 17)] {
+            let (burst, before) = (
+                count(&pay, key, "amount", minute),
+                count(&pay, key, "amount", minute - 1),
+            );
+            assert!(
+                burst.0 >= 4 * before.0 && before.0 > 20,
+                "{key}: {burst:?} vs {before:?}"
+            );
+        }
+        // Clicks: minute 3 of every five, one busy campaign gets half of all clicks.
+        let clicks = minutes(Scenario::Clicks, 20_000);
+        for (key, minute) in [("campaign-00", 3), ("campaign-01", 8), ("campaign-02", 13)] {
+            let (burst, before) = (
+                count(&clicks, key, "click", minute),
+                count(&clicks, key, "click", minute - 1),
+            );
+            assert!(
+                burst.0 >= 4 * before.0 && before.0 > 30,
+                "{key}: {burst:?} vs {before:?}"
+            );
+        }
+        // IoT: sensor-001 runs hot over minutes 8-15.
+        let iot = minutes(Scenario::Iot, 20_000);
+        let mean = |m: i64| {
+            let (n, sum) = count(&iot, "sensor-001", "temperature", m);
+            sum / n as f64
+        };
+        assert!(mean(8) > mean(7) + 3.0, "{} vs {}", mean(8), mean(7));
+        assert!(
+            mean(16) < mean(15) - 8.0,
+            "recalibrated: {} vs {}",
+            mean(16),
+            mean(15)
         );
     }
 }

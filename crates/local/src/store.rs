@@ -24,11 +24,13 @@ use sluice_core::aggregate::AggState;
 use sluice_core::error::{Error, Result};
 use sluice_core::fingerprint::FingerprintSet;
 use sluice_core::item::{
-    AggregateItem, AggregateView, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
+    AggregateItem, AggregateView, ClosingRange, GroupKey, GroupWatermark, ItemKey, ItemWrite,
+    WatermarkWrite, WindowUpdate,
 };
 use sluice_core::limits::dynamodb as limits;
 use sluice_core::ports::{
-    AggregateStore, AlertStatus, AlertStore, Attrs, Commit, Loaded, ReferenceLookup, RulesSource,
+    AggregateStore, AlertStatus, AlertStore, Attrs, Commit, HistoryCut, Loaded, ReferenceLookup,
+    RulesSource, WindowHistory,
 };
 use sluice_core::rules::{Alert, Rule};
 use sluice_core::sequence::SeqNo;
@@ -304,6 +306,46 @@ impl MemoryAggregateStore {
     }
 }
 
+/// Reads as DynamoDB's `Query` would: the group's items of that window newest first,
+/// from the last window ending before `closing.to_ms`, metered as one strongly
+/// consistent read of the bytes it went through (fingerprint sets projected out).
+impl WindowHistory for MemoryAggregateStore {
+    async fn closed_windows(
+        &self,
+        group: &GroupKey,
+        window_seconds: i64,
+        closing: ClosingRange,
+        lookback: u32,
+    ) -> Result<Vec<WindowUpdate>> {
+        let tables = lock(&self.tables);
+        let spec = WindowSpec::tumbling(window_seconds);
+        let probe = ItemKey {
+            group: group.clone(),
+            window: spec,
+            start_ms: closing.to_ms.saturating_sub(spec.size_ms),
+        };
+        let mut cut = HistoryCut::new(closing, lookback);
+        let mut bytes = 0;
+        if let Some(below) = tables.find(&probe) {
+            let first = Slot {
+                start_ms: i64::MIN,
+                ..below
+            };
+            // Windows starting before `to − size`: ending before `to`.
+            for (slot, stored) in tables.items.range(first..below).rev() {
+                let mut item = stored.to_item(tables.key(*slot));
+                item.fingerprints = FingerprintSet::new();
+                bytes += item.stored_size();
+                if !cut.push(item.update()) {
+                    break;
+                }
+            }
+        }
+        self.meter.consistent_read(bytes);
+        Ok(cut.finish())
+    }
+}
+
 impl AggregateStore for MemoryAggregateStore {
     async fn load(&self, keys: &[ItemKey], groups: &[GroupKey]) -> Result<Loaded> {
         let tables = lock(&self.tables);
@@ -538,5 +580,78 @@ impl AlertStore for MemoryAlerts {
             entry.1 = true;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(store: &MemoryAggregateStore, window: WindowSpec, start_ms: i64, count: u64) {
+        let mut item = AggregateItem::new(ItemKey {
+            group: GroupKey {
+                key: "k".into(),
+                metric: "t".into(),
+            },
+            window,
+            start_ms,
+        });
+        for v in 0..count {
+            item.state.push(v as f64);
+        }
+        item.fingerprints.extend(0..count);
+        item.version = 1;
+        let write = ItemWrite {
+            item,
+            expected_version: 0,
+            sealed_page: Vec::new(),
+        };
+        let done = block_on(store.commit(&[write], None)).expect("commit");
+        assert_eq!(done, Commit::Done);
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn closed_windows_reads_one_size_of_one_group_newest_first() {
+        let store = MemoryAggregateStore::new();
+        let minute = WindowSpec::tumbling(60);
+        for m in [0, 1, 2, 4, 5, 6] {
+            put(&store, minute, m * 60_000, m as u64 + 1);
+        }
+        put(&store, WindowSpec::tumbling(3600), 0, 9);
+        put(&store, WindowSpec::hopping(120, 60), 60_000, 9);
+        let group = GroupKey {
+            key: "k".into(),
+            metric: "t".into(),
+        };
+        // Ends in [5 min, 7 min): minutes 4 (end 5) and 5 (end 6); lookback 2: 2 and 1.
+        let closing = ClosingRange {
+            from_ms: 5 * 60_000,
+            to_ms: 7 * 60_000,
+        };
+        let got = block_on(store.closed_windows(&group, 60, closing, 2)).expect("read");
+        let starts: Vec<i64> = got.iter().map(|w| w.window_start / 60_000).collect();
+        assert_eq!(starts, [5, 4, 2, 1]);
+        assert!(
+            got.iter()
+                .all(|w| w.window_seconds == 60 && w.slide_seconds == 60)
+        );
+        assert_eq!(got[0].count, 6);
+        assert_eq!(store.meter.item_reads(), 1, "one Query");
+        let other = GroupKey {
+            key: "x".into(),
+            metric: "t".into(),
+        };
+        assert!(
+            block_on(store.closed_windows(&other, 60, closing, 2))
+                .expect("read")
+                .is_empty()
+        );
     }
 }

@@ -1047,6 +1047,7 @@ mod tests {
                 &[
                     "dynamodb:GetItem",
                     "dynamodb:PutItem",
+                    "dynamodb:Query",
                     "dynamodb:Scan",
                     "dynamodb:UpdateItem",
                 ],

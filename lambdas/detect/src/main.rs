@@ -2,7 +2,9 @@
 
 #![recursion_limit = "256"]
 use lambda_runtime::{Error, run, service_fn};
-use sluice_aws::{DynamoAlerts, DynamoRules, KinesisSink, config, lambda, telemetry};
+use sluice_aws::{
+    DynamoAggregateStore, DynamoAlerts, DynamoRules, KinesisSink, config, lambda, telemetry,
+};
 use sluice_core::config::{DetectConfig, env};
 
 #[tokio::main]
@@ -14,12 +16,15 @@ async fn main() -> Result<(), Error> {
     let dead_letters = config::required_env(env::DEAD_LETTER_STREAM)?;
     let rules_table = config::required_env(env::RULES_TABLE)?;
     let alerts_table = config::required_env(env::ALERTS_TABLE)?;
+    // Read only: the history of groups whose windows closed (`rate`, `zscore` rules).
+    let aggregates_table = config::required_env(env::AGGREGATES_TABLE)?;
     let sdk = config::sdk_config().await;
     let dynamodb = config::dynamodb_client(&sdk);
     let kinesis = config::kinesis_client(&sdk);
     let stage = sluice_detect::handler(
         DynamoRules::new(dynamodb.clone(), rules_table),
-        DynamoAlerts::new(dynamodb, alerts_table),
+        DynamoAlerts::new(dynamodb.clone(), alerts_table),
+        DynamoAggregateStore::new(dynamodb, aggregates_table),
         KinesisSink::new(kinesis.clone(), output),
         KinesisSink::new(kinesis, dead_letters),
         settings,

@@ -25,11 +25,21 @@
 //! anchor's `expires_at` so a page never outlives its anchor by much.
 //!
 //! Event-time watermark of a group ([`sluice_core::item::GroupWatermark`]): `pk` = the group's `pk`, `sk` =
-//! `~wm` ([`WATERMARK_SORT_KEY`]), `wm` N (epoch milliseconds), `version` N.
+//! `~wm` ([`WATERMARK_SORT_KEY`]), `wm` N (epoch milliseconds), `closed_from` N (the
+//! watermark before the commit that wrote it: the closing range), `last_shard` and
+//! `last_seq` S (the group's last record in that batch, to recognise a redelivery),
+//! `version` N.
 //!
 //! ## Reads
 //! `load` is one strongly consistent `BatchGetItem` (100 keys per request, unprocessed
 //! keys retried with backoff) of the anchor and coarse items and the groups' watermarks.
+//!
+//! `closed_windows` ([`WindowHistory`], for the detect stage) is one strongly consistent
+//! `Query` on the group's partition, `sk BETWEEN "<size>#" AND "<size>#<last start
+//! ending before the range's end>"`, newest first (`ScanIndexForward = false`), without
+//! fingerprint sets, with `Limit` the most items it can need (the windows the range can
+//! hold, plus the lookback, at most 1,000 a page), paginated until it has the closed
+//! windows and their lookback: it reads about as many items as it returns.
 //!
 //! ## Writes
 //! A commit of a single action (one item without sealed pages, or a watermark alone) is
@@ -64,10 +74,11 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem};
 use sluice_core::fingerprint::{FingerprintSet, digest_hex};
 use sluice_core::item::{
-    AggregateItem, GroupKey, ItemKey, ItemWrite, PAGE_PREFIX, WATERMARK_SORT_KEY, WatermarkWrite,
+    AggregateItem, ClosingRange, GroupKey, ItemKey, ItemWrite, PAGE_PREFIX, WATERMARK_SORT_KEY,
+    WatermarkWrite, WindowUpdate,
 };
 use sluice_core::limits::dynamodb::page_size;
-use sluice_core::ports::{AggregateStore, Commit, Loaded};
+use sluice_core::ports::{AggregateStore, Commit, HistoryCut, Loaded, WindowHistory};
 use sluice_core::time::format_rfc3339;
 use sluice_core::window::WindowSpec;
 use sluice_core::{Error, Result};
@@ -342,6 +353,78 @@ impl DynamoAggregateStore {
         }
         items.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(items)
+    }
+}
+
+/// Items one page of a history `Query` asks for at most.
+const MAX_HISTORY_PAGE_ITEMS: i64 = 1000;
+
+impl WindowHistory for DynamoAggregateStore {
+    async fn closed_windows(
+        &self,
+        group: &GroupKey,
+        window_seconds: i64,
+        closing: ClosingRange,
+        lookback: u32,
+    ) -> Result<Vec<WindowUpdate>> {
+        let spec = WindowSpec::tumbling(window_seconds);
+        // The last whole-second start of a window ending before `to` (starts are whole
+        // seconds, so the RFC 3339 bound sorts like the starts it bounds).
+        let last_start = closing.to_ms.saturating_sub(spec.size_ms).saturating_sub(1);
+        let hi = last_start - last_start.rem_euclid(1000);
+        let label = spec.label();
+        let values: HashMap<String, AttributeValue> = HashMap::from([
+            (":pk".to_owned(), codec::s(group.partition_key())),
+            (":lo".to_owned(), codec::s(format!("{label}#"))),
+            (
+                ":hi".to_owned(),
+                codec::s(format!("{label}#{}", format_rfc3339(hi))),
+            ),
+        ]);
+        let in_range =
+            (closing.to_ms.saturating_sub(closing.from_ms) / spec.size_ms.max(1)).saturating_add(2);
+        let limit = in_range
+            .saturating_add(i64::from(lookback))
+            .clamp(1, MAX_HISTORY_PAGE_ITEMS);
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let (projection, names) = projection();
+        let mut cut = HistoryCut::new(closing, lookback);
+        let mut start: Option<Attrs> = None;
+        'pages: loop {
+            let mut out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .set_expression_attribute_values(Some(values.clone()))
+                .projection_expression(&projection)
+                .set_expression_attribute_names(Some(names.clone()))
+                .consistent_read(true)
+                .scan_index_forward(false)
+                .limit(limit)
+                .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| classify::dynamodb("Query", &self.table, e))?;
+            let page = out.items.take().unwrap_or_default();
+            let computed = page_read_units(page.iter().map(super::attrs_size).sum(), true);
+            self.meter.read(reported(out.consumed_capacity()), computed);
+            for m in &page {
+                let item = codec::attrs_to_item(m)?;
+                if item.key.window != spec {
+                    continue;
+                }
+                if !cut.push(item.update()) {
+                    break 'pages;
+                }
+            }
+            match out.last_evaluated_key.take() {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(cut.finish())
     }
 }
 
@@ -625,6 +708,8 @@ mod tests {
                     metric: "t".into(),
                 },
                 watermark_ms: 60_000,
+                closed_from_ms: 0,
+                last_record: None,
                 version: 1,
             },
             expected_version: 0,

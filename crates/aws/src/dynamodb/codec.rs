@@ -52,6 +52,9 @@ pub mod attr {
     pub const HWM: &str = "hwm";
     pub const EXPIRES_AT: &str = "expires_at";
     pub const WM: &str = "wm";
+    pub const CLOSED_FROM: &str = "closed_from";
+    pub const LAST_SHARD: &str = "last_shard";
+    pub const LAST_SEQ: &str = "last_seq";
 
     /// Every attribute of an aggregate item but the fingerprint set (what queries read).
     pub const ALL_BUT_FPS: [&str; 20] = [
@@ -310,10 +313,21 @@ pub fn attrs_to_page(m: &Attrs) -> Result<FingerprintSet> {
     }
 }
 
-/// A group's watermark item: the group's `pk`, `sk = ~wm`, `wm` and `version`.
+/// A group's watermark item: the group's `pk`, `sk = ~wm`, `wm`, `closed_from` (the
+/// watermark before the commit that wrote it), the group's last record in that commit's
+/// batch (`last_shard`, `last_seq`, both `S`: a sequence number is too long for `N`) and
+/// `version`.
 pub fn watermark_to_attrs(w: &GroupWatermark) -> Attrs {
     let mut m = key(w.group.partition_key(), WATERMARK_SORT_KEY);
     m.insert(attr::WM.into(), int_value(w.watermark_ms));
+    m.insert(attr::CLOSED_FROM.into(), int_value(w.closed_from_ms));
+    if let Some((shard, seq)) = &w.last_record {
+        m.insert(attr::LAST_SHARD.into(), AttributeValue::S(shard.clone()));
+        m.insert(
+            attr::LAST_SEQ.into(),
+            AttributeValue::S(seq.as_str().to_owned()),
+        );
+    }
     m.insert(attr::VERSION.into(), int_value(w.version));
     m
 }
@@ -325,10 +339,35 @@ pub fn attrs_to_watermark(m: &Attrs) -> Result<GroupWatermark> {
     let group =
         GroupKey::parse_partition_key(pk).ok_or_else(|| corrupt(m, "pk does not name a group"))?;
     let wm = required(m, attr::WM)?;
+    let watermark_ms =
+        i64_of(wm).ok_or_else(|| corrupt(m, format!("wm is not epoch milliseconds: {wm:?}")))?;
+    // Written before closing ranges existed: nothing is pending.
+    let closed_from_ms = match m.get(attr::CLOSED_FROM) {
+        None => watermark_ms,
+        Some(v) => i64_of(v)
+            .ok_or_else(|| corrupt(m, format!("closed_from is not epoch milliseconds: {v:?}")))?,
+    };
+    let last_record = match (m.get(attr::LAST_SHARD), m.get(attr::LAST_SEQ)) {
+        (None, None) => None,
+        (Some(AttributeValue::S(shard)), Some(AttributeValue::S(seq))) => Some((
+            shard.clone(),
+            SeqNo::parse(seq)
+                .ok_or_else(|| corrupt(m, format!("last_seq is not a sequence number: {seq:?}")))?,
+        )),
+        (shard, seq) => {
+            return Err(corrupt(
+                m,
+                format!(
+                    "last_shard and last_seq must both be S or both absent: {shard:?}, {seq:?}"
+                ),
+            ));
+        }
+    };
     Ok(GroupWatermark {
         group,
-        watermark_ms: i64_of(wm)
-            .ok_or_else(|| corrupt(m, format!("wm is not epoch milliseconds: {wm:?}")))?,
+        watermark_ms,
+        closed_from_ms,
+        last_record,
         version: req_u64(m, attr::VERSION)?,
     })
 }
@@ -554,18 +593,36 @@ mod tests {
     #[test]
     fn pages_and_json_round_trip() {
         let item = sample();
-        let wm = GroupWatermark {
+        let mut wm = GroupWatermark {
             group: item.key.group.clone(),
             watermark_ms: 1_767_225_660_000,
+            closed_from_ms: 1_767_225_600_000,
+            last_record: Some((
+                "shardId-000000000001".into(),
+                SeqNo::parse("49590338271490256608559692538361571095921575989136588898")
+                    .expect("digits"),
+            )),
             version: 4,
         };
         let m = watermark_to_attrs(&wm);
         assert_eq!(m["sk"], s("~wm"));
         assert_eq!(m["wm"], AttributeValue::N("1767225660000".into()));
+        assert_eq!(m["closed_from"], AttributeValue::N("1767225600000".into()));
         assert_eq!(attrs_to_watermark(&m).expect("watermark"), wm);
         let mut broken = m.clone();
         broken.insert("wm".into(), s("soon"));
         assert!(attrs_to_watermark(&broken).is_err());
+        let mut half = m.clone();
+        half.remove("last_seq");
+        assert!(attrs_to_watermark(&half).is_err(), "shard without seq");
+        // A watermark written before closing ranges: nothing pending.
+        let mut old = m.clone();
+        for a in ["closed_from", "last_shard", "last_seq"] {
+            old.remove(a);
+        }
+        wm.closed_from_ms = wm.watermark_ms;
+        wm.last_record = None;
+        assert_eq!(attrs_to_watermark(&old).expect("old watermark"), wm);
 
         let page = page_to_attrs(&item.key, 2, &item.fingerprints, Some(5));
         assert_eq!(page["sk"], s(item.key.page_sk(2)));
@@ -605,11 +662,18 @@ mod tests {
                 "{item:?}"
             );
         }
-        let wm = GroupWatermark {
+        let mut wm = GroupWatermark {
             group: full.key.group.clone(),
             watermark_ms: 1_767_225_660_000,
+            closed_from_ms: -60_000,
+            last_record: None,
             version: 12,
         };
+        assert_eq!(
+            super::super::attrs_size(&watermark_to_attrs(&wm)),
+            limits::watermark_size(&wm)
+        );
+        wm.last_record = Some(("shardId-000000000007".into(), SeqNo::zero()));
         assert_eq!(
             super::super::attrs_size(&watermark_to_attrs(&wm)),
             limits::watermark_size(&wm)

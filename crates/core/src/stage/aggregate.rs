@@ -41,9 +41,9 @@ use crate::error::{Error, Result};
 use crate::fingerprint::{FingerprintSet, fingerprint};
 use crate::idempotency::{
     Candidate, Transaction, anchor_of, event_identity, judge_lateness, keys_to_read, plan_group,
-    transactions, watermark_write,
+    redelivers, transactions, watermark_write,
 };
-use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey};
+use crate::item::{AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey, UpdateLine};
 use crate::outcome::{BatchOutcome, Fate, StageStats};
 use crate::ports::{AggregateStore, Clock, Commit, Loaded, RecordSink};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, pack_lines};
@@ -134,6 +134,10 @@ struct Progress {
     counted: Vec<(String, Fate)>,
     /// Events of a commit whose outcome is unknown.
     in_doubt: Vec<String>,
+    /// Groups with a transaction committed by this batch.
+    committed: BTreeSet<GroupKey>,
+    /// What each group's window updates tell detect about closed windows.
+    closing: HashMap<GroupKey, ClosingRange>,
 }
 
 impl Progress {
@@ -145,6 +149,8 @@ impl Progress {
             touched: BTreeSet::new(),
             counted: Vec::new(),
             in_doubt: Vec::new(),
+            committed: BTreeSet::new(),
+            closing: HashMap::new(),
         }
     }
 }
@@ -317,7 +323,10 @@ where
             if let Some(error) = deadline_passed(&self.clock, deadline_ms, margin) {
                 return GroupEnd::Stop(error);
             }
-            let round = match self.plan_round(group, &open, batch_watermark, state).await {
+            let round = match self
+                .plan_round(group, &open, &judged, batch_watermark, state)
+                .await
+            {
                 Ok(round) => round,
                 Err(error) => return GroupEnd::failed(error),
             };
@@ -371,11 +380,14 @@ where
     }
 
     /// Plans one round of a group against what `state` knows: verdicts and transactions
-    /// (the watermark, if it moved, in the last one).
+    /// (the watermark, if it moved, in the last one). `all` are every event of the group
+    /// in the batch: the watermark's closing range is decided from them, alike in every
+    /// round.
     async fn plan_round(
         &self,
         group: &GroupKey,
         open: &[Candidate],
+        all: &[Candidate],
         batch_watermark: Option<i64>,
         state: &State,
     ) -> Result<Round> {
@@ -386,7 +398,13 @@ where
         let anchors: Vec<ItemKey> = anchors.into_iter().collect();
         let pages = self.sealed_pages(&state.items, &anchors).await?;
         let plan = plan_group(group, open, &state.items, &pages, &self.config);
-        let watermark = watermark_write(group, batch_watermark, state.watermarks.get(group));
+        let watermark = watermark_write(
+            group,
+            batch_watermark,
+            state.watermarks.get(group),
+            all,
+            &self.config,
+        );
         let txs = transactions(&plan, &state.items, watermark, &self.config);
         Ok(Round {
             duplicates: plan.duplicates,
@@ -411,6 +429,7 @@ where
             match self.store.commit(&tx.writes, tx.watermark.as_ref()).await {
                 Ok(Commit::Done) => {
                     progress.stats.items_written += tx.action_count() as u64;
+                    progress.committed.insert(group.clone());
                     for w in &tx.writes {
                         state.items.insert(w.item.key.clone(), w.item.clone());
                         progress.touched.insert(w.item.key.clone());
@@ -455,7 +474,11 @@ where
             .filter_map(|k| state.items.get(k))
             .filter(|item| item.version > 0)
             .map(|item| {
-                serde_json::to_vec(&item.update())
+                let line = UpdateLine {
+                    update: item.update(),
+                    closing: progress.closing.get(&item.key.group).copied(),
+                };
+                serde_json::to_vec(&line)
                     .map(|line| (item.key.group.key.clone(), line))
                     .map_err(|source| Error::Encode {
                         what: "a window update",
@@ -550,9 +573,21 @@ where
         let mut progress = Progress::new(batch.pending.len());
         let mut stop = None;
         for group in &batch.groups {
+            let before = state.watermarks.get(&group.0).cloned();
             let end = self
                 .commit_group(&batch, group, &mut state, &mut progress, deadline_ms)
                 .await;
+            let closing = closing_of(
+                &batch,
+                group,
+                before.as_ref(),
+                state.watermarks.get(&group.0),
+                progress.committed.contains(&group.0),
+                self.config.allowed_lateness_ms,
+            );
+            if let Some(range) = closing {
+                progress.closing.insert(group.0.clone(), range);
+            }
             match end {
                 GroupEnd::Done => {}
                 GroupEnd::Unprocessable(error) => progress.dead_letter_group(group, &error),
@@ -611,6 +646,34 @@ impl Progress {
             }
         }
     }
+}
+
+/// The closing range a group's window updates carry: the stored one (that of the
+/// commit that last moved the watermark), unless this batch's commits provably closed
+/// nothing: they counted new events without moving the watermark, and the batch is not
+/// a redelivery (whose first attempt may have moved it and lost its updates). Detect
+/// then reads nothing for the group.
+fn closing_of(
+    batch: &Batch,
+    (group, members): &(GroupKey, Vec<usize>),
+    before: Option<&GroupWatermark>,
+    after: Option<&GroupWatermark>,
+    committed: bool,
+    allowed_lateness_ms: i64,
+) -> Option<ClosingRange> {
+    let after = after?;
+    let moved = before.is_none_or(|b| b.version != after.version);
+    if committed && !moved {
+        let candidates: Vec<Candidate> = members
+            .iter()
+            .map(|i| batch.pending[*i].candidate.clone())
+            .collect();
+        if !redelivers(&candidates, before) {
+            return None;
+        }
+    }
+    debug_assert_eq!(&after.group, group);
+    after.closing(allowed_lateness_ms)
 }
 
 /// Whether a failed commit may still have been applied: the request went out and no
@@ -1643,5 +1706,174 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// One record per event from sequence number `first_seq` on: `(key, id, ts)`.
+    fn records_from(first_seq: u64, events: &[(&str, &str, i64)]) -> Vec<StreamRecord> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, (key, id, ts))| {
+                let line = serde_json::json!({
+                    "id": id, "key": key, "type": "t", "ts": ts, "value": 1.0,
+                    "origin": format!("o-{id}-{}", first_seq + i as u64),
+                });
+                record("s0", first_seq + i as u64, key, line.to_string().as_bytes())
+            })
+            .collect()
+    }
+
+    /// The closing range every emitted update carries, asserting they all agree.
+    fn closing_of_updates(sink: &VecSink) -> Option<ClosingRange> {
+        let lines: Vec<UpdateLine> = sink
+            .lines()
+            .into_iter()
+            .map(|v| serde_json::from_value(v).expect("an update line"))
+            .collect();
+        assert!(!lines.is_empty(), "updates were emitted");
+        let first = lines[0].closing;
+        assert!(
+            lines.iter().all(|l| l.closing == first),
+            "one group, one range"
+        );
+        sink.records.lock().expect("lock").clear();
+        first
+    }
+
+    fn range(from_ms: i64, to_ms: i64) -> Option<ClosingRange> {
+        Some(ClosingRange { from_ms, to_ms })
+    }
+
+    fn stored_watermark(mem: &MemStore, k: &str) -> GroupWatermark {
+        mem.tables.lock().expect("lock").watermarks[&GroupKey {
+            key: k.into(),
+            metric: "t".into(),
+        }]
+            .clone()
+    }
+
+    fn closing_ranges_through_a_lost_emit(delivery: crate::config::Delivery) {
+        const L: i64 = 300_000; // the default allowed lateness
+        let mem = Arc::new(MemStore::default());
+        let config = AggregateConfig {
+            delivery,
+            ..AggregateConfig::default()
+        };
+        assert_eq!(config.allowed_lateness_ms, L);
+        let s = stage(mem.clone(), config);
+        let run = |batch: &[StreamRecord]| {
+            let out = block_on(s.process(batch, None));
+            assert!(out.is_complete(), "{:?}", out.failure);
+            closing_of_updates(&s.updates)
+        };
+        // The group's first commit: its watermark is the first minute; nothing closed.
+        assert_eq!(run(&records_from(1, &[("a", "1", T0)])), None);
+        // Ten minutes later: every window ending before T0 + 10 min − L closed.
+        assert_eq!(
+            run(&records_from(2, &[("a", "2", T0 + 10 * MINUTE)])),
+            range(T0 - L, T0 + 10 * MINUTE - L)
+        );
+        // A fresh batch that does not move the watermark closed nothing.
+        assert_eq!(
+            run(&records_from(3, &[("a", "3", T0 + 10 * MINUTE + 1)])),
+            None
+        );
+        // The commit goes through, its updates are lost.
+        let lost = records_from(4, &[("a", "4", T0 + 20 * MINUTE)]);
+        *s.updates.fail.lock().expect("lock") = true;
+        let out = block_on(s.process(&lost, None));
+        assert!(out.failure.is_some(), "the emit failed");
+        *s.updates.fail.lock().expect("lock") = false;
+        let wm = stored_watermark(&mem, "a");
+        assert_eq!(
+            (wm.watermark_ms, wm.closed_from_ms),
+            (T0 + 20 * MINUTE, T0 + 10 * MINUTE)
+        );
+        // The retry commits nothing but says again what the lost commit closed.
+        assert_eq!(
+            run(&lost),
+            range(T0 + 5 * MINUTE, T0 + 15 * MINUTE),
+            "the redelivery repeats the range"
+        );
+        // A retry that also brings newer records keeps the range it must repeat.
+        let mut longer = lost.clone();
+        longer.extend(records_from(5, &[("a", "5", T0 + 30 * MINUTE)]));
+        assert_eq!(run(&longer), range(T0 + 5 * MINUTE, T0 + 25 * MINUTE));
+        // A producer duplicate in a fresh batch does not hold the range open.
+        let fresh = records_from(
+            6,
+            &[("a", "4", T0 + 20 * MINUTE), ("a", "6", T0 + 40 * MINUTE)],
+        );
+        assert_eq!(run(&fresh), range(T0 + 25 * MINUTE, T0 + 35 * MINUTE));
+        let wm = stored_watermark(&mem, "a");
+        assert_eq!(
+            wm.last_record
+                .map(|(shard, seq)| (shard, seq.as_str().to_owned())),
+            Some(("s0".to_owned(), "7".to_owned()))
+        );
+    }
+
+    #[test]
+    fn updates_carry_the_windows_a_commit_closed_exactly_once() {
+        closing_ranges_through_a_lost_emit(crate::config::Delivery::ExactlyOnce);
+    }
+
+    #[test]
+    fn updates_carry_the_windows_a_commit_closed_at_least_once() {
+        closing_ranges_through_a_lost_emit(crate::config::Delivery::AtLeastOnce);
+    }
+
+    #[test]
+    fn a_backfill_closes_every_window_it_passed_in_one_range() {
+        const L: i64 = 300_000;
+        let mem = Arc::new(MemStore::default());
+        let s = stage(mem.clone(), AggregateConfig::default());
+        // Three hours of history in one batch, the group's first.
+        let events: Vec<(String, i64)> = (0..180)
+            .map(|m| (format!("e{m}"), T0 + 5 * MINUTE + m * MINUTE))
+            .collect();
+        let list: Vec<(&str, &str, i64)> = events
+            .iter()
+            .map(|(id, ts)| ("a", id.as_str(), *ts))
+            .collect();
+        let out = block_on(s.process(&records_from(1, &list), None));
+        assert!(out.is_complete(), "{:?}", out.failure);
+        assert!(out.stats.transactions > 1, "more than one transaction");
+        // From the earliest anchor start: every window of the batch that closed.
+        assert_eq!(
+            closing_of_updates(&s.updates),
+            range(T0 + 5 * MINUTE - L, T0 + 184 * MINUTE - L)
+        );
+    }
+
+    #[test]
+    fn every_round_of_a_hot_group_decides_the_range_alike() {
+        const L: i64 = 300_000;
+        let mem = Arc::new(MemStore::default());
+        // Two new events per anchor and round: five events take three rounds.
+        let config = AggregateConfig {
+            head_fingerprint_cap: crate::idempotency::MAX_SEALED_PAGES_PER_WRITE
+                * crate::idempotency::MAX_PAGE_FINGERPRINTS
+                - 2,
+            ..AggregateConfig::default()
+        };
+        let s = stage(mem.clone(), config);
+        assert!(block_on(s.process(&records_from(1, &[("a", "0", T0)]), None)).is_complete());
+        closing_of_updates(&s.updates);
+        let hot: Vec<(String, i64)> = (1..=5)
+            .map(|i| (format!("h{i}"), T0 + 10 * MINUTE + i))
+            .collect();
+        let list: Vec<(&str, &str, i64)> =
+            hot.iter().map(|(id, ts)| ("a", id.as_str(), *ts)).collect();
+        let out = block_on(s.process(&records_from(2, &list), None));
+        assert!(out.is_complete(), "{:?}", out.failure);
+        assert_eq!(out.stats.counted, 5);
+        assert!(out.stats.transactions >= 3, "{}", out.stats.transactions);
+        assert_eq!(
+            closing_of_updates(&s.updates),
+            range(T0 - L, T0 + 10 * MINUTE - L)
+        );
+        let wm = stored_watermark(&mem, "a");
+        assert_eq!((wm.closed_from_ms, wm.version), (T0, 2), "written once");
     }
 }
