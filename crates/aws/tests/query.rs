@@ -146,6 +146,8 @@ async fn write_items(store: &DynamoAggregateStore, items: &[AggregateItem]) {
         watermark: GroupWatermark {
             group: group.clone(),
             watermark_ms: T0,
+            closed_from_ms: T0,
+            last_record: None,
             version: 1,
         },
         expected_version: 0,
