@@ -54,7 +54,8 @@ fn alert(key: &str, start_ms: i64, value: f64) -> Alert {
         "alert_id": Alert::id_for("too-hot", "temperature", key, 60, start_ms),
         "rule_id": "too-hot", "severity": "critical", "key": key, "type": "temperature",
         "window_seconds": 60, "window_start": format_rfc3339(start_ms),
-        "stat": "max", "op": ">", "threshold": 30.0, "value": value, "count": 2,
+        "stat": "max", "op": ">", "threshold": 30.0, "value": value, "observed": value,
+        "count": 2,
     }))
     .expect("alert")
 }
