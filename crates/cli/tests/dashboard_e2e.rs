@@ -10,11 +10,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 
-use common::{BASE_MS, json_lines, sluice_ok, tempdir, unique_prefix};
+use common::{BASE_MS, dashboard, get, json_lines, sluice_ok, tempdir, unique_prefix};
 use serde_json::{Value, json};
 use sluice_aws::{DynamoAggregateStore, DynamoAlerts};
 use sluice_core::aggregate::AggState;
@@ -67,63 +66,6 @@ fn dead_letter(reason: &str, origin: &str) -> String {
         "sequence_number": "1",
     })
     .to_string()
-}
-
-/// A GET over a plain TCP connection: (status, JSON body).
-fn get(base: &str, path: &str) -> (u16, Value) {
-    let host = base
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let mut stream = TcpStream::connect(&host).expect("connect");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").expect("send");
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).expect("read");
-    let (head, body) = reply.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, serde_json::from_str(body).expect("JSON body"))
-}
-
-/// Stops the dashboard by its PID when the test ends, passed or not.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `sluice dashboard` on a free port; returns it with its URL.
-fn dashboard(prefix: &str) -> (Server, String) {
-    common::require_endpoints();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["dashboard", "--prefix", prefix, "--port", "0"])
-        .args(["--refresh-seconds", "0"])
-        .env_remove("SLUICE_ENDPOINT")
-        .env_remove("SLUICE_PREFIX")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sluice dashboard");
-    let stderr = child.stderr.take().expect("stderr");
-    let server = Server(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let url = lines
-        .find_map(|l| {
-            l.ok()?
-                .strip_prefix("sluice dashboard: ")
-                .filter(|u| u.starts_with("http://"))
-                .map(str::to_owned)
-        })
-        .expect("the dashboard prints its URL");
-    // Keep reading stderr, so the dashboard's later lines have somewhere to go.
-    std::thread::spawn(move || lines.for_each(drop));
-    (server, url)
 }
 
 #[tokio::test]

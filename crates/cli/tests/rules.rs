@@ -278,6 +278,36 @@ mod deployed {
     /// `sluice run` over the loopback endpoints: the alerts table holds exactly the
     /// implied alerts (`--verify` judges them), and running the same file again into the
     /// same tables raises no new alert.
+    /// `GET /alerts` through the query Lambda's handler, over the deployment's tables.
+    fn query_function_alerts(prefix: &str) -> BTreeMap<String, Value> {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let config = sluice_aws::sdk_config().await;
+            let dynamodb = sluice_aws::dynamodb_client(&config);
+            let aggregates = sluice_aws::dynamodb::DynamoAggregateReader::new(
+                dynamodb.clone(),
+                format!("{prefix}-aggregates"),
+            );
+            let alerts =
+                sluice_aws::dynamodb::DynamoAlertReader::new(dynamodb, format!("{prefix}-alerts"));
+            let request = lambda_http::http::Request::builder()
+                .method("GET")
+                .uri("https://fn.lambda-url.us-east-1.on.aws/alerts?limit=1000")
+                .body(lambda_http::Body::Empty)
+                .expect("request");
+            let response = sluice_query::handle(&aggregates, &alerts, request)
+                .await
+                .expect("never fails");
+            assert_eq!(response.status(), 200);
+            let body: Value = match response.body() {
+                lambda_http::Body::Text(t) => serde_json::from_str(t).expect("JSON"),
+                other => panic!("not a text body: {other:?}"),
+            };
+            assert!(body["next"].is_null(), "one page holds them all: {body}");
+            alerts_of(body["items"].as_array().expect("items"))
+        })
+    }
+
     #[test]
     fn run_raises_exactly_the_implied_alerts_and_a_replay_raises_none() {
         let prefix = unique_prefix();
@@ -325,6 +355,20 @@ mod deployed {
             kinds_of(&by_id),
             ["rate", "threshold", "zscore"],
             "{first:?}"
+        );
+        assert_eq!(
+            query_function_alerts(&prefix),
+            by_id,
+            "the query function's handler serves the alerts `sluice alerts` lists"
+        );
+        let (_server, url) = common::dashboard(&prefix);
+        let (status, page) = common::get(&url, "/api/alerts?limit=1000");
+        assert_eq!(status, 200, "{page}");
+        assert!(page["next"].is_null(), "one page holds them all: {page}");
+        assert_eq!(
+            alerts_of(page["items"].as_array().expect("items")),
+            by_id,
+            "the dashboard's endpoint serves the same alerts"
         );
         let second = run("replay", false);
         assert_eq!(second["counted"], 0, "the replay counts nothing");

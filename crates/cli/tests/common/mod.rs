@@ -7,7 +7,9 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashSet};
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
@@ -273,4 +275,61 @@ pub fn json_lines(stdout: &str) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect()
+}
+
+/// A GET over a plain TCP connection: (status, JSON body).
+pub fn get(base: &str, path: &str) -> (u16, Value) {
+    let host = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut stream = TcpStream::connect(&host).expect("connect");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").expect("send");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("head and body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, serde_json::from_str(body).expect("JSON body"))
+}
+
+/// Stops the dashboard by its PID when the test ends, passed or not.
+pub struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `sluice dashboard` on a free port; returns it with its URL.
+pub fn dashboard(prefix: &str) -> (Server, String) {
+    require_endpoints();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["dashboard", "--prefix", prefix, "--port", "0"])
+        .args(["--refresh-seconds", "0"])
+        .env_remove("SLUICE_ENDPOINT")
+        .env_remove("SLUICE_PREFIX")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sluice dashboard");
+    let stderr = child.stderr.take().expect("stderr");
+    let server = Server(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let url = lines
+        .find_map(|l| {
+            l.ok()?
+                .strip_prefix("sluice dashboard: ")
+                .filter(|u| u.starts_with("http://"))
+                .map(str::to_owned)
+        })
+        .expect("the dashboard prints its URL");
+    // Keep reading stderr, so the dashboard's later lines have somewhere to go.
+    std::thread::spawn(move || lines.for_each(drop));
+    (server, url)
 }
