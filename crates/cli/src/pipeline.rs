@@ -240,7 +240,10 @@ where
                 Arc::new(sluice_detect::handler_with_clock(
                     rules.take().context("one detect stage")?,
                     alerts.take().context("one detect stage")?,
-                    history.take().context("one detect stage")?,
+                    FaultyStore::new(
+                        history.take().context("one detect stage")?,
+                        faults_for(template, faults, binary),
+                    ),
                     output,
                     dead_letters,
                     clock.clone(),

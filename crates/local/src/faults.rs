@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sluice_core::error::{Error, Result};
 use sluice_core::fingerprint::FingerprintSet;
-use sluice_core::item::{GroupKey, ItemKey, ItemWrite, WatermarkWrite};
-use sluice_core::ports::{AggregateStore, Commit, Loaded, RecordSink};
+use sluice_core::item::{ClosingRange, GroupKey, ItemKey, ItemWrite, WatermarkWrite, WindowUpdate};
+use sluice_core::ports::{AggregateStore, Commit, Loaded, RecordSink, WindowHistory};
 use sluice_core::record::OutRecord;
 use sluice_core::rng::SplitMix64;
 
@@ -260,7 +260,8 @@ impl<S: RecordSink> RecordSink for FaultySink<S> {
 }
 
 /// An aggregate store with injected faults: throttling, lost version races, and a
-/// commit whose reply is lost after it went through.
+/// commit whose reply is lost after it went through. As detect's window history it
+/// throttles its reads (the `Query` detect makes per group and window size).
 pub struct FaultyStore<S> {
     inner: S,
     faults: Option<Arc<Faults>>,
@@ -310,6 +311,21 @@ impl<S: AggregateStore> AggregateStore for FaultyStore<S> {
     }
 }
 
+impl<S: WindowHistory> WindowHistory for FaultyStore<S> {
+    async fn closed_windows(
+        &self,
+        group: &GroupKey,
+        window_seconds: i64,
+        closing: ClosingRange,
+        lookback: u32,
+    ) -> Result<Vec<WindowUpdate>> {
+        self.throttle("Query")?;
+        self.inner
+            .closed_windows(group, window_seconds, closing, lookback)
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sluice_core::ports::SystemClock;
@@ -319,6 +335,38 @@ mod tests {
 
     fn only(rates: FaultRates) -> Arc<Faults> {
         Arc::new(Faults::new(7, rates))
+    }
+
+    #[tokio::test]
+    async fn history_reads_are_throttled_like_other_store_calls() {
+        let group = GroupKey {
+            key: "sensor-1".into(),
+            metric: "temp".into(),
+        };
+        let closing = ClosingRange {
+            from_ms: 0,
+            to_ms: 600_000,
+        };
+        let calm = FaultyStore::new(crate::store::MemoryAggregateStore::new(), None);
+        assert_eq!(
+            calm.closed_windows(&group, 60, closing, 5)
+                .await
+                .expect("no faults, no failure"),
+            Vec::new()
+        );
+        let throttled = FaultyStore::new(
+            crate::store::MemoryAggregateStore::new(),
+            Some(only(FaultRates {
+                store_throttle: 1.0,
+                ..FaultRates::NONE
+            })),
+        );
+        let err = throttled
+            .closed_windows(&group, 60, closing, 5)
+            .await
+            .expect_err("throttled");
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("Query"), "{err}");
     }
 
     #[tokio::test]
