@@ -148,6 +148,7 @@ pub fn metric_values(stats: &StageStats) -> Vec<Metric> {
         count("Counted", stats.counted),
         count("Unenriched", stats.unenriched),
         count("AlertsRaised", stats.alerts_raised),
+        count("HistoryReads", stats.history_reads),
         count("ItemsWritten", stats.items_written),
         count("Transactions", stats.transactions),
         count("Conflicts", stats.conflicts),

@@ -111,6 +111,9 @@ fn every_stage_function_has_an_iterator_age_and_an_errors_alarm() {
             .any(|(_, n, m, _, t)| n == ns && m == metric && t == target)
     };
     assert!(has("AWS/Kinesis", "IncomingRecords", "DeadLetterStream"));
+    // The query function: crashes (Errors) and store failures it answers as 5xx.
+    assert!(has("AWS/Lambda", "Errors", "QueryFunction"));
+    assert!(has("AWS/Lambda", "Url5xxCount", "QueryFunction"));
     assert!(has(
         "AWS/SQS",
         "ApproximateNumberOfMessagesVisible",
