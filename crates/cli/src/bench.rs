@@ -19,11 +19,13 @@ use sluice_local::store::MemoryAggregateStore;
 use sluice_local::streams::MemoryStreams;
 
 use crate::demo::{LineSource, load_template};
+
+pub mod stage;
 use crate::pipeline::{InProcess, STAGES};
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  cargo run --release -p sluice -- bench\n  sluice bench --events 200000 --scenario payments --json"
+    after_help = "Examples:\n  cargo run --release -p sluice -- bench\n  sluice bench --stage all --json --compare-python\n  sluice bench --events 200000 --scenario payments --json"
 )]
 pub struct BenchArgs {
     /// Events for the whole-pipeline runs.
@@ -36,11 +38,16 @@ pub struct BenchArgs {
     /// One JSON line per measurement instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub stage: stage::StageArgs,
 }
 
 pub async fn run(args: BenchArgs) -> Result<bool> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    if args.stage.stage.is_some() {
+        return stage::run(&args.stage, args.json, &mut out);
+    }
     if !args.json {
         writeln!(
             out,
