@@ -762,7 +762,7 @@ mod tests {
                 consumers: 4.0,
             })
             .collect();
-        let inputs = stage_inputs(&settings, &measures).unwrap();
+        let inputs = stage_inputs(&settings, &measures).expect("test setup");
         let chain: Vec<(f64, f64)> = inputs
             .iter()
             .map(|i| (i.events_per_producer_event, i.records_per_producer_event))

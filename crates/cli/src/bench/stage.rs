@@ -770,7 +770,7 @@ mod tests {
         let spec = small(100, 1, 10, Delivery::ExactlyOnce);
         let e = envelope(7, &spec, 1_700_000_000_000);
         assert_eq!(e.len(), 150);
-        let v: serde_json::Value = serde_json::from_str(&e).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&e).expect("test setup");
         assert_eq!(v["key"], "key-7");
         assert_eq!(v["ts"], 1_700_000_000_000i64 + 7 * 600);
         // Too small to pad: the bare envelope.
@@ -790,8 +790,8 @@ mod tests {
         let spec = small(50, 2, 5, Delivery::ExactlyOnce);
         let raw = raw_batches(&spec, 1_700_000_000_000);
         assert_eq!(raw.len(), 3);
-        let bytes = lambda_event("sluice-raw", &raw[1], 51, 1_700_000_100_000).unwrap();
-        let event: KinesisEvent = serde_json::from_slice(&bytes).unwrap();
+        let bytes = lambda_event("sluice-raw", &raw[1], 51, 1_700_000_100_000).expect("test setup");
+        let event: KinesisEvent = serde_json::from_slice(&bytes).expect("test setup");
         let records = sluice_core::lambda::records_of(&event);
         assert_eq!(records.len(), 50);
         assert_eq!(records[0].stream, "sluice-raw");
@@ -802,10 +802,10 @@ mod tests {
 
     #[test]
     fn every_stage_accepts_its_input_and_aggregate_writes_per_key_not_per_event() {
-        let template = crate::demo::load_template(None).unwrap();
+        let template = crate::demo::load_template(None).expect("test setup");
         let spec = small(400, 2, 10, Delivery::AtLeastOnce);
         let (measures, raw) =
-            measure_single_threaded(template, spec, StageChoice::All.stages()).unwrap();
+            measure_single_threaded(template, spec, StageChoice::All.stages()).expect("test setup");
         assert_eq!(raw.len(), 3);
         let by: BTreeMap<_, _> = measures.iter().map(|m| (m.stage.as_str(), m)).collect();
         assert_eq!(by.len(), 4);
@@ -830,9 +830,10 @@ mod tests {
 
     #[test]
     fn only_the_asked_stage_is_reported() {
-        let template = crate::demo::load_template(None).unwrap();
+        let template = crate::demo::load_template(None).expect("test setup");
         let spec = small(100, 1, 5, Delivery::ExactlyOnce);
-        let (measures, _) = measure_single_threaded(template, spec, vec!["enrich"]).unwrap();
+        let (measures, _) =
+            measure_single_threaded(template, spec, vec!["enrich"]).expect("test setup");
         assert_eq!(measures.len(), 1);
         assert_eq!(measures[0].stage, "enrich");
         assert_eq!(measures[0].records, 100);
