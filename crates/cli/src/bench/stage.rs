@@ -829,6 +829,19 @@ mod tests {
     }
 
     #[test]
+    fn the_python_baseline_accepts_the_same_raw_batches() {
+        // python3 is installed wherever the test command runs (it runs moto).
+        let template = crate::demo::load_template(None).expect("test setup");
+        let spec = small(300, 2, 10, Delivery::ExactlyOnce);
+        let (_, raw) = measure_single_threaded(template, spec, vec!["ingest"]).expect("test setup");
+        let py = run_python("python3", &raw, 1).expect("python3 runs the baseline");
+        // Two timed batches of 300; per batch and key one minute and one hour group.
+        assert_eq!(py.records, 600);
+        assert_eq!(py.groups, 2 * 10 * 2);
+        assert!(py.records_per_sec > 0.0);
+    }
+
+    #[test]
     fn only_the_asked_stage_is_reported() {
         let template = crate::demo::load_template(None).expect("test setup");
         let spec = small(100, 1, 5, Delivery::ExactlyOnce);
