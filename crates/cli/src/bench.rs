@@ -2,7 +2,9 @@
 //! units per event for both delivery modes, invocation latency percentiles per stage,
 //! and peak memory, all in one process on the in-memory backend (which meters request
 //! units the way DynamoDB charges them: by item size, consistent reads, transactional
-//! writes at twice the price).
+//! writes at twice the price). With `--stage`, each stage's handler alone on
+//! Lambda-shaped batches, single-threaded ([`stage`]), optionally beside the Python
+//! handler baseline of `infra/bench/python_handler.py`.
 
 use std::io::Write;
 use std::sync::Arc;
