@@ -2,7 +2,9 @@
 //! units per event for both delivery modes, invocation latency percentiles per stage,
 //! and peak memory, all in one process on the in-memory backend (which meters request
 //! units the way DynamoDB charges them: by item size, consistent reads, transactional
-//! writes at twice the price).
+//! writes at twice the price). With `--stage`, each stage's handler alone on
+//! Lambda-shaped batches, single-threaded ([`stage`]), optionally beside the Python
+//! handler baseline of `infra/bench/python_handler.py`.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -19,11 +21,13 @@ use sluice_local::store::MemoryAggregateStore;
 use sluice_local::streams::MemoryStreams;
 
 use crate::demo::{LineSource, load_template};
+
+pub mod stage;
 use crate::pipeline::{InProcess, STAGES};
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  cargo run --release -p sluice -- bench\n  sluice bench --events 200000 --scenario payments --json"
+    after_help = "Examples:\n  cargo run --release -p sluice -- bench\n  sluice bench --stage all --json --compare-python\n  sluice bench --events 200000 --scenario payments --json"
 )]
 pub struct BenchArgs {
     /// Events for the whole-pipeline runs.
@@ -36,11 +40,16 @@ pub struct BenchArgs {
     /// One JSON line per measurement instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub stage: stage::StageArgs,
 }
 
 pub async fn run(args: BenchArgs) -> Result<bool> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    if args.stage.stage.is_some() {
+        return stage::run(&args.stage, args.json, &mut out);
+    }
     if !args.json {
         writeln!(
             out,

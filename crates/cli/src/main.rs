@@ -2,6 +2,7 @@
 
 mod bench;
 mod connect;
+mod cost;
 mod dashboard;
 mod demo;
 mod output;
@@ -33,6 +34,9 @@ enum Command {
     Run(run::RunArgs),
     /// Measure throughput, DynamoDB writes and request units per event, latency, memory.
     Bench(bench::BenchArgs),
+    /// Price the pipeline on AWS (Lambda, DynamoDB, Kinesis) per month and per million
+    /// events from measured per-stage figures.
+    Cost(cost::CostArgs),
     /// Create the streams and tables of a deployment (idempotent), optionally seeding
     /// reference data and rules.
     Setup(setup::SetupArgs),
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Cost(args) => cost::run(args).await,
             Command::Setup(args) => setup::run(args).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Query(args) => query::run_query(args).await,
