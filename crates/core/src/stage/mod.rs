@@ -92,6 +92,10 @@ pub(crate) fn line_bytes(record: &StreamRecord, line: usize) -> &[u8] {
 /// earlier one succeeded reports the first unwritten record for retry.
 pub const FLUSH_BYTES: usize = 8 * 1024 * 1024;
 
+/// Initial capacity of an encoded output line: a typical normalized event (~150-250
+/// bytes) is encoded without regrowing its buffer.
+pub(crate) const LINE_CAPACITY: usize = 256;
+
 /// How many rejected lines of one record get a dead letter of their own; the rest are
 /// counted in one summary dead letter per record, so a record of junk lines costs a
 /// bounded number of dead letters, whatever its number of lines.
@@ -157,28 +161,34 @@ pub(crate) fn decode_events(
         let mut bound = RecordRejections::default();
         for line in decode_record(&record.data, TimeBounds::unbounded()) {
             bound.lines += 1;
-            let fallback_origin = record.origin_of_line(line.line);
             match line.result {
                 Ok(decoded) => {
-                    let mut event = decoded.into_event(|| fallback_origin.clone());
-                    event.origin.get_or_insert(fallback_origin);
+                    // Events from ingest carry their id and origin: the fallback origin
+                    // is only formatted for lines that lack one of them.
+                    let mut event = decoded.into_event(|| record.origin_of_line(line.line));
+                    if event.origin.is_none() {
+                        event.origin = Some(record.origin_of_line(line.line));
+                    }
                     events.push(Decoded {
                         record: index,
                         line: line.line,
                         event,
                     });
                 }
-                Err(rejection) => rejected.push(Rejected {
-                    record: index,
-                    reason: rejection.reason,
-                    out: bound.listed(&rejection).then(|| {
-                        DeadLetter::for_line(stage, record, line.line, line.bytes, &rejection)
-                            .with_origin(Some(fallback_origin.clone()))
-                            .into_record(&record.partition_key)
-                    }),
-                    summary: None,
-                    origin: fallback_origin,
-                }),
+                Err(rejection) => {
+                    let fallback_origin = record.origin_of_line(line.line);
+                    rejected.push(Rejected {
+                        record: index,
+                        reason: rejection.reason,
+                        out: bound.listed(&rejection).then(|| {
+                            DeadLetter::for_line(stage, record, line.line, line.bytes, &rejection)
+                                .with_origin(Some(fallback_origin.clone()))
+                                .into_record(&record.partition_key)
+                        }),
+                        summary: None,
+                        origin: fallback_origin,
+                    })
+                }
             }
         }
         if let (Some(summary), Some(last)) = (bound.summary(), rejected.last_mut()) {
