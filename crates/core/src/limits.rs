@@ -168,9 +168,18 @@ pub mod dynamodb {
     /// and trailing zeroes trimmed) plus 1 byte.
     pub fn number_size(text: &str) -> usize {
         let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
-        let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-        let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
-        significant.max(1).div_ceil(2) + 1
+        // The digits between the first and last non-zero digit, counted in place (this
+        // runs for every number of every item written).
+        let digits = mantissa.bytes().filter(u8::is_ascii_digit);
+        let leading = digits.clone().take_while(|&d| d == b'0').count();
+        let nonzero_tail = digits
+            .clone()
+            .skip(leading)
+            .enumerate()
+            .filter(|&(_, d)| d != b'0')
+            .last()
+            .map_or(0, |(i, _)| i + 1);
+        nonzero_tail.max(1).div_ceil(2) + 1
     }
 
     /// Size of an `f64` attribute value as the codec writes it (`N`, or `S`).
@@ -507,6 +516,19 @@ mod tests {
         assert_eq!(number_size("123456789"), 6);
         assert_eq!(f64_size(f64::INFINITY), "inf".len(), "written as S");
         assert_eq!(f64_size(1e200), "1e200".len());
+        assert_eq!(number_size("100.0100"), 4, "zeroes inside count");
+        assert_eq!(number_size("-0.000"), 2);
+    }
+
+    proptest::proptest! {
+        /// Counting in place gives what trimming a collected digit string gives.
+        #[test]
+        fn number_size_counts_like_trimming_the_digits(text in "-?[0-9]{0,20}(\\.[0-9]{0,20})?([eE]-?[0-9]{1,3})?") {
+            let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
+            let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+            let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+            proptest::prop_assert_eq!(number_size(&text), significant.max(1).div_ceil(2) + 1);
+        }
     }
 
     fn item_with(
