@@ -592,7 +592,7 @@ where
         let stage = stage.clone();
         let observe = observe.clone();
         Box::pin(async move {
-            let records = sluice_core::lambda::records_of(&event);
+            let records = sluice_core::lambda::into_records(event);
             let outcome = stage.process(&records, Some(deadline_ms)).await;
             observe(&records, &outcome);
             Ok(sluice_core::lambda::response_of(&outcome))
