@@ -121,7 +121,7 @@ mod combine {
     fn merge_states(bencher: divan::Bencher) {
         let a: AggState = (0..100).map(f64::from).collect();
         let b: AggState = (50..300).map(f64::from).collect();
-        bencher.bench(|| black_box(a.clone()).merged(black_box(&b)));
+        bencher.bench(|| black_box(a).merged(black_box(&b)));
     }
 }
 
