@@ -183,15 +183,49 @@ pub mod dynamodb {
     }
 
     /// Size of an `f64` attribute value as the codec writes it (`N`, or `S`).
+    /// Same as sizing [`number_text`]'s text (or the `S` text), but formatted on the
+    /// stack: this runs for every number of every item sized.
     pub fn f64_size(x: f64) -> usize {
-        match number_text(x) {
-            Some(n) => number_size(&n),
-            None => format!("{x:e}").len(),
+        if !x.is_finite() || x.abs() >= MAX_NUMBER_MAGNITUDE {
+            with_text(format_args!("{x:e}"), str::len)
+        } else if x.abs() < FLUSH_BELOW {
+            number_size("0")
+        } else {
+            with_text(format_args!("{x:e}"), number_size)
         }
     }
 
-    fn int_size(x: impl ToString) -> usize {
-        number_size(&x.to_string())
+    fn int_size(x: impl std::fmt::Display) -> usize {
+        with_text(format_args!("{x}"), number_size)
+    }
+
+    /// Runs `f` on the formatted text of `args`, formatted into a stack buffer (numbers
+    /// need at most 24 bytes); longer text falls back to a `String`.
+    fn with_text<R>(args: std::fmt::Arguments<'_>, f: impl FnOnce(&str) -> R) -> R {
+        struct Stack {
+            buf: [u8; 48],
+            len: usize,
+        }
+        impl std::fmt::Write for Stack {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                let end = self.len + s.len();
+                let slot = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+                slot.copy_from_slice(s.as_bytes());
+                self.len = end;
+                Ok(())
+            }
+        }
+        let mut stack = Stack {
+            buf: [0; 48],
+            len: 0,
+        };
+        if std::fmt::Write::write_fmt(&mut stack, args).is_ok() {
+            // Whole `&str`s were copied in, so the bytes are UTF-8.
+            if let Ok(text) = std::str::from_utf8(&stack.buf[..stack.len]) {
+                return f(text);
+            }
+        }
+        f(&args.to_string())
     }
 
     /// The most bytes an `f64` attribute value takes as the codec writes it: an `N` has
@@ -521,6 +555,17 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Sizing on the stack gives what sizing the codec's text gives.
+        #[test]
+        fn f64_size_is_the_size_of_the_written_text(bits in proptest::prelude::any::<u64>()) {
+            let x = f64::from_bits(bits);
+            let expected = match number_text(x) {
+                Some(n) => number_size(&n),
+                None => format!("{x:e}").len(),
+            };
+            proptest::prop_assert_eq!(f64_size(x), expected, "{:e}", x);
+        }
+
         /// Counting in place gives what trimming a collected digit string gives.
         #[test]
         fn number_size_counts_like_trimming_the_digits(text in "-?[0-9]{0,20}(\\.[0-9]{0,20})?([eE]-?[0-9]{1,3})?") {
