@@ -243,8 +243,22 @@ pub fn decode_lines(data: &[u8], bounds: TimeBounds) -> DecodeLines<'_> {
     DecodeLines {
         data,
         bounds,
+        keep_attrs: true,
         state,
     }
+}
+
+/// [`decode_record`] with [`decode_line_without_attrs`] for each line.
+pub fn decode_record_without_attrs(data: &[u8], bounds: TimeBounds) -> Vec<DecodedLine<'_>> {
+    if data.len() > MAX_RECORD_BYTES {
+        // One whole-record rejection: no line is decoded.
+        return decode_record(data, bounds);
+    }
+    DecodeLines {
+        keep_attrs: false,
+        ..decode_lines(data, bounds)
+    }
+    .collect()
 }
 
 /// Iterator returned by [`decode_lines`].
@@ -252,6 +266,8 @@ pub fn decode_lines(data: &[u8], bounds: TimeBounds) -> DecodeLines<'_> {
 pub struct DecodeLines<'a> {
     data: &'a [u8],
     bounds: TimeBounds,
+    /// `false`: lines decode with [`decode_line_without_attrs`].
+    keep_attrs: bool,
     state: LinesState,
 }
 
@@ -292,7 +308,11 @@ impl<'a> Iterator for DecodeLines<'a> {
                         return Some(DecodedLine {
                             line: index,
                             bytes: &data[start..end],
-                            result: decode_line(trimmed, self.bounds),
+                            result: if self.keep_attrs {
+                                decode_line(trimmed, self.bounds)
+                            } else {
+                                decode_line_without_attrs(trimmed, self.bounds)
+                            },
                         });
                     }
                 }
@@ -328,6 +348,21 @@ pub fn decode_line(line: &[u8], bounds: TimeBounds) -> Result<DecodedEvent, Reje
         return Ok(event);
     }
     decode_line_slow(line, bounds)
+}
+
+/// [`decode_line`] for stages that never read `attrs` (aggregate): the same verdict,
+/// and the same event except that its `attrs` is empty, without building the map.
+pub fn decode_line_without_attrs(
+    line: &[u8],
+    bounds: TimeBounds,
+) -> Result<DecodedEvent, Rejection> {
+    if let Some(event) = fast::decode_without_attrs(line, bounds) {
+        return Ok(event);
+    }
+    decode_line_slow(line, bounds).map(|mut event| {
+        event.attrs.clear();
+        event
+    })
 }
 
 /// The general decoder: parses into a `serde_json::Value` and names whatever is wrong.
@@ -508,7 +543,8 @@ mod fast {
     use crate::time::parse_rfc3339_ms;
 
     #[derive(Deserialize)]
-    struct Envelope<'a> {
+    #[serde(bound(deserialize = "'de: 'a, A: Deserialize<'de>"))]
+    struct Envelope<'a, A> {
         #[serde(borrow, default)]
         id: Option<Scalar<'a>>,
         key: &'a str,
@@ -516,15 +552,15 @@ mod fast {
         metric: &'a str,
         ts: Ts,
         value: f64,
-        #[serde(borrow, default)]
-        attrs: Option<BTreeMap<&'a str, Scalar<'a>>>,
+        #[serde(default)]
+        attrs: Option<A>,
         #[serde(default)]
         origin: Option<&'a str>,
     }
 
     /// A string borrowed from the line, an integer or a boolean, as the text the general
     /// decoder would keep (integers and booleans print the same from a `Value`).
-    enum Scalar<'a> {
+    pub(super) enum Scalar<'a> {
         Str(&'a str),
         Text(String),
         Bool(bool),
@@ -602,8 +638,61 @@ mod fast {
         }
     }
 
+    /// Attributes the fast path accepts (borrowed names; unescaped strings, integers,
+    /// booleans), checked without being kept: for stages that never read them.
+    struct UnkeptAttrs;
+
+    impl<'de> Deserialize<'de> for UnkeptAttrs {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = UnkeptAttrs;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an object of scalars")
+                }
+                fn visit_map<M: de::MapAccess<'de>>(
+                    self,
+                    mut map: M,
+                ) -> Result<UnkeptAttrs, M::Error> {
+                    while let Some((_, _)) = map.next_entry::<&'de str, Scalar<'de>>()? {}
+                    Ok(UnkeptAttrs)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    /// What the fast path does with `attrs`.
+    pub(super) trait AttrsMode<'a>: Deserialize<'a> {
+        fn into_attrs(self) -> BTreeMap<String, String>;
+    }
+
+    impl<'a> AttrsMode<'a> for BTreeMap<&'a str, Scalar<'a>> {
+        fn into_attrs(self) -> BTreeMap<String, String> {
+            self.into_iter()
+                .map(|(name, v)| (name.to_owned(), v.into_string()))
+                .collect()
+        }
+    }
+
+    impl AttrsMode<'_> for UnkeptAttrs {
+        fn into_attrs(self) -> BTreeMap<String, String> {
+            BTreeMap::new()
+        }
+    }
+
     pub(super) fn decode(line: &[u8], bounds: TimeBounds) -> Option<DecodedEvent> {
-        let e: Envelope<'_> = serde_json::from_slice(line).ok()?;
+        decode_as::<BTreeMap<&str, Scalar<'_>>>(line, bounds)
+    }
+
+    /// [`decode`] for stages that never read `attrs`: checked like the general decoder
+    /// checks them, but not kept (the event's `attrs` is empty).
+    pub(super) fn decode_without_attrs(line: &[u8], bounds: TimeBounds) -> Option<DecodedEvent> {
+        decode_as::<UnkeptAttrs>(line, bounds)
+    }
+
+    fn decode_as<'a, A: AttrsMode<'a>>(line: &'a [u8], bounds: TimeBounds) -> Option<DecodedEvent> {
+        let e: Envelope<'a, A> = serde_json::from_slice(line).ok()?;
         // A boolean id is a wrong type: the general decoder says so.
         if matches!(e.id, Some(Scalar::Bool(_))) {
             return None;
@@ -618,12 +707,7 @@ mod fast {
         {
             return None;
         }
-        let attrs = e
-            .attrs
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, v)| (name.to_owned(), v.into_string()))
-            .collect();
+        let attrs = e.attrs.map(A::into_attrs).unwrap_or_default();
         Some(DecodedEvent {
             id,
             key: e.key.to_owned(),
@@ -1181,10 +1265,16 @@ mod tests {
             ]),
         ) {
             let line = format!("{{{id}{key}{metric}{ts}{value}{attrs}{tail}}}");
+            let general = decode_line_slow(line.as_bytes(), bounds());
             proptest::prop_assert_eq!(
                 decode_line(line.as_bytes(), bounds()),
-                decode_line_slow(line.as_bytes(), bounds()),
+                general.clone(),
                 "line {}", line
+            );
+            proptest::prop_assert_eq!(
+                decode_line_without_attrs(line.as_bytes(), bounds()),
+                general.map(|mut e| { e.attrs.clear(); e }),
+                "line {} without attrs", line
             );
         }
 

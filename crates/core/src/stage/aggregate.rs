@@ -48,7 +48,9 @@ use crate::outcome::{BatchOutcome, Fate, StageStats};
 use crate::ports::{AggregateStore, Clock, Commit, Loaded, RecordSink};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, pack_lines};
 use crate::sequence::SeqNo;
-use crate::stage::{Rejected, Stage, deadline_passed, decode_events, fail_whole_batch, failure_at};
+use crate::stage::{
+    EventAttrs, Rejected, Stage, deadline_passed, decode_events, fail_whole_batch, failure_at,
+};
 
 pub struct Aggregate<S, O, D, C> {
     pub store: S,
@@ -211,7 +213,7 @@ where
 {
     /// Step 1: decodes the events of the batch and groups them by (key, type).
     fn decode(&self, records: &[StreamRecord]) -> Batch {
-        let (events, rejected) = decode_events(STAGE, records);
+        let (events, rejected) = decode_events(STAGE, records, EventAttrs::Drop);
         let mut pending: Vec<Pending> = Vec::with_capacity(events.len());
         let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
         let mut position: HashMap<GroupKey, usize> = HashMap::new();

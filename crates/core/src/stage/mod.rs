@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use crate::dead_letter::{DeadLetter, RejectionSummary};
-use crate::envelope::{Event, Reason, Rejection, TimeBounds, decode_record};
+use crate::envelope::{
+    Event, Reason, Rejection, TimeBounds, decode_record, decode_record_without_attrs,
+};
 use crate::error::Error;
 use crate::outcome::{BatchFailure, BatchOutcome};
 use crate::ports::Clock;
@@ -66,6 +68,13 @@ pub(crate) fn fail_whole_batch(outcome: &mut BatchOutcome, records: &[StreamReco
     outcome.failure = Some(failure_at(records, 0, error));
     outcome.stats = Default::default();
     outcome.stats.records = records.len() as u64;
+}
+
+/// Whether decoded events keep their `attrs` (the aggregate stage never reads them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventAttrs {
+    Keep,
+    Drop,
 }
 
 /// An event decoded from a record of an inter-stage stream.
@@ -154,12 +163,17 @@ impl RecordRejections {
 pub(crate) fn decode_events(
     stage: &str,
     records: &[StreamRecord],
+    attrs: EventAttrs,
 ) -> (Vec<Decoded>, Vec<Rejected>) {
     let mut events = Vec::new();
     let mut rejected = Vec::new();
     for (index, record) in records.iter().enumerate() {
         let mut bound = RecordRejections::default();
-        for line in decode_record(&record.data, TimeBounds::unbounded()) {
+        let lines = match attrs {
+            EventAttrs::Keep => decode_record(&record.data, TimeBounds::unbounded()),
+            EventAttrs::Drop => decode_record_without_attrs(&record.data, TimeBounds::unbounded()),
+        };
+        for line in lines {
             bound.lines += 1;
             match line.result {
                 Ok(decoded) => {
