@@ -243,8 +243,22 @@ pub fn decode_lines(data: &[u8], bounds: TimeBounds) -> DecodeLines<'_> {
     DecodeLines {
         data,
         bounds,
+        keep_attrs: true,
         state,
     }
+}
+
+/// [`decode_record`] with [`decode_line_without_attrs`] for each line.
+pub fn decode_record_without_attrs(data: &[u8], bounds: TimeBounds) -> Vec<DecodedLine<'_>> {
+    if data.len() > MAX_RECORD_BYTES {
+        // One whole-record rejection: no line is decoded.
+        return decode_record(data, bounds);
+    }
+    DecodeLines {
+        keep_attrs: false,
+        ..decode_lines(data, bounds)
+    }
+    .collect()
 }
 
 /// Iterator returned by [`decode_lines`].
@@ -252,6 +266,8 @@ pub fn decode_lines(data: &[u8], bounds: TimeBounds) -> DecodeLines<'_> {
 pub struct DecodeLines<'a> {
     data: &'a [u8],
     bounds: TimeBounds,
+    /// `false`: lines decode with [`decode_line_without_attrs`].
+    keep_attrs: bool,
     state: LinesState,
 }
 
@@ -292,7 +308,11 @@ impl<'a> Iterator for DecodeLines<'a> {
                         return Some(DecodedLine {
                             line: index,
                             bytes: &data[start..end],
-                            result: decode_line(trimmed, self.bounds),
+                            result: if self.keep_attrs {
+                                decode_line(trimmed, self.bounds)
+                            } else {
+                                decode_line_without_attrs(trimmed, self.bounds)
+                            },
                         });
                     }
                 }
@@ -324,6 +344,30 @@ const NON_FINITE_SENTINEL_JSON: &str = "\"\\u0000sluice:non-finite\"";
 
 /// Decodes one JSON line into an event.
 pub fn decode_line(line: &[u8], bounds: TimeBounds) -> Result<DecodedEvent, Rejection> {
+    if let Some(event) = fast::decode(line, bounds) {
+        return Ok(event);
+    }
+    decode_line_slow(line, bounds)
+}
+
+/// [`decode_line`] for stages that never read `attrs` (aggregate): the same verdict,
+/// and the same event except that its `attrs` is empty, without building the map.
+pub fn decode_line_without_attrs(
+    line: &[u8],
+    bounds: TimeBounds,
+) -> Result<DecodedEvent, Rejection> {
+    if let Some(event) = fast::decode_without_attrs(line, bounds) {
+        return Ok(event);
+    }
+    decode_line_slow(line, bounds).map(|mut event| {
+        event.attrs.clear();
+        event
+    })
+}
+
+/// The general decoder: parses into a `serde_json::Value` and names whatever is wrong.
+/// [`decode_line`] only reaches it for lines the fast path declines.
+fn decode_line_slow(line: &[u8], bounds: TimeBounds) -> Result<DecodedEvent, Rejection> {
     // Fast path for garbage: a byte no JSON value (nor a NaN/Infinity literal we repair)
     // can start with. Same verdict and message as the parser's, at a fraction of the
     // cost, which keeps a record of many junk lines about as cheap as a valid one.
@@ -434,7 +478,7 @@ fn take_id(obj: &mut Map<String, Value>) -> Result<Option<String>, Rejection> {
             ));
         }
     };
-    if id.is_empty() || id.len() > MAX_ID_BYTES {
+    if !id_len_ok(&id) {
         return Err(Rejection::new(
             Reason::InvalidValue,
             Some("id"),
@@ -457,6 +501,222 @@ fn take_string(obj: &mut Map<String, Value>, field: &'static str) -> Result<Stri
             Some(field),
             format!("{field} must be a string, found {}", json_kind(&other)),
         )),
+    }
+}
+
+fn id_len_ok(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_BYTES
+}
+
+/// Whether `ts` lies between 1970 and the clock plus the allowed skew.
+fn ts_in_range(ts: i64, bounds: TimeBounds) -> bool {
+    ts >= 0 && ts <= bounds.now_ms.saturating_add(bounds.max_future_skew_ms)
+}
+
+/// Whether a finite `value` lies within the supported magnitudes.
+fn value_in_range(v: f64) -> bool {
+    v.is_finite() && v.abs() <= MAX_ABS_VALUE && (v == 0.0 || v.abs() >= MIN_ABS_NONZERO_VALUE)
+}
+
+/// The fast path of [`decode_line`]: a typed parse that borrows every string from the
+/// line instead of building a `serde_json::Value` (a map, and a `String` per field name
+/// and value, all freed again a moment later).
+///
+/// Invariant: it returns `Some` only for a line the general decoder accepts, and then
+/// exactly the event the general decoder would build. It declines (`None`) anything
+/// unusual, and the general decoder decides, with its exact rejection: strings with
+/// escapes (they cannot be borrowed; this also keeps out the non-finite sentinel, which
+/// needs an escape), fractional numbers in `attrs` (their text needs the raw line),
+/// `id` or `ts` of an unusual type or range, duplicate fields, and every line that
+/// fails a check.
+mod fast {
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    use serde::Deserialize;
+    use serde::de::{self, Deserializer, Visitor};
+
+    use super::{
+        DecodedEvent, MAX_KEY_CHARS, TimeBounds, check_metric_name, id_len_ok, ts_in_range,
+        value_in_range,
+    };
+    use crate::time::parse_rfc3339_ms;
+
+    #[derive(Deserialize)]
+    #[serde(bound(deserialize = "'de: 'a, A: Deserialize<'de>"))]
+    struct Envelope<'a, A> {
+        #[serde(borrow, default)]
+        id: Option<Scalar<'a>>,
+        key: &'a str,
+        #[serde(rename = "type")]
+        metric: &'a str,
+        ts: Ts,
+        value: f64,
+        #[serde(default)]
+        attrs: Option<A>,
+        #[serde(default)]
+        origin: Option<&'a str>,
+    }
+
+    /// A string borrowed from the line, an integer or a boolean, as the text the general
+    /// decoder would keep (integers and booleans print the same from a `Value`).
+    pub(super) enum Scalar<'a> {
+        Str(&'a str),
+        Text(String),
+        Bool(bool),
+    }
+
+    impl Scalar<'_> {
+        fn into_string(self) -> String {
+            match self {
+                Scalar::Str(s) => s.to_owned(),
+                Scalar::Text(s) => s,
+                Scalar::Bool(b) => b.to_string(),
+            }
+        }
+    }
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Scalar<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an unescaped string, an integer or a boolean")
+                }
+                fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                    Ok(Scalar::Str(s))
+                }
+                fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                    Ok(Scalar::Text(n.to_string()))
+                }
+                fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                    Ok(Scalar::Text(n.to_string()))
+                }
+                fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
+                    Ok(Scalar::Bool(b))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// `ts` as epoch milliseconds: an integer, a number (truncated to the millisecond) or
+    /// an RFC 3339 string without escapes.
+    struct Ts(i64);
+
+    impl<'de> Deserialize<'de> for Ts {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Ts;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("epoch milliseconds or an RFC 3339 string")
+                }
+                fn visit_i64<E: de::Error>(self, n: i64) -> Result<Ts, E> {
+                    Ok(Ts(n))
+                }
+                fn visit_u64<E: de::Error>(self, n: u64) -> Result<Ts, E> {
+                    i64::try_from(n)
+                        .map(Ts)
+                        .map_err(|_| E::custom("ts out of range"))
+                }
+                fn visit_f64<E: de::Error>(self, f: f64) -> Result<Ts, E> {
+                    if f.is_finite() && f.abs() < 9.0e15 {
+                        Ok(Ts(f.floor() as i64))
+                    } else {
+                        Err(E::custom("ts out of range"))
+                    }
+                }
+                fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Ts, E> {
+                    parse_rfc3339_ms(s)
+                        .map(Ts)
+                        .ok_or_else(|| E::custom("ts is not RFC 3339"))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// Attributes the fast path accepts (borrowed names; unescaped strings, integers,
+    /// booleans), checked without being kept: for stages that never read them.
+    struct UnkeptAttrs;
+
+    impl<'de> Deserialize<'de> for UnkeptAttrs {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = UnkeptAttrs;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an object of scalars")
+                }
+                fn visit_map<M: de::MapAccess<'de>>(
+                    self,
+                    mut map: M,
+                ) -> Result<UnkeptAttrs, M::Error> {
+                    while let Some((_, _)) = map.next_entry::<&'de str, Scalar<'de>>()? {}
+                    Ok(UnkeptAttrs)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    /// What the fast path does with `attrs`.
+    pub(super) trait AttrsMode<'a>: Deserialize<'a> {
+        fn into_attrs(self) -> BTreeMap<String, String>;
+    }
+
+    impl<'a> AttrsMode<'a> for BTreeMap<&'a str, Scalar<'a>> {
+        fn into_attrs(self) -> BTreeMap<String, String> {
+            self.into_iter()
+                .map(|(name, v)| (name.to_owned(), v.into_string()))
+                .collect()
+        }
+    }
+
+    impl AttrsMode<'_> for UnkeptAttrs {
+        fn into_attrs(self) -> BTreeMap<String, String> {
+            BTreeMap::new()
+        }
+    }
+
+    pub(super) fn decode(line: &[u8], bounds: TimeBounds) -> Option<DecodedEvent> {
+        decode_as::<BTreeMap<&str, Scalar<'_>>>(line, bounds)
+    }
+
+    /// [`decode`] for stages that never read `attrs`: checked like the general decoder
+    /// checks them, but not kept (the event's `attrs` is empty).
+    pub(super) fn decode_without_attrs(line: &[u8], bounds: TimeBounds) -> Option<DecodedEvent> {
+        decode_as::<UnkeptAttrs>(line, bounds)
+    }
+
+    fn decode_as<'a, A: AttrsMode<'a>>(line: &'a [u8], bounds: TimeBounds) -> Option<DecodedEvent> {
+        let e: Envelope<'a, A> = serde_json::from_slice(line).ok()?;
+        // A boolean id is a wrong type: the general decoder says so.
+        if matches!(e.id, Some(Scalar::Bool(_))) {
+            return None;
+        }
+        let id = e.id.map(Scalar::into_string);
+        if id.as_deref().is_some_and(|id| !id_len_ok(id))
+            || e.key.is_empty()
+            || e.key.chars().count() > MAX_KEY_CHARS
+            || check_metric_name(e.metric).is_err()
+            || !ts_in_range(e.ts.0, bounds)
+            || !value_in_range(e.value)
+        {
+            return None;
+        }
+        let attrs = e.attrs.map(A::into_attrs).unwrap_or_default();
+        Some(DecodedEvent {
+            id,
+            key: e.key.to_owned(),
+            metric: e.metric.to_owned(),
+            ts: e.ts.0,
+            value: e.value,
+            attrs,
+            origin: e.origin.map(str::to_owned),
+        })
     }
 }
 
@@ -731,6 +991,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn fast_path_takes_plain_envelopes_and_declines_escapes() {
+        let plain = br#"{"id":"e1","key":"k","type":"t","ts":1764000000000,"value":2,"attrs":{"a":"x","n":3,"b":false},"origin":"s:1:0"}"#;
+        let event = fast::decode(plain, bounds()).expect("a plain envelope takes the fast path");
+        assert_eq!(event.attrs.get("n").map(String::as_str), Some("3"));
+        assert_eq!(event.attrs.get("b").map(String::as_str), Some("false"));
+        assert_eq!(Ok(event), decode_line_slow(plain, bounds()));
+        let escaped = br#"{"key":"k\u00e9","type":"t","ts":1764000000000,"value":2}"#;
+        assert!(fast::decode(escaped, bounds()).is_none());
+        assert_eq!(
+            decode_line(escaped, bounds()).map(|e| e.key),
+            Ok("k\u{e9}".to_owned())
+        );
+    }
+
     fn one(line: &str) -> Result<DecodedEvent, Rejection> {
         let lines = decode_record(line.as_bytes(), bounds());
         assert_eq!(lines.len(), 1, "{line}");
@@ -950,6 +1225,57 @@ mod tests {
         fn decoding_arbitrary_bytes_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
             let lines = decode_record(&data, bounds());
             proptest::prop_assert!(!lines.is_empty());
+        }
+
+        /// The fast path never changes a verdict: for lines built from every form each
+        /// field can take (valid, escaped, wrongly typed, out of range, absent, null,
+        /// duplicated), `decode_line` gives exactly what the general decoder gives.
+        #[test]
+        fn fast_path_decodes_exactly_like_the_general_decoder(
+            id in proptest::sample::select(vec![
+                "", r#""id":"e1","#, r#""id":7,"#, r#""id":-7,"#, r#""id":1.5,"#, r#""id":true,"#,
+                r#""id":null,"#, r#""id":"","#, r#""id":"e\u00e9","#, r#""id":"a","id":"b","#,
+            ]),
+            key in proptest::sample::select(vec![
+                r#""key":"k1","#, r#""key":"","#, r#""key":7,"#, r#""key":null,"#, "",
+                r#""key":"k\"q","#, r#""key":"\u0000sluice:non-finite","#, r#""key":"ké","#,
+            ]),
+            metric in proptest::sample::select(vec![
+                r#""type":"temp","#, r#""type":"bad name","#, r#""type":"","#, r#""type":[1],"#, "",
+            ]),
+            ts in proptest::sample::select(vec![
+                r#""ts":1764000000000,"#, r#""ts":1764000000000.7,"#, r#""ts":-5,"#,
+                r#""ts":"2025-11-24T16:00:00Z","#, r#""ts":"yesterday","#, r#""ts":99999999999999999999,"#,
+                r#""ts":1e300,"#, r#""ts":null,"#, r#""ts":"2025-11-24T16:00:00\u005a","#, r#""ts":9999999999999,"#,
+                r#""ts":18446744073709551615,"#, r#""ts":true,"#,
+            ]),
+            value in proptest::sample::select(vec![
+                r#""value":1.5"#, r#""value":0"#, r#""value":-0"#, r#""value":1e101"#, r#""value":1e-101"#,
+                r#""value":1e999"#, r#""value":NaN"#, r#""value":"1""#, r#""value":null"#, r#""value":12345678901234567890"#,
+            ]),
+            attrs in proptest::sample::select(vec![
+                "", r#","attrs":{"a":"x","b":2,"c":true}"#, r#","attrs":{"f":1.10}"#, r#","attrs":{"e":1e15}"#,
+                r#","attrs":null"#, r#","attrs":[1]"#, r#","attrs":{"n":null}"#, r#","attrs":{"o":{}}"#,
+                r#","attrs":{"a":"1","a":"2"}"#, r#","attrs":{"k\u00e9":"v"}"#, r#","attrs":{"v":"\t"}"#,
+                r#","attrs":{"neg":-3}"#,
+            ]),
+            tail in proptest::sample::select(vec![
+                "", r#","origin":"s:1:0""#, r#","origin":5"#, r#","origin":null"#, r#","extra":{"deep":[1,2,{"x":null}]}"#,
+                r#","value":2"#, r#","junk":NaN"#,
+            ]),
+        ) {
+            let line = format!("{{{id}{key}{metric}{ts}{value}{attrs}{tail}}}");
+            let general = decode_line_slow(line.as_bytes(), bounds());
+            proptest::prop_assert_eq!(
+                decode_line(line.as_bytes(), bounds()),
+                general.clone(),
+                "line {}", line
+            );
+            proptest::prop_assert_eq!(
+                decode_line_without_attrs(line.as_bytes(), bounds()),
+                general.map(|mut e| { e.attrs.clear(); e }),
+                "line {} without attrs", line
+            );
         }
 
         /// Near-valid JSON is where parsers break: mutate a valid event byte by byte.

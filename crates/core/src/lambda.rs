@@ -36,6 +36,24 @@ pub fn records_of(event: &KinesisEvent) -> Vec<StreamRecord> {
         .collect()
 }
 
+/// [`records_of`] for a caller done with the event: data, partition keys and sequence
+/// numbers are moved, not copied (a batch's data is most of its memory).
+pub fn into_records(event: KinesisEvent) -> Vec<StreamRecord> {
+    event
+        .records
+        .into_iter()
+        .map(|r| StreamRecord {
+            stream: stream_name_of_arn(r.event_source_arn.as_deref().unwrap_or_default())
+                .to_owned(),
+            shard_id: shard_of_event_id(r.event_id.as_deref().unwrap_or_default()).to_owned(),
+            arrival_ms: r.kinesis.approximate_arrival_timestamp.0.timestamp_millis(),
+            sequence_number: r.kinesis.sequence_number,
+            partition_key: r.kinesis.partition_key,
+            data: r.kinesis.data.0,
+        })
+        .collect()
+}
+
 /// Reports the first record to retry, if any (Lambda checkpoints everything before it).
 pub fn response_of(outcome: &BatchOutcome) -> KinesisEventResponse {
     let mut response = KinesisEventResponse::default();
@@ -72,5 +90,10 @@ mod tests {
         assert_eq!(r.partition_key, "sensor-1");
         assert_eq!(r.data, b"{\"k\":1}");
         assert_eq!(r.arrival_ms, 1_545_084_650_987);
+        assert_eq!(
+            into_records(event),
+            records,
+            "moving gives what copying gives"
+        );
     }
 }

@@ -168,21 +168,64 @@ pub mod dynamodb {
     /// and trailing zeroes trimmed) plus 1 byte.
     pub fn number_size(text: &str) -> usize {
         let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
-        let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-        let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
-        significant.max(1).div_ceil(2) + 1
+        // The digits between the first and last non-zero digit, counted in place (this
+        // runs for every number of every item written).
+        let digits = mantissa.bytes().filter(u8::is_ascii_digit);
+        let leading = digits.clone().take_while(|&d| d == b'0').count();
+        let nonzero_tail = digits
+            .clone()
+            .skip(leading)
+            .enumerate()
+            .filter(|&(_, d)| d != b'0')
+            .last()
+            .map_or(0, |(i, _)| i + 1);
+        nonzero_tail.max(1).div_ceil(2) + 1
     }
 
     /// Size of an `f64` attribute value as the codec writes it (`N`, or `S`).
+    /// Same as sizing [`number_text`]'s text (or the `S` text), but formatted on the
+    /// stack: this runs for every number of every item sized.
     pub fn f64_size(x: f64) -> usize {
-        match number_text(x) {
-            Some(n) => number_size(&n),
-            None => format!("{x:e}").len(),
+        if !x.is_finite() || x.abs() >= MAX_NUMBER_MAGNITUDE {
+            with_text(format_args!("{x:e}"), str::len)
+        } else if x.abs() < FLUSH_BELOW {
+            number_size("0")
+        } else {
+            with_text(format_args!("{x:e}"), number_size)
         }
     }
 
-    fn int_size(x: impl ToString) -> usize {
-        number_size(&x.to_string())
+    fn int_size(x: impl std::fmt::Display) -> usize {
+        with_text(format_args!("{x}"), number_size)
+    }
+
+    /// Runs `f` on the formatted text of `args`, formatted into a stack buffer (numbers
+    /// need at most 24 bytes); longer text falls back to a `String`.
+    fn with_text<R>(args: std::fmt::Arguments<'_>, f: impl FnOnce(&str) -> R) -> R {
+        struct Stack {
+            buf: [u8; 48],
+            len: usize,
+        }
+        impl std::fmt::Write for Stack {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                let end = self.len + s.len();
+                let slot = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+                slot.copy_from_slice(s.as_bytes());
+                self.len = end;
+                Ok(())
+            }
+        }
+        let mut stack = Stack {
+            buf: [0; 48],
+            len: 0,
+        };
+        if std::fmt::Write::write_fmt(&mut stack, args).is_ok() {
+            // Whole `&str`s were copied in, so the bytes are UTF-8.
+            if let Ok(text) = std::str::from_utf8(&stack.buf[..stack.len]) {
+                return f(text);
+            }
+        }
+        f(&args.to_string())
     }
 
     /// The most bytes an `f64` attribute value takes as the codec writes it: an `N` has
@@ -507,6 +550,30 @@ mod tests {
         assert_eq!(number_size("123456789"), 6);
         assert_eq!(f64_size(f64::INFINITY), "inf".len(), "written as S");
         assert_eq!(f64_size(1e200), "1e200".len());
+        assert_eq!(number_size("100.0100"), 4, "zeroes inside count");
+        assert_eq!(number_size("-0.000"), 2);
+    }
+
+    proptest::proptest! {
+        /// Sizing on the stack gives what sizing the codec's text gives.
+        #[test]
+        fn f64_size_is_the_size_of_the_written_text(bits in proptest::prelude::any::<u64>()) {
+            let x = f64::from_bits(bits);
+            let expected = match number_text(x) {
+                Some(n) => number_size(&n),
+                None => format!("{x:e}").len(),
+            };
+            proptest::prop_assert_eq!(f64_size(x), expected, "{:e}", x);
+        }
+
+        /// Counting in place gives what trimming a collected digit string gives.
+        #[test]
+        fn number_size_counts_like_trimming_the_digits(text in "-?[0-9]{0,20}(\\.[0-9]{0,20})?([eE]-?[0-9]{1,3})?") {
+            let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
+            let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+            let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+            proptest::prop_assert_eq!(number_size(&text), significant.max(1).div_ceil(2) + 1);
+        }
     }
 
     fn item_with(

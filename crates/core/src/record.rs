@@ -87,29 +87,35 @@ pub fn pack_lines(
                 actual: line.len(),
             });
         }
-        by_key
-            .entry(key.clone())
-            .or_insert_with(|| {
+        // Look up before inserting: a key is cloned once, not once per line.
+        match by_key.get_mut(&key) {
+            Some(lines) => lines.push(line),
+            None => {
+                by_key.insert(key.clone(), vec![line]);
                 order.push(key);
-                Vec::new()
-            })
-            .push(line);
+            }
+        }
     }
     let mut out = Vec::new();
     for key in order {
         let budget = max_bytes.min(MAX_KINESIS_RECORD_BYTES.saturating_sub(key.len()));
-        let mut current: Vec<u8> = Vec::new();
-        for line in by_key.remove(&key).into_iter().flatten() {
+        let lines = by_key.remove(&key).unwrap_or_default();
+        // Sized for all of the key's lines (or one full record) up front.
+        let mut remaining = lines.iter().map(|l| l.len() + 1).sum::<usize>();
+        let mut current: Vec<u8> = Vec::with_capacity(remaining.min(budget));
+        for line in lines {
             if !current.is_empty() && current.len() + 1 + line.len() > budget {
+                let next = Vec::with_capacity(remaining.min(budget));
                 out.push(OutRecord {
                     partition_key: key.clone(),
-                    data: std::mem::take(&mut current),
+                    data: std::mem::replace(&mut current, next),
                 });
             }
             if !current.is_empty() {
                 current.push(b'\n');
             }
             current.extend_from_slice(&line);
+            remaining -= line.len() + 1;
         }
         if !current.is_empty() {
             out.push(OutRecord {

@@ -51,7 +51,10 @@ pub type InvokeFuture =
 pub type Handler = Arc<dyn Fn(KinesisEvent, i64) -> InvokeFuture + Send + Sync>;
 
 /// Builds the `KinesisEvent` Lambda would deliver for these records.
-pub fn kinesis_event(records: &[StreamRecord], stream_arn: &str) -> KinesisEvent {
+pub fn kinesis_event<'a>(
+    records: impl IntoIterator<Item = &'a StreamRecord>,
+    stream_arn: &str,
+) -> KinesisEvent {
     let mut event = KinesisEvent::default();
     for r in records {
         let mut rec = KinesisEventRecord::default();
@@ -359,7 +362,9 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
     async fn run_lane(&mut self, id: &str, lane_no: usize) -> Result<bool> {
         let now = self.clock.now_ms();
         let settings = self.settings.clone();
-        let batch = {
+        // The batch is built straight from the lane's queue: its records stay queued
+        // (they are delivered again on failure), so the event is their only copy.
+        let (n, expired, event) = {
             let Some(state) = self.shards.get_mut(id) else {
                 return Ok(false);
             };
@@ -380,7 +385,8 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
             }
             // Lambda caps a batch at 6 MB of payload as well as at BatchSize records.
             let mut bytes = 0usize;
-            lane.queue
+            let n = lane
+                .queue
                 .iter()
                 .take(settings.batch_size.min(lane.limit).max(1))
                 .enumerate()
@@ -388,23 +394,28 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
                     bytes += r.data.len() + r.partition_key.len();
                     *i == 0 || bytes <= MAX_BATCH_BYTES
                 })
-                .map(|(_, r)| r.clone())
-                .collect::<Vec<_>>()
+                .count();
+            // Records past the maximum age are dropped before they are delivered.
+            let expired = if settings.max_record_age_s >= 0 {
+                let cutoff = now - settings.max_record_age_s * 1000;
+                lane.queue
+                    .iter()
+                    .take(n)
+                    .take_while(|r| r.arrival_ms < cutoff)
+                    .count()
+            } else {
+                0
+            };
+            let event = (expired == 0).then(|| kinesis_event(lane.queue.iter().take(n), &self.arn));
+            (n, expired, event)
         };
-        // Records past the maximum age are dropped before they are delivered.
-        if settings.max_record_age_s >= 0 {
-            let cutoff = now - settings.max_record_age_s * 1000;
-            let expired = batch.iter().take_while(|r| r.arrival_ms < cutoff).count();
-            if expired > 0 {
-                self.drop_batch(id, lane_no, expired, Reason::RecordTooOld)
-                    .await?;
-                return Ok(true);
-            }
-        }
-        let n = batch.len();
+        let Some(event) = event else {
+            self.drop_batch(id, lane_no, expired, Reason::RecordTooOld)
+                .await?;
+            return Ok(true);
+        };
         self.stats.invocations += 1;
         self.stats.records_delivered += n as u64;
-        let event = kinesis_event(&batch, &self.arn);
         let deadline_ms = self.function_clock.now_ms() + self.timeout_ms;
         let mut result = (self.handler)(event, deadline_ms).await;
         if self.faults.as_ref().is_some_and(|f| f.crash_after_batch()) {
@@ -424,9 +435,16 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
                     .clone()
                     .unwrap_or_default();
                 // An identifier outside the batch means "all failed", as on Lambda.
-                Err(batch
-                    .iter()
-                    .position(|r| r.sequence_number == first)
+                Err(self
+                    .shards
+                    .get(id)
+                    .and_then(|state| {
+                        state.lanes[lane_no]
+                            .queue
+                            .iter()
+                            .take(n)
+                            .position(|r| r.sequence_number == first)
+                    })
                     .unwrap_or(0))
             }
             Err(_) => {
@@ -592,7 +610,7 @@ where
         let stage = stage.clone();
         let observe = observe.clone();
         Box::pin(async move {
-            let records = sluice_core::lambda::records_of(&event);
+            let records = sluice_core::lambda::into_records(event);
             let outcome = stage.process(&records, Some(deadline_ms)).await;
             observe(&records, &outcome);
             Ok(sluice_core::lambda::response_of(&outcome))

@@ -373,18 +373,99 @@ fn malformed(rng: &mut SplitMix64, n: usize) -> String {
 /// The partition key a producer would use for a line: its `key` when that is a usable
 /// Kinesis partition key, else a stable stand-in so bad lines still spread over shards.
 pub fn partition_key_of(line: &str) -> String {
-    let key = serde_json::from_str::<serde_json::Value>(line)
-        .ok()
-        .and_then(|v| v.get("key").and_then(|k| k.as_str()).map(str::to_owned));
+    let key = serde_json::from_str::<KeyOf>(line).ok().and_then(|k| k.0);
     match key {
         Some(k) if !k.is_empty() && k.chars().count() <= 256 => k,
         _ => format!("unkeyed-{}", line.len() % 16),
     }
 }
 
+/// The `key` of a JSON object line when it is a string, read without building the
+/// object: other fields are only checked for syntax, like a full parse would. As with a
+/// parsed `serde_json::Value`, a repeated `key` counts by its last occurrence, and a
+/// line that is not a JSON object has none.
+struct KeyOf(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for KeyOf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldIsKey(bool);
+        impl<'de> serde::Deserialize<'de> for FieldIsKey {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl serde::de::Visitor<'_> for V {
+                    type Value = FieldIsKey;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a field name")
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<FieldIsKey, E> {
+                        Ok(FieldIsKey(s == "key"))
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = KeyOf;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeyOf, A::Error> {
+                let mut key = None;
+                while let Some(FieldIsKey(is_key)) = map.next_key()? {
+                    if is_key {
+                        key = match map.next_value::<serde_json::Value>()? {
+                            serde_json::Value::String(s) => Some(s),
+                            _ => None,
+                        };
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(KeyOf(key))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key read without building the object is the one the full parse finds.
+    #[test]
+    fn partition_key_reads_like_a_full_parse() {
+        let full = |line: &str| {
+            let key = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("key").and_then(|k| k.as_str()).map(str::to_owned));
+            match key {
+                Some(k) if !k.is_empty() && k.chars().count() <= 256 => k,
+                _ => format!("unkeyed-{}", line.len() % 16),
+            }
+        };
+        for line in [
+            r#"{"key":"a","value":1}"#,
+            r#"{"id":"x","key":"b\u00e9","attrs":{"key":"inner"}}"#,
+            r#"{"key":"a","key":"b"}"#,
+            r#"{"key":7}"#,
+            r#"{"key":null}"#,
+            r#"{"k\u0065y":"escaped-name"}"#,
+            r#"["key","a"]"#,
+            r#"{"key":"a","value":NaN}"#,
+            r#"{"key":"a"} trailing"#,
+            r#"{"key":"a""#,
+            "",
+            "garbage",
+            r#"{"nested":[[[{"key":"deep"}]]]}"#,
+        ] {
+            assert_eq!(partition_key_of(line), full(line), "{line}");
+        }
+    }
 
     #[test]
     fn generation_is_deterministic_and_sized() {

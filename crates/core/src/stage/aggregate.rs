@@ -36,19 +36,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::AggregateConfig;
 use crate::dead_letter::DeadLetter;
-use crate::envelope::{Reason, Rejection};
+use crate::envelope::{Event, Reason, Rejection};
 use crate::error::{Error, Result};
 use crate::fingerprint::{FingerprintSet, fingerprint};
 use crate::idempotency::{
-    Candidate, Transaction, anchor_of, event_identity, judge_lateness, keys_to_read, plan_group,
-    redelivers, transactions, watermark_write,
+    Candidate, Transaction, anchor_of, event_identity_at, judge_lateness, keys_to_read,
+    keys_to_read_at, plan_group, redelivers, transactions, watermark_write,
 };
 use crate::item::{AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey, UpdateLine};
 use crate::outcome::{BatchOutcome, Fate, StageStats};
 use crate::ports::{AggregateStore, Clock, Commit, Loaded, RecordSink};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, pack_lines};
 use crate::sequence::SeqNo;
-use crate::stage::{Rejected, Stage, deadline_passed, decode_events, fail_whole_batch, failure_at};
+use crate::stage::{
+    EventAttrs, Rejected, Stage, deadline_passed, decode_events, fail_whole_batch, failure_at,
+};
 
 pub struct Aggregate<S, O, D, C> {
     pub store: S,
@@ -211,44 +213,59 @@ where
 {
     /// Step 1: decodes the events of the batch and groups them by (key, type).
     fn decode(&self, records: &[StreamRecord]) -> Batch {
-        let (events, rejected) = decode_events(STAGE, records);
+        let (events, rejected) = decode_events(STAGE, records, EventAttrs::Drop);
         let mut pending: Vec<Pending> = Vec::with_capacity(events.len());
         let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
         let mut position: HashMap<GroupKey, usize> = HashMap::new();
+        let anchor = self.config.windows.anchor();
         for d in events {
             let record = &records[d.record];
             let seq = SeqNo::parse(&record.sequence_number).unwrap_or_else(SeqNo::zero);
+            let Event {
+                id,
+                key,
+                metric,
+                ts,
+                value,
+                origin,
+                ..
+            } = d.event;
             // `decode_events` always sets an origin; the fallback is the one it uses.
-            let origin = d
-                .event
-                .origin
-                .clone()
-                .unwrap_or_else(|| record.origin_of_line(d.line));
-            let group = GroupKey {
-                key: d.event.key.clone(),
-                metric: d.event.metric.clone(),
-            };
-            let anchor = anchor_of(&group, &self.config, d.event.ts);
+            let origin = origin.unwrap_or_else(|| record.origin_of_line(d.line));
+            let group = GroupKey { key, metric };
+            let identity = event_identity_at(
+                self.config.delivery,
+                &id,
+                &group,
+                anchor.latest_start(ts),
+                &origin,
+            );
             let index = pending.len();
-            let at = *position.entry(group.clone()).or_insert_with(|| {
-                groups.push((group.clone(), Vec::new()));
-                groups.len() - 1
-            });
+            // Look up before inserting: the group's key is cloned once per group, not
+            // once per event.
+            let at = match position.get(&group) {
+                Some(&at) => at,
+                None => {
+                    groups.push((group.clone(), Vec::new()));
+                    position.insert(group.clone(), groups.len() - 1);
+                    groups.len() - 1
+                }
+            };
             groups[at].1.push(index);
             pending.push(Pending {
                 record: d.record,
-                identity: event_identity(self.config.delivery, &d.event.id, &anchor, &origin),
+                identity,
                 origin,
-                id: Some(d.event.id.clone()),
                 candidate: Candidate {
                     index,
-                    ts: d.event.ts,
-                    value: d.event.value,
-                    fingerprint: fingerprint(&d.event.id),
+                    ts,
+                    value,
+                    fingerprint: fingerprint(&id),
                     shard: record.shard_id.clone(),
                     seq,
                     late: false,
                 },
+                id: Some(id),
                 group,
             });
         }
@@ -267,11 +284,8 @@ where
             .groups
             .iter()
             .map(|(g, members)| {
-                let candidates: Vec<Candidate> = members
-                    .iter()
-                    .map(|i| batch.pending[*i].candidate.clone())
-                    .collect();
-                keys_to_read(g, &candidates, &self.config)
+                let times = members.iter().map(|i| batch.pending[*i].candidate.ts);
+                keys_to_read_at(g, times, &self.config)
             })
             .collect();
         let groups: Vec<GroupKey> = batch.groups.iter().map(|(g, _)| g.clone()).collect();

@@ -13,8 +13,8 @@ use crate::outcome::{Accounting, BatchOutcome, Fate, StageStats};
 use crate::ports::{Attrs, Clock, RecordSink, ReferenceLookup};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
 use crate::stage::{
-    FLUSH_BYTES, Rejected, Stage, deadline_passed, decode_events, fail_whole_batch, failure_at,
-    line_bytes,
+    EventAttrs, FLUSH_BYTES, LINE_CAPACITY, Rejected, Stage, deadline_passed, decode_events,
+    fail_whole_batch, failure_at, line_bytes,
 };
 
 pub struct Enrich<R, O, D, C> {
@@ -63,12 +63,14 @@ where
             outcome.failure = Some(failure_at(records, 0, err));
             return outcome;
         }
-        let (events, rejected) = decode_events(self.name(), records);
+        let (events, rejected) = decode_events(self.name(), records, EventAttrs::Keep);
+        // Distinct keys by reference first: one `String` per key, not per event.
         let keys: Vec<String> = events
             .iter()
-            .map(|d| d.event.key.clone())
-            .collect::<BTreeSet<_>>()
+            .map(|d| d.event.key.as_str())
+            .collect::<BTreeSet<&str>>()
             .into_iter()
+            .map(str::to_owned)
             .collect();
         let reference = match self.reference.get(&keys).await {
             Ok(r) => r,
@@ -221,7 +223,8 @@ fn enrich_line(event: &mut Event, reference: Option<&Attrs>) -> Result<Vec<u8>, 
         detail,
         id: Some(event.id.clone()),
     };
-    let bytes = serde_json::to_vec(&*event).map_err(|e| {
+    let mut bytes = Vec::with_capacity(LINE_CAPACITY);
+    serde_json::to_writer(&mut bytes, &*event).map_err(|e| {
         rejection(
             Reason::Unprocessable,
             format!("the enriched event could not be encoded: {e}"),

@@ -18,7 +18,8 @@ use crate::outcome::{Accounting, BatchOutcome, StageStats};
 use crate::ports::{Clock, RecordSink};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
 use crate::stage::{
-    FLUSH_BYTES, RecordRejections, Stage, deadline_passed, fail_whole_batch, failure_at,
+    FLUSH_BYTES, LINE_CAPACITY, RecordRejections, Stage, deadline_passed, fail_whole_batch,
+    failure_at,
 };
 use crate::unpack::unpack;
 
@@ -212,7 +213,8 @@ fn normalize(decoded: DecodedEvent, origin: String) -> Result<(String, Vec<u8>),
     event.origin = Some(origin);
     // Re-encoding a validated event cannot fail in practice; if it ever did, the line is
     // rejected like any other, never a panic.
-    let bytes = serde_json::to_vec(&event).map_err(|e| Rejection {
+    let mut bytes = Vec::with_capacity(LINE_CAPACITY);
+    serde_json::to_writer(&mut bytes, &event).map_err(|e| Rejection {
         reason: Reason::InvalidValue,
         field: None,
         detail: format!("the normalized event could not be encoded: {e}"),

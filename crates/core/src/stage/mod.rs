@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use crate::dead_letter::{DeadLetter, RejectionSummary};
-use crate::envelope::{Event, Reason, Rejection, TimeBounds, decode_record};
+use crate::envelope::{
+    Event, Reason, Rejection, TimeBounds, decode_record, decode_record_without_attrs,
+};
 use crate::error::Error;
 use crate::outcome::{BatchFailure, BatchOutcome};
 use crate::ports::Clock;
@@ -68,6 +70,13 @@ pub(crate) fn fail_whole_batch(outcome: &mut BatchOutcome, records: &[StreamReco
     outcome.stats.records = records.len() as u64;
 }
 
+/// Whether decoded events keep their `attrs` (the aggregate stage never reads them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventAttrs {
+    Keep,
+    Drop,
+}
+
 /// An event decoded from a record of an inter-stage stream.
 pub(crate) struct Decoded {
     pub record: usize,
@@ -91,6 +100,10 @@ pub(crate) fn line_bytes(record: &StreamRecord, line: usize) -> &[u8] {
 /// letters are bounded), however many records a batch has. A write that fails after an
 /// earlier one succeeded reports the first unwritten record for retry.
 pub const FLUSH_BYTES: usize = 8 * 1024 * 1024;
+
+/// Initial capacity of an encoded output line: a typical normalized event (~150-250
+/// bytes) is encoded without regrowing its buffer.
+pub(crate) const LINE_CAPACITY: usize = 256;
 
 /// How many rejected lines of one record get a dead letter of their own; the rest are
 /// counted in one summary dead letter per record, so a record of junk lines costs a
@@ -150,35 +163,46 @@ impl RecordRejections {
 pub(crate) fn decode_events(
     stage: &str,
     records: &[StreamRecord],
+    attrs: EventAttrs,
 ) -> (Vec<Decoded>, Vec<Rejected>) {
     let mut events = Vec::new();
     let mut rejected = Vec::new();
     for (index, record) in records.iter().enumerate() {
         let mut bound = RecordRejections::default();
-        for line in decode_record(&record.data, TimeBounds::unbounded()) {
+        let lines = match attrs {
+            EventAttrs::Keep => decode_record(&record.data, TimeBounds::unbounded()),
+            EventAttrs::Drop => decode_record_without_attrs(&record.data, TimeBounds::unbounded()),
+        };
+        for line in lines {
             bound.lines += 1;
-            let fallback_origin = record.origin_of_line(line.line);
             match line.result {
                 Ok(decoded) => {
-                    let mut event = decoded.into_event(|| fallback_origin.clone());
-                    event.origin.get_or_insert(fallback_origin);
+                    // Events from ingest carry their id and origin: the fallback origin
+                    // is only formatted for lines that lack one of them.
+                    let mut event = decoded.into_event(|| record.origin_of_line(line.line));
+                    if event.origin.is_none() {
+                        event.origin = Some(record.origin_of_line(line.line));
+                    }
                     events.push(Decoded {
                         record: index,
                         line: line.line,
                         event,
                     });
                 }
-                Err(rejection) => rejected.push(Rejected {
-                    record: index,
-                    reason: rejection.reason,
-                    out: bound.listed(&rejection).then(|| {
-                        DeadLetter::for_line(stage, record, line.line, line.bytes, &rejection)
-                            .with_origin(Some(fallback_origin.clone()))
-                            .into_record(&record.partition_key)
-                    }),
-                    summary: None,
-                    origin: fallback_origin,
-                }),
+                Err(rejection) => {
+                    let fallback_origin = record.origin_of_line(line.line);
+                    rejected.push(Rejected {
+                        record: index,
+                        reason: rejection.reason,
+                        out: bound.listed(&rejection).then(|| {
+                            DeadLetter::for_line(stage, record, line.line, line.bytes, &rejection)
+                                .with_origin(Some(fallback_origin.clone()))
+                                .into_record(&record.partition_key)
+                        }),
+                        summary: None,
+                        origin: fallback_origin,
+                    })
+                }
             }
         }
         if let (Some(summary), Some(last)) = (bound.summary(), rejected.last_mut()) {
