@@ -370,9 +370,10 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         output::print_alerts(&mut out, &alerts)?;
         writeln!(
             out,
-            "\n{} events in {:.2} s: {} counted, {} dead letters, {} late, {} duplicates collapsed.",
+            "\n{} events in {:.2} s ({:.0} events/s): {} counted, {} dead letters, {} late, {} duplicates collapsed.",
             ledger.events_in,
             elapsed.as_secs_f64(),
+            ledger.events_in as f64 / elapsed.as_secs_f64().max(1e-9),
             ledger.counted,
             ledger.dead_letter,
             ledger.late,
