@@ -1,6 +1,7 @@
 //! `sluice`: run the pipeline locally, feed it, set it up and query it.
 
 mod bench;
+mod coldstart;
 mod connect;
 mod dashboard;
 mod demo;
@@ -33,6 +34,8 @@ enum Command {
     Run(run::RunArgs),
     /// Measure throughput, DynamoDB writes and request units per event, latency, memory.
     Bench(bench::BenchArgs),
+    /// Start each Lambda's release binary against a loopback Runtime API: time to first poll, first response, peak RSS.
+    Coldstart(coldstart::ColdStartArgs),
     /// Create the streams and tables of a deployment (idempotent), optionally seeding
     /// reference data and rules.
     Setup(setup::SetupArgs),
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Coldstart(args) => coldstart::run(args).await,
             Command::Setup(args) => setup::run(args).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Query(args) => query::run_query(args).await,
