@@ -337,7 +337,10 @@ fn lambda_environment(function: &Function, addr: &str) -> Vec<(String, String)> 
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".to_owned()),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
         ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
-        ("AWS_LAMBDA_LOG_STREAM_NAME", "2026/01/01/[$LATEST]coldstart".to_owned()),
+        (
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            "2026/01/01/[$LATEST]coldstart".to_owned(),
+        ),
         ("AWS_REGION", "us-east-1".to_owned()),
         ("AWS_DEFAULT_REGION", "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
@@ -400,7 +403,10 @@ async fn connection(stream: TcpStream, state: Arc<ServerState>) {
         };
         let reply = match route(&request.method, &request.path) {
             Route::Next => {
-                let nth = state.polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                let nth = state
+                    .polls
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    + 1;
                 let _ = state.seen.send(Seen::Poll { nth });
                 if nth > 1 {
                     // Lambda holds the poll until the next event; so does this.
@@ -557,7 +563,10 @@ where
 #[derive(Debug, PartialEq)]
 enum Route {
     Next,
-    InvocationResponse { request_id: String, ok: bool },
+    InvocationResponse {
+        request_id: String,
+        ok: bool,
+    },
     InitError,
     /// An AWS JSON-protocol call (`POST /` with `X-Amz-Target`).
     Aws,
