@@ -1,6 +1,7 @@
 //! `sluice`: run the pipeline locally, feed it, set it up and query it.
 
 mod bench;
+mod coldstart;
 mod connect;
 mod cost;
 mod dashboard;
@@ -37,6 +38,8 @@ enum Command {
     /// Price the pipeline on AWS (Lambda, DynamoDB, Kinesis) per month and per million
     /// events from measured per-stage figures.
     Cost(cost::CostArgs),
+    /// Start each Lambda's release binary against a loopback Runtime API: time to first poll, first response, peak RSS.
+    Coldstart(coldstart::ColdStartArgs),
     /// Create the streams and tables of a deployment (idempotent), optionally seeding
     /// reference data and rules.
     Setup(setup::SetupArgs),
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Cost(args) => cost::run(args).await,
+            Command::Coldstart(args) => coldstart::run(args).await,
             Command::Setup(args) => setup::run(args).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Query(args) => query::run_query(args).await,

@@ -6,7 +6,10 @@ use sluice_aws::dynamodb::{DynamoAggregateReader, DynamoAlertReader};
 use sluice_aws::{config, telemetry};
 use sluice_core::config::env;
 
-#[tokio::main]
+// One thread: Lambda hands a runtime one invocation at a time and the handler only
+// awaits I/O (no spawned tasks), so worker threads would add start-up time and memory
+// and no throughput (`sluice coldstart` measures it).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let aggregates_table = config::required_env(env::AGGREGATES_TABLE)?;
