@@ -134,6 +134,11 @@ pub const DEFAULT_MIN_HISTORY: u32 = 5;
 pub const MAX_HISTORY: u32 = 1000;
 /// Rule ids go into alert ids (`rule|group|window`) and table keys.
 pub const MAX_RULE_ID_CHARS: usize = 128;
+/// A metric or key prefix longer than a Kinesis partition key (256 characters) can
+/// match no event.
+pub const MAX_KEY_CHARS: usize = 256;
+/// A description is shown with each alert; this keeps alerts small.
+pub const MAX_DESCRIPTION_CHARS: usize = 1024;
 
 /// A rule, as stored in the rules table and in rule files (JSON lines). Build one with
 /// [`Rule::from_json`] (or [`parse_rules`]), which validates every field.
@@ -297,6 +302,21 @@ impl Rule {
                 "type",
                 "must name a metric, or be `*` for any".into(),
             ));
+        }
+        // Bounded so that an alert (which copies the rule's text) always fits a
+        // DynamoDB item and a Kinesis record, whatever a rule file holds.
+        for (field, text, max) in [
+            ("type", &self.metric, MAX_KEY_CHARS),
+            ("key_prefix", &self.key_prefix, MAX_KEY_CHARS),
+            ("description", &self.description, MAX_DESCRIPTION_CHARS),
+        ] {
+            let chars = text.chars().count();
+            if chars > max {
+                return Err(invalid(
+                    field,
+                    format!("must be at most {max} characters, got {chars}"),
+                ));
+            }
         }
         // A window longer than a week is never a tumbling window the stage keeps.
         if !(1..=7 * 86_400).contains(&self.window_seconds) {
@@ -893,6 +913,20 @@ mod tests {
                 "enabled",
             ),
         ];
+        let long = |field: &str, n: usize| {
+            format!(
+                r#"{{"id":"a","type":"t","window_seconds":60,"stat":"max","op":">","threshold":1,"{field}":"{}"}}"#,
+                "x".repeat(n)
+            )
+        };
+        for (field, max) in [("type", 256), ("key_prefix", 256), ("description", 1024)] {
+            assert!(
+                parse_rules(&long(field, max)).is_ok(),
+                "{field} at its limit"
+            );
+            let err = parse_rules(&long(field, max + 1)).expect_err("one over");
+            assert_eq!(field_of(err), field);
+        }
         for (json, field) in cases {
             let err = parse_rules(json).expect_err(json);
             let text = err.to_string();
