@@ -10,7 +10,11 @@
 //! `max(MaximumBatchingWindow, 1 s)` (Lambda polls a shard about once a second), at
 //! most `BatchSize` records. Billed duration per invocation = assumed AWS I/O wait
 //! (`--io-ms`) + measured compute time per event × events per invocation, scaled by the
-//! CPU share of the memory size (a full vCPU at 1,769 MB), rounded up to 1 ms.
+//! CPU share of the memory size (a full vCPU at 1,769 MB), rounded up to 1 ms. A batch
+//! also stops at Lambda's 6 MB invocation payload: the records' base64 data plus each
+//! record's JSON envelope. The aggregate stage is measured at the batch it would really
+//! see (its events per invocation follow from the enriched records' measured packing,
+//! so a first pass finds the packing and a second measures at that size).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -69,6 +73,15 @@ pub const HOURS_PER_MONTH: f64 = 730.0;
 pub const FULL_VCPU_MB: f64 = 1769.0;
 /// Lambda polls a shard about once a second when its batching window is shorter.
 pub const MIN_POLL_INTERVAL_S: f64 = 1.0;
+/// Lambda's synchronous invocation payload limit (6 MB), which also bounds a Kinesis
+/// event source mapping's batch.
+pub const INVOCATION_PAYLOAD_BYTES: f64 = 6_291_456.0;
+/// JSON around one record's base64 data in a Kinesis event (event id, sequence number,
+/// ARNs, ...): 575 B per record in `events/aggregate/enriched.json`, about 550 compact.
+pub const EVENT_RECORD_OVERHEAD_BYTES: f64 = 550.0;
+/// The largest aggregate batch the model measures in-process (events), to bound the
+/// time and memory of `sluice cost`.
+pub const MAX_MEASURED_BATCH_EVENTS: f64 = 200_000.0;
 const SECONDS_PER_MONTH: f64 = HOURS_PER_MONTH * 3600.0;
 
 #[derive(Args, Debug)]
@@ -132,6 +145,21 @@ pub struct StageInput {
     pub events_per_producer_event: f64,
     /// Kinesis records it receives per producer event.
     pub records_per_producer_event: f64,
+    /// Record bytes (data and partition key) it receives per producer event.
+    pub bytes_per_producer_event: f64,
+}
+
+impl StageInput {
+    /// Records one invocation can carry within [`INVOCATION_PAYLOAD_BYTES`]: each
+    /// record's data base64-encoded plus its envelope in the event JSON.
+    pub fn payload_cap_records(&self) -> f64 {
+        if self.records_per_producer_event <= 0.0 {
+            return f64::INFINITY;
+        }
+        let bytes = self.bytes_per_producer_event / self.records_per_producer_event;
+        let in_event = (bytes / 3.0).ceil() * 4.0 + EVENT_RECORD_OVERHEAD_BYTES;
+        (INVOCATION_PAYLOAD_BYTES / in_event).floor().max(1.0)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -161,8 +189,9 @@ pub fn stage_cost(s: &StageInput, events_per_second: f64, io_ms: f64) -> StageCo
         };
     }
     let per_consumer = records_per_s / s.consumers.max(1.0);
+    let cap = s.batch_size.min(s.payload_cap_records()).max(1.0);
     let records_per_invocation =
-        (per_consumer * s.batching_window_s.max(MIN_POLL_INTERVAL_S)).clamp(1.0, s.batch_size);
+        (per_consumer * s.batching_window_s.max(MIN_POLL_INTERVAL_S)).clamp(1.0, cap);
     let invocations = records_per_s / records_per_invocation;
     let events_per_invocation =
         records_per_invocation * s.events_per_producer_event / s.records_per_producer_event;
@@ -321,13 +350,11 @@ fn settings(template: &Template, args: &CostArgs) -> Result<Vec<StageSettings>> 
         .collect()
 }
 
-/// The batch the aggregate stage sees at this rate, as a bench spec: its events per
-/// invocation (taking one event per enriched record, before packing is measured) over
-/// the keys of one enriched shard, spanning the event time that takes to arrive.
-fn spec_for(args: &CostArgs, aggregate: &StageSettings, delivery: Delivery) -> Spec {
-    let per_consumer = args.events_per_second / aggregate.consumers.max(1.0);
-    let events = (per_consumer * aggregate.batching_window_s.max(MIN_POLL_INTERVAL_S))
-        .clamp(1.0, aggregate.batch_size);
+/// The batch the aggregate stage sees at this rate, as a bench spec: `events` per
+/// invocation (at most [`MAX_MEASURED_BATCH_EVENTS`]) over the keys of one enriched
+/// shard, spanning the event time that takes to arrive.
+fn spec_for(args: &CostArgs, aggregate: &StageSettings, delivery: Delivery, events: f64) -> Spec {
+    let events = events.clamp(1.0, MAX_MEASURED_BATCH_EVENTS);
     let shards = aggregate.consumers.max(1.0);
     let per_shard_rate = (args.events_per_second / shards).max(f64::MIN_POSITIVE);
     Spec {
@@ -353,9 +380,14 @@ fn read_bench(path: &PathBuf) -> Result<Vec<StageMeasure>> {
 
 /// The per-stage inputs of the model from the measurements: each stage receives what
 /// the one before it emits.
-fn stage_inputs(settings: &[StageSettings], measures: &[StageMeasure]) -> Result<Vec<StageInput>> {
+fn stage_inputs(
+    settings: &[StageSettings],
+    measures: &[StageMeasure],
+    raw_record_bytes: f64,
+) -> Result<Vec<StageInput>> {
     let mut events = 1.0;
     let mut records = 1.0;
+    let mut bytes = raw_record_bytes;
     let mut inputs = Vec::new();
     for (name, s) in STAGES.iter().zip(settings) {
         let m = measures
@@ -371,8 +403,10 @@ fn stage_inputs(settings: &[StageSettings], measures: &[StageMeasure]) -> Result
             ns_per_event: m.ns_per_record,
             events_per_producer_event: events,
             records_per_producer_event: records,
+            bytes_per_producer_event: bytes,
         });
         records = events * m.out_records_per_event;
+        bytes = events * m.out_bytes_per_event;
         events *= m.out_events_per_event;
     }
     Ok(inputs)
@@ -398,7 +432,7 @@ fn hops_of(
         };
         Ok((name, shards))
     };
-    let pk = format!("key-{}", args.keys.saturating_sub(1));
+    let pk = raw_partition_key(args);
     let raw = vec![0u8; args.record_bytes];
     let mut hops = Vec::new();
     let (name, shards) = shards_of(resources::RAW.logical_id)?;
@@ -434,6 +468,60 @@ fn hops_of(
     Ok(hops)
 }
 
+/// The partition key a producer record is priced with (the longest of the keys).
+fn raw_partition_key(args: &CostArgs) -> String {
+    format!("key-{}", args.keys.saturating_sub(1))
+}
+
+/// Measures every stage in-process at the batch shape the rate produces. The aggregate
+/// stage's events per invocation depend on how many events an enriched record packs,
+/// which only a measurement tells: the first pass assumes one event per record, and
+/// when the model then puts a different number in an aggregate invocation, a second
+/// pass measures at that size.
+fn measure_at_the_rate(
+    template: &Template,
+    args: &CostArgs,
+    settings: &[StageSettings],
+    delivery: Delivery,
+    raw_bytes: f64,
+) -> Result<(Vec<StageMeasure>, String)> {
+    let aggregate = &settings[2];
+    let per_consumer = args.events_per_second / aggregate.consumers.max(1.0);
+    let mut events = (per_consumer * aggregate.batching_window_s.max(MIN_POLL_INTERVAL_S))
+        .clamp(1.0, aggregate.batch_size);
+    let mut passes = 0;
+    loop {
+        passes += 1;
+        let spec = spec_for(args, aggregate, delivery, events);
+        let measured = spec.records;
+        eprintln!(
+            "sluice cost: measuring every stage on batches of {measured} events over {} keys (pass {passes})",
+            spec.keys
+        );
+        let source = format!(
+            "measured now in-process ({} build): 5 aggregate-sized batches of {} events over {} keys, {} ms of event time each",
+            if cfg!(debug_assertions) {
+                "debug, slow"
+            } else {
+                "release"
+            },
+            spec.records,
+            spec.keys,
+            spec.batch_span_ms
+        );
+        let measures = stage::measure_single_threaded(template.clone(), spec, STAGES.to_vec())?.0;
+        let inputs = stage_inputs(settings, &measures, raw_bytes)?;
+        let modelled = stage_cost(&inputs[2], args.events_per_second, args.io_ms)
+            .events_per_invocation
+            .clamp(1.0, MAX_MEASURED_BATCH_EVENTS);
+        let close = (modelled - measured as f64).abs() <= 0.1 * modelled;
+        if close || passes == 2 {
+            return Ok((measures, source));
+        }
+        events = modelled;
+    }
+}
+
 pub async fn run(args: CostArgs) -> Result<bool> {
     if !(args.events_per_second.is_finite() && args.events_per_second > 0.0) {
         bail!(
@@ -444,6 +532,7 @@ pub async fn run(args: CostArgs) -> Result<bool> {
     let template = load_template(None)?;
     let delivery = args.delivery.unwrap_or(Delivery::ExactlyOnce);
     let settings = settings(&template, &args)?;
+    let raw_bytes = (args.record_bytes + raw_partition_key(&args).len()) as f64;
     let (measures, source) = match &args.bench {
         Some(path) => (
             read_bench(path)?,
@@ -452,27 +541,9 @@ pub async fn run(args: CostArgs) -> Result<bool> {
                 path.display()
             ),
         ),
-        None => {
-            let spec = spec_for(&args, &settings[2], delivery);
-            let source = format!(
-                "measured now in-process ({} build): 5 aggregate-sized batches of {} events over {} keys, {} ms of event time each",
-                if cfg!(debug_assertions) {
-                    "debug, slow"
-                } else {
-                    "release"
-                },
-                spec.records,
-                spec.keys,
-                spec.batch_span_ms
-            );
-            let t = template.clone();
-            (
-                stage::measure_single_threaded(t, spec, STAGES.to_vec())?.0,
-                source,
-            )
-        }
+        None => measure_at_the_rate(&template, &args, &settings, delivery, raw_bytes)?,
     };
-    let inputs = stage_inputs(&settings, &measures)?;
+    let inputs = stage_inputs(&settings, &measures, raw_bytes)?;
     let hops = hops_of(&template, &args, &inputs, &measures)?;
     let find = |name: &str| measures.iter().find(|m| m.stage == name);
     let (agg, det) = (
@@ -641,6 +712,7 @@ mod tests {
             ns_per_event: 1000.0,
             events_per_producer_event: 1.0,
             records_per_producer_event: records_per_event,
+            bytes_per_producer_event: 200.0,
         }
     }
 
@@ -667,6 +739,27 @@ mod tests {
         let c = stage_cost(&stage(0.1), 1000.0, 20.0);
         assert_eq!(c.invocations_per_second, 1.0);
         assert_eq!(c.events_per_invocation, 1000.0);
+    }
+
+    #[test]
+    fn a_batch_stops_at_the_six_megabyte_invocation_payload() {
+        // 200 B per event, 100 events per record: 20,000 B, 26,668 B of base64, plus
+        // 550 B of envelope: 27,218 B per record, 231 records in 6,291,456 B.
+        let mut s = stage(0.01);
+        s.bytes_per_producer_event = 200.0;
+        s.batch_size = 10_000.0;
+        s.batching_window_s = 300.0;
+        assert_eq!(s.payload_cap_records(), 231.0);
+        // 1,000 events/s over 2 consumers for 300 s would be 1,500 records (150,000
+        // events) per batch; the payload caps it at 231 records, 23,100 events.
+        let c = stage_cost(&s, 1000.0, 20.0);
+        assert_eq!(c.events_per_invocation, 23_100.0);
+        assert!((c.invocations_per_second - 10.0 / 231.0).abs() < 1e-12);
+        // Small records: the batch size binds first.
+        let mut s = stage(1.0);
+        s.bytes_per_producer_event = 150.0;
+        assert!(s.payload_cap_records() > s.batch_size);
+        assert_eq!(stage_cost(&s, 1000.0, 20.0).events_per_invocation, 1000.0);
     }
 
     #[test]
@@ -745,6 +838,7 @@ mod tests {
             out_records_per_event: out_records,
             out_put_units_per_event: out_records,
             out_kib_per_event: out_records,
+            out_bytes_per_event: out_records * 1000.0,
             dead_letters: 0,
             peak_rss_bytes: None,
         };
@@ -762,14 +856,25 @@ mod tests {
                 consumers: 4.0,
             })
             .collect();
-        let inputs = stage_inputs(&settings, &measures).expect("test setup");
-        let chain: Vec<(f64, f64)> = inputs
+        let inputs = stage_inputs(&settings, &measures, 160.0).expect("test setup");
+        let chain: Vec<(f64, f64, f64)> = inputs
             .iter()
-            .map(|i| (i.events_per_producer_event, i.records_per_producer_event))
+            .map(|i| {
+                (
+                    i.events_per_producer_event,
+                    i.records_per_producer_event,
+                    i.bytes_per_producer_event,
+                )
+            })
             .collect();
         assert_eq!(
             chain,
-            vec![(1.0, 1.0), (1.0, 0.5), (1.0, 0.25), (0.02, 0.001)]
+            vec![
+                (1.0, 1.0, 160.0),
+                (1.0, 0.5, 500.0),
+                (1.0, 0.25, 250.0),
+                (0.02, 0.001, 1.0)
+            ]
         );
     }
 }

@@ -156,6 +156,10 @@ pub struct StageMeasure {
     /// bills data in and out.
     #[serde(default)]
     pub out_kib_per_event: f64,
+    /// Bytes (data and partition key) of those records per event it received: what the
+    /// next stage's invocation payload carries, base64-encoded.
+    #[serde(default)]
+    pub out_bytes_per_event: f64,
     pub dead_letters: u64,
     /// High-water mark of the process's resident memory while this stage ran (reset
     /// before it, where the kernel allows); includes its prepared input batches.
@@ -384,6 +388,7 @@ async fn time_stage<S: Stage>(
     let (mut records, mut kinesis_records, mut out_events) = (0u64, 0u64, 0u64);
     let (mut out_records, mut out_units, mut dead_letters) = (0u64, 0u64, 0u64);
     let mut out_kib = 0u64;
+    let mut out_bytes = 0u64;
     let mut before = meter();
     for (b, bytes) in events.iter().enumerate() {
         if b == spec.warmup {
@@ -410,6 +415,10 @@ async fn time_stage<S: Stage>(
             out_records += output.len() as u64;
             out_units += output.iter().map(|(pk, d)| put_units(pk, d)).sum::<u64>();
             out_kib += output.iter().map(|(pk, d)| kib_units(pk, d)).sum::<u64>();
+            out_bytes += output
+                .iter()
+                .map(|(pk, d)| (pk.len() + d.len()) as u64)
+                .sum::<u64>();
             dead_letters += dead.len() as u64;
         }
         outputs.push(output);
@@ -438,6 +447,7 @@ async fn time_stage<S: Stage>(
         out_records_per_event: per_event(out_records as f64, records),
         out_put_units_per_event: per_event(out_units as f64, records),
         out_kib_per_event: per_event(out_kib as f64, records),
+        out_bytes_per_event: per_event(out_bytes as f64, records),
         dead_letters,
         peak_rss_bytes: None,
     };
