@@ -110,7 +110,8 @@ pub struct CostArgs {
     /// Memory of every function in MB (default: the template's per function).
     #[arg(long)]
     pub memory_mb: Option<u32>,
-    /// The aggregate stage's MaximumBatchingWindowInSeconds (default: the template's).
+    /// The aggregate stage's MaximumBatchingWindowInSeconds (default: the template's
+    /// AggregateBatchingWindowSeconds parameter).
     /// Longer windows mean bigger batches and fewer writes per event.
     #[arg(long, value_name = "SECONDS")]
     pub aggregate_batching_window: Option<f64>,

@@ -1198,7 +1198,7 @@ mod tests {
     #[test]
     fn batching_window_is_range_checked() {
         let (owner, property, value, _) = out_of_range(
-            "MaximumBatchingWindowInSeconds: 2",
+            "MaximumBatchingWindowInSeconds: !Ref AggregateBatchingWindowSeconds",
             "MaximumBatchingWindowInSeconds: 301",
         );
         assert_eq!(
@@ -1207,7 +1207,7 @@ mod tests {
         );
         assert_eq!(
             out_of_range(
-                "MaximumBatchingWindowInSeconds: 2",
+                "MaximumBatchingWindowInSeconds: !Ref AggregateBatchingWindowSeconds",
                 "MaximumBatchingWindowInSeconds: -1"
             )
             .2,
