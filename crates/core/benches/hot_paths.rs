@@ -134,20 +134,14 @@ mod fingerprinting {
         bencher.bench(|| fingerprint(black_box("evt-00001234")));
     }
 
-    /// The exactly-once identity of one event (id within its group and anchor window).
+    /// The exactly-once identity of one event (the fingerprint of its id).
     #[divan::bench]
     fn event_identity_exactly_once(bencher: divan::Bencher) {
         let config = AggregateConfig::default();
-        let group = GroupKey {
-            key: "sensor-042".into(),
-            metric: "temperature".into(),
-        };
-        let anchor = anchor_of(&group, &config, NOW_MS);
         bencher.bench(|| {
             event_identity(
                 config.delivery,
                 black_box("evt-00001234"),
-                black_box(&anchor),
                 "shardId-000000000000:49590338271490256608559692538361571095921575989136588898:0",
             )
         });

@@ -14,7 +14,8 @@
 //! The order of checks matters: "already applied" comes before "late", so a
 //! redelivered event that was counted stays counted rather than turning late.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::aggregate::AggState;
@@ -23,6 +24,7 @@ use crate::fingerprint::FingerprintSet;
 use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
 use crate::limits::dynamodb as limits;
 use crate::sequence::SeqNo;
+use crate::window::WindowSpec;
 
 /// DynamoDB's limit of actions in one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -48,6 +50,28 @@ pub fn fresh_per_anchor(config: &AggregateConfig) -> usize {
         .max(1)
 }
 
+/// Hashes a fingerprint to itself: fingerprints are already uniform (the first bits of
+/// an MD5), so hashing them again (SipHash, per event) buys nothing.
+#[derive(Default)]
+pub struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (a `u64` key); fold anything else in all the same.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// One event of a group, as the planner needs it.
 #[derive(Clone, Debug)]
 pub struct Candidate {
@@ -55,65 +79,26 @@ pub struct Candidate {
     pub index: usize,
     pub ts: i64,
     pub value: f64,
+    /// [`event_identity`]: what exactly-once de-duplicates on within the anchor.
     pub fingerprint: u64,
-    pub shard: String,
+    /// The source shard, shared by every event of the batch from it (cloned per
+    /// candidate and per plan, so it must not allocate).
+    pub shard: Arc<str>,
     pub seq: SeqNo,
     /// The event's anchor window closed more than the allowed lateness before the
     /// watermark it was read under.
     pub late: bool,
 }
 
-/// What de-duplication treats as "the same event": in exactly-once mode the id within
-/// its group and anchor window; in at-least-once mode the producer write (origin).
-pub fn event_identity(delivery: Delivery, id: &str, anchor: &ItemKey, origin: &str) -> u64 {
-    event_identity_at(delivery, id, &anchor.group, anchor.start_ms, origin)
-}
-
-/// [`event_identity`] from the anchor's parts, without building the anchor's key. In
-/// exactly-once mode it is the fingerprint of `{id}\u{1f}{type}#{key}\u{1f}{start_ms}`,
-/// hashed piece by piece rather than formatted into a `String` first (same digest).
-pub fn event_identity_at(
-    delivery: Delivery,
-    id: &str,
-    group: &GroupKey,
-    anchor_start_ms: i64,
-    origin: &str,
-) -> u64 {
+/// What de-duplication treats as "the same event", as one fingerprint per event: in
+/// exactly-once mode that of its id (the anchor item stores it; the anchor scopes it to
+/// the group and window); in at-least-once mode that of its producer write (origin),
+/// which is only reported (that mode de-duplicates by sequence number).
+pub fn event_identity(delivery: Delivery, id: &str, origin: &str) -> u64 {
     match delivery {
-        Delivery::ExactlyOnce => {
-            let mut start = [0u8; 20];
-            let start = decimal(anchor_start_ms, &mut start);
-            crate::fingerprint::fingerprint_parts(&[
-                id.as_bytes(),
-                b"\x1f",
-                group.metric.as_bytes(),
-                b"#",
-                group.key.as_bytes(),
-                b"\x1f",
-                start,
-            ])
-        }
+        Delivery::ExactlyOnce => crate::fingerprint::fingerprint(id),
         Delivery::AtLeastOnce => crate::fingerprint::fingerprint(origin),
     }
-}
-
-/// The decimal digits of `n` (as `Display` prints them) in `buf`, without allocating.
-fn decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
 }
 
 /// The anchor item key of an event time.
@@ -212,43 +197,50 @@ pub fn plan_group(
     pages: &HashMap<ItemKey, Vec<Arc<FingerprintSet>>>,
     config: &AggregateConfig,
 ) -> GroupPlan {
+    // Keyed by window start (and size): the group is the same throughout, so no
+    // per-event key (with its two strings) is built; item keys are made once per window.
     struct Work {
         item: AggregateItem,
         delta: AggState,
         counted: Vec<usize>,
-        coarse: BTreeMap<ItemKey, AggState>,
-        max_seq: BTreeMap<String, SeqNo>,
+        coarse: BTreeMap<(WindowSpec, i64), AggState>,
+        max_seq: BTreeMap<Arc<str>, SeqNo>,
         /// Fingerprints accepted in this batch (merged into the item once, at the end).
-        fresh: std::collections::HashSet<u64>,
+        fresh: HashSet<u64, BuildHasherDefault<FingerprintHasher>>,
     }
     let mut plan = GroupPlan::default();
     let fresh_cap = fresh_per_anchor(config);
-    let mut work: BTreeMap<ItemKey, Work> = BTreeMap::new();
+    let anchor_spec = config.windows.anchor();
+    let mut work: BTreeMap<i64, Work> = BTreeMap::new();
     for c in candidates {
-        let anchor = anchor_of(group, config, c.ts);
-        let w = work.entry(anchor.clone()).or_insert_with(|| Work {
-            item: items
-                .get(&anchor)
-                .cloned()
-                .unwrap_or_else(|| AggregateItem::new(anchor.clone())),
-            delta: AggState::EMPTY,
-            counted: Vec::new(),
-            coarse: BTreeMap::new(),
-            max_seq: BTreeMap::new(),
-            fresh: std::collections::HashSet::new(),
-        });
+        let w = work
+            .entry(anchor_spec.latest_start(c.ts))
+            .or_insert_with(|| {
+                let anchor = anchor_of(group, config, c.ts);
+                Work {
+                    item: items
+                        .get(&anchor)
+                        .cloned()
+                        .unwrap_or_else(|| AggregateItem::new(anchor)),
+                    delta: AggState::EMPTY,
+                    counted: Vec::new(),
+                    coarse: BTreeMap::new(),
+                    max_seq: BTreeMap::new(),
+                    fresh: HashSet::default(),
+                }
+            });
         let already_applied = match config.delivery {
             Delivery::ExactlyOnce => {
                 w.fresh.contains(&c.fingerprint)
                     || w.item.fingerprints.contains(c.fingerprint)
                     || pages
-                        .get(&anchor)
+                        .get(&w.item.key)
                         .is_some_and(|ps| ps.iter().any(|p| p.contains(c.fingerprint)))
             }
             Delivery::AtLeastOnce => w
                 .item
                 .high_water
-                .get(&c.shard)
+                .get(&*c.shard)
                 .is_some_and(|hw| c.seq <= *hw),
         };
         // At-least-once marks whole records as applied, and a record may also hold
@@ -268,23 +260,18 @@ pub fn plan_group(
         if config.delivery == Delivery::ExactlyOnce {
             w.fresh.insert(c.fingerprint);
         } else {
-            let seq = w
-                .max_seq
-                .entry(c.shard.clone())
-                .or_insert_with(|| c.seq.clone());
-            if c.seq > *seq {
-                *seq = c.seq.clone();
+            match w.max_seq.get_mut(&c.shard) {
+                Some(seq) if c.seq > *seq => *seq = c.seq.clone(),
+                Some(_) => {}
+                None => {
+                    w.max_seq.insert(c.shard.clone(), c.seq.clone());
+                }
             }
         }
         w.delta.push(c.value);
         w.counted.push(c.index);
-        for (window, start_ms) in config.windows.coarser_windows_of(c.ts) {
-            let key = ItemKey {
-                group: group.clone(),
-                window,
-                start_ms,
-            };
-            w.coarse.entry(key).or_default().push(c.value);
+        for window in config.windows.coarser_windows_of(c.ts) {
+            w.coarse.entry(window).or_default().push(c.value);
         }
     }
     for (_, mut w) in work {
@@ -296,13 +283,12 @@ pub fn plan_group(
         w.item.fingerprints.extend(w.fresh.drain());
         w.item.state.merge(&w.delta);
         for (shard, seq) in w.max_seq {
-            let hw = w
-                .item
-                .high_water
-                .entry(shard)
-                .or_insert_with(|| seq.clone());
-            if seq > *hw {
-                *hw = seq;
+            match w.item.high_water.get_mut(&*shard) {
+                Some(hw) if seq > *hw => *hw = seq,
+                Some(_) => {}
+                None => {
+                    w.item.high_water.insert(shard.to_string(), seq);
+                }
             }
         }
         w.item.expires_at_s = expiry(&w.item.key, config);
@@ -323,7 +309,18 @@ pub fn plan_group(
                 sealed_page,
             },
             counted: w.counted,
-            coarse: w.coarse.into_iter().collect(),
+            coarse: w
+                .coarse
+                .into_iter()
+                .map(|((window, start_ms), state)| {
+                    let key = ItemKey {
+                        group: group.clone(),
+                        window,
+                        start_ms,
+                    };
+                    (key, state)
+                })
+                .collect(),
         });
     }
     plan
@@ -345,7 +342,7 @@ pub fn redelivers(candidates: &[Candidate], stored: Option<&GroupWatermark>) -> 
     };
     candidates
         .iter()
-        .any(|c| c.shard == *shard && c.seq <= *seq)
+        .any(|c| *c.shard == **shard && c.seq <= *seq)
 }
 
 /// The group watermark to write with a group's aggregates, if the batch moved it.
@@ -380,7 +377,7 @@ pub fn watermark_write(
     let last_record = candidates
         .iter()
         .max_by(|a, b| a.seq.cmp(&b.seq))
-        .map(|c| (c.shard.clone(), c.seq.clone()))
+        .map(|c| (c.shard.to_string(), c.seq.clone()))
         .or_else(|| current.and_then(|c| c.last_record.clone()));
     Some(WatermarkWrite {
         watermark: GroupWatermark {
@@ -574,31 +571,6 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The stored fingerprint sets depend on this digest: hashing the pieces must
-        /// give exactly the fingerprint of the formatted identity string.
-        #[test]
-        fn identity_from_parts_is_the_fingerprint_of_the_formatted_string(
-            id in ".{0,40}",
-            key in ".{0,40}",
-            metric in "[a-z_.]{1,20}",
-            start in proptest::prelude::any::<i64>(),
-        ) {
-            let group = GroupKey { key, metric };
-            let formatted = fingerprint(&format!(
-                "{id}\u{1f}{}\u{1f}{start}",
-                group.partition_key()
-            ));
-            let anchor = ItemKey { group: group.clone(), window: WindowSpec::tumbling(60), start_ms: start };
-            proptest::prop_assert_eq!(
-                event_identity(Delivery::ExactlyOnce, &id, &anchor, "o"),
-                formatted
-            );
-            proptest::prop_assert_eq!(
-                event_identity_at(Delivery::ExactlyOnce, &id, &group, start, "o"),
-                formatted
-            );
-        }
-
         /// Reading by window first gives the very keys (and order) of one key per event
         /// and window.
         #[test]
@@ -615,14 +587,6 @@ mod tests {
             }
             let expected: Vec<ItemKey> = expected.into_iter().collect();
             proptest::prop_assert_eq!(keys_to_read_at(&group(), times.iter().copied(), &config), expected);
-        }
-    }
-
-    #[test]
-    fn decimal_prints_like_display() {
-        for n in [0, 7, -7, 10, 1_764_000_000_000, i64::MIN, i64::MAX] {
-            let mut buf = [0u8; 20];
-            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
         }
     }
 

@@ -1,14 +1,32 @@
 //! Kinesis sequence numbers are decimal strings of up to 56+ digits: more than `u128`
 //! or a DynamoDB number holds. They compare by length, then lexicographically.
+//!
+//! A `SeqNo` is shared (`Arc<str>`): the aggregate stage gives every event of a record
+//! the record's number and copies it into candidates, plans and high-water marks, so a
+//! clone must not allocate.
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SeqNo(String);
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SeqNo(Arc<str>);
+
+impl Serialize for SeqNo {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// As a plain string, unchecked (what `#[serde(transparent)]` over a `String` did).
+impl<'de> Deserialize<'de> for SeqNo {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Ok(SeqNo(Arc::from(s)))
+    }
+}
 
 impl SeqNo {
     /// Accepts a non-empty string of ASCII digits; leading zeros are dropped so that
@@ -18,13 +36,15 @@ impl SeqNo {
             return None;
         }
         let trimmed = s.trim_start_matches('0');
-        Some(SeqNo(
-            if trimmed.is_empty() { "0" } else { trimmed }.to_owned(),
-        ))
+        Some(SeqNo(Arc::from(if trimmed.is_empty() {
+            "0"
+        } else {
+            trimmed
+        })))
     }
 
     pub fn zero() -> SeqNo {
-        SeqNo("0".to_owned())
+        SeqNo(Arc::from("0"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -71,6 +91,17 @@ mod tests {
         assert!(SeqNo::parse("").is_none());
         assert!(SeqNo::parse("12a").is_none());
         assert!(SeqNo::parse("-1").is_none());
+    }
+
+    #[test]
+    fn serializes_as_its_digits() {
+        let s = SeqNo::parse("0049").expect("digits");
+        let json = serde_json::to_string(&s).expect("serialize");
+        assert_eq!(json, "\"49\"");
+        assert_eq!(
+            serde_json::from_str::<SeqNo>(&json).expect("deserialize"),
+            s
+        );
     }
 
     proptest! {

@@ -38,9 +38,9 @@ use crate::config::AggregateConfig;
 use crate::dead_letter::DeadLetter;
 use crate::envelope::{Event, Reason, Rejection};
 use crate::error::{Error, Result};
-use crate::fingerprint::{FingerprintSet, fingerprint};
+use crate::fingerprint::FingerprintSet;
 use crate::idempotency::{
-    Candidate, Transaction, anchor_of, event_identity_at, judge_lateness, keys_to_read,
+    Candidate, Transaction, anchor_of, event_identity, judge_lateness, keys_to_read,
     keys_to_read_at, plan_group, redelivers, transactions, watermark_write,
 };
 use crate::item::{AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey, UpdateLine};
@@ -217,10 +217,23 @@ where
         let mut pending: Vec<Pending> = Vec::with_capacity(events.len());
         let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
         let mut position: HashMap<GroupKey, usize> = HashMap::new();
-        let anchor = self.config.windows.anchor();
+        // Events come record by record: the record's sequence number and shard are
+        // parsed and shared once per record, not once per event.
+        let mut current: Option<(usize, SeqNo, Arc<str>)> = None;
         for d in events {
             let record = &records[d.record];
-            let seq = SeqNo::parse(&record.sequence_number).unwrap_or_else(SeqNo::zero);
+            let (seq, shard) = match &current {
+                Some((at, seq, shard)) if *at == d.record => (seq.clone(), shard.clone()),
+                _ => {
+                    let seq = SeqNo::parse(&record.sequence_number).unwrap_or_else(SeqNo::zero);
+                    let shard = match &current {
+                        Some((_, _, shard)) if **shard == *record.shard_id => shard.clone(),
+                        _ => Arc::from(record.shard_id.as_str()),
+                    };
+                    current = Some((d.record, seq.clone(), shard.clone()));
+                    (seq, shard)
+                }
+            };
             let Event {
                 id,
                 key,
@@ -233,13 +246,8 @@ where
             // `decode_events` always sets an origin; the fallback is the one it uses.
             let origin = origin.unwrap_or_else(|| record.origin_of_line(d.line));
             let group = GroupKey { key, metric };
-            let identity = event_identity_at(
-                self.config.delivery,
-                &id,
-                &group,
-                anchor.latest_start(ts),
-                &origin,
-            );
+            // One digest per event: its identity is also what the anchor stores.
+            let identity = event_identity(self.config.delivery, &id, &origin);
             let index = pending.len();
             // Look up before inserting: the group's key is cloned once per group, not
             // once per event.
@@ -260,8 +268,8 @@ where
                     index,
                     ts,
                     value,
-                    fingerprint: fingerprint(&id),
-                    shard: record.shard_id.clone(),
+                    fingerprint: identity,
+                    shard,
                     seq,
                     late: false,
                 },
