@@ -133,9 +133,10 @@ struct Progress {
     /// everything written.
     touched: BTreeSet<ItemKey>,
     /// Events counted by committed transactions, reported whatever happens next.
-    counted: Vec<(String, Fate)>,
+    /// (Indexes into the batch's events: their origins are moved out once, at the end.)
+    counted: Vec<(usize, Fate)>,
     /// Events of a commit whose outcome is unknown.
-    in_doubt: Vec<String>,
+    in_doubt: Vec<usize>,
     /// Groups with a transaction committed by this batch.
     committed: BTreeSet<GroupKey>,
     /// What each group's window updates tell detect about closed windows.
@@ -353,7 +354,7 @@ where
                 Err(error) => return GroupEnd::failed(error),
             };
             match self
-                .commit_round(batch, group, &round.txs, state, progress)
+                .commit_round(batch, group, round.txs, state, progress)
                 .await
             {
                 Ok(RoundEnd::Committed) => {
@@ -413,11 +414,15 @@ where
         batch_watermark: Option<i64>,
         state: &State,
     ) -> Result<Round> {
-        let anchors: BTreeSet<ItemKey> = open
+        // Distinct anchor starts first: one key (two strings) per anchor, not per event.
+        let starts: BTreeSet<i64> = open
             .iter()
-            .map(|c| anchor_of(group, &self.config, c.ts))
+            .map(|c| self.config.windows.anchor().latest_start(c.ts))
             .collect();
-        let anchors: Vec<ItemKey> = anchors.into_iter().collect();
+        let anchors: Vec<ItemKey> = starts
+            .into_iter()
+            .map(|start_ms| anchor_of(group, &self.config, start_ms))
+            .collect();
         let pages = self.sealed_pages(&state.items, &anchors).await?;
         let plan = plan_group(group, open, &state.items, &pages, &self.config);
         let watermark = watermark_write(
@@ -442,7 +447,7 @@ where
         &self,
         batch: &Batch,
         group: &GroupKey,
-        txs: &[Transaction],
+        txs: Vec<Transaction>,
         state: &mut State,
         progress: &mut Progress,
     ) -> Result<RoundEnd> {
@@ -452,19 +457,18 @@ where
                 Ok(Commit::Done) => {
                     progress.stats.items_written += tx.action_count() as u64;
                     progress.committed.insert(group.clone());
-                    for w in &tx.writes {
-                        state.items.insert(w.item.key.clone(), w.item.clone());
+                    // The written items become the known state (moved, not copied).
+                    for w in tx.writes {
                         progress.touched.insert(w.item.key.clone());
+                        state.items.insert(w.item.key.clone(), w.item);
                     }
-                    if let Some(w) = &tx.watermark {
-                        state.watermarks.insert(group.clone(), w.watermark.clone());
+                    if let Some(w) = tx.watermark {
+                        state.watermarks.insert(group.clone(), w.watermark);
                     }
                     for &i in &tx.counted {
                         let fate = Fate::Counted(batch.pending[i].identity);
                         progress.fates[i] = Some(fate);
-                        progress
-                            .counted
-                            .push((batch.pending[i].origin.clone(), fate));
+                        progress.counted.push((i, fate));
                     }
                 }
                 Ok(Commit::Conflict) => {
@@ -476,9 +480,7 @@ where
                 }
                 Err(error) => {
                     if outcome_unknown(&error) {
-                        progress
-                            .in_doubt
-                            .extend(tx.counted.iter().map(|&i| batch.pending[i].origin.clone()));
+                        progress.in_doubt.extend(&tx.counted);
                     }
                     return Err(error);
                 }
@@ -584,7 +586,7 @@ where
             outcome.failure = Some(failure_at(records, 0, error));
             return outcome;
         }
-        let batch = self.decode(records);
+        let mut batch = self.decode(records);
         let mut state = match self.load_state(&batch).await {
             Ok(state) => state,
             Err(error) => {
@@ -630,8 +632,18 @@ where
         );
         let emitted = self.emit(&state, &progress, settled.dead).await;
         // The commits stand whatever the emit did: their events are counted.
-        outcome.accounting.settled = std::mem::take(&mut progress.counted);
-        outcome.accounting.in_doubt = std::mem::take(&mut progress.in_doubt);
+        // In doubt first: an event in doubt may also be dead-lettered (cloned), while
+        // a counted one is counted once, so its origin can be moved out.
+        outcome.accounting.in_doubt = progress
+            .in_doubt
+            .iter()
+            .map(|&i| batch.pending[i].origin.clone())
+            .collect();
+        outcome.accounting.settled = progress
+            .counted
+            .iter()
+            .map(|&(i, fate)| (std::mem::take(&mut batch.pending[i].origin), fate))
+            .collect();
         match emitted {
             // What it passes on: window updates.
             Ok(updates) => outcome.stats.passed_on = updates,
