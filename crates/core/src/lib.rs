@@ -11,6 +11,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod idempotency;
 pub mod item;
+pub mod latency;
 pub mod lambda;
 pub mod limits;
 pub mod outcome;
