@@ -66,6 +66,11 @@ impl Histogram {
         self.max = self.max.max(value);
     }
 
+    /// Heap bytes held: none before the first sample, then the fixed bucket array.
+    pub fn approximate_bytes(&self) -> usize {
+        self.counts.capacity() * std::mem::size_of::<u64>()
+    }
+
     /// How many samples were recorded.
     pub fn count(&self) -> u64 {
         self.count
@@ -185,7 +190,10 @@ mod tests {
             assert_eq!(index(low), i);
             assert_eq!(index(high), i);
             // No bucket is wider than the stated error allows.
-            assert!((high - low) as f64 <= low as f64 * RELATIVE_ERROR, "bucket {i}");
+            assert!(
+                (high - low) as f64 <= low as f64 * RELATIVE_ERROR,
+                "bucket {i}"
+            );
             next = high.wrapping_add(1);
         }
         assert_eq!(next, 0, "the last bucket ends at u64::MAX");
