@@ -788,10 +788,10 @@ mod tests {
         assert_eq!((latency.puts_held, latency.in_doubt_held), (0, 0));
     }
 
-    /// Input in chunks bigger than the batches: full batches go at once, the rest waits
-    /// at most one window per stage, so every simulated latency lies between 0 and the
-    /// sum of the windows; every counted event is a sample, and each drain forgets its
-    /// puts.
+    /// Input in chunks bigger than the batches: a full batch goes at once, a partial
+    /// one waits out its window, so an event waits at most one window per stage and
+    /// every simulated latency lies between 0 and the sum of the windows; every counted
+    /// event is a sample, and each drain forgets its puts.
     #[tokio::test]
     async fn chunked_input_latency_stays_within_the_batching_windows() {
         let template =
@@ -819,8 +819,6 @@ mod tests {
             "p50 {p50}, p99 {p99}, windows {most}"
         );
         assert!(latency.simulated_ms.max() <= Some(most));
-        // Most events travel in full batches, without waiting.
-        assert!(p50 < most, "p50 {p50}");
         assert_eq!((latency.puts_held, latency.in_doubt_held), (0, 0));
     }
 
