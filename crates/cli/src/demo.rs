@@ -24,7 +24,7 @@ use crate::verify;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  sluice demo\n  sluice demo --scenario payments --events 100000 --seed 7\n  sluice demo --file events.ndjson --json > out.jsonl\n  sluice demo --delivery at-least-once --shards 4"
+    after_help = "Examples:\n  sluice demo\n  sluice demo --scenario payments --events 100000 --seed 7\n  sluice demo --file events.ndjson --json > out.jsonl\n  sluice demo --delivery at-least-once --shards 4\n\nSummary: events in, counted, dead letters, late, duplicates; events/s; DynamoDB writes\nper event; and event-to-aggregate latency p50/p99: from the moment the producer's record\nreached the raw stream to the aggregate commit that counted the event, on the simulated\nclock (batching windows, as Lambda would wait them) and on the wall clock. Only counted\nevents are samples (an event counted on a retry is measured to the commit that counted\nit); dead letters, late events and duplicates are not."
 )]
 pub struct DemoArgs {
     /// Synthetic producer: iot sensor readings, payments, or ad clicks.
@@ -276,6 +276,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     let elapsed = started.elapsed();
 
     let ledger = pipeline.stages.ledger.summary();
+    let latency = pipeline.stages.ledger.latency().unwrap_or_default();
     // Every view at once only to print (--json) or verify them all: the table reads the
     // store a view at a time.
     let views = if args.json || args.verify {
@@ -333,6 +334,12 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
                 "read_units_per_event".into(),
                 json!(per_event(meter.read_units())),
             );
+            obj.insert("elapsed_s".into(), json!(elapsed.as_secs_f64()));
+            obj.insert(
+                "events_per_sec".into(),
+                json!(ledger.events_in as f64 / elapsed.as_secs_f64().max(1e-9)),
+            );
+            output::insert_latency(obj, &latency);
             if let Some(f) = &faults {
                 let mut injected = f.injected();
                 for (stage, m) in pipeline.runner.mapping_stats() {
@@ -395,6 +402,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
             meter.write_units(),
             meter.read_units()
         )?;
+        writeln!(out, "{}", output::latency_line(&latency))?;
     }
     if let Some(diffs) = &verdict {
         verify::write_verdict(&mut out, diffs, args.json)?;

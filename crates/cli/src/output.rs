@@ -17,6 +17,7 @@ use sluice_core::item::{AggregateItem, AggregateView};
 use sluice_core::outcome::StageStats;
 use sluice_core::record::StreamRecord;
 use sluice_core::rules::Alert;
+use sluice_local::ledger::EventLatency;
 use sluice_local::store::MemoryAggregateStore;
 
 /// Characters that must not reach a terminal raw: C0 controls (ESC starts escape
@@ -101,6 +102,51 @@ pub struct Summary {
     pub dead_letter: u64,
     pub late: u64,
     pub duplicates: u64,
+}
+
+/// Adds the event-to-aggregate latency to the summary object: `latency_samples` (the
+/// counted events measured), `latency_unmeasured`, and p50, p99 and max on the
+/// simulated clock (`latency_*_sim_ms`, whole ms) and the wall clock
+/// (`latency_*_real_ms`, ms to the µs); a percentile is `null` without samples.
+pub fn insert_latency(summary: &mut serde_json::Map<String, Value>, latency: &EventLatency) {
+    let (sim, real) = (&latency.simulated_ms, &latency.real_us);
+    let real_ms = |us: Option<u64>| us.map(|us| us as f64 / 1000.0);
+    let fields = [
+        ("latency_samples", json!(sim.count())),
+        ("latency_unmeasured", json!(latency.unmeasured)),
+        ("latency_p50_sim_ms", json!(sim.percentile(0.5))),
+        ("latency_p99_sim_ms", json!(sim.percentile(0.99))),
+        ("latency_max_sim_ms", json!(sim.max())),
+        ("latency_p50_real_ms", json!(real_ms(real.percentile(0.5)))),
+        ("latency_p99_real_ms", json!(real_ms(real.percentile(0.99)))),
+        ("latency_max_real_ms", json!(real_ms(real.max()))),
+    ];
+    for (k, v) in fields {
+        summary.insert(k.into(), v);
+    }
+}
+
+/// The human summary's latency line.
+pub fn latency_line(latency: &EventLatency) -> String {
+    let (sim, real) = (&latency.simulated_ms, &latency.real_us);
+    let (Some(s50), Some(s99), Some(r50), Some(r99)) = (
+        sim.percentile(0.5),
+        sim.percentile(0.99),
+        real.percentile(0.5),
+        real.percentile(0.99),
+    ) else {
+        return "Event to aggregate commit: no counted event to measure.".into();
+    };
+    let unmeasured = match latency.unmeasured {
+        0 => String::new(),
+        n => format!(" ({n} counted events not measured)"),
+    };
+    format!(
+        "Event to aggregate commit ({} counted events): simulated p50 {s50} ms, p99 {s99} ms; real p50 {:.1} ms, p99 {:.1} ms{unmeasured}.",
+        sim.count(),
+        r50 as f64 / 1000.0,
+        r99 as f64 / 1000.0,
+    )
 }
 
 /// Aggregate views in a stable order: key, type, window size, slide, start.
@@ -590,6 +636,37 @@ pub fn progress(line: &str, interactive: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_carries_latency_percentiles_on_both_clocks() {
+        let mut latency = EventLatency::default();
+        let mut empty = serde_json::Map::new();
+        insert_latency(&mut empty, &latency);
+        assert_eq!(empty["latency_samples"], 0);
+        assert_eq!(empty["latency_p50_sim_ms"], Value::Null);
+        assert_eq!(empty["latency_p99_real_ms"], Value::Null);
+        assert!(latency_line(&latency).contains("no counted event"));
+        for (sim_ms, real_us) in [(0, 1_500), (0, 2_500), (4_000, 90_000)] {
+            latency.simulated_ms.record(sim_ms);
+            latency.real_us.record(real_us);
+        }
+        let mut obj = serde_json::Map::new();
+        insert_latency(&mut obj, &latency);
+        assert_eq!(obj["latency_samples"], 3);
+        assert_eq!(obj["latency_unmeasured"], 0);
+        assert_eq!(obj["latency_p50_sim_ms"], 0);
+        assert_eq!(obj["latency_p99_sim_ms"], 4_000);
+        assert_eq!(obj["latency_max_sim_ms"], 4_000);
+        // 2,500 µs sits in a bucket 16 wide: reported as its top, 2.511 ms.
+        let p50 = obj["latency_p50_real_ms"].as_f64().expect("p50");
+        assert!((2.5..2.52).contains(&p50), "{p50}");
+        assert_eq!(obj["latency_p99_real_ms"], 90.0);
+        let line = latency_line(&latency);
+        assert!(
+            line.starts_with("Event to aggregate commit (3 counted events): simulated p50 0 ms, p99 4000 ms; real p50 2.5 ms, p99 90.0 ms"),
+            "{line}"
+        );
+    }
 
     /// What producers could send: a screen clear, a window-title set ended by BEL, a
     /// carriage return that overwrites the line, NUL, DEL, a C1 CSI, a right-to-left

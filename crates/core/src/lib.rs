@@ -12,6 +12,7 @@ pub mod fingerprint;
 pub mod idempotency;
 pub mod item;
 pub mod lambda;
+pub mod latency;
 pub mod limits;
 pub mod outcome;
 pub mod ports;

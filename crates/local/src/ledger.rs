@@ -27,12 +27,45 @@
 //!   events per record, so this is a little over one byte per event).
 //! - Every other origin (later lines of a multi-line record, sequence numbers of a real
 //!   Kinesis, origins whose fate has no one-byte code) is kept by name in a map.
+//!
+//! # Event-to-aggregate latency
+//! With [`MemoryLedger::with_latency`] the books also measure, for every counted event,
+//! the time from its arrival at ingest to the aggregate commit that counted it, on the
+//! simulated clock of the in-process streams and on the wall clock, into two
+//! fixed-size histograms ([`sluice_core::latency::Histogram`]).
+//! - *Arrival* is when the producer's `PutRecords` put the event's raw record on the raw
+//!   stream: the runner notes each put's sequence numbers
+//!   ([`MemoryLedger::note_put`]); on the simulated clock that instant is the record's
+//!   `ApproximateArrivalTimestamp` (the stream stamps it from the same clock), on the
+//!   wall clock it is when the put returned. An event is matched to its put by the
+//!   sequence number in its origin.
+//! - The *commit* is the invocation of the aggregate stage whose outcome reports the
+//!   event counted, stamped when that outcome is booked (its commits are done then).
+//!   An event whose commit lost its reply and that a retry then finds already counted
+//!   (or late) was counted by the lost commit: it is measured to that commit (stamped
+//!   when the in-doubt report was booked), not to the retry. An event first counted on a
+//!   redelivery is measured to that redelivery's commit.
+//! - Dead letters, late events and duplicates are not samples: the number of samples is
+//!   the number of events counted (less any whose put was not noted, reported as
+//!   unmeasured).
+//!
+//! Nothing is kept per event but for commits in doubt: an event's arrival is looked up
+//! in the put log when its fate is settled, its latency goes into the histograms, and
+//! only an event whose commit lost its reply is remembered (its dense index or origin
+//! and a stamp) until the retry settles it. The put log holds one entry per
+//! `PutRecords` request (up to 500 records) until the runner forgets it
+//! ([`MemoryLedger::forget_puts`], once every event of those puts is settled); the demo
+//! drains each chunk of input before the next and forgets then, so the log holds one
+//! chunk's requests (about 40 for 20,000 lines), whatever the volume.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use sluice_core::envelope::Reason;
+use sluice_core::latency::Histogram;
 use sluice_core::outcome::{Accounting, Booking, Fate};
+use sluice_core::ports::Clock;
 use sluice_core::record::StreamRecord;
 
 /// Bit 7 of a book byte: the origin was received by ingest.
@@ -126,10 +159,17 @@ fn resolve(in_doubt: bool, fate: Settled) -> Settled {
 }
 
 impl Entry {
-    fn settle(&mut self, fate: Settled) {
+    /// Settles the entry; returns the fate this set, `None` if one already stood.
+    fn settle(&mut self, fate: Settled) -> Option<Settled> {
         let fate = resolve(self.in_doubt, fate);
-        self.fate.get_or_insert(fate);
         self.in_doubt = false;
+        match self.fate {
+            Some(_) => None,
+            None => {
+                self.fate = Some(fate);
+                Some(fate)
+            }
+        }
     }
 }
 
@@ -141,6 +181,20 @@ struct Books {
     dense: Vec<u8>,
     /// Every other origin, by name.
     named: HashMap<String, Entry>,
+    /// Event-to-aggregate latency, when measured.
+    latency: Option<Latency>,
+}
+
+/// The counter of an in-process sequence number (`49` and 54 digits), if it is one.
+fn sequence_counter(sequence: &str) -> Option<u64> {
+    if sequence.len() != 56 || !sequence.starts_with("49") {
+        return None;
+    }
+    let tail = &sequence[2..];
+    if !tail.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    tail.parse().ok()
 }
 
 /// The dense index of an origin `shard:49<54 digits>:0`, if it has one.
@@ -149,14 +203,166 @@ fn dense_index(origin: &str) -> Option<u64> {
     let line = parts.next()?;
     let sequence = parts.next()?;
     parts.next()?;
-    if line != "0" || sequence.len() != 56 || !sequence.starts_with("49") {
+    if line != "0" {
         return None;
     }
-    let tail = &sequence[2..];
-    if !tail.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    sequence_counter(sequence)
+}
+
+/// The sequence counter of the record an origin (`shard:sequence:…`) names, whatever
+/// its line or KPL user record.
+fn origin_counter(origin: &str) -> Option<u64> {
+    sequence_counter(origin.split(':').nth(1)?)
+}
+
+/// When something happened: on the simulated clock (epoch ms) and on the wall clock
+/// (µs since the tracker started).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    sim_ms: i64,
+    wall_us: u64,
+}
+
+/// An event's name in the tracker: its dense index when it has one (no string kept).
+enum Key<'a> {
+    Dense(u64),
+    Named(&'a str),
+}
+
+/// Latency of every counted event (see the module documentation).
+struct Latency {
+    /// The simulated clock the streams stamp arrivals with.
+    clock: Arc<dyn Clock>,
+    epoch: Instant,
+    /// Raw-stream puts not forgotten yet: first sequence counter → (last, when).
+    puts: BTreeMap<u64, (u64, Stamp)>,
+    /// When a commit that may have counted an unsettled event lost its reply (the
+    /// latest such commit), by event.
+    doubts: HashMap<u64, Stamp>,
+    named_doubts: HashMap<String, Stamp>,
+    simulated_ms: Histogram,
+    real_us: Histogram,
+    /// Counted events that could not be measured (their put was not noted, or was
+    /// forgotten before they were counted).
+    unmeasured: u64,
+}
+
+/// The event-to-aggregate latency measured so far (see the module documentation).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventLatency {
+    /// From arrival on the raw stream to the commit, on the simulated clock, in ms.
+    pub simulated_ms: Histogram,
+    /// The same on the wall clock, in µs.
+    pub real_us: Histogram,
+    /// Counted events without a measure: their raw record's put was not noted.
+    pub unmeasured: u64,
+    /// What the tracker holds right now: puts noted and not forgotten, and events whose
+    /// commit is in doubt.
+    pub puts_held: usize,
+    pub in_doubt_held: usize,
+}
+
+impl Latency {
+    fn new(clock: Arc<dyn Clock>) -> Self {
+        Latency {
+            clock,
+            epoch: Instant::now(),
+            puts: BTreeMap::new(),
+            doubts: HashMap::new(),
+            named_doubts: HashMap::new(),
+            simulated_ms: Histogram::new(),
+            real_us: Histogram::new(),
+            unmeasured: 0,
+        }
     }
-    tail.parse().ok()
+
+    fn now(&self) -> Stamp {
+        Stamp {
+            sim_ms: self.clock.now_ms(),
+            wall_us: u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn note_put(&mut self, counters: impl Iterator<Item = u64>) {
+        let (mut first, mut last) = (u64::MAX, 0);
+        for c in counters {
+            first = first.min(c);
+            last = last.max(c);
+        }
+        if first <= last {
+            let now = self.now();
+            self.puts.insert(first, (last, now));
+        }
+    }
+
+    /// When the raw record an origin names was put, if that put was noted. (The
+    /// in-process counter is shared by every stream, so a put's range may also hold
+    /// numbers of other streams' records; an origin never names one of those.)
+    fn arrival_of(&self, origin: &str) -> Option<Stamp> {
+        let counter = origin_counter(origin)?;
+        let (_, (last, stamp)) = self.puts.range(..=counter).next_back()?;
+        (counter <= *last).then_some(*stamp)
+    }
+
+    /// A commit that may have counted the unsettled event lost its reply, `at`.
+    fn doubt(&mut self, key: &Key<'_>, at: Stamp) {
+        match key {
+            Key::Dense(i) => self.doubts.insert(*i, at),
+            Key::Named(o) => self.named_doubts.insert((*o).to_owned(), at),
+        };
+    }
+
+    /// The event's first fate was settled, as `set`, `at`; `reported` is what the stage
+    /// said (before an in-doubt commit resolved it).
+    fn settle(&mut self, key: &Key<'_>, origin: &str, reported: Settled, set: Settled, at: Stamp) {
+        let doubt = match key {
+            Key::Dense(i) if !self.doubts.is_empty() => self.doubts.remove(i),
+            Key::Named(o) if !self.named_doubts.is_empty() => self.named_doubts.remove(*o),
+            _ => None,
+        };
+        if set != Settled::Counted {
+            return;
+        }
+        // Reported a duplicate (or late) but booked counted: the lost commit counted it.
+        let commit = match reported {
+            Settled::Counted => Some(at),
+            _ => doubt,
+        };
+        match (self.arrival_of(origin), commit) {
+            (Some(arrival), Some(commit)) => {
+                let sim = commit.sim_ms.saturating_sub(arrival.sim_ms);
+                self.simulated_ms.record(u64::try_from(sim).unwrap_or(0));
+                self.real_us
+                    .record(commit.wall_us.saturating_sub(arrival.wall_us));
+            }
+            _ => self.unmeasured += 1,
+        }
+    }
+
+    fn report(&self) -> EventLatency {
+        EventLatency {
+            simulated_ms: self.simulated_ms.clone(),
+            real_us: self.real_us.clone(),
+            unmeasured: self.unmeasured,
+            puts_held: self.puts.len(),
+            in_doubt_held: self.doubts.len() + self.named_doubts.len(),
+        }
+    }
+
+    fn approximate_bytes(&self) -> usize {
+        let stamp = std::mem::size_of::<Stamp>();
+        self.puts.len() * (8 + 8 + stamp + 16)
+            + self.doubts.capacity() * (8 + stamp + 1)
+            + self
+                .named_doubts
+                .keys()
+                .map(|k| k.capacity() + std::mem::size_of::<String>() + stamp + 1)
+                .sum::<usize>()
+            + [&self.simulated_ms, &self.real_us]
+                .iter()
+                .map(|h| h.approximate_bytes())
+                .sum::<usize>()
+    }
 }
 
 impl Books {
@@ -180,6 +386,19 @@ impl Books {
         }
     }
 
+    /// The origin's name in the latency tracker.
+    fn key<'a>(&self, origin: &'a str) -> Key<'a> {
+        match dense_index(origin) {
+            Some(i) if self.dense_enabled => Key::Dense(i),
+            _ => Key::Named(origin),
+        }
+    }
+
+    /// Now, for the latency tracker, if there is one (read once per booking call).
+    fn now(&self) -> Option<Stamp> {
+        self.latency.as_ref().map(Latency::now)
+    }
+
     fn receive(&mut self, origin: &str) {
         match self.slot(origin) {
             Some(b) => *b |= RECEIVED,
@@ -187,21 +406,41 @@ impl Books {
         }
     }
 
-    fn doubt(&mut self, origin: &str) {
-        match self.slot(origin) {
+    fn doubt(&mut self, origin: &str, at: Option<Stamp>) {
+        let unsettled = match self.slot(origin) {
             Some(b) => {
+                let unsettled = matches!(*b & FATE_MASK, NO_FATE | IN_DOUBT);
                 if *b & FATE_MASK == NO_FATE {
                     *b |= IN_DOUBT;
                 }
+                unsettled
             }
             None => {
                 let entry = self.named.entry(origin.to_owned()).or_default();
                 entry.in_doubt |= entry.fate.is_none();
+                entry.fate.is_none()
+            }
+        };
+        if let Some(at) = at.filter(|_| unsettled) {
+            let key = self.key(origin);
+            if let Some(l) = &mut self.latency {
+                l.doubt(&key, at);
             }
         }
     }
 
-    fn settle(&mut self, origin: &str, fate: Settled) {
+    fn settle(&mut self, origin: &str, reported: Settled, at: Option<Stamp>) {
+        let set = self.settle_books(origin, reported);
+        if let (Some(set), Some(at)) = (set, at) {
+            let key = self.key(origin);
+            if let Some(l) = &mut self.latency {
+                l.settle(&key, origin, reported, set, at);
+            }
+        }
+    }
+
+    /// Settles the books; returns the fate this set, `None` if one already stood.
+    fn settle_books(&mut self, origin: &str, fate: Settled) -> Option<Settled> {
         let in_doubt = self
             .slot(origin)
             .is_some_and(|b| *b & FATE_MASK == IN_DOUBT);
@@ -211,6 +450,9 @@ impl Books {
             (Some(b), Some(code)) => {
                 if matches!(*b & FATE_MASK, NO_FATE | IN_DOUBT) {
                     *b = (*b & RECEIVED) | code;
+                    Some(fate)
+                } else {
+                    None
                 }
             }
             (Some(b), None) => {
@@ -222,8 +464,9 @@ impl Books {
                     in_doubt: false,
                 };
                 *b = (*b & RECEIVED) | MOVED;
-                entry.settle(fate);
+                let set = entry.settle(fate);
                 self.named.insert(origin.to_owned(), entry);
+                set
             }
             (None, _) => self
                 .named
@@ -285,6 +528,36 @@ impl MemoryLedger {
         }
     }
 
+    /// Also measures the latency from each event's arrival at ingest to the aggregate
+    /// commit that counted it; `clock` is the one the in-process streams stamp arrivals
+    /// with (the demo's simulated clock). See the module documentation.
+    pub fn with_latency(self, clock: Arc<dyn Clock>) -> Self {
+        self.lock().latency = Some(Latency::new(clock));
+        self
+    }
+
+    /// Notes a `PutRecords` to the raw stream (its sequence numbers, now): the arrival
+    /// of the events of those records. Sequence numbers that are not the in-process
+    /// streams' are ignored (their events are not measured).
+    pub fn note_put<'a>(&self, sequence_numbers: impl IntoIterator<Item = &'a str>) {
+        if let Some(l) = &mut self.lock().latency {
+            l.note_put(sequence_numbers.into_iter().filter_map(sequence_counter));
+        }
+    }
+
+    /// Forgets the puts noted so far: call once every record they wrote has been
+    /// received by ingest for the last time (the demo: after each drain).
+    pub fn forget_puts(&self) {
+        if let Some(l) = &mut self.lock().latency {
+            l.puts.clear();
+        }
+    }
+
+    /// The latency measured so far, `None` unless [`MemoryLedger::with_latency`].
+    pub fn latency(&self) -> Option<EventLatency> {
+        self.lock().latency.as_ref().map(Latency::report)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Books> {
         self.books.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -301,7 +574,8 @@ impl MemoryLedger {
     /// Bytes the books hold (dense array and named entries, roughly), for reports.
     pub fn approximate_bytes(&self) -> usize {
         let books = self.lock();
-        books.dense.capacity()
+        books.latency.as_ref().map_or(0, Latency::approximate_bytes)
+            + books.dense.capacity()
             + books
                 .named
                 .keys()
@@ -343,12 +617,16 @@ impl MemoryLedger {
 
     /// The origin's fate (the first one settled stands).
     pub fn settled(&self, origin: &str, fate: Fate) {
-        self.lock().settle(origin, fate.into());
+        let mut books = self.lock();
+        let now = books.now();
+        books.settle(origin, fate.into(), now);
     }
 
     /// A commit that may have counted this origin lost its reply.
     pub fn in_doubt(&self, origin: &str) {
-        self.lock().doubt(origin);
+        let mut books = self.lock();
+        let now = books.now();
+        books.doubt(origin, now);
     }
 
     /// Books what one invocation reported; `records` is the batch it processed.
@@ -357,11 +635,13 @@ impl MemoryLedger {
             return;
         }
         let mut books = self.lock();
+        // One instant for the whole invocation: its commits are done when it is booked.
+        let now = books.now();
         for booking in accounting.bookings(records) {
             match booking {
                 Booking::Received(origin) => books.receive(&origin),
-                Booking::Settled(origin, fate) => books.settle(&origin, fate.into()),
-                Booking::InDoubt(origin) => books.doubt(&origin),
+                Booking::Settled(origin, fate) => books.settle(&origin, fate.into(), now),
+                Booking::InDoubt(origin) => books.doubt(&origin, now),
             }
         }
     }
@@ -466,6 +746,152 @@ mod tests {
         );
         let bytes = ledger.approximate_bytes();
         assert!(bytes <= 2_100_000, "{bytes} bytes for a million events");
+    }
+
+    fn seq(counter: u64) -> String {
+        format!("49{counter:054}")
+    }
+
+    /// Every way an event can be counted, each measured to the commit that counted it,
+    /// on the simulated clock; nothing else is a sample.
+    fn latency_story(ledger: &MemoryLedger, clock: &crate::clock::ManualClock) {
+        // Records 1..=8 put at 1,000 ms, record 20 (two lines) at 1,500 ms.
+        ledger.note_put(
+            (1..=8)
+                .map(seq)
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
+        );
+        clock.advance_to(1_500);
+        ledger.note_put([seq(20).as_str()]);
+        for c in 1..=8 {
+            ledger.received(&origin(c, 0));
+        }
+        ledger.received(&origin(20, 0));
+        ledger.received(&origin(20, 1));
+        clock.advance_to(3_000);
+        ledger.received(&origin(1, 0)); // a redelivered raw record: its arrival stands
+        ledger.settled(&origin(1, 0), Fate::Counted(1)); // 2,000 ms
+        ledger.settled(&origin(20, 1), Fate::Counted(21)); // 1,500 ms (a second line)
+        ledger.settled(&origin(2, 0), Fate::Duplicate(2)); // not a sample
+        ledger.settled(&origin(3, 0), Fate::Late); // not a sample
+        ledger.settled(&origin(4, 0), Fate::DeadLetter(Reason::NotJson)); // not a sample
+        // 5: its commit lost its reply at 3,000; the retry at 7,000 finds it counted.
+        ledger.in_doubt(&origin(5, 0));
+        // 6: in doubt at 3,000 too, but the lost commit did not go through: the retry at
+        // 7,000 counts it.
+        ledger.in_doubt(&origin(6, 0));
+        clock.advance_to(7_000);
+        ledger.settled(&origin(5, 0), Fate::Duplicate(5)); // 2,000 ms
+        ledger.settled(&origin(6, 0), Fate::Counted(6)); // 6,000 ms
+        ledger.settled(&origin(1, 0), Fate::Duplicate(1)); // a re-emitted copy: nothing
+        // 7: counted at 7,000 before its receipt is booked (at 9,000).
+        ledger.settled(&origin(7, 0), Fate::Counted(7)); // 6,000 ms
+        clock.advance_to(9_000);
+        ledger.received(&origin(7, 0));
+        // 8 stays in flight; 30 was never noted as put: counted, not measured.
+        ledger.received(&origin(30, 0));
+        ledger.settled(&origin(30, 0), Fate::Counted(30));
+    }
+
+    #[test]
+    fn latency_is_measured_from_the_put_to_the_commit_that_counted_each_event() {
+        for dense in [true, false] {
+            let clock = Arc::new(crate::clock::ManualClock::starting_at(1_000));
+            let ledger = match dense {
+                true => MemoryLedger::for_memory_streams(),
+                false => MemoryLedger::new(),
+            }
+            .with_latency(clock.clone());
+            latency_story(&ledger, &clock);
+            let summary = ledger.summary();
+            let latency = ledger.latency().expect("measured");
+            assert_eq!(summary.counted, 6, "dense {dense}: {summary:?}");
+            assert_eq!(latency.unmeasured, 1, "dense {dense}");
+            let sim = &latency.simulated_ms;
+            assert_eq!(sim.count(), summary.counted - latency.unmeasured);
+            assert_eq!(latency.real_us.count(), sim.count());
+            // Samples: 1,500, 2,000, 2,000, 6,000, 6,000.
+            assert_eq!(sim.min(), Some(1_500), "dense {dense}");
+            assert_eq!(sim.max(), Some(6_000), "dense {dense}");
+            // 2,000 sits in a bucket 8 wide (the reported value is its top, 2,007).
+            for q in [0.5, 0.6] {
+                let p = sim.percentile(q).expect("samples");
+                assert!((2_000..2_008).contains(&p), "dense {dense}: {q} {p}");
+            }
+            assert_eq!(sim.percentile(0.61), Some(6_000), "dense {dense}");
+            assert_eq!(
+                (latency.in_doubt_held, latency.puts_held),
+                (0, 2),
+                "doubts are resolved; the puts are kept until forgotten"
+            );
+        }
+    }
+
+    #[test]
+    fn a_ledger_without_latency_measures_nothing_and_the_put_log_can_be_forgotten() {
+        let clock = Arc::new(crate::clock::ManualClock::starting_at(0));
+        let plain = MemoryLedger::for_memory_streams();
+        latency_story(&plain, &clock);
+        assert_eq!(plain.latency(), None);
+        let clock = Arc::new(crate::clock::ManualClock::starting_at(0));
+        let ledger = MemoryLedger::for_memory_streams().with_latency(clock.clone());
+        ledger.note_put([seq(1).as_str(), seq(2).as_str(), "not-ours"]);
+        ledger.forget_puts();
+        ledger.received(&origin(1, 0));
+        ledger.settled(&origin(1, 0), Fate::Counted(1));
+        let latency = ledger.latency().expect("measured");
+        assert_eq!((latency.simulated_ms.count(), latency.unmeasured), (0, 1));
+        assert_eq!((latency.puts_held, latency.in_doubt_held), (0, 0));
+    }
+
+    /// The tracker holds one chunk's puts and the commits in doubt, never the events: a
+    /// million events received and settled a chunk at a time leave nothing behind.
+    #[test]
+    fn latency_memory_follows_what_is_in_flight_not_the_volume() {
+        let clock = Arc::new(crate::clock::ManualClock::starting_at(0));
+        let ledger = MemoryLedger::for_memory_streams().with_latency(clock.clone());
+        let chunk = 20_000u64;
+        let mut most = 0;
+        for first in (1..=1_000_000u64).step_by(chunk as usize) {
+            let counters = first..first + chunk;
+            let seqs: Vec<String> = counters.clone().map(seq).collect();
+            for put in seqs.chunks(500) {
+                ledger.note_put(put.iter().map(String::as_str));
+            }
+            counters
+                .clone()
+                .for_each(|c| ledger.received(&origin(c, 0)));
+            // Every tenth commit loses its reply; its retry finds the event counted.
+            for c in counters.clone().step_by(10) {
+                ledger.in_doubt(&origin(c, 0));
+            }
+            most = most.max(ledger.latency().expect("measured").in_doubt_held);
+            clock.advance_by(1_000);
+            for c in counters {
+                let fate = match c % 10 == first % 10 {
+                    true => Fate::Duplicate(c),
+                    false => Fate::Counted(c),
+                };
+                ledger.settled(&origin(c, 0), fate);
+            }
+            ledger.forget_puts();
+        }
+        let latency = ledger.latency().expect("measured");
+        assert_eq!(latency.simulated_ms.count(), 1_000_000);
+        // The in-doubt tenth is measured to its lost commit (0 ms), the rest to 1,000.
+        assert_eq!(latency.simulated_ms.percentile(0.1), Some(0));
+        assert_eq!(latency.simulated_ms.percentile(0.11), Some(1_000));
+        assert_eq!((latency.in_doubt_held, latency.puts_held), (0, 0));
+        assert_eq!(most, chunk as usize / 10);
+        // The books' one to two bytes per event, plus the histograms and the doubts'
+        // table, sized for one chunk's commits in doubt.
+        let bytes = ledger.approximate_bytes();
+        assert!(
+            bytes <= 2_100_000 + 200_000,
+            "{bytes} bytes for a million events"
+        );
     }
 
     #[test]
