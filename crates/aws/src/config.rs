@@ -6,6 +6,10 @@
 //! Load the SDK config once per process (it is expensive); clients are cheap.
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_kinesis::config::SharedHttpClient;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_http_client::{Builder, ConnectorBuilder};
 use sluice_core::config::EnvReader;
 
 use crate::error::{Error, Result};
@@ -18,11 +22,33 @@ pub async fn sdk_config() -> SdkConfig {
 /// The SDK config from the environment, with every service sent to `endpoint` when
 /// given (the CLI's `--endpoint URL`, e.g. LocalStack at `http://localhost:4566`).
 pub async fn sdk_config_with_endpoint(endpoint: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
     if let Some(url) = endpoint {
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// The SDK's default HTTPS client (hyper 1, rustls, the system's root certificates,
+/// `HTTP(S)_PROXY` / `NO_PROXY` from the environment, the SDK's timeouts and sleep) with
+/// ring as rustls' crypto provider instead of aws-lc: the SDK crates are built without
+/// `default-https-client`, whose aws-lc took ~1.5 MB of every Lambda's binary (README,
+/// "Cold start and binary size"). The same cipher suites (the SDK restricts them to
+/// AES-GCM with ECDHE for every provider); what ring lacks is the post-quantum key
+/// exchange aws-lc would prefer. Built as `aws_smithy_runtime`'s `default_https_client`
+/// builds it for the latest behavior version; the loader hands it to every client and
+/// credentials provider, so nothing falls back to "no HTTP client".
+fn https_client() -> SharedHttpClient {
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 pub fn kinesis_client(config: &SdkConfig) -> aws_sdk_kinesis::Client {
@@ -51,6 +77,59 @@ pub fn required_env(name: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without `default-https-client` the SDK has no client of its own and would panic
+    /// on the first request ("a http_client is required"): the loaded config carries ours.
+    #[tokio::test]
+    async fn the_sdk_config_carries_an_https_client() {
+        let config = sdk_config_with_endpoint(Some("http://127.0.0.1:9")).await;
+        assert!(config.http_client().is_some());
+        // And the clients built from it inherit it.
+        let kinesis = kinesis_client(&config);
+        assert!(kinesis.config().http_client().is_some());
+    }
+
+    /// A request to an `https://` endpoint opens a TLS connection through our client (ring):
+    /// the server's first bytes are a TLS handshake record (0x16, version 3.x), the
+    /// ClientHello. The server then hangs up, so the call fails as a dispatch failure
+    /// (no panic, no plain-text request).
+    #[tokio::test]
+    async fn an_https_endpoint_gets_a_tls_client_hello() {
+        use std::io::Read;
+
+        use aws_sdk_kinesis::config::{Credentials, Region};
+        use aws_sdk_kinesis::error::SdkError;
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().expect("accept");
+            let mut head = [0u8; 3];
+            socket.read_exact(&mut head).expect("first bytes");
+            head
+        });
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .endpoint_url(format!("https://127.0.0.1:{port}"))
+            .load()
+            .await;
+        let result = kinesis_client(&config).list_streams().send().await;
+        // Had the client never connected, this connection ends the server's wait (and,
+        // sending nothing, fails it) instead of hanging the test.
+        drop(std::net::TcpStream::connect(("127.0.0.1", port)));
+        let head = server
+            .join()
+            .expect("the client connected and sent 3 bytes");
+        assert_eq!(head[0], 0x16, "a TLS handshake record, got {head:?}");
+        assert_eq!(head[1], 3, "TLS record version 3.x, got {head:?}");
+        match result {
+            Err(SdkError::DispatchFailure(_)) => {}
+            other => panic!("expected a dispatch failure, got {other:?}"),
+        }
+    }
 
     #[test]
     fn required_env_names_the_variable() {

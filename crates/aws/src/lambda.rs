@@ -174,7 +174,6 @@ mod tests {
     use serde_json::Value;
     use sluice_core::outcome::StageStats;
     use sluice_core::record::StreamRecord;
-    use tracing_subscriber::EnvFilter;
 
     use super::*;
 
@@ -244,7 +243,8 @@ mod tests {
     async fn captured_logs(filter: &str) -> String {
         let captured = Captured::default();
         let writer = captured.clone();
-        let subscriber = telemetry::json_subscriber(move || writer.clone(), EnvFilter::new(filter));
+        let subscriber =
+            telemetry::json_subscriber(move || writer.clone(), telemetry::log_filter(filter));
         let _guard = tracing::subscriber::set_default(subscriber);
         handle(&Logging, invocation()).await.expect("infallible");
         tracing::warn!("after the batch");
