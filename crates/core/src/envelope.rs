@@ -309,7 +309,8 @@ impl<'a> DecodeLines<'a> {
                 while *pos <= data.len() {
                     let start = *pos;
                     // memchr: a vectorized search (a byte loop was 3-5 % of ingest).
-                    let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+                    let end =
+                        memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
                     let index = *line;
                     *pos = end + 1;
                     *line += 1;

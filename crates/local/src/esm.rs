@@ -114,7 +114,10 @@ fn take_batch(queue: &mut VecDeque<StreamRecord>, n: usize, stream_arn: &str) ->
     if queue.iter().take(n).all(|r| r.stream == stream) {
         (Arc::new(queue.drain(..n).collect()), true)
     } else {
-        (Arc::new(batch_records(queue.iter().take(n), stream_arn)), false)
+        (
+            Arc::new(batch_records(queue.iter().take(n), stream_arn)),
+            false,
+        )
     }
 }
 

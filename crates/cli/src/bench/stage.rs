@@ -20,12 +20,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use aws_lambda_events::encodings::Base64Data;
-use sluice_core::lambda::KinesisBatch;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sluice_core::config::{
     AggregateConfig, Delivery, DetectConfig, EnrichConfig, EnvReader, IngestConfig, env,
 };
+use sluice_core::lambda::KinesisBatch;
 use sluice_core::ports::{AlertStatus, Attrs, Clock, SystemClock};
 use sluice_core::resources;
 use sluice_core::rules::{Alert, Rule, parse_rules};

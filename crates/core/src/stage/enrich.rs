@@ -96,14 +96,12 @@ where
             outcome.stats.events_in += 1;
             // Encoded into one reused buffer and copied once, into its key's record.
             let packed = enrich_line(&mut event, attrs, &mut line).and_then(|()| {
-                out.lines
-                    .push(&event.key, &line)
-                    .map_err(|e| Rejection {
-                        reason: Reason::RecordTooLarge,
-                        field: None,
-                        detail: e.to_string(),
-                        id: Some(event.id.clone()),
-                    })
+                out.lines.push(&event.key, &line).map_err(|e| Rejection {
+                    reason: Reason::RecordTooLarge,
+                    field: None,
+                    detail: e.to_string(),
+                    id: Some(event.id.clone()),
+                })
             });
             match packed {
                 Ok(()) => {

@@ -18,8 +18,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::envelope::{
-    BorrowedEvent, DecodedEvent, RawLine, Reason, Rejection, Scalar, TimeBounds,
-    decode_borrowed, decode_line_slow, decode_lines,
+    BorrowedEvent, DecodedEvent, RawLine, Reason, Rejection, Scalar, TimeBounds, decode_borrowed,
+    decode_line_slow, decode_lines,
 };
 use crate::error::Result;
 use crate::outcome::{Accounting, BatchOutcome, StageStats};
@@ -308,7 +308,11 @@ fn write_origin(
     line: usize,
 ) -> std::fmt::Result {
     match sub {
-        None => write!(buf, "{}:{}:{}", record.shard_id, record.sequence_number, line),
+        None => write!(
+            buf,
+            "{}:{}:{}",
+            record.shard_id, record.sequence_number, line
+        ),
         Some(sub) => write!(
             buf,
             "{}:{}:{}:{}",
