@@ -294,15 +294,25 @@ pub(crate) struct RawLine<'a> {
     pub trimmed: &'a [u8],
 }
 
+/// What [`DecodeLines::next_raw`] yields.
+#[derive(Debug)]
+pub(crate) enum NextLine<'a> {
+    /// A non-blank line, to decode.
+    Raw(RawLine<'a>),
+    /// What the iterator yields without decoding: the rejection of a payload that is
+    /// not UTF-8, or of one with no non-blank line.
+    Whole(DecodedLine<'a>),
+}
+
 impl<'a> DecodeLines<'a> {
     /// The next line before decoding, for a caller with a decoder of its own (ingest
-    /// normalizes valid lines without building an owned event): `Ok` for a non-blank
-    /// line, `Err` for what the iterator yields without decoding (a payload that is
-    /// not UTF-8, or one with no non-blank line).
-    pub(crate) fn next_raw(&mut self) -> Option<Result<RawLine<'a>, DecodedLine<'a>>> {
+    /// normalizes valid lines without building an owned event).
+    pub(crate) fn next_raw(&mut self) -> Option<NextLine<'a>> {
         let data = self.data;
         match &mut self.state {
-            LinesState::Whole(rejection) => rejection.take().map(|r| Err(whole(data, r))),
+            LinesState::Whole(rejection) => {
+                rejection.take().map(|r| NextLine::Whole(whole(data, r)))
+            }
             LinesState::Lines { pos, line, yielded } => {
                 // Same positions as `data.split(b'\n')`: a trailing newline ends with an
                 // empty (blank) line.
@@ -317,7 +327,7 @@ impl<'a> DecodeLines<'a> {
                     let trimmed = data[start..end].trim_ascii();
                     if !trimmed.is_empty() {
                         *yielded = true;
-                        return Some(Ok(RawLine {
+                        return Some(NextLine::Raw(RawLine {
                             line: index,
                             bytes: &data[start..end],
                             trimmed,
@@ -328,7 +338,7 @@ impl<'a> DecodeLines<'a> {
                     return None;
                 }
                 *yielded = true;
-                Some(Err(whole(
+                Some(NextLine::Whole(whole(
                     data,
                     Rejection::new(Reason::NotJson, None, "record is empty or blank"),
                 )))
@@ -342,8 +352,8 @@ impl<'a> Iterator for DecodeLines<'a> {
 
     fn next(&mut self) -> Option<DecodedLine<'a>> {
         Some(match self.next_raw()? {
-            Err(whole) => whole,
-            Ok(raw) => DecodedLine {
+            NextLine::Whole(whole) => whole,
+            NextLine::Raw(raw) => DecodedLine {
                 line: raw.line,
                 bytes: raw.bytes,
                 result: if self.keep_attrs {
