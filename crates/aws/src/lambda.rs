@@ -5,9 +5,9 @@
 use std::convert::Infallible;
 use std::time::Instant;
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
+use sluice_core::lambda::KinesisBatch;
 use sluice_core::outcome::{BatchOutcome, iterator_age_ms};
 use sluice_core::stage::Stage;
 use tracing::Instrument;
@@ -46,7 +46,7 @@ impl CapacityMeter for DynamoAggregateStore {
 /// reported as `batchItemFailures`, so Lambda retries from the right record.
 pub async fn handle<S: Stage>(
     stage: &S,
-    event: LambdaEvent<KinesisEvent>,
+    event: LambdaEvent<KinesisBatch>,
 ) -> Result<KinesisEventResponse, Infallible> {
     handle_metered(stage, &Unmetered, event).await
 }
@@ -56,7 +56,7 @@ pub async fn handle<S: Stage>(
 pub async fn handle_metered<S: Stage, M: CapacityMeter>(
     stage: &S,
     meter: &M,
-    event: LambdaEvent<KinesisEvent>,
+    event: LambdaEvent<KinesisBatch>,
 ) -> Result<KinesisEventResponse, Infallible> {
     let span = span_of(stage.name(), &event);
     async move {
@@ -74,14 +74,14 @@ pub async fn handle_metered<S: Stage, M: CapacityMeter>(
 async fn run_batch<S: Stage, M: CapacityMeter>(
     stage: &S,
     meter: &M,
-    event: &LambdaEvent<KinesisEvent>,
+    event: &LambdaEvent<KinesisBatch>,
 ) -> (KinesisEventResponse, BatchOutcome) {
     let started_ms = chrono_now_ms();
     let started = Instant::now();
     let before = meter.consumed();
     let deadline_ms = absolute_deadline(event.context.deadline, started_ms);
     let (response, mut outcome) =
-        sluice_core::lambda::handle(stage, &event.payload, deadline_ms).await;
+        sluice_core::lambda::handle_batch(stage, &event.payload, deadline_ms).await;
     let stats = &mut outcome.stats;
     stats.batches = 1;
     stats.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -94,22 +94,16 @@ async fn run_batch<S: Stage, M: CapacityMeter>(
 }
 
 /// The batch span of an invocation: the shard is the first record's (a Kinesis batch
-/// comes from one shard), named by the `shardId-…` prefix of its `eventID`.
-fn span_of(stage: &str, event: &LambdaEvent<KinesisEvent>) -> tracing::Span {
+/// comes from one shard), read from the `shardId-…` prefix of its `eventID`.
+fn span_of(stage: &str, event: &LambdaEvent<KinesisBatch>) -> tracing::Span {
     let records = &event.payload.records;
-    let shard = records
-        .first()
-        .and_then(|r| r.event_id.as_deref())
-        .map_or("", sluice_core::lambda::shard_of_event_id);
+    let shard = records.first().map_or("", |r| r.shard_id.as_str());
     telemetry::batch_span(&event.context.request_id, stage, shard, records.len())
 }
 
 /// Each record's `approximateArrivalTimestamp`, in epoch milliseconds.
-fn arrivals_ms(event: &KinesisEvent) -> impl Iterator<Item = i64> + '_ {
-    event
-        .records
-        .iter()
-        .map(|r| r.kinesis.approximate_arrival_timestamp.0.timestamp_millis())
+fn arrivals_ms(event: &KinesisBatch) -> impl Iterator<Item = i64> + '_ {
+    event.records.iter().map(|r| r.arrival_ms)
 }
 
 fn milli_units(units: f64) -> u64 {
@@ -233,7 +227,7 @@ mod tests {
       {"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"b","sequenceNumber":"2","data":"e30=","approximateArrivalTimestamp":1545084651.5},
        "eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000006:2","eventName":"aws:kinesis:record","awsRegion":"us-east-2","eventSourceARN":"arn:aws:kinesis:us-east-2:123456789012:stream/sluice-raw"}]}"#;
 
-    fn invocation() -> LambdaEvent<KinesisEvent> {
+    fn invocation() -> LambdaEvent<KinesisBatch> {
         let mut context = lambda_runtime::Context::default();
         context.request_id = "c0ffee00-1111-2222-3333-444455556666".into();
         LambdaEvent::new(serde_json::from_str(TWO_RECORDS).expect("payload"), context)

@@ -15,7 +15,7 @@ use sluice_core::envelope::{TimeBounds, decode_line, decode_record};
 use sluice_core::fingerprint::{FingerprintSet, fingerprint};
 use sluice_core::idempotency::{Candidate, anchor_of, event_identity, plan_group};
 use sluice_core::item::GroupKey;
-use sluice_core::record::pack_lines;
+use sluice_core::record::{LinePacker, pack_lines};
 use sluice_core::sequence::SeqNo;
 use sluice_core::window::WindowSet;
 
@@ -209,5 +209,71 @@ mod packing {
             .counter(divan::counter::ItemsCount::new(lines.len()))
             .with_inputs(|| lines.clone())
             .bench_values(|lines| pack_lines(lines, 1024 * 1024).map(|r| r.len()));
+    }
+}
+
+mod packing_as_they_come {
+    use super::*;
+
+    /// The same 10,000 lines pushed one by one from a borrowed buffer, as ingest and
+    /// enrich do (`pack_10k_lines` above takes owned `(String, Vec<u8>)` pairs).
+    #[divan::bench]
+    fn line_packer_10k_lines(bencher: divan::Bencher) {
+        let lines: Vec<(String, Vec<u8>)> = (0..10_000)
+            .map(|i| (format!("sensor-{:03}", i % 100), envelope(i).into_bytes()))
+            .collect();
+        bencher
+            .counter(divan::counter::ItemsCount::new(lines.len()))
+            .bench(|| {
+                let mut packer = LinePacker::new(1024 * 1024);
+                for (key, line) in &lines {
+                    if packer.push(key, line).is_err() {
+                        return 0;
+                    }
+                }
+                packer.finish().len()
+            });
+    }
+}
+
+mod lambda_event {
+    use super::*;
+    use aws_lambda_events::event::kinesis::KinesisEvent;
+    use sluice_core::lambda::{KinesisBatch, records_of};
+
+    /// A 1,000-record Kinesis trigger event as Lambda sends it.
+    fn event_json() -> String {
+        let records: Vec<String> = (0..1_000)
+            .map(|i| {
+                format!(
+                    r#"{{"kinesis":{{"kinesisSchemaVersion":"1.0","partitionKey":"sensor-{:03}","sequenceNumber":"49{i:054}","data":"{}","approximateArrivalTimestamp":1764000000.123}},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000000:49{i:054}","eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::123456789012:role/r","awsRegion":"us-east-1","eventSourceARN":"arn:aws:kinesis:us-east-1:123456789012:stream/sluice-raw"}}"#,
+                    i % 100,
+                    STANDARD.encode(envelope(i))
+                )
+            })
+            .collect();
+        format!(r#"{{"Records":[{}]}}"#, records.join(","))
+    }
+
+    /// What the Lambdas read now: straight into records.
+    #[divan::bench]
+    fn kinesis_batch_1k(bencher: divan::Bencher) {
+        let json = event_json();
+        bencher
+            .counter(divan::counter::ItemsCount::new(1_000usize))
+            .bench(|| {
+                serde_json::from_str::<KinesisBatch>(black_box(&json)).map(|b| b.records.len())
+            });
+    }
+
+    /// What they read before: `aws_lambda_events`' event, then copied into records.
+    #[divan::bench]
+    fn kinesis_event_then_records_of_1k(bencher: divan::Bencher) {
+        let json = event_json();
+        bencher
+            .counter(divan::counter::ItemsCount::new(1_000usize))
+            .bench(|| {
+                serde_json::from_str::<KinesisEvent>(black_box(&json)).map(|e| records_of(&e).len())
+            });
     }
 }

@@ -191,12 +191,34 @@ pub mod dynamodb {
         } else if x.abs() < FLUSH_BELOW {
             number_size("0")
         } else {
-            with_text(format_args!("{x:e}"), number_size)
+            // ryu writes the same shortest round-trip digits as `{x:e}` (only the
+            // notation differs, which `number_size` ignores), at a fraction of the
+            // cost of the fmt machinery: this ran 6 times per item sized, ~5 % of the
+            // demo (a proptest checks the two agree).
+            number_size(ryu::Buffer::new().format_finite(x))
         }
     }
 
-    fn int_size(x: impl std::fmt::Display) -> usize {
-        with_text(format_args!("{x}"), number_size)
+    /// [`number_size`] of an integer's decimal text, counted without formatting it.
+    pub(crate) fn int_size<T: TryInto<i128> + std::fmt::Display + Copy>(x: T) -> usize {
+        match x.try_into() {
+            Ok(mut n) => {
+                if n == 0 {
+                    return number_size("0");
+                }
+                // Trailing zeroes do not count; the significant digits do.
+                while n % 10 == 0 {
+                    n /= 10;
+                }
+                let mut digits = 0usize;
+                while n != 0 {
+                    n /= 10;
+                    digits += 1;
+                }
+                digits.div_ceil(2) + 1
+            }
+            Err(_) => with_text(format_args!("{x}"), number_size),
+        }
     }
 
     /// Runs `f` on the formatted text of `args`, formatted into a stack buffer (numbers
@@ -567,6 +589,25 @@ mod tests {
         }
 
         /// Counting in place gives what trimming a collected digit string gives.
+        #[test]
+        fn sizes_counted_without_fmt_match_the_formatted_ones(bits in proptest::prelude::any::<u64>(), n in proptest::prelude::any::<i64>(), u in proptest::prelude::any::<u64>(), scale in 0u32..19) {
+            let x = f64::from_bits(bits);
+            let formatted = if !x.is_finite() || x.abs() >= MAX_NUMBER_MAGNITUDE {
+                format!("{x:e}").len()
+            } else if x.abs() < FLUSH_BELOW {
+                number_size("0")
+            } else {
+                number_size(&format!("{x:e}"))
+            };
+            proptest::prop_assert_eq!(f64_size(x), formatted, "{}", x);
+            let round = (n / 10i64.pow(scale)) * 10i64.pow(scale);
+            for i in [n, round, 0, -1, i64::MIN, i64::MAX] {
+                proptest::prop_assert_eq!(crate::limits::dynamodb::int_size(i), number_size(&i.to_string()), "{}", i);
+            }
+            proptest::prop_assert_eq!(crate::limits::dynamodb::int_size(u), number_size(&u.to_string()));
+            proptest::prop_assert_eq!(crate::limits::dynamodb::int_size(u as usize), number_size(&u.to_string()));
+        }
+
         #[test]
         fn number_size_counts_like_trimming_the_digits(text in "-?[0-9]{0,20}(\\.[0-9]{0,20})?([eE]-?[0-9]{1,3})?") {
             let mantissa = text.split(['e', 'E']).next().unwrap_or_default();

@@ -36,6 +36,22 @@ pub fn shard_index(hash: u128, shards: usize) -> usize {
     ((hash / width) as usize).min(shards - 1)
 }
 
+/// A 56-digit sequence number, `49` then `n` zero-padded (`format!("49{n:054}")`,
+/// without the formatting machinery: one is made per record written).
+pub fn sequence_number(n: u64) -> String {
+    let mut digits = [b'0'; 56];
+    digits[0] = b'4';
+    digits[1] = b'9';
+    let mut rest = n;
+    let mut at = digits.len();
+    while rest > 0 {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    digits.iter().map(|&d| char::from(d)).collect()
+}
+
 pub fn shard_id(index: usize) -> String {
     format!("shardId-{index:012}")
 }
@@ -96,10 +112,7 @@ impl MemoryStreams {
         let mut seqs = Vec::with_capacity(records.len());
         for r in records {
             let index = shard_index(hash_key(&r.partition_key), n);
-            let seq = format!(
-                "49{:054}",
-                self.next_sequence.fetch_add(1, Ordering::SeqCst)
-            );
+            let seq = sequence_number(self.next_sequence.fetch_add(1, Ordering::SeqCst));
             let shard = &mut s.shards[index];
             shard.records.push(StreamRecord {
                 stream: stream.to_owned(),
@@ -368,6 +381,13 @@ impl MemoryStreams {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sequence_numbers_are_49_and_54_padded_digits() {
+        for n in [0, 1, 9, 10, 12_345, u64::MAX / 3, u64::MAX] {
+            assert_eq!(super::sequence_number(n), format!("49{n:054}"));
+        }
+    }
+
     use super::*;
     use sluice_core::ports::SystemClock;
 

@@ -3,12 +3,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
-use sluice_core::lambda::records_of;
 use sluice_core::record::{OutRecord, StreamRecord};
 use sluice_local::clock::ManualClock;
-use sluice_local::esm::{EsmClocks, EventSourceMapping, Handler, InvokeFuture};
+use sluice_local::esm::{Batch, EsmClocks, EventSourceMapping, Handler, InvokeFuture};
 use sluice_local::streams::{MemorySink, MemorySource, MemoryStreams};
 use sluice_local::template::EsmSettings;
 
@@ -43,8 +41,7 @@ fn harness(settings: EsmSettings, shards: usize, script: Script) -> Harness {
     let batches: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
     let seen = batches.clone();
     let calls = Arc::new(Mutex::new(0usize));
-    let handler: Handler = Arc::new(move |event: KinesisEvent, _deadline: i64| {
-        let records = records_of(&event);
+    let handler: Handler = Arc::new(move |records: Batch, _deadline: i64| {
         let mut n = calls.lock().expect("lock");
         *n += 1;
         let reply = script(&records, *n);

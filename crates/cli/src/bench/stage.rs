@@ -7,8 +7,9 @@
 //! output for those batches, collected from its in-memory output stream. Every batch is
 //! a `KinesisEvent` serialized as Lambda sends it (base64 data, real envelopes), built
 //! before any timing starts. A timed batch is what the Lambda runtime does with an
-//! invocation: deserialize the event JSON (base64 decoding included), then
-//! `sluice_core::lambda::handle`. Single-threaded: the caller runs this on a
+//! invocation: deserialize the event JSON (base64 decoding included) into the
+//! `KinesisBatch` the Lambdas read, then `sluice_core::lambda::handle_batch`.
+//! Single-threaded: the caller runs this on a
 //! current-thread runtime.
 
 use std::collections::BTreeMap;
@@ -19,12 +20,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use aws_lambda_events::encodings::Base64Data;
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sluice_core::config::{
     AggregateConfig, Delivery, DetectConfig, EnrichConfig, EnvReader, IngestConfig, env,
 };
+use sluice_core::lambda::KinesisBatch;
 use sluice_core::ports::{AlertStatus, Attrs, Clock, SystemClock};
 use sluice_core::resources;
 use sluice_core::rules::{Alert, Rule, parse_rules};
@@ -395,9 +396,9 @@ async fn time_stage<S: Stage>(
             before = meter();
         }
         let started = Instant::now();
-        let event: KinesisEvent = serde_json::from_slice(bytes)
+        let event: KinesisBatch = serde_json::from_slice(bytes)
             .with_context(|| format!("{name}: batch {b} is not a KinesisEvent"))?;
-        let (response, outcome) = sluice_core::lambda::handle(stage, &event, None).await;
+        let (response, outcome) = sluice_core::lambda::handle_batch(stage, &event, None).await;
         let elapsed = started.elapsed();
         if !response.batch_item_failures.is_empty() || outcome.failure.is_some() {
             bail!("{name}: batch {b} failed: {:?}", outcome.failure);
@@ -801,7 +802,8 @@ mod tests {
         let raw = raw_batches(&spec, 1_700_000_000_000);
         assert_eq!(raw.len(), 3);
         let bytes = lambda_event("sluice-raw", &raw[1], 51, 1_700_000_100_000).expect("test setup");
-        let event: KinesisEvent = serde_json::from_slice(&bytes).expect("test setup");
+        let event: aws_lambda_events::event::kinesis::KinesisEvent =
+            serde_json::from_slice(&bytes).expect("test setup");
         let records = sluice_core::lambda::records_of(&event);
         assert_eq!(records.len(), 50);
         assert_eq!(records[0].stream, "sluice-raw");

@@ -11,7 +11,7 @@ use crate::envelope::{Event, Reason, Rejection};
 use crate::error::Result;
 use crate::outcome::{Accounting, BatchOutcome, Fate, StageStats};
 use crate::ports::{Attrs, Clock, RecordSink, ReferenceLookup};
-use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits, pack_lines};
+use crate::record::{LinePacker, OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits};
 use crate::stage::{
     EventAttrs, FLUSH_BYTES, LINE_CAPACITY, Rejected, Stage, deadline_passed, decode_events,
     fail_whole_batch, failure_at, line_bytes,
@@ -80,6 +80,7 @@ where
             }
         };
         let mut out = Pending::default();
+        let mut line = Vec::with_capacity(LINE_CAPACITY);
         let mut rejected = rejected.into_iter().peekable();
         // Records before `written_upto` are written, with the stats they had.
         let mut written_upto = 0;
@@ -93,10 +94,18 @@ where
                 outcome.stats.unenriched += 1;
             }
             outcome.stats.events_in += 1;
-            match enrich_line(&mut event, attrs) {
-                Ok(bytes) => {
-                    out.bytes += event.key.len() + bytes.len();
-                    out.lines.push((event.key, bytes));
+            // Encoded into one reused buffer and copied once, into its key's record.
+            let packed = enrich_line(&mut event, attrs, &mut line).and_then(|()| {
+                out.lines.push(&event.key, &line).map_err(|e| Rejection {
+                    reason: Reason::RecordTooLarge,
+                    field: None,
+                    detail: e.to_string(),
+                    id: Some(event.id.clone()),
+                })
+            });
+            match packed {
+                Ok(()) => {
+                    out.bytes += event.key.len() + line.len();
                     outcome.stats.passed_on += 1;
                 }
                 Err(rejection) => {
@@ -150,9 +159,7 @@ impl<R, O: RecordSink, D: RecordSink, C> Enrich<R, O, D, C> {
             settle,
             bytes: _,
         } = std::mem::take(out);
-        self.output
-            .put_records(pack_lines(lines, PACKED_RECORD_BYTES)?)
-            .await?;
+        self.output.put_records(lines.finish()).await?;
         self.dead_letters.put_records(dead).await?;
         accounting.settled.extend(settle);
         Ok(())
@@ -160,12 +167,23 @@ impl<R, O: RecordSink, D: RecordSink, C> Enrich<R, O, D, C> {
 }
 
 /// What enrich has yet to write, and its size in bytes.
-#[derive(Default)]
 struct Pending {
-    lines: Vec<(String, Vec<u8>)>,
+    /// Enriched lines, packed per key as they come.
+    lines: LinePacker,
     dead: Vec<OutRecord>,
     settle: Vec<(String, Fate)>,
     bytes: usize,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            lines: LinePacker::new(PACKED_RECORD_BYTES),
+            dead: Vec::new(),
+            settle: Vec::new(),
+            bytes: 0,
+        }
+    }
 }
 
 /// Moves the lines `decode_events` rejected in records before `boundary` into what is
@@ -209,7 +227,12 @@ fn partial_failure(
 /// it. When the result cannot fit a Kinesis record, the event is rejected as
 /// `record_too_large` (enrich is the first stage that sees it that large) and its
 /// dead letter carries the line as it arrived.
-fn enrich_line(event: &mut Event, reference: Option<&Attrs>) -> Result<Vec<u8>, Rejection> {
+/// The line is encoded into `bytes` (cleared first).
+fn enrich_line(
+    event: &mut Event,
+    reference: Option<&Attrs>,
+    bytes: &mut Vec<u8>,
+) -> Result<(), Rejection> {
     let mut added = 0;
     for (name, value) in reference.into_iter().flatten() {
         if !event.attrs.contains_key(name) {
@@ -223,15 +246,15 @@ fn enrich_line(event: &mut Event, reference: Option<&Attrs>) -> Result<Vec<u8>, 
         detail,
         id: Some(event.id.clone()),
     };
-    let mut bytes = Vec::with_capacity(LINE_CAPACITY);
-    serde_json::to_writer(&mut bytes, &*event).map_err(|e| {
+    bytes.clear();
+    serde_json::to_writer(&mut *bytes, &*event).map_err(|e| {
         rejection(
             Reason::Unprocessable,
             format!("the enriched event could not be encoded: {e}"),
         )
     })?;
     if line_fits(&event.key, bytes.len()) {
-        return Ok(bytes);
+        return Ok(());
     }
     Err(rejection(
         Reason::RecordTooLarge,
