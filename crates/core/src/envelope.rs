@@ -729,8 +729,8 @@ mod fast {
     }
 
     /// A valid envelope with every string borrowed from its line: what ingest
-    /// normalizes without building an owned event ([`decode_borrowed`]). It has no
-    /// `origin`: ingest assigns its own.
+    /// normalizes ([`decode_borrowed`]) and aggregate counts
+    /// ([`decode_borrowed_without_attrs`]) without building an owned event.
     #[derive(Debug)]
     pub(crate) struct BorrowedEvent<'a> {
         /// The producer's id, as the text the general decoder would keep.
@@ -739,12 +739,25 @@ mod fast {
         pub metric: &'a str,
         pub ts: i64,
         pub value: f64,
+        /// Empty from [`decode_borrowed_without_attrs`].
         pub attrs: BTreeMap<&'a str, Scalar<'a>>,
+        /// The origin an upstream stage stamped (ingest ignores a producer's).
+        pub origin: Option<&'a str>,
     }
 
     impl fmt::Debug for Scalar<'_> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str(self.as_str())
+        }
+    }
+
+    impl<'a> Scalar<'a> {
+        /// The text [`Scalar::into_string`] gives, borrowed from the line where it is.
+        pub(crate) fn into_cow(self) -> std::borrow::Cow<'a, str> {
+            match self {
+                Scalar::Str(s) => std::borrow::Cow::Borrowed(s),
+                other => std::borrow::Cow::Owned(other.into_string()),
+            }
         }
     }
 
@@ -778,6 +791,25 @@ mod fast {
             ts: e.ts.0,
             value: e.value,
             attrs: e.attrs.unwrap_or_default(),
+            origin: e.origin,
+        })
+    }
+
+    /// [`decode_without_attrs`] without copying a string out of the line: `Some` for
+    /// exactly the lines it takes, holding the same values (`attrs` checked, not kept).
+    pub(crate) fn decode_borrowed_without_attrs(
+        line: &[u8],
+        bounds: TimeBounds,
+    ) -> Option<BorrowedEvent<'_>> {
+        let e = decode_checked::<UnkeptAttrs>(line, bounds)?;
+        Some(BorrowedEvent {
+            id: e.id,
+            key: e.key,
+            metric: e.metric,
+            ts: e.ts.0,
+            value: e.value,
+            attrs: BTreeMap::new(),
+            origin: e.origin,
         })
     }
 
@@ -819,7 +851,7 @@ mod fast {
     }
 }
 
-pub(crate) use fast::{BorrowedEvent, Scalar, decode_borrowed};
+pub(crate) use fast::{BorrowedEvent, Scalar, decode_borrowed, decode_borrowed_without_attrs};
 
 /// Metric names join keys in storage keys (`type#key`), so they are identifiers.
 pub fn check_metric_name(metric: &str) -> Result<(), Rejection> {

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::AggregateConfig;
 use crate::dead_letter::DeadLetter;
-use crate::envelope::{Event, Reason, Rejection};
+use crate::envelope::{Reason, Rejection, TimeBounds, decode_line_without_attrs};
 use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintSet;
 use crate::idempotency::{
@@ -49,7 +49,7 @@ use crate::ports::{AggregateStore, Clock, Commit, Loaded, RecordSink};
 use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, pack_lines};
 use crate::sequence::SeqNo;
 use crate::stage::{
-    EventAttrs, Rejected, Stage, deadline_passed, decode_events, fail_whole_batch, failure_at,
+    Rejected, Stage, deadline_passed, decode_event_views, fail_whole_batch, failure_at, line_bytes,
 };
 
 pub struct Aggregate<S, O, D, C> {
@@ -81,10 +81,12 @@ impl<S, O, D, C> Aggregate<S, O, D, C> {
 /// One decoded event of the batch.
 struct Pending {
     record: usize,
+    /// Its line in the record (a dead letter reads the event's id from it again).
+    line: usize,
     origin: String,
     identity: u64,
-    id: Option<String>,
-    group: GroupKey,
+    /// Index into [`Batch::groups`].
+    group: usize,
     candidate: Candidate,
 }
 
@@ -212,72 +214,76 @@ where
     D: RecordSink,
     C: Clock,
 {
-    /// Step 1: decodes the events of the batch and groups them by (key, type).
+    /// Step 1: decodes the events of the batch and groups them by (key, type). Strings
+    /// are read borrowed from the records: per event only its origin is copied (the
+    /// accounting reports it); a group's key is built once per run of its events.
     fn decode(&self, records: &[StreamRecord]) -> Batch {
-        let (events, rejected) = decode_events(STAGE, records, EventAttrs::Drop);
-        let mut pending: Vec<Pending> = Vec::with_capacity(events.len());
+        let mut pending: Vec<Pending> = Vec::new();
         let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
         let mut position: HashMap<GroupKey, usize> = HashMap::new();
         // Events come record by record: the record's sequence number and shard are
         // parsed and shared once per record, not once per event.
         let mut current: Option<(usize, SeqNo, Arc<str>)> = None;
-        for d in events {
-            let record = &records[d.record];
+        let mut previous_group: Option<usize> = None;
+        let rejected = decode_event_views(STAGE, records, |at_record, line, event| {
+            let record = &records[at_record];
             let (seq, shard) = match &current {
-                Some((at, seq, shard)) if *at == d.record => (seq.clone(), shard.clone()),
+                Some((at, seq, shard)) if *at == at_record => (seq.clone(), shard.clone()),
                 _ => {
                     let seq = SeqNo::parse(&record.sequence_number).unwrap_or_else(SeqNo::zero);
                     let shard = match &current {
                         Some((_, _, shard)) if **shard == *record.shard_id => shard.clone(),
                         _ => Arc::from(record.shard_id.as_str()),
                     };
-                    current = Some((d.record, seq.clone(), shard.clone()));
+                    current = Some((at_record, seq.clone(), shard.clone()));
                     (seq, shard)
                 }
             };
-            let Event {
-                id,
-                key,
-                metric,
-                ts,
-                value,
-                origin,
-                ..
-            } = d.event;
-            // `decode_events` always sets an origin; the fallback is the one it uses.
-            let origin = origin.unwrap_or_else(|| record.origin_of_line(d.line));
-            let group = GroupKey { key, metric };
             // One digest per event: its identity is also what the anchor stores.
-            let identity = event_identity(self.config.delivery, &id, &origin);
+            let identity = event_identity(self.config.delivery, &event.id, &event.origin);
             let index = pending.len();
-            // Look up before inserting: the group's key is cloned once per group, not
-            // once per event.
-            let at = match position.get(&group) {
-                Some(&at) => at,
-                None => {
-                    groups.push((group.clone(), Vec::new()));
-                    position.insert(group.clone(), groups.len() - 1);
-                    groups.len() - 1
+            // A record holds one key's events (stages pack per key), so the group is
+            // mostly the previous event's; the map is consulted on a change only.
+            let group = match previous_group {
+                Some(at)
+                    if groups[at].0.key == event.key && groups[at].0.metric == event.metric =>
+                {
+                    at
+                }
+                _ => {
+                    let key = GroupKey {
+                        key: event.key.into_owned(),
+                        metric: event.metric.into_owned(),
+                    };
+                    match position.get(&key) {
+                        Some(&at) => at,
+                        None => {
+                            position.insert(key.clone(), groups.len());
+                            groups.push((key, Vec::new()));
+                            groups.len() - 1
+                        }
+                    }
                 }
             };
-            groups[at].1.push(index);
+            previous_group = Some(group);
+            groups[group].1.push(index);
             pending.push(Pending {
-                record: d.record,
+                record: at_record,
+                line,
                 identity,
-                origin,
+                origin: event.origin.into_owned(),
                 candidate: Candidate {
                     index,
-                    ts,
-                    value,
+                    ts: event.ts,
+                    value: event.value,
                     fingerprint: identity,
                     shard,
                     seq,
                     late: false,
                 },
-                id: Some(id),
                 group,
             });
-        }
+        });
         Batch {
             pending,
             rejected,
@@ -777,6 +783,7 @@ fn settle(
                 settled.dead.push(event_dead_letter(
                     record,
                     p,
+                    &batch.groups[p.group].0,
                     Reason::Late,
                     Some("ts"),
                     detail,
@@ -785,13 +792,18 @@ fn settle(
             Fate::DeadLetter(reason) => {
                 let detail = progress
                     .unprocessable
-                    .get(&p.group)
+                    .get(&batch.groups[p.group].0)
                     .cloned()
                     .unwrap_or_else(|| reason.as_str().to_owned());
                 stats.dead_letter(reason);
-                settled
-                    .dead
-                    .push(event_dead_letter(record, p, reason, None, detail));
+                settled.dead.push(event_dead_letter(
+                    record,
+                    p,
+                    &batch.groups[p.group].0,
+                    reason,
+                    None,
+                    detail,
+                ));
             }
         }
         if !matches!(fate, Fate::Counted(_)) {
@@ -809,18 +821,28 @@ fn settle(
 fn event_dead_letter(
     record: &StreamRecord,
     p: &Pending,
+    group: &GroupKey,
     reason: Reason,
     field: Option<&'static str>,
     detail: String,
 ) -> OutRecord {
+    // The id is not kept per event: it is read again from the event's line (which
+    // decoded before, so it decodes alike), or derived as decoding derived it.
+    let id = decode_line_without_attrs(
+        line_bytes(record, p.line).trim_ascii(),
+        TimeBounds::unbounded(),
+    )
+    .ok()
+    .and_then(|e| e.id)
+    .unwrap_or_else(|| record.origin_of_line(p.line));
     let rejection = Rejection {
         reason,
         field,
         detail,
-        id: p.id.clone(),
+        id: Some(id.clone()),
     };
     let line = serde_json::json!({
-        "id": p.id, "key": p.group.key, "type": p.group.metric,
+        "id": id, "key": group.key, "type": group.metric,
         "ts": p.candidate.ts, "value": p.candidate.value, "origin": p.origin,
     });
     // A `Value` displays as its JSON text, which cannot fail.
@@ -1498,6 +1520,26 @@ mod tests {
             assert!(d.detail.contains(&expected), "{}", d.detail);
             assert!(d.detail.contains("t#bad"), "{}", d.detail);
         }
+        // Each names its event: the id (read again from its line), its origin, and the
+        // event as the stage read it.
+        let ids: Vec<Option<&str>> = dead.iter().map(|d| d.id.as_deref()).collect();
+        assert_eq!(ids, vec![Some("2"), Some("4")]);
+        let origins: Vec<Option<&str>> = dead.iter().map(|d| d.origin.as_deref()).collect();
+        assert_eq!(origins, vec![Some("o-2"), Some("o-4")]);
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(dead[1].data.as_deref().expect("the event's bytes"))
+            .expect("base64");
+        let event: serde_json::Value = serde_json::from_slice(&data).expect("json");
+        assert_eq!(
+            (&event["id"], &event["key"], &event["type"], &event["value"]),
+            (
+                &serde_json::json!("4"),
+                &serde_json::json!("bad"),
+                &serde_json::json!("t"),
+                &serde_json::json!(4.0)
+            )
+        );
         let fates = s.ledger.first();
         assert_eq!(fates.len(), 5, "every event has a fate");
         assert_eq!(

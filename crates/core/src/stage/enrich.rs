@@ -13,8 +13,8 @@ use crate::outcome::{Accounting, BatchOutcome, Fate, StageStats};
 use crate::ports::{Attrs, Clock, RecordSink, ReferenceLookup};
 use crate::record::{LinePacker, OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits};
 use crate::stage::{
-    EventAttrs, FLUSH_BYTES, LINE_CAPACITY, Rejected, Stage, deadline_passed, decode_events,
-    fail_whole_batch, failure_at, line_bytes,
+    FLUSH_BYTES, LINE_CAPACITY, Rejected, Stage, deadline_passed, decode_events, fail_whole_batch,
+    failure_at, line_bytes,
 };
 
 pub struct Enrich<R, O, D, C> {
@@ -63,7 +63,7 @@ where
             outcome.failure = Some(failure_at(records, 0, err));
             return outcome;
         }
-        let (events, rejected) = decode_events(self.name(), records, EventAttrs::Keep);
+        let (events, rejected) = decode_events(self.name(), records);
         // Distinct keys by reference first: one `String` per key, not per event.
         let keys: Vec<String> = events
             .iter()

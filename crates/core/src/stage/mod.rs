@@ -11,12 +11,14 @@ pub mod detect;
 pub mod enrich;
 pub mod ingest;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 
 use crate::dead_letter::{DeadLetter, RejectionSummary};
 use crate::envelope::{
-    Event, Reason, Rejection, TimeBounds, decode_record, decode_record_without_attrs,
+    Event, MAX_RECORD_BYTES, NextLine, Reason, Rejection, TimeBounds,
+    decode_borrowed_without_attrs, decode_line_without_attrs, decode_lines, decode_record,
 };
 use crate::error::Error;
 use crate::outcome::{BatchFailure, BatchOutcome};
@@ -68,13 +70,6 @@ pub(crate) fn fail_whole_batch(outcome: &mut BatchOutcome, records: &[StreamReco
     outcome.failure = Some(failure_at(records, 0, error));
     outcome.stats = Default::default();
     outcome.stats.records = records.len() as u64;
-}
-
-/// Whether decoded events keep their `attrs` (the aggregate stage never reads them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum EventAttrs {
-    Keep,
-    Drop,
 }
 
 /// An event decoded from a record of an inter-stage stream.
@@ -163,17 +158,12 @@ impl RecordRejections {
 pub(crate) fn decode_events(
     stage: &str,
     records: &[StreamRecord],
-    attrs: EventAttrs,
 ) -> (Vec<Decoded>, Vec<Rejected>) {
     let mut events = Vec::new();
     let mut rejected = Vec::new();
     for (index, record) in records.iter().enumerate() {
         let mut bound = RecordRejections::default();
-        let lines = match attrs {
-            EventAttrs::Keep => decode_record(&record.data, TimeBounds::unbounded()),
-            EventAttrs::Drop => decode_record_without_attrs(&record.data, TimeBounds::unbounded()),
-        };
-        for line in lines {
+        for line in decode_record(&record.data, TimeBounds::unbounded()) {
             bound.lines += 1;
             match line.result {
                 Ok(decoded) => {
@@ -190,28 +180,179 @@ pub(crate) fn decode_events(
                     });
                 }
                 Err(rejection) => {
-                    let fallback_origin = record.origin_of_line(line.line);
-                    rejected.push(Rejected {
-                        record: index,
-                        reason: rejection.reason,
-                        out: bound.listed(&rejection).then(|| {
-                            DeadLetter::for_line(stage, record, line.line, line.bytes, &rejection)
-                                .with_origin(Some(fallback_origin.clone()))
-                                .into_record(&record.partition_key)
-                        }),
-                        summary: None,
-                        origin: fallback_origin,
-                    })
+                    reject_line(
+                        stage,
+                        (index, record),
+                        line.line,
+                        line.bytes,
+                        &rejection,
+                        &mut bound,
+                        &mut rejected,
+                    );
                 }
             }
         }
-        if let (Some(summary), Some(last)) = (bound.summary(), rejected.last_mut()) {
-            last.summary = Some(
-                DeadLetter::for_summary(stage, record, summary).into_record(&record.partition_key),
-            );
-        }
+        attach_summary(stage, record, bound, &mut rejected);
     }
     (events, rejected)
+}
+
+/// An event of an inter-stage stream as the aggregate stage reads it, without its
+/// `attrs`: strings are borrowed from the record wherever the line allows.
+pub(crate) struct EventView<'a> {
+    /// The producer's id, or (when it sent none) the line's origin, as [`Event::id`].
+    pub id: Cow<'a, str>,
+    pub key: Cow<'a, str>,
+    pub metric: Cow<'a, str>,
+    pub ts: i64,
+    pub value: f64,
+    /// The origin ingest stamped, or the line's own (as [`decode_events`] sets it).
+    pub origin: Cow<'a, str>,
+}
+
+/// [`decode_events`] for a stage that never reads `attrs` and keeps no event: each valid
+/// line's event goes to `on_event` (with its record and line index) as it is decoded,
+/// and the verdicts are the same as `decode_events`'s (the borrowed decoder takes
+/// exactly the lines the general decoder's fast path takes; the rest go through the
+/// general decoder). Returns the rejected lines, as `decode_events` does.
+pub(crate) fn decode_event_views(
+    stage: &str,
+    records: &[StreamRecord],
+    mut on_event: impl FnMut(usize, usize, EventView<'_>),
+) -> Vec<Rejected> {
+    let bounds = TimeBounds::unbounded();
+    let mut rejected = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        let mut bound = RecordRejections::default();
+        if record.data.len() > MAX_RECORD_BYTES {
+            // One whole-record rejection, as `decode_record` gives it.
+            for line in decode_record(&record.data, bounds) {
+                bound.lines += 1;
+                if let Err(rejection) = line.result {
+                    reject_line(
+                        stage,
+                        (index, record),
+                        line.line,
+                        line.bytes,
+                        &rejection,
+                        &mut bound,
+                        &mut rejected,
+                    );
+                }
+            }
+            attach_summary(stage, record, bound, &mut rejected);
+            continue;
+        }
+        let mut lines = decode_lines(&record.data, bounds);
+        while let Some(next) = lines.next_raw() {
+            bound.lines += 1;
+            let raw = match next {
+                NextLine::Raw(raw) => raw,
+                NextLine::Whole(whole) => {
+                    if let Err(rejection) = whole.result {
+                        reject_line(
+                            stage,
+                            (index, record),
+                            whole.line,
+                            whole.bytes,
+                            &rejection,
+                            &mut bound,
+                            &mut rejected,
+                        );
+                    }
+                    continue;
+                }
+            };
+            if let Some(e) = decode_borrowed_without_attrs(raw.trimmed, bounds) {
+                let view = EventView {
+                    id: e.id.map_or_else(
+                        || Cow::Owned(record.origin_of_line(raw.line)),
+                        |id| id.into_cow(),
+                    ),
+                    key: Cow::Borrowed(e.key),
+                    metric: Cow::Borrowed(e.metric),
+                    ts: e.ts,
+                    value: e.value,
+                    origin: e.origin.map_or_else(
+                        || Cow::Owned(record.origin_of_line(raw.line)),
+                        Cow::Borrowed,
+                    ),
+                };
+                on_event(index, raw.line, view);
+                continue;
+            }
+            match decode_line_without_attrs(raw.trimmed, bounds) {
+                Ok(decoded) => {
+                    let event = decoded.into_event(|| record.origin_of_line(raw.line));
+                    let origin = event
+                        .origin
+                        .unwrap_or_else(|| record.origin_of_line(raw.line));
+                    let view = EventView {
+                        id: Cow::Owned(event.id),
+                        key: Cow::Owned(event.key),
+                        metric: Cow::Owned(event.metric),
+                        ts: event.ts,
+                        value: event.value,
+                        origin: Cow::Owned(origin),
+                    };
+                    on_event(index, raw.line, view);
+                }
+                Err(rejection) => {
+                    reject_line(
+                        stage,
+                        (index, record),
+                        raw.line,
+                        raw.bytes,
+                        &rejection,
+                        &mut bound,
+                        &mut rejected,
+                    );
+                }
+            }
+        }
+        attach_summary(stage, record, bound, &mut rejected);
+    }
+    rejected
+}
+
+/// A rejected line of record `index`: its fate, and its own dead letter while the
+/// record's bound allows.
+fn reject_line(
+    stage: &str,
+    (index, record): (usize, &StreamRecord),
+    line: usize,
+    bytes: &[u8],
+    rejection: &Rejection,
+    bound: &mut RecordRejections,
+    rejected: &mut Vec<Rejected>,
+) {
+    let fallback_origin = record.origin_of_line(line);
+    rejected.push(Rejected {
+        record: index,
+        reason: rejection.reason,
+        out: bound.listed(rejection).then(|| {
+            DeadLetter::for_line(stage, record, line, bytes, rejection)
+                .with_origin(Some(fallback_origin.clone()))
+                .into_record(&record.partition_key)
+        }),
+        summary: None,
+        origin: fallback_origin,
+    });
+}
+
+/// The record's summary dead letter (if lines went unlisted), carried by its last
+/// rejected line.
+fn attach_summary(
+    stage: &str,
+    record: &StreamRecord,
+    bound: RecordRejections,
+    rejected: &mut [Rejected],
+) {
+    if let (Some(summary), Some(last)) = (bound.summary(), rejected.last_mut()) {
+        last.summary = Some(
+            DeadLetter::for_summary(stage, record, summary).into_record(&record.partition_key),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -411,5 +552,110 @@ pub(crate) mod testing {
                 return v;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::record;
+    use super::*;
+
+    /// What a decoder made of a batch: each event's fields (record, line, id, key,
+    /// type, ts, value, origin) and each rejection (record, reason, origin, listed).
+    type Seen = (
+        Vec<(usize, usize, String, String, String, i64, u64, String)>,
+        Vec<(usize, Reason, String, bool, bool)>,
+    );
+
+    fn rejections(rejected: &[Rejected]) -> Vec<(usize, Reason, String, bool, bool)> {
+        rejected
+            .iter()
+            .map(|r| {
+                (
+                    r.record,
+                    r.reason,
+                    r.origin.clone(),
+                    r.out.is_some(),
+                    r.summary.is_some(),
+                )
+            })
+            .collect()
+    }
+
+    fn by_events(records: &[StreamRecord]) -> Seen {
+        let (events, rejected) = decode_events("aggregate", records);
+        let events = events
+            .into_iter()
+            .map(|d| {
+                let e = d.event;
+                let origin = e.origin.unwrap_or_default();
+                (
+                    d.record,
+                    d.line,
+                    e.id,
+                    e.key,
+                    e.metric,
+                    e.ts,
+                    e.value.to_bits(),
+                    origin,
+                )
+            })
+            .collect();
+        (events, rejections(&rejected))
+    }
+
+    fn by_views(records: &[StreamRecord]) -> Seen {
+        let mut events = Vec::new();
+        let rejected = decode_event_views("aggregate", records, |record, line, e| {
+            events.push((
+                record,
+                line,
+                e.id.into_owned(),
+                e.key.into_owned(),
+                e.metric.into_owned(),
+                e.ts,
+                e.value.to_bits(),
+                e.origin.into_owned(),
+            ));
+        });
+        (events, rejections(&rejected))
+    }
+
+    /// The borrowed reader must see every batch exactly as the owned one does: the
+    /// same events (derived ids and origins included) and the same rejections.
+    #[test]
+    fn event_views_read_exactly_what_decode_events_reads() {
+        let valid =
+            r#"{"id":"a","key":"k","type":"t","ts":1767225600000,"value":1.5,"origin":"o-1"}"#;
+        let many: String = (0..150).map(|i| format!("junk {i}\n")).collect();
+        let records = vec![
+            record("s0", 1, "k", format!("{valid}\n\n{valid}\n").as_bytes()),
+            // Escapes (not borrowable), a numeric id, no id, no origin, attrs.
+            record(
+                "s0",
+                2,
+                "k",
+                concat!(
+                    r#"{"id":"a\"b","key":"k\u00e9","type":"t","ts":1,"value":2,"origin":"o\/2"}"#,
+                    "\n",
+                    r#"{"id":42,"key":"k","type":"t","ts":2,"value":-0.0,"attrs":{"x":"y"}}"#,
+                    "\n",
+                    r#"{"key":"k2","type":"t","ts":3,"value":3}"#,
+                    "\n",
+                    r#"{"id":"b","key":"k","type":"BAD TYPE","ts":3,"value":3}"#,
+                    "\nnot json\n",
+                    r#"{"id":"c","key":"k","type":"t","ts":"x","value":3}"#,
+                )
+                .as_bytes(),
+            ),
+            record("s1", 3, "k", b"   \n\n"),
+            record("s1", 4, "k", &[0xff, 0xfe, b'\n']),
+            record("s1", 5, "k", many.as_bytes()),
+            record("s1", 6, "k", &vec![b' '; MAX_RECORD_BYTES + 1]),
+        ];
+        let (events, rejected) = by_events(&records);
+        assert_eq!(events.len(), 5, "{events:?}");
+        assert_eq!(rejected.len(), 3 + 1 + 1 + 150 + 1, "{rejected:?}");
+        assert_eq!(by_views(&records), (events, rejected));
     }
 }
