@@ -186,15 +186,21 @@ struct Books {
 }
 
 /// The counter of an in-process sequence number (`49` and 54 digits), if it is one.
+/// Every booking parses one: the 54-digit tail is read as zeros then at most 20 digits
+/// (all a `u64` holds), in one pass, not checked and then parsed again.
 fn sequence_counter(sequence: &str) -> Option<u64> {
-    if sequence.len() != 56 || !sequence.starts_with("49") {
+    let bytes = sequence.as_bytes();
+    if bytes.len() != 56 || !bytes.starts_with(b"49") {
         return None;
     }
-    let tail = &sequence[2..];
-    if !tail.bytes().all(|b| b.is_ascii_digit()) {
+    let (zeros, digits) = bytes[2..].split_at(54 - 20);
+    if zeros.iter().any(|b| *b != b'0') {
         return None;
     }
-    tail.parse().ok()
+    digits.iter().try_fold(0u64, |n, b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// The dense index of an origin `shard:49<54 digits>:0`, if it has one.
@@ -649,6 +655,40 @@ impl MemoryLedger {
 
 #[cfg(test)]
 mod tests {
+
+    /// Reads exactly what parsing the whole 54-digit tail as a `u64` reads.
+    #[test]
+    fn sequence_counters_parse_like_the_tail_as_a_number() {
+        let old = |s: &str| -> Option<u64> {
+            if s.len() != 56 || !s.starts_with("49") {
+                return None;
+            }
+            let tail = &s[2..];
+            if !tail.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            tail.parse().ok()
+        };
+        let mut cases: Vec<String> = [0u64, 1, 9, 10, 12_345, u64::MAX - 1, u64::MAX]
+            .iter()
+            .map(|n| format!("49{n:054}"))
+            .collect();
+        cases.push(format!("49{}", "9".repeat(54)));
+        cases.push(format!("49{:034}{}", 1, "0".repeat(20)));
+        cases.push(format!("49{:053}x", 0));
+        cases.push(format!("48{:054}", 7));
+        cases.push(format!("49{:053}", 7));
+        cases.push(format!("4918446744073709551616{}", "0".repeat(34)));
+        cases.push(format!("49{}18446744073709551616", "0".repeat(34)));
+        for case in &cases {
+            assert_eq!(sequence_counter(case), old(case), "{case}");
+        }
+        assert_eq!(sequence_counter(&format!("49{:054}", 12_345)), Some(12_345));
+        assert_eq!(
+            sequence_counter(&format!("49{}18446744073709551616", "0".repeat(34))),
+            None
+        );
+    }
     use super::*;
 
     fn origin(counter: u64, line: usize) -> String {
