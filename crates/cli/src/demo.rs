@@ -164,6 +164,36 @@ impl LineSource {
     }
 }
 
+/// A [`LineSource`] read on its own thread, at most two chunks ahead (so memory stays
+/// bounded by three chunks whatever the input's size).
+pub struct ReadAhead {
+    chunks: std::sync::mpsc::Receiver<Result<Vec<Vec<u8>>>>,
+}
+
+impl ReadAhead {
+    pub fn start(mut input: LineSource, chunk_lines: usize) -> ReadAhead {
+        let (send, chunks) = std::sync::mpsc::sync_channel(2);
+        std::thread::spawn(move || {
+            loop {
+                let next = input.next_chunk(chunk_lines);
+                let last = next.as_ref().map_or(true, Vec::is_empty);
+                // The receiver is gone when the demo stopped early: stop reading too.
+                if send.send(next).is_err() || last {
+                    break;
+                }
+            }
+        });
+        ReadAhead { chunks }
+    }
+
+    /// The next chunk: empty when the input is done, as [`LineSource::next_chunk`].
+    pub fn next_chunk(&self) -> Result<Vec<Vec<u8>>> {
+        self.chunks
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the input reader thread stopped without a reason"))?
+    }
+}
+
 /// A synthetic scenario's producer lines, as bytes.
 pub fn scenario_lines(
     scenario: Scenario,
@@ -218,10 +248,13 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         }
     }
     args.aggregate.apply(&mut template);
-    let mut input = match &args.file {
+    let input = match &args.file {
         Some(path) => LineSource::file(path)?,
         None => LineSource::scenario(args.scenario, args.events, args.seed, args.start),
     };
+    // Generating or reading lines takes about a tenth of the demo's time: a thread does
+    // it a chunk ahead, while the pipeline (one thread) works through the last one.
+    let input = ReadAhead::start(input, CHUNK_LINES);
     let rules = load_rules(args.rules.as_ref(), args.scenario)?;
     let faults = chaos_faults(args.chaos, &template);
     let mut pipeline = InProcess::build(
@@ -255,7 +288,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     let every = Duration::from_millis(if interactive { 250 } else { 2000 });
     let produced = pipeline
         .feed_in_chunks(
-            || input.next_chunk(CHUNK_LINES),
+            || input.next_chunk(),
             |sent| {
                 if let Some(t) = &mut truth {
                     sent.iter().for_each(|line| t.feed(line));
@@ -476,5 +509,19 @@ mod tests {
         assert_eq!(input.next_chunk(3).expect("chunk").len(), 3);
         assert_eq!(input.next_chunk(3).expect("chunk").len(), 2);
         assert!(input.next_chunk(3).expect("chunk").is_empty());
+    }
+
+    #[test]
+    fn reading_ahead_gives_the_same_chunks_in_order_then_the_end() {
+        let mut direct = LineSource::scenario(Scenario::Payments, 250, 7, None);
+        let ahead = ReadAhead::start(LineSource::scenario(Scenario::Payments, 250, 7, None), 100);
+        for expected_len in [100, 100, 50] {
+            let chunk = ahead.next_chunk().expect("chunk");
+            assert_eq!(chunk.len(), expected_len);
+            assert_eq!(chunk, direct.next_chunk(100).expect("chunk"));
+        }
+        assert!(ahead.next_chunk().expect("the end").is_empty());
+        // After the end the thread is gone: asking again is an error, not a hang.
+        assert!(ahead.next_chunk().is_err());
     }
 }
