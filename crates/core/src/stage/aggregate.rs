@@ -34,7 +34,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::config::AggregateConfig;
+use crate::config::{AggregateConfig, Delivery};
 use crate::dead_letter::DeadLetter;
 use crate::envelope::{Reason, Rejection, TimeBounds, decode_line_without_attrs};
 use crate::error::{Error, Result};
@@ -393,13 +393,24 @@ where
         }
         // Every window a counted or duplicate event falls in is emitted, changed or not
         // (a late duplicate too: the first delivery's updates may have been lost).
+        // At-least-once judges the late events of a redelivered record late again (see
+        // `plan_group`), yet the first delivery may have counted them before its own
+        // commit moved the watermark past them: when their record was applied at their
+        // anchor, their windows are emitted for the same reason.
+        let applied_at_anchor = |c: &Candidate| {
+            self.config.delivery == Delivery::AtLeastOnce
+                && state
+                    .items
+                    .get(&anchor_of(group, &self.config, c.ts))
+                    .and_then(|item| item.high_water.get(&*c.shard))
+                    .is_some_and(|hw| c.seq <= *hw)
+        };
         let seen: Vec<Candidate> = judged
             .into_iter()
-            .filter(|c| {
-                matches!(
-                    progress.fates[c.index],
-                    Some(Fate::Counted(_) | Fate::Duplicate(_))
-                )
+            .filter(|c| match progress.fates[c.index] {
+                Some(Fate::Counted(_) | Fate::Duplicate(_)) => true,
+                Some(Fate::Late) => applied_at_anchor(c),
+                _ => false,
             })
             .collect();
         progress
@@ -1442,6 +1453,14 @@ mod tests {
             .item(&key("a", WindowSpec::tumbling(60), T0))
             .expect("stored");
         assert_eq!(minute.state.count, 1, "counted once, by the lost commit");
+        // Its window was never emitted (the first attempt failed before its emit): the
+        // retry emits it although it judged o-1 late, or detect would never see it.
+        let emitted: Vec<(i64, i64, u64)> = updates(&s.updates)
+            .iter()
+            .map(|u| (u.window_seconds, u.window_start, u.count))
+            .collect();
+        assert!(emitted.contains(&(60, T0, 1)), "{emitted:?}");
+        assert!(emitted.contains(&(60, T0 + 10 * MINUTE, 1)), "{emitted:?}");
     }
 
     /// A throttled commit was refused, not lost: its events are not in doubt.
