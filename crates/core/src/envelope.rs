@@ -783,16 +783,7 @@ mod fast {
     /// [`decode`] without copying a string out of the line: `Some` for exactly the
     /// lines [`decode`] takes, holding the same values.
     pub(crate) fn decode_borrowed(line: &[u8], bounds: TimeBounds) -> Option<BorrowedEvent<'_>> {
-        let e = decode_checked::<BTreeMap<&str, Scalar<'_>>>(line, bounds)?;
-        Some(BorrowedEvent {
-            id: e.id,
-            key: e.key,
-            metric: e.metric,
-            ts: e.ts.0,
-            value: e.value,
-            attrs: e.attrs.unwrap_or_default(),
-            origin: e.origin,
-        })
+        decode_borrowed_as::<BTreeMap<&str, Scalar<'_>>>(line, bounds, Option::unwrap_or_default)
     }
 
     /// [`decode_without_attrs`] without copying a string out of the line: `Some` for
@@ -801,14 +792,22 @@ mod fast {
         line: &[u8],
         bounds: TimeBounds,
     ) -> Option<BorrowedEvent<'_>> {
-        let e = decode_checked::<UnkeptAttrs>(line, bounds)?;
+        decode_borrowed_as::<UnkeptAttrs>(line, bounds, |_| BTreeMap::new())
+    }
+
+    fn decode_borrowed_as<'a, A: Deserialize<'a>>(
+        line: &'a [u8],
+        bounds: TimeBounds,
+        attrs: impl FnOnce(Option<A>) -> BTreeMap<&'a str, Scalar<'a>>,
+    ) -> Option<BorrowedEvent<'a>> {
+        let e = decode_checked::<A>(line, bounds)?;
         Some(BorrowedEvent {
             id: e.id,
             key: e.key,
             metric: e.metric,
             ts: e.ts.0,
             value: e.value,
-            attrs: BTreeMap::new(),
+            attrs: attrs(e.attrs),
             origin: e.origin,
         })
     }

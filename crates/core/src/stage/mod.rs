@@ -162,9 +162,9 @@ pub(crate) fn decode_events(
     let mut events = Vec::new();
     let mut rejected = Vec::new();
     for (index, record) in records.iter().enumerate() {
-        let mut bound = RecordRejections::default();
+        let mut record_lines = RecordLines::new(stage, index, record, &mut rejected);
         for line in decode_record(&record.data, TimeBounds::unbounded()) {
-            bound.lines += 1;
+            record_lines.line();
             match line.result {
                 Ok(decoded) => {
                     // Events from ingest carry their id and origin: the fallback origin
@@ -180,19 +180,11 @@ pub(crate) fn decode_events(
                     });
                 }
                 Err(rejection) => {
-                    reject_line(
-                        stage,
-                        (index, record),
-                        line.line,
-                        line.bytes,
-                        &rejection,
-                        &mut bound,
-                        &mut rejected,
-                    );
+                    record_lines.reject(line.line, line.bytes, &rejection);
                 }
             }
         }
-        attach_summary(stage, record, bound, &mut rejected);
+        record_lines.finish();
     }
     (events, rejected)
 }
@@ -223,42 +215,26 @@ pub(crate) fn decode_event_views(
     let bounds = TimeBounds::unbounded();
     let mut rejected = Vec::new();
     for (index, record) in records.iter().enumerate() {
-        let mut bound = RecordRejections::default();
+        let mut record_lines = RecordLines::new(stage, index, record, &mut rejected);
         if record.data.len() > MAX_RECORD_BYTES {
             // One whole-record rejection, as `decode_record` gives it.
             for line in decode_record(&record.data, bounds) {
-                bound.lines += 1;
+                record_lines.line();
                 if let Err(rejection) = line.result {
-                    reject_line(
-                        stage,
-                        (index, record),
-                        line.line,
-                        line.bytes,
-                        &rejection,
-                        &mut bound,
-                        &mut rejected,
-                    );
+                    record_lines.reject(line.line, line.bytes, &rejection);
                 }
             }
-            attach_summary(stage, record, bound, &mut rejected);
+            record_lines.finish();
             continue;
         }
         let mut lines = decode_lines(&record.data, bounds);
         while let Some(next) = lines.next_raw() {
-            bound.lines += 1;
+            record_lines.line();
             let raw = match next {
                 NextLine::Raw(raw) => raw,
                 NextLine::Whole(whole) => {
                     if let Err(rejection) = whole.result {
-                        reject_line(
-                            stage,
-                            (index, record),
-                            whole.line,
-                            whole.bytes,
-                            &rejection,
-                            &mut bound,
-                            &mut rejected,
-                        );
+                        record_lines.reject(whole.line, whole.bytes, &rejection);
                     }
                     continue;
                 }
@@ -298,60 +274,71 @@ pub(crate) fn decode_event_views(
                     on_event(index, raw.line, view);
                 }
                 Err(rejection) => {
-                    reject_line(
-                        stage,
-                        (index, record),
-                        raw.line,
-                        raw.bytes,
-                        &rejection,
-                        &mut bound,
-                        &mut rejected,
-                    );
+                    record_lines.reject(raw.line, raw.bytes, &rejection);
                 }
             }
         }
-        attach_summary(stage, record, bound, &mut rejected);
+        record_lines.finish();
     }
     rejected
 }
 
-/// A rejected line of record `index`: its fate, and its own dead letter while the
-/// record's bound allows.
-fn reject_line(
-    stage: &str,
-    (index, record): (usize, &StreamRecord),
-    line: usize,
-    bytes: &[u8],
-    rejection: &Rejection,
-    bound: &mut RecordRejections,
-    rejected: &mut Vec<Rejected>,
-) {
-    let fallback_origin = record.origin_of_line(line);
-    rejected.push(Rejected {
-        record: index,
-        reason: rejection.reason,
-        out: bound.listed(rejection).then(|| {
-            DeadLetter::for_line(stage, record, line, bytes, rejection)
-                .with_origin(Some(fallback_origin.clone()))
-                .into_record(&record.partition_key)
-        }),
-        summary: None,
-        origin: fallback_origin,
-    });
+/// The rejected lines of one record, as a decoder meets them: each gets its fate, and its
+/// own dead letter while the record's bound allows; [`RecordLines::finish`] attaches the
+/// summary of the rest to the last one.
+struct RecordLines<'r> {
+    stage: &'r str,
+    index: usize,
+    record: &'r StreamRecord,
+    bound: RecordRejections,
+    rejected: &'r mut Vec<Rejected>,
 }
 
-/// The record's summary dead letter (if lines went unlisted), carried by its last
-/// rejected line.
-fn attach_summary(
-    stage: &str,
-    record: &StreamRecord,
-    bound: RecordRejections,
-    rejected: &mut [Rejected],
-) {
-    if let (Some(summary), Some(last)) = (bound.summary(), rejected.last_mut()) {
-        last.summary = Some(
-            DeadLetter::for_summary(stage, record, summary).into_record(&record.partition_key),
-        );
+impl<'r> RecordLines<'r> {
+    fn new(
+        stage: &'r str,
+        index: usize,
+        record: &'r StreamRecord,
+        rejected: &'r mut Vec<Rejected>,
+    ) -> Self {
+        RecordLines {
+            stage,
+            index,
+            record,
+            bound: RecordRejections::default(),
+            rejected,
+        }
+    }
+
+    /// Counts a line of the record (valid or not), for the summary.
+    fn line(&mut self) {
+        self.bound.lines += 1;
+    }
+
+    fn reject(&mut self, line: usize, bytes: &[u8], rejection: &Rejection) {
+        let record = self.record;
+        let fallback_origin = record.origin_of_line(line);
+        let out = self.bound.listed(rejection).then(|| {
+            DeadLetter::for_line(self.stage, record, line, bytes, rejection)
+                .with_origin(Some(fallback_origin.clone()))
+                .into_record(&record.partition_key)
+        });
+        self.rejected.push(Rejected {
+            record: self.index,
+            reason: rejection.reason,
+            out,
+            summary: None,
+            origin: fallback_origin,
+        });
+    }
+
+    fn finish(self) {
+        if let (Some(summary), Some(last)) = (self.bound.summary(), self.rejected.last_mut()) {
+            last.summary = Some(
+                DeadLetter::for_summary(self.stage, self.record, summary)
+                    .into_record(&self.record.partition_key),
+            );
+        }
     }
 }
 
