@@ -14,18 +14,6 @@ pub fn fingerprint(id: &str) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// [`fingerprint`] of the concatenation of `parts`, without building it.
-pub fn fingerprint_parts(parts: &[&[u8]]) -> u64 {
-    let mut md5 = Md5::new();
-    for part in parts {
-        md5.update(part);
-    }
-    let digest = md5.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
-}
-
 /// The whole MD5 of `bytes` as 32 lowercase hex digits: a stable digest of request
 /// contents (the DynamoDB adapter derives `ClientRequestToken`s from it). Not for
 /// secrets: it only has to tell different requests apart.
