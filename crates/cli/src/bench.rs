@@ -20,7 +20,8 @@ use sluice_local::scenario::{DEFAULT_START_MS, Scenario};
 use sluice_local::store::MemoryAggregateStore;
 use sluice_local::streams::MemoryStreams;
 
-use crate::demo::{LineSource, load_template};
+use crate::demo::load_template;
+use crate::lines::{ChunkBound, LineSource};
 
 pub mod stage;
 use crate::pipeline::{InProcess, STAGES};
@@ -107,7 +108,11 @@ pub async fn run(args: BenchArgs) -> Result<bool> {
         // are the pipeline's, not the chunking's (the demo feeds smaller chunks).
         let mut input = LineSource::scenario(args.scenario, args.events, args.seed, None);
         pipeline
-            .feed_in_chunks(|| input.next_chunk(args.events.max(1)), |_| {}, |_, _| {})
+            .feed_in_chunks(
+                || input.next_chunk(ChunkBound::lines(args.events.max(1))),
+                |_| {},
+                |_, _| {},
+            )
             .await?;
         let secs = started.elapsed().as_secs_f64();
         let ledger = pipeline.stages.ledger.summary();

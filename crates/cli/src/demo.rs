@@ -1,22 +1,22 @@
 //! `sluice demo`: the whole pipeline in one process on in-memory streams and tables,
 //! fed by a synthetic producer or a file.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use sluice_core::rules::{Rule, parse_rules};
-use sluice_local::scenario::{DEFAULT_START_MS, Noise, Producer, Scenario};
+use sluice_local::scenario::Scenario;
 use sluice_local::template::Template;
 
 use std::sync::Arc;
 
 use sluice_local::faults::{FaultRates, Faults};
 
+use crate::lines::{ChunkBound, LineSource, ReadAhead};
 use crate::output::{self, Summary};
 use crate::pipeline::AggregateOverrides;
 use crate::pipeline::InProcess;
@@ -86,133 +86,6 @@ pub fn load_template(path: Option<&PathBuf>) -> Result<Template> {
     }
 }
 
-/// Reads a newline-delimited file as raw lines (bytes: invalid UTF-8 is input too).
-pub fn read_lines(path: &PathBuf) -> Result<Vec<Vec<u8>>> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading input file {}", path.display()))?;
-    Ok(bytes
-        .split(|b| *b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .filter(|l| !l.trim_ascii().is_empty())
-        .map(<[u8]>::to_vec)
-        .collect())
-}
-
-/// Lines the demo writes to the raw stream per round. Measured on `iot`: 20,000 keeps
-/// peak memory near 60 MiB at 100,000 events (50,000: about 115 MiB) for about 10% more
-/// item writes per event than one burst (each drain flushes partial batches).
-pub const CHUNK_LINES: usize = 20_000;
-
-/// Where the demo's producer lines come from, read a chunk at a time.
-pub enum LineSource {
-    Scenario {
-        producer: Producer,
-        left: usize,
-    },
-    File {
-        reader: BufReader<File>,
-        path: PathBuf,
-    },
-}
-
-impl LineSource {
-    pub fn scenario(scenario: Scenario, events: usize, seed: u64, start: Option<i64>) -> Self {
-        LineSource::Scenario {
-            producer: scenario.producer(seed, start.unwrap_or(DEFAULT_START_MS), Noise::default()),
-            left: events,
-        }
-    }
-
-    pub fn file(path: &Path) -> Result<Self> {
-        let file =
-            File::open(path).with_context(|| format!("reading input file {}", path.display()))?;
-        Ok(LineSource::File {
-            reader: BufReader::new(file),
-            path: path.to_owned(),
-        })
-    }
-
-    /// Up to `max` more lines (bytes: invalid UTF-8 is input too; blank lines are
-    /// skipped); empty when the input is done.
-    pub fn next_chunk(&mut self, max: usize) -> Result<Vec<Vec<u8>>> {
-        match self {
-            LineSource::Scenario { producer, left } => {
-                let n = max.min(*left);
-                *left -= n;
-                Ok(producer.by_ref().take(n).map(String::into_bytes).collect())
-            }
-            LineSource::File { reader, path } => {
-                let mut lines = Vec::new();
-                let mut buf = Vec::new();
-                while lines.len() < max {
-                    buf.clear();
-                    let n = reader
-                        .read_until(b'\n', &mut buf)
-                        .with_context(|| format!("reading input file {}", path.display()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    if !line.trim_ascii().is_empty() {
-                        lines.push(line.to_vec());
-                    }
-                }
-                Ok(lines)
-            }
-        }
-    }
-}
-
-/// A [`LineSource`] read on its own thread, at most two chunks ahead (so memory stays
-/// bounded by three chunks whatever the input's size).
-pub struct ReadAhead {
-    chunks: std::sync::mpsc::Receiver<Result<Vec<Vec<u8>>>>,
-}
-
-impl ReadAhead {
-    pub fn start(mut input: LineSource, chunk_lines: usize) -> ReadAhead {
-        let (send, chunks) = std::sync::mpsc::sync_channel(2);
-        std::thread::spawn(move || {
-            loop {
-                let next = input.next_chunk(chunk_lines);
-                let last = next.as_ref().map_or(true, Vec::is_empty);
-                // The receiver is gone when the demo stopped early: stop reading too.
-                if send.send(next).is_err() || last {
-                    break;
-                }
-            }
-        });
-        ReadAhead { chunks }
-    }
-
-    /// The next chunk: empty when the input is done, as [`LineSource::next_chunk`].
-    pub fn next_chunk(&self) -> Result<Vec<Vec<u8>>> {
-        self.chunks
-            .recv()
-            .map_err(|_| anyhow::anyhow!("the input reader thread stopped without a reason"))?
-    }
-}
-
-/// A synthetic scenario's producer lines, as bytes.
-pub fn scenario_lines(
-    scenario: Scenario,
-    events: usize,
-    seed: u64,
-    start: Option<i64>,
-) -> Vec<Vec<u8>> {
-    scenario
-        .generate(
-            events,
-            seed,
-            start.unwrap_or(DEFAULT_START_MS),
-            &Noise::default(),
-        )
-        .into_iter()
-        .map(String::into_bytes)
-        .collect()
-}
-
 /// The fault injector for `--chaos SEED`, with the mix the delivery mode guards against.
 pub fn chaos_faults(seed: Option<u64>, template: &Template) -> Option<Arc<Faults>> {
     let at_least_once = template.parameter("Delivery") == Some("at-least-once");
@@ -254,7 +127,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     };
     // Generating or reading lines takes about a tenth of the demo's time: a thread does
     // it a chunk ahead, while the pipeline (one thread) works through the last one.
-    let input = ReadAhead::start(input, CHUNK_LINES);
+    let input = ReadAhead::start(input, ChunkBound::DEMO);
     let rules = load_rules(args.rules.as_ref(), args.scenario)?;
     let faults = chaos_faults(args.chaos, &template);
     let mut pipeline = InProcess::build(
@@ -274,6 +147,12 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         "sluice demo: {source}; delivery {}; windows {}",
         pipeline.stages.aggregate_config.delivery, pipeline.stages.aggregate_config.windows
     );
+    if args.json {
+        // Every dead letter is a line of the output: kept on disk as they stream by.
+        lock_digest(&pipeline)
+            .keep_lines()
+            .context("creating a temporary file for the dead letters of --json")?;
+    }
     let server = crate::dashboard::serve_demo(&args.serve, &pipeline, source.clone()).await?;
     let mut truth = match args.verify {
         true => Some(verify::GroundTruth::new(
@@ -306,10 +185,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     if interactive {
         eprintln!();
     }
-    let elapsed = started.elapsed();
-
-    let ledger = pipeline.stages.ledger.summary();
-    let latency = pipeline.stages.ledger.latency().unwrap_or_default();
+    let report = Report::of(&pipeline, produced, started.elapsed(), &faults);
     // Every view at once only to print (--json) or verify them all: the table reads the
     // store a view at a time.
     let views = if args.json || args.verify {
@@ -317,146 +193,234 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     } else {
         Vec::new()
     };
-    let letters = output::dead_letters(
-        &pipeline
-            .streams
-            .records(&pipeline.stages.dead_letter_stream),
-    );
     let alerts = pipeline.alerts.alerts();
-    let summary = Summary {
-        kind: "summary",
-        events_in: ledger.events_in,
-        counted: ledger.counted,
-        dead_letter: ledger.dead_letter,
-        late: ledger.late,
-        duplicates: ledger.duplicates,
-    };
-    let meter = &pipeline.store.meter;
-    let per_event = |x: f64| {
-        if ledger.events_in == 0 {
-            0.0
-        } else {
-            x / ledger.events_in as f64
-        }
-    };
-    let summary_json = {
-        let mut v = serde_json::to_value(&summary)?;
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert(
-                "delivery".into(),
-                json!(pipeline.stages.aggregate_config.delivery.to_string()),
-            );
-            obj.insert("alerts".into(), json!(alerts.len()));
-            obj.insert("unsettled".into(), json!(ledger.unsettled));
-            obj.insert(
-                "unenriched".into(),
-                json!(pipeline.stages.stage_stats("enrich").unenriched),
-            );
-            obj.insert("dynamodb_item_writes".into(), json!(meter.item_writes()));
-            obj.insert("dynamodb_read_units".into(), json!(meter.read_units()));
-            obj.insert("dynamodb_write_units".into(), json!(meter.write_units()));
-            obj.insert(
-                "item_writes_per_event".into(),
-                json!(per_event(meter.item_writes() as f64)),
-            );
-            obj.insert(
-                "write_units_per_event".into(),
-                json!(per_event(meter.write_units())),
-            );
-            obj.insert(
-                "read_units_per_event".into(),
-                json!(per_event(meter.read_units())),
-            );
-            obj.insert("elapsed_s".into(), json!(elapsed.as_secs_f64()));
-            obj.insert(
-                "events_per_sec".into(),
-                json!(ledger.events_in as f64 / elapsed.as_secs_f64().max(1e-9)),
-            );
-            output::insert_latency(obj, &latency);
-            if let Some(f) = &faults {
-                let mut injected = f.injected();
-                for (stage, m) in pipeline.runner.mapping_stats() {
-                    if m.dropped_batches > 0 {
-                        eprintln!(
-                            "warning: {stage} dropped {} batches after their retries",
-                            m.dropped_batches
-                        );
-                    }
-                }
-                injected.entry("producer_duplicate").or_default();
-                obj.insert("injected".into(), json!(injected));
-            }
-        }
-        v
-    };
+    let mut summary_json = report.summary_json(&pipeline, alerts.len())?;
     let verdict = truth
         .as_ref()
-        .map(|truth| verify::verdict(truth, &views, &ledger, Some((&rules, &alerts)), true));
-    let mut summary_json = summary_json;
+        .map(|truth| verify::verdict(truth, &views, &report.ledger, Some((&rules, &alerts)), true));
     if let Some(diffs) = &verdict {
         verify::mark_summary(&mut summary_json, diffs);
     }
-
-    let consistent = ledger.unsettled == 0
-        && ledger.events_in == produced
-        && ledger.events_in
-            == ledger.counted + ledger.dead_letter + ledger.late + ledger.duplicates;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
-        output::print_json_lines(&mut out, &views, &letters, &alerts, &summary_json)?;
+        let mut digest = lock_digest(&pipeline);
+        let dead_letters = |out: &mut _| digest.write_lines(out);
+        output::print_json_lines(&mut out, &views, dead_letters, &alerts, &summary_json)?;
     } else {
         output::print_store_table(&mut out, &pipeline.store, 10)?;
         output::print_alerts(&mut out, &alerts)?;
-        writeln!(
-            out,
-            "\n{} events in {:.2} s ({:.0} events/s): {} counted, {} dead letters, {} late, {} duplicates collapsed.",
-            ledger.events_in,
-            elapsed.as_secs_f64(),
-            ledger.events_in as f64 / elapsed.as_secs_f64().max(1e-9),
-            ledger.counted,
-            ledger.dead_letter,
-            ledger.late,
-            ledger.duplicates
-        )?;
-        if !ledger.dead_letter_reasons.is_empty() {
-            let reasons: Vec<String> = ledger
-                .dead_letter_reasons
-                .iter()
-                .map(|(r, n)| format!("{r} {n}"))
-                .collect();
-            writeln!(out, "Dead letters by reason: {}", reasons.join(", "))?;
-        }
-        writeln!(
-            out,
-            "DynamoDB: {} item writes ({:.4} per event), {:.1} write units, {:.1} read units.",
-            meter.item_writes(),
-            per_event(meter.item_writes() as f64),
-            meter.write_units(),
-            meter.read_units()
-        )?;
-        writeln!(out, "{}", output::latency_line(&latency))?;
+        report.write_human(&mut out, &pipeline)?;
     }
     if let Some(diffs) = &verdict {
         verify::write_verdict(&mut out, diffs, args.json)?;
     }
-    if !consistent {
-        eprintln!(
-            "error: the ledger does not add up: produced {produced}, events_in {}, unsettled {} (counted {} + dead letters {} + late {} + duplicates {})",
-            ledger.events_in,
-            ledger.unsettled,
-            ledger.counted,
-            ledger.dead_letter,
-            ledger.late,
-            ledger.duplicates
-        );
-    }
+    let consistent = report.consistent();
     drop(out);
     std::io::stdout().flush()?;
     if let Some(server) = server {
         server.until_interrupted().await?;
     }
     Ok(consistent && verdict.as_ref().is_none_or(Vec::is_empty))
+}
+
+/// Dead letters the human summary shows whole (the first ones).
+const SHOWN_DEAD_LETTERS: usize = 5;
+
+/// What a finished demo run reports: the books, the meters, the latency and the faults.
+struct Report {
+    ledger: sluice_local::ledger::LedgerSummary,
+    latency: sluice_local::ledger::EventLatency,
+    produced: u64,
+    elapsed: Duration,
+    /// Faults injected by name (`--chaos`), with every kind the mode injects listed.
+    injected: Option<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl Report {
+    fn of(
+        pipeline: &InProcess,
+        produced: u64,
+        elapsed: Duration,
+        faults: &Option<Arc<Faults>>,
+    ) -> Self {
+        let unreadable = lock_digest(pipeline).unreadable();
+        if unreadable > 0 {
+            eprintln!(
+                "warning: {unreadable} records on the dead-letter stream are not dead letters"
+            );
+        }
+        let injected = faults.as_ref().map(|f| {
+            for (stage, m) in pipeline.runner.mapping_stats() {
+                if m.dropped_batches > 0 {
+                    eprintln!(
+                        "warning: {stage} dropped {} batches after their retries",
+                        m.dropped_batches
+                    );
+                }
+            }
+            let mut injected = f.injected();
+            injected.entry("producer_duplicate").or_default();
+            injected
+        });
+        Report {
+            ledger: pipeline.stages.ledger.summary(),
+            latency: pipeline.stages.ledger.latency().unwrap_or_default(),
+            produced,
+            elapsed,
+            injected,
+        }
+    }
+
+    fn per_event(&self, x: f64) -> f64 {
+        match self.ledger.events_in {
+            0 => 0.0,
+            n => x / n as f64,
+        }
+    }
+
+    fn events_per_sec(&self) -> f64 {
+        self.ledger.events_in as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Every event has exactly one fate and every line produced was received.
+    fn consistent(&self) -> bool {
+        let l = &self.ledger;
+        let ok = l.unsettled == 0
+            && l.events_in == self.produced
+            && l.events_in == l.counted + l.dead_letter + l.late + l.duplicates;
+        if !ok {
+            eprintln!(
+                "error: the ledger does not add up: produced {}, events_in {}, unsettled {} (counted {} + dead letters {} + late {} + duplicates {})",
+                self.produced,
+                l.events_in,
+                l.unsettled,
+                l.counted,
+                l.dead_letter,
+                l.late,
+                l.duplicates
+            );
+        }
+        ok
+    }
+
+    /// The `--json` summary line (see the README's contract).
+    fn summary_json(&self, pipeline: &InProcess, alerts: usize) -> Result<serde_json::Value> {
+        let l = &self.ledger;
+        let mut v = serde_json::to_value(Summary {
+            kind: "summary",
+            events_in: l.events_in,
+            counted: l.counted,
+            dead_letter: l.dead_letter,
+            late: l.late,
+            duplicates: l.duplicates,
+        })?;
+        let meter = &pipeline.store.meter;
+        if let Some(obj) = v.as_object_mut() {
+            let fields = [
+                (
+                    "delivery",
+                    json!(pipeline.stages.aggregate_config.delivery.to_string()),
+                ),
+                ("alerts", json!(alerts)),
+                ("unsettled", json!(l.unsettled)),
+                (
+                    "unenriched",
+                    json!(pipeline.stages.stage_stats("enrich").unenriched),
+                ),
+                ("dynamodb_item_writes", json!(meter.item_writes())),
+                ("dynamodb_read_units", json!(meter.read_units())),
+                ("dynamodb_write_units", json!(meter.write_units())),
+                (
+                    "item_writes_per_event",
+                    json!(self.per_event(meter.item_writes() as f64)),
+                ),
+                (
+                    "write_units_per_event",
+                    json!(self.per_event(meter.write_units())),
+                ),
+                (
+                    "read_units_per_event",
+                    json!(self.per_event(meter.read_units())),
+                ),
+                ("elapsed_s", json!(self.elapsed.as_secs_f64())),
+                ("events_per_sec", json!(self.events_per_sec())),
+            ];
+            for (name, value) in fields {
+                obj.insert(name.into(), value);
+            }
+            output::insert_latency(obj, &self.latency);
+            if let Some(injected) = &self.injected {
+                obj.insert("injected".into(), json!(injected));
+            }
+        }
+        Ok(v)
+    }
+
+    /// The human summary after the tables: the books, dead letters by reason with the
+    /// first few whole, the faults injected, DynamoDB's meters and the latency.
+    fn write_human(&self, out: &mut impl Write, pipeline: &InProcess) -> Result<()> {
+        let l = &self.ledger;
+        writeln!(
+            out,
+            "\n{} events in {:.2} s ({:.0} events/s): {} counted, {} dead letters, {} late, {} duplicates collapsed.",
+            l.events_in,
+            self.elapsed.as_secs_f64(),
+            self.events_per_sec(),
+            l.counted,
+            l.dead_letter,
+            l.late,
+            l.duplicates
+        )?;
+        if !l.dead_letter_reasons.is_empty() {
+            writeln!(
+                out,
+                "Dead letters by reason: {}",
+                counts_line(l.dead_letter_reasons.iter().map(|(r, n)| (r, n)))
+            )?;
+            let digest = lock_digest(pipeline);
+            let sample = digest.sample();
+            let shown = &sample[..sample.len().min(SHOWN_DEAD_LETTERS)];
+            writeln!(
+                out,
+                "First {} of {} dead letters (all of them: --json):",
+                shown.len(),
+                digest.counts().total
+            )?;
+            output::print_dead_letters(out, shown)?;
+        }
+        if let Some(injected) = &self.injected {
+            writeln!(out, "Faults injected: {}.", counts_line(injected.iter()))?;
+        }
+        let meter = &pipeline.store.meter;
+        writeln!(
+            out,
+            "DynamoDB: {} item writes ({:.4} per event), {:.1} write units, {:.1} read units.",
+            meter.item_writes(),
+            self.per_event(meter.item_writes() as f64),
+            meter.write_units(),
+            meter.read_units()
+        )?;
+        writeln!(out, "{}", output::latency_line(&self.latency))?;
+        Ok(())
+    }
+}
+
+fn lock_digest(pipeline: &InProcess) -> std::sync::MutexGuard<'_, crate::digest::DeadLetterDigest> {
+    pipeline
+        .dead_letters
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `name n, name n` in the order given.
+fn counts_line<K: std::fmt::Display, N: std::fmt::Display>(
+    counts: impl Iterator<Item = (K, N)>,
+) -> String {
+    counts
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The live summary (see `output::live_summary`); the backlog of a stage is what its
@@ -470,58 +434,4 @@ fn progress_line(p: &InProcess, produced: u64, interactive: bool) {
         |stream| Some(p.streams.len(stream) as u64),
     );
     output::progress(&summary, interactive);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_file_is_read_in_chunks_without_blank_lines_or_line_ends() {
-        let path =
-            std::env::temp_dir().join(format!("sluice-chunks-{}.ndjson", std::process::id()));
-        std::fs::write(&path, b"a\r\n\nb\n  \nc\n\xff\nlast").expect("write");
-        let mut input = LineSource::file(&path).expect("open");
-        let mut chunks = Vec::new();
-        loop {
-            let chunk = input.next_chunk(2).expect("read");
-            if chunk.is_empty() {
-                break;
-            }
-            chunks.push(chunk);
-        }
-        std::fs::remove_file(&path).expect("remove");
-        let want: Vec<Vec<Vec<u8>>> = vec![
-            vec![b"a".to_vec(), b"b".to_vec()],
-            vec![b"c".to_vec(), vec![0xff]],
-            vec![b"last".to_vec()],
-        ];
-        assert_eq!(chunks, want);
-        // The whole-file reader agrees.
-        std::fs::write(&path, b"a\r\n\nb\n  \nc\n\xff\nlast").expect("write");
-        assert_eq!(read_lines(&path).expect("read"), want.concat());
-        std::fs::remove_file(&path).expect("remove");
-    }
-
-    #[test]
-    fn a_scenario_source_stops_at_its_event_count() {
-        let mut input = LineSource::scenario(Scenario::Iot, 5, 1, None);
-        assert_eq!(input.next_chunk(3).expect("chunk").len(), 3);
-        assert_eq!(input.next_chunk(3).expect("chunk").len(), 2);
-        assert!(input.next_chunk(3).expect("chunk").is_empty());
-    }
-
-    #[test]
-    fn reading_ahead_gives_the_same_chunks_in_order_then_the_end() {
-        let mut direct = LineSource::scenario(Scenario::Payments, 250, 7, None);
-        let ahead = ReadAhead::start(LineSource::scenario(Scenario::Payments, 250, 7, None), 100);
-        for expected_len in [100, 100, 50] {
-            let chunk = ahead.next_chunk().expect("chunk");
-            assert_eq!(chunk.len(), expected_len);
-            assert_eq!(chunk, direct.next_chunk(100).expect("chunk"));
-        }
-        assert!(ahead.next_chunk().expect("the end").is_empty());
-        // After the end the thread is gone: asking again is an error, not a hang.
-        assert!(ahead.next_chunk().is_err());
-    }
 }

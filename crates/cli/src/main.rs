@@ -6,6 +6,8 @@ mod connect;
 mod cost;
 mod dashboard;
 mod demo;
+mod digest;
+mod lines;
 mod output;
 mod pipeline;
 mod produce;

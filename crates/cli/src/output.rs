@@ -210,19 +210,19 @@ pub fn dead_letter_json(letter: &DeadLetter) -> Value {
     })
 }
 
-pub fn print_json_lines(
-    out: &mut impl Write,
+/// The `--json` lines in their contract's order; `dead_letters` writes the dead-letter
+/// lines (the demo copies them from where it kept them as they streamed by).
+pub fn print_json_lines<W: Write>(
+    out: &mut W,
     views: &[AggregateView],
-    letters: &[DeadLetter],
+    dead_letters: impl FnOnce(&mut W) -> std::io::Result<()>,
     alerts: &[Alert],
     summary: &Value,
 ) -> std::io::Result<()> {
     for v in views {
         writeln!(out, "{}", json_line(v)?)?;
     }
-    for l in letters {
-        writeln!(out, "{}", json_line(&dead_letter_json(l))?)?;
-    }
+    dead_letters(out)?;
     for a in alerts {
         writeln!(out, "{}", json_line(a)?)?;
     }
@@ -965,7 +965,12 @@ mod tests {
         let alerts = [alert(HOSTILE)];
         let summary = json!({"kind": "summary", "events_in": 1});
         let mut out = Vec::new();
-        print_json_lines(&mut out, &views, &letters, &alerts, &summary).expect("printed");
+        let dead_letters = |out: &mut Vec<u8>| {
+            letters
+                .iter()
+                .try_for_each(|l| writeln!(out, "{}", json_line(&dead_letter_json(l))?))
+        };
+        print_json_lines(&mut out, &views, dead_letters, &alerts, &summary).expect("printed");
         let text = String::from_utf8(out).expect("utf-8");
         assert_printable(&text);
         let lines: Vec<Value> = text

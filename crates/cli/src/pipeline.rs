@@ -28,8 +28,10 @@ use sluice_local::faults::{Faults, FaultySink, FaultyStore};
 use sluice_local::ledger::MemoryLedger;
 use sluice_local::scenario::partition_key_of;
 use sluice_local::store::{MemoryAggregateStore, MemoryAlerts, MemoryReference, MemoryRules};
-use sluice_local::streams::{Consumers, MemorySink, MemorySource, MemoryStreams};
+use sluice_local::streams::{Checkpoint, Consumers, MemorySink, MemorySource, MemoryStreams};
 use sluice_local::template::{FunctionSpec, Template};
+
+use crate::digest::DeadLetterDigest;
 
 pub const STAGES: [&str; 4] = ["ingest", "enrich", "aggregate", "detect"];
 
@@ -337,6 +339,16 @@ impl<Src: ShardSource, D: RecordSink> Runner<Src, D> {
     /// One pass over the stages. `drain_each`: run each stage until it has nothing
     /// ready before moving on (bigger batches when input is already there).
     pub async fn step(&mut self, drain_each: bool) -> Result<bool> {
+        self.step_then(drain_each, |_| {}).await
+    }
+
+    /// As [`Runner::step`], calling `polled` after every poll (to drop what the
+    /// mappings have checkpointed while the next stage works).
+    pub async fn step_then(
+        &mut self,
+        drain_each: bool,
+        mut polled: impl FnMut(&EventSourceMapping<Src, D>),
+    ) -> Result<bool> {
         let mut worked = false;
         for m in &mut self.mappings {
             loop {
@@ -344,6 +356,7 @@ impl<Src: ShardSource, D: RecordSink> Runner<Src, D> {
                     .poll()
                     .await
                     .with_context(|| format!("event source mapping of {}", m.function))?;
+                polled(m);
                 worked |= did;
                 if !did || !drain_each {
                     break;
@@ -383,7 +396,16 @@ pub struct InProcess {
     consumers: Consumers,
     /// Lines refused at the producer's edge so far (they name their dead letters).
     producer_rejections: std::sync::atomic::AtomicU64,
+    /// The streams no stage reads (dead letters, alerts): the pipeline is their
+    /// consumer, so they hold only what the last round wrote.
+    unconsumed: Vec<String>,
+    /// What the dead-letter stream carried, folded as it streamed by.
+    pub dead_letters: Arc<Mutex<DeadLetterDigest>>,
 }
+
+/// The name the pipeline itself checkpoints under as the consumer of the streams no
+/// stage reads.
+const PIPELINE_CONSUMER: &str = "sluice-demo";
 
 impl InProcess {
     /// The demo's pipeline: the streams and mappings run on simulated time, which jumps
@@ -458,6 +480,15 @@ impl InProcess {
         for m in &runner.mappings {
             consumers.register(m.stream_name(), &m.function);
         }
+        let unconsumed: Vec<String> = template
+            .streams()
+            .iter()
+            .map(|s| s.name.clone())
+            .filter(|name| runner.mappings.iter().all(|m| m.stream_name() != name))
+            .collect();
+        for name in &unconsumed {
+            consumers.register(name, PIPELINE_CONSUMER);
+        }
         Ok(InProcess {
             streams,
             store,
@@ -468,6 +499,8 @@ impl InProcess {
             clock: sim,
             consumers,
             producer_rejections: Default::default(),
+            unconsumed,
+            dead_letters: Default::default(),
         })
     }
 
@@ -542,8 +575,12 @@ impl InProcess {
     /// rounds.
     pub async fn drain(&mut self, mut progress: impl FnMut(&InProcess)) -> Result<()> {
         loop {
-            let worked = self.runner.step(true).await?;
-            self.trim();
+            let (streams, consumers) = (&self.streams, &self.consumers);
+            let worked = self
+                .runner
+                .step_then(true, |m| trim(streams, consumers, m))
+                .await?;
+            self.collect_unconsumed()?;
             progress(self);
             if worked {
                 continue;
@@ -552,8 +589,10 @@ impl InProcess {
             match self.runner.next_due_ms() {
                 Some(due) => self.clock.advance_to(due),
                 None if self.runner.is_idle() => {
-                    // Every record put so far is settled: its arrival is no longer needed.
+                    // Every record put so far is settled: its arrival is no longer needed,
+                    // and no dead letter can be written again.
                     self.stages.ledger.forget_puts();
+                    lock(&self.dead_letters).round_done();
                     return Ok(());
                 }
                 None => {}
@@ -585,24 +624,44 @@ impl InProcess {
             let lines = self.produce(&chunk)?;
             produced += lines.len() as u64;
             sent(&lines);
+            // What is in flight now lives in the streams: hold no other copy meanwhile.
+            drop((chunk, lines));
             self.drain(|p| progress(p, produced)).await?;
         }
     }
 
-    /// Passes every mapping's checkpoints to its stream, which drops what all its
-    /// consumers are done with.
-    fn trim(&self) {
-        for m in &self.runner.mappings {
-            for (shard, checkpoint) in m.checkpoints() {
+    /// Reads what the streams no stage consumes received since the last call (dead
+    /// letters into [`InProcess::dead_letters`]) and drops it from them.
+    fn collect_unconsumed(&self) -> Result<()> {
+        for stream in &self.unconsumed {
+            let records = self.streams.records(stream);
+            if records.is_empty() {
+                continue;
+            }
+            if *stream == self.stages.dead_letter_stream {
+                let mut digest = lock(&self.dead_letters);
+                for r in &records {
+                    digest
+                        .add(r)
+                        .context("keeping the demo's dead letters for --json")?;
+                }
+            }
+            // Each shard's newest record read (records come shard by shard, in order).
+            let mut newest: BTreeMap<&str, &str> = BTreeMap::new();
+            for r in &records {
+                newest.insert(&r.shard_id, &r.sequence_number);
+            }
+            for (shard, seq) in newest {
                 self.consumers.checkpoint(
                     &self.streams,
-                    m.stream_name(),
-                    &m.function,
-                    &shard,
-                    checkpoint,
+                    stream,
+                    PIPELINE_CONSUMER,
+                    shard,
+                    Checkpoint::Through(seq.to_owned()),
                 );
             }
         }
+        Ok(())
     }
 
     /// Records held by the in-process streams right now.
@@ -614,6 +673,22 @@ impl InProcess {
             .map(|name| self.streams.len(name))
             .sum()
     }
+}
+
+/// Passes a mapping's checkpoints to its stream, which drops what all its consumers are
+/// done with.
+fn trim<Src: ShardSource, D: RecordSink>(
+    streams: &MemoryStreams,
+    consumers: &Consumers,
+    m: &EventSourceMapping<Src, D>,
+) {
+    for (shard, checkpoint) in m.checkpoints() {
+        consumers.checkpoint(streams, m.stream_name(), &m.function, &shard, checkpoint);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Producer records for lines (partition key = the line's `key`), with injected

@@ -17,7 +17,7 @@ use sluice_core::resources;
 use sluice_local::scenario::{Scenario, partition_key_of};
 
 use crate::connect::Connection;
-use crate::demo::{read_lines, scenario_lines};
+use crate::lines::{read_lines, scenario_lines};
 use crate::remote::{explain, parse_time};
 
 #[derive(Args, Debug)]

@@ -21,7 +21,8 @@ use sluice_core::resources;
 use sluice_local::faults::Faults;
 
 use crate::connect::Connection;
-use crate::demo::{chaos_faults, read_lines};
+use crate::demo::chaos_faults;
+use crate::lines::read_lines;
 use crate::output;
 use crate::pipeline::AggregateOverrides;
 use sluice_local::esm::EsmClocks;

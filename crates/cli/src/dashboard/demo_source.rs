@@ -13,7 +13,7 @@ use sluice_local::store::{MemoryAggregateStore, MemoryAlerts};
 use sluice_local::streams::MemoryStreams;
 
 use super::overview::{self, Busiest, DeadLetters, Overview, StageRow};
-use crate::output;
+use crate::digest::DeadLetterDigest;
 use crate::pipeline::{InProcess, Latencies, Stats};
 
 struct DemoStage {
@@ -28,7 +28,9 @@ pub struct DemoSource {
     store: Arc<MemoryAggregateStore>,
     alerts: Arc<MemoryAlerts>,
     streams: Arc<MemoryStreams>,
-    dead_letter_stream: String,
+    /// The demo's dead letters, counted as they streamed by (the stream itself holds
+    /// only the current round's).
+    dead_letters: Arc<Mutex<DeadLetterDigest>>,
     stages: Vec<DemoStage>,
     /// The streams' clock (arrival times are on it): iterator ages are measured on it.
     clock: Arc<ManualClock>,
@@ -53,7 +55,7 @@ impl DemoSource {
             store: p.store.clone(),
             alerts: p.alerts.clone(),
             streams: p.streams.clone(),
-            dead_letter_stream: p.stages.dead_letter_stream.clone(),
+            dead_letters: p.dead_letters.clone(),
             stages,
             clock: p.clock.clone(),
             ledger: p.stages.ledger.clone(),
@@ -71,7 +73,17 @@ impl DemoSource {
     pub async fn overview(&self, window: Option<i64>, top: usize, points: usize) -> Overview {
         let mut busiest = Busiest::new(points);
         self.store.for_each_view(|v| busiest.feed(&v));
-        let letters = output::dead_letters(&self.streams.records(&self.dead_letter_stream));
+        let dead_letters = {
+            let digest = self
+                .dead_letters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            DeadLetters {
+                total: digest.counts().total,
+                by_reason: digest.counts().by_reason.clone(),
+                note: None,
+            }
+        };
         let mut rows = Vec::with_capacity(self.stages.len());
         for s in &self.stages {
             rows.push(self.stage_row(s).await);
@@ -90,7 +102,7 @@ impl DemoSource {
                 "alerts": self.alerts.alerts().len(),
             })),
             charts: overview::charts(busiest, window, top),
-            dead_letters: DeadLetters::of(&letters),
+            dead_letters,
             stages: overview::Stages {
                 rows,
                 note: Some(

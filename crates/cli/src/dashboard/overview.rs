@@ -168,6 +168,7 @@ impl DeadLetters {
         *self.by_reason.entry(letter.reason.to_string()).or_default() += 1;
     }
 
+    #[cfg(test)]
     pub fn of(letters: &[DeadLetter]) -> Self {
         let mut counts = DeadLetters::default();
         letters.iter().for_each(|l| counts.add(l));
