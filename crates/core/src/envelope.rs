@@ -1,6 +1,9 @@
 //! The producer's contract: one JSON object per Kinesis record, or several as
 //! newline-delimited JSON. Decoding never panics and never drops input: every line is
 //! either an [`Event`] or a [`Rejection`] with a machine-readable [`Reason`].
+//!
+//! A UTF-8 byte-order mark (`EF BB BF`) at the start of a line (so also of a record) is
+//! not content: both decoders, the general one and the borrowing fast path, skip it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::time::parse_rfc3339_ms;
+use crate::time::{format_rfc3339, parse_rfc3339_ms};
 
 /// Kinesis caps a partition key at 256 Unicode characters; the key becomes one.
 pub const MAX_KEY_CHARS: usize = 256;
@@ -33,7 +36,8 @@ pub enum Reason {
     NotJson,
     /// A required field (`key`, `type`, `ts`, `value`) is absent or null.
     MissingField,
-    /// A field has the wrong JSON type (the line itself must be an object).
+    /// A field has the wrong JSON type (the line itself must be an object; `id` must be
+    /// a string or an integer, written without fraction or exponent).
     WrongType,
     /// A field has the right type but an unusable value (empty key, malformed type
     /// name, unparseable timestamp string, over-long id).
@@ -44,7 +48,9 @@ pub enum Reason {
     ValueOutOfRange,
     /// `key` has more than 256 characters (Kinesis's partition key limit).
     KeyTooLong,
-    /// `ts` is before 1970-01-01 or further ahead of the clock than the allowed skew.
+    /// `ts` is before 1970-01-01, further ahead of the clock than the allowed skew, not
+    /// a finite number, or between 1e9 and 1e10 ms, where epoch seconds read as
+    /// milliseconds land ([`SECONDS_AS_MS`]).
     TsOutOfRange,
     /// The record (or file line) is larger than 1 MiB.
     RecordTooLarge,
@@ -206,7 +212,8 @@ impl DecodedEvent {
 
 /// Splits a record into lines and decodes each. A record that is not UTF-8 or is too
 /// large is one rejected "line" covering the whole record; a record with no non-blank
-/// line is one `not_json` rejection, so nothing disappears without a trace.
+/// line is one `not_json` rejection, so nothing disappears without a trace. One leading
+/// byte-order mark per line is skipped (a line of only that is blank).
 pub fn decode_record(data: &[u8], bounds: TimeBounds) -> Vec<DecodedLine<'_>> {
     if data.len() > MAX_RECORD_BYTES {
         return vec![whole(
@@ -290,7 +297,8 @@ pub(crate) struct RawLine<'a> {
     pub line: usize,
     /// The whole line, as [`DecodedLine::bytes`].
     pub bytes: &'a [u8],
-    /// The line without surrounding whitespace: what is decoded.
+    /// The line without surrounding whitespace: what is decoded (the decoders skip a
+    /// leading byte-order mark themselves).
     pub trimmed: &'a [u8],
 }
 
@@ -325,7 +333,8 @@ impl<'a> DecodeLines<'a> {
                     *pos = end + 1;
                     *line += 1;
                     let trimmed = data[start..end].trim_ascii();
-                    if !trimmed.is_empty() {
+                    // A line of nothing but a byte-order mark is blank too.
+                    if !line_content(trimmed).is_empty() {
                         *yielded = true;
                         return Some(NextLine::Raw(RawLine {
                             line: index,
@@ -374,12 +383,20 @@ fn whole(data: &[u8], rejection: Rejection) -> DecodedLine<'_> {
     }
 }
 
-/// Marks a non-finite number literal that [`replace_non_finite_literals`] substituted.
-const NON_FINITE_SENTINEL: &str = "\u{0}sluice:non-finite";
-/// [`NON_FINITE_SENTINEL`] as a JSON string literal.
-const NON_FINITE_SENTINEL_JSON: &str = "\"\\u0000sluice:non-finite\"";
+/// A UTF-8 byte-order mark. Some Windows tools write one at the start of a file or a
+/// stream; it is not content.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Decodes one JSON line into an event.
+/// What of a line the decoders read: the line without surrounding whitespace and
+/// without one leading byte-order mark.
+fn line_content(line: &[u8]) -> &[u8] {
+    let line = line.trim_ascii();
+    line.strip_prefix(UTF8_BOM)
+        .unwrap_or(line)
+        .trim_ascii_start()
+}
+
+/// Decodes one JSON line into an event. A leading byte-order mark is skipped.
 pub fn decode_line(line: &[u8], bounds: TimeBounds) -> Result<DecodedEvent, Rejection> {
     if let Some(event) = fast::decode(line, bounds) {
         return Ok(event);
@@ -405,6 +422,7 @@ pub fn decode_line_without_attrs(
 /// The general decoder: parses into a `serde_json::Value` and names whatever is wrong.
 /// [`decode_line`] only reaches it for lines the fast path declines.
 pub(crate) fn decode_line_slow(line: &[u8], bounds: TimeBounds) -> Result<DecodedEvent, Rejection> {
+    let line = line_content(line);
     // Fast path for garbage: a byte no JSON value (nor a NaN/Infinity literal we repair)
     // can start with. Same verdict and message as the parser's, at a fraction of the
     // cost, which keeps a record of many junk lines about as cheap as a valid one.
@@ -420,17 +438,24 @@ pub(crate) fn decode_line_slow(line: &[u8], bounds: TimeBounds) -> Result<Decode
             ));
         }
     }
-    let value: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
+    // The text parsed: the line, or (when it held non-finite literals) the line with
+    // them replaced by `null`, and `non_finite` saying where they were.
+    let mut repaired = String::new();
+    let (value, non_finite) = match serde_json::from_slice::<Value>(line) {
+        Ok(v) => (v, NonFinite::default()),
         Err(err) => {
             // Producers in some languages write NaN/Infinity literals or numbers beyond
             // f64; those lines mean "a non-finite value", not "garbage".
-            let repaired = std::str::from_utf8(line)
+            let parsed = std::str::from_utf8(line)
                 .ok()
-                .and_then(replace_non_finite_literals)
-                .and_then(|s| serde_json::from_str::<Value>(&s).ok());
-            match repaired {
-                Some(v) => v,
+                .and_then(repair_non_finite_literals)
+                .and_then(|(text, found)| {
+                    let v = serde_json::from_str::<Value>(&text).ok()?;
+                    repaired = text;
+                    Some((v, found))
+                });
+            match parsed {
+                Some(parsed) => parsed,
                 None => {
                     return Err(Rejection::new(
                         Reason::NotJson,
@@ -441,19 +466,28 @@ pub(crate) fn decode_line_slow(line: &[u8], bounds: TimeBounds) -> Result<Decode
             }
         }
     };
+    let text = if repaired.is_empty() {
+        line
+    } else {
+        repaired.as_bytes()
+    };
     let Value::Object(mut obj) = value else {
         return Err(Rejection::new(
             Reason::WrongType,
             None,
-            format!("expected a JSON object, found {}", json_kind(&value)),
+            format!(
+                "expected a JSON object, found {}",
+                describe(&value, non_finite.root.as_deref())
+            ),
         ));
     };
-    let id = take_id(&mut obj)?;
+    let nf = &non_finite;
+    let id = take_id(&mut obj, nf, text)?;
     let attach = |mut r: Rejection| {
         r.id.clone_from(&id);
         r
     };
-    let key = take_string(&mut obj, "key").map_err(attach)?;
+    let key = take_string(&mut obj, nf, "key").map_err(attach)?;
     if key.is_empty() {
         return Err(attach(Rejection::new(
             Reason::InvalidValue,
@@ -469,11 +503,11 @@ pub(crate) fn decode_line_slow(line: &[u8], bounds: TimeBounds) -> Result<Decode
             format!("key has {key_chars} characters, the limit is {MAX_KEY_CHARS}"),
         )));
     }
-    let metric = take_string(&mut obj, "type").map_err(attach)?;
+    let metric = take_string(&mut obj, nf, "type").map_err(attach)?;
     check_metric_name(&metric).map_err(attach)?;
-    let ts = take_ts(&mut obj, bounds).map_err(attach)?;
-    let value = take_value(&mut obj).map_err(attach)?;
-    let attrs = take_attrs(&mut obj, line).map_err(attach)?;
+    let ts = take_ts(&mut obj, nf, bounds).map_err(attach)?;
+    let value = take_value(&mut obj, nf).map_err(attach)?;
+    let attrs = take_attrs(&mut obj, nf, text).map_err(attach)?;
     let origin = match obj.remove("origin") {
         Some(Value::String(s)) => Some(s),
         _ => None,
@@ -494,24 +528,47 @@ fn json_kind(v: &Value) -> &'static str {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
         Value::Number(_) => "a number",
-        Value::String(s) if s == NON_FINITE_SENTINEL => "a non-finite number",
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
 }
 
-fn take_id(obj: &mut Map<String, Value>) -> Result<Option<String>, Rejection> {
-    let id = match obj.remove("id") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => s,
+/// What a field holds, for a message: the non-finite literal its `null` stands for
+/// (`literal`, from [`NonFinite`]), or its JSON kind.
+fn describe(v: &Value, literal: Option<&str>) -> String {
+    match (v, literal) {
+        (Value::Null, Some(literal)) => format!("the non-finite number {literal}"),
+        _ => json_kind(v).to_owned(),
+    }
+}
+
+fn take_id(
+    obj: &mut Map<String, Value>,
+    nf: &NonFinite,
+    text: &[u8],
+) -> Result<Option<String>, Rejection> {
+    let id = match (obj.remove("id"), nf.field("id")) {
+        // Also an integer of more than 308 digits, which overflows f64.
+        (Some(Value::Null), Some(literal)) => integer_id(literal)?,
+        (None, _) | (Some(Value::Null), None) => return Ok(None),
+        (Some(Value::String(s)), _) => s,
         // Many producers use numeric ids; their decimal form is the id.
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-        Some(other) => {
+        (Some(Value::Number(n)), _) if n.is_i64() || n.is_u64() => n.to_string(),
+        // Beyond 64 bits, or with a fraction or an exponent: the parsed number is an
+        // f64, so the text as written decides.
+        (Some(Value::Number(n)), _) => {
+            let written = raw_member(text, "id").map_or_else(|| n.to_string(), str::to_owned);
+            integer_id(&written)?
+        }
+        (Some(other), _) => {
             return Err(Rejection::new(
                 Reason::WrongType,
                 Some("id"),
-                format!("id must be a string, found {}", json_kind(&other)),
+                format!(
+                    "id must be a string or an integer, found {}",
+                    json_kind(&other)
+                ),
             ));
         }
     };
@@ -525,18 +582,82 @@ fn take_id(obj: &mut Map<String, Value>) -> Result<Option<String>, Rejection> {
     Ok(Some(id))
 }
 
-fn take_string(obj: &mut Map<String, Value>, field: &'static str) -> Result<String, Rejection> {
-    match obj.remove(field) {
-        None | Some(Value::Null) => Err(Rejection::new(
+/// A numeric id as written: an integer (no fraction, no exponent) is the id, all its
+/// digits kept however many there are (no f64 rounding: 30 digits stay 30 digits).
+/// `1.5`, `1e30` or `NaN` are not integers: a wrong type, since ids are strings or
+/// integers, and `1e30` is not written the way the producer's id would be.
+fn integer_id(written: &str) -> Result<String, Rejection> {
+    let digits = written.strip_prefix('-').unwrap_or(written);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(written.to_owned());
+    }
+    Err(Rejection::new(
+        Reason::WrongType,
+        Some("id"),
+        format!("id {written} is not an integer; send ids as strings or integers"),
+    ))
+}
+
+/// The text of the top-level member `name` as written (the last one, as the parsed map
+/// keeps it), for a number a `serde_json::Value` cannot hold exactly.
+fn raw_member<'t>(text: &'t [u8], name: &str) -> Option<&'t str> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    struct Member<'n>(&'n str);
+
+    impl<'de> Visitor<'de> for Member<'_> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if key == self.0 {
+                    found = Some(map.next_value::<&'de RawValue>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Member<'_> {
+        type Value = Option<&'de RawValue>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(text);
+    Member(name)
+        .deserialize(&mut de)
+        .ok()
+        .flatten()
+        .map(RawValue::get)
+}
+
+fn take_string(
+    obj: &mut Map<String, Value>,
+    nf: &NonFinite,
+    field: &'static str,
+) -> Result<String, Rejection> {
+    match (obj.remove(field), nf.field(field)) {
+        (Some(Value::String(s)), _) => Ok(s),
+        (None, _) | (Some(Value::Null), None) => Err(Rejection::new(
             Reason::MissingField,
             Some(field),
             format!("{field} is missing"),
         )),
-        Some(Value::String(s)) if s != NON_FINITE_SENTINEL => Ok(s),
-        Some(other) => Err(Rejection::new(
+        (Some(other), literal) => Err(Rejection::new(
             Reason::WrongType,
             Some(field),
-            format!("{field} must be a string, found {}", json_kind(&other)),
+            format!(
+                "{field} must be a string, found {}",
+                describe(&other, literal)
+            ),
         )),
     }
 }
@@ -545,9 +666,27 @@ fn id_len_ok(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID_BYTES
 }
 
-/// Whether `ts` lies between 1970 and the clock plus the allowed skew.
+/// Epoch milliseconds from 1970-01-12T13:46:40Z to 1970-04-26T17:46:40Z (1e9 to 1e10
+/// ms): where epoch *seconds* from 2001-09-09 to 2286-11-20 land when read as
+/// milliseconds. No stream carries events from early 1970, while a producer that sends
+/// seconds (Unix `date +%s`, Python's `time.time()`) lands exactly here, and its events
+/// would be counted, silently, into windows 56 years in the past. So no event time in
+/// this range is accepted, whatever its form.
+///
+/// The rule is part of the accepted event-time range every stage checks
+/// ([`ts_in_range`]), not of [`TimeBounds`]: it does not depend on the clock, and the
+/// later stages (which decode with [`TimeBounds::unbounded`]) must accept exactly what
+/// ingest wrote. For the same reason an RFC 3339 `ts` in the range is refused too:
+/// ingest would normalize it to epoch milliseconds that read as seconds downstream.
+/// Smaller values (seconds before 2001, or small test counters) are left alone.
+pub const SECONDS_AS_MS: std::ops::Range<i64> = 1_000_000_000..10_000_000_000;
+
+/// Whether `ts` lies between 1970 and the clock plus the allowed skew, outside
+/// [`SECONDS_AS_MS`].
 fn ts_in_range(ts: i64, bounds: TimeBounds) -> bool {
-    ts >= 0 && ts <= bounds.now_ms.saturating_add(bounds.max_future_skew_ms)
+    ts >= 0
+        && !SECONDS_AS_MS.contains(&ts)
+        && ts <= bounds.now_ms.saturating_add(bounds.max_future_skew_ms)
 }
 
 /// Whether a finite `value` lies within the supported magnitudes.
@@ -562,10 +701,11 @@ fn value_in_range(v: f64) -> bool {
 /// Invariant: it returns `Some` only for a line the general decoder accepts, and then
 /// exactly the event the general decoder would build. It declines (`None`) anything
 /// unusual, and the general decoder decides, with its exact rejection: strings with
-/// escapes (they cannot be borrowed; this also keeps out the non-finite sentinel, which
-/// needs an escape), fractional numbers in `attrs` (their text needs the raw line),
-/// `id` or `ts` of an unusual type or range, duplicate fields, and every line that
-/// fails a check.
+/// escapes (they cannot be borrowed), non-finite literals (they are not JSON, so the
+/// parse fails), fractional numbers in `attrs` (their text needs the raw line), `id` or
+/// `ts` of an unusual type or range (an id beyond 64 bits among them), duplicate fields,
+/// and every line that fails a check. Like the general decoder it reads a line without
+/// one leading byte-order mark ([`line_content`]).
 mod fast {
     use std::collections::BTreeMap;
     use std::fmt;
@@ -574,8 +714,8 @@ mod fast {
     use serde::de::{self, Deserializer, Visitor};
 
     use super::{
-        DecodedEvent, MAX_KEY_CHARS, TimeBounds, check_metric_name, id_len_ok, ts_in_range,
-        value_in_range,
+        DecodedEvent, MAX_KEY_CHARS, TimeBounds, check_metric_name, id_len_ok, line_content,
+        ts_in_range, value_in_range,
     };
     use crate::time::parse_rfc3339_ms;
 
@@ -818,7 +958,7 @@ mod fast {
         line: &'a [u8],
         bounds: TimeBounds,
     ) -> Option<Envelope<'a, A>> {
-        let e: Envelope<'a, A> = serde_json::from_slice(line).ok()?;
+        let e: Envelope<'a, A> = serde_json::from_slice(line_content(line)).ok()?;
         // A boolean id is a wrong type: the general decoder says so.
         if matches!(e.id, Some(Scalar::Bool(_))) {
             return None;
@@ -867,31 +1007,38 @@ pub fn check_metric_name(metric: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn take_ts(obj: &mut Map<String, Value>, bounds: TimeBounds) -> Result<i64, Rejection> {
-    let ts = match obj.remove("ts") {
-        None | Some(Value::Null) => {
+fn take_ts(
+    obj: &mut Map<String, Value>,
+    nf: &NonFinite,
+    bounds: TimeBounds,
+) -> Result<i64, Rejection> {
+    let (ts, numeric) = match (obj.remove("ts"), nf.field("ts")) {
+        (Some(Value::Null), Some(literal)) => {
+            return Err(Rejection::new(
+                Reason::TsOutOfRange,
+                Some("ts"),
+                format!("ts {literal} is not a finite number"),
+            ));
+        }
+        (None, _) | (Some(Value::Null), None) => {
             return Err(Rejection::new(
                 Reason::MissingField,
                 Some("ts"),
                 "ts is missing",
             ));
         }
-        Some(Value::String(s)) if s == NON_FINITE_SENTINEL => {
-            return Err(Rejection::new(
-                Reason::TsOutOfRange,
-                Some("ts"),
-                "ts is not a finite number",
-            ));
+        (Some(Value::String(s)), _) => {
+            let ts = parse_rfc3339_ms(&s).ok_or_else(|| {
+                Rejection::new(
+                    Reason::InvalidValue,
+                    Some("ts"),
+                    format!("ts {s:?} is neither RFC 3339 nor epoch milliseconds"),
+                )
+            })?;
+            (ts, None)
         }
-        Some(Value::String(s)) => parse_rfc3339_ms(&s).ok_or_else(|| {
-            Rejection::new(
-                Reason::InvalidValue,
-                Some("ts"),
-                format!("ts {s:?} is neither RFC 3339 nor epoch milliseconds"),
-            )
-        })?,
-        Some(Value::Number(n)) => {
-            if let Some(i) = n.as_i64() {
+        (Some(Value::Number(n)), _) => {
+            let ts = if let Some(i) = n.as_i64() {
                 i
             } else {
                 let f = n.as_f64().unwrap_or(f64::NAN);
@@ -905,9 +1052,10 @@ fn take_ts(obj: &mut Map<String, Value>, bounds: TimeBounds) -> Result<i64, Reje
                         format!("ts {n} is out of range for epoch milliseconds"),
                     ));
                 }
-            }
+            };
+            (ts, Some(n))
         }
-        Some(other) => {
+        (Some(other), _) => {
             return Err(Rejection::new(
                 Reason::WrongType,
                 Some("ts"),
@@ -925,6 +1073,26 @@ fn take_ts(obj: &mut Map<String, Value>, bounds: TimeBounds) -> Result<i64, Reje
             format!("ts {ts} is before 1970-01-01T00:00:00Z"),
         ));
     }
+    if SECONDS_AS_MS.contains(&ts) {
+        let detail = match numeric {
+            Some(n) => {
+                // What the producer most likely meant: the number as seconds.
+                let meant_ms = (n.as_f64().unwrap_or(0.0) * 1000.0).floor() as i64;
+                format!(
+                    "ts {n} looks like epoch seconds ({}); send epoch milliseconds",
+                    format_rfc3339(meant_ms)
+                )
+            }
+            None => format!(
+                "ts {} is in {}..{}, where epoch seconds sent as milliseconds land; \
+                 no event time in that range is accepted",
+                format_rfc3339(ts),
+                format_rfc3339(SECONDS_AS_MS.start),
+                format_rfc3339(SECONDS_AS_MS.end)
+            ),
+        };
+        return Err(Rejection::new(Reason::TsOutOfRange, Some("ts"), detail));
+    }
     let limit = bounds.now_ms.saturating_add(bounds.max_future_skew_ms);
     if ts > limit {
         return Err(Rejection::new(
@@ -940,19 +1108,19 @@ fn take_ts(obj: &mut Map<String, Value>, bounds: TimeBounds) -> Result<i64, Reje
     Ok(ts)
 }
 
-fn take_value(obj: &mut Map<String, Value>) -> Result<f64, Rejection> {
-    match obj.remove("value") {
-        None | Some(Value::Null) => Err(Rejection::new(
+fn take_value(obj: &mut Map<String, Value>, nf: &NonFinite) -> Result<f64, Rejection> {
+    match (obj.remove("value"), nf.field("value")) {
+        (Some(Value::Null), Some(literal)) => Err(Rejection::new(
+            Reason::NonFiniteValue,
+            Some("value"),
+            format!("value {literal} is not finite"),
+        )),
+        (None, _) | (Some(Value::Null), None) => Err(Rejection::new(
             Reason::MissingField,
             Some("value"),
             "value is missing",
         )),
-        Some(Value::String(s)) if s == NON_FINITE_SENTINEL => Err(Rejection::new(
-            Reason::NonFiniteValue,
-            Some("value"),
-            "value is NaN or infinite",
-        )),
-        Some(Value::Number(n)) => {
+        (Some(Value::Number(n)), _) => {
             let v = n.as_f64().unwrap_or(f64::NAN);
             if !v.is_finite() {
                 Err(Rejection::new(
@@ -970,7 +1138,7 @@ fn take_value(obj: &mut Map<String, Value>) -> Result<f64, Rejection> {
                 Ok(v)
             }
         }
-        Some(other) => Err(Rejection::new(
+        (Some(other), _) => Err(Rejection::new(
             Reason::WrongType,
             Some("value"),
             format!("value must be a number, found {}", json_kind(&other)),
@@ -988,17 +1156,17 @@ struct RawAttrs<'a> {
 /// Dimensions are strings; numbers are kept in the producer's own text (`1e15` stays
 /// `1e15`, `1.10` stays `1.10`), so normalizing never makes an event larger than its
 /// input (re-encoding `1e15` as `1000000000000000.0` would, up to 5 times over).
-/// Integers print identically either way; other numbers need the line parsed once more,
-/// only for the `attrs` object.
+/// Integers print identically either way; other numbers need the parsed text (the line,
+/// or its repair) parsed once more, only for the `attrs` object.
 fn number_text<'a>(
     n: &serde_json::Number,
     name: &str,
     raw: &mut Option<Option<RawAttrs<'a>>>,
-    line: &'a [u8],
+    text: &'a [u8],
 ) -> String {
     if n.is_f64() {
-        let parsed = raw.get_or_insert_with(|| serde_json::from_slice::<RawAttrs<'a>>(line).ok());
-        // A line that needed NaN/Infinity repair does not parse raw; fall back to the
+        let parsed = raw.get_or_insert_with(|| serde_json::from_slice::<RawAttrs<'a>>(text).ok());
+        // A text that does not parse raw (a duplicate `attrs` field) falls back to the
         // shortest of the two canonical forms.
         if let Some(text) = parsed
             .as_ref()
@@ -1018,16 +1186,20 @@ fn number_text<'a>(
 
 fn take_attrs(
     obj: &mut Map<String, Value>,
-    line: &[u8],
+    nf: &NonFinite,
+    text: &[u8],
 ) -> Result<BTreeMap<String, String>, Rejection> {
-    let map = match obj.remove("attrs") {
-        None | Some(Value::Null) => return Ok(BTreeMap::new()),
-        Some(Value::Object(map)) => map,
-        Some(other) => {
+    let map = match (obj.remove("attrs"), nf.field("attrs")) {
+        (None, _) | (Some(Value::Null), None) => return Ok(BTreeMap::new()),
+        (Some(Value::Object(map)), _) => map,
+        (Some(other), literal) => {
             return Err(Rejection::new(
                 Reason::WrongType,
                 Some("attrs"),
-                format!("attrs must be an object, found {}", json_kind(&other)),
+                format!(
+                    "attrs must be an object, found {}",
+                    describe(&other, literal)
+                ),
             ));
         }
     };
@@ -1036,8 +1208,8 @@ fn take_attrs(
     for (name, v) in map {
         // Dimensions are strings; scalar numbers and booleans are taken in their JSON form.
         let s = match v {
-            Value::String(s) if s != NON_FINITE_SENTINEL => s,
-            Value::Number(n) => number_text(&n, &name, &mut raw, line),
+            Value::String(s) => s,
+            Value::Number(n) => number_text(&n, &name, &mut raw, text),
             Value::Bool(b) => b.to_string(),
             other => {
                 return Err(Rejection::new(
@@ -1045,7 +1217,7 @@ fn take_attrs(
                     Some("attrs"),
                     format!(
                         "attrs.{name} must be a string, number or boolean, found {}",
-                        json_kind(&other)
+                        describe(&other, nf.attr(&name))
                     ),
                 ));
             }
@@ -1055,25 +1227,101 @@ fn take_attrs(
     Ok(attrs)
 }
 
+/// Where [`repair_non_finite_literals`] found non-finite number literals (`NaN`,
+/// `Infinity`, `1e999`...), each with its text as written. Kept beside the parsed
+/// value, never inside it: the literals become `null` in the text that is parsed, so
+/// no string a producer sends can be mistaken for one.
+#[derive(Debug, Default)]
+struct NonFinite {
+    /// The literal, when the whole line is one.
+    root: Option<String>,
+    /// Top-level fields whose value (the last one, as the parsed map keeps) is a
+    /// non-finite literal.
+    fields: BTreeMap<String, String>,
+    /// The same for the members of the top-level `attrs` object.
+    attrs: BTreeMap<String, String>,
+}
+
+impl NonFinite {
+    /// The literal a top-level field held, if its `null` stands for one.
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+
+    /// The literal an `attrs` member held, if its `null` stands for one.
+    fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.get(name).map(String::as_str)
+    }
+}
+
 /// Rewrites `NaN`, `Infinity`, `-Infinity` and numeric literals that overflow `f64`
-/// (outside strings) into a sentinel string, or returns `None` if there were none.
-fn replace_non_finite_literals(text: &str) -> Option<String> {
+/// (outside strings) into `null`, and says where they were; `None` if there were none.
+/// The text is not validated here: what follows parses the result and rejects it if it
+/// is not JSON, so the bookkeeping only has to be right for text that is.
+fn repair_non_finite_literals(text: &str) -> Option<(String, NonFinite)> {
     let bytes = text.as_bytes();
     // Allocates only once a literal is found: most lines that reach here are garbage.
     let mut out = String::new();
+    let mut found = NonFinite::default();
     let mut changed = false;
     let mut i = 0;
     let mut last = 0;
-    let sentinel = NON_FINITE_SENTINEL_JSON;
+    // The containers open at `i` (`{` or `[`), outermost first.
+    let mut open: Vec<u8> = Vec::new();
+    // The last key read in the top-level object, and in its `attrs` object.
+    let mut field: Option<String> = None;
+    let mut attr: Option<String> = None;
+    // Whether `open[1]` is the object that is the value of the top-level `attrs`.
+    let mut in_attrs = false;
     while i < bytes.len() {
         match bytes[i] {
+            b'{' | b'[' => {
+                if open == [b'{'] && bytes[i] == b'{' && field.as_deref() == Some("attrs") {
+                    in_attrs = true;
+                }
+                open.push(bytes[i]);
+                i += 1;
+            }
+            b'}' | b']' => {
+                open.pop();
+                if open.len() < 2 {
+                    in_attrs = false;
+                }
+                i += 1;
+            }
             b'"' => {
                 // Skip the string, honouring escapes.
+                let start = i;
                 i += 1;
                 while i < bytes.len() && bytes[i] != b'"' {
                     i += if bytes[i] == b'\\' { 2 } else { 1 };
                 }
-                i += 1;
+                i = (i + 1).min(bytes.len());
+                let mut next = i;
+                while next < bytes.len() && bytes[next].is_ascii_whitespace() {
+                    next += 1;
+                }
+                if bytes.get(next) != Some(&b':') {
+                    continue;
+                }
+                // A key: a new occurrence replaces an earlier one, as in the parsed map.
+                let depth_one = open == [b'{'];
+                if !(depth_one || in_attrs && open.len() == 2) {
+                    continue;
+                }
+                let Ok(key) = serde_json::from_str::<String>(&text[start..i]) else {
+                    continue;
+                };
+                if depth_one {
+                    found.fields.remove(&key);
+                    if key == "attrs" {
+                        found.attrs.clear();
+                    }
+                    field = Some(key);
+                } else {
+                    found.attrs.remove(&key);
+                    attr = Some(key);
+                }
             }
             b'N' | b'I' | b'-' | b'0'..=b'9' => {
                 let start = i;
@@ -1084,19 +1332,29 @@ fn replace_non_finite_literals(text: &str) -> Option<String> {
                     end += 1;
                 }
                 let token = &text[start..end];
-                let non_finite = matches!(
-                    token,
-                    "NaN" | "-NaN" | "Infinity" | "-Infinity" | "+Infinity"
-                ) || (token.starts_with(|c: char| c == '-' || c.is_ascii_digit())
-                    && token.parse::<f64>().is_ok_and(|f| f.is_infinite()));
+                let non_finite = matches!(token, "NaN" | "-NaN" | "Infinity" | "-Infinity")
+                    || (token.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+                        && token.parse::<f64>().is_ok_and(|f| f.is_infinite()));
                 if non_finite {
                     if !changed {
-                        out.reserve(text.len() + 16);
+                        out.reserve(text.len());
                     }
                     out.push_str(&text[last..start]);
-                    out.push_str(sentinel);
+                    out.push_str("null");
                     last = end;
                     changed = true;
+                    let literal = token.to_owned();
+                    if open.is_empty() {
+                        found.root = Some(literal);
+                    } else if open == [b'{'] {
+                        if let Some(f) = &field {
+                            found.fields.insert(f.clone(), literal);
+                        }
+                    } else if in_attrs && open.len() == 2 {
+                        if let Some(a) = &attr {
+                            found.attrs.insert(a.clone(), literal);
+                        }
+                    }
                 }
                 i = end.max(start + 1);
             }
@@ -1107,7 +1365,7 @@ fn replace_non_finite_literals(text: &str) -> Option<String> {
         return None;
     }
     out.push_str(&text[last.min(text.len())..]);
-    Some(out)
+    Some((out, found))
 }
 
 #[cfg(test)]
@@ -1139,7 +1397,11 @@ mod tests {
     }
 
     fn one(line: &str) -> Result<DecodedEvent, Rejection> {
-        let lines = decode_record(line.as_bytes(), bounds());
+        one_with(line, bounds())
+    }
+
+    fn one_with(line: &str, bounds: TimeBounds) -> Result<DecodedEvent, Rejection> {
+        let lines = decode_record(line.as_bytes(), bounds);
         assert_eq!(lines.len(), 1, "{line}");
         lines
             .into_iter()
@@ -1335,6 +1597,283 @@ mod tests {
         assert_eq!(e.attrs["x"], "Infinity");
     }
 
+    /// The string the decoder once used to mark a non-finite literal inside the JSON
+    /// text, sent by a producer: an ordinary string wherever it appears.
+    const OLD_SENTINEL: &str = r#""\u0000sluice:non-finite""#;
+
+    #[test]
+    fn the_old_non_finite_marker_string_is_an_ordinary_string() {
+        let marker = "\u{0}sluice:non-finite";
+        let line = |id: &str, key: &str, ts: &str, value: &str, tail: &str| {
+            format!(
+                r#"{{"id":{id},"key":{key},"type":"t","ts":{ts},"value":{value},"attrs":{{"a":{OLD_SENTINEL}}},"origin":{OLD_SENTINEL}{tail}}}"#
+            )
+        };
+        // As id, key, attribute and origin: kept as sent, also in a line with a real
+        // non-finite literal elsewhere (which takes the repairing path).
+        for tail in ["", r#","junk":NaN"#] {
+            let e = one(&line(OLD_SENTINEL, OLD_SENTINEL, "1", "2", tail)).expect("valid");
+            assert_eq!(e.id.as_deref(), Some(marker), "{tail}");
+            assert_eq!(e.key, marker, "{tail}");
+            assert_eq!(e.attrs["a"], marker, "{tail}");
+            assert_eq!(e.origin.as_deref(), Some(marker), "{tail}");
+        }
+        // As value: a string where a number belongs.
+        let r = one(&line("1", r#""k""#, "1", OLD_SENTINEL, "")).expect_err("a string value");
+        assert_eq!(
+            (r.reason, r.field, r.detail.as_str()),
+            (
+                Reason::WrongType,
+                Some("value"),
+                "value must be a number, found a string"
+            )
+        );
+        // As ts: a string that is not RFC 3339.
+        let r = one(&line("1", r#""k""#, OLD_SENTINEL, "NaN", "")).expect_err("a bad ts");
+        assert_eq!((r.reason, r.field), (Reason::InvalidValue, Some("ts")));
+        assert!(r.detail.contains("sluice:non-finite"), "{}", r.detail);
+        // As type: not a metric name. As attrs: a string, not an object.
+        assert_eq!(
+            reason(&format!(
+                r#"{{"key":"k","type":{OLD_SENTINEL},"ts":1,"value":1}}"#
+            )),
+            (Reason::InvalidValue, Some("type"))
+        );
+        let r = one(&format!(
+            r#"{{"key":"k","type":"t","ts":1,"value":1,"attrs":{OLD_SENTINEL}}}"#
+        ))
+        .expect_err("attrs");
+        assert_eq!(r.detail, "attrs must be an object, found a string");
+        // As the whole line.
+        let r = one(OLD_SENTINEL).expect_err("not an object");
+        assert_eq!(r.detail, "expected a JSON object, found a string");
+    }
+
+    #[test]
+    fn non_finite_literals_are_named_by_the_field_that_held_them() {
+        let r = one(r#"{"key":NaN,"type":"t","ts":1,"value":1}"#).expect_err("key");
+        assert_eq!(
+            (r.reason, r.field, r.detail.as_str()),
+            (
+                Reason::WrongType,
+                Some("key"),
+                "key must be a string, found the non-finite number NaN"
+            )
+        );
+        let r = one(r#"{"key":"k","type":"t","ts":-Infinity,"value":1}"#).expect_err("ts");
+        assert_eq!(
+            (r.reason, r.field, r.detail.as_str()),
+            (
+                Reason::TsOutOfRange,
+                Some("ts"),
+                "ts -Infinity is not a finite number"
+            )
+        );
+        let r = one(r#"{"key":"k","type":"t","ts":1,"value":1e999}"#).expect_err("value");
+        assert_eq!(
+            (r.reason, r.field, r.detail.as_str()),
+            (
+                Reason::NonFiniteValue,
+                Some("value"),
+                "value 1e999 is not finite"
+            )
+        );
+        // The field is named even when its name is escaped.
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":1,"v\u0061lue":NaN}"#),
+            (Reason::NonFiniteValue, Some("value"))
+        );
+        let r = one(r#"{"key":"k","type":"t","ts":1,"value":1,"attrs":{"a":"x","n":NaN}}"#)
+            .expect_err("attrs");
+        assert_eq!(
+            r.detail,
+            "attrs.n must be a string, number or boolean, found the non-finite number NaN"
+        );
+        let r =
+            one(r#"{"key":"k","type":"t","ts":1,"value":1,"attrs":Infinity}"#).expect_err("attrs");
+        assert_eq!(
+            r.detail,
+            "attrs must be an object, found the non-finite number Infinity"
+        );
+        let r = one("NaN").expect_err("not an object");
+        assert_eq!(
+            r.detail,
+            "expected a JSON object, found the non-finite number NaN"
+        );
+        // A literal null is still missing, also in a line that needed repair.
+        assert_eq!(
+            reason(r#"{"key":null,"type":"t","ts":1,"value":NaN}"#),
+            (Reason::MissingField, Some("key"))
+        );
+        // Fields nobody reads may hold them; a non-string origin is no origin.
+        let e = one(
+            r#"{"key":"k","type":"t","ts":1,"value":1,"origin":NaN,"x":{"y":[Infinity]},"z":NaN}"#,
+        )
+        .expect("valid");
+        assert_eq!(e.origin, None);
+        // Duplicate fields: the last one counts, as for any other value.
+        assert_eq!(
+            one(r#"{"key":"k","type":"t","ts":1,"value":NaN,"value":2}"#)
+                .expect("valid")
+                .value,
+            2.0
+        );
+        assert_eq!(
+            reason(r#"{"key":"k","type":"t","ts":1,"value":2,"value":NaN}"#),
+            (Reason::NonFiniteValue, Some("value"))
+        );
+        let r =
+            one(r#"{"key":"k","type":"t","ts":1,"value":1,"attrs":{"a":NaN},"attrs":{"a":null}}"#)
+                .expect_err("attrs");
+        assert_eq!(
+            r.detail,
+            "attrs.a must be a string, number or boolean, found null"
+        );
+        // Numbers in attrs keep their text in a repaired line too.
+        let e = one(r#"{"key":"k","type":"t","ts":1,"value":1,"attrs":{"f":1.10},"z":NaN}"#)
+            .expect("valid");
+        assert_eq!(e.attrs["f"], "1.10");
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_not_content() {
+        let valid = r#"{"id":"e1","key":"k","type":"t","ts":1764000000000,"value":2}"#;
+        let expected = decode_line(valid.as_bytes(), bounds()).expect("valid");
+        for line in [
+            format!("\u{feff}{valid}"),
+            format!("\u{feff}  {valid}"),
+            format!(" \u{feff}{valid}\r"),
+        ] {
+            let bytes = line.as_bytes();
+            assert_eq!(
+                fast::decode(bytes, bounds()).as_ref(),
+                Some(&expected),
+                "{line:?}"
+            );
+            assert_eq!(
+                decode_borrowed(bytes, bounds()).map(|e| e.key),
+                Some("k"),
+                "{line:?}"
+            );
+            assert_eq!(
+                decode_line_slow(bytes, bounds()),
+                Ok(expected.clone()),
+                "{line:?}"
+            );
+            assert_eq!(one(&line), Ok(expected.clone()), "{line:?}");
+        }
+        // The general decoder too, for a line the fast path declines.
+        let escaped = "\u{feff}{\"key\":\"k\\u00e9\",\"type\":\"t\",\"ts\":1,\"value\":2}";
+        assert_eq!(one(escaped).map(|e| e.key), Ok("k\u{e9}".to_owned()));
+        // At the start of each line of a record; a record of only a mark is blank.
+        let data = format!("\u{feff}{valid}\n\u{feff}{valid}\n");
+        let lines = decode_record(data.as_bytes(), bounds());
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| l.result.is_ok()), "{lines:?}");
+        let r = one("\u{feff}").expect_err("blank");
+        assert_eq!(r.detail, "record is empty or blank");
+        // One mark, not any number of them.
+        assert_eq!(
+            reason(&format!("\u{feff}\u{feff}{valid}")).0,
+            Reason::NotJson
+        );
+    }
+
+    #[test]
+    fn integer_ids_beyond_64_bits_keep_their_digits() {
+        for id in [
+            "123456789012345678901234567890",
+            "-123456789012345678901234567890",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "-0",
+            // Beyond f64 as well (taken for a non-finite literal by the parser).
+            &"9".repeat(400),
+        ] {
+            let line = format!(r#"{{"id":{id},"key":"k","type":"t","ts":1,"value":1}}"#);
+            assert_eq!(one(&line).expect("valid").id.as_deref(), Some(id));
+            assert_eq!(
+                decode_line_slow(line.as_bytes(), bounds())
+                    .expect("valid")
+                    .id
+                    .as_deref(),
+                Some(id)
+            );
+        }
+        // Still bounded in length.
+        let long = format!(
+            r#"{{"id":{},"key":"k","type":"t","ts":1,"value":1}}"#,
+            "9".repeat(MAX_ID_BYTES + 1)
+        );
+        assert_eq!(reason(&long), (Reason::InvalidValue, Some("id")));
+        // A fraction or an exponent is not an integer, whatever its value.
+        for id in ["1e30", "1E+2", "1.5", "12.0", "NaN"] {
+            let line = format!(r#"{{"id":{id},"key":"k","type":"t","ts":1,"value":1}}"#);
+            let r = one(&line).expect_err("not an integer");
+            assert_eq!(
+                (r.reason, r.field, r.detail),
+                (
+                    Reason::WrongType,
+                    Some("id"),
+                    format!("id {id} is not an integer; send ids as strings or integers")
+                )
+            );
+        }
+        // The last of duplicate ids counts, as for a string id.
+        let line = r#"{"id":1e30,"id":123456789012345678901234567890,"key":"k","type":"t","ts":1,"value":1}"#;
+        assert_eq!(
+            one(line).expect("valid").id.as_deref(),
+            Some("123456789012345678901234567890")
+        );
+    }
+
+    #[test]
+    fn epoch_seconds_are_refused_with_the_time_they_meant() {
+        let ts_line = |ts: &str| format!(r#"{{"key":"k","type":"t","ts":{ts},"value":1}}"#);
+        for (ts, detail) in [
+            (
+                "1767225600",
+                "ts 1767225600 looks like epoch seconds (2026-01-01T00:00:00Z); send epoch milliseconds",
+            ),
+            (
+                "1767225600.5",
+                "ts 1767225600.5 looks like epoch seconds (2026-01-01T00:00:00.500Z); send epoch milliseconds",
+            ),
+            (
+                "1000000000",
+                "ts 1000000000 looks like epoch seconds (2001-09-09T01:46:40Z); send epoch milliseconds",
+            ),
+        ] {
+            for b in [bounds(), TimeBounds::unbounded()] {
+                let r = one_with(&ts_line(ts), b).expect_err("seconds");
+                assert_eq!(
+                    (r.reason, r.field, r.detail.as_str()),
+                    (Reason::TsOutOfRange, Some("ts"), detail)
+                );
+                assert!(fast::decode(ts_line(ts).as_bytes(), b).is_none(), "{ts}");
+            }
+        }
+        assert_eq!(
+            reason(&ts_line("9999999999")),
+            (Reason::TsOutOfRange, Some("ts"))
+        );
+        // The same instant as a string is refused too: ingest would write it as a number.
+        let r = one(&ts_line(r#""1970-02-01T00:00:00Z""#)).expect_err("in the range");
+        assert_eq!(
+            (r.reason, r.detail.as_str()),
+            (
+                Reason::TsOutOfRange,
+                "ts 1970-02-01T00:00:00Z is in 1970-01-12T13:46:40Z..1970-04-26T17:46:40Z, \
+                 where epoch seconds sent as milliseconds land; no event time in that range \
+                 is accepted"
+            )
+        );
+        // Just outside the range: milliseconds.
+        for ts in [999_999_999_i64, 10_000_000_000, 1] {
+            assert_eq!(one(&ts_line(&ts.to_string())).expect("valid").ts, ts);
+        }
+    }
+
     #[test]
     fn rejections_keep_the_producer_id() {
         let r = one(r#"{"id":"abc","key":"k","type":"t","ts":1,"value":"x"}"#).expect_err("bad");
@@ -1367,6 +1906,9 @@ mod tests {
             id in proptest::sample::select(vec![
                 "", r#""id":"e1","#, r#""id":7,"#, r#""id":-7,"#, r#""id":1.5,"#, r#""id":true,"#,
                 r#""id":null,"#, r#""id":"","#, r#""id":"e\u00e9","#, r#""id":"a","id":"b","#,
+                r#""id":"\u0000sluice:non-finite","#, r#""id":NaN,"#, r#""id":123456789012345678901234567890,"#,
+                r#""id":-123456789012345678901234567890,"#, r#""id":1e30,"#, r#""id":-0,"#,
+                r#""id":18446744073709551616,"#, r#""id":1e999,"#,
             ]),
             key in proptest::sample::select(vec![
                 r#""key":"k1","#, r#""key":"","#, r#""key":7,"#, r#""key":null,"#, "",
@@ -1374,29 +1916,37 @@ mod tests {
             ]),
             metric in proptest::sample::select(vec![
                 r#""type":"temp","#, r#""type":"bad name","#, r#""type":"","#, r#""type":[1],"#, "",
+                r#""type":"\u0000sluice:non-finite","#, r#""type":Infinity,"#,
             ]),
             ts in proptest::sample::select(vec![
                 r#""ts":1764000000000,"#, r#""ts":1764000000000.7,"#, r#""ts":-5,"#,
                 r#""ts":"2025-11-24T16:00:00Z","#, r#""ts":"yesterday","#, r#""ts":99999999999999999999,"#,
                 r#""ts":1e300,"#, r#""ts":null,"#, r#""ts":"2025-11-24T16:00:00\u005a","#, r#""ts":9999999999999,"#,
-                r#""ts":18446744073709551615,"#, r#""ts":true,"#,
+                r#""ts":18446744073709551615,"#, r#""ts":true,"#, r#""ts":"\u0000sluice:non-finite","#,
+                r#""ts":NaN,"#, r#""ts":1764000000,"#, r#""ts":1764000000.5,"#, r#""ts":"1970-02-01T00:00:00Z","#,
+                r#""ts":999999999,"#, r#""ts":10000000000,"#,
             ]),
             value in proptest::sample::select(vec![
                 r#""value":1.5"#, r#""value":0"#, r#""value":-0"#, r#""value":1e101"#, r#""value":1e-101"#,
                 r#""value":1e999"#, r#""value":NaN"#, r#""value":"1""#, r#""value":null"#, r#""value":12345678901234567890"#,
+                r#""value":"\u0000sluice:non-finite""#,
             ]),
             attrs in proptest::sample::select(vec![
                 "", r#","attrs":{"a":"x","b":2,"c":true}"#, r#","attrs":{"f":1.10}"#, r#","attrs":{"e":1e15}"#,
                 r#","attrs":null"#, r#","attrs":[1]"#, r#","attrs":{"n":null}"#, r#","attrs":{"o":{}}"#,
                 r#","attrs":{"a":"1","a":"2"}"#, r#","attrs":{"k\u00e9":"v"}"#, r#","attrs":{"v":"\t"}"#,
-                r#","attrs":{"neg":-3}"#,
+                r#","attrs":{"neg":-3}"#, r#","attrs":{"s":"\u0000sluice:non-finite"}"#,
+                r#","attrs":"\u0000sluice:non-finite""#, r#","attrs":{"n":NaN}"#, r#","attrs":NaN"#,
+                r#","attrs":{"big":123456789012345678901234567890}"#,
             ]),
             tail in proptest::sample::select(vec![
                 "", r#","origin":"s:1:0""#, r#","origin":5"#, r#","origin":null"#, r#","extra":{"deep":[1,2,{"x":null}]}"#,
-                r#","value":2"#, r#","junk":NaN"#,
+                r#","value":2"#, r#","junk":NaN"#, r#","origin":"\u0000sluice:non-finite""#, r#","origin":NaN"#,
+                r#","value":NaN"#, r#","extra":{"x":NaN,"y":[Infinity]}"#,
             ]),
+            bom in proptest::sample::select(vec!["", "\u{feff}", " \u{feff} "]),
         ) {
-            let line = format!("{{{id}{key}{metric}{ts}{value}{attrs}{tail}}}");
+            let line = format!("{bom}{{{id}{key}{metric}{ts}{value}{attrs}{tail}}}");
             let general = decode_line_slow(line.as_bytes(), bounds());
             proptest::prop_assert_eq!(
                 decode_line(line.as_bytes(), bounds()),
@@ -1429,7 +1979,11 @@ mod tests {
         }
 
         #[test]
-        fn valid_events_always_decode(key in "[a-zA-Z0-9é🦀 #:/-]{1,80}", value in -1e12f64..1e12, ts in 0i64..1_767_225_600_000) {
+        fn valid_events_always_decode(
+            key in "[a-zA-Z0-9é🦀 #:/-]{1,80}",
+            value in -1e12f64..1e12,
+            ts in proptest::prop_oneof![0..SECONDS_AS_MS.start, SECONDS_AS_MS.end..NOW],
+        ) {
             let line = serde_json::json!({"key": key, "type": "m", "ts": ts, "value": value}).to_string();
             let e = decode_line(line.as_bytes(), bounds()).expect("valid");
             proptest::prop_assert_eq!(e.value, value);
@@ -1471,6 +2025,7 @@ mod tests {
         let attrs = take_attrs(
             &mut serde_json::from_str::<Map<String, Value>>(r#"{"attrs":{"a":1e15}}"#)
                 .expect("json"),
+            &NonFinite::default(),
             b"not the line",
         )
         .expect("valid");
@@ -1489,12 +2044,6 @@ mod tests {
         }
         assert_eq!(reason("nope").0, Reason::NotJson);
         assert_eq!(reason("NaN").0, Reason::WrongType);
-    }
-
-    #[test]
-    fn the_sentinel_literal_decodes_to_the_sentinel() {
-        let v: String = serde_json::from_str(NON_FINITE_SENTINEL_JSON).expect("json");
-        assert_eq!(v, NON_FINITE_SENTINEL);
     }
 
     #[test]

@@ -960,8 +960,12 @@ mod tests {
             id in proptest::sample::select(vec![
                 "", r#""id":"e1","#, r#""id":7,"#, r#""id":-7,"#, r#""id":true,"#, r#""id":null,"#,
                 r#""id":"e\u00e9","#, r#""id":"ünï","#, r#""id":"a","id":"b","#,
+                r#""id":"\u0000sluice:non-finite","#, r#""id":123456789012345678901234567890,"#,
             ]),
-            key in proptest::sample::select(vec![r#""key":"k1","#, r#""key":"ké","#, r#""key":"k\"q","#, r#""key":"","#]),
+            key in proptest::sample::select(vec![
+                r#""key":"k1","#, r#""key":"ké","#, r#""key":"k\"q","#, r#""key":"","#,
+                r#""key":"\u0000sluice:non-finite","#,
+            ]),
             ts in proptest::sample::select(vec![
                 r#""ts":1764000000000,"#, r#""ts":1764000000000.7,"#, r#""ts":"2025-11-24T16:00:00Z","#,
                 r#""ts":"2025-11-24T16:00:00.123+02:00","#,

@@ -645,4 +645,46 @@ mod tests {
         assert_eq!(rejected.len(), 3 + 1 + 1 + 150 + 1, "{rejected:?}");
         assert_eq!(by_views(&records), (events, rejected));
     }
+
+    /// The forms issue 15 found decoded wrongly read the same through both readers: a
+    /// leading byte-order mark, the string once used as an in-band non-finite marker,
+    /// integer ids beyond 64 bits, and epoch seconds.
+    #[test]
+    fn event_views_agree_on_byte_order_marks_marker_strings_big_ids_and_seconds() {
+        let lines = [
+            "\u{feff}{\"id\":\"a\",\"key\":\"k\",\"type\":\"t\",\"ts\":10000000000,\"value\":1}",
+            r#"{"id":"\u0000sluice:non-finite","key":"\u0000sluice:non-finite","type":"t","ts":10000000001,"value":2}"#,
+            r#"{"key":"k","type":"t","ts":10000000002,"value":"\u0000sluice:non-finite"}"#,
+            r#"{"id":123456789012345678901234567890,"key":"k","type":"t","ts":10000000003,"value":3}"#,
+            r#"{"id":1e30,"key":"k","type":"t","ts":10000000004,"value":4}"#,
+            r#"{"id":"s","key":"k","type":"t","ts":1767225600,"value":5}"#,
+            r#"{"id":"n","key":"k","type":"t","ts":10000000005,"value":NaN}"#,
+        ];
+        let records = vec![
+            record("s0", 1, "k", lines.join("\n").as_bytes()),
+            record("s0", 2, "k", "\u{feff}".as_bytes()),
+        ];
+        let (events, rejected) = by_events(&records);
+        let ids: Vec<&str> = events.iter().map(|e| e.2.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "a",
+                "\u{0}sluice:non-finite",
+                "123456789012345678901234567890"
+            ]
+        );
+        let reasons: Vec<Reason> = rejected.iter().map(|r| r.1).collect();
+        assert_eq!(
+            reasons,
+            [
+                Reason::WrongType,
+                Reason::WrongType,
+                Reason::TsOutOfRange,
+                Reason::NonFiniteValue,
+                Reason::NotJson,
+            ]
+        );
+        assert_eq!(by_views(&records), (events, rejected));
+    }
 }
