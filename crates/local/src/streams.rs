@@ -14,7 +14,7 @@
 //! call before anything is written), then sends requests of at most 500 records and
 //! 5 MiB.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -58,7 +58,9 @@ pub fn shard_id(index: usize) -> String {
 
 struct Shard {
     id: String,
-    records: Vec<StreamRecord>,
+    /// A queue: consumers drop records from the front after every batch, which must
+    /// not move what stays behind.
+    records: VecDeque<StreamRecord>,
 }
 
 struct Stream {
@@ -85,7 +87,7 @@ impl MemoryStreams {
         let shards = (0..shards.max(1))
             .map(|i| Shard {
                 id: shard_id(i),
-                records: Vec::new(),
+                records: VecDeque::new(),
             })
             .collect();
         self.lock().insert(name.to_owned(), Stream { shards });
@@ -114,7 +116,7 @@ impl MemoryStreams {
             let index = shard_index(hash_key(&r.partition_key), n);
             let seq = sequence_number(self.next_sequence.fetch_add(1, Ordering::SeqCst));
             let shard = &mut s.shards[index];
-            shard.records.push(StreamRecord {
+            shard.records.push_back(StreamRecord {
                 stream: stream.to_owned(),
                 shard_id: shard.id.clone(),
                 sequence_number: seq.clone(),
@@ -247,9 +249,9 @@ impl ShardSource for MemorySource {
                 .records
                 .partition_point(|r| SeqNo::parse(&r.sequence_number).is_some_and(|s| s <= after)),
         };
-        let end = (start + limit).min(shard.records.len());
+        let end = start.saturating_add(limit).min(shard.records.len());
         Ok(ShardRead {
-            records: shard.records[start..end].to_vec(),
+            records: shard.records.range(start..end).cloned().collect(),
             ended: false,
             behind_ms: Some(0),
         })
@@ -373,7 +375,7 @@ impl MemoryStreams {
         else {
             return 0;
         };
-        let n = covered(&shard.records).min(shard.records.len());
+        let n = covered(shard.records.make_contiguous()).min(shard.records.len());
         shard.records.drain(..n);
         n
     }
