@@ -19,18 +19,42 @@ pub enum Error {
         last: String,
     },
 
+    /// A remote call failed for a reason that waiting cannot fix (no credentials, an
+    /// endpoint that refuses connections or does not resolve); the message is the one
+    /// line that says what to set or check. Waits and retries end at once on it.
+    #[error("{problem}")]
+    Misconfigured {
+        problem: crate::classify::Misconfiguration,
+        #[source]
+        source: sluice_core::Error,
+    },
+
     /// A remote call failed (already classified, with its retry hint).
     #[error(transparent)]
-    Core(#[from] sluice_core::Error),
+    Core(sluice_core::Error),
 }
 
 impl Error {
     /// Whether trying again later can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::MissingEnv { .. } => false,
+            Error::MissingEnv { .. } | Error::Misconfigured { .. } => false,
             Error::NotReady { .. } => true,
             Error::Core(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// A core error, as [`Error::Misconfigured`] when no wait can fix it: every `?` on a
+/// remote call of this crate sorts it out.
+impl From<sluice_core::Error> for Error {
+    fn from(error: sluice_core::Error) -> Self {
+        match crate::classify::misconfiguration(&error) {
+            Some(problem) => Error::Misconfigured {
+                problem,
+                source: error,
+            },
+            None => Error::Core(error),
         }
     }
 }

@@ -184,6 +184,22 @@ impl<'de> Deserialize<'de> for Rule {
     }
 }
 
+/// Text that may quote a rule's own bytes (serde's message quotes an unknown variant
+/// or field as it is; serde_json writes DEL and C1 controls of a value raw), with every
+/// control character escaped as `{:?}` escapes it (`\u{1b}`, `\n`), the rest as it is:
+/// an error message never carries a terminal escape sequence out of a rules file.
+fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 const FIELDS: [&str; 14] = [
     "id",
     "kind",
@@ -219,9 +235,16 @@ impl Fields<'_> {
     fn optional<T: serde::de::DeserializeOwned>(&self, field: &str) -> Result<Option<T>> {
         match self.map.get(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => T::deserialize(v)
-                .map(Some)
-                .map_err(|e| self.invalid(field, format!("{e} (got {v})"))),
+            Some(v) => T::deserialize(v).map(Some).map_err(|e| {
+                self.invalid(
+                    field,
+                    format!(
+                        "{} (got {})",
+                        escaped(&e.to_string()),
+                        escaped(&v.to_string())
+                    ),
+                )
+            }),
         }
     }
 
@@ -245,7 +268,10 @@ impl Rule {
             return Err(Error::InvalidRule {
                 rule: named(None),
                 field: "(rule)".into(),
-                reason: format!("a rule is a JSON object, got {value}"),
+                reason: format!(
+                    "a rule is a JSON object, got {}",
+                    escaped(&value.to_string())
+                ),
             });
         };
         let fields = Fields {
@@ -254,7 +280,7 @@ impl Rule {
         };
         if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(fields.invalid(
-                unknown,
+                &escaped(unknown),
                 format!("unknown field; rule fields are {}", FIELDS.join(", ")),
             ));
         }
@@ -625,7 +651,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>> {
         let value: Value = serde_json::from_str(trimmed).map_err(|e| Error::InvalidRule {
             rule: location.clone(),
             field: "(rule)".into(),
-            reason: format!("not JSON: {e}"),
+            reason: format!("not JSON: {}", escaped(&e.to_string())),
         })?;
         let rule = Rule::from_json(&value, &location)?;
         if rules.iter().any(|r| r.id == rule.id) {
