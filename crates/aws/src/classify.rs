@@ -769,6 +769,111 @@ mod tests {
         assert!(!classify_put(garbled).is_retryable());
     }
 
+    /// The dispatch failure the SDK reports when the credentials chain found nothing.
+    fn no_credentials(
+        err: aws_credential_types::provider::error::CredentialsError,
+    ) -> SdkError<PutItemError, Raw> {
+        SdkError::dispatch_failure(aws_sdk_dynamodb::error::ConnectorError::other(
+            Box::new(err),
+            None,
+        ))
+    }
+
+    /// What the HTTP client of `config` reports for a refused connection.
+    fn refused(endpoint: &str) -> SdkError<PutItemError, Raw> {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        SdkError::dispatch_failure(aws_sdk_dynamodb::error::ConnectorError::io(Box::new(
+            Unreachable {
+                endpoint: endpoint.into(),
+                cause: ConnectFailure::find(&io).expect("refused"),
+                source: Box::new(io),
+            },
+        )))
+    }
+
+    #[test]
+    fn a_missing_credential_is_one_line_that_says_what_to_set() {
+        use aws_credential_types::provider::error::CredentialsError;
+        for err in [
+            CredentialsError::not_loaded("no providers in chain provided credentials"),
+            CredentialsError::provider_error("IMDS is disabled\nor forbidden"),
+            CredentialsError::provider_timed_out(std::time::Duration::from_secs(5)),
+        ] {
+            let sdk = no_credentials(err);
+            assert_eq!(
+                misconfiguration(&sdk),
+                Some(Misconfiguration::NoCredentials)
+            );
+            let e = classify_put(sdk);
+            assert_eq!(
+                e.to_string(),
+                "dynamodb PutItem failed: table \"sluice-aggregates\": no AWS credentials found \
+                 (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
+            );
+            // Found again through the core error (the CLI and the provisioner look there).
+            assert_eq!(misconfiguration(&e), Some(Misconfiguration::NoCredentials));
+            // A stage meeting it mid-batch retries the batch; it does not dead-letter.
+            assert!(e.is_retryable());
+        }
+        let broken = no_credentials(CredentialsError::invalid_configuration(
+            "profile \"nope\" not found",
+        ));
+        match misconfiguration(&broken) {
+            Some(Misconfiguration::Credentials { detail }) => {
+                assert!(detail.contains("profile \"nope\" not found"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unreachable_endpoint_is_named_with_its_cause() {
+        let e = classify_put(refused("http://127.0.0.1:1"));
+        assert_eq!(
+            misconfiguration(&e),
+            Some(Misconfiguration::Unreachable {
+                endpoint: "http://127.0.0.1:1".into(),
+                cause: ConnectFailure::Refused,
+            })
+        );
+        assert_eq!(
+            misconfiguration(&e).expect("found").to_string(),
+            "cannot connect to http://127.0.0.1:1 (connection refused): is the endpoint running?"
+        );
+        assert!(e.to_string().ends_with(
+            "table \"sluice-aggregates\": cannot connect to http://127.0.0.1:1 (connection refused): is the endpoint running?"
+        ), "{e}");
+        // hyper-util's resolver failure has no I/O kind: its message names it.
+        #[derive(Debug, thiserror::Error)]
+        #[error("dns error")]
+        struct Dns(#[source] std::io::Error);
+        let dns = Dns(std::io::Error::other(
+            "failed to lookup address information",
+        ));
+        assert_eq!(ConnectFailure::find(&dns), Some(ConnectFailure::Dns));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(ConnectFailure::find(&reset), None, "a reset may pass");
+    }
+
+    #[test]
+    fn other_transport_failures_are_described_without_debug_dumps() {
+        let reset: SdkError<PutItemError, Raw> = SdkError::dispatch_failure(
+            aws_sdk_dynamodb::error::ConnectorError::io("connection reset by peer".into()),
+        );
+        assert_eq!(misconfiguration(&reset), None);
+        let e = classify_put(reset);
+        assert!(e.is_retryable());
+        let text = e.to_string();
+        assert!(
+            text.ends_with("dispatch failure: io error: connection reset by peer"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("DispatchFailure") && !text.contains('{'),
+            "{text}"
+        );
+    }
+
     #[test]
     fn keeps_the_sdk_error_as_source_and_names_the_stream() {
         let e = kinesis(

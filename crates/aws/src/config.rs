@@ -221,6 +221,55 @@ mod tests {
         }
     }
 
+    /// A port nothing listens on: the error names the endpoint and the refusal.
+    #[tokio::test]
+    async fn a_refused_connection_names_the_endpoint() {
+        use crate::classify::{ConnectFailure, Misconfiguration, misconfiguration};
+        use aws_sdk_kinesis::config::{Credentials, Region};
+        use aws_sdk_kinesis::error::SdkError;
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .endpoint_url(format!("{endpoint}/"))
+            .load()
+            .await;
+        let err = kinesis_client(&config)
+            .list_streams()
+            .send()
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(
+            misconfiguration(&err),
+            Some(Misconfiguration::Unreachable {
+                endpoint,
+                cause: ConnectFailure::Refused
+            })
+        );
+        // Still an I/O failure to the SDK and the stages' retry logic.
+        match &err {
+            SdkError::DispatchFailure(d) => assert!(d.is_io(), "{err:?}"),
+            other => panic!("expected a dispatch failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn endpoints_are_scheme_and_authority() {
+        assert_eq!(endpoint_of("http://127.0.0.1:1/"), "http://127.0.0.1:1");
+        assert_eq!(
+            endpoint_of("https://kinesis.us-east-1.amazonaws.com/?x=1"),
+            "https://kinesis.us-east-1.amazonaws.com"
+        );
+        assert_eq!(endpoint_of("http://h:2"), "http://h:2");
+    }
+
     #[test]
     fn required_env_names_the_variable() {
         let err = required_env("SLUICE_SURELY_NOT_SET_ANYWHERE").expect_err("unset");

@@ -60,3 +60,33 @@ impl From<sluice_core::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Misconfiguration;
+
+    fn remote(source: Option<sluice_core::error::BoxError>) -> sluice_core::Error {
+        sluice_core::Error::Remote {
+            service: "kinesis",
+            operation: "CreateStream",
+            message: "stream \"s\": …".into(),
+            retryable: true,
+            source,
+        }
+    }
+
+    #[test]
+    fn what_no_wait_fixes_is_not_retryable_here() {
+        let e = Error::from(remote(Some(Box::new(Misconfiguration::NoCredentials))));
+        assert!(matches!(e, Error::Misconfigured { .. }), "{e:?}");
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            Misconfiguration::NoCredentials.to_string(),
+            "the line says what to set"
+        );
+        let e = Error::from(remote(None));
+        assert!(matches!(e, Error::Core(_)) && e.is_retryable(), "{e:?}");
+    }
+}

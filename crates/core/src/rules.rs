@@ -698,6 +698,40 @@ mod tests {
         }
     }
 
+    /// ESC ... BEL (a window title) and DEL in every field, as a string, inside a list,
+    /// as a field name, as a whole line: no error message carries a control character.
+    #[test]
+    fn rule_errors_escape_control_characters_in_every_field() {
+        let hostile = "\u{1b}]0;pwned\u{7}\u{7f}";
+        let base: Value = serde_json::from_str(
+            r#"{"id":"r","kind":"zscore","type":"t","window_seconds":60,"stat":"max","op":">","threshold":1}"#,
+        )
+        .expect("base");
+        let mut lines = Vec::new();
+        for field in FIELDS.iter().chain(["not_a_field", hostile].iter()) {
+            for value in [Value::from(hostile), serde_json::json!([hostile])] {
+                let mut v = base.clone();
+                v[*field] = value;
+                lines.push(v.to_string());
+            }
+        }
+        lines.push(serde_json::json!([hostile]).to_string());
+        lines.push(format!("{{{hostile}"));
+        let mut errors = 0;
+        for line in &lines {
+            if let Err(e) = parse_rules(line) {
+                errors += 1;
+                let text = e.to_string();
+                assert!(!text.chars().any(char::is_control), "{line}: {text:?}");
+            }
+        }
+        assert!(
+            errors >= 2 * FIELDS.len(),
+            "{errors} of {} lines rejected",
+            lines.len()
+        );
+    }
+
     #[test]
     fn threshold_fires_only_past_the_threshold_and_matching_scope() {
         let rules = parse_rules(
