@@ -32,14 +32,29 @@
 //! When the answer does not say how large the request was, `actual` is `max + 1` (a
 //! lower bound).
 //!
+//! ## Misconfiguration
+//! A missing credential, a refused connection or a host name that does not resolve is
+//! not the data's fault and no wait in this process fixes it. [`misconfiguration`]
+//! recognises them anywhere in an error's source chain (the credentials provider's
+//! [`CredentialsError`]; the [`Unreachable`] that the HTTP client of
+//! [`crate::config`] wraps a failed connection in, naming the endpoint), and the
+//! classified message is then that one line (`no AWS credentials found (…)`,
+//! `cannot connect to http://127.0.0.1:1 (connection refused): …`). Startup code fails
+//! fast on them ([`crate::Provisioner`]'s retry and wait loops, `sluice run`'s first
+//! calls: [`crate::Error::Misconfigured`]). The core error stays retryable: a stage
+//! that meets one mid-batch must stop and retry the batch (`batchItemFailures`), not
+//! dead-letter events that are fine.
+//!
 //! Messages quote the stream or table (`kinesis PutRecords failed: stream "sluice-raw":
 //! ResourceNotFoundException: …`). The SDK error is kept as the `source`.
 
 use std::error::Error as StdError;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use sluice_core::Error;
+use sluice_core::error::BoxError;
 
 pub const KINESIS: &str = "kinesis";
 pub const DYNAMODB: &str = "dynamodb";
@@ -319,7 +334,10 @@ where
             code.as_deref().unwrap_or("unknown error"),
             err.message().unwrap_or("(no message)")
         ),
-        _ => DisplayErrorContext(&err).to_string(),
+        _ => match misconfiguration(&err) {
+            Some(m) => m.to_string(),
+            None => chain_text(&err),
+        },
     };
     to_error(
         service,
@@ -364,6 +382,140 @@ pub fn build_error(
         &format!("request could not be built: {err}"),
         Some(Box::new(err)),
     )
+}
+
+/// Why a connection could not be opened (a cause that waiting does not fix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// Nothing listens on the port.
+    Refused,
+    /// The host name does not resolve.
+    Dns,
+    /// No route to the host or network.
+    NoRoute,
+}
+
+impl ConnectFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectFailure::Refused => "connection refused",
+            ConnectFailure::Dns => "DNS lookup failed",
+            ConnectFailure::NoRoute => "no route to host",
+        }
+    }
+
+    /// What to check.
+    pub fn hint(self) -> &'static str {
+        match self {
+            ConnectFailure::Refused => "is the endpoint running?",
+            ConnectFailure::Dns => "is the host name right?",
+            ConnectFailure::NoRoute => "is the network up?",
+        }
+    }
+
+    /// The failure to connect somewhere in `err`'s source chain: an I/O error of kind
+    /// `ConnectionRefused` (or host/network unreachable), or the HTTP connector's
+    /// `dns error` (hyper-util's resolver error, which has no kind of its own).
+    pub fn find(err: &(dyn StdError + 'static)) -> Option<ConnectFailure> {
+        use std::io::ErrorKind;
+        chain(err).find_map(|e| {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                match io.kind() {
+                    ErrorKind::ConnectionRefused => return Some(ConnectFailure::Refused),
+                    ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => {
+                        return Some(ConnectFailure::NoRoute);
+                    }
+                    _ => {}
+                }
+            }
+            (e.source().is_some() && e.to_string() == "dns error").then_some(ConnectFailure::Dns)
+        })
+    }
+}
+
+/// A connection to `endpoint` that could not be opened. The HTTP client of
+/// [`crate::config`] wraps the connector's error in it, so that the error names the
+/// endpoint (the SDK's dispatch failure does not).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to {endpoint} ({})", .cause.as_str())]
+pub struct Unreachable {
+    /// `scheme://host:port` of the request.
+    pub endpoint: String,
+    pub cause: ConnectFailure,
+    #[source]
+    pub source: BoxError,
+}
+
+/// A failure that waiting cannot fix: the environment is wrong. Its message is the
+/// one line to show a user: what is wrong and what to set or check.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Misconfiguration {
+    /// No credentials provider of the chain found any.
+    #[error(
+        "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
+    )]
+    NoCredentials,
+    /// A credentials source is configured but broken (a profile that does not exist,
+    /// a malformed config file).
+    #[error("AWS credentials are misconfigured: {detail}")]
+    Credentials { detail: String },
+    /// The endpoint cannot be reached at all.
+    #[error("cannot connect to {endpoint} ({}): {}", .cause.as_str(), .cause.hint())]
+    Unreachable {
+        endpoint: String,
+        cause: ConnectFailure,
+    },
+}
+
+/// The [`Misconfiguration`] anywhere in `err`'s source chain (an SDK error, a core
+/// error whose source is one, an `anyhow` chain), the outermost first: a credentials
+/// provider that could not reach its own endpoint is a missing credential.
+pub fn misconfiguration(err: &(dyn StdError + 'static)) -> Option<Misconfiguration> {
+    chain(err).find_map(|e| {
+        if let Some(m) = e.downcast_ref::<Misconfiguration>() {
+            return Some(m.clone());
+        }
+        if let Some(c) = e.downcast_ref::<CredentialsError>() {
+            return Some(match c {
+                CredentialsError::InvalidConfiguration(_) | CredentialsError::Unhandled(_) => {
+                    Misconfiguration::Credentials {
+                        detail: chain_text(e),
+                    }
+                }
+                _ => Misconfiguration::NoCredentials,
+            });
+        }
+        e.downcast_ref::<Unreachable>()
+            .map(|u| Misconfiguration::Unreachable {
+                endpoint: u.endpoint.clone(),
+                cause: u.cause,
+            })
+    })
+}
+
+/// `err` and its sources, outermost first.
+fn chain<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(err), |&e| e.source())
+}
+
+/// `err` and its sources as one line joined by `": "`, each by its `Display` (never a
+/// `Debug` dump), leaving out a source whose text the line already holds (wrappers
+/// that repeat their cause).
+pub fn chain_text(err: &(dyn StdError + 'static)) -> String {
+    let mut line = String::new();
+    for e in chain(err) {
+        let text = e.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// The service error code of an SDK error, if the service answered with one.
@@ -615,6 +767,111 @@ mod tests {
         assert!(classify_put(garbled).is_retryable());
         let garbled: SdkError<PutItemError, Raw> = SdkError::response_error("eof", Raw(400));
         assert!(!classify_put(garbled).is_retryable());
+    }
+
+    /// The dispatch failure the SDK reports when the credentials chain found nothing.
+    fn no_credentials(
+        err: aws_credential_types::provider::error::CredentialsError,
+    ) -> SdkError<PutItemError, Raw> {
+        SdkError::dispatch_failure(aws_sdk_dynamodb::error::ConnectorError::other(
+            Box::new(err),
+            None,
+        ))
+    }
+
+    /// What the HTTP client of `config` reports for a refused connection.
+    fn refused(endpoint: &str) -> SdkError<PutItemError, Raw> {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        SdkError::dispatch_failure(aws_sdk_dynamodb::error::ConnectorError::io(Box::new(
+            Unreachable {
+                endpoint: endpoint.into(),
+                cause: ConnectFailure::find(&io).expect("refused"),
+                source: Box::new(io),
+            },
+        )))
+    }
+
+    #[test]
+    fn a_missing_credential_is_one_line_that_says_what_to_set() {
+        use aws_credential_types::provider::error::CredentialsError;
+        for err in [
+            CredentialsError::not_loaded("no providers in chain provided credentials"),
+            CredentialsError::provider_error("IMDS is disabled\nor forbidden"),
+            CredentialsError::provider_timed_out(std::time::Duration::from_secs(5)),
+        ] {
+            let sdk = no_credentials(err);
+            assert_eq!(
+                misconfiguration(&sdk),
+                Some(Misconfiguration::NoCredentials)
+            );
+            let e = classify_put(sdk);
+            assert_eq!(
+                e.to_string(),
+                "dynamodb PutItem failed: table \"sluice-aggregates\": no AWS credentials found \
+                 (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
+            );
+            // Found again through the core error (the CLI and the provisioner look there).
+            assert_eq!(misconfiguration(&e), Some(Misconfiguration::NoCredentials));
+            // A stage meeting it mid-batch retries the batch; it does not dead-letter.
+            assert!(e.is_retryable());
+        }
+        let broken = no_credentials(CredentialsError::invalid_configuration(
+            "profile \"nope\" not found",
+        ));
+        match misconfiguration(&broken) {
+            Some(Misconfiguration::Credentials { detail }) => {
+                assert!(detail.contains("profile \"nope\" not found"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unreachable_endpoint_is_named_with_its_cause() {
+        let e = classify_put(refused("http://127.0.0.1:1"));
+        assert_eq!(
+            misconfiguration(&e),
+            Some(Misconfiguration::Unreachable {
+                endpoint: "http://127.0.0.1:1".into(),
+                cause: ConnectFailure::Refused,
+            })
+        );
+        assert_eq!(
+            misconfiguration(&e).expect("found").to_string(),
+            "cannot connect to http://127.0.0.1:1 (connection refused): is the endpoint running?"
+        );
+        assert!(e.to_string().ends_with(
+            "table \"sluice-aggregates\": cannot connect to http://127.0.0.1:1 (connection refused): is the endpoint running?"
+        ), "{e}");
+        // hyper-util's resolver failure has no I/O kind: its message names it.
+        #[derive(Debug, thiserror::Error)]
+        #[error("dns error")]
+        struct Dns(#[source] std::io::Error);
+        let dns = Dns(std::io::Error::other(
+            "failed to lookup address information",
+        ));
+        assert_eq!(ConnectFailure::find(&dns), Some(ConnectFailure::Dns));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(ConnectFailure::find(&reset), None, "a reset may pass");
+    }
+
+    #[test]
+    fn other_transport_failures_are_described_without_debug_dumps() {
+        let reset: SdkError<PutItemError, Raw> = SdkError::dispatch_failure(
+            aws_sdk_dynamodb::error::ConnectorError::io("connection reset by peer".into()),
+        );
+        assert_eq!(misconfiguration(&reset), None);
+        let e = classify_put(reset);
+        assert!(e.is_retryable());
+        let text = e.to_string();
+        assert!(
+            text.ends_with("dispatch failure: io error: connection reset by peer"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("DispatchFailure") && !text.contains('{'),
+            "{text}"
+        );
     }
 
     #[test]

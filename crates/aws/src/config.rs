@@ -6,10 +6,15 @@
 //! Load the SDK config once per process (it is expensive); clients are cheap.
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_kinesis::config::SharedHttpClient;
+use aws_sdk_kinesis::config::http::HttpRequest;
+use aws_sdk_kinesis::config::{HttpClient, RuntimeComponents, SharedHttpClient};
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_http_client::{Builder, ConnectorBuilder};
+use aws_smithy_runtime_api::client::http::{
+    HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use sluice_core::config::EnvReader;
 
 use crate::error::{Error, Result};
@@ -38,7 +43,13 @@ pub async fn sdk_config_with_endpoint(endpoint: Option<&str>) -> SdkConfig {
 /// exchange aws-lc would prefer. Built as `aws_smithy_runtime`'s `default_https_client`
 /// builds it for the latest behavior version; the loader hands it to every client and
 /// credentials provider, so nothing falls back to "no HTTP client".
+///
+/// Its connections name their endpoint when they cannot be opened ([`NamingClient`]).
 fn https_client() -> SharedHttpClient {
+    SharedHttpClient::new(NamingClient(rustls_ring_client()))
+}
+
+fn rustls_ring_client() -> SharedHttpClient {
     Builder::new().build_with_connector_fn(|settings, components| {
         let mut connector =
             ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
@@ -49,6 +60,85 @@ fn https_client() -> SharedHttpClient {
         connector.set_proxy_config(Some(ProxyConfig::from_env()));
         connector.build()
     })
+}
+
+/// An HTTP client whose connector wraps a failure to connect (refused, DNS, no route)
+/// in a [`crate::classify::Unreachable`] naming the request's endpoint, so that the
+/// error says where it could not connect; the SDK's dispatch failure does not. The
+/// error keeps its kind (I/O), so the SDK's and the stages' retries are unchanged.
+#[derive(Debug)]
+struct NamingClient(SharedHttpClient);
+
+impl HttpClient for NamingClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(NamingConnector(self.0.http_connector(settings, components)))
+    }
+
+    fn validate_base_client_config(
+        &self,
+        runtime_components: &aws_sdk_kinesis::config::RuntimeComponentsBuilder,
+        cfg: &aws_sdk_kinesis::config::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.0.validate_base_client_config(runtime_components, cfg)
+    }
+
+    fn validate_final_config(
+        &self,
+        runtime_components: &RuntimeComponents,
+        cfg: &aws_sdk_kinesis::config::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.0.validate_final_config(runtime_components, cfg)
+    }
+
+    fn connector_metadata(
+        &self,
+    ) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
+}
+
+#[derive(Debug)]
+struct NamingConnector(SharedHttpConnector);
+
+impl HttpConnector for NamingConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let endpoint = endpoint_of(request.uri());
+        let response = self.0.call(request);
+        HttpConnectorFuture::new(
+            async move { response.await.map_err(|e| name_endpoint(e, endpoint)) },
+        )
+    }
+}
+
+/// `scheme://authority` of a request URI (no path, no query).
+fn endpoint_of(uri: &str) -> String {
+    let after_scheme = uri.find("://").map_or(0, |i| i + 3);
+    let end = uri[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(uri.len(), |i| after_scheme + i);
+    uri[..end].to_owned()
+}
+
+/// A failure to connect becomes an I/O error whose source is an `Unreachable` naming
+/// `endpoint` (the original error below it); any other error is left as it is.
+fn name_endpoint(error: ConnectorError, endpoint: String) -> ConnectorError {
+    let Some(cause) = crate::classify::ConnectFailure::find(&error) else {
+        return error;
+    };
+    let connection = error.connection_metadata().cloned();
+    let named = ConnectorError::io(Box::new(crate::classify::Unreachable {
+        endpoint,
+        cause,
+        source: Box::new(error),
+    }));
+    match connection {
+        Some(c) => named.with_connection(c),
+        None => named,
+    }
 }
 
 pub fn kinesis_client(config: &SdkConfig) -> aws_sdk_kinesis::Client {
@@ -129,6 +219,55 @@ mod tests {
             Err(SdkError::DispatchFailure(_)) => {}
             other => panic!("expected a dispatch failure, got {other:?}"),
         }
+    }
+
+    /// A port nothing listens on: the error names the endpoint and the refusal.
+    #[tokio::test]
+    async fn a_refused_connection_names_the_endpoint() {
+        use crate::classify::{ConnectFailure, Misconfiguration, misconfiguration};
+        use aws_sdk_kinesis::config::{Credentials, Region};
+        use aws_sdk_kinesis::error::SdkError;
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .endpoint_url(format!("{endpoint}/"))
+            .load()
+            .await;
+        let err = kinesis_client(&config)
+            .list_streams()
+            .send()
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(
+            misconfiguration(&err),
+            Some(Misconfiguration::Unreachable {
+                endpoint,
+                cause: ConnectFailure::Refused
+            })
+        );
+        // Still an I/O failure to the SDK and the stages' retry logic.
+        match &err {
+            SdkError::DispatchFailure(d) => assert!(d.is_io(), "{err:?}"),
+            other => panic!("expected a dispatch failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn endpoints_are_scheme_and_authority() {
+        assert_eq!(endpoint_of("http://127.0.0.1:1/"), "http://127.0.0.1:1");
+        assert_eq!(
+            endpoint_of("https://kinesis.us-east-1.amazonaws.com/?x=1"),
+            "https://kinesis.us-east-1.amazonaws.com"
+        );
+        assert_eq!(endpoint_of("http://h:2"), "http://h:2");
     }
 
     #[test]

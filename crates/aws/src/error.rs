@@ -19,20 +19,74 @@ pub enum Error {
         last: String,
     },
 
+    /// A remote call failed for a reason that waiting cannot fix (no credentials, an
+    /// endpoint that refuses connections or does not resolve); the message is the one
+    /// line that says what to set or check. Waits and retries end at once on it.
+    #[error("{problem}")]
+    Misconfigured {
+        problem: crate::classify::Misconfiguration,
+        #[source]
+        source: sluice_core::Error,
+    },
+
     /// A remote call failed (already classified, with its retry hint).
     #[error(transparent)]
-    Core(#[from] sluice_core::Error),
+    Core(sluice_core::Error),
 }
 
 impl Error {
     /// Whether trying again later can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::MissingEnv { .. } => false,
+            Error::MissingEnv { .. } | Error::Misconfigured { .. } => false,
             Error::NotReady { .. } => true,
             Error::Core(e) => e.is_retryable(),
         }
     }
 }
 
+/// A core error, as [`Error::Misconfigured`] when no wait can fix it: every `?` on a
+/// remote call of this crate sorts it out.
+impl From<sluice_core::Error> for Error {
+    fn from(error: sluice_core::Error) -> Self {
+        match crate::classify::misconfiguration(&error) {
+            Some(problem) => Error::Misconfigured {
+                problem,
+                source: error,
+            },
+            None => Error::Core(error),
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Misconfiguration;
+
+    fn remote(source: Option<sluice_core::error::BoxError>) -> sluice_core::Error {
+        sluice_core::Error::Remote {
+            service: "kinesis",
+            operation: "CreateStream",
+            message: "stream \"s\": …".into(),
+            retryable: true,
+            source,
+        }
+    }
+
+    #[test]
+    fn what_no_wait_fixes_is_not_retryable_here() {
+        let e = Error::from(remote(Some(Box::new(Misconfiguration::NoCredentials))));
+        assert!(matches!(e, Error::Misconfigured { .. }), "{e:?}");
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            Misconfiguration::NoCredentials.to_string(),
+            "the line says what to set"
+        );
+        let e = Error::from(remote(None));
+        assert!(matches!(e, Error::Core(_)) && e.is_retryable(), "{e:?}");
+    }
+}

@@ -5,6 +5,10 @@
 //! on-demand (`PAY_PER_REQUEST`) with string keys, and get TTL on their TTL attribute.
 //! The alerts table gets its index by window ([`INDEXES`]); a table created before the
 //! index existed gets it added (`UpdateTable`), and is ready once the index is ACTIVE.
+//!
+//! Only what waiting fixes is waited for (a resource in CREATING, throttling, a stream
+//! limit); a missing credential or an unreachable endpoint ends provisioning at the
+//! first call with [`Error::Misconfigured`].
 
 use std::time::{Duration, Instant};
 
@@ -167,9 +171,11 @@ impl Provisioner {
                     return Ok(false);
                 }
                 Err(e) => {
-                    let error = classify::kinesis("CreateStream", name, e);
+                    // A stream limit or throttling passes; a missing credential or an
+                    // endpoint that refuses connections does not (Error::Misconfigured).
+                    let error = Error::from(classify::kinesis("CreateStream", name, e));
                     if !error.is_retryable() || started.elapsed() >= self.timeout {
-                        return Err(error.into());
+                        return Err(error);
                     }
                     attempt += 1;
                     retry.sleep(attempt.min(6)).await;

@@ -60,7 +60,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // A usage error quotes the argument it rejects: escaped like any error.
+            let text = e.render().to_string();
+            for line in text.lines() {
+                eprintln!("{}", output::terminal_safe(line));
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+        // --help and --version.
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,8 +103,22 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error as the one line `sluice` prints for it: a cause that no wait fixes (no
+/// credentials, an endpoint that refuses connections) alone, as it says what to set;
+/// otherwise the chain of causes joined by `": "`, each by its `Display` (never a
+/// `Debug` dump). Control characters anywhere in it, a newline too, are escaped
+/// (`\n`, `\x1b`): whatever an error quotes cannot drive the terminal or break the line.
+fn error_line(e: &anyhow::Error) -> String {
+    let e: &(dyn std::error::Error + 'static) = e.as_ref();
+    let text = match sluice_aws::classify::misconfiguration(e) {
+        Some(problem) => problem.to_string(),
+        None => sluice_aws::classify::chain_text(e),
+    };
+    output::terminal_safe(&text).into_owned()
 }

@@ -4,14 +4,19 @@
 use crate::connect::Connection;
 
 /// An adapter error as one line for the user: what was being done, what to do about
-/// it when the cause is recognisable (a missing stream or table: `sluice setup`; no
-/// credentials; an endpoint that does not answer), then the error itself. The adapters' messages
+/// it when the cause is recognisable (a missing stream or table: `sluice setup`; an
+/// endpoint that does not answer), then the error itself. The adapters' messages
 /// already carry the service's error code and message, so the SDK's own cause chain
-/// (which repeats them) is left out of the line.
+/// (which repeats them) is left out of the line. A cause that no wait fixes (no
+/// credentials, a refused connection: [`sluice_aws::classify::Misconfiguration`]) is
+/// the whole line: what was being done does not matter then.
 pub fn explain<E>(err: E, doing: &str, conn: &Connection) -> anyhow::Error
 where
     E: std::error::Error + Send + Sync + 'static,
 {
+    if let Some(problem) = sluice_aws::classify::misconfiguration(&err) {
+        return anyhow::Error::new(problem);
+    }
     let text = err.to_string();
     let hint = if text.contains("ResourceNotFoundException") {
         format!(
@@ -19,10 +24,6 @@ where
             conn.prefix,
             setup_command(conn)
         )
-    } else if text.contains("loading credentials") {
-        " (no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or a profile; \
-         local endpoints take any, e.g. test/test)"
-            .to_owned()
     } else if text.to_ascii_lowercase().contains("dispatch failure") {
         format!(
             " (no answer from {}: is it running? set --endpoint URL or AWS_ENDPOINT_URL)",
@@ -121,15 +122,13 @@ mod tests {
             "{down:#}"
         );
         let anonymous = explain(
-            std::io::Error::other(
-                "dispatch failure: other: an error occurred while loading credentials",
-            ),
+            sluice_aws::classify::Misconfiguration::NoCredentials,
             "reading",
             &conn("sluice", None),
         );
-        assert!(
-            format!("{anonymous:#}").contains("no AWS credentials"),
-            "{anonymous:#}"
+        assert_eq!(
+            format!("{anonymous:#}"),
+            "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
         );
         assert_eq!(setup_command(&conn("sluice", None)), "sluice setup");
     }

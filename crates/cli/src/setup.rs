@@ -64,7 +64,14 @@ pub fn parse_reference(text: &str) -> Result<Vec<(String, Attrs)>, String> {
             continue;
         }
         let parsed: ReferenceLine = serde_json::from_str(trimmed)
-            .map_err(|e| format!("reference on line {}: {e}", n + 1))?;
+            // serde quotes an unknown field as it is: escaped.
+            .map_err(|e| {
+                format!(
+                    "reference on line {}: {}",
+                    n + 1,
+                    crate::output::terminal_safe(&e.to_string())
+                )
+            })?;
         if parsed.key.is_empty() {
             return Err(format!("reference on line {}: empty key", n + 1));
         }
@@ -76,8 +83,9 @@ pub fn parse_reference(text: &str) -> Result<Vec<(String, Attrs)>, String> {
                 serde_json::Value::Bool(b) => b.to_string(),
                 other => {
                     return Err(format!(
-                        "reference on line {}: attribute {name:?} is {other}, not a string, number or boolean",
-                        n + 1
+                        "reference on line {}: attribute {name:?} is {}, not a string, number or boolean",
+                        n + 1,
+                        crate::output::terminal_safe(&other.to_string())
                     ));
                 }
             };

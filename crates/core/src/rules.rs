@@ -184,6 +184,22 @@ impl<'de> Deserialize<'de> for Rule {
     }
 }
 
+/// Text that may quote a rule's own bytes (serde's message quotes an unknown variant
+/// or field as it is; serde_json writes DEL and C1 controls of a value raw), with every
+/// control character escaped as `{:?}` escapes it (`\u{1b}`, `\n`), the rest as it is:
+/// an error message never carries a terminal escape sequence out of a rules file.
+fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 const FIELDS: [&str; 14] = [
     "id",
     "kind",
@@ -219,9 +235,16 @@ impl Fields<'_> {
     fn optional<T: serde::de::DeserializeOwned>(&self, field: &str) -> Result<Option<T>> {
         match self.map.get(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => T::deserialize(v)
-                .map(Some)
-                .map_err(|e| self.invalid(field, format!("{e} (got {v})"))),
+            Some(v) => T::deserialize(v).map(Some).map_err(|e| {
+                self.invalid(
+                    field,
+                    format!(
+                        "{} (got {})",
+                        escaped(&e.to_string()),
+                        escaped(&v.to_string())
+                    ),
+                )
+            }),
         }
     }
 
@@ -245,7 +268,10 @@ impl Rule {
             return Err(Error::InvalidRule {
                 rule: named(None),
                 field: "(rule)".into(),
-                reason: format!("a rule is a JSON object, got {value}"),
+                reason: format!(
+                    "a rule is a JSON object, got {}",
+                    escaped(&value.to_string())
+                ),
             });
         };
         let fields = Fields {
@@ -254,7 +280,7 @@ impl Rule {
         };
         if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(fields.invalid(
-                unknown,
+                &escaped(unknown),
                 format!("unknown field; rule fields are {}", FIELDS.join(", ")),
             ));
         }
@@ -625,7 +651,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>> {
         let value: Value = serde_json::from_str(trimmed).map_err(|e| Error::InvalidRule {
             rule: location.clone(),
             field: "(rule)".into(),
-            reason: format!("not JSON: {e}"),
+            reason: format!("not JSON: {}", escaped(&e.to_string())),
         })?;
         let rule = Rule::from_json(&value, &location)?;
         if rules.iter().any(|r| r.id == rule.id) {
@@ -670,6 +696,40 @@ mod tests {
             Error::InvalidRule { field, .. } => field,
             other => panic!("not a rule error: {other}"),
         }
+    }
+
+    /// ESC ... BEL (a window title) and DEL in every field, as a string, inside a list,
+    /// as a field name, as a whole line: no error message carries a control character.
+    #[test]
+    fn rule_errors_escape_control_characters_in_every_field() {
+        let hostile = "\u{1b}]0;pwned\u{7}\u{7f}";
+        let base: Value = serde_json::from_str(
+            r#"{"id":"r","kind":"zscore","type":"t","window_seconds":60,"stat":"max","op":">","threshold":1}"#,
+        )
+        .expect("base");
+        let mut lines = Vec::new();
+        for field in FIELDS.iter().chain(["not_a_field", hostile].iter()) {
+            for value in [Value::from(hostile), serde_json::json!([hostile])] {
+                let mut v = base.clone();
+                v[*field] = value;
+                lines.push(v.to_string());
+            }
+        }
+        lines.push(serde_json::json!([hostile]).to_string());
+        lines.push(format!("{{{hostile}"));
+        let mut errors = 0;
+        for line in &lines {
+            if let Err(e) = parse_rules(line) {
+                errors += 1;
+                let text = e.to_string();
+                assert!(!text.chars().any(char::is_control), "{line}: {text:?}");
+            }
+        }
+        assert!(
+            errors >= 2 * FIELDS.len(),
+            "{errors} of {} lines rejected",
+            lines.len()
+        );
     }
 
     #[test]
