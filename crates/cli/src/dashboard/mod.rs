@@ -265,6 +265,110 @@ mod tests {
         (p, d)
     }
 
+    /// Writes `groups` groups (key, type) with `windows` 60 s windows each into a demo's
+    /// table, as the aggregate stage would have.
+    async fn fill(p: &InProcess, groups: usize, windows: usize) {
+        use sluice_core::aggregate::AggState;
+        use sluice_core::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
+        use sluice_core::ports::AggregateStore;
+        use sluice_core::window::WindowSpec;
+        let mut batch = Vec::new();
+        for g in 0..groups {
+            for w in 0..windows {
+                let mut state = AggState::EMPTY;
+                for v in 0..=(g % 7 + w % 3) {
+                    state.push(v as f64);
+                }
+                let mut item = AggregateItem::new(ItemKey {
+                    group: GroupKey {
+                        key: format!("account-{g:06}"),
+                        metric: "amount".into(),
+                    },
+                    window: WindowSpec::tumbling(60),
+                    start_ms: DEFAULT_START_MS + w as i64 * 60_000,
+                });
+                item.state = state;
+                item.version = 1;
+                batch.push(ItemWrite {
+                    item,
+                    expected_version: 0,
+                    sealed_page: Vec::new(),
+                });
+                if batch.len() == 25 {
+                    p.store.commit(&batch, None).await.expect("commit");
+                    batch.clear();
+                }
+            }
+        }
+        if !batch.is_empty() {
+            p.store.commit(&batch, None).await.expect("commit");
+        }
+    }
+
+    /// Resident memory now and at its peak since the last reset, bytes (Linux).
+    fn rss() -> (u64, u64) {
+        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        let kb = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in /proc/self/status"))
+                * 1024
+        };
+        (kb("VmRSS:"), kb("VmHWM:"))
+    }
+
+    /// Resets the peak resident memory to the current one (Linux).
+    fn reset_peak() {
+        std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS");
+    }
+
+    /// Issue 15's measurement, by hand: `/api/overview` over 200,000 groups of 10
+    /// windows, one request and ten at once. Prints time and resident memory added:
+    /// cargo test -p sluice --bin sluice overview_cost -- --ignored --nocapture
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement: builds 2,000,000 items"]
+    async fn overview_cost_over_200000_groups() {
+        let template = Template::parse(BUNDLED_TEMPLATE).expect("template");
+        let p = InProcess::build(
+            &template,
+            Scenario::Payments.reference(),
+            Scenario::Payments.rules(),
+            None,
+        )
+        .expect("pipeline");
+        fill(&p, 200_000, 10).await;
+        let d = Dashboard::new(
+            Source::Demo(DemoSource::of(&p, "cost".into())),
+            Duration::ZERO,
+        );
+        for parallel in [1usize, 10] {
+            let (before, _) = rss();
+            reset_peak();
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..parallel)
+                .map(|_| {
+                    let d = d.clone();
+                    tokio::spawn(async move { d.handle(get("/api/overview")).await })
+                })
+                .collect();
+            let mut bytes = 0;
+            for t in tasks {
+                let r = t.await.expect("task");
+                assert_eq!(r.status, 200);
+                bytes = r.body.len();
+            }
+            let took = started.elapsed();
+            let (after, peak) = rss();
+            println!(
+                "overview x{parallel}: {took:?} in all, body {bytes} B, peak RSS +{} MB, after +{} MB",
+                peak.saturating_sub(before) / 1_000_000,
+                after.saturating_sub(before) / 1_000_000
+            );
+        }
+    }
+
     fn get(path: &str) -> Request {
         http::parse_head(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes()).expect("request")
     }
