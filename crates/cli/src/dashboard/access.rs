@@ -97,7 +97,7 @@ impl Access {
         };
         let name = host_name(host)
             .ok_or_else(|| Response::text(400, &format!("Host {host:?} is not NAME[:PORT]")))?;
-        if self.names.iter().any(|n| *n == name) || (self.any_ip && is_ip_literal(&name)) {
+        if self.names.contains(&name) || (self.any_ip && is_ip_literal(&name)) {
             return Ok(());
         }
         Err(Response::text(

@@ -13,10 +13,13 @@ use tokio::sync::Mutex;
 /// Distinct queries kept at most (the page asks for one per window size it shows).
 const KEPT: usize = 8;
 
+/// A query's serialized answer and when it was computed.
+type Kept<K> = (K, Instant, Arc<[u8]>);
+
 /// The serialized answers by query, with when each was computed.
 pub struct Snapshots<K> {
     refresh: Duration,
-    kept: Mutex<Vec<(K, Instant, Arc<[u8]>)>>,
+    kept: Mutex<Vec<Kept<K>>>,
 }
 
 impl<K: PartialEq> Snapshots<K> {
@@ -65,12 +68,10 @@ mod tests {
     use super::*;
 
     /// Counts computations; each takes 50 ms and answers its number.
-    fn counting(computed: &AtomicUsize) -> impl Future<Output = Result<Vec<u8>, Infallible>> + '_ {
-        async move {
-            let n = computed.fetch_add(1, Ordering::SeqCst) + 1;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok(n.to_string().into_bytes())
-        }
+    async fn counting(computed: &AtomicUsize) -> Result<Vec<u8>, Infallible> {
+        let n = computed.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(n.to_string().into_bytes())
     }
 
     /// On one thread the ten requests are all polled (and wait for the lock) before
