@@ -387,7 +387,7 @@ mod tests {
 
     /// 3,000 groups of 8 windows: the answer lists `top` groups of `points` windows
     /// with the count of all groups, and the second pass holds no more windows than
-    /// that (the first held every group's windows: 440 MB at 200,000 groups).
+    /// that (one pass over every group's windows once held them all: 440 MB at 200,000).
     #[test]
     fn the_charts_and_their_memory_are_bounded_by_top_and_points() {
         let minute = |m: i64| sluice_core::time::format_rfc3339(1_767_225_600_000 + m * 60_000);
