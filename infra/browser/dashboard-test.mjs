@@ -14,8 +14,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 const [bin, screenshot] = process.argv.slice(2);
 if (!bin) throw new Error("usage: node dashboard-test.mjs SLUICE_BIN [SCREENSHOT.png]");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+// With a token, so the page is checked passing it on to its API calls (as it must on a
+// non-loopback --bind).
+const TOKEN = "dashboard-test-token";
 const DEMO = ["demo", "--scenario", "payments", "--events", "3000", "--seed", "7",
-  "--rules", join(here, "rules.jsonl"), "--json", "--serve", "0"];
+  "--rules", join(here, "rules.jsonl"), "--json", "--serve", "0", "--token", TOKEN];
 const RULE_IDS = ["dash-large-payment", "dash-busy-account"];
 
 const fmt = x => Number.isInteger(x) ? x.toLocaleString("en-US") : (() => {
@@ -48,13 +51,15 @@ function startDemo() {
 }
 
 async function api(url, path) {
-  const r = await fetch(new URL(path, url));
+  const r = await fetch(new URL(path, url), { headers: { Authorization: `Bearer ${TOKEN}` } });
   assert.equal(r.status, 200, `${path}: HTTP ${r.status}`);
   return r.json();
 }
 
 const { child, url, lines } = await startDemo();
 console.error(`dashboard test: demo serving at ${url} (pid ${child.pid})`);
+const origin = new URL(url).origin;
+assert.equal(new URL(url).searchParams.get("token"), TOKEN, `the URL printed carries the token: ${url}`);
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
   args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
@@ -66,7 +71,7 @@ try {
   page.on("pageerror", e => problems.push(`page error: ${e.message}`));
   page.on("console", m => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
   page.on("request", r => {
-    if (!r.url().startsWith(url) && !r.url().startsWith("data:")) problems.push(`external request: ${r.url()}`);
+    if (!r.url().startsWith(origin + "/") && !r.url().startsWith("data:")) problems.push(`external request: ${r.url()}`);
   });
   await page.goto(url);
   // Two refreshes: the first render and one by the page's own timer.
@@ -74,6 +79,8 @@ try {
   assert.deepEqual(problems, []);
   assert.equal(await page.getAttribute("body", "data-error"), null);
 
+  // Without the token the API refuses; the page got its answers, so it sent it.
+  assert.equal((await fetch(new URL("/api/overview", url))).status, 401);
   const overview = await api(url, "/api/overview");
   const summary = lines.find(l => l.kind === "summary");
   assert.equal(overview.totals.events_in, summary.events_in);

@@ -195,4 +195,17 @@ async fn the_dashboard_serves_a_deployment_as_the_commands_print_it() {
     assert!(
         reply.starts_with("HTTP/1.1 200 OK") && reply.contains("<title>Sluice dashboard</title>")
     );
+    // A DNS-rebinding page (its own name re-resolved to 127.0.0.1) sends that name as
+    // Host: the deployment's numbers are not given to it.
+    let port = host.rsplit(':').next().expect("port");
+    let mut s = TcpStream::connect(host).expect("connect");
+    write!(
+        s,
+        "GET /api/overview HTTP/1.1\r\nHost: attacker.example:{port}\r\n\r\n"
+    )
+    .expect("send");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("read");
+    assert!(reply.starts_with("HTTP/1.1 403 Forbidden"), "{reply}");
+    assert!(!reply.contains("sensor-1"), "{reply}");
 }

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::json;
+use sluice_core::item::AggregateView;
 use sluice_core::ports::{Clock, ShardSource, SystemClock};
 use sluice_local::clock::ManualClock;
 use sluice_local::ledger::MemoryLedger;
@@ -12,9 +13,16 @@ use sluice_local::query::{MemoryAggregateReader, MemoryAlertReader};
 use sluice_local::store::{MemoryAggregateStore, MemoryAlerts};
 use sluice_local::streams::MemoryStreams;
 
-use super::overview::{self, Busiest, DeadLetters, Overview, StageRow};
+use super::overview::{self, DeadLetters, Overview, StageRow, Views};
 use crate::digest::DeadLetterDigest;
 use crate::pipeline::{InProcess, Latencies, Stats};
+
+/// The demo's table, read in place (under its lock, one view at a time) once per pass.
+impl Views for MemoryAggregateStore {
+    fn each(&self, f: &mut dyn FnMut(&AggregateView)) {
+        self.for_each_view(|v| f(&v));
+    }
+}
 
 struct DemoStage {
     name: &'static str,
@@ -71,8 +79,6 @@ impl DemoSource {
     }
 
     pub async fn overview(&self, window: Option<i64>, top: usize, points: usize) -> Overview {
-        let mut busiest = Busiest::new(points);
-        self.store.for_each_view(|v| busiest.feed(&v));
         let dead_letters = {
             let digest = self
                 .dead_letters
@@ -101,7 +107,7 @@ impl DemoSource {
                 "late": ledger.late,
                 "alerts": self.alerts.alerts().len(),
             })),
-            charts: overview::charts(busiest, window, top),
+            charts: overview::charts(self.store.as_ref(), window, top, points),
             dead_letters,
             stages: overview::Stages {
                 rows,

@@ -10,13 +10,14 @@ use anyhow::Result;
 use sluice_aws::KinesisShardSource;
 use sluice_aws::dynamodb::{DynamoAggregateReader, DynamoAlertReader};
 use sluice_core::dead_letter::DeadLetter;
+use sluice_core::item::AggregateView;
 use sluice_core::ports::{Clock, ShardSource, SystemClock};
 use sluice_core::query::{AggregateQuery, AggregateReader, MAX_LIMIT};
 use sluice_core::resources;
 use sluice_core::time::format_rfc3339;
 use tokio::sync::Mutex;
 
-use super::overview::{self, Busiest, DeadLetters, Overview, StageRow};
+use super::overview::{self, DeadLetters, Overview, StageRow};
 use crate::connect::Connection;
 use crate::pipeline::STAGES;
 
@@ -107,9 +108,10 @@ impl DeploymentSource {
         &self.alerts
     }
 
-    /// Feeds the first [`AGGREGATE_READS`] pages of the aggregates table to `busiest`;
-    /// returns whether that was the whole table.
-    async fn read_aggregates(&self, busiest: &mut Busiest) -> sluice_core::Result<bool> {
+    /// Adds the first [`AGGREGATE_READS`] pages of the aggregates table to `views` (at
+    /// most [`AGGREGATE_READS`] × [`MAX_LIMIT`]); returns whether that was the whole
+    /// table.
+    async fn read_aggregates(&self, views: &mut Vec<AggregateView>) -> sluice_core::Result<bool> {
         let mut query = AggregateQuery {
             key: None,
             metric: None,
@@ -121,7 +123,7 @@ impl DeploymentSource {
         };
         for _ in 0..AGGREGATE_READS {
             let page = self.aggregates.aggregates(&query).await?;
-            page.items.iter().for_each(|v| busiest.feed(v));
+            views.extend(page.items);
             match page.next {
                 Some(next) => query.after = Some(next),
                 None => return Ok(true),
@@ -131,8 +133,8 @@ impl DeploymentSource {
     }
 
     pub async fn overview(&self, window: Option<i64>, top: usize, points: usize) -> Overview {
-        let mut busiest = Busiest::new(points);
-        let note = match self.read_aggregates(&mut busiest).await {
+        let mut views = Vec::new();
+        let note = match self.read_aggregates(&mut views).await {
             Ok(true) => None,
             Ok(false) => Some(format!(
                 "charted from the first {AGGREGATE_READS} reads of {} (a bounded read per refresh; the table holds more)",
@@ -140,7 +142,8 @@ impl DeploymentSource {
             )),
             Err(e) => Some(format!("cannot read {}: {e}", self.aggregates_table)),
         };
-        let mut charts = overview::charts(busiest, window, top);
+        let mut charts = overview::charts(&views[..], window, top, points);
+        drop(views);
         charts.note = note;
         let dead_letters = self.dead_letters().await;
         let rows = self

@@ -1,7 +1,8 @@
 //! A small HTTP/1.1 server for the dashboard: GET (and HEAD) only, one request per
-//! connection (`Connection: close`), bounded request size. It serves one page and a few
-//! JSON endpoints to a browser on the same machine, so it keeps the dependency tree to
-//! tokio alone instead of pulling a web framework.
+//! connection (`Connection: close`), bounded request size, and every request checked
+//! by an [`Access`] (Host header, token) before it is routed. It serves one page and a
+//! few JSON endpoints to a browser, so it keeps the dependency tree to tokio alone
+//! instead of pulling a web framework.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,18 +11,23 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::access::Access;
+
 /// The most a request head may take (request line and headers).
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long a client may take to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A parsed request: method, path (percent-decoded) and query parameters in the order
-/// given (a repeated name is kept twice: the query API refuses it by name).
+/// A parsed request: method, path (percent-decoded), query parameters in the order
+/// given (a repeated name is kept twice: the query API refuses it by name), the HTTP
+/// version and the headers (names in lowercase, values trimmed, in the order given).
 #[derive(Debug, PartialEq)]
 pub struct Request {
     pub method: String,
     pub path: String,
     pub params: Vec<(String, String)>,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Request {
@@ -32,22 +38,38 @@ impl Request {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// Every value of a header (`name` in lowercase).
+    pub fn header<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
-/// What a handler answers.
+/// What a handler answers. The body is shared: a cached overview is sent to every
+/// request without a copy.
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
-    pub body: Vec<u8>,
+    /// Headers besides the ones every response has (`Allow`, `WWW-Authenticate`).
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Arc<[u8]>,
 }
 
 impl Response {
     pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self::shared_json(status, body.into().into())
+    }
+
+    pub fn shared_json(status: u16, body: Arc<[u8]>) -> Self {
         Response {
             status,
             content_type: "application/json",
-            body: body.into(),
+            headers: Vec::new(),
+            body,
         }
     }
 
@@ -55,7 +77,18 @@ impl Response {
         Response {
             status: 200,
             content_type: "text/html; charset=utf-8",
-            body: body.into(),
+            headers: Vec::new(),
+            body: body.into().into(),
+        }
+    }
+
+    /// A short plain-text reason, for refusals a person reads in the browser.
+    pub fn text(status: u16, reason: &str) -> Self {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: format!("{reason}\n").into_bytes().into(),
         }
     }
 
@@ -63,15 +96,25 @@ impl Response {
     pub fn error(status: u16, message: &str) -> Self {
         Self::json(status, serde_json::json!({ "error": message }).to_string())
     }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
 }
 
+/// The reason phrase of every status this server sends (RFC 9110's names; 431 is RFC
+/// 6585's).
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
-        413 => "Request Header Fields Too Large",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
@@ -82,17 +125,18 @@ fn reason_phrase(status: u16) -> &'static str {
 /// Why a request head could not be read.
 #[derive(Debug, PartialEq)]
 pub enum BadRequest {
-    /// Not `METHOD TARGET HTTP/1.x`.
+    /// Not `METHOD TARGET HTTP/1.x`, or a header line without a colon.
     Malformed(String),
     TooLarge,
 }
 
-/// Parses the request line of a head (headers are not needed: no bodies, no
+/// Parses a request head: the request line and the headers (no bodies, no
 /// keep-alive). The target's path and query are percent-decoded; `+` in the query is a
 /// space, as browsers encode forms.
 pub fn parse_head(head: &[u8]) -> Result<Request, BadRequest> {
     let text = String::from_utf8_lossy(head);
-    let line = text.lines().next().unwrap_or_default();
+    let mut lines = text.lines();
+    let line = lines.next().unwrap_or_default();
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -115,10 +159,21 @@ pub fn parse_head(head: &[u8]) -> Result<Request, BadRequest> {
             (decode(k, true), decode(v, true))
         })
         .collect();
+    let mut headers = Vec::new();
+    for line in lines.take_while(|l| !l.is_empty()) {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(BadRequest::Malformed(format!(
+                "header line {line:?} is not NAME: VALUE"
+            )));
+        };
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
     Ok(Request {
         method: method.to_owned(),
         path: decode(path, false),
         params,
+        version: version.to_owned(),
+        headers,
     })
 }
 
@@ -167,23 +222,63 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Result<Vec<u8>, Ba
     }
 }
 
-/// The bytes of a response: status line, headers, body (omitted for HEAD).
-pub fn encode(response: &Response, head_only: bool) -> Vec<u8> {
+/// The status line and headers of a response (the body follows, but not for HEAD).
+pub fn encode_head(response: &Response) -> Vec<u8> {
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n",
         response.status,
         reason_phrase(response.status),
         response.content_type,
         response.body.len()
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(&response.body);
+    );
+    for (name, value) in &response.headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
     }
-    out
+    out.push_str("\r\n");
+    out.into_bytes()
 }
 
-async fn serve_connection<H, F>(mut stream: TcpStream, handler: Arc<H>) -> std::io::Result<()>
+/// The answer to a head: refused when it is malformed, too large or not allowed by
+/// `access`, else the handler's (for GET and HEAD). Also returns whether to omit the
+/// body (HEAD).
+async fn answer<H, F>(
+    head: Result<Vec<u8>, BadRequest>,
+    access: &Access,
+    handler: &H,
+) -> (Response, bool)
+where
+    H: Fn(Request) -> F,
+    F: Future<Output = Response>,
+{
+    let mut req = match head.and_then(|h| parse_head(&h)) {
+        Err(BadRequest::TooLarge) => {
+            let limit = format!("request head larger than {MAX_HEAD_BYTES} bytes");
+            return (Response::error(431, &limit), false);
+        }
+        Err(BadRequest::Malformed(m)) => return (Response::error(400, &m), false),
+        Ok(req) => req,
+    };
+    if let Err(refused) = access.check(&mut req) {
+        return (refused, req.method == "HEAD");
+    }
+    match req.method.as_str() {
+        "GET" | "HEAD" => {
+            let head_only = req.method == "HEAD";
+            (handler(req).await, head_only)
+        }
+        _ => (
+            Response::error(405, &format!("method {:?}: only GET and HEAD", req.method))
+                .with_header("Allow", "GET, HEAD"),
+            false,
+        ),
+    }
+}
+
+async fn serve_connection<H, F>(
+    mut stream: TcpStream,
+    access: Arc<Access>,
+    handler: Arc<H>,
+) -> std::io::Result<()>
 where
     H: Fn(Request) -> F + Send + Sync + 'static,
     F: Future<Output = Response> + Send,
@@ -192,35 +287,28 @@ where
         Ok(head) => head?,
         Err(_) => return Ok(()),
     };
-    let (response, head_only) = match head.and_then(|h| parse_head(&h)) {
-        Err(BadRequest::TooLarge) => (Response::error(413, "request head too large"), false),
-        Err(BadRequest::Malformed(m)) => (Response::error(400, &m), false),
-        Ok(req) if req.method == "GET" || req.method == "HEAD" => {
-            let head_only = req.method == "HEAD";
-            (handler(req).await, head_only)
-        }
-        Ok(req) => (
-            Response::error(405, &format!("method {:?}: only GET", req.method)),
-            false,
-        ),
-    };
-    stream.write_all(&encode(&response, head_only)).await?;
+    let (response, head_only) = answer(head, &access, handler.as_ref()).await;
+    stream.write_all(&encode_head(&response)).await?;
+    if !head_only {
+        stream.write_all(&response.body).await?;
+    }
     stream.shutdown().await
 }
 
 /// Accepts connections until the task is dropped, each served on its own task.
-pub async fn serve<H, F>(listener: TcpListener, handler: H)
+pub async fn serve<H, F>(listener: TcpListener, access: Access, handler: H)
 where
     H: Fn(Request) -> F + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
     let handler = Arc::new(handler);
+    let access = Arc::new(access);
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let handler = handler.clone();
+                let (access, handler) = (access.clone(), handler.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = serve_connection(stream, handler).await {
+                    if let Err(e) = serve_connection(stream, access, handler).await {
                         tracing::debug!(error = %e, "dashboard connection ended early");
                     }
                 });
@@ -270,40 +358,97 @@ mod tests {
     }
 
     #[test]
-    fn a_response_has_its_length_and_no_body_for_head() {
-        let r = Response::json(200, "{}");
-        let full = String::from_utf8(encode(&r, false)).expect("utf8");
-        assert!(full.starts_with("HTTP/1.1 200 OK\r\n"), "{full}");
-        assert!(full.contains("Content-Length: 2\r\n"), "{full}");
-        assert!(full.ends_with("\r\n\r\n{}"), "{full}");
-        let head = String::from_utf8(encode(&r, true)).expect("utf8");
-        assert!(head.ends_with("\r\n\r\n"), "{head}");
+    fn headers_are_parsed_with_lowercase_names() {
+        let req =
+            parse_head(b"GET / HTTP/1.0\r\nHost: Example:80\r\nX-A:  b c \r\nx-a: d\r\n\r\nbody")
+                .expect("parse");
+        assert_eq!(req.version, "HTTP/1.0");
+        assert_eq!(req.header("host").collect::<Vec<_>>(), ["Example:80"]);
+        assert_eq!(req.header("x-a").collect::<Vec<_>>(), ["b c", "d"]);
+        assert!(matches!(
+            parse_head(b"GET / HTTP/1.1\r\nno colon here\r\n\r\n"),
+            Err(BadRequest::Malformed(m)) if m.contains("\"no colon here\"")
+        ));
+    }
+
+    #[test]
+    fn a_response_has_its_length_and_extra_headers() {
+        let r = Response::json(200, "{}").with_header("Allow", "GET, HEAD");
+        let head = String::from_utf8(encode_head(&r)).expect("utf8");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("Content-Length: 2\r\n"), "{head}");
+        assert!(head.ends_with("\r\nAllow: GET, HEAD\r\n\r\n"), "{head}");
+    }
+
+    /// Each status has its own phrase (the 413 once read "Request Header Fields Too
+    /// Large", which is 431's).
+    #[test]
+    fn every_status_has_its_own_reason_phrase() {
+        let names = [
+            (200, "OK"),
+            (400, "Bad Request"),
+            (401, "Unauthorized"),
+            (403, "Forbidden"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (413, "Content Too Large"),
+            (431, "Request Header Fields Too Large"),
+            (500, "Internal Server Error"),
+            (502, "Bad Gateway"),
+            (503, "Service Unavailable"),
+        ];
+        for (status, name) in names {
+            assert_eq!(reason_phrase(status), name, "{status}");
+        }
+    }
+
+    /// Sends `request` to `addr` and reads the whole answer.
+    async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request).await.expect("write");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.expect("read");
+        reply
     }
 
     #[tokio::test]
-    async fn a_server_answers_over_tcp() {
+    async fn a_server_answers_over_tcp_and_refuses_what_it_does_not_serve() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(serve(listener, |req: Request| async move {
+        let access = Access::new(addr.ip(), &[], None);
+        let server = tokio::spawn(serve(listener, access, |req: Request| async move {
             Response::json(200, format!("{{\"path\":{:?}}}", req.path))
         }));
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream
-            .write_all(b"GET /api/x%20y HTTP/1.1\r\nHost: a\r\n\r\n")
-            .await
-            .expect("write");
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).await.expect("read");
+        let reply = exchange(addr, b"GET /api/x%20y HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
         assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
         assert!(reply.ends_with("{\"path\":\"/api/x y\"}"), "{reply}");
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream
-            .write_all(b"POST / HTTP/1.1\r\n\r\n")
-            .await
-            .expect("write");
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).await.expect("read");
-        assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
+        let reply = exchange(addr, b"HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+        assert!(
+            reply.starts_with("HTTP/1.1 200 OK") && reply.ends_with("\r\n\r\n"),
+            "{reply}"
+        );
+
+        let reply = exchange(addr, b"POST / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+        assert!(
+            reply.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{reply}"
+        );
+        assert!(reply.contains("\r\nAllow: GET, HEAD\r\n"), "{reply}");
+
+        let reply = exchange(addr, b"GET / HTTP/1.1\r\nHost: attacker.example\r\n\r\n").await;
+        assert!(reply.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{reply}");
+        assert!(reply.contains("Content-Type: text/plain"), "{reply}");
+        assert!(!reply.contains("path"), "{reply}");
+
+        // Too large a head (read_head stops reading past MAX_HEAD_BYTES).
+        let handler = |_: Request| async { Response::json(200, "{}") };
+        let access = Access::new(addr.ip(), &[], None);
+        let (r, _) = answer(Err(BadRequest::TooLarge), &access, &handler).await;
+        let head = String::from_utf8(encode_head(&r)).expect("utf8");
+        assert!(
+            head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{head}"
+        );
         server.abort();
     }
 }
