@@ -897,35 +897,44 @@ mod tests {
         assert_eq!((latency.puts_held, latency.in_doubt_held), (0, 0));
     }
 
-    /// What every stage has checkpointed is gone from its input stream: after a drain
-    /// only the streams nobody in the pipeline reads (dead letters, alerts) hold
-    /// records, and feeding more chunks does not grow what the consumed streams hold.
+    /// What every stage has checkpointed is gone from its input stream, and the streams
+    /// no stage reads (dead letters, alerts) are read by the pipeline itself: after a
+    /// drain no stream holds anything, however much of the input was rejected, and the
+    /// dead letters are counted, each once, as they went by.
     #[tokio::test]
-    async fn consumed_streams_hold_nothing_once_drained() {
+    async fn no_stream_holds_anything_once_drained_and_dead_letters_are_counted() {
         let mut p = pipeline(0);
-        let unread = |p: &InProcess| {
-            [
-                p.stages.dead_letter_stream.clone(),
-                p.stages
-                    .stages
-                    .iter()
-                    .find(|s| s.binary == "detect")
-                    .and_then(|s| s.function.env.get(env::OUTPUT_STREAM).cloned())
-                    .expect("alerts stream"),
-            ]
-            .iter()
-            .map(|s| p.streams.len(s))
-            .sum::<usize>()
-        };
-        for _ in 0..3 {
-            p.produce(&lines(500)).expect("produce");
-            assert!(p.records_held() >= 500);
+        let mut input = lines(500);
+        // Most of the input rejected: junk, wrong types, a line too long to send.
+        for i in 0..1500 {
+            input.push(match i % 3 {
+                0 => format!("junk {i}").into_bytes(),
+                1 => format!(
+                    r#"{{"id":"w{i}","key":"k","type":"t","ts":1767225600000,"value":"x"}}"#
+                )
+                .into_bytes(),
+                _ => format!(r#"{{"id":"m{i}","key":"k","type":"t","value":1}}"#).into_bytes(),
+            });
+        }
+        input.push(vec![b'x'; crate::lines::LINE_HEAD_BYTES]);
+        for chunk in input.chunks(667) {
+            p.produce(chunk).expect("produce");
+            assert!(p.records_held() >= chunk.len());
             p.drain(|_| {}).await.expect("drain");
-            assert_eq!(p.records_held(), unread(&p));
+            assert_eq!(p.records_held(), 0, "nothing is held once drained");
         }
         let ledger = p.stages.ledger.summary();
-        assert_eq!(ledger.events_in, 1500);
+        assert_eq!(ledger.events_in, 2001);
         assert_eq!(ledger.unsettled, 0);
+        let digest = lock(&p.dead_letters);
+        let counts = digest.counts();
+        assert_eq!(counts.by_reason["not_json"], 500);
+        assert_eq!(counts.by_reason["wrong_type"], 500);
+        assert_eq!(counts.by_reason["missing_field"], 500);
+        assert_eq!(counts.by_reason["record_too_large"], 1);
+        // Every rejected event has one dead letter here (none stands for several).
+        assert_eq!(counts.total, ledger.dead_letter + ledger.late);
+        assert_eq!(digest.sample().len(), crate::digest::SAMPLE_SIZE);
     }
 
     /// The two faults that strike after a commit, often: the store's reply lost (the
