@@ -276,10 +276,14 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     );
     let server = crate::dashboard::serve_demo(&args.serve, &pipeline, source.clone()).await?;
     let mut truth = match args.verify {
-        true => Some(verify::GroundTruth::new(
-            &pipeline.stages.aggregate_config,
-            verify::ingest_bounds(&template)?,
-        )),
+        // The reference rows the pipeline enriches with: `InProcess::build` above.
+        true => Some(
+            verify::GroundTruth::new(
+                &pipeline.stages.aggregate_config,
+                verify::ingest_bounds(&template)?,
+            )
+            .with_reference(args.scenario.reference()),
+        ),
         false => None,
     };
     let started = Instant::now();
@@ -389,9 +393,15 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         }
         v
     };
-    let verdict = truth
-        .as_ref()
-        .map(|truth| verify::verdict(truth, &views, &ledger, Some((&rules, &alerts)), true));
+    let verdict = truth.as_ref().map(|truth| {
+        verify::verdict(
+            truth,
+            &views,
+            &ledger,
+            Some((&rules, &alerts)),
+            verify::Counts::All,
+        )
+    });
     let mut summary_json = summary_json;
     if let Some(diffs) = &verdict {
         verify::mark_summary(&mut summary_json, diffs);
