@@ -1156,6 +1156,184 @@ mod tests {
         assert_eq!((minute.1.count, minute.1.sum), (3, 4.0));
     }
 
+    /// A line `{...,"attrs":{"pad":"xx…"}}` of exactly `len` bytes (ASCII).
+    fn padded(head: &str, len: usize) -> Vec<u8> {
+        let empty = format!(r#"{head},"attrs":{{"pad":""}}}}"#);
+        let pad = "x".repeat(len - empty.len());
+        let line = format!(r#"{head},"attrs":{{"pad":"{pad}"}}}}"#);
+        assert_eq!(line.len(), len);
+        line.into_bytes()
+    }
+
+    /// The lines the stages refuse for their size near the Kinesis record limit, each
+    /// followed by a small event of the same group: refused at the producer's edge
+    /// (under 1 MiB alone, over with its partition key), by ingest (fits raw, not with
+    /// the id and origin it adds), by enrich (fits until `ref`'s reference attributes are
+    /// joined); and the same size for a key without reference rows, which fits.
+    fn lines_at_the_record_limit() -> Vec<Vec<u8>> {
+        use sluice_core::record::PACKED_RECORD_BYTES;
+        const MIB: usize = 1024 * 1024;
+        let small = |id: &str, key: &str| {
+            format!(r#"{{"id":"{id}","key":"{key}","type":"t","ts":60000,"value":1}}"#).into_bytes()
+        };
+        vec![
+            padded(
+                r#"{"id":"p","key":"plain","type":"t","ts":60000,"value":2"#,
+                MIB - 3,
+            ),
+            small("p2", "plain"),
+            // Normalized, it gains an id and an origin (79 characters each) and `3.0`
+            // for `3`: 180 bytes.
+            padded(
+                r#"{"key":"plain","type":"t","ts":60000,"value":3"#,
+                PACKED_RECORD_BYTES - 100,
+            ),
+            small("i2", "plain"),
+            // Normalized, 93 bytes more (the origin, `4.0`): it fits; enriched, 15 more
+            // (`,"site":"north"`): it does not.
+            padded(
+                r#"{"id":"e","key":"ref","type":"t","ts":60000,"value":4"#,
+                PACKED_RECORD_BYTES - 100,
+            ),
+            small("e2", "ref"),
+            padded(
+                r#"{"id":"f","key":"plain","type":"t","ts":60000,"value":5"#,
+                PACKED_RECORD_BYTES - 100,
+            ),
+        ]
+    }
+
+    fn reference() -> Vec<(String, Attrs)> {
+        vec![(
+            "ref".to_owned(),
+            Attrs::from([("site".to_owned(), "north".to_owned())]),
+        )]
+    }
+
+    #[test]
+    fn the_truth_dead_letters_what_the_stages_refuse_for_size() {
+        let mut t = GroundTruth::new(&AggregateConfig::default(), TimeBounds::unbounded())
+            .with_reference(reference());
+        for line in lines_at_the_record_limit() {
+            t.feed(&line);
+        }
+        assert_eq!((t.events, t.invalid, t.counted), (7, 3, 4));
+        let minute = |key: &str| {
+            t.named_aggregates()
+                .into_iter()
+                .find(|((k, _, label, _), _)| k == key && label == "60")
+                .map(|(_, fold)| (fold.count, fold.sum))
+        };
+        // plain: p2, i2 and f (5); ref: e2 only.
+        assert_eq!(minute("plain"), Some((3, 7.0)));
+        assert_eq!(minute("ref"), Some((1, 1.0)));
+        // Without its reference rows the truth cannot see enrich's refusal.
+        let mut blind = GroundTruth::new(&AggregateConfig::default(), TimeBounds::unbounded());
+        for line in lines_at_the_record_limit() {
+            blind.feed(&line);
+        }
+        assert_eq!(blind.invalid, 2);
+    }
+
+    /// A record read back from a stream is named by its own origin: the same size
+    /// rule, with the origin ingest assigns to it.
+    #[test]
+    fn a_record_from_the_stream_is_judged_with_its_own_origin() {
+        let line = padded(
+            r#"{"key":"plain","type":"t","ts":60000,"value":3"#,
+            sluice_core::record::PACKED_RECORD_BYTES - 100,
+        );
+        let record = |sequence_number: &str| StreamRecord {
+            stream: "raw".into(),
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: sequence_number.into(),
+            partition_key: "plain".into(),
+            data: line.clone(),
+            arrival_ms: 0,
+        };
+        let mut t = GroundTruth::new(&AggregateConfig::default(), TimeBounds::unbounded());
+        // Id and origin `shardId-000000000000:7:0` (24 characters each) and `3.0`: 70
+        // more bytes, it fits.
+        t.feed_record(&record("7"));
+        // With a 56-digit sequence number, 180 more: it does not.
+        t.feed_record(&record(&sluice_local::streams::sequence_number(7)));
+        assert_eq!((t.events, t.counted, t.invalid), (2, 1, 1));
+    }
+
+    fn ledger(events_in: u64, counted: u64, dead_letter: u64, duplicates: u64) -> LedgerSummary {
+        LedgerSummary {
+            events_in,
+            counted,
+            dead_letter,
+            late: 0,
+            duplicates,
+            unsettled: 0,
+            dead_letter_reasons: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_is_judged_on_counted_and_duplicates_together() {
+        let input = lines(&[
+            r#"{"id":"a","key":"k","type":"t","ts":0,"value":1}"#,
+            r#"{"id":"b","key":"k","type":"t","ts":1,"value":1}"#,
+            r#"{"id":"a","key":"k","type":"t","ts":0,"value":1}"#,
+            "garbage",
+        ]);
+        let t = ground_truth(&input, &AggregateConfig::default(), TimeBounds::unbounded());
+        assert_eq!((t.events, t.counted, t.duplicates, t.invalid), (4, 2, 1, 1));
+        let views = |count: u64| -> Vec<AggregateView> {
+            [60, 3600]
+                .map(|secs| AggregateView {
+                    kind: "aggregate".into(),
+                    key: "k".into(),
+                    metric: "t".into(),
+                    window_seconds: secs,
+                    slide_seconds: None,
+                    window_start: "1970-01-01T00:00:00Z".into(),
+                    count,
+                    sum: count as f64,
+                    min: 1.0,
+                    max: 1.0,
+                    mean: 1.0,
+                    variance: 0.0,
+                })
+                .to_vec()
+        };
+        // An earlier run counted `a`: this one counted only `b`.
+        let resumed = ledger(4, 1, 1, 2);
+        assert_eq!(Counts::of_run(&t, &resumed, true), Counts::Resumed);
+        assert!(verdict(&t, &views(2), &resumed, None, Counts::Resumed).is_empty());
+        assert_eq!(
+            verdict(&t, &views(2), &resumed, None, Counts::All),
+            [
+                "counted: pipeline 1, ground truth 2",
+                "duplicates: pipeline 2, ground truth 1"
+            ]
+        );
+        // What a resumed run can judge still differs where it should: the sum, the
+        // dead letters, the stored aggregates.
+        let lost = ledger(4, 1, 1, 1);
+        assert_eq!(
+            verdict(&t, &views(2), &lost, None, Counts::Resumed),
+            ["counted + duplicates: pipeline 2, ground truth 3"]
+        );
+        let miscounted = verdict(&t, &views(1), &ledger(4, 1, 2, 1), None, Counts::Resumed);
+        assert_eq!(miscounted.len(), 6, "{miscounted:?}");
+        // A run that read part of the raw stream: only the stored state is judged.
+        let partial = ledger(3, 0, 0, 3);
+        let counts = Counts::of_run(&t, &partial, false);
+        assert_eq!(counts, Counts::Partial { read: 3, input: 4 });
+        assert!(verdict(&t, &views(2), &partial, None, counts).is_empty());
+        assert!(
+            counts
+                .not_judged()
+                .is_some_and(|n| n.contains("3 of the 4"))
+        );
+        assert_eq!(Counts::of_run(&t, &resumed, false), Counts::All);
+        assert_eq!(Counts::All.not_judged(), None);
+    }
+
     /// One event a minute for minutes 1–8 and 10 (values below), then one at minute 15
     /// and one at minute 20: the watermark closes minutes up to 13; 15 and 20 are open.
     fn series_truth() -> GroundTruth {
