@@ -155,10 +155,14 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     }
     let server = crate::dashboard::serve_demo(&args.serve, &pipeline, source.clone()).await?;
     let mut truth = match args.verify {
-        true => Some(verify::GroundTruth::new(
-            &pipeline.stages.aggregate_config,
-            verify::ingest_bounds(&template)?,
-        )),
+        // The reference rows the pipeline enriches with: `InProcess::build` above.
+        true => Some(
+            verify::GroundTruth::new(
+                &pipeline.stages.aggregate_config,
+                verify::ingest_bounds(&template)?,
+            )
+            .with_reference(args.scenario.reference()),
+        ),
         false => None,
     };
     let started = Instant::now();
@@ -195,9 +199,10 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     };
     let alerts = pipeline.alerts.alerts();
     let mut summary_json = report.summary_json(&pipeline, alerts.len())?;
-    let verdict = truth
-        .as_ref()
-        .map(|truth| verify::verdict(truth, &views, &report.ledger, Some((&rules, &alerts)), true));
+    let verdict = truth.as_ref().map(|truth| {
+        let rules = Some((rules.as_slice(), alerts.as_slice()));
+        verify::verdict(truth, &views, &report.ledger, rules, verify::Counts::All)
+    });
     if let Some(diffs) = &verdict {
         verify::mark_summary(&mut summary_json, diffs);
     }

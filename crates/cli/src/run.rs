@@ -15,7 +15,9 @@ use sluice_aws::{
     DynamoAggregateStore, DynamoAlerts, DynamoReference, DynamoRules, KinesisShardSource,
     KinesisSink,
 };
-use sluice_core::ports::{Clock, RecordSink, RulesSource, ShardSource, SystemClock};
+use sluice_core::ports::{
+    Clock, RecordSink, ReferenceLookup, RulesSource, ShardSource, SystemClock,
+};
 use sluice_core::record::StreamRecord;
 use sluice_core::resources;
 use sluice_local::faults::Faults;
@@ -52,7 +54,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "SEED")]
     pub chaos: Option<u64>,
     /// After draining, compute the ground truth from everything in the raw stream and
-    /// compare it with the aggregates table; exit non-zero on any difference.
+    /// compare it with the aggregates and alerts tables; exit non-zero on any
+    /// difference. A resumed deployment (the aggregates table already held items, as
+    /// after a killed run) is judged on its stored state and on the counts that do not
+    /// depend on which run counted an event first (see `verify::Counts`).
     #[arg(long)]
     pub verify: bool,
     /// Print the summary as one JSON line on stdout.
@@ -104,6 +109,11 @@ pub async fn run(args: RunArgs) -> Result<bool> {
             names.table(resources::ALERTS_TABLE),
         ),
         history: store.clone(),
+    };
+    // Before anything runs: whether an earlier run already committed to this table.
+    let resumed = match args.verify {
+        true => held_items(&clients.dynamodb, store.table()).await?,
+        false => false,
     };
     let kinesis = clients.kinesis.clone();
     let stages = build_stages(
@@ -227,16 +237,21 @@ pub async fn run(args: RunArgs) -> Result<bool> {
     if interactive {
         eprintln!();
     }
-    let verify_tables = (
-        DynamoRules::new(
+    let verify_tables = VerifyTables {
+        rules: DynamoRules::new(
             clients.dynamodb.clone(),
             names.table(resources::RULES_TABLE),
         ),
-        DynamoAlerts::new(
+        alerts: DynamoAlerts::new(
             clients.dynamodb.clone(),
             names.table(resources::ALERTS_TABLE),
         ),
-    );
+        reference: DynamoReference::new(
+            clients.dynamodb.clone(),
+            names.table(resources::REFERENCE_TABLE),
+        ),
+        resumed,
+    };
     report(
         &args,
         &template,
@@ -249,6 +264,29 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         started,
     )
     .await
+}
+
+/// What `--verify` reads besides the aggregates: rules, alerts, the reference rows enrich
+/// joins (the truth applies enrich's size rule with them), and whether the aggregates
+/// table held items before this run started.
+struct VerifyTables {
+    rules: DynamoRules,
+    alerts: DynamoAlerts,
+    reference: DynamoReference,
+    resumed: bool,
+}
+
+/// Whether a table holds any item: for the aggregates table (aggregates, watermarks,
+/// fingerprint pages), whether some run already committed events to it.
+async fn held_items(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<bool> {
+    let page = client
+        .scan()
+        .table_name(table)
+        .limit(1)
+        .send()
+        .await
+        .with_context(|| format!("reading table {table}"))?;
+    Ok(page.count() > 0)
 }
 
 /// The live summary: per stage counters, the largest iterator age, median batch
@@ -266,7 +304,7 @@ async fn report(
     stages: &Stages,
     runner: &Runner<KinesisShardSource, KinesisSink>,
     store: &DynamoAggregateStore,
-    (rules, alerts): &(DynamoRules, DynamoAlerts),
+    tables: &VerifyTables,
     kinesis: &aws_sdk_kinesis::Client,
     faults: &Option<Arc<Faults>>,
     started: Instant,
@@ -299,35 +337,50 @@ async fn report(
     }
     let consistent = ledger.unsettled == 0;
     let mut diffs = Vec::new();
+    let mut not_judged = None;
     if args.verify {
+        // The whole input is everything in the raw stream, whichever run or producer
+        // wrote it (a restarted `--file` run writes its file again), in stream order.
         let raw = KinesisShardSource::connect(kinesis.clone(), stages.raw_stream.clone()).await?;
-        let lines: Vec<Vec<u8>> = read_stream(&raw)
-            .await?
-            .into_iter()
-            .map(|r| r.data)
-            .collect();
+        let records = read_stream(&raw).await?;
         let items = store
             .scan_all()
             .await
             .context("reading the aggregates table")?;
-        let truth = verify::ground_truth(
-            &lines,
-            &stages.aggregate_config,
-            verify::ingest_bounds(template)?,
-        );
-        let rules = rules.rules().await.context("reading the rules table")?;
-        let raised = alerts
+        let reference = tables
+            .reference
+            .lookup(&verify::keys_of(&records))
+            .await
+            .context("reading the reference table")?;
+        let mut truth =
+            verify::GroundTruth::new(&stages.aggregate_config, verify::ingest_bounds(template)?)
+                .with_reference(reference);
+        for record in &records {
+            truth.feed_record(record);
+        }
+        let rules = tables
+            .rules
+            .rules()
+            .await
+            .context("reading the rules table")?;
+        let raised = tables
+            .alerts
             .list(usize::MAX)
             .await
             .context("reading the alerts table")?;
+        let counts = verify::Counts::of_run(&truth, &ledger, tables.resumed);
         diffs = verify::verdict(
             &truth,
             &output::aggregate_views(&items),
             &ledger,
             Some((&rules, &raised)),
-            false,
+            counts,
         );
         verify::mark_summary(&mut summary, &diffs);
+        not_judged = counts.not_judged();
+        if let (Some(note), Some(obj)) = (&not_judged, summary.as_object_mut()) {
+            obj.insert("not_judged".into(), json!(note));
+        }
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -351,6 +404,9 @@ async fn report(
     }
     if args.verify {
         verify::write_verdict(&mut out, &diffs, args.json)?;
+        if let Some(note) = &not_judged {
+            verify::write_not_judged(&mut out, note, args.json)?;
+        }
     }
     if !consistent {
         eprintln!(

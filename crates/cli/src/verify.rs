@@ -9,6 +9,14 @@
 //! late when its anchor window ended more than the allowed lateness before the start
 //! of the newest anchor window that group has seen; already-counted beats late.
 //!
+//! Size: an event whose line cannot travel between stages is a dead letter, decided by
+//! the stages' own functions, not by a limit restated here: the producer's edge refuses
+//! a line that is not a Kinesis record ([`kinesis_limits::check_record`] on the record
+//! [`producer_records`] builds), ingest one whose normalized line does not fit
+//! ([`ingest::normalize`]), and enrich one that no longer fits with the reference
+//! attributes of its key joined ([`enrich::enrich_line`], with the reference rows the
+//! pipeline was built with: [`GroundTruth::with_reference`]).
+//!
 //! Alerts: threshold alerts are judged against the final windows (see
 //! [`compare_alerts`]); rate and z-score alerts exactly, from the rule definitions
 //! computed here again (not with `Rule::evaluate_closed`) over the truth's final windows
@@ -18,10 +26,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use sluice_core::config::{AggregateConfig, Delivery};
-use sluice_core::envelope::{TimeBounds, decode_record};
+use sluice_core::envelope::{DecodedEvent, Event, TimeBounds, decode_record};
 use sluice_core::item::{AggregateView, WindowUpdate};
+use sluice_core::limits::kinesis as kinesis_limits;
+use sluice_core::ports::Attrs;
+use sluice_core::record::StreamRecord;
 use sluice_core::rules::{Alert, Op, Rule, RuleKind, Stat};
+use sluice_core::stage::{enrich, ingest};
 use sluice_core::time::format_rfc3339;
+
+use sluice_local::ledger::LedgerSummary;
+
+use crate::pipeline::producer_records;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Fold {
@@ -69,8 +85,13 @@ pub struct GroundTruth {
     seen: HashSet<u64>,
     /// (group, window spec, window start) → fold.
     aggregates: HashMap<(u32, u8, i64), Fold>,
-    /// Input lines fed so far (positions name events without an id).
+    /// Input lines fed so far (they number the records [`GroundTruth::feed`] stands in
+    /// for).
     lines: u64,
+    /// Reference attributes by key: what enrich joins onto an event.
+    reference: HashMap<String, Attrs>,
+    /// The buffer the stages' encoders write each line into, reused.
+    encoded: Vec<u8>,
     pub events: u64,
     pub counted: u64,
     pub invalid: u64,
@@ -96,6 +117,8 @@ impl GroundTruth {
             seen: HashSet::new(),
             aggregates: HashMap::new(),
             lines: 0,
+            reference: HashMap::new(),
+            encoded: Vec::new(),
             events: 0,
             counted: 0,
             invalid: 0,
@@ -116,24 +139,91 @@ impl GroundTruth {
         g
     }
 
-    /// Folds one input line (as the producer sent it) into the truth.
+    /// The reference rows the pipeline's enrich stage reads (`Scenario::reference` for
+    /// the demo, the reference table for `sluice run`): without them the truth cannot
+    /// know which events enrichment makes too large.
+    pub fn with_reference(mut self, rows: impl IntoIterator<Item = (String, Attrs)>) -> Self {
+        self.reference.extend(rows);
+        self
+    }
+
+    /// Folds one producer line into the truth, as the demo's producer sends it: one
+    /// record keyed by the line's `key` ([`producer_records`]). A line Kinesis would
+    /// refuse (`check_record`) never enters the raw stream: it is one dead letter, as
+    /// the producer's edge books it.
+    ///
+    /// Ingest names each line by its record (`shard:sequence:line`), and that origin
+    /// is part of the normalized line (and its id when the producer gave none). The
+    /// in-process streams name every record with a 20-character shard id and a 56-digit
+    /// sequence number ([`sluice_local::streams`]), so the origin this record would get
+    /// has the length of the one used here, and the same JSON encoding (no escapes):
+    /// the normalized line has the very size ingest sees.
     pub fn feed(&mut self, line: &[u8]) {
+        let (records, _) = producer_records(&[line.to_vec()], &None);
+        for record in records {
+            self.lines += 1;
+            if kinesis_limits::check_record(&record).is_err() {
+                self.events += 1;
+                self.invalid += 1;
+                continue;
+            }
+            let stand_in = StreamRecord {
+                stream: String::new(),
+                shard_id: sluice_local::streams::shard_id(0),
+                sequence_number: sluice_local::streams::sequence_number(self.lines),
+                partition_key: record.partition_key.clone(),
+                data: Vec::new(),
+                arrival_ms: 0,
+            };
+            self.fold_record(&record.data, |line| stand_in.origin_of_line(line));
+        }
+    }
+
+    /// Folds one record read from the raw stream into the truth: it is in the stream, so
+    /// it passed the producer's edge, and its origins are the ones ingest assigns.
+    pub fn feed_record(&mut self, record: &StreamRecord) {
         self.lines += 1;
+        self.fold_record(&record.data, |line| record.origin_of_line(line));
+    }
+
+    /// The event as it reaches aggregation, or `None` when a stage dead-letters it for
+    /// its size: its normalized line must fit (ingest), and so must its line with the
+    /// reference attributes of its key joined (enrich).
+    fn past_size_rules(&mut self, decoded: DecodedEvent, origin: String) -> Option<Event> {
+        let (mut event, _) = ingest::normalize(decoded, origin).ok()?;
+        let reference = self.reference.get(&event.key);
+        enrich::enrich_line(&mut event, reference, &mut self.encoded).ok()?;
+        Some(event)
+    }
+
+    fn fold_record(&mut self, data: &[u8], origin_of: impl Fn(usize) -> String) {
         let anchor = self.config.windows.anchor();
-        for decoded in decode_record(line, self.bounds) {
+        for decoded in decode_record(data, self.bounds) {
             self.events += 1;
             let Ok(e) = decoded.result else {
                 self.invalid += 1;
                 continue;
             };
-            let start = e.ts - e.ts.rem_euclid(anchor.size_ms);
-            let g = self.group(&e.key, &e.metric);
+            // Only the producer's id names an event; one ingest derives is unique.
+            let has_id = e.id.is_some();
+            let Some(event) = self.past_size_rules(e, origin_of(decoded.line)) else {
+                self.invalid += 1;
+                continue;
+            };
+            let Event {
+                id,
+                key,
+                metric,
+                ts,
+                value,
+                ..
+            } = event;
+            let id = has_id.then_some(id);
+            let start = ts - ts.rem_euclid(anchor.size_ms);
+            let g = self.group(&key, &metric);
             // An event without an id is unique: it is never a duplicate.
             let fingerprint = (self.config.delivery == Delivery::ExactlyOnce)
-                .then(|| {
-                    e.id.as_deref()
-                        .map(|id| identity(id, &e.key, &e.metric, start))
-                })
+                .then(|| id.as_deref().map(|id| identity(id, &key, &metric, start)))
                 .flatten();
             let duplicate = fingerprint.is_some_and(|f| self.seen.contains(&f));
             let wm = self.watermark[g as usize];
@@ -154,14 +244,14 @@ impl GroundTruth {
             self.counted += 1;
             for (i, spec) in self.config.windows.all().iter().enumerate() {
                 // Every window of this spec that contains ts, enumerated by brute force.
-                let mut s = e.ts - e.ts.rem_euclid(spec.slide_ms);
-                while s + spec.size_ms > e.ts {
+                let mut s = ts - ts.rem_euclid(spec.slide_ms);
+                while s + spec.size_ms > ts {
                     let f = self.aggregates.entry((g, i as u8, s)).or_insert(Fold {
                         min: f64::INFINITY,
                         max: f64::NEG_INFINITY,
                         ..Fold::default()
                     });
-                    f.add(e.value);
+                    f.add(value);
                     s -= spec.slide_ms;
                 }
             }
@@ -637,7 +727,8 @@ pub fn compare_closed_window_alerts(
     diffs
 }
 
-/// The truth for a whole input at once.
+/// The truth for a whole input of producer lines at once.
+#[cfg(test)]
 pub fn ground_truth(
     lines: &[Vec<u8>],
     config: &AggregateConfig,
@@ -714,31 +805,96 @@ pub fn ingest_bounds(template: &sluice_local::template::Template) -> anyhow::Res
     })
 }
 
-/// Every difference between what the input says and what the run stored and counted.
-/// The run's counts are compared when it read the whole input (`sluice run` may start
-/// on streams that earlier runs read) or when `always` says so.
+/// Which of a run's own counts (its ledger: events in, counted, dead letters, late,
+/// duplicates) can be held against the truth. The stored aggregates and alerts are
+/// judged in every case: they are the deployment's state, whichever run wrote them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counts {
+    /// The run read the whole input and nothing had been counted before it: every
+    /// count is judged (the demo; `sluice run` on a fresh deployment).
+    All,
+    /// The run read the whole input, but an earlier run (one killed, or stopped before
+    /// it was done) had already committed some of it. Those events are duplicates to
+    /// this run, so its `counted` and `duplicates` are judged as their sum; events in,
+    /// dead letters and late events do not depend on who counted first and are judged
+    /// one by one.
+    Resumed,
+    /// The run did not read the whole input (`read` of the truth's `input` events, as
+    /// when a mapping starts at `LATEST` or the stream's retention dropped records): its
+    /// counts are not judged.
+    Partial { read: u64, input: u64 },
+}
+
+impl Counts {
+    /// What `sluice run` can judge: `resumed` says whether the aggregates table held
+    /// items when the run started.
+    pub fn of_run(truth: &GroundTruth, ledger: &LedgerSummary, resumed: bool) -> Counts {
+        if ledger.events_in != truth.events {
+            Counts::Partial {
+                read: ledger.events_in,
+                input: truth.events,
+            }
+        } else if resumed {
+            Counts::Resumed
+        } else {
+            Counts::All
+        }
+    }
+
+    /// What is not judged, in a sentence; `None` when everything is.
+    pub fn not_judged(&self) -> Option<String> {
+        match self {
+            Counts::All => None,
+            Counts::Resumed => Some(
+                "the aggregates table held items when this run started, so events an earlier \
+                 run counted are duplicates to this one: counted and duplicates are judged as \
+                 their sum, not one by one"
+                    .to_owned(),
+            ),
+            Counts::Partial { read, input } => Some(format!(
+                "this run read {read} of the {input} events in the raw stream: its counts are \
+                 not judged, only the stored aggregates and alerts"
+            )),
+        }
+    }
+}
+
+/// Every difference between what the input says and what the run stored and counted;
+/// `counts` says which of the run's counts are judged.
 pub fn verdict(
     truth: &GroundTruth,
     views: &[AggregateView],
-    ledger: &sluice_local::ledger::LedgerSummary,
+    ledger: &LedgerSummary,
     alerts: Option<(&[Rule], &[Alert])>,
-    always: bool,
+    counts: Counts,
 ) -> Vec<String> {
     let mut diffs = compare(truth, views);
     if let Some((rules, raised)) = alerts {
         diffs.extend(compare_alerts(truth, rules, raised));
     }
-    if always || ledger.events_in == truth.events {
-        for (name, have, want) in [
+    let judged: &[(&str, u64, u64)] = match counts {
+        Counts::All => &[
             ("events_in", ledger.events_in, truth.events),
             ("counted", ledger.counted, truth.counted),
             ("dead_letter", ledger.dead_letter, truth.invalid),
             ("late", ledger.late, truth.late),
             ("duplicates", ledger.duplicates, truth.duplicates),
-        ] {
-            if have != want {
-                diffs.push(format!("{name}: pipeline {have}, ground truth {want}"));
-            }
+        ],
+        Counts::Resumed => &[
+            ("events_in", ledger.events_in, truth.events),
+            (
+                "counted + duplicates",
+                ledger.counted + ledger.duplicates,
+                truth.counted + truth.duplicates,
+            ),
+            ("dead_letter", ledger.dead_letter, truth.invalid),
+            ("late", ledger.late, truth.late),
+        ],
+        Counts::Partial { .. } => &[],
+    };
+    for (name, have, want) in judged {
+        if have != want {
+            diffs.push(format!("{name}: pipeline {have}, ground truth {want}"));
         }
     }
     diffs
@@ -766,6 +922,31 @@ pub fn write_verdict(
     } else {
         write!(out, "{text}")
     }
+}
+
+/// `not judged: …` after the verdict, on the verdict's stream.
+pub fn write_not_judged(
+    out: &mut impl std::io::Write,
+    note: &str,
+    json_mode: bool,
+) -> std::io::Result<()> {
+    if json_mode {
+        eprintln!("not judged: {note}");
+        Ok(())
+    } else {
+        writeln!(out, "not judged: {note}")
+    }
+}
+
+/// The distinct keys of the valid events in `records`: those whose reference rows the
+/// truth needs.
+pub fn keys_of(records: &[StreamRecord]) -> Vec<String> {
+    let keys: std::collections::BTreeSet<String> = records
+        .iter()
+        .flat_map(|r| decode_record(&r.data, TimeBounds::unbounded()))
+        .filter_map(|d| d.result.ok().map(|e| e.key))
+        .collect();
+    keys.into_iter().collect()
 }
 
 /// Adds `"verified": "exact" | "differences"` to a summary line.
@@ -973,6 +1154,184 @@ mod tests {
             .find(|((key, _, label, _), _)| key == "k" && label == "60")
             .expect("minute of k");
         assert_eq!((minute.1.count, minute.1.sum), (3, 4.0));
+    }
+
+    /// A line `{...,"attrs":{"pad":"xx…"}}` of exactly `len` bytes (ASCII).
+    fn padded(head: &str, len: usize) -> Vec<u8> {
+        let empty = format!(r#"{head},"attrs":{{"pad":""}}}}"#);
+        let pad = "x".repeat(len - empty.len());
+        let line = format!(r#"{head},"attrs":{{"pad":"{pad}"}}}}"#);
+        assert_eq!(line.len(), len);
+        line.into_bytes()
+    }
+
+    /// The lines the stages refuse for their size near the Kinesis record limit, each
+    /// followed by a small event of the same group: refused at the producer's edge
+    /// (under 1 MiB alone, over with its partition key), by ingest (fits raw, not with
+    /// the id and origin it adds), by enrich (fits until `ref`'s reference attributes are
+    /// joined); and the same size for a key without reference rows, which fits.
+    fn lines_at_the_record_limit() -> Vec<Vec<u8>> {
+        use sluice_core::record::PACKED_RECORD_BYTES;
+        const MIB: usize = 1024 * 1024;
+        let small = |id: &str, key: &str| {
+            format!(r#"{{"id":"{id}","key":"{key}","type":"t","ts":60000,"value":1}}"#).into_bytes()
+        };
+        vec![
+            padded(
+                r#"{"id":"p","key":"plain","type":"t","ts":60000,"value":2"#,
+                MIB - 3,
+            ),
+            small("p2", "plain"),
+            // Normalized, it gains an id and an origin (79 characters each) and `3.0`
+            // for `3`: 180 bytes.
+            padded(
+                r#"{"key":"plain","type":"t","ts":60000,"value":3"#,
+                PACKED_RECORD_BYTES - 100,
+            ),
+            small("i2", "plain"),
+            // Normalized, 93 bytes more (the origin, `4.0`): it fits; enriched, 15 more
+            // (`,"site":"north"`): it does not.
+            padded(
+                r#"{"id":"e","key":"ref","type":"t","ts":60000,"value":4"#,
+                PACKED_RECORD_BYTES - 100,
+            ),
+            small("e2", "ref"),
+            padded(
+                r#"{"id":"f","key":"plain","type":"t","ts":60000,"value":5"#,
+                PACKED_RECORD_BYTES - 100,
+            ),
+        ]
+    }
+
+    fn reference() -> Vec<(String, Attrs)> {
+        vec![(
+            "ref".to_owned(),
+            Attrs::from([("site".to_owned(), "north".to_owned())]),
+        )]
+    }
+
+    #[test]
+    fn the_truth_dead_letters_what_the_stages_refuse_for_size() {
+        let mut t = GroundTruth::new(&AggregateConfig::default(), TimeBounds::unbounded())
+            .with_reference(reference());
+        for line in lines_at_the_record_limit() {
+            t.feed(&line);
+        }
+        assert_eq!((t.events, t.invalid, t.counted), (7, 3, 4));
+        let minute = |key: &str| {
+            t.named_aggregates()
+                .into_iter()
+                .find(|((k, _, label, _), _)| k == key && label == "60")
+                .map(|(_, fold)| (fold.count, fold.sum))
+        };
+        // plain: p2, i2 and f (5); ref: e2 only.
+        assert_eq!(minute("plain"), Some((3, 7.0)));
+        assert_eq!(minute("ref"), Some((1, 1.0)));
+        // Without its reference rows the truth cannot see enrich's refusal.
+        let mut blind = GroundTruth::new(&AggregateConfig::default(), TimeBounds::unbounded());
+        for line in lines_at_the_record_limit() {
+            blind.feed(&line);
+        }
+        assert_eq!(blind.invalid, 2);
+    }
+
+    /// A record read back from a stream is named by its own origin: the same size
+    /// rule, with the origin ingest assigns to it.
+    #[test]
+    fn a_record_from_the_stream_is_judged_with_its_own_origin() {
+        let line = padded(
+            r#"{"key":"plain","type":"t","ts":60000,"value":3"#,
+            sluice_core::record::PACKED_RECORD_BYTES - 100,
+        );
+        let record = |sequence_number: &str| StreamRecord {
+            stream: "raw".into(),
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: sequence_number.into(),
+            partition_key: "plain".into(),
+            data: line.clone(),
+            arrival_ms: 0,
+        };
+        let mut t = GroundTruth::new(&AggregateConfig::default(), TimeBounds::unbounded());
+        // Id and origin `shardId-000000000000:7:0` (24 characters each) and `3.0`: 70
+        // more bytes, it fits.
+        t.feed_record(&record("7"));
+        // With a 56-digit sequence number, 180 more: it does not.
+        t.feed_record(&record(&sluice_local::streams::sequence_number(7)));
+        assert_eq!((t.events, t.counted, t.invalid), (2, 1, 1));
+    }
+
+    fn ledger(events_in: u64, counted: u64, dead_letter: u64, duplicates: u64) -> LedgerSummary {
+        LedgerSummary {
+            events_in,
+            counted,
+            dead_letter,
+            late: 0,
+            duplicates,
+            unsettled: 0,
+            dead_letter_reasons: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_is_judged_on_counted_and_duplicates_together() {
+        let input = lines(&[
+            r#"{"id":"a","key":"k","type":"t","ts":0,"value":1}"#,
+            r#"{"id":"b","key":"k","type":"t","ts":1,"value":1}"#,
+            r#"{"id":"a","key":"k","type":"t","ts":0,"value":1}"#,
+            "garbage",
+        ]);
+        let t = ground_truth(&input, &AggregateConfig::default(), TimeBounds::unbounded());
+        assert_eq!((t.events, t.counted, t.duplicates, t.invalid), (4, 2, 1, 1));
+        let views = |count: u64| -> Vec<AggregateView> {
+            [60, 3600]
+                .map(|secs| AggregateView {
+                    kind: "aggregate".into(),
+                    key: "k".into(),
+                    metric: "t".into(),
+                    window_seconds: secs,
+                    slide_seconds: None,
+                    window_start: "1970-01-01T00:00:00Z".into(),
+                    count,
+                    sum: count as f64,
+                    min: 1.0,
+                    max: 1.0,
+                    mean: 1.0,
+                    variance: 0.0,
+                })
+                .to_vec()
+        };
+        // An earlier run counted `a`: this one counted only `b`.
+        let resumed = ledger(4, 1, 1, 2);
+        assert_eq!(Counts::of_run(&t, &resumed, true), Counts::Resumed);
+        assert!(verdict(&t, &views(2), &resumed, None, Counts::Resumed).is_empty());
+        assert_eq!(
+            verdict(&t, &views(2), &resumed, None, Counts::All),
+            [
+                "counted: pipeline 1, ground truth 2",
+                "duplicates: pipeline 2, ground truth 1"
+            ]
+        );
+        // What a resumed run can judge still differs where it should: the sum, the
+        // dead letters, the stored aggregates.
+        let lost = ledger(4, 1, 1, 1);
+        assert_eq!(
+            verdict(&t, &views(2), &lost, None, Counts::Resumed),
+            ["counted + duplicates: pipeline 2, ground truth 3"]
+        );
+        let miscounted = verdict(&t, &views(1), &ledger(4, 1, 2, 1), None, Counts::Resumed);
+        assert_eq!(miscounted.len(), 6, "{miscounted:?}");
+        // A run that read part of the raw stream: only the stored state is judged.
+        let partial = ledger(3, 0, 0, 3);
+        let counts = Counts::of_run(&t, &partial, false);
+        assert_eq!(counts, Counts::Partial { read: 3, input: 4 });
+        assert!(verdict(&t, &views(2), &partial, None, counts).is_empty());
+        assert!(
+            counts
+                .not_judged()
+                .is_some_and(|n| n.contains("3 of the 4"))
+        );
+        assert_eq!(Counts::of_run(&t, &resumed, false), Counts::All);
+        assert_eq!(Counts::All.not_judged(), None);
     }
 
     /// One event a minute for minutes 1–8 and 10 (values below), then one at minute 15

@@ -425,3 +425,112 @@ fn chaos_across_several_input_chunks_verifies_and_adds_up() {
     );
     assert_eq!(n("unsettled"), 0);
 }
+
+/// A line `{head,"attrs":{"pad":"xx…"}}` of exactly `len` bytes.
+fn padded_line(head: &str, len: usize) -> String {
+    let empty = format!(r#"{head},"attrs":{{"pad":""}}}}"#);
+    let line = format!(
+        r#"{head},"attrs":{{"pad":"{}"}}}}"#,
+        "x".repeat(len - empty.len())
+    );
+    assert_eq!(line.len(), len);
+    line
+}
+
+/// Lines at the Kinesis record limit that the stages refuse as `record_too_large`, each
+/// once: at the producer's edge (under 1 MiB alone, over with its partition key), at
+/// ingest (under the limit raw, over once normalized: an id and an origin of 79
+/// characters each are added) and at enrich (fits until `sensor-000`'s reference
+/// attributes of the iot scenario, `floor` and `site`, are joined). `--verify` must
+/// apply the same rules: before, it counted all three.
+#[test]
+fn verify_applies_the_stages_size_rules_at_the_record_limit() {
+    const MIB: usize = 1024 * 1024;
+    // The stages' bound for one line (1 MiB less room for a partition key).
+    const PACKED: usize = MIB - 1024;
+    let small = |i: usize, key: &str| {
+        format!(
+            r#"{{"id":"s{i}","key":"{key}","type":"t","ts":{},"value":1}}"#,
+            BASE_MS + i as i64 * 1000
+        )
+    };
+    let at = |i: i64| BASE_MS + 30_000 + i;
+    let lines = [
+        small(0, "sensor-000"),
+        small(1, "sensor-001"),
+        // The producer's edge: 1 MiB - 3 bytes and a 10-byte partition key.
+        padded_line(
+            &format!(
+                r#"{{"id":"p","key":"sensor-001","type":"t","ts":{},"value":2"#,
+                at(1)
+            ),
+            MIB - 3,
+        ),
+        small(2, "sensor-001"),
+        // Ingest: 180 bytes more once normalized.
+        padded_line(
+            &format!(
+                r#"{{"key":"sensor-001","type":"t","ts":{},"value":3"#,
+                at(2)
+            ),
+            PACKED - 100,
+        ),
+        small(3, "sensor-001"),
+        // Enrich: 93 bytes more once normalized (fits), 27 more enriched (does not).
+        padded_line(
+            &format!(
+                r#"{{"id":"e","key":"sensor-000","type":"t","ts":{},"value":4"#,
+                at(3)
+            ),
+            PACKED - 100,
+        ),
+        small(4, "sensor-000"),
+        // The same size for a key without reference rows: it fits all the way.
+        padded_line(
+            &format!(
+                r#"{{"id":"f","key":"sensor-001","type":"t","ts":{},"value":5"#,
+                at(4)
+            ),
+            PACKED - 100,
+        ),
+    ];
+    let dir = tempdir();
+    let path = dir.join("at-the-limit.ndjson");
+    std::fs::write(&path, lines.join("\n")).expect("write input");
+    let out = run_demo(&[
+        "--file",
+        path.to_str().expect("utf-8 path"),
+        "--verify",
+        "--json",
+    ]);
+    let summary = out.last().expect("summary");
+    assert_eq!(summary["verified"], "exact", "{summary}");
+    assert_eq!(
+        (
+            &summary["events_in"],
+            &summary["counted"],
+            &summary["dead_letter"]
+        ),
+        (&9.into(), &6.into(), &3.into()),
+        "{summary}"
+    );
+    let mut refused: Vec<(&str, &str)> = out
+        .iter()
+        .filter(|l| l["kind"] == "dead_letter")
+        .map(|l| {
+            (
+                l["stage"].as_str().expect("stage"),
+                l["reason"].as_str().expect("reason"),
+            )
+        })
+        .collect();
+    refused.sort();
+    assert_eq!(
+        refused,
+        [
+            ("enrich", "record_too_large"),
+            ("ingest", "record_too_large"),
+            ("produce", "record_too_large")
+        ]
+    );
+}

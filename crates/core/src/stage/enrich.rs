@@ -228,7 +228,10 @@ fn partial_failure(
 /// `record_too_large` (enrich is the first stage that sees it that large) and its
 /// dead letter carries the line as it arrived.
 /// The line is encoded into `bytes` (cleared first).
-fn enrich_line(
+///
+/// Public so that `--verify`'s ground truth applies this very rule to the events it
+/// folds, with the reference attributes the pipeline was built with.
+pub fn enrich_line(
     event: &mut Event,
     reference: Option<&Attrs>,
     bytes: &mut Vec<u8>,

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::envelope::{
-    BorrowedEvent, DecodedEvent, NextLine, RawLine, Reason, Rejection, Scalar, TimeBounds,
+    BorrowedEvent, DecodedEvent, Event, NextLine, RawLine, Reason, Rejection, Scalar, TimeBounds,
     decode_borrowed, decode_line_slow, decode_lines,
 };
 use crate::error::Result;
@@ -287,8 +287,8 @@ fn normalize_line(
         }
         None => {
             let decoded = decode_line_slow(raw.trimmed, bounds)?;
-            let (key, line) = normalize(decoded, scratch.origin.clone())?;
-            out.valid(&key, &line)
+            let (event, line) = normalize(decoded, scratch.origin.clone())?;
+            out.valid(&event.key, &line)
         }
     };
     // `normalize` checked the size with `line_fits`, the packer's own condition: a
@@ -378,10 +378,14 @@ fn too_large(bytes: usize, id: String) -> Rejection {
     }
 }
 
-/// Step: a decoded event becomes its normalized line, keyed by `key`. The origin is ours
-/// to assign (it names this producer write) and is the id when the producer gave none.
-/// A line that cannot fit one Kinesis record is rejected here, not by `PutRecords`.
-fn normalize(decoded: DecodedEvent, origin: String) -> Result<(String, Vec<u8>), Rejection> {
+/// Step: a decoded event becomes its normalized event and line (the line is written
+/// under the event's `key`). The origin is ours to assign (it names this producer write)
+/// and is the id when the producer gave none. A line that cannot fit one Kinesis record
+/// is rejected here as `record_too_large`, not by `PutRecords`.
+///
+/// Public so that `--verify`'s ground truth applies this very rule to the events it
+/// folds: the size ingest decides on is the size of these bytes.
+pub fn normalize(decoded: DecodedEvent, origin: String) -> Result<(Event, Vec<u8>), Rejection> {
     let mut event = decoded.into_event(|| origin.clone());
     event.origin = Some(origin);
     // Re-encoding a validated event cannot fail in practice; if it ever did, the line is
@@ -396,7 +400,7 @@ fn normalize(decoded: DecodedEvent, origin: String) -> Result<(String, Vec<u8>),
     if !line_fits(&event.key, bytes.len()) {
         return Err(too_large(bytes.len(), event.id));
     }
-    Ok((event.key, bytes))
+    Ok((event, bytes))
 }
 
 /// The origins ingest assigns to the lines of a raw record, in order: what the event
@@ -993,7 +997,8 @@ mod tests {
             proptest::prop_assert_eq!(&buf, &origin);
             let bounds = TimeBounds { now_ms: NOW, max_future_skew_ms: 0 };
             let owned = crate::envelope::decode_line(text.as_bytes(), bounds)
-                .and_then(|d| normalize(d, origin.clone()));
+                .and_then(|d| normalize(d, origin.clone()))
+                .map(|(event, line)| (event.key, line));
             // A declined line (escapes, duplicates, unusual numbers) goes to the general
             // decoder, as the envelope tests check.
             if let Some(event) = decode_borrowed(text.as_bytes(), bounds) {
