@@ -277,7 +277,7 @@ pub enum Checkpoint {
 
 impl Checkpoint {
     /// How many records at the front of `records` this checkpoint covers.
-    fn covers(&self, records: &[StreamRecord]) -> usize {
+    fn covers(&self, records: &VecDeque<StreamRecord>) -> usize {
         let (seq, inclusive) = match self {
             Checkpoint::Through(s) => (s, true),
             Checkpoint::Before(s) => (s, false),
@@ -366,7 +366,7 @@ impl MemoryStreams {
         &self,
         stream: &str,
         shard_id: &str,
-        covered: impl FnOnce(&[StreamRecord]) -> usize,
+        covered: impl FnOnce(&VecDeque<StreamRecord>) -> usize,
     ) -> usize {
         let mut streams = self.lock();
         let Some(shard) = streams
@@ -375,7 +375,9 @@ impl MemoryStreams {
         else {
             return 0;
         };
-        let n = covered(shard.records.make_contiguous()).min(shard.records.len());
+        // Not `make_contiguous`: a queue that wrapped around would be rotated whole on
+        // every trim, once per poll.
+        let n = covered(&shard.records).min(shard.records.len());
         shard.records.drain(..n);
         n
     }
