@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sluice_core::limits::kinesis::MAX_RECORD_BYTES;
+use sluice_core::limits::kinesis::{MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES};
 use sluice_local::scenario::{DEFAULT_START_MS, Noise, Producer, Scenario};
 
 /// What is kept of an over-long line: one byte more than a record may hold, so the
@@ -42,6 +42,12 @@ impl ChunkBound {
     pub const DEMO: ChunkBound = ChunkBound {
         lines: CHUNK_LINES,
         bytes: CHUNK_BYTES,
+    };
+
+    /// One `PutRecords` request's worth: 500 records, 5 MiB.
+    pub const REQUEST: ChunkBound = ChunkBound {
+        lines: MAX_RECORDS_PER_REQUEST,
+        bytes: MAX_REQUEST_BYTES,
     };
 
     pub fn lines(lines: usize) -> Self {
@@ -101,20 +107,6 @@ pub fn read_line_bounded(
 
 fn memchr(buf: &[u8]) -> Option<usize> {
     buf.iter().position(|b| *b == b'\n')
-}
-
-/// Reads a newline-delimited file as raw lines (bytes: invalid UTF-8 is input too),
-/// each over-long line kept as its head (see the module docs).
-pub fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>> {
-    let mut input = LineSource::file(path)?;
-    let mut lines = Vec::new();
-    loop {
-        let chunk = input.next_chunk(ChunkBound::DEMO)?;
-        if chunk.is_empty() {
-            return Ok(lines);
-        }
-        lines.extend(chunk);
-    }
 }
 
 /// Where producer lines come from, read a chunk at a time.
@@ -213,25 +205,6 @@ impl ReadAhead {
     }
 }
 
-/// A synthetic scenario's producer lines, as bytes.
-pub fn scenario_lines(
-    scenario: Scenario,
-    events: usize,
-    seed: u64,
-    start: Option<i64>,
-) -> Vec<Vec<u8>> {
-    scenario
-        .generate(
-            events,
-            seed,
-            start.unwrap_or(DEFAULT_START_MS),
-            &Noise::default(),
-        )
-        .into_iter()
-        .map(String::into_bytes)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,8 +234,6 @@ mod tests {
             vec![b"last".to_vec()],
         ];
         assert_eq!(chunks, want);
-        // The whole-file reader agrees.
-        assert_eq!(read_lines(&path).expect("read"), want.concat());
         std::fs::remove_file(&path).expect("remove");
     }
 

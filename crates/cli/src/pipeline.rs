@@ -515,12 +515,9 @@ impl InProcess {
     /// `produce`, original bytes bounded like every dead letter) instead of aborting.
     pub fn produce(&self, lines: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let (records, sent) = producer_records(lines, &self.faults);
-        let mut fitting = Vec::with_capacity(records.len());
-        for record in records {
-            match kinesis_limits::check_record(&record) {
-                Ok(()) => fitting.push(record),
-                Err(error) => self.reject_at_producer(&record, &error)?,
-            }
+        let (fitting, refused) = sendable(records);
+        for (_, record, error) in &refused {
+            self.reject_at_producer(record, error)?;
         }
         // Requests are runs of consecutive records: move each run out, no copies.
         let all: Vec<usize> = (0..fitting.len()).collect();
@@ -689,6 +686,24 @@ fn trim<Src: ShardSource, D: RecordSink>(
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Splits records into those Kinesis can take and those it refuses whatever the producer
+/// does (over the record limit with their key, see `limits::kinesis::check_record`), each
+/// with its index in `records` and why: a `PutRecords` call holding one would fail
+/// whole, so a producer sets them apart and reports them.
+pub fn sendable(
+    records: Vec<OutRecord>,
+) -> (Vec<OutRecord>, Vec<(usize, OutRecord, sluice_core::Error)>) {
+    let mut fitting = Vec::with_capacity(records.len());
+    let mut refused = Vec::new();
+    for (i, record) in records.into_iter().enumerate() {
+        match kinesis_limits::check_record(&record) {
+            Ok(()) => fitting.push(record),
+            Err(error) => refused.push((i, record, error)),
+        }
+    }
+    (fitting, refused)
 }
 
 /// Producer records for lines (partition key = the line's `key`), with injected

@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::{ArgGroup, Args};
 use sluice_aws::KinesisSink;
-use sluice_aws::kinesis::{MAX_ENTRIES_PER_REQUEST, MAX_RECORD_BYTES};
+use sluice_aws::kinesis::MAX_ENTRIES_PER_REQUEST;
 use sluice_core::ports::RecordSink;
 use sluice_core::record::OutRecord;
 use sluice_core::resources;
 use sluice_local::scenario::{Scenario, partition_key_of};
 
 use crate::connect::Connection;
-use crate::lines::{read_lines, scenario_lines};
+use crate::lines::{ChunkBound, LINE_HEAD_BYTES, LineSource};
+use crate::pipeline::sendable;
 use crate::remote::{explain, parse_time};
 
 #[derive(Args, Debug)]
@@ -65,7 +66,10 @@ fn chunk_size(rate: f64) -> usize {
 /// What happened to the records so far.
 #[derive(Debug, Default)]
 struct Tally {
-    total: u64,
+    /// Records the input holds, when known before reading it (a scenario's).
+    known_total: Option<u64>,
+    /// Lines read so far (all of them once the input is done).
+    read: u64,
     sent: u64,
     retried: u64,
     failed: u64,
@@ -94,46 +98,27 @@ pub async fn run(args: ProduceArgs) -> Result<bool> {
         .stream
         .clone()
         .unwrap_or_else(|| conn.names().stream(resources::RAW));
-    let (lines, source) = match (&args.file, args.scenario) {
-        (Some(path), _) => (read_lines(path)?, format!("file {}", path.display())),
+    let (mut input, source, known_total) = match (&args.file, args.scenario) {
+        (Some(path), _) => (
+            LineSource::file(path)?,
+            format!("file {}", path.display()),
+            None,
+        ),
         (None, Some(s)) => (
-            scenario_lines(s, args.events, args.seed, args.start),
+            LineSource::scenario(s, args.events, args.seed, args.start),
             format!("scenario {s} (seed {})", args.seed),
+            Some(args.events as u64),
         ),
         (None, None) => bail!("give --file PATH or --scenario NAME"),
     };
-
-    let mut tally = Tally {
-        total: lines.len() as u64,
-        ..Tally::default()
-    };
-    // Records Kinesis would refuse whatever we do are reported, not sent (the sink
-    // refuses a whole call that holds one).
-    let mut records = Vec::with_capacity(lines.len());
-    for (n, line) in lines.into_iter().enumerate() {
-        let partition_key = partition_key_of(&String::from_utf8_lossy(&line));
-        if line.len() + partition_key.len() > MAX_RECORD_BYTES {
-            eprintln!(
-                "sluice produce: record {} is {} bytes, over Kinesis's {MAX_RECORD_BYTES}-byte record limit: not sent",
-                n + 1,
-                line.len()
-            );
-            tally.fail(1, "over Kinesis's 1 MiB record limit");
-            continue;
-        }
-        records.push(OutRecord {
-            partition_key,
-            data: line,
-        });
-    }
 
     let clients = conn.clients().await;
     sluice_aws::stream_arn(&clients.kinesis, &stream)
         .await
         .map_err(|e| explain(e, &format!("looking up stream {stream:?}"), conn))?;
     eprintln!(
-        "sluice produce: {} records from {source} to stream {stream}{}",
-        tally.total,
+        "sluice produce: {} from {source} to stream {stream}{}",
+        known_total.map_or_else(|| "records".to_owned(), |n| format!("{n} records")),
         if args.rate > 0.0 {
             format!(" at {} records/s", args.rate)
         } else {
@@ -147,20 +132,40 @@ pub async fn run(args: ProduceArgs) -> Result<bool> {
     let started = Instant::now();
     let mut last_progress = Instant::now();
     let mut fatal: Option<anyhow::Error> = None;
+    let mut tally = Tally {
+        known_total,
+        ..Tally::default()
+    };
     let mut offered = 0u64;
-    let chunks: Vec<&[OutRecord]> = records.chunks(chunk_size(args.rate)).collect();
-    for (i, chunk) in chunks.iter().enumerate() {
+    // A request's worth (or a second's at --rate) at a time: memory holds one chunk,
+    // whatever the input's size.
+    let bound = ChunkBound {
+        lines: chunk_size(args.rate),
+        ..ChunkBound::REQUEST
+    };
+    loop {
+        let lines = input.next_chunk(bound)?;
+        if lines.is_empty() {
+            break;
+        }
+        tally.read += lines.len() as u64;
+        let chunk = records_to_send(lines, &mut tally);
+        if fatal.is_some() {
+            tally.fail(chunk.len() as u64, "not sent after the error above");
+            continue;
+        }
         if args.rate > 0.0 {
             let due = started + Duration::from_secs_f64(offered as f64 / args.rate);
             tokio::time::sleep_until(due.into()).await;
         }
         offered += chunk.len() as u64;
+        let n = chunk.len() as u64;
         let before = sink.written();
-        let result = sink.put_records(chunk.to_vec()).await;
+        let result = sink.put_records(chunk).await;
         let written = sink.written() - before;
         tally.sent += written;
         tally.retried = sink.retried();
-        let unwritten = chunk.len() as u64 - written.min(chunk.len() as u64);
+        let unwritten = n - written.min(n);
         match result {
             Ok(()) => {}
             Err(sluice_core::Error::SinkExhausted {
@@ -175,11 +180,9 @@ pub async fn run(args: ProduceArgs) -> Result<bool> {
                 );
             }
             Err(e) => {
+                // The rest is read on (a chunk at a time) only to be counted as not sent.
                 tally.fail(unwritten, e.to_string());
-                let rest: u64 = chunks[i + 1..].iter().map(|c| c.len() as u64).sum();
-                tally.fail(rest, "not sent after the error above");
                 fatal = Some(explain(e, &format!("writing to stream {stream:?}"), conn));
-                break;
             }
         }
         if last_progress.elapsed() >= progress_every {
@@ -215,7 +218,7 @@ pub async fn run(args: ProduceArgs) -> Result<bool> {
         eprintln!(
             "error: {} of {} records could not be written to stream {stream:?} ({})",
             tally.failed,
-            tally.total,
+            tally.read,
             why.join("; ")
         );
         return Ok(false);
@@ -223,12 +226,41 @@ pub async fn run(args: ProduceArgs) -> Result<bool> {
     Ok(true)
 }
 
+/// The records of `lines` that Kinesis can take; a line it refuses whatever we do (over
+/// the record limit with its key) is reported and counted as failed, not sent (a
+/// `PutRecords` call holding it would fail whole).
+fn records_to_send(lines: Vec<Vec<u8>>, tally: &mut Tally) -> Vec<OutRecord> {
+    let first_line = tally.read - lines.len() as u64 + 1;
+    let records = lines
+        .into_iter()
+        .map(|line| OutRecord {
+            partition_key: partition_key_of(&String::from_utf8_lossy(&line)),
+            data: line,
+        })
+        .collect();
+    let (fitting, refused) = sendable(records);
+    for (i, record, error) in refused {
+        eprintln!(
+            "sluice produce: record {} is {} bytes{}: not sent ({error})",
+            first_line + i as u64,
+            record.data.len(),
+            if record.data.len() >= LINE_HEAD_BYTES {
+                " or more"
+            } else {
+                ""
+            }
+        );
+        tally.fail(1, "over Kinesis's 1 MiB record limit");
+    }
+    fitting
+}
+
 fn progress(t: &Tally, started: Instant, interactive: bool) {
     let secs = started.elapsed().as_secs_f64();
+    let of = t.known_total.map_or_else(String::new, |n| format!("/{n}"));
     let line = format!(
-        "  sent {}/{}  retried {}  failed {}  {:.0} records/s",
+        "  sent {}{of}  retried {}  failed {}  {:.0} records/s",
         t.sent,
-        t.total,
         t.retried,
         t.failed,
         if secs > 0.0 {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,13 +24,13 @@ use sluice_local::faults::Faults;
 
 use crate::connect::Connection;
 use crate::demo::chaos_faults;
-use crate::lines::read_lines;
+use crate::lines::{ChunkBound, LINE_HEAD_BYTES, LineSource};
 use crate::output;
 use crate::pipeline::AggregateOverrides;
 use sluice_local::esm::EsmClocks;
 use sluice_local::ledger::MemoryLedger;
 
-use crate::pipeline::{Ports, Runner, Stages, build_stages, producer_records};
+use crate::pipeline::{Ports, Runner, Stages, build_stages, producer_records, sendable};
 use crate::remote::explain;
 use crate::verify;
 
@@ -156,20 +156,12 @@ pub async fn run(args: RunArgs) -> Result<bool> {
     );
 
     if let Some(path) = &args.file {
-        let lines = read_lines(path)?;
-        let (records, _) = producer_records(&lines, &faults);
-        let raw = KinesisSink::new(kinesis.clone(), stages.raw_stream.clone());
-        for chunk in records.chunks(500) {
-            raw.put_records(chunk.to_vec()).await.with_context(|| {
-                format!("writing {} to stream {}", path.display(), stages.raw_stream)
-            })?;
-        }
-        eprintln!(
-            "sluice run: wrote {} records from {} to {}",
-            records.len(),
-            path.display(),
-            stages.raw_stream
-        );
+        write_file(
+            path,
+            &faults,
+            &KinesisSink::new(kinesis.clone(), &stages.raw_stream),
+        )
+        .await?;
     }
 
     eprintln!(
@@ -415,4 +407,48 @@ async fn report(
         );
     }
     Ok(consistent && diffs.is_empty())
+}
+
+/// Writes a file's lines to the raw stream as a producer would, a request at a time (so
+/// memory holds one request, whatever the file's size), with `--chaos`'s producer
+/// duplicates. A line Kinesis refuses whatever we do (over the record limit with its key)
+/// is reported and not sent, as `sluice produce` does; the rest go on.
+async fn write_file(path: &Path, faults: &Option<Arc<Faults>>, raw: &KinesisSink) -> Result<()> {
+    let mut input = LineSource::file(path)?;
+    let (mut written, mut line_no) = (0u64, 0usize);
+    loop {
+        let lines = input.next_chunk(ChunkBound::REQUEST)?;
+        if lines.is_empty() {
+            break;
+        }
+        let (records, _) = producer_records(&lines, faults);
+        let (fitting, refused) = sendable(records);
+        for (_, record, error) in refused {
+            eprintln!(
+                "sluice run: a line of {} ({} bytes{}) not sent: {error}",
+                path.display(),
+                record.data.len(),
+                if record.data.len() >= LINE_HEAD_BYTES {
+                    " or more"
+                } else {
+                    ""
+                }
+            );
+        }
+        line_no += lines.len();
+        written += fitting.len() as u64;
+        raw.put_records(fitting).await.with_context(|| {
+            format!(
+                "writing {} (up to line {line_no}) to stream {}",
+                path.display(),
+                raw.stream_name()
+            )
+        })?;
+    }
+    eprintln!(
+        "sluice run: wrote {written} records from {} to {}",
+        path.display(),
+        raw.stream_name()
+    );
+    Ok(())
 }

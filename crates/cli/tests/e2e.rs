@@ -202,7 +202,8 @@ async fn produce_reports_records_it_cannot_write_and_exits_non_zero() {
     let path = dir.join("big.ndjson");
     let mut data = br#"{"id":"1","key":"k","type":"t","ts":1,"value":1}"#.to_vec();
     data.extend_from_slice(b"\n{\"id\":\"big\",\"key\":\"k\",\"pad\":\"");
-    data.extend(std::iter::repeat_n(b'a', 1_100_000));
+    // Far longer than a record: read only as far as it takes to know it cannot be sent.
+    data.extend(std::iter::repeat_n(b'a', 24 << 20));
     data.extend_from_slice(b"\"}\n");
     data.extend_from_slice(br#"{"id":"3","key":"k","type":"t","ts":1,"value":3}"#);
     std::fs::write(&path, data).expect("write");
@@ -233,6 +234,40 @@ async fn produce_reports_records_it_cannot_write_and_exits_non_zero() {
         })
         .collect();
     assert_eq!(ids, [r#""1""#, r#""3""#], "the rest is sent, in order");
+}
+
+/// `sluice run --file` writes what a producer can send and reports the rest: a line
+/// over the record limit does not stop the run (it used to fail the whole request).
+#[tokio::test]
+async fn run_file_reports_a_line_it_cannot_send_and_runs_the_rest() {
+    let prefix = unique_prefix();
+    setup(&prefix, &[]);
+    let dir = tempdir();
+    let path = dir.join("long.ndjson");
+    let mut data = br#"{"id":"1","key":"k","type":"t","ts":1767225600000,"value":1}"#.to_vec();
+    data.extend_from_slice(b"\n{\"id\":\"long\",\"key\":\"k\",\"pad\":\"");
+    data.extend(std::iter::repeat_n(b'a', 3 << 20));
+    data.extend_from_slice(b"\"}\n");
+    data.extend_from_slice(br#"{"id":"3","key":"k","type":"t","ts":1767225600001,"value":3}"#);
+    std::fs::write(&path, data).expect("write");
+    let (stdout, stderr) = sluice_ok(&[
+        "run",
+        "--prefix",
+        &prefix,
+        "--file",
+        path.to_str().expect("utf-8"),
+        "--until-idle",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        stderr.contains("bytes or more) not sent") && stderr.contains("wrote 2 records"),
+        "{stderr}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().next().expect("summary")).expect("json");
+    assert_eq!(summary["events_in"], 2, "{summary}");
+    assert_eq!(summary["counted"], 2, "{summary}");
 }
 
 #[tokio::test]
