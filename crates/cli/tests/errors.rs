@@ -225,22 +225,8 @@ fn hostile_shapes(base: &str) -> Vec<(String, String)> {
     ]
 }
 
-const RULE_FIELDS: [&str; 14] = [
-    "id",
-    "kind",
-    "type",
-    "key_prefix",
-    "window_seconds",
-    "stat",
-    "op",
-    "threshold",
-    "min_count",
-    "severity",
-    "description",
-    "enabled",
-    "history",
-    "min_history",
-];
+/// Every field of a rule: the parser's own list, so a new field is covered too.
+const RULE_FIELDS: [&str; 14] = sluice_core::rules::FIELDS;
 
 #[test]
 fn hostile_rules_files_never_reach_the_terminal_raw() {

@@ -200,7 +200,8 @@ fn escaped(text: &str) -> String {
     out
 }
 
-const FIELDS: [&str; 14] = [
+/// Every field a rule has, as named in rule files and the rules table.
+pub const FIELDS: [&str; 14] = [
     "id",
     "kind",
     "type",
