@@ -17,14 +17,44 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 // With a token, so the page is checked passing it on to its API calls (as it must on a
 // non-loopback --bind).
 const TOKEN = "dashboard-test-token";
-const DEMO = ["demo", "--scenario", "payments", "--events", "3000", "--seed", "7",
+// 8,000 events span enough minutes for the rate and zscore rules (judged on closed
+// windows) to fire: this input raises alerts of all three kinds, fewer than the page's 50.
+const DEMO = ["demo", "--scenario", "payments", "--events", "8000", "--seed", "7",
   "--rules", join(here, "rules.jsonl"), "--json", "--serve", "0", "--token", TOKEN];
-const RULE_IDS = ["dash-large-payment", "dash-busy-account"];
+const RULE_IDS = ["dash-large-payment", "dash-busy-account", "dash-spend-burst", "dash-spend-anomaly"];
+const KINDS = ["threshold", "rate", "zscore"];
 
-const fmt = x => Number.isInteger(x) ? x.toLocaleString("en-US") : (() => {
+const fmt = x => x == null ? "–" : Number.isInteger(x) ? x.toLocaleString("en-US") : (() => {
   const a = Math.abs(x), d = a >= 1000 ? 0 : a >= 10 ? 1 : a >= 1 ? 2 : 3;
   return x.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: 0 });
 })();
+
+// What the page must say about an alert, built from the alert's own fields
+// (crates/core/src/rules.rs, `Alert`): `observed` is the window's statistic, `value` what
+// was compared with `threshold` (the statistic, the ratio to `previous`, or z).
+function explanation(a) {
+  switch (a.kind_of_rule) {
+    case "threshold": return `${a.stat} ${fmt(a.value)} ${a.op} ${fmt(a.threshold)}`;
+    case "rate": return `${a.stat} ${fmt(a.observed)} is ${fmt(a.value)}× the preceding window's ${fmt(a.previous)}, ${a.op} ${fmt(a.threshold)}`;
+    case "zscore": {
+      const t = fmt(a.threshold);
+      const bound = a.op === ">" ? `z ≥ ${t}` : a.op === "<" ? `z ≤ −${t}` : `|z| ≥ ${t}`;
+      return `z = (${fmt(a.observed)} − μ ${fmt(a.mean)}) / σ ${fmt(a.stddev)} = ${fmt(a.z)}; fires at ${bound}`;
+    }
+    default: throw new Error(`alert ${a.alert_id}: unknown kind_of_rule ${a.kind_of_rule}`);
+  }
+}
+
+// The fields mean what explanation() takes them to mean (so the expected text is right).
+function checkFields(a) {
+  const close = (x, y, what) => assert.ok(Math.abs(x - y) <= 1e-9 * Math.max(1, Math.abs(y)), `${a.alert_id}: ${what}: ${x} vs ${y}`);
+  if (a.kind_of_rule === "threshold") close(a.value, a.observed, "value is the statistic");
+  if (a.kind_of_rule === "rate") close(a.value, a.observed / a.previous, "value is observed / previous");
+  if (a.kind_of_rule === "zscore") {
+    close(a.value, a.z, "value is z");
+    close(a.z, (a.observed - a.mean) / a.stddev, "z is (observed − mean) / stddev");
+  }
+}
 
 // Starts the demo; resolves with its URL, its --json lines and the child once the
 // summary line is out (the input is drained and the server keeps serving).
@@ -106,34 +136,48 @@ try {
   const bars = await page.$$eval("#groups rect.bar", rs => rs.map(r => Number(r.dataset.value)));
   assert.deepEqual(bars, busiest.map(g => g.events));
 
-  // Alerts: the rows are the API's page, each naming its rule and its observed value,
-  // and every one was raised by the demo (as its --json output says).
+  // Alerts: the rows are the API's page (all of the demo's alerts, of all three kinds),
+  // each naming its rule and its observed value, each explained with the numbers of its
+  // own fields, and every one was raised by the demo (as its --json output says).
   const raised = new Map(lines.filter(l => l.kind === "alert").map(a => [a.alert_id, a]));
-  assert.ok(raised.size >= 1, "the rules raise alerts on this input");
+  assert.ok(raised.size >= 1 && raised.size <= 50, `the rules raise alerts on this input, all on the page: ${raised.size}`);
+  assert.deepEqual([...new Set([...raised.values()].map(a => a.kind_of_rule))].sort(), [...KINDS].sort(),
+    "the input raises threshold, rate and zscore alerts");
   const page1 = (await api(url, "/api/alerts?limit=50")).items;
-  assert.equal(page1.length, Math.min(50, raised.size));
+  assert.equal(page1.length, raised.size);
   const rows = await page.$$eval("#alerts tr.alert", rs => rs.map(r => ({
-    rule: r.querySelector(".rule").textContent, observed: r.querySelector(".observed").textContent,
+    rule: r.querySelector(".rule").textContent, kind: r.querySelector(".kind").textContent,
+    observed: r.querySelector(".observed").textContent,
     explain: r.querySelector(".explain").textContent,
   })));
   assert.equal(rows.length, page1.length);
+  const explained = {};
   for (const [i, row] of rows.entries()) {
     const a = page1[i];
     assert.ok(raised.has(a.alert_id), `alert ${a.alert_id} was raised by the demo`);
+    assert.deepEqual(a, raised.get(a.alert_id), `the API's alert is the demo's: ${a.alert_id}`);
     assert.equal(row.rule, a.rule_id);
-    assert.ok(RULE_IDS.includes(row.rule) || row.rule.length > 0);
-    assert.equal(row.observed, fmt(a.observed ?? a.value));
-    assert.ok(row.explain.includes(a.op) && row.explain.includes(fmt(a.threshold)), row.explain);
+    assert.ok(RULE_IDS.includes(row.rule), row.rule);
+    assert.equal(row.kind, a.kind_of_rule);
+    assert.equal(row.observed, fmt(a.observed));
+    checkFields(a);
+    assert.equal(row.explain, explanation(a), `explanation of ${a.kind_of_rule} alert ${a.alert_id}`);
+    explained[a.kind_of_rule] = (explained[a.kind_of_rule] || 0) + 1;
   }
+  assert.deepEqual(Object.keys(explained).sort(), [...KINDS].sort(), "every kind explained on the page");
 
-  // How the page explains each kind of rule (the input above raises threshold alerts
-  // only): z-score alerts show x, the mean, the standard deviation and z.
-  const base = { stat: "mean", op: ">", threshold: 3, value: 0 };
-  const z = await page.evaluate(a => explain(a),
-    { ...base, kind_of_rule: "zscore", observed: 41.5, mean: 20.25, stddev: 5, z: 4.25 });
-  assert.equal(z, "z = (41.5 − μ 20.3) / σ 5 = 4.25; fires at |z| (high) ≥ 3");
-  const rate = await page.evaluate(a => explain(a), { ...base, kind_of_rule: "rate", observed: 3.5 });
-  assert.equal(rate, "mean is 3.5× the preceding window's, > 3");
+  // The example of issue 16: a rate alert on a window of 307 events, 4.32 times the
+  // preceding window's 71, is explained by its ratio; and a z-score alert by x, the
+  // mean, the standard deviation and z, with the side of its op.
+  const rate = { kind_of_rule: "rate", stat: "count", op: ">=", threshold: 3, observed: 307, previous: 71, value: 307 / 71, count: 307 };
+  assert.equal(await page.evaluate(a => explain(a), rate), "count 307 is 4.32× the preceding window's 71, >= 3");
+  assert.equal(explanation(rate), "count 307 is 4.32× the preceding window's 71, >= 3");
+  const z = { kind_of_rule: "zscore", stat: "mean", threshold: 3, observed: 41.5, mean: 20.25, stddev: 5, z: 4.25, value: 4.25 };
+  for (const [op, bound] of [[">", "z ≥ 3"], ["<", "z ≤ −3"], [undefined, "|z| ≥ 3"]]) {
+    const text = `z = (41.5 − μ 20.3) / σ 5 = 4.25; fires at ${bound}`;
+    assert.equal(await page.evaluate(a => explain(a), { ...z, op }), text);
+    assert.equal(explanation({ ...z, op }), text);
+  }
 
   // Dead letters by reason: as many as the demo's --json lines, per reason.
   const want = {};
@@ -174,7 +218,7 @@ try {
   await noAlerts.waitForFunction(() => Number(document.body.dataset.refreshes) >= 1, null, { timeout: 10_000 });
   assert.match(await noAlerts.textContent("#alerts"), /alerts unavailable: .*503 throttled/);
   assert.equal(await noAlerts.locator("#series svg.series-chart").count(), cards.length);
-  console.error(`dashboard test: ${cards.length} charts, ${rows.length} alerts, ${Object.keys(shown).length} dead-letter reasons, ${stages.length} stages: ok`);
+  console.error(`dashboard test: ${cards.length} charts, ${rows.length} alerts (${KINDS.map(k => `${explained[k]} ${k}`).join(", ")}) explained by their fields, ${Object.keys(shown).length} dead-letter reasons, ${stages.length} stages: ok`);
 } finally {
   await browser.close();
   // Stop the server by its PID.
