@@ -37,8 +37,8 @@ pub async fn sdk_config_with_endpoint(endpoint: Option<&str>) -> SdkConfig {
 /// The SDK's default HTTPS client (hyper 1, rustls, the system's root certificates,
 /// `HTTP(S)_PROXY` / `NO_PROXY` from the environment, the SDK's timeouts and sleep) with
 /// ring as rustls' crypto provider instead of aws-lc: the SDK crates are built without
-/// `default-https-client`, whose aws-lc took ~1.5 MB of every Lambda's binary (README,
-/// "Cold start and binary size"). The same cipher suites (the SDK restricts them to
+/// `default-https-client`, whose aws-lc took ~1.5 MB of every Lambda's binary
+/// (docs/performance.md, "Cold start and binary size"). The same cipher suites (the SDK restricts them to
 /// AES-GCM with ECDHE for every provider); what ring lacks is the post-quantum key
 /// exchange aws-lc would prefer. Built as `aws_smithy_runtime`'s `default_https_client`
 /// builds it for the latest behavior version; the loader hands it to every client and

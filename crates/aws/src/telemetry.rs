@@ -61,8 +61,8 @@ pub fn init() {
 ///
 /// `tracing_subscriber`'s `Targets`, not `EnvFilter`: the same syntax minus span and
 /// field filters (`target[span{field=value}]=level`), which nothing here uses and whose
-/// regex engine took ~0.27 MB (3 %) of every Lambda's binary (README, "Cold start and
-/// binary size").
+/// regex engine took ~0.27 MB (3 %) of every Lambda's binary (docs/performance.md,
+/// "Cold start and binary size").
 pub fn log_filter(spec: &str) -> Targets {
     let default = || Targets::new().with_default(LevelFilter::INFO);
     if spec.trim().is_empty() {

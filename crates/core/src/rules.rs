@@ -78,7 +78,7 @@ impl Op {
 #[serde(rename_all = "snake_case")]
 pub enum RuleKind {
     /// Rule files written before `kind` existed hold threshold rules only, so an absent
-    /// `kind` means `threshold` (documented in the README).
+    /// `kind` means `threshold` (documented in docs/reference/rules.md).
     #[default]
     Threshold,
     Rate,

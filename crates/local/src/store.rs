@@ -236,7 +236,7 @@ fn too_many(what: &str, n: usize) -> Error {
 ///
 /// ## Memory
 /// The table holds what DynamoDB would: every item written (nothing expires: see the
-/// README's Volume section for why the demo does not apply TTL), every sealed page and
+/// docs/performance.md's Volume section for why the demo does not apply TTL), every sealed page and
 /// every group's watermark. An item costs its [`Slot`] and [`Stored`] (16 + 128 bytes)
 /// in a B-tree node, plus 8 bytes per fingerprint of an anchor item and the
 /// at-least-once high-water marks; group and type strings are held once per group.

@@ -1,7 +1,7 @@
 //! What one live item costs the in-memory aggregates table, measured with a counting
 //! allocator on the `iot` demo's shape: 100 groups, minute anchors holding 12
 //! fingerprints each, an hour item per group and hour, every item with a TTL. The
-//! README's Volume section quotes the bound asserted here.
+//! docs/performance.md's Volume section quotes the bound asserted here.
 //!
 //! Measured as resident memory (what `time -v` reports as peak RSS), so one test only:
 //! it measures the whole process. The growth over 61,000 items is some 15 MB, far
