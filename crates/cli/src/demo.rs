@@ -309,7 +309,7 @@ impl Report {
         ok
     }
 
-    /// The `--json` summary line (see the README's contract).
+    /// The `--json` summary line (see docs/reference/json-contract.md).
     fn summary_json(&self, pipeline: &InProcess, alerts: usize) -> Result<serde_json::Value> {
         let l = &self.ledger;
         let mut v = serde_json::to_value(Summary {

@@ -1,4 +1,4 @@
-//! The `--json` line contract (documented in the README; scripts depend on it) and the
+//! The `--json` line contract (documented in docs/reference/json-contract.md; scripts depend on it) and the
 //! human-readable tables.
 //!
 //! Keys, types, ids, details, rule ids and severities come from producers and tables,
