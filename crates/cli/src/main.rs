@@ -8,6 +8,8 @@ mod dashboard;
 mod demo;
 mod digest;
 mod lines;
+#[cfg(test)]
+mod module_graph;
 mod output;
 mod pipeline;
 mod produce;
@@ -16,6 +18,7 @@ mod remote;
 mod rules;
 mod run;
 mod setup;
+mod template;
 mod verify;
 
 use std::process::ExitCode;

@@ -19,7 +19,7 @@
 
 use std::net::IpAddr;
 
-use super::http::{Request, Response};
+use super::http::{Gate, Request, Response};
 
 /// The query parameter carrying the token; it is removed before routing, so the
 /// query API never sees it.
@@ -182,6 +182,12 @@ pub fn random_token() -> std::io::Result<String> {
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Gate for Access {
+    fn check(&self, req: &mut Request) -> Result<(), Response> {
+        Access::check(self, req)
+    }
 }
 
 #[cfg(test)]
