@@ -332,7 +332,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dashboard::access::Access;
+    use crate::commands::dashboard::access::Access;
 
     #[test]
     fn a_request_line_gives_method_path_and_decoded_params() {

@@ -612,7 +612,7 @@ fn peak_rss_bytes() -> Option<u64> {
 
 /// The Python baseline, shipped inside the binary so `--compare-python` works from
 /// any directory.
-const PYTHON_HANDLER: &str = include_str!("../../../../infra/bench/python_handler.py");
+const PYTHON_HANDLER: &str = include_str!("../../../../../infra/bench/python_handler.py");
 
 /// What the Python handler printed.
 #[derive(Debug, Deserialize, Serialize)]

@@ -195,7 +195,7 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
-    use crate::dashboard::http::parse_head;
+    use crate::commands::dashboard::http::parse_head;
 
     fn req(head: &str) -> Request {
         parse_head(format!("{head}\r\n\r\n").as_bytes()).expect("request")

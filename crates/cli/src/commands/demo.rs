@@ -68,7 +68,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub verify: bool,
     #[command(flatten)]
-    pub serve: crate::dashboard::ServeArgs,
+    pub serve: crate::commands::dashboard::ServeArgs,
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
@@ -130,7 +130,8 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
             .keep_lines()
             .context("creating a temporary file for the dead letters of --json")?;
     }
-    let server = crate::dashboard::serve_demo(&args.serve, &pipeline, source.clone()).await?;
+    let server =
+        crate::commands::dashboard::serve_demo(&args.serve, &pipeline, source.clone()).await?;
     let mut truth = match args.verify {
         // The reference rows the pipeline enriches with: `InProcess::build` above.
         true => Some(
