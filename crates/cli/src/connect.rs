@@ -10,7 +10,7 @@ use clap::Args;
 use sluice_core::resources::{self, Names};
 use sluice_local::template::Template;
 
-use crate::demo::load_template;
+use crate::template::load_template;
 
 #[derive(Args, Debug, Clone)]
 pub struct Connection {

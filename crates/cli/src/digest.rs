@@ -8,7 +8,7 @@
 //! made them is in flight, so the digest remembers identities only for the current
 //! round (until the pipeline is idle again: nothing can be redelivered after that).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -16,11 +16,37 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use sluice_core::dead_letter::DeadLetter;
 use sluice_core::record::StreamRecord;
 
-use crate::dashboard::overview::DeadLetters;
+use serde::Serialize;
+
 use crate::output;
 
 /// Dead letters kept whole for the summary and the dashboard: the first ones.
 pub const SAMPLE_SIZE: usize = 20;
+
+/// Dead letters counted by reason (a dead letter standing for several rejected lines
+/// of one record counts once, as one `dead_letter` line of `--json` output does).
+#[derive(Debug, Default, PartialEq, Serialize)]
+pub struct DeadLetters {
+    pub total: u64,
+    pub by_reason: BTreeMap<String, u64>,
+    /// Set when the counts do not cover the whole stream (see the text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl DeadLetters {
+    pub fn add(&mut self, letter: &DeadLetter) {
+        self.total += 1;
+        *self.by_reason.entry(letter.reason.to_string()).or_default() += 1;
+    }
+
+    #[cfg(test)]
+    pub fn of(letters: &[DeadLetter]) -> Self {
+        let mut counts = DeadLetters::default();
+        letters.iter().for_each(|l| counts.add(l));
+        counts
+    }
+}
 
 #[derive(Default)]
 pub struct DeadLetterDigest {
@@ -225,5 +251,24 @@ mod tests {
         r.data = b"not a dead letter".to_vec();
         digest.add(&r).expect("add");
         assert_eq!((digest.counts().total, digest.unreadable()), (0, 1));
+    }
+
+    #[test]
+    fn dead_letters_are_counted_by_reason() {
+        let letter = |reason: &str| -> DeadLetter {
+            serde_json::from_value(serde_json::json!({
+                "reason": reason, "detail": "d", "id": null, "stage": "ingest",
+                "source_stream": "raw", "shard_id": "s", "sequence_number": "1"
+            }))
+            .expect("dead letter")
+        };
+        let counts = DeadLetters::of(&[
+            letter("not_json"),
+            letter("missing_field"),
+            letter("not_json"),
+        ]);
+        assert_eq!(counts.total, 3);
+        assert_eq!(counts.by_reason["not_json"], 2);
+        assert_eq!(counts.by_reason["missing_field"], 1);
     }
 }

@@ -1,26 +1,41 @@
 //! `sluice`: run the pipeline locally, feed it, set it up and query it.
+//!
+//! This file is wiring only: the argument parser, one line per subcommand, and how an
+//! error is printed. The crate has three parts:
+//!
+//! - `commands`: what users run (`demo`, `run`, `setup`, `produce`, `query`,
+//!   `alerts`, `dead-letters`, `rules`, `dashboard`), a file (or folder) each.
+//! - `tools`: the measuring tools (`bench`, `cost`, `coldstart`).
+//! - the shared machinery, here at the crate root, which both use and which uses
+//!   neither: `pipeline` (the four stages wired through the local event source
+//!   mapping, in one process or over real services), `template` (`template.yaml`),
+//!   `connect` (endpoint, prefix and SDK clients), `remote` (for the commands that
+//!   talk to a deployment: errors that say what to do, argument parsers), `lines`
+//!   (producer input read in bounded memory), `digest` (dead letters counted and
+//!   sampled), `verify` (`--verify`: the ground truth from the input against what the
+//!   pipeline stored), `output` (the `--json` line contract, summaries and tables,
+//!   terminal-safe text).
+//!
+//! No module imports in a cycle; the test in `module_graph.rs` checks it.
 
-mod bench;
-mod coldstart;
+mod commands;
 mod connect;
-mod cost;
-mod dashboard;
-mod demo;
 mod digest;
 mod lines;
+#[cfg(test)]
+mod module_graph;
 mod output;
 mod pipeline;
-mod produce;
-mod query;
 mod remote;
-mod rules;
-mod run;
-mod setup;
+mod template;
+mod tools;
 mod verify;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use commands::{dashboard, demo, produce, query, rules, run, setup};
+use tools::{bench, coldstart, cost};
 
 #[derive(Parser, Debug)]
 #[command(name = "sluice", version, about = "Sluice: a Kinesis -> Lambda -> DynamoDB stream processing pipeline", long_about = None)]

@@ -602,28 +602,6 @@ fn millis(ms: u64) -> String {
     }
 }
 
-/// The live summary of a pipeline's stages; `units` are the aggregates table's (the
-/// metered one), `backlog(stream)` what waits in a stage's input stream, if known.
-pub fn pipeline_summary(
-    stages: &crate::pipeline::Stages,
-    produced: Option<u64>,
-    units: Option<(f64, f64)>,
-    backlog: impl Fn(&str) -> Option<u64>,
-) -> String {
-    let summaries: Vec<StageSummary<'_>> = stages
-        .stages
-        .iter()
-        .map(|s| StageSummary {
-            stage: s.binary,
-            stats: stages.stage_stats(s.binary),
-            units: units.filter(|_| s.binary == "aggregate"),
-            backlog: backlog(&s.input_stream),
-            p50_micros: stages.latency_percentiles(s.binary).map(|p| p.0),
-        })
-        .collect();
-    live_summary(produced, &summaries)
-}
-
 /// A progress line on stderr: rewritten in place on a terminal, one line each otherwise.
 pub fn progress(line: &str, interactive: bool) {
     if interactive {

@@ -24,7 +24,7 @@ use sluice_core::resources;
 use sluice_core::rules::Rule;
 use sluice_local::clock::ManualClock;
 use sluice_local::esm::{EsmClocks, EsmStats, EventSourceMapping, Handler, stage_handler};
-use sluice_local::faults::{Faults, FaultySink, FaultyStore};
+use sluice_local::faults::{FaultRates, Faults, FaultySink, FaultyStore};
 use sluice_local::ledger::MemoryLedger;
 use sluice_local::scenario::partition_key_of;
 use sluice_local::store::{MemoryAggregateStore, MemoryAlerts, MemoryReference, MemoryRules};
@@ -32,6 +32,7 @@ use sluice_local::streams::{Checkpoint, Consumers, MemorySink, MemorySource, Mem
 use sluice_local::template::{FunctionSpec, Template};
 
 use crate::digest::DeadLetterDigest;
+use crate::output::{self, StageSummary};
 
 pub const STAGES: [&str; 4] = ["ingest", "enrich", "aggregate", "detect"];
 
@@ -113,6 +114,19 @@ pub fn faults_for(
     faults
         .clone()
         .filter(|_| !at_least_once || stage == "aggregate")
+}
+
+/// The fault injector for `--chaos SEED`, with the mix the delivery mode guards against.
+pub fn chaos_faults(seed: Option<u64>, template: &Template) -> Option<Arc<Faults>> {
+    let at_least_once = template.parameter("Delivery") == Some("at-least-once");
+    seed.map(|seed| {
+        let rates = if at_least_once {
+            FaultRates::chaos_at_least_once()
+        } else {
+            FaultRates::chaos()
+        };
+        Arc::new(Faults::new(seed, rates))
+    })
 }
 
 /// Builds the four stages from the template's functions (their environment is their
@@ -750,6 +764,29 @@ impl Stages {
             .get(stage)
             .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone())
             .unwrap_or_default()
+    }
+
+    /// The live summary line of these stages (see [`output::live_summary`]); `units`
+    /// are the aggregates table's (the metered one), `backlog(stream)` what waits in a
+    /// stage's input stream, if known.
+    pub fn live_summary(
+        &self,
+        produced: Option<u64>,
+        units: Option<(f64, f64)>,
+        backlog: impl Fn(&str) -> Option<u64>,
+    ) -> String {
+        let summaries: Vec<StageSummary<'_>> = self
+            .stages
+            .iter()
+            .map(|s| StageSummary {
+                stage: s.binary,
+                stats: self.stage_stats(s.binary),
+                units: units.filter(|_| s.binary == "aggregate"),
+                backlog: backlog(&s.input_stream),
+                p50_micros: self.latency_percentiles(s.binary).map(|p| p.0),
+            })
+            .collect();
+        output::live_summary(produced, &summaries)
     }
 }
 

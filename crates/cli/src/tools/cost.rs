@@ -27,9 +27,9 @@ use sluice_core::config::Delivery;
 use sluice_core::resources;
 use sluice_local::template::Template;
 
-use crate::bench::stage::{self, Spec, StageMeasure};
-use crate::demo::load_template;
 use crate::pipeline::STAGES;
+use crate::template::load_template;
+use crate::tools::bench::stage::{self, Spec, StageMeasure};
 
 /// List prices, us-east-1. The pricing pages could not be opened from this machine;
 /// each figure was checked against the page's text as indexed by the `search` tool

@@ -13,8 +13,8 @@ use sluice_local::query::{MemoryAggregateReader, MemoryAlertReader};
 use sluice_local::store::{MemoryAggregateStore, MemoryAlerts};
 use sluice_local::streams::MemoryStreams;
 
-use super::overview::{self, DeadLetters, Overview, StageRow, Views};
-use crate::digest::DeadLetterDigest;
+use super::overview::{self, Overview, StageRow, Views};
+use crate::digest::{DeadLetterDigest, DeadLetters};
 use crate::pipeline::{InProcess, Latencies, Stats};
 
 /// The demo's table, read in place (under its lock, one view at a time) once per pass.

@@ -1,6 +1,7 @@
 //! A small HTTP/1.1 server for the dashboard: GET (and HEAD) only, one request per
 //! connection (`Connection: close`), bounded request size, and every request checked
-//! by an [`Access`] (Host header, token) before it is routed. It serves one page and a
+//! by a [`Gate`] (the dashboard's is `access::Access`: Host header, token) before it is
+//! routed. It serves one page and a
 //! few JSON endpoints to a browser, so it keeps the dependency tree to tokio alone
 //! instead of pulling a web framework.
 
@@ -11,7 +12,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::access::Access;
+/// What every request passes before it is routed: `Err` is the answer that refuses it.
+pub trait Gate: Send + Sync + 'static {
+    fn check(&self, req: &mut Request) -> Result<(), Response>;
+}
 
 /// The most a request head may take (request line and headers).
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -239,14 +243,15 @@ pub fn encode_head(response: &Response) -> Vec<u8> {
 }
 
 /// The answer to a head: refused when it is malformed, too large or not allowed by
-/// `access`, else the handler's (for GET and HEAD). Also returns whether to omit the
+/// `gate`, else the handler's (for GET and HEAD). Also returns whether to omit the
 /// body (HEAD).
-async fn answer<H, F>(
+async fn answer<G, H, F>(
     head: Result<Vec<u8>, BadRequest>,
-    access: &Access,
+    gate: &G,
     handler: &H,
 ) -> (Response, bool)
 where
+    G: Gate,
     H: Fn(Request) -> F,
     F: Future<Output = Response>,
 {
@@ -258,7 +263,7 @@ where
         Err(BadRequest::Malformed(m)) => return (Response::error(400, &m), false),
         Ok(req) => req,
     };
-    if let Err(refused) = access.check(&mut req) {
+    if let Err(refused) = gate.check(&mut req) {
         return (refused, req.method == "HEAD");
     }
     match req.method.as_str() {
@@ -274,12 +279,13 @@ where
     }
 }
 
-async fn serve_connection<H, F>(
+async fn serve_connection<G, H, F>(
     mut stream: TcpStream,
-    access: Arc<Access>,
+    gate: Arc<G>,
     handler: Arc<H>,
 ) -> std::io::Result<()>
 where
+    G: Gate,
     H: Fn(Request) -> F + Send + Sync + 'static,
     F: Future<Output = Response> + Send,
 {
@@ -287,7 +293,7 @@ where
         Ok(head) => head?,
         Err(_) => return Ok(()),
     };
-    let (response, head_only) = answer(head, &access, handler.as_ref()).await;
+    let (response, head_only) = answer(head, gate.as_ref(), handler.as_ref()).await;
     stream.write_all(&encode_head(&response)).await?;
     if !head_only {
         stream.write_all(&response.body).await?;
@@ -296,19 +302,20 @@ where
 }
 
 /// Accepts connections until the task is dropped, each served on its own task.
-pub async fn serve<H, F>(listener: TcpListener, access: Access, handler: H)
+pub async fn serve<G, H, F>(listener: TcpListener, gate: G, handler: H)
 where
+    G: Gate,
     H: Fn(Request) -> F + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
     let handler = Arc::new(handler);
-    let access = Arc::new(access);
+    let gate = Arc::new(gate);
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let (access, handler) = (access.clone(), handler.clone());
+                let (gate, handler) = (gate.clone(), handler.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = serve_connection(stream, access, handler).await {
+                    if let Err(e) = serve_connection(stream, gate, handler).await {
                         tracing::debug!(error = %e, "dashboard connection ended early");
                     }
                 });
@@ -325,6 +332,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::dashboard::access::Access;
 
     #[test]
     fn a_request_line_gives_method_path_and_decoded_params() {

@@ -612,7 +612,7 @@ fn peak_rss_bytes() -> Option<u64> {
 
 /// The Python baseline, shipped inside the binary so `--compare-python` works from
 /// any directory.
-const PYTHON_HANDLER: &str = include_str!("../../../../infra/bench/python_handler.py");
+const PYTHON_HANDLER: &str = include_str!("../../../../../infra/bench/python_handler.py");
 
 /// What the Python handler printed.
 #[derive(Debug, Deserialize, Serialize)]
@@ -670,7 +670,7 @@ fn write_events(path: &PathBuf, raw_events: &[Vec<u8>]) -> Result<()> {
 pub fn run(args: &StageArgs, json_out: bool, out: &mut impl std::io::Write) -> Result<bool> {
     let choice = args.stage.context("no --stage")?;
     let spec = args.spec();
-    let template = crate::demo::load_template(None)?;
+    let template = crate::template::load_template(None)?;
     let (measures, raw_events) = measure_single_threaded(template, spec.clone(), choice.stages())?;
     if let Some(path) = &args.write_events {
         write_events(path, &raw_events)?;
@@ -814,7 +814,7 @@ mod tests {
 
     #[test]
     fn every_stage_accepts_its_input_and_aggregate_writes_per_key_not_per_event() {
-        let template = crate::demo::load_template(None).expect("test setup");
+        let template = crate::template::load_template(None).expect("test setup");
         let spec = small(400, 2, 10, Delivery::AtLeastOnce);
         let (measures, raw) =
             measure_single_threaded(template, spec, StageChoice::All.stages()).expect("test setup");
@@ -843,7 +843,7 @@ mod tests {
     #[test]
     fn the_python_baseline_accepts_the_same_raw_batches() {
         // python3 is installed wherever the test command runs (it runs moto).
-        let template = crate::demo::load_template(None).expect("test setup");
+        let template = crate::template::load_template(None).expect("test setup");
         let spec = small(300, 2, 10, Delivery::ExactlyOnce);
         let (_, raw) = measure_single_threaded(template, spec, vec!["ingest"]).expect("test setup");
         let py = run_python("python3", &raw, 1).expect("python3 runs the baseline");
@@ -855,7 +855,7 @@ mod tests {
 
     #[test]
     fn only_the_asked_stage_is_reported() {
-        let template = crate::demo::load_template(None).expect("test setup");
+        let template = crate::template::load_template(None).expect("test setup");
         let spec = small(100, 1, 5, Delivery::ExactlyOnce);
         let (measures, _) =
             measure_single_threaded(template, spec, vec!["enrich"]).expect("test setup");

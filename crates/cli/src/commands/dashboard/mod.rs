@@ -31,7 +31,7 @@ use http::{Request, Response};
 use snapshot::Snapshots;
 
 /// The page, compiled into the binary.
-const PAGE: &str = include_str!("../../assets/dashboard.html");
+const PAGE: &str = include_str!("../../../assets/dashboard.html");
 
 /// Groups charted by default, and at most: an overview lists at most this many groups
 /// (with the count of all of them), whatever the size of the table.

@@ -20,8 +20,8 @@ use sluice_local::scenario::{DEFAULT_START_MS, Scenario};
 use sluice_local::store::MemoryAggregateStore;
 use sluice_local::streams::MemoryStreams;
 
-use crate::demo::load_template;
 use crate::lines::{ChunkBound, LineSource};
+use crate::template::load_template;
 
 pub mod stage;
 use crate::pipeline::{InProcess, STAGES};

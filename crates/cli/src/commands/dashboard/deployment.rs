@@ -17,8 +17,9 @@ use sluice_core::resources;
 use sluice_core::time::format_rfc3339;
 use tokio::sync::Mutex;
 
-use super::overview::{self, DeadLetters, Overview, StageRow};
+use super::overview::{self, Overview, StageRow};
 use crate::connect::Connection;
+use crate::digest::DeadLetters;
 use crate::pipeline::STAGES;
 
 /// Aggregates-table reads (query API pages of up to [`MAX_LIMIT`] items, each a bounded

@@ -23,10 +23,10 @@ use sluice_core::resources;
 use sluice_local::faults::Faults;
 
 use crate::connect::Connection;
-use crate::demo::chaos_faults;
 use crate::lines::{ChunkBound, LINE_HEAD_BYTES, LineSource};
 use crate::output;
 use crate::pipeline::AggregateOverrides;
+use crate::pipeline::chaos_faults;
 use sluice_local::esm::EsmClocks;
 use sluice_local::ledger::MemoryLedger;
 
@@ -285,7 +285,7 @@ async fn held_items(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<bo
 /// duration, and the aggregates table's request units (estimated from item sizes, as
 /// the final summary reports them). Stream backlogs would need API calls: not shown.
 fn progress_line(stages: &Stages, store: &DynamoAggregateStore, interactive: bool) {
-    let summary = output::pipeline_summary(stages, None, Some(store.estimated_units()), |_| None);
+    let summary = stages.live_summary(None, Some(store.estimated_units()), |_| None);
     output::progress(&summary, interactive);
 }
 

@@ -19,7 +19,7 @@
 
 use std::net::IpAddr;
 
-use super::http::{Request, Response};
+use super::http::{Gate, Request, Response};
 
 /// The query parameter carrying the token; it is removed before routing, so the
 /// query API never sees it.
@@ -184,12 +184,18 @@ pub fn random_token() -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+impl Gate for Access {
+    fn check(&self, req: &mut Request) -> Result<(), Response> {
+        Access::check(self, req)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
-    use crate::dashboard::http::parse_head;
+    use crate::commands::dashboard::http::parse_head;
 
     fn req(head: &str) -> Request {
         parse_head(format!("{head}\r\n\r\n").as_bytes()).expect("request")

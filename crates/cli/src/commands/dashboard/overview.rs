@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use sluice_core::dead_letter::DeadLetter;
 use sluice_core::item::AggregateView;
 use sluice_core::time::parse_rfc3339_ms;
+
+use crate::digest::DeadLetters;
 
 /// One window of a group's series.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -245,31 +246,6 @@ pub fn charts(
     }
 }
 
-/// Dead letters counted by reason (a dead letter standing for several rejected lines
-/// of one record counts once, as one `dead_letter` line of `--json` output does).
-#[derive(Debug, Default, PartialEq, Serialize)]
-pub struct DeadLetters {
-    pub total: u64,
-    pub by_reason: BTreeMap<String, u64>,
-    /// Set when the counts do not cover the whole stream (see the text).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-impl DeadLetters {
-    pub fn add(&mut self, letter: &DeadLetter) {
-        self.total += 1;
-        *self.by_reason.entry(letter.reason.to_string()).or_default() += 1;
-    }
-
-    #[cfg(test)]
-    pub fn of(letters: &[DeadLetter]) -> Self {
-        let mut counts = DeadLetters::default();
-        letters.iter().for_each(|l| counts.add(l));
-        counts
-    }
-}
-
 /// One stage's throughput and lag. `None`: not known for this source (the page says
 /// "unavailable" and `note` says why).
 #[derive(Debug, Default, PartialEq, Serialize)]
@@ -429,24 +405,5 @@ mod tests {
             assert_eq!(groups, 200);
             assert_eq!(chosen, expected[..top.min(200)], "top {top}");
         }
-    }
-
-    #[test]
-    fn dead_letters_are_counted_by_reason() {
-        let letter = |reason: &str| -> DeadLetter {
-            serde_json::from_value(serde_json::json!({
-                "reason": reason, "detail": "d", "id": null, "stage": "ingest",
-                "source_stream": "raw", "shard_id": "s", "sequence_number": "1"
-            }))
-            .expect("dead letter")
-        };
-        let counts = DeadLetters::of(&[
-            letter("not_json"),
-            letter("missing_field"),
-            letter("not_json"),
-        ]);
-        assert_eq!(counts.total, 3);
-        assert_eq!(counts.by_reason["not_json"], 2);
-        assert_eq!(counts.by_reason["missing_field"], 1);
     }
 }

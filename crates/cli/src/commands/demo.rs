@@ -10,16 +10,17 @@ use clap::Args;
 use serde_json::json;
 use sluice_core::rules::{Rule, parse_rules};
 use sluice_local::scenario::Scenario;
-use sluice_local::template::Template;
 
 use std::sync::Arc;
 
-use sluice_local::faults::{FaultRates, Faults};
+use sluice_local::faults::Faults;
 
 use crate::lines::{ChunkBound, LineSource, ReadAhead};
 use crate::output::{self, Summary};
 use crate::pipeline::AggregateOverrides;
 use crate::pipeline::InProcess;
+use crate::pipeline::chaos_faults;
+use crate::template::load_template;
 use crate::verify;
 
 #[derive(Args, Debug)]
@@ -67,36 +68,12 @@ pub struct DemoArgs {
     #[arg(long)]
     pub verify: bool,
     #[command(flatten)]
-    pub serve: crate::dashboard::ServeArgs,
+    pub serve: crate::commands::dashboard::ServeArgs,
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
     sluice_core::time::parse_time_arg(s)
         .ok_or_else(|| format!("{s:?} is neither RFC 3339 nor epoch milliseconds"))
-}
-
-pub fn load_template(path: Option<&PathBuf>) -> Result<Template> {
-    match path {
-        None => Ok(Template::parse(sluice_local::template::BUNDLED_TEMPLATE)?),
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading template {}", p.display()))?;
-            Template::parse(&text).with_context(|| format!("parsing template {}", p.display()))
-        }
-    }
-}
-
-/// The fault injector for `--chaos SEED`, with the mix the delivery mode guards against.
-pub fn chaos_faults(seed: Option<u64>, template: &Template) -> Option<Arc<Faults>> {
-    let at_least_once = template.parameter("Delivery") == Some("at-least-once");
-    seed.map(|seed| {
-        let rates = if at_least_once {
-            FaultRates::chaos_at_least_once()
-        } else {
-            FaultRates::chaos()
-        };
-        Arc::new(Faults::new(seed, rates))
-    })
 }
 
 pub fn load_rules(path: Option<&PathBuf>, scenario: Scenario) -> Result<Vec<Rule>> {
@@ -153,7 +130,8 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
             .keep_lines()
             .context("creating a temporary file for the dead letters of --json")?;
     }
-    let server = crate::dashboard::serve_demo(&args.serve, &pipeline, source.clone()).await?;
+    let server =
+        crate::commands::dashboard::serve_demo(&args.serve, &pipeline, source.clone()).await?;
     let mut truth = match args.verify {
         // The reference rows the pipeline enriches with: `InProcess::build` above.
         true => Some(
@@ -432,8 +410,7 @@ fn counts_line<K: std::fmt::Display, N: std::fmt::Display>(
 /// input stream still holds (the demo drops what every consumer has checkpointed).
 fn progress_line(p: &InProcess, produced: u64, interactive: bool) {
     let meter = &p.store.meter;
-    let summary = output::pipeline_summary(
-        &p.stages,
+    let summary = p.stages.live_summary(
         Some(produced),
         Some((meter.read_units(), meter.write_units())),
         |stream| Some(p.streams.len(stream) as u64),
