@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::AggState;
+use crate::attr_size::{MAX_F64_BYTES, MAX_U64_BYTES, f64_size, int_size};
 use crate::fingerprint::FingerprintSet;
 use crate::sequence::SeqNo;
 use crate::time::{format_rfc3339, parse_rfc3339_ms};
@@ -137,17 +138,17 @@ impl AggregateItem {
     /// The item's stored size in bytes as DynamoDB counts it (attribute names plus
     /// values) in the layout the AWS codec writes: what DynamoDB charges read and write
     /// units by and checks against its 400 KB limit
-    /// ([`crate::limits::dynamodb::aggregate_item_size`], the one sizing function).
+    /// ([`aggregate_item_size`], the one sizing function).
     pub fn stored_size(&self) -> usize {
-        crate::limits::dynamodb::aggregate_item_size(self)
+        aggregate_item_size(self)
     }
 
     /// An upper bound of [`AggregateItem::stored_size`] over every state and version
     /// this item could be written with (its key, de-duplication state and expiry
     /// fixed): what a planner can count on before the counts are known
-    /// ([`crate::limits::dynamodb::aggregate_item_size_bound`]).
+    /// ([`aggregate_item_size_bound`]).
     pub fn max_stored_size(&self) -> usize {
-        crate::limits::dynamodb::aggregate_item_size_bound(self)
+        aggregate_item_size_bound(self)
     }
 }
 
@@ -188,9 +189,9 @@ impl GroupWatermark {
         (range.from_ms < range.to_ms).then_some(range)
     }
 
-    /// The watermark item's stored size ([`crate::limits::dynamodb::watermark_size`]).
+    /// The watermark item's stored size ([`watermark_size`]).
     pub fn stored_size(&self) -> usize {
-        crate::limits::dynamodb::watermark_size(self)
+        watermark_size(self)
     }
 }
 
@@ -203,9 +204,9 @@ pub struct WatermarkWrite {
 
 /// An upper bound of the stored size of a sealed fingerprint page of `anchor` holding
 /// `page`, whatever its page number and expiry: for callers that know neither. The
-/// exact size is [`crate::limits::dynamodb::page_size`].
+/// exact size is [`page_size`].
 pub fn page_stored_size(anchor: &ItemKey, page: &FingerprintSet) -> usize {
-    crate::limits::dynamodb::page_size(anchor, u32::MAX, page, Some(i64::MAX))
+    page_size(anchor, u32::MAX, page, Some(i64::MAX))
 }
 
 /// A write of one aggregate item, conditioned on the version it was read at.
@@ -318,6 +319,118 @@ pub struct UpdateLine {
     pub update: WindowUpdate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closing: Option<ClosingRange>,
+}
+
+// Stored sizes: how many bytes DynamoDB counts for each item Sluice writes. The limit
+// checks (`limits::dynamodb`, which re-exports these) and the metering use them.
+
+/// The attributes of an aggregate item that the state and version decide: the
+/// counts (`count`, `sum`, `sum_comp`, `min`, `max`, `mean`, `m2`) and `version`.
+const STATE_NAMES: [&str; 8] = [
+    "count", "sum", "sum_comp", "min", "max", "mean", "m2", "version",
+];
+
+/// The bytes of the state-and-version attributes as written.
+fn state_size(item: &AggregateItem) -> usize {
+    let st = &item.state;
+    STATE_NAMES.iter().map(|n| n.len()).sum::<usize>()
+        + int_size(st.count)
+        + [st.sum, st.sum_comp, st.min, st.max, st.mean, st.m2]
+            .into_iter()
+            .map(f64_size)
+            .sum::<usize>()
+        + int_size(item.version)
+}
+
+/// The most bytes the state-and-version attributes can take.
+fn max_state_size() -> usize {
+    STATE_NAMES.iter().map(|n| n.len()).sum::<usize>() + 2 * MAX_U64_BYTES + 6 * MAX_F64_BYTES
+}
+
+/// Every other attribute: keys, window, de-duplication state, expiry.
+fn key_and_dedup_size(item: &AggregateItem) -> usize {
+    let k = &item.key;
+    let mut size = 0;
+    let mut s = |name: &str, value_bytes: usize| size += name.len() + value_bytes;
+    s("pk", k.pk().len());
+    s("sk", k.sk().len());
+    s("key", k.group.key.len());
+    s("type", k.group.metric.len());
+    s("window_seconds", int_size(k.window.size_secs()));
+    s("slide_seconds", int_size(k.window.slide_secs()));
+    s("window_start", format_rfc3339(k.start_ms).len());
+    s("window_start_ms", int_size(k.start_ms));
+    if !item.fingerprints.is_empty() {
+        s("fps", 8 * item.fingerprints.len());
+    }
+    if item.sealed_pages > 0 {
+        s("fp_pages", int_size(item.sealed_pages));
+    }
+    if !item.high_water.is_empty() {
+        let entries: usize = item
+            .high_water
+            .iter()
+            .map(|(shard, seq)| shard.len() + seq.as_str().len() + 1)
+            .sum();
+        s("hwm", 3 + entries);
+    }
+    if let Some(at) = item.expires_at_s {
+        s("expires_at", int_size(at));
+    }
+    size
+}
+
+/// The stored size of an aggregate item in the layout the AWS codec writes
+/// (`sluice_aws::dynamodb::codec::item_to_attrs`; a test there checks that both
+/// agree): attribute names plus values, strings in UTF-8 bytes, binary in raw
+/// bytes, numbers as [`number_size`](crate::attr_size::number_size), a map 3 bytes plus 1 per element. This is
+/// the one sizing of aggregate items: limits, metering and the planner use it
+/// ([`AggregateItem::stored_size`]).
+pub fn aggregate_item_size(item: &AggregateItem) -> usize {
+    key_and_dedup_size(item) + state_size(item)
+}
+
+/// [`aggregate_item_size`] with the counts and version at their largest: never less
+/// than the stored size of this item whatever state and version it is written with
+/// (its key, de-duplication state and expiry as they are), and at most 144 bytes
+/// more (195 bytes of state at worst, 51 at least). The aggregate planner sizes the
+/// coarser items a transaction will write with it, before their merged counts are
+/// known.
+pub fn aggregate_item_size_bound(item: &AggregateItem) -> usize {
+    key_and_dedup_size(item) + max_state_size()
+}
+
+/// The stored size of sealed fingerprint page `page` of `anchor`.
+pub fn page_size(
+    anchor: &ItemKey,
+    page: u32,
+    set: &FingerprintSet,
+    expires_at_s: Option<i64>,
+) -> usize {
+    "pk".len()
+        + anchor.pk().len()
+        + "sk".len()
+        + anchor.page_sk(page).len()
+        + "fps".len()
+        + 8 * set.len()
+        + expires_at_s.map_or(0, |at| "expires_at".len() + int_size(at))
+}
+
+/// The stored size of a group's watermark item.
+pub fn watermark_size(w: &GroupWatermark) -> usize {
+    "pk".len()
+        + w.group.partition_key().len()
+        + "sk".len()
+        + WATERMARK_SORT_KEY.len()
+        + "wm".len()
+        + int_size(w.watermark_ms)
+        + "closed_from".len()
+        + int_size(w.closed_from_ms)
+        + w.last_record.as_ref().map_or(0, |(shard, seq)| {
+            "last_shard".len() + shard.len() + "last_seq".len() + seq.as_str().len()
+        })
+        + "version".len()
+        + int_size(w.version)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! against narrow ports. No AWS SDK and no Lambda runtime in here.
 
 pub mod aggregate;
+pub mod attr_size;
 pub mod cache;
 pub mod config;
 pub mod dead_letter;

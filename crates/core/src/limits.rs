@@ -121,10 +121,8 @@ pub mod kinesis {
 /// DynamoDB limits, item sizing and checks.
 pub mod dynamodb {
     use super::*;
-    use crate::fingerprint::FingerprintSet;
     use crate::item::WATERMARK_SORT_KEY;
-    use crate::item::{AggregateItem, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
-    use crate::time::format_rfc3339;
+    use crate::item::{ItemWrite, WatermarkWrite};
 
     pub const SERVICE: &str = "dynamodb";
     /// 400 KB, DynamoDB's KB being 1024 bytes.
@@ -147,224 +145,16 @@ pub mod dynamodb {
     pub const LIMIT_PARTITION_KEY_BYTES: &str = "partition key size in bytes";
     pub const LIMIT_SORT_KEY_BYTES: &str = "sort key size in bytes";
 
-    /// DynamoDB numbers must be below this in magnitude.
-    pub const MAX_NUMBER_MAGNITUDE: f64 = 1e126;
-    /// Smaller magnitudes are stored as zero.
-    pub const FLUSH_BELOW: f64 = 1e-120;
-
-    /// The `N` text Sluice writes for `x`, or `None` when DynamoDB cannot hold it as a
-    /// number (the codec writes such values as `S` of `format!("{x:e}")`).
-    pub fn number_text(x: f64) -> Option<String> {
-        if !x.is_finite() || x.abs() >= MAX_NUMBER_MAGNITUDE {
-            None
-        } else if x.abs() < FLUSH_BELOW {
-            Some("0".to_owned())
-        } else {
-            Some(format!("{x:e}"))
-        }
-    }
-
-    /// Size of a number value as documented: 1 byte per two significant digits (leading
-    /// and trailing zeroes trimmed) plus 1 byte.
-    pub fn number_size(text: &str) -> usize {
-        let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
-        // The digits between the first and last non-zero digit, counted in place (this
-        // runs for every number of every item written).
-        let digits = mantissa.bytes().filter(u8::is_ascii_digit);
-        let leading = digits.clone().take_while(|&d| d == b'0').count();
-        let nonzero_tail = digits
-            .clone()
-            .skip(leading)
-            .enumerate()
-            .filter(|&(_, d)| d != b'0')
-            .last()
-            .map_or(0, |(i, _)| i + 1);
-        nonzero_tail.max(1).div_ceil(2) + 1
-    }
-
-    /// Size of an `f64` attribute value as the codec writes it (`N`, or `S`).
-    /// Same as sizing [`number_text`]'s text (or the `S` text), but formatted on the
-    /// stack: this runs for every number of every item sized.
-    pub fn f64_size(x: f64) -> usize {
-        if !x.is_finite() || x.abs() >= MAX_NUMBER_MAGNITUDE {
-            with_text(format_args!("{x:e}"), str::len)
-        } else if x.abs() < FLUSH_BELOW {
-            number_size("0")
-        } else {
-            // ryu writes the same shortest round-trip digits as `{x:e}` (only the
-            // notation differs, which `number_size` ignores), at a fraction of the
-            // cost of the fmt machinery: this ran 6 times per item sized, ~5 % of the
-            // demo (a proptest checks the two agree).
-            number_size(ryu::Buffer::new().format_finite(x))
-        }
-    }
-
-    /// [`number_size`] of an integer's decimal text, counted without formatting it.
-    pub(crate) fn int_size<T: TryInto<i128> + std::fmt::Display + Copy>(x: T) -> usize {
-        match x.try_into() {
-            Ok(mut n) => {
-                if n == 0 {
-                    return number_size("0");
-                }
-                // Trailing zeroes do not count; the significant digits do.
-                while n % 10 == 0 {
-                    n /= 10;
-                }
-                let mut digits = 0usize;
-                while n != 0 {
-                    n /= 10;
-                    digits += 1;
-                }
-                digits.div_ceil(2) + 1
-            }
-            Err(_) => with_text(format_args!("{x}"), number_size),
-        }
-    }
-
-    /// Runs `f` on the formatted text of `args`, formatted into a stack buffer (numbers
-    /// need at most 24 bytes); longer text falls back to a `String`.
-    fn with_text<R>(args: std::fmt::Arguments<'_>, f: impl FnOnce(&str) -> R) -> R {
-        struct Stack {
-            buf: [u8; 48],
-            len: usize,
-        }
-        impl std::fmt::Write for Stack {
-            fn write_str(&mut self, s: &str) -> std::fmt::Result {
-                let end = self.len + s.len();
-                let slot = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-                slot.copy_from_slice(s.as_bytes());
-                self.len = end;
-                Ok(())
-            }
-        }
-        let mut stack = Stack {
-            buf: [0; 48],
-            len: 0,
-        };
-        if std::fmt::Write::write_fmt(&mut stack, args).is_ok() {
-            // Whole `&str`s were copied in, so the bytes are UTF-8.
-            if let Ok(text) = std::str::from_utf8(&stack.buf[..stack.len]) {
-                return f(text);
-            }
-        }
-        f(&args.to_string())
-    }
-
-    /// The most bytes an `f64` attribute value takes as the codec writes it: an `N` has
-    /// at most 17 significant digits (9 + 1 bytes); an `S` (non-finite, or beyond
-    /// DynamoDB's number range) is at most `-1.7976931348623157e308`, 23 bytes.
-    pub const MAX_F64_BYTES: usize = 23;
-    /// The most bytes a `u64` number takes: 20 digits, 10 + 1 bytes.
-    pub const MAX_U64_BYTES: usize = 11;
-
-    /// The attributes of an aggregate item that the state and version decide: the
-    /// counts (`count`, `sum`, `sum_comp`, `min`, `max`, `mean`, `m2`) and `version`.
-    const STATE_NAMES: [&str; 8] = [
-        "count", "sum", "sum_comp", "min", "max", "mean", "m2", "version",
-    ];
-
-    /// The bytes of the state-and-version attributes as written.
-    fn state_size(item: &AggregateItem) -> usize {
-        let st = &item.state;
-        STATE_NAMES.iter().map(|n| n.len()).sum::<usize>()
-            + int_size(st.count)
-            + [st.sum, st.sum_comp, st.min, st.max, st.mean, st.m2]
-                .into_iter()
-                .map(f64_size)
-                .sum::<usize>()
-            + int_size(item.version)
-    }
-
-    /// The most bytes the state-and-version attributes can take.
-    fn max_state_size() -> usize {
-        STATE_NAMES.iter().map(|n| n.len()).sum::<usize>() + 2 * MAX_U64_BYTES + 6 * MAX_F64_BYTES
-    }
-
-    /// Every other attribute: keys, window, de-duplication state, expiry.
-    fn key_and_dedup_size(item: &AggregateItem) -> usize {
-        let k = &item.key;
-        let mut size = 0;
-        let mut s = |name: &str, value_bytes: usize| size += name.len() + value_bytes;
-        s("pk", k.pk().len());
-        s("sk", k.sk().len());
-        s("key", k.group.key.len());
-        s("type", k.group.metric.len());
-        s("window_seconds", int_size(k.window.size_secs()));
-        s("slide_seconds", int_size(k.window.slide_secs()));
-        s("window_start", format_rfc3339(k.start_ms).len());
-        s("window_start_ms", int_size(k.start_ms));
-        if !item.fingerprints.is_empty() {
-            s("fps", 8 * item.fingerprints.len());
-        }
-        if item.sealed_pages > 0 {
-            s("fp_pages", int_size(item.sealed_pages));
-        }
-        if !item.high_water.is_empty() {
-            let entries: usize = item
-                .high_water
-                .iter()
-                .map(|(shard, seq)| shard.len() + seq.as_str().len() + 1)
-                .sum();
-            s("hwm", 3 + entries);
-        }
-        if let Some(at) = item.expires_at_s {
-            s("expires_at", int_size(at));
-        }
-        size
-    }
-
-    /// The stored size of an aggregate item in the layout the AWS codec writes
-    /// (`sluice_aws::dynamodb::codec::item_to_attrs`; a test there checks that both
-    /// agree): attribute names plus values, strings in UTF-8 bytes, binary in raw
-    /// bytes, numbers as [`number_size`], a map 3 bytes plus 1 per element. This is
-    /// the one sizing of aggregate items: limits, metering and the planner use it
-    /// ([`AggregateItem::stored_size`]).
-    pub fn aggregate_item_size(item: &AggregateItem) -> usize {
-        key_and_dedup_size(item) + state_size(item)
-    }
-
-    /// [`aggregate_item_size`] with the counts and version at their largest: never less
-    /// than the stored size of this item whatever state and version it is written with
-    /// (its key, de-duplication state and expiry as they are), and at most 144 bytes
-    /// more (195 bytes of state at worst, 51 at least). The aggregate planner sizes the
-    /// coarser items a transaction will write with it, before their merged counts are
-    /// known.
-    pub fn aggregate_item_size_bound(item: &AggregateItem) -> usize {
-        key_and_dedup_size(item) + max_state_size()
-    }
-
-    /// The stored size of sealed fingerprint page `page` of `anchor`.
-    pub fn page_size(
-        anchor: &ItemKey,
-        page: u32,
-        set: &FingerprintSet,
-        expires_at_s: Option<i64>,
-    ) -> usize {
-        "pk".len()
-            + anchor.pk().len()
-            + "sk".len()
-            + anchor.page_sk(page).len()
-            + "fps".len()
-            + 8 * set.len()
-            + expires_at_s.map_or(0, |at| "expires_at".len() + int_size(at))
-    }
-
-    /// The stored size of a group's watermark item.
-    pub fn watermark_size(w: &GroupWatermark) -> usize {
-        "pk".len()
-            + w.group.partition_key().len()
-            + "sk".len()
-            + WATERMARK_SORT_KEY.len()
-            + "wm".len()
-            + int_size(w.watermark_ms)
-            + "closed_from".len()
-            + int_size(w.closed_from_ms)
-            + w.last_record.as_ref().map_or(0, |(shard, seq)| {
-                "last_shard".len() + shard.len() + "last_seq".len() + seq.as_str().len()
-            })
-            + "version".len()
-            + int_size(w.version)
-    }
+    // Number sizing lives in `crate::attr_size`, aggregate-item sizing with the items
+    // (`crate::item`): re-exported here, where the adapters have always found them.
+    pub(crate) use crate::attr_size::int_size;
+    pub use crate::attr_size::{
+        FLUSH_BELOW, MAX_F64_BYTES, MAX_NUMBER_MAGNITUDE, MAX_U64_BYTES, f64_size, number_size,
+        number_text,
+    };
+    pub use crate::item::{
+        aggregate_item_size, aggregate_item_size_bound, page_size, watermark_size,
+    };
 
     /// The stored size of a flat JSON object written as an item the way the AWS
     /// codec's `json_to_attrs` writes it (alerts, rules): strings `S`, integers `N`,
