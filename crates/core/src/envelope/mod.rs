@@ -4,6 +4,11 @@
 //!
 //! A UTF-8 byte-order mark (`EF BB BF`) at the start of a line (so also of a record) is
 //! not content: both decoders, the general one and the borrowing fast path, skip it.
+//!
+//! Layout: this module holds the types, [`decode_record`] and the general decoder;
+//! `lines` splits a record into lines (and skips byte-order marks), `fast` is the
+//! borrowing fast path, `event_time` the `ts` rules and [`TimeBounds`], and
+//! `non_finite` the repair of `NaN`/`Infinity` literals before the general parse.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,7 +16,17 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::time::{format_rfc3339, parse_rfc3339_ms};
+mod event_time;
+mod fast;
+mod lines;
+mod non_finite;
+
+pub use event_time::{SECONDS_AS_MS, TimeBounds};
+use event_time::{take_ts, ts_in_range};
+pub use lines::{DecodeLines, decode_lines, decode_record_without_attrs};
+pub(crate) use lines::{NextLine, RawLine};
+use lines::{line_content, whole};
+use non_finite::{NonFinite, repair_non_finite_literals};
 
 /// Kinesis caps a partition key at 256 Unicode characters; the key becomes one.
 pub const MAX_KEY_CHARS: usize = 256;
@@ -157,23 +172,6 @@ impl Rejection {
     }
 }
 
-/// Bounds that depend on the clock, passed in so decoding stays pure.
-#[derive(Clone, Copy, Debug)]
-pub struct TimeBounds {
-    pub now_ms: i64,
-    pub max_future_skew_ms: i64,
-}
-
-impl TimeBounds {
-    /// No upper bound: for stages after ingest, where the clock check already happened.
-    pub fn unbounded() -> Self {
-        TimeBounds {
-            now_ms: i64::MAX / 2,
-            max_future_skew_ms: 0,
-        }
-    }
-}
-
 /// One line of a record and what became of it.
 #[derive(Debug)]
 pub struct DecodedLine<'a> {
@@ -229,171 +227,6 @@ pub fn decode_record(data: &[u8], bounds: TimeBounds) -> Vec<DecodedLine<'_>> {
         )];
     }
     decode_lines(data, bounds).collect()
-}
-
-/// Like [`decode_record`] but lazy and without the size check: for payloads whose size
-/// the caller already bounded (an inflated gzip record may exceed 1 MiB). Lines are
-/// decoded one at a time, so memory does not grow with the number of lines.
-pub fn decode_lines(data: &[u8], bounds: TimeBounds) -> DecodeLines<'_> {
-    let state = match std::str::from_utf8(data) {
-        Ok(_) => LinesState::Lines {
-            pos: 0,
-            line: 0,
-            yielded: false,
-        },
-        Err(e) => LinesState::Whole(Some(Rejection::new(
-            Reason::NotUtf8,
-            None,
-            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-        ))),
-    };
-    DecodeLines {
-        data,
-        bounds,
-        keep_attrs: true,
-        state,
-    }
-}
-
-/// [`decode_record`] with [`decode_line_without_attrs`] for each line.
-pub fn decode_record_without_attrs(data: &[u8], bounds: TimeBounds) -> Vec<DecodedLine<'_>> {
-    if data.len() > MAX_RECORD_BYTES {
-        // One whole-record rejection: no line is decoded.
-        return decode_record(data, bounds);
-    }
-    DecodeLines {
-        keep_attrs: false,
-        ..decode_lines(data, bounds)
-    }
-    .collect()
-}
-
-/// Iterator returned by [`decode_lines`].
-#[derive(Debug)]
-pub struct DecodeLines<'a> {
-    data: &'a [u8],
-    bounds: TimeBounds,
-    /// `false`: lines decode with [`decode_line_without_attrs`].
-    keep_attrs: bool,
-    state: LinesState,
-}
-
-#[derive(Debug)]
-enum LinesState {
-    /// The whole payload is one rejection.
-    Whole(Option<Rejection>),
-    /// Next line starts at `pos` and has index `line`.
-    Lines {
-        pos: usize,
-        line: usize,
-        yielded: bool,
-    },
-}
-
-/// A non-blank line of a payload, not decoded yet ([`DecodeLines::next_raw`]).
-#[derive(Debug)]
-pub(crate) struct RawLine<'a> {
-    /// Its index, as [`DecodedLine::line`].
-    pub line: usize,
-    /// The whole line, as [`DecodedLine::bytes`].
-    pub bytes: &'a [u8],
-    /// The line without surrounding whitespace: what is decoded (the decoders skip a
-    /// leading byte-order mark themselves).
-    pub trimmed: &'a [u8],
-}
-
-/// What [`DecodeLines::next_raw`] yields.
-#[derive(Debug)]
-pub(crate) enum NextLine<'a> {
-    /// A non-blank line, to decode.
-    Raw(RawLine<'a>),
-    /// What the iterator yields without decoding: the rejection of a payload that is
-    /// not UTF-8, or of one with no non-blank line.
-    Whole(DecodedLine<'a>),
-}
-
-impl<'a> DecodeLines<'a> {
-    /// The next line before decoding, for a caller with a decoder of its own (ingest
-    /// normalizes valid lines without building an owned event).
-    pub(crate) fn next_raw(&mut self) -> Option<NextLine<'a>> {
-        let data = self.data;
-        match &mut self.state {
-            LinesState::Whole(rejection) => {
-                rejection.take().map(|r| NextLine::Whole(whole(data, r)))
-            }
-            LinesState::Lines { pos, line, yielded } => {
-                // Same positions as `data.split(b'\n')`: a trailing newline ends with an
-                // empty (blank) line.
-                while *pos <= data.len() {
-                    let start = *pos;
-                    // memchr: a vectorized search (a byte loop was 3-5 % of ingest).
-                    let end =
-                        memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
-                    let index = *line;
-                    *pos = end + 1;
-                    *line += 1;
-                    let trimmed = data[start..end].trim_ascii();
-                    // A line of nothing but a byte-order mark is blank too.
-                    if !line_content(trimmed).is_empty() {
-                        *yielded = true;
-                        return Some(NextLine::Raw(RawLine {
-                            line: index,
-                            bytes: &data[start..end],
-                            trimmed,
-                        }));
-                    }
-                }
-                if *yielded {
-                    return None;
-                }
-                *yielded = true;
-                Some(NextLine::Whole(whole(
-                    data,
-                    Rejection::new(Reason::NotJson, None, "record is empty or blank"),
-                )))
-            }
-        }
-    }
-}
-
-impl<'a> Iterator for DecodeLines<'a> {
-    type Item = DecodedLine<'a>;
-
-    fn next(&mut self) -> Option<DecodedLine<'a>> {
-        Some(match self.next_raw()? {
-            NextLine::Whole(whole) => whole,
-            NextLine::Raw(raw) => DecodedLine {
-                line: raw.line,
-                bytes: raw.bytes,
-                result: if self.keep_attrs {
-                    decode_line(raw.trimmed, self.bounds)
-                } else {
-                    decode_line_without_attrs(raw.trimmed, self.bounds)
-                },
-            },
-        })
-    }
-}
-
-fn whole(data: &[u8], rejection: Rejection) -> DecodedLine<'_> {
-    DecodedLine {
-        line: 0,
-        bytes: data,
-        result: Err(rejection),
-    }
-}
-
-/// A UTF-8 byte-order mark. Some Windows tools write one at the start of a file or a
-/// stream; it is not content.
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
-
-/// What of a line the decoders read: the line without surrounding whitespace and
-/// without one leading byte-order mark.
-fn line_content(line: &[u8]) -> &[u8] {
-    let line = line.trim_ascii();
-    line.strip_prefix(UTF8_BOM)
-        .unwrap_or(line)
-        .trim_ascii_start()
 }
 
 /// Decodes one JSON line into an event. A leading byte-order mark is skipped.
@@ -666,328 +499,9 @@ fn id_len_ok(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID_BYTES
 }
 
-/// Epoch milliseconds from 1970-01-12T13:46:40Z to 1970-04-26T17:46:40Z (1e9 to 1e10
-/// ms): where epoch *seconds* from 2001-09-09 to 2286-11-20 land when read as
-/// milliseconds. No stream carries events from early 1970, while a producer that sends
-/// seconds (Unix `date +%s`, Python's `time.time()`) lands exactly here, and its events
-/// would be counted, silently, into windows 56 years in the past. So no event time in
-/// this range is accepted, whatever its form.
-///
-/// The rule is part of the accepted event-time range every stage checks
-/// ([`ts_in_range`]), not of [`TimeBounds`]: it does not depend on the clock, and the
-/// later stages (which decode with [`TimeBounds::unbounded`]) must accept exactly what
-/// ingest wrote. For the same reason an RFC 3339 `ts` in the range is refused too:
-/// ingest would normalize it to epoch milliseconds that read as seconds downstream.
-/// Smaller values (seconds before 2001, or small test counters) are left alone.
-pub const SECONDS_AS_MS: std::ops::Range<i64> = 1_000_000_000..10_000_000_000;
-
-/// Whether `ts` lies between 1970 and the clock plus the allowed skew, outside
-/// [`SECONDS_AS_MS`].
-fn ts_in_range(ts: i64, bounds: TimeBounds) -> bool {
-    ts >= 0
-        && !SECONDS_AS_MS.contains(&ts)
-        && ts <= bounds.now_ms.saturating_add(bounds.max_future_skew_ms)
-}
-
 /// Whether a finite `value` lies within the supported magnitudes.
 fn value_in_range(v: f64) -> bool {
     v.is_finite() && v.abs() <= MAX_ABS_VALUE && (v == 0.0 || v.abs() >= MIN_ABS_NONZERO_VALUE)
-}
-
-/// The fast path of [`decode_line`]: a typed parse that borrows every string from the
-/// line instead of building a `serde_json::Value` (a map, and a `String` per field name
-/// and value, all freed again a moment later).
-///
-/// Invariant: it returns `Some` only for a line the general decoder accepts, and then
-/// exactly the event the general decoder would build. It declines (`None`) anything
-/// unusual, and the general decoder decides, with its exact rejection: strings with
-/// escapes (they cannot be borrowed), non-finite literals (they are not JSON, so the
-/// parse fails), fractional numbers in `attrs` (their text needs the raw line), `id` or
-/// `ts` of an unusual type or range (an id beyond 64 bits among them), duplicate fields,
-/// and every line that fails a check. Like the general decoder it reads a line without
-/// one leading byte-order mark ([`line_content`]).
-mod fast {
-    use std::collections::BTreeMap;
-    use std::fmt;
-
-    use serde::Deserialize;
-    use serde::de::{self, Deserializer, Visitor};
-
-    use super::{
-        DecodedEvent, MAX_KEY_CHARS, TimeBounds, check_metric_name, id_len_ok, line_content,
-        ts_in_range, value_in_range,
-    };
-    use crate::time::parse_rfc3339_ms;
-
-    #[derive(Deserialize)]
-    #[serde(bound(deserialize = "'de: 'a, A: Deserialize<'de>"))]
-    struct Envelope<'a, A> {
-        #[serde(borrow, default)]
-        id: Option<Scalar<'a>>,
-        key: &'a str,
-        #[serde(rename = "type")]
-        metric: &'a str,
-        ts: Ts,
-        value: f64,
-        #[serde(default)]
-        attrs: Option<A>,
-        #[serde(default)]
-        origin: Option<&'a str>,
-    }
-
-    /// A string borrowed from the line, an integer or a boolean, as the text the general
-    /// decoder would keep (integers and booleans print the same from a `Value`).
-    pub(crate) enum Scalar<'a> {
-        Str(&'a str),
-        Text(String),
-        Bool(bool),
-    }
-
-    impl Scalar<'_> {
-        fn into_string(self) -> String {
-            match self {
-                Scalar::Str(s) => s.to_owned(),
-                Scalar::Text(s) => s,
-                Scalar::Bool(b) => b.to_string(),
-            }
-        }
-    }
-
-    impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Scalar<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("an unescaped string, an integer or a boolean")
-                }
-                fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-                    Ok(Scalar::Str(s))
-                }
-                fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
-                    Ok(Scalar::Text(n.to_string()))
-                }
-                fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
-                    Ok(Scalar::Text(n.to_string()))
-                }
-                fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
-                    Ok(Scalar::Bool(b))
-                }
-            }
-            d.deserialize_any(V)
-        }
-    }
-
-    /// `ts` as epoch milliseconds: an integer, a number (truncated to the millisecond) or
-    /// an RFC 3339 string without escapes.
-    struct Ts(i64);
-
-    impl<'de> Deserialize<'de> for Ts {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Ts;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("epoch milliseconds or an RFC 3339 string")
-                }
-                fn visit_i64<E: de::Error>(self, n: i64) -> Result<Ts, E> {
-                    Ok(Ts(n))
-                }
-                fn visit_u64<E: de::Error>(self, n: u64) -> Result<Ts, E> {
-                    i64::try_from(n)
-                        .map(Ts)
-                        .map_err(|_| E::custom("ts out of range"))
-                }
-                fn visit_f64<E: de::Error>(self, f: f64) -> Result<Ts, E> {
-                    if f.is_finite() && f.abs() < 9.0e15 {
-                        Ok(Ts(f.floor() as i64))
-                    } else {
-                        Err(E::custom("ts out of range"))
-                    }
-                }
-                fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Ts, E> {
-                    parse_rfc3339_ms(s)
-                        .map(Ts)
-                        .ok_or_else(|| E::custom("ts is not RFC 3339"))
-                }
-            }
-            d.deserialize_any(V)
-        }
-    }
-
-    /// Attributes the fast path accepts (borrowed names; unescaped strings, integers,
-    /// booleans), checked without being kept: for stages that never read them.
-    struct UnkeptAttrs;
-
-    impl<'de> Deserialize<'de> for UnkeptAttrs {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = UnkeptAttrs;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("an object of scalars")
-                }
-                fn visit_map<M: de::MapAccess<'de>>(
-                    self,
-                    mut map: M,
-                ) -> Result<UnkeptAttrs, M::Error> {
-                    while let Some((_, _)) = map.next_entry::<&'de str, Scalar<'de>>()? {}
-                    Ok(UnkeptAttrs)
-                }
-            }
-            d.deserialize_map(V)
-        }
-    }
-
-    /// What the fast path does with `attrs`.
-    pub(super) trait AttrsMode<'a>: Deserialize<'a> {
-        fn into_attrs(self) -> BTreeMap<String, String>;
-    }
-
-    impl<'a> AttrsMode<'a> for BTreeMap<&'a str, Scalar<'a>> {
-        fn into_attrs(self) -> BTreeMap<String, String> {
-            self.into_iter()
-                .map(|(name, v)| (name.to_owned(), v.into_string()))
-                .collect()
-        }
-    }
-
-    impl AttrsMode<'_> for UnkeptAttrs {
-        fn into_attrs(self) -> BTreeMap<String, String> {
-            BTreeMap::new()
-        }
-    }
-
-    pub(super) fn decode(line: &[u8], bounds: TimeBounds) -> Option<DecodedEvent> {
-        decode_as::<BTreeMap<&str, Scalar<'_>>>(line, bounds)
-    }
-
-    /// [`decode`] for stages that never read `attrs`: checked like the general decoder
-    /// checks them, but not kept (the event's `attrs` is empty).
-    pub(super) fn decode_without_attrs(line: &[u8], bounds: TimeBounds) -> Option<DecodedEvent> {
-        decode_as::<UnkeptAttrs>(line, bounds)
-    }
-
-    /// A valid envelope with every string borrowed from its line: what ingest
-    /// normalizes ([`decode_borrowed`]) and aggregate counts
-    /// ([`decode_borrowed_without_attrs`]) without building an owned event.
-    #[derive(Debug)]
-    pub(crate) struct BorrowedEvent<'a> {
-        /// The producer's id, as the text the general decoder would keep.
-        pub id: Option<Scalar<'a>>,
-        pub key: &'a str,
-        pub metric: &'a str,
-        pub ts: i64,
-        pub value: f64,
-        /// Empty from [`decode_borrowed_without_attrs`].
-        pub attrs: BTreeMap<&'a str, Scalar<'a>>,
-        /// The origin an upstream stage stamped (ingest ignores a producer's).
-        pub origin: Option<&'a str>,
-    }
-
-    impl fmt::Debug for Scalar<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(self.as_str())
-        }
-    }
-
-    impl<'a> Scalar<'a> {
-        /// The text [`Scalar::into_string`] gives, borrowed from the line where it is.
-        pub(crate) fn into_cow(self) -> std::borrow::Cow<'a, str> {
-            match self {
-                Scalar::Str(s) => std::borrow::Cow::Borrowed(s),
-                other => std::borrow::Cow::Owned(other.into_string()),
-            }
-        }
-    }
-
-    impl Scalar<'_> {
-        /// The text [`Scalar::into_string`] gives, borrowed.
-        pub(crate) fn as_str(&self) -> &str {
-            match self {
-                Scalar::Str(s) => s,
-                Scalar::Text(s) => s,
-                Scalar::Bool(true) => "true",
-                Scalar::Bool(false) => "false",
-            }
-        }
-    }
-
-    /// As the string it stands for: what the owned event serializes.
-    impl serde::Serialize for Scalar<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.serialize_str(self.as_str())
-        }
-    }
-
-    /// [`decode`] without copying a string out of the line: `Some` for exactly the
-    /// lines [`decode`] takes, holding the same values.
-    pub(crate) fn decode_borrowed(line: &[u8], bounds: TimeBounds) -> Option<BorrowedEvent<'_>> {
-        decode_borrowed_as::<BTreeMap<&str, Scalar<'_>>>(line, bounds, Option::unwrap_or_default)
-    }
-
-    /// [`decode_without_attrs`] without copying a string out of the line: `Some` for
-    /// exactly the lines it takes, holding the same values (`attrs` checked, not kept).
-    pub(crate) fn decode_borrowed_without_attrs(
-        line: &[u8],
-        bounds: TimeBounds,
-    ) -> Option<BorrowedEvent<'_>> {
-        decode_borrowed_as::<UnkeptAttrs>(line, bounds, |_| BTreeMap::new())
-    }
-
-    fn decode_borrowed_as<'a, A: Deserialize<'a>>(
-        line: &'a [u8],
-        bounds: TimeBounds,
-        attrs: impl FnOnce(Option<A>) -> BTreeMap<&'a str, Scalar<'a>>,
-    ) -> Option<BorrowedEvent<'a>> {
-        let e = decode_checked::<A>(line, bounds)?;
-        Some(BorrowedEvent {
-            id: e.id,
-            key: e.key,
-            metric: e.metric,
-            ts: e.ts.0,
-            value: e.value,
-            attrs: attrs(e.attrs),
-            origin: e.origin,
-        })
-    }
-
-    /// Parses a line and applies every check of the general decoder; `None` when the
-    /// line is unusual or fails one (the general decoder then gives the verdict).
-    fn decode_checked<'a, A: Deserialize<'a>>(
-        line: &'a [u8],
-        bounds: TimeBounds,
-    ) -> Option<Envelope<'a, A>> {
-        let e: Envelope<'a, A> = serde_json::from_slice(line_content(line)).ok()?;
-        // A boolean id is a wrong type: the general decoder says so.
-        if matches!(e.id, Some(Scalar::Bool(_))) {
-            return None;
-        }
-        if e.id.as_ref().is_some_and(|id| !id_len_ok(id.as_str()))
-            || e.key.is_empty()
-            || e.key.chars().count() > MAX_KEY_CHARS
-            || check_metric_name(e.metric).is_err()
-            || !ts_in_range(e.ts.0, bounds)
-            || !value_in_range(e.value)
-        {
-            return None;
-        }
-        Some(e)
-    }
-
-    fn decode_as<'a, A: AttrsMode<'a>>(line: &'a [u8], bounds: TimeBounds) -> Option<DecodedEvent> {
-        let e = decode_checked::<A>(line, bounds)?;
-        let attrs = e.attrs.map(A::into_attrs).unwrap_or_default();
-        Some(DecodedEvent {
-            id: e.id.map(Scalar::into_string),
-            key: e.key.to_owned(),
-            metric: e.metric.to_owned(),
-            ts: e.ts.0,
-            value: e.value,
-            attrs,
-            origin: e.origin.map(str::to_owned),
-        })
-    }
 }
 
 pub(crate) use fast::{BorrowedEvent, Scalar, decode_borrowed, decode_borrowed_without_attrs};
@@ -1005,107 +519,6 @@ pub fn check_metric_name(metric: &str) -> Result<(), Rejection> {
         ));
     }
     Ok(())
-}
-
-fn take_ts(
-    obj: &mut Map<String, Value>,
-    nf: &NonFinite,
-    bounds: TimeBounds,
-) -> Result<i64, Rejection> {
-    let (ts, numeric) = match (obj.remove("ts"), nf.field("ts")) {
-        (Some(Value::Null), Some(literal)) => {
-            return Err(Rejection::new(
-                Reason::TsOutOfRange,
-                Some("ts"),
-                format!("ts {literal} is not a finite number"),
-            ));
-        }
-        (None, _) | (Some(Value::Null), None) => {
-            return Err(Rejection::new(
-                Reason::MissingField,
-                Some("ts"),
-                "ts is missing",
-            ));
-        }
-        (Some(Value::String(s)), _) => {
-            let ts = parse_rfc3339_ms(&s).ok_or_else(|| {
-                Rejection::new(
-                    Reason::InvalidValue,
-                    Some("ts"),
-                    format!("ts {s:?} is neither RFC 3339 nor epoch milliseconds"),
-                )
-            })?;
-            (ts, None)
-        }
-        (Some(Value::Number(n)), _) => {
-            let ts = if let Some(i) = n.as_i64() {
-                i
-            } else {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                // Fractional milliseconds are truncated to the millisecond.
-                if f.is_finite() && f.abs() < 9.0e15 {
-                    f.floor() as i64
-                } else {
-                    return Err(Rejection::new(
-                        Reason::TsOutOfRange,
-                        Some("ts"),
-                        format!("ts {n} is out of range for epoch milliseconds"),
-                    ));
-                }
-            };
-            (ts, Some(n))
-        }
-        (Some(other), _) => {
-            return Err(Rejection::new(
-                Reason::WrongType,
-                Some("ts"),
-                format!(
-                    "ts must be an RFC 3339 string or epoch milliseconds, found {}",
-                    json_kind(&other)
-                ),
-            ));
-        }
-    };
-    if ts < 0 {
-        return Err(Rejection::new(
-            Reason::TsOutOfRange,
-            Some("ts"),
-            format!("ts {ts} is before 1970-01-01T00:00:00Z"),
-        ));
-    }
-    if SECONDS_AS_MS.contains(&ts) {
-        let detail = match numeric {
-            Some(n) => {
-                // What the producer most likely meant: the number as seconds.
-                let meant_ms = (n.as_f64().unwrap_or(0.0) * 1000.0).floor() as i64;
-                format!(
-                    "ts {n} looks like epoch seconds ({}); send epoch milliseconds",
-                    format_rfc3339(meant_ms)
-                )
-            }
-            None => format!(
-                "ts {} is in {}..{}, where epoch seconds sent as milliseconds land; \
-                 no event time in that range is accepted",
-                format_rfc3339(ts),
-                format_rfc3339(SECONDS_AS_MS.start),
-                format_rfc3339(SECONDS_AS_MS.end)
-            ),
-        };
-        return Err(Rejection::new(Reason::TsOutOfRange, Some("ts"), detail));
-    }
-    let limit = bounds.now_ms.saturating_add(bounds.max_future_skew_ms);
-    if ts > limit {
-        return Err(Rejection::new(
-            Reason::TsOutOfRange,
-            Some("ts"),
-            format!(
-                "ts {ts} is {} ms ahead of the clock; at most {} ms of skew is allowed",
-                ts.saturating_sub(bounds.now_ms),
-                bounds.max_future_skew_ms
-            ),
-        ));
-    }
-    Ok(ts)
 }
 
 fn take_value(obj: &mut Map<String, Value>, nf: &NonFinite) -> Result<f64, Rejection> {
@@ -1227,180 +640,25 @@ fn take_attrs(
     Ok(attrs)
 }
 
-/// Where [`repair_non_finite_literals`] found non-finite number literals (`NaN`,
-/// `Infinity`, `1e999`...), each with its text as written. Kept beside the parsed
-/// value, never inside it: the literals become `null` in the text that is parsed, so
-/// no string a producer sends can be mistaken for one.
-#[derive(Debug, Default)]
-struct NonFinite {
-    /// The literal, when the whole line is one.
-    root: Option<String>,
-    /// Top-level fields whose value (the last one, as the parsed map keeps) is a
-    /// non-finite literal.
-    fields: BTreeMap<String, String>,
-    /// The same for the members of the top-level `attrs` object.
-    attrs: BTreeMap<String, String>,
-}
-
-impl NonFinite {
-    /// The literal a top-level field held, if its `null` stands for one.
-    fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str)
-    }
-
-    /// The literal an `attrs` member held, if its `null` stands for one.
-    fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.get(name).map(String::as_str)
-    }
-}
-
-/// Rewrites `NaN`, `Infinity`, `-Infinity` and numeric literals that overflow `f64`
-/// (outside strings) into `null`, and says where they were; `None` if there were none.
-/// The text is not validated here: what follows parses the result and rejects it if it
-/// is not JSON, so the bookkeeping only has to be right for text that is.
-fn repair_non_finite_literals(text: &str) -> Option<(String, NonFinite)> {
-    let bytes = text.as_bytes();
-    // Allocates only once a literal is found: most lines that reach here are garbage.
-    let mut out = String::new();
-    let mut found = NonFinite::default();
-    let mut changed = false;
-    let mut i = 0;
-    let mut last = 0;
-    // The containers open at `i` (`{` or `[`), outermost first.
-    let mut open: Vec<u8> = Vec::new();
-    // The last key read in the top-level object, and in its `attrs` object.
-    let mut field: Option<String> = None;
-    let mut attr: Option<String> = None;
-    // Whether `open[1]` is the object that is the value of the top-level `attrs`.
-    let mut in_attrs = false;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'{' | b'[' => {
-                if open == [b'{'] && bytes[i] == b'{' && field.as_deref() == Some("attrs") {
-                    in_attrs = true;
-                }
-                open.push(bytes[i]);
-                i += 1;
-            }
-            b'}' | b']' => {
-                open.pop();
-                if open.len() < 2 {
-                    in_attrs = false;
-                }
-                i += 1;
-            }
-            b'"' => {
-                // Skip the string, honouring escapes.
-                let start = i;
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i = (i + 1).min(bytes.len());
-                let mut next = i;
-                while next < bytes.len() && bytes[next].is_ascii_whitespace() {
-                    next += 1;
-                }
-                if bytes.get(next) != Some(&b':') {
-                    continue;
-                }
-                // A key: a new occurrence replaces an earlier one, as in the parsed map.
-                let depth_one = open == [b'{'];
-                if !(depth_one || in_attrs && open.len() == 2) {
-                    continue;
-                }
-                let Ok(key) = serde_json::from_str::<String>(&text[start..i]) else {
-                    continue;
-                };
-                if depth_one {
-                    found.fields.remove(&key);
-                    if key == "attrs" {
-                        found.attrs.clear();
-                    }
-                    field = Some(key);
-                } else {
-                    found.attrs.remove(&key);
-                    attr = Some(key);
-                }
-            }
-            b'N' | b'I' | b'-' | b'0'..=b'9' => {
-                let start = i;
-                let mut end = i;
-                while end < bytes.len()
-                    && matches!(bytes[end], b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'+' | b'.')
-                {
-                    end += 1;
-                }
-                let token = &text[start..end];
-                let non_finite = matches!(token, "NaN" | "-NaN" | "Infinity" | "-Infinity")
-                    || (token.starts_with(|c: char| c == '-' || c.is_ascii_digit())
-                        && token.parse::<f64>().is_ok_and(|f| f.is_infinite()));
-                if non_finite {
-                    if !changed {
-                        out.reserve(text.len());
-                    }
-                    out.push_str(&text[last..start]);
-                    out.push_str("null");
-                    last = end;
-                    changed = true;
-                    let literal = token.to_owned();
-                    if open.is_empty() {
-                        found.root = Some(literal);
-                    } else if open == [b'{'] {
-                        if let Some(f) = &field {
-                            found.fields.insert(f.clone(), literal);
-                        }
-                    } else if in_attrs && open.len() == 2 {
-                        if let Some(a) = &attr {
-                            found.attrs.insert(a.clone(), literal);
-                        }
-                    }
-                }
-                i = end.max(start + 1);
-            }
-            _ => i += 1,
-        }
-    }
-    if !changed {
-        return None;
-    }
-    out.push_str(&text[last.min(text.len())..]);
-    Some((out, found))
-}
-
+/// Helpers shared by the tests of this module and of its parts.
 #[cfg(test)]
-mod tests {
+mod test_support {
     use super::*;
 
-    const NOW: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    pub(super) const NOW: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
-    fn bounds() -> TimeBounds {
+    pub(super) fn bounds() -> TimeBounds {
         TimeBounds {
             now_ms: NOW,
             max_future_skew_ms: 300_000,
         }
     }
 
-    #[test]
-    fn fast_path_takes_plain_envelopes_and_declines_escapes() {
-        let plain = br#"{"id":"e1","key":"k","type":"t","ts":1764000000000,"value":2,"attrs":{"a":"x","n":3,"b":false},"origin":"s:1:0"}"#;
-        let event = fast::decode(plain, bounds()).expect("a plain envelope takes the fast path");
-        assert_eq!(event.attrs.get("n").map(String::as_str), Some("3"));
-        assert_eq!(event.attrs.get("b").map(String::as_str), Some("false"));
-        assert_eq!(Ok(event), decode_line_slow(plain, bounds()));
-        let escaped = br#"{"key":"k\u00e9","type":"t","ts":1764000000000,"value":2}"#;
-        assert!(fast::decode(escaped, bounds()).is_none());
-        assert_eq!(
-            decode_line(escaped, bounds()).map(|e| e.key),
-            Ok("k\u{e9}".to_owned())
-        );
-    }
-
-    fn one(line: &str) -> Result<DecodedEvent, Rejection> {
+    pub(super) fn one(line: &str) -> Result<DecodedEvent, Rejection> {
         one_with(line, bounds())
     }
 
-    fn one_with(line: &str, bounds: TimeBounds) -> Result<DecodedEvent, Rejection> {
+    pub(super) fn one_with(line: &str, bounds: TimeBounds) -> Result<DecodedEvent, Rejection> {
         let lines = decode_record(line.as_bytes(), bounds);
         assert_eq!(lines.len(), 1, "{line}");
         lines
@@ -1410,10 +668,15 @@ mod tests {
             .expect("one line")
     }
 
-    fn reason(line: &str) -> (Reason, Option<&'static str>) {
+    pub(super) fn reason(line: &str) -> (Reason, Option<&'static str>) {
         let r = one(line).expect_err("should be rejected");
         (r.reason, r.field)
     }
+}
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
 
     #[test]
     fn decodes_a_full_event_with_rfc3339_time() {
@@ -1435,21 +698,6 @@ mod tests {
             .expect("valid");
         assert_eq!(e.ts, NOW);
         assert_eq!(e.id, None);
-    }
-
-    #[test]
-    fn splits_newline_delimited_records_and_skips_blank_lines() {
-        let data = b"{\"key\":\"a\",\"type\":\"t\",\"ts\":1,\"value\":1}\n\n{\"key\":\"b\"}\r\n";
-        let lines = decode_record(data, bounds());
-        assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0].line, 0);
-        assert!(lines[0].result.is_ok());
-        assert_eq!(lines[1].line, 2);
-        assert_eq!(
-            lines[1].result.as_ref().expect_err("missing").reason,
-            Reason::MissingField
-        );
-        assert_eq!(lines[1].bytes, b"{\"key\":\"b\"}\r");
     }
 
     #[test]
@@ -1590,196 +838,6 @@ mod tests {
     }
 
     #[test]
-    fn nan_inside_strings_is_left_alone() {
-        let e = one(r#"{"key":"NaN","type":"t","ts":1,"value":2,"attrs":{"x":"Infinity"}}"#)
-            .expect("valid");
-        assert_eq!(e.key, "NaN");
-        assert_eq!(e.attrs["x"], "Infinity");
-    }
-
-    /// The string the decoder once used to mark a non-finite literal inside the JSON
-    /// text, sent by a producer: an ordinary string wherever it appears.
-    const OLD_SENTINEL: &str = r#""\u0000sluice:non-finite""#;
-
-    #[test]
-    fn the_old_non_finite_marker_string_is_an_ordinary_string() {
-        let marker = "\u{0}sluice:non-finite";
-        let line = |id: &str, key: &str, ts: &str, value: &str, tail: &str| {
-            format!(
-                r#"{{"id":{id},"key":{key},"type":"t","ts":{ts},"value":{value},"attrs":{{"a":{OLD_SENTINEL}}},"origin":{OLD_SENTINEL}{tail}}}"#
-            )
-        };
-        // As id, key, attribute and origin: kept as sent, also in a line with a real
-        // non-finite literal elsewhere (which takes the repairing path).
-        for tail in ["", r#","junk":NaN"#] {
-            let e = one(&line(OLD_SENTINEL, OLD_SENTINEL, "1", "2", tail)).expect("valid");
-            assert_eq!(e.id.as_deref(), Some(marker), "{tail}");
-            assert_eq!(e.key, marker, "{tail}");
-            assert_eq!(e.attrs["a"], marker, "{tail}");
-            assert_eq!(e.origin.as_deref(), Some(marker), "{tail}");
-        }
-        // As value: a string where a number belongs.
-        let r = one(&line("1", r#""k""#, "1", OLD_SENTINEL, "")).expect_err("a string value");
-        assert_eq!(
-            (r.reason, r.field, r.detail.as_str()),
-            (
-                Reason::WrongType,
-                Some("value"),
-                "value must be a number, found a string"
-            )
-        );
-        // As ts: a string that is not RFC 3339.
-        let r = one(&line("1", r#""k""#, OLD_SENTINEL, "NaN", "")).expect_err("a bad ts");
-        assert_eq!((r.reason, r.field), (Reason::InvalidValue, Some("ts")));
-        assert!(r.detail.contains("sluice:non-finite"), "{}", r.detail);
-        // As type: not a metric name. As attrs: a string, not an object.
-        assert_eq!(
-            reason(&format!(
-                r#"{{"key":"k","type":{OLD_SENTINEL},"ts":1,"value":1}}"#
-            )),
-            (Reason::InvalidValue, Some("type"))
-        );
-        let r = one(&format!(
-            r#"{{"key":"k","type":"t","ts":1,"value":1,"attrs":{OLD_SENTINEL}}}"#
-        ))
-        .expect_err("attrs");
-        assert_eq!(r.detail, "attrs must be an object, found a string");
-        // As the whole line.
-        let r = one(OLD_SENTINEL).expect_err("not an object");
-        assert_eq!(r.detail, "expected a JSON object, found a string");
-    }
-
-    #[test]
-    fn non_finite_literals_are_named_by_the_field_that_held_them() {
-        let r = one(r#"{"key":NaN,"type":"t","ts":1,"value":1}"#).expect_err("key");
-        assert_eq!(
-            (r.reason, r.field, r.detail.as_str()),
-            (
-                Reason::WrongType,
-                Some("key"),
-                "key must be a string, found the non-finite number NaN"
-            )
-        );
-        let r = one(r#"{"key":"k","type":"t","ts":-Infinity,"value":1}"#).expect_err("ts");
-        assert_eq!(
-            (r.reason, r.field, r.detail.as_str()),
-            (
-                Reason::TsOutOfRange,
-                Some("ts"),
-                "ts -Infinity is not a finite number"
-            )
-        );
-        let r = one(r#"{"key":"k","type":"t","ts":1,"value":1e999}"#).expect_err("value");
-        assert_eq!(
-            (r.reason, r.field, r.detail.as_str()),
-            (
-                Reason::NonFiniteValue,
-                Some("value"),
-                "value 1e999 is not finite"
-            )
-        );
-        // The field is named even when its name is escaped.
-        assert_eq!(
-            reason(r#"{"key":"k","type":"t","ts":1,"v\u0061lue":NaN}"#),
-            (Reason::NonFiniteValue, Some("value"))
-        );
-        let r = one(r#"{"key":"k","type":"t","ts":1,"value":1,"attrs":{"a":"x","n":NaN}}"#)
-            .expect_err("attrs");
-        assert_eq!(
-            r.detail,
-            "attrs.n must be a string, number or boolean, found the non-finite number NaN"
-        );
-        let r =
-            one(r#"{"key":"k","type":"t","ts":1,"value":1,"attrs":Infinity}"#).expect_err("attrs");
-        assert_eq!(
-            r.detail,
-            "attrs must be an object, found the non-finite number Infinity"
-        );
-        let r = one("NaN").expect_err("not an object");
-        assert_eq!(
-            r.detail,
-            "expected a JSON object, found the non-finite number NaN"
-        );
-        // A literal null is still missing, also in a line that needed repair.
-        assert_eq!(
-            reason(r#"{"key":null,"type":"t","ts":1,"value":NaN}"#),
-            (Reason::MissingField, Some("key"))
-        );
-        // Fields nobody reads may hold them; a non-string origin is no origin.
-        let e = one(
-            r#"{"key":"k","type":"t","ts":1,"value":1,"origin":NaN,"x":{"y":[Infinity]},"z":NaN}"#,
-        )
-        .expect("valid");
-        assert_eq!(e.origin, None);
-        // Duplicate fields: the last one counts, as for any other value.
-        assert_eq!(
-            one(r#"{"key":"k","type":"t","ts":1,"value":NaN,"value":2}"#)
-                .expect("valid")
-                .value,
-            2.0
-        );
-        assert_eq!(
-            reason(r#"{"key":"k","type":"t","ts":1,"value":2,"value":NaN}"#),
-            (Reason::NonFiniteValue, Some("value"))
-        );
-        let r =
-            one(r#"{"key":"k","type":"t","ts":1,"value":1,"attrs":{"a":NaN},"attrs":{"a":null}}"#)
-                .expect_err("attrs");
-        assert_eq!(
-            r.detail,
-            "attrs.a must be a string, number or boolean, found null"
-        );
-        // Numbers in attrs keep their text in a repaired line too.
-        let e = one(r#"{"key":"k","type":"t","ts":1,"value":1,"attrs":{"f":1.10},"z":NaN}"#)
-            .expect("valid");
-        assert_eq!(e.attrs["f"], "1.10");
-    }
-
-    #[test]
-    fn a_leading_byte_order_mark_is_not_content() {
-        let valid = r#"{"id":"e1","key":"k","type":"t","ts":1764000000000,"value":2}"#;
-        let expected = decode_line(valid.as_bytes(), bounds()).expect("valid");
-        for line in [
-            format!("\u{feff}{valid}"),
-            format!("\u{feff}  {valid}"),
-            format!(" \u{feff}{valid}\r"),
-        ] {
-            let bytes = line.as_bytes();
-            assert_eq!(
-                fast::decode(bytes, bounds()).as_ref(),
-                Some(&expected),
-                "{line:?}"
-            );
-            assert_eq!(
-                decode_borrowed(bytes, bounds()).map(|e| e.key),
-                Some("k"),
-                "{line:?}"
-            );
-            assert_eq!(
-                decode_line_slow(bytes, bounds()),
-                Ok(expected.clone()),
-                "{line:?}"
-            );
-            assert_eq!(one(&line), Ok(expected.clone()), "{line:?}");
-        }
-        // The general decoder too, for a line the fast path declines.
-        let escaped = "\u{feff}{\"key\":\"k\\u00e9\",\"type\":\"t\",\"ts\":1,\"value\":2}";
-        assert_eq!(one(escaped).map(|e| e.key), Ok("k\u{e9}".to_owned()));
-        // At the start of each line of a record; a record of only a mark is blank.
-        let data = format!("\u{feff}{valid}\n\u{feff}{valid}\n");
-        let lines = decode_record(data.as_bytes(), bounds());
-        assert_eq!(lines.len(), 2);
-        assert!(lines.iter().all(|l| l.result.is_ok()), "{lines:?}");
-        let r = one("\u{feff}").expect_err("blank");
-        assert_eq!(r.detail, "record is empty or blank");
-        // One mark, not any number of them.
-        assert_eq!(
-            reason(&format!("\u{feff}\u{feff}{valid}")).0,
-            Reason::NotJson
-        );
-    }
-
-    #[test]
     fn integer_ids_beyond_64_bits_keep_their_digits() {
         for id in [
             "123456789012345678901234567890",
@@ -1828,53 +886,6 @@ mod tests {
     }
 
     #[test]
-    fn epoch_seconds_are_refused_with_the_time_they_meant() {
-        let ts_line = |ts: &str| format!(r#"{{"key":"k","type":"t","ts":{ts},"value":1}}"#);
-        for (ts, detail) in [
-            (
-                "1767225600",
-                "ts 1767225600 looks like epoch seconds (2026-01-01T00:00:00Z); send epoch milliseconds",
-            ),
-            (
-                "1767225600.5",
-                "ts 1767225600.5 looks like epoch seconds (2026-01-01T00:00:00.500Z); send epoch milliseconds",
-            ),
-            (
-                "1000000000",
-                "ts 1000000000 looks like epoch seconds (2001-09-09T01:46:40Z); send epoch milliseconds",
-            ),
-        ] {
-            for b in [bounds(), TimeBounds::unbounded()] {
-                let r = one_with(&ts_line(ts), b).expect_err("seconds");
-                assert_eq!(
-                    (r.reason, r.field, r.detail.as_str()),
-                    (Reason::TsOutOfRange, Some("ts"), detail)
-                );
-                assert!(fast::decode(ts_line(ts).as_bytes(), b).is_none(), "{ts}");
-            }
-        }
-        assert_eq!(
-            reason(&ts_line("9999999999")),
-            (Reason::TsOutOfRange, Some("ts"))
-        );
-        // The same instant as a string is refused too: ingest would write it as a number.
-        let r = one(&ts_line(r#""1970-02-01T00:00:00Z""#)).expect_err("in the range");
-        assert_eq!(
-            (r.reason, r.detail.as_str()),
-            (
-                Reason::TsOutOfRange,
-                "ts 1970-02-01T00:00:00Z is in 1970-01-12T13:46:40Z..1970-04-26T17:46:40Z, \
-                 where epoch seconds sent as milliseconds land; no event time in that range \
-                 is accepted"
-            )
-        );
-        // Just outside the range: milliseconds.
-        for ts in [999_999_999_i64, 10_000_000_000, 1] {
-            assert_eq!(one(&ts_line(&ts.to_string())).expect("valid").ts, ts);
-        }
-    }
-
-    #[test]
     fn rejections_keep_the_producer_id() {
         let r = one(r#"{"id":"abc","key":"k","type":"t","ts":1,"value":"x"}"#).expect_err("bad");
         assert_eq!(r.id.as_deref(), Some("abc"));
@@ -1897,69 +908,6 @@ mod tests {
             let lines = decode_record(&data, bounds());
             proptest::prop_assert!(!lines.is_empty());
         }
-
-        /// The fast path never changes a verdict: for lines built from every form each
-        /// field can take (valid, escaped, wrongly typed, out of range, absent, null,
-        /// duplicated), `decode_line` gives exactly what the general decoder gives.
-        #[test]
-        fn fast_path_decodes_exactly_like_the_general_decoder(
-            id in proptest::sample::select(vec![
-                "", r#""id":"e1","#, r#""id":7,"#, r#""id":-7,"#, r#""id":1.5,"#, r#""id":true,"#,
-                r#""id":null,"#, r#""id":"","#, r#""id":"e\u00e9","#, r#""id":"a","id":"b","#,
-                r#""id":"\u0000sluice:non-finite","#, r#""id":NaN,"#, r#""id":123456789012345678901234567890,"#,
-                r#""id":-123456789012345678901234567890,"#, r#""id":1e30,"#, r#""id":-0,"#,
-                r#""id":18446744073709551616,"#, r#""id":1e999,"#,
-            ]),
-            key in proptest::sample::select(vec![
-                r#""key":"k1","#, r#""key":"","#, r#""key":7,"#, r#""key":null,"#, "",
-                r#""key":"k\"q","#, r#""key":"\u0000sluice:non-finite","#, r#""key":"ké","#,
-            ]),
-            metric in proptest::sample::select(vec![
-                r#""type":"temp","#, r#""type":"bad name","#, r#""type":"","#, r#""type":[1],"#, "",
-                r#""type":"\u0000sluice:non-finite","#, r#""type":Infinity,"#,
-            ]),
-            ts in proptest::sample::select(vec![
-                r#""ts":1764000000000,"#, r#""ts":1764000000000.7,"#, r#""ts":-5,"#,
-                r#""ts":"2025-11-24T16:00:00Z","#, r#""ts":"yesterday","#, r#""ts":99999999999999999999,"#,
-                r#""ts":1e300,"#, r#""ts":null,"#, r#""ts":"2025-11-24T16:00:00\u005a","#, r#""ts":9999999999999,"#,
-                r#""ts":18446744073709551615,"#, r#""ts":true,"#, r#""ts":"\u0000sluice:non-finite","#,
-                r#""ts":NaN,"#, r#""ts":1764000000,"#, r#""ts":1764000000.5,"#, r#""ts":"1970-02-01T00:00:00Z","#,
-                r#""ts":999999999,"#, r#""ts":10000000000,"#,
-            ]),
-            value in proptest::sample::select(vec![
-                r#""value":1.5"#, r#""value":0"#, r#""value":-0"#, r#""value":1e101"#, r#""value":1e-101"#,
-                r#""value":1e999"#, r#""value":NaN"#, r#""value":"1""#, r#""value":null"#, r#""value":12345678901234567890"#,
-                r#""value":"\u0000sluice:non-finite""#,
-            ]),
-            attrs in proptest::sample::select(vec![
-                "", r#","attrs":{"a":"x","b":2,"c":true}"#, r#","attrs":{"f":1.10}"#, r#","attrs":{"e":1e15}"#,
-                r#","attrs":null"#, r#","attrs":[1]"#, r#","attrs":{"n":null}"#, r#","attrs":{"o":{}}"#,
-                r#","attrs":{"a":"1","a":"2"}"#, r#","attrs":{"k\u00e9":"v"}"#, r#","attrs":{"v":"\t"}"#,
-                r#","attrs":{"neg":-3}"#, r#","attrs":{"s":"\u0000sluice:non-finite"}"#,
-                r#","attrs":"\u0000sluice:non-finite""#, r#","attrs":{"n":NaN}"#, r#","attrs":NaN"#,
-                r#","attrs":{"big":123456789012345678901234567890}"#,
-            ]),
-            tail in proptest::sample::select(vec![
-                "", r#","origin":"s:1:0""#, r#","origin":5"#, r#","origin":null"#, r#","extra":{"deep":[1,2,{"x":null}]}"#,
-                r#","value":2"#, r#","junk":NaN"#, r#","origin":"\u0000sluice:non-finite""#, r#","origin":NaN"#,
-                r#","value":NaN"#, r#","extra":{"x":NaN,"y":[Infinity]}"#,
-            ]),
-            bom in proptest::sample::select(vec!["", "\u{feff}", " \u{feff} "]),
-        ) {
-            let line = format!("{bom}{{{id}{key}{metric}{ts}{value}{attrs}{tail}}}");
-            let general = decode_line_slow(line.as_bytes(), bounds());
-            proptest::prop_assert_eq!(
-                decode_line(line.as_bytes(), bounds()),
-                general.clone(),
-                "line {}", line
-            );
-            proptest::prop_assert_eq!(
-                decode_line_without_attrs(line.as_bytes(), bounds()),
-                general.map(|mut e| { e.attrs.clear(); e }),
-                "line {} without attrs", line
-            );
-        }
-
         /// Near-valid JSON is where parsers break: mutate a valid event byte by byte.
         #[test]
         fn decoding_mutated_events_never_panics(pos in 0usize..120, byte in proptest::prelude::any::<u8>(), cut in 0usize..140) {
@@ -2044,25 +992,6 @@ mod tests {
         }
         assert_eq!(reason("nope").0, Reason::NotJson);
         assert_eq!(reason("NaN").0, Reason::WrongType);
-    }
-
-    #[test]
-    fn lazy_lines_match_the_eager_split() {
-        for data in [&b""[..], b"\n", b"a\n\nb\n", b"\n\n{}", b"x", b"\xff\n{}"] {
-            let lazy: Vec<(usize, &[u8])> = decode_lines(data, bounds())
-                .map(|l| (l.line, l.bytes))
-                .collect();
-            let eager: Vec<(usize, &[u8])> = data
-                .split(|b| *b == b'\n')
-                .enumerate()
-                .filter(|(_, l)| !l.trim_ascii().is_empty())
-                .collect();
-            if std::str::from_utf8(data).is_err() || eager.is_empty() {
-                assert_eq!(lazy, [(0, data)], "{data:?}");
-            } else {
-                assert_eq!(lazy, eager, "{data:?}");
-            }
-        }
     }
 
     #[test]
