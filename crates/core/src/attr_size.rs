@@ -1,6 +1,6 @@
 //! How many bytes DynamoDB counts for a number attribute value as Sluice's codecs
 //! write it (`N`, or `S` beyond DynamoDB's number range). Kept apart from
-//! [`crate::limits`] (which re-exports it as `limits::dynamodb::*`) so that the items
+//! the limit checks (`limits`, which re-exports it as `limits::dynamodb::*`) so that the items
 //! can size themselves without depending on the limit checks, which depend on them.
 
 /// DynamoDB numbers must be below this in magnitude.
