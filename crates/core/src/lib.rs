@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod cache;
+pub mod capacity;
 pub mod config;
 pub mod dead_letter;
 pub mod envelope;

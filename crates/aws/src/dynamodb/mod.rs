@@ -14,6 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{ConsumedCapacity, KeysAndAttributes, ReturnConsumedCapacity};
+use sluice_core::capacity::to_milli;
+pub use sluice_core::capacity::{
+    page_read_units, read_units, transactional_write_units, write_units,
+};
 use sluice_core::{Error, Result};
 
 pub use aggregates::DynamoAggregateStore;
@@ -30,14 +34,8 @@ use codec::Attrs;
 pub const MAX_BATCH_GET_KEYS: usize = sluice_core::limits::dynamodb::MAX_BATCH_GET_KEYS;
 
 /// Capacity units as DynamoDB charges them (on-demand request units are counted the
-/// same way), accumulated per adapter.
-///
-/// - Read: 1 unit per 4 KB of each item (rounded up per item, at least 1) for a
-///   strongly consistent read, half that for an eventually consistent one. A read of an
-///   absent item still costs the minimum. `Query` and `Scan` round up the total size of
-///   the page, not each item.
-/// - Write: 1 unit per 1 KB of each item (rounded up, at least 1); twice that inside
-///   `TransactWriteItems`. A write whose condition fails is charged too.
+/// same way), accumulated per adapter; the arithmetic is [`sluice_core::capacity`]'s.
+/// A write whose condition fails is charged too.
 ///
 /// Each call asks for `ReturnConsumedCapacity=TOTAL`. [`Meter::units`] counts what the
 /// server reports, and the computed value (from
@@ -85,37 +83,6 @@ impl Meter {
             self.estimated_write_milli.load(Ordering::Relaxed) as f64 / 1000.0,
         )
     }
-}
-
-fn to_milli(units: f64) -> u64 {
-    if units.is_finite() && units > 0.0 {
-        (units * 1000.0).round() as u64
-    } else {
-        0
-    }
-}
-
-/// Read units of one item read of `size` bytes.
-pub fn read_units(size: usize, consistent: bool) -> f64 {
-    let blocks = size.div_ceil(4096).max(1) as f64;
-    if consistent { blocks } else { blocks / 2.0 }
-}
-
-/// Read units of a `Query`/`Scan` page of `total` bytes.
-pub fn page_read_units(total: usize, consistent: bool) -> f64 {
-    let blocks = total.div_ceil(4096) as f64;
-    let units = if consistent { blocks } else { blocks / 2.0 };
-    units.max(if consistent { 1.0 } else { 0.5 })
-}
-
-/// Write units of one standard write of `size` bytes.
-pub fn write_units(size: usize) -> f64 {
-    size.div_ceil(1024).max(1) as f64
-}
-
-/// Write units of one write of `size` bytes inside a transaction.
-pub fn transactional_write_units(size: usize) -> f64 {
-    2.0 * write_units(size)
 }
 
 /// The capacity a server reported, if it did.
@@ -278,17 +245,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn units_follow_dynamodb_rounding() {
-        assert_eq!(read_units(1, true), 1.0);
-        assert_eq!(read_units(4096, true), 1.0);
-        assert_eq!(read_units(4097, true), 2.0);
-        assert_eq!(read_units(4097, false), 1.0);
-        assert_eq!(read_units(0, false), 0.5);
-        assert_eq!(write_units(1024), 1.0);
-        assert_eq!(write_units(1025), 2.0);
-        assert_eq!(transactional_write_units(300_000), 586.0);
-        assert_eq!(page_read_units(10 * 4096 + 1, false), 5.5);
-        assert_eq!(page_read_units(0, true), 1.0);
+    fn meter_counts_reported_units_and_estimates() {
         let m = Meter::default();
         m.read(None, 0.5);
         m.read(Some(7.0), 2.0);
