@@ -299,10 +299,9 @@ impl DynamoAggregateStore {
             }
         };
         let (projection, names) = projection();
-        let mut start: Option<Attrs> = None;
         let mut items = Vec::new();
-        loop {
-            let mut out = self
+        let send = |start| {
+            let request = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -310,26 +309,22 @@ impl DynamoAggregateStore {
                 .set_expression_attribute_values(Some(values.clone()))
                 .projection_expression(&projection)
                 .set_expression_attribute_names(Some(names.clone()))
-                .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| classify::dynamodb("Query", &self.table, e))?;
-            let page = out.items.take().unwrap_or_default();
-            let computed = page_read_units(page.iter().map(super::attrs_size).sum(), false);
-            self.meter.read(reported(out.consumed_capacity()), computed);
-            for m in &page {
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total);
+            super::query_page(&self.table, request)
+        };
+        super::paginate(None, send, |mut got| {
+            self.meter.read_page(&got, false);
+            for m in &got.items {
                 let item = codec::attrs_to_item(m)?;
                 let in_window = window.is_none_or(|w| item.key.window == w);
                 if in_window && (from_ms..=to_ms).contains(&item.key.start_ms) {
                     items.push(item);
                 }
             }
-            match out.last_evaluated_key.take() {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+            Ok(got.next_start())
+        })
+        .await?;
         items.sort_by_key(|a| (a.key.start_ms, a.key.window));
         Ok(items)
     }
@@ -389,9 +384,8 @@ impl WindowHistory for DynamoAggregateStore {
         let limit = i32::try_from(limit).unwrap_or(i32::MAX);
         let (projection, names) = projection();
         let mut cut = HistoryCut::new(closing, lookback);
-        let mut start: Option<Attrs> = None;
-        'pages: loop {
-            let mut out = self
+        let send = |start| {
+            let request = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -402,28 +396,24 @@ impl WindowHistory for DynamoAggregateStore {
                 .consistent_read(true)
                 .scan_index_forward(false)
                 .limit(limit)
-                .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| classify::dynamodb("Query", &self.table, e))?;
-            let page = out.items.take().unwrap_or_default();
-            let computed = page_read_units(page.iter().map(super::attrs_size).sum(), true);
-            self.meter.read(reported(out.consumed_capacity()), computed);
-            for m in &page {
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total);
+            super::query_page(&self.table, request)
+        };
+        super::paginate(None, send, |mut got| {
+            self.meter.read_page(&got, true);
+            for m in &got.items {
                 let item = codec::attrs_to_item(m)?;
                 if item.key.window != spec {
                     continue;
                 }
                 if !cut.push(item.update()) {
-                    break 'pages;
+                    return Ok(None);
                 }
             }
-            match out.last_evaluated_key.take() {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+            Ok(got.next_start())
+        })
+        .await?;
         Ok(cut.finish())
     }
 }

@@ -10,9 +10,14 @@ pub mod query;
 pub mod reference;
 pub mod rules;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::QueryOutput;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::scan::ScanOutput;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::types::{ConsumedCapacity, KeysAndAttributes, ReturnConsumedCapacity};
 use sluice_core::capacity::to_milli;
 pub use sluice_core::capacity::{
@@ -66,6 +71,13 @@ impl Meter {
             .fetch_add(to_milli(reported.unwrap_or(computed)), Ordering::Relaxed);
         self.estimated_write_milli
             .fetch_add(to_milli(computed), Ordering::Relaxed);
+    }
+
+    /// One `Query` or `Scan` page: what the server reported (if it did), and the page's
+    /// total size rounded up.
+    pub(crate) fn read_page(&self, got: &Got, consistent: bool) {
+        let total = got.items.iter().map(attrs_size).sum();
+        self.read(got.reported, page_read_units(total, consistent));
     }
 
     /// (read units, write units) so far: reported by the server where it did.
@@ -204,6 +216,83 @@ pub(crate) async fn batch_get(
     Ok(got)
 }
 
+/// What one `Query` or `Scan` call returned.
+#[derive(Debug, Default)]
+pub(crate) struct Got {
+    pub items: Vec<Attrs>,
+    /// DynamoDB's `LastEvaluatedKey`: where the next call starts (none, or empty, after
+    /// the last page).
+    pub last_evaluated: Option<Attrs>,
+    /// Capacity the server reported, if it did.
+    pub reported: Option<f64>,
+}
+
+impl Got {
+    /// Where the next call starts; `None` after the last page.
+    pub fn next_start(&mut self) -> Option<Attrs> {
+        self.last_evaluated.take().filter(|k| !k.is_empty())
+    }
+}
+
+impl From<QueryOutput> for Got {
+    fn from(out: QueryOutput) -> Self {
+        Got {
+            reported: reported(out.consumed_capacity()),
+            items: out.items.unwrap_or_default(),
+            last_evaluated: out.last_evaluated_key,
+        }
+    }
+}
+
+impl From<ScanOutput> for Got {
+    fn from(out: ScanOutput) -> Self {
+        Got {
+            reported: reported(out.consumed_capacity()),
+            items: out.items.unwrap_or_default(),
+            last_evaluated: out.last_evaluated_key,
+        }
+    }
+}
+
+/// Sends one `Query` of `table`.
+pub(crate) async fn query_page(table: &str, request: QueryFluentBuilder) -> Result<Got> {
+    request
+        .send()
+        .await
+        .map(Got::from)
+        .map_err(|e| classify::dynamodb("Query", table, e))
+}
+
+/// Sends one `Scan` of `table`.
+pub(crate) async fn scan_page(table: &str, request: ScanFluentBuilder) -> Result<Got> {
+    request
+        .send()
+        .await
+        .map(Got::from)
+        .map_err(|e| classify::dynamodb("Scan", table, e))
+}
+
+/// Pages through a `Query` or `Scan` from `start` (`None`: the beginning): `send` makes
+/// one call from an `ExclusiveStartKey`, `each` takes what the call returned and says
+/// where the next one starts (`None`: stop).
+pub(crate) async fn paginate<F, Fut>(
+    mut start: Option<Attrs>,
+    mut send: F,
+    mut each: impl FnMut(Got) -> Result<Option<Attrs>>,
+) -> Result<()>
+where
+    F: FnMut(Option<Attrs>) -> Fut,
+    Fut: Future<Output = Result<Got>>,
+{
+    loop {
+        let got = send(start.take()).await?;
+        match each(got)? {
+            Some(k) => start = Some(k),
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Every item of a table (`Scan`, paginated), with an optional projection.
 pub(crate) async fn scan(
     client: &Client,
@@ -212,31 +301,27 @@ pub(crate) async fn scan(
 ) -> Result<(Vec<Attrs>, Option<f64>)> {
     let mut items = Vec::new();
     let mut reported_total = None;
-    let mut start: Option<Attrs> = None;
-    loop {
+    let send = |start| {
         let mut request = client
             .scan()
             .table_name(table)
-            .set_exclusive_start_key(start.take())
+            .set_exclusive_start_key(start)
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
         if let Some((expression, names)) = projection {
             request = request
                 .projection_expression(expression)
                 .set_expression_attribute_names(Some(names.clone()));
         }
-        let mut out = request
-            .send()
-            .await
-            .map_err(|e| classify::dynamodb("Scan", table, e))?;
-        if let Some(units) = reported(out.consumed_capacity()) {
+        scan_page(table, request)
+    };
+    paginate(None, send, |mut got| {
+        if let Some(units) = got.reported {
             *reported_total.get_or_insert(0.0) += units;
         }
-        items.extend(out.items.take().unwrap_or_default());
-        match out.last_evaluated_key.take() {
-            Some(k) if !k.is_empty() => start = Some(k),
-            _ => break,
-        }
-    }
+        items.append(&mut got.items);
+        Ok(got.next_start())
+    })
+    .await?;
     Ok((items, reported_total))
 }
 
