@@ -69,7 +69,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem};
 use sluice_core::fingerprint::{FingerprintSet, digest_hex};
@@ -156,7 +155,7 @@ impl DynamoAggregateStore {
     async fn put_one(&self, action: Action) -> Result<Commit> {
         let (expression, names, values) = action.condition.expression();
         let computed = write_units(action.size);
-        let result = self
+        let request = self
             .client
             .put_item()
             .table_name(&self.table)
@@ -164,25 +163,17 @@ impl DynamoAggregateStore {
             .condition_expression(expression)
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        match super::put_item(&self.table, request, true).await? {
+            Some(out) => {
                 self.meter
                     .write(reported(out.consumed_capacity()), computed);
                 Ok(Commit::Done)
             }
-            Err(e) => match e.as_service_error() {
-                Some(
-                    PutItemError::ConditionalCheckFailedException(_)
-                    | PutItemError::TransactionConflictException(_),
-                ) => {
-                    self.meter.write(None, computed);
-                    Ok(Commit::Conflict)
-                }
-                _ => Err(classify::dynamodb("PutItem", &self.table, e)),
-            },
+            None => {
+                self.meter.write(None, computed);
+                Ok(Commit::Conflict)
+            }
         }
     }
 

@@ -14,6 +14,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
 use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::scan::ScanOutput;
@@ -143,6 +145,32 @@ pub fn attrs_size(m: &Attrs) -> usize {
 /// it is sent.
 pub fn check_item_size(operation: &'static str, item: &Attrs) -> Result<()> {
     sluice_core::limits::dynamodb::check_item(operation, attrs_size(item))
+}
+
+/// Sends one `PutItem` to `table`: `Ok(Some(out))` when written, `Ok(None)` when
+/// DynamoDB refused it for a failed condition (and, with `conflict_refuses`, for a
+/// conflicting transaction); any other failure classified.
+pub(crate) async fn put_item(
+    table: &str,
+    request: PutItemFluentBuilder,
+    conflict_refuses: bool,
+) -> Result<Option<PutItemOutput>> {
+    match request.send().await {
+        Ok(out) => Ok(Some(out)),
+        Err(e) => match e.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(None),
+            Some(PutItemError::TransactionConflictException(_)) if conflict_refuses => Ok(None),
+            _ => Err(classify::dynamodb("PutItem", table, e)),
+        },
+    }
+}
+
+/// Checks the size of `item`, then stores (replaces) it in `table` unconditionally.
+pub(crate) async fn put(client: &Client, table: &str, item: Attrs) -> Result<()> {
+    check_item_size("PutItem", &item)?;
+    let request = client.put_item().table_name(table).set_item(Some(item));
+    put_item(table, request, false).await?;
+    Ok(())
 }
 
 /// What a batched read returned.
