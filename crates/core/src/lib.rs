@@ -24,6 +24,8 @@ pub mod rng;
 pub mod rules;
 pub mod sequence;
 pub mod stage;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod unpack;
 pub mod window;
