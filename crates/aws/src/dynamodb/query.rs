@@ -326,6 +326,23 @@ impl DynamoAggregateReader {
         Ok(query.matches(&view).then_some(view))
     }
 
+    /// [`fill`] with the views of the aggregates that match `query`.
+    async fn fill<F, Fut>(
+        &self,
+        page: &mut Collector<AggregateView>,
+        query: &AggregateQuery,
+        start: Option<Attrs>,
+        send: F,
+    ) -> Result<Option<Option<AggregateCursor>>>
+    where
+        F: FnMut(Option<Attrs>) -> Fut,
+        Fut: Future<Output = Result<Got>>,
+    {
+        let decode = |m: &Attrs| self.decode(query, m);
+        let position = |m: &Attrs| aggregate_position(&self.table, m);
+        fill(page, start, send, decode, position).await
+    }
+
     async fn query_group(
         &self,
         query: &AggregateQuery,
@@ -360,14 +377,7 @@ impl DynamoAggregateReader {
                     .limit(limit_of(query.limit));
                 query_page(&self.table, request)
             };
-            let stopped = fill(
-                &mut page,
-                start,
-                send,
-                |m| self.decode(query, m),
-                |m| aggregate_position(&self.table, m),
-            )
-            .await?;
+            let stopped = self.fill(&mut page, query, start, send).await?;
             if let Some(next) = stopped {
                 // Stopped at the end of a range: the next one starts after it.
                 let next = match next {
@@ -410,14 +420,7 @@ impl DynamoAggregateReader {
                 .limit(limit_of(query.limit));
             scan_page(&self.table, request)
         };
-        let next = fill(
-            &mut page,
-            start,
-            send,
-            |m| self.decode(query, m),
-            |m| aggregate_position(&self.table, m),
-        )
-        .await?;
+        let next = self.fill(&mut page, query, start, send).await?;
         Ok(Page {
             items: page.items,
             next: next.flatten(),
