@@ -29,19 +29,15 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWr
 use sluice_aws::DynamoAggregateStore;
 use sluice_aws::classify;
 use sluice_aws::kinesis::{KinesisShardSource, KinesisSink, PutRecordsApi, PutResult};
-use sluice_core::item::{
-    AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
-};
+use sluice_core::item::{AggregateItem, ItemKey, ItemWrite};
 use sluice_core::limits::{dynamodb as ddb, kinesis};
 use sluice_core::ports::{AggregateStore, Commit, RecordSink, ShardSource};
 use sluice_core::record::OutRecord;
 use sluice_core::resources::AGGREGATES_TABLE;
-use sluice_core::sequence::SeqNo;
-use sluice_core::window::WindowSpec;
+use sluice_core::testing::{group, key, new_item, pad_to, record, watermark, write};
 use sluice_core::{Error, Result};
 
 const MIB: usize = 1024 * 1024;
-const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 fn assert_limit(err: &Error, limit: &str, max: usize) {
     match err {
@@ -118,13 +114,6 @@ async fn raw_put(
         data,
     };
     PutRecordsApi::put_records(&c.kinesis, stream, &[&record]).await
-}
-
-fn record(key: &str, bytes: usize) -> OutRecord {
-    OutRecord {
-        partition_key: key.to_owned(),
-        data: vec![b'x'; bytes - key.len()],
-    }
 }
 
 #[tokio::test]
@@ -229,62 +218,11 @@ async fn drop_table(c: &common::Clients, store: &DynamoAggregateStore) {
         .expect("delete table");
 }
 
-fn group(key: &str) -> GroupKey {
-    GroupKey {
-        key: key.into(),
-        metric: "temp".into(),
-    }
-}
-
-fn key(g: &GroupKey, minute: i64) -> ItemKey {
-    ItemKey {
-        group: g.clone(),
-        window: WindowSpec::tumbling(60),
-        start_ms: T0 + minute * 60_000,
-    }
-}
-
-fn new_item(k: &ItemKey) -> AggregateItem {
-    let mut item = AggregateItem::new(k.clone());
-    item.version = 1;
-    item.state = [1.5, 2.5].into_iter().collect();
-    item
-}
-
 /// A new item of exactly `bytes` (as DynamoDB sizes it), padded with a long
 /// high-water shard name: a string, which moto sizes like DynamoDB (it sizes binary
 /// values in base64, so fingerprints would count 4/3 there).
 fn item_of_size(k: &ItemKey, bytes: usize) -> AggregateItem {
-    let mut item = new_item(k);
-    let seq = SeqNo::parse("1").expect("seq");
-    item.high_water.insert("s".into(), seq.clone());
-    let base = ddb::aggregate_item_size(&item);
-    item.high_water.clear();
-    item.high_water
-        .insert(format!("s{}", "x".repeat(bytes - base)), seq);
-    assert_eq!(ddb::aggregate_item_size(&item), bytes);
-    item
-}
-
-fn write(item: &AggregateItem) -> ItemWrite {
-    ItemWrite {
-        item: item.clone(),
-        expected_version: 0,
-        sealed_page: Vec::new(),
-    }
-}
-
-fn watermark(g: &GroupKey) -> WatermarkWrite {
-    WatermarkWrite {
-        watermark: GroupWatermark {
-            group: g.clone(),
-            watermark_ms: T0,
-            closed_from_ms: T0,
-            last_record: None,
-            version: 1,
-        },
-        expected_version: 0,
-    }
+    pad_to(new_item(k), bytes)
 }
 
 fn put(table: &str, pk: &str, sk: &str) -> TransactWriteItem {

@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod attr_size;
 pub mod cache;
+pub mod capacity;
 pub mod config;
 pub mod dead_letter;
 pub mod envelope;
@@ -24,6 +25,8 @@ pub mod rng;
 pub mod rules;
 pub mod sequence;
 pub mod stage;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod unpack;
 pub mod window;

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sluice_core::aggregate::AggState;
+use sluice_core::capacity;
 use sluice_core::error::{Error, Result};
 use sluice_core::fingerprint::FingerprintSet;
 use sluice_core::item::{
@@ -40,7 +41,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Request units, in thousandths so they add up exactly.
+/// Request units, in thousandths so they add up exactly, as [`sluice_core::capacity`]
+/// computes them; and the requests that took.
 #[derive(Debug, Default)]
 pub struct Meter {
     read_milli: AtomicU64,
@@ -53,22 +55,28 @@ pub struct Meter {
 impl Meter {
     /// A strongly consistent read: 1 RCU per 4 KB (rounded up, per item).
     pub fn consistent_read(&self, bytes: usize) {
-        self.read_milli
-            .fetch_add(1000 * bytes.div_ceil(4096).max(1) as u64, Ordering::Relaxed);
+        self.read_milli.fetch_add(
+            capacity::to_milli(capacity::read_units(bytes, true)),
+            Ordering::Relaxed,
+        );
         self.read_requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A standard write: 1 WCU per 1 KB.
     pub fn write(&self, bytes: usize) {
-        self.write_milli
-            .fetch_add(1000 * bytes.div_ceil(1024).max(1) as u64, Ordering::Relaxed);
+        self.write_milli.fetch_add(
+            capacity::to_milli(capacity::write_units(bytes)),
+            Ordering::Relaxed,
+        );
         self.write_requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A write inside `TransactWriteItems`: 2 WCU per 1 KB.
     pub fn transactional_write(&self, bytes: usize) {
-        self.write_milli
-            .fetch_add(2000 * bytes.div_ceil(1024).max(1) as u64, Ordering::Relaxed);
+        self.write_milli.fetch_add(
+            capacity::to_milli(capacity::transactional_write_units(bytes)),
+            Ordering::Relaxed,
+        );
         self.write_requests.fetch_add(1, Ordering::Relaxed);
     }
 

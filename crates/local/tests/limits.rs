@@ -6,21 +6,18 @@ use std::sync::Arc;
 
 use sluice_core::Error;
 use sluice_core::fingerprint::FingerprintSet;
-use sluice_core::item::{
-    AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
-};
+use sluice_core::item::{AggregateItem, ItemKey, ItemWrite};
 use sluice_core::limits::{dynamodb as ddb, kinesis};
 use sluice_core::ports::AlertStore;
 use sluice_core::ports::{AggregateStore, Commit, RecordSink, SystemClock};
 use sluice_core::record::OutRecord;
 use sluice_core::rules::{Alert, Op, RuleKind, Severity, Stat};
 use sluice_core::sequence::SeqNo;
-use sluice_core::window::WindowSpec;
+use sluice_core::testing::{group, key, new_item, pad_to, record, watermark, write};
 use sluice_local::store::{MemoryAggregateStore, MemoryAlerts, alert_item_size};
 use sluice_local::streams::MemoryStreams;
 
 const MIB: usize = 1024 * 1024;
-const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 /// Asserts a `LimitExceeded` of `limit` with `max` and `actual`, and that it is final.
 fn assert_limit(err: &Error, limit: &str, max: usize, actual: usize) {
@@ -43,14 +40,6 @@ fn streams() -> Arc<MemoryStreams> {
     let s = MemoryStreams::new(Arc::new(SystemClock));
     s.create("s", 2);
     s
-}
-
-/// A record of exactly `bytes` (data plus partition key).
-fn record(key: &str, bytes: usize) -> OutRecord {
-    OutRecord {
-        partition_key: key.to_owned(),
-        data: vec![b'x'; bytes - key.len()],
-    }
 }
 
 #[test]
@@ -159,28 +148,6 @@ async fn the_sink_splits_like_the_aws_sink_and_rejects_an_oversize_record_before
 
 // ---------------------------------------------------------------- DynamoDB
 
-fn group(key: &str) -> GroupKey {
-    GroupKey {
-        key: key.into(),
-        metric: "temp".into(),
-    }
-}
-
-fn key(g: &GroupKey, minute: i64) -> ItemKey {
-    ItemKey {
-        group: g.clone(),
-        window: WindowSpec::tumbling(60),
-        start_ms: T0 + minute * 60_000,
-    }
-}
-
-fn new_item(k: &ItemKey) -> AggregateItem {
-    let mut item = AggregateItem::new(k.clone());
-    item.version = 1;
-    item.state = [1.5, 2.5].into_iter().collect();
-    item
-}
-
 /// A new item of exactly `bytes` stored bytes: fingerprints fill it to within 8
 /// bytes, the name of a high-water shard adds the rest byte by byte.
 fn item_of_size(k: &ItemKey, bytes: usize) -> AggregateItem {
@@ -191,33 +158,7 @@ fn item_of_size(k: &ItemKey, bytes: usize) -> AggregateItem {
     let base = ddb::aggregate_item_size(&item);
     assert!(base <= bytes, "{base} > {bytes}");
     item.fingerprints.extend(1..=((bytes - base) / 8) as u64);
-    let rest = bytes - ddb::aggregate_item_size(&item);
-    item.high_water.clear();
-    item.high_water
-        .insert(format!("s{}", "x".repeat(rest)), seq);
-    assert_eq!(ddb::aggregate_item_size(&item), bytes);
-    item
-}
-
-fn write(item: &AggregateItem) -> ItemWrite {
-    ItemWrite {
-        item: item.clone(),
-        expected_version: 0,
-        sealed_page: Vec::new(),
-    }
-}
-
-fn watermark(g: &GroupKey) -> WatermarkWrite {
-    WatermarkWrite {
-        watermark: GroupWatermark {
-            group: g.clone(),
-            watermark_ms: T0,
-            closed_from_ms: T0,
-            last_record: None,
-            version: 1,
-        },
-        expected_version: 0,
-    }
+    pad_to(item, bytes)
 }
 
 #[tokio::test]

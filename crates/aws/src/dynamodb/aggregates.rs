@@ -69,7 +69,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem};
 use sluice_core::fingerprint::{FingerprintSet, digest_hex};
@@ -156,7 +155,7 @@ impl DynamoAggregateStore {
     async fn put_one(&self, action: Action) -> Result<Commit> {
         let (expression, names, values) = action.condition.expression();
         let computed = write_units(action.size);
-        let result = self
+        let request = self
             .client
             .put_item()
             .table_name(&self.table)
@@ -164,25 +163,17 @@ impl DynamoAggregateStore {
             .condition_expression(expression)
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        match super::put_item(&self.table, request, true).await? {
+            Some(out) => {
                 self.meter
                     .write(reported(out.consumed_capacity()), computed);
                 Ok(Commit::Done)
             }
-            Err(e) => match e.as_service_error() {
-                Some(
-                    PutItemError::ConditionalCheckFailedException(_)
-                    | PutItemError::TransactionConflictException(_),
-                ) => {
-                    self.meter.write(None, computed);
-                    Ok(Commit::Conflict)
-                }
-                _ => Err(classify::dynamodb("PutItem", &self.table, e)),
-            },
+            None => {
+                self.meter.write(None, computed);
+                Ok(Commit::Conflict)
+            }
         }
     }
 
@@ -299,10 +290,9 @@ impl DynamoAggregateStore {
             }
         };
         let (projection, names) = projection();
-        let mut start: Option<Attrs> = None;
         let mut items = Vec::new();
-        loop {
-            let mut out = self
+        let send = |start| {
+            let request = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -310,26 +300,22 @@ impl DynamoAggregateStore {
                 .set_expression_attribute_values(Some(values.clone()))
                 .projection_expression(&projection)
                 .set_expression_attribute_names(Some(names.clone()))
-                .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| classify::dynamodb("Query", &self.table, e))?;
-            let page = out.items.take().unwrap_or_default();
-            let computed = page_read_units(page.iter().map(super::attrs_size).sum(), false);
-            self.meter.read(reported(out.consumed_capacity()), computed);
-            for m in &page {
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total);
+            super::query_page(&self.table, request)
+        };
+        super::paginate(None, send, |mut got| {
+            self.meter.read_page(&got, false);
+            for m in &got.items {
                 let item = codec::attrs_to_item(m)?;
                 let in_window = window.is_none_or(|w| item.key.window == w);
                 if in_window && (from_ms..=to_ms).contains(&item.key.start_ms) {
                     items.push(item);
                 }
             }
-            match out.last_evaluated_key.take() {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+            Ok(got.next_start())
+        })
+        .await?;
         items.sort_by_key(|a| (a.key.start_ms, a.key.window));
         Ok(items)
     }
@@ -389,9 +375,8 @@ impl WindowHistory for DynamoAggregateStore {
         let limit = i32::try_from(limit).unwrap_or(i32::MAX);
         let (projection, names) = projection();
         let mut cut = HistoryCut::new(closing, lookback);
-        let mut start: Option<Attrs> = None;
-        'pages: loop {
-            let mut out = self
+        let send = |start| {
+            let request = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -402,28 +387,24 @@ impl WindowHistory for DynamoAggregateStore {
                 .consistent_read(true)
                 .scan_index_forward(false)
                 .limit(limit)
-                .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| classify::dynamodb("Query", &self.table, e))?;
-            let page = out.items.take().unwrap_or_default();
-            let computed = page_read_units(page.iter().map(super::attrs_size).sum(), true);
-            self.meter.read(reported(out.consumed_capacity()), computed);
-            for m in &page {
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total);
+            super::query_page(&self.table, request)
+        };
+        super::paginate(None, send, |mut got| {
+            self.meter.read_page(&got, true);
+            for m in &got.items {
                 let item = codec::attrs_to_item(m)?;
                 if item.key.window != spec {
                     continue;
                 }
                 if !cut.push(item.update()) {
-                    break 'pages;
+                    return Ok(None);
                 }
             }
-            match out.last_evaluated_key.take() {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+            Ok(got.next_start())
+        })
+        .await?;
         Ok(cut.finish())
     }
 }

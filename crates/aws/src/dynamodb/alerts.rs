@@ -25,7 +25,6 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use sluice_core::Result;
 use sluice_core::ports::{AlertStatus, AlertStore, Clock, SystemClock};
@@ -139,22 +138,15 @@ impl<C: Clock> AlertStore for DynamoAlerts<C> {
         let expires_at = self.clock.now_ms() / 1000 + self.retention.as_secs() as i64;
         item.insert(EXPIRES_AT.into(), codec::int_value(expires_at));
         super::check_item_size("PutItem", &item)?;
-        let result = self
+        let request = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(alert_id)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(AlertStatus::New),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
+            .condition_expression("attribute_not_exists(alert_id)");
+        match super::put_item(&self.table, request, false).await? {
+            Some(_) => Ok(AlertStatus::New),
+            None => {
                 let out = self
                     .client
                     .get_item()
@@ -174,7 +166,6 @@ impl<C: Clock> AlertStore for DynamoAlerts<C> {
                     AlertStatus::Pending
                 })
             }
-            Err(e) => Err(classify::dynamodb("PutItem", &self.table, e)),
         }
     }
 

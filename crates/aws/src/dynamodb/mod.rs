@@ -10,10 +10,21 @@ pub mod query;
 pub mod reference;
 pub mod rules;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+use aws_sdk_dynamodb::operation::query::QueryOutput;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::scan::ScanOutput;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::types::{ConsumedCapacity, KeysAndAttributes, ReturnConsumedCapacity};
+use sluice_core::capacity::to_milli;
+pub use sluice_core::capacity::{
+    page_read_units, read_units, transactional_write_units, write_units,
+};
 use sluice_core::{Error, Result};
 
 pub use aggregates::DynamoAggregateStore;
@@ -30,14 +41,8 @@ use codec::Attrs;
 pub const MAX_BATCH_GET_KEYS: usize = sluice_core::limits::dynamodb::MAX_BATCH_GET_KEYS;
 
 /// Capacity units as DynamoDB charges them (on-demand request units are counted the
-/// same way), accumulated per adapter.
-///
-/// - Read: 1 unit per 4 KB of each item (rounded up per item, at least 1) for a
-///   strongly consistent read, half that for an eventually consistent one. A read of an
-///   absent item still costs the minimum. `Query` and `Scan` round up the total size of
-///   the page, not each item.
-/// - Write: 1 unit per 1 KB of each item (rounded up, at least 1); twice that inside
-///   `TransactWriteItems`. A write whose condition fails is charged too.
+/// same way), accumulated per adapter; the arithmetic is [`sluice_core::capacity`]'s.
+/// A write whose condition fails is charged too.
 ///
 /// Each call asks for `ReturnConsumedCapacity=TOTAL`. [`Meter::units`] counts what the
 /// server reports, and the computed value (from
@@ -70,6 +75,13 @@ impl Meter {
             .fetch_add(to_milli(computed), Ordering::Relaxed);
     }
 
+    /// One `Query` or `Scan` page: what the server reported (if it did), and the page's
+    /// total size rounded up.
+    pub(crate) fn read_page(&self, got: &Got, consistent: bool) {
+        let total = got.items.iter().map(attrs_size).sum();
+        self.read(got.reported, page_read_units(total, consistent));
+    }
+
     /// (read units, write units) so far: reported by the server where it did.
     pub fn units(&self) -> (f64, f64) {
         (
@@ -85,37 +97,6 @@ impl Meter {
             self.estimated_write_milli.load(Ordering::Relaxed) as f64 / 1000.0,
         )
     }
-}
-
-fn to_milli(units: f64) -> u64 {
-    if units.is_finite() && units > 0.0 {
-        (units * 1000.0).round() as u64
-    } else {
-        0
-    }
-}
-
-/// Read units of one item read of `size` bytes.
-pub fn read_units(size: usize, consistent: bool) -> f64 {
-    let blocks = size.div_ceil(4096).max(1) as f64;
-    if consistent { blocks } else { blocks / 2.0 }
-}
-
-/// Read units of a `Query`/`Scan` page of `total` bytes.
-pub fn page_read_units(total: usize, consistent: bool) -> f64 {
-    let blocks = total.div_ceil(4096) as f64;
-    let units = if consistent { blocks } else { blocks / 2.0 };
-    units.max(if consistent { 1.0 } else { 0.5 })
-}
-
-/// Write units of one standard write of `size` bytes.
-pub fn write_units(size: usize) -> f64 {
-    size.div_ceil(1024).max(1) as f64
-}
-
-/// Write units of one write of `size` bytes inside a transaction.
-pub fn transactional_write_units(size: usize) -> f64 {
-    2.0 * write_units(size)
 }
 
 /// The capacity a server reported, if it did.
@@ -164,6 +145,32 @@ pub fn attrs_size(m: &Attrs) -> usize {
 /// it is sent.
 pub fn check_item_size(operation: &'static str, item: &Attrs) -> Result<()> {
     sluice_core::limits::dynamodb::check_item(operation, attrs_size(item))
+}
+
+/// Sends one `PutItem` to `table`: `Ok(Some(out))` when written, `Ok(None)` when
+/// DynamoDB refused it for a failed condition (and, with `conflict_refuses`, for a
+/// conflicting transaction); any other failure classified.
+pub(crate) async fn put_item(
+    table: &str,
+    request: PutItemFluentBuilder,
+    conflict_refuses: bool,
+) -> Result<Option<PutItemOutput>> {
+    match request.send().await {
+        Ok(out) => Ok(Some(out)),
+        Err(e) => match e.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(None),
+            Some(PutItemError::TransactionConflictException(_)) if conflict_refuses => Ok(None),
+            _ => Err(classify::dynamodb("PutItem", table, e)),
+        },
+    }
+}
+
+/// Checks the size of `item`, then stores (replaces) it in `table` unconditionally.
+pub(crate) async fn put(client: &Client, table: &str, item: Attrs) -> Result<()> {
+    check_item_size("PutItem", &item)?;
+    let request = client.put_item().table_name(table).set_item(Some(item));
+    put_item(table, request, false).await?;
+    Ok(())
 }
 
 /// What a batched read returned.
@@ -237,6 +244,83 @@ pub(crate) async fn batch_get(
     Ok(got)
 }
 
+/// What one `Query` or `Scan` call returned.
+#[derive(Debug, Default)]
+pub(crate) struct Got {
+    pub items: Vec<Attrs>,
+    /// DynamoDB's `LastEvaluatedKey`: where the next call starts (none, or empty, after
+    /// the last page).
+    pub last_evaluated: Option<Attrs>,
+    /// Capacity the server reported, if it did.
+    pub reported: Option<f64>,
+}
+
+impl Got {
+    /// Where the next call starts; `None` after the last page.
+    pub fn next_start(&mut self) -> Option<Attrs> {
+        self.last_evaluated.take().filter(|k| !k.is_empty())
+    }
+}
+
+impl From<QueryOutput> for Got {
+    fn from(out: QueryOutput) -> Self {
+        Got {
+            reported: reported(out.consumed_capacity()),
+            items: out.items.unwrap_or_default(),
+            last_evaluated: out.last_evaluated_key,
+        }
+    }
+}
+
+impl From<ScanOutput> for Got {
+    fn from(out: ScanOutput) -> Self {
+        Got {
+            reported: reported(out.consumed_capacity()),
+            items: out.items.unwrap_or_default(),
+            last_evaluated: out.last_evaluated_key,
+        }
+    }
+}
+
+/// Sends one `Query` of `table`.
+pub(crate) async fn query_page(table: &str, request: QueryFluentBuilder) -> Result<Got> {
+    request
+        .send()
+        .await
+        .map(Got::from)
+        .map_err(|e| classify::dynamodb("Query", table, e))
+}
+
+/// Sends one `Scan` of `table`.
+pub(crate) async fn scan_page(table: &str, request: ScanFluentBuilder) -> Result<Got> {
+    request
+        .send()
+        .await
+        .map(Got::from)
+        .map_err(|e| classify::dynamodb("Scan", table, e))
+}
+
+/// Pages through a `Query` or `Scan` from `start` (`None`: the beginning): `send` makes
+/// one call from an `ExclusiveStartKey`, `each` takes what the call returned and says
+/// where the next one starts (`None`: stop).
+pub(crate) async fn paginate<F, Fut>(
+    mut start: Option<Attrs>,
+    mut send: F,
+    mut each: impl FnMut(Got) -> Result<Option<Attrs>>,
+) -> Result<()>
+where
+    F: FnMut(Option<Attrs>) -> Fut,
+    Fut: Future<Output = Result<Got>>,
+{
+    loop {
+        let got = send(start.take()).await?;
+        match each(got)? {
+            Some(k) => start = Some(k),
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Every item of a table (`Scan`, paginated), with an optional projection.
 pub(crate) async fn scan(
     client: &Client,
@@ -245,31 +329,27 @@ pub(crate) async fn scan(
 ) -> Result<(Vec<Attrs>, Option<f64>)> {
     let mut items = Vec::new();
     let mut reported_total = None;
-    let mut start: Option<Attrs> = None;
-    loop {
+    let send = |start| {
         let mut request = client
             .scan()
             .table_name(table)
-            .set_exclusive_start_key(start.take())
+            .set_exclusive_start_key(start)
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
         if let Some((expression, names)) = projection {
             request = request
                 .projection_expression(expression)
                 .set_expression_attribute_names(Some(names.clone()));
         }
-        let mut out = request
-            .send()
-            .await
-            .map_err(|e| classify::dynamodb("Scan", table, e))?;
-        if let Some(units) = reported(out.consumed_capacity()) {
+        scan_page(table, request)
+    };
+    paginate(None, send, |mut got| {
+        if let Some(units) = got.reported {
             *reported_total.get_or_insert(0.0) += units;
         }
-        items.extend(out.items.take().unwrap_or_default());
-        match out.last_evaluated_key.take() {
-            Some(k) if !k.is_empty() => start = Some(k),
-            _ => break,
-        }
-    }
+        items.append(&mut got.items);
+        Ok(got.next_start())
+    })
+    .await?;
     Ok((items, reported_total))
 }
 
@@ -278,17 +358,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn units_follow_dynamodb_rounding() {
-        assert_eq!(read_units(1, true), 1.0);
-        assert_eq!(read_units(4096, true), 1.0);
-        assert_eq!(read_units(4097, true), 2.0);
-        assert_eq!(read_units(4097, false), 1.0);
-        assert_eq!(read_units(0, false), 0.5);
-        assert_eq!(write_units(1024), 1.0);
-        assert_eq!(write_units(1025), 2.0);
-        assert_eq!(transactional_write_units(300_000), 586.0);
-        assert_eq!(page_read_units(10 * 4096 + 1, false), 5.5);
-        assert_eq!(page_read_units(0, true), 1.0);
+    fn meter_counts_reported_units_and_estimates() {
         let m = Meter::default();
         m.read(None, 0.5);
         m.read(Some(7.0), 2.0);

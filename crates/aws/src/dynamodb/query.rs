@@ -27,6 +27,7 @@
 //! key is a valid `ExclusiveStartKey`).
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -40,7 +41,7 @@ use sluice_core::{Error, Result};
 
 use super::alerts::{ALERT_ID, BY_WINDOW_INDEX, KIND, KIND_ALERT, WINDOW_START};
 use super::codec::{self, Attrs, attr};
-use crate::classify;
+use super::{Got, paginate, query_page, scan_page};
 
 /// DynamoDB calls one page may make before it returns what it has with a `next`.
 pub const MAX_CALLS_PER_PAGE: u32 = 8;
@@ -220,12 +221,6 @@ fn aggregate_position(table: &str, m: &Attrs) -> Result<AggregateCursor> {
     }
 }
 
-/// What one call returned, before the page takes what it has room for.
-struct Got {
-    items: Vec<Attrs>,
-    last_evaluated: Option<Attrs>,
-}
-
 /// Collects up to `limit` items over calls, and where to resume.
 struct Collector<T> {
     limit: usize,
@@ -280,6 +275,33 @@ impl<T> Collector<T> {
     }
 }
 
+/// Calls `send` from `start` into `page` until the page is full or out of calls
+/// (`Some(next)`: resume at `next`) or DynamoDB has no more (`None`).
+async fn fill<T, C, F, Fut>(
+    page: &mut Collector<T>,
+    start: Option<Attrs>,
+    send: F,
+    decode: impl Fn(&Attrs) -> Result<Option<T>>,
+    position: impl Fn(&Attrs) -> Result<C>,
+) -> Result<Option<Option<C>>>
+where
+    F: FnMut(Option<Attrs>) -> Fut,
+    Fut: Future<Output = Result<Got>>,
+{
+    let mut stopped = None;
+    paginate(start, send, |got| {
+        match page.take(got, &decode, &position)? {
+            Next::Continue(k) => Ok(k),
+            Next::Stop(next) => {
+                stopped = Some(next);
+                Ok(None)
+            }
+        }
+    })
+    .await?;
+    Ok(stopped)
+}
+
 /// Reads aggregates for the query API.
 #[derive(Clone, Debug)]
 pub struct DynamoAggregateReader {
@@ -304,6 +326,23 @@ impl DynamoAggregateReader {
         Ok(query.matches(&view).then_some(view))
     }
 
+    /// [`fill`] with the views of the aggregates that match `query`.
+    async fn fill<F, Fut>(
+        &self,
+        page: &mut Collector<AggregateView>,
+        query: &AggregateQuery,
+        start: Option<Attrs>,
+        send: F,
+    ) -> Result<Option<Option<AggregateCursor>>>
+    where
+        F: FnMut(Option<Attrs>) -> Fut,
+        Fut: Future<Output = Result<Got>>,
+    {
+        let decode = |m: &Attrs| self.decode(query, m);
+        let position = |m: &Attrs| aggregate_position(&self.table, m);
+        fill(page, start, send, decode, position).await
+    }
+
     async fn query_group(
         &self,
         query: &AggregateQuery,
@@ -314,8 +353,8 @@ impl DynamoAggregateReader {
         let ranges = ranges_after(sort_ranges(query), after);
         let last = ranges.len().saturating_sub(1);
         for (i, (range, start)) in ranges.into_iter().enumerate() {
-            let mut start = start.map(|sk| codec::key(group.partition_key(), sk));
-            loop {
+            let start = start.map(|sk| codec::key(group.partition_key(), sk));
+            let send = |start| {
                 let mut e = Expression::default();
                 e.compare(Part::Key, attr::PK, "=", codec::s(group.partition_key()));
                 e.between(
@@ -325,7 +364,7 @@ impl DynamoAggregateReader {
                     codec::s(&range.hi),
                 );
                 let projection = aggregate_filter(&mut e, query, false);
-                let out = self
+                let request = self
                     .client
                     .query()
                     .table_name(&self.table)
@@ -334,37 +373,24 @@ impl DynamoAggregateReader {
                     .projection_expression(projection)
                     .set_expression_attribute_names(Some(e.names))
                     .set_expression_attribute_values(Some(e.values))
-                    .set_exclusive_start_key(start.take())
-                    .limit(limit_of(query.limit))
-                    .send()
-                    .await
-                    .map_err(|e| classify::dynamodb("Query", &self.table, e))?;
-                let got = Got {
-                    items: out.items.unwrap_or_default(),
-                    last_evaluated: out.last_evaluated_key,
+                    .set_exclusive_start_key(start)
+                    .limit(limit_of(query.limit));
+                query_page(&self.table, request)
+            };
+            let stopped = self.fill(&mut page, query, start, send).await?;
+            if let Some(next) = stopped {
+                // Stopped at the end of a range: the next one starts after it.
+                let next = match next {
+                    None if i < last => Some(AggregateCursor {
+                        pk: group.partition_key(),
+                        sk: range.hi.clone(),
+                    }),
+                    other => other,
                 };
-                match page.take(
-                    got,
-                    |m| self.decode(query, m),
-                    |m| aggregate_position(&self.table, m),
-                )? {
-                    Next::Continue(Some(k)) => start = Some(k),
-                    Next::Continue(None) => break,
-                    Next::Stop(next) => {
-                        // Stopped at the end of a range: the next one starts after it.
-                        let next = match next {
-                            None if i < last => Some(AggregateCursor {
-                                pk: group.partition_key(),
-                                sk: range.hi.clone(),
-                            }),
-                            other => other,
-                        };
-                        return Ok(Page {
-                            items: page.items,
-                            next,
-                        });
-                    }
-                }
+                return Ok(Page {
+                    items: page.items,
+                    next,
+                });
             }
         }
         Ok(Page {
@@ -375,14 +401,14 @@ impl DynamoAggregateReader {
 
     async fn scan(&self, query: &AggregateQuery) -> Result<Page<AggregateView, AggregateCursor>> {
         let mut page = Collector::new(query.limit);
-        let mut start = query
+        let start = query
             .after
             .as_ref()
             .map(|c| codec::key(c.pk.clone(), c.sk.clone()));
-        loop {
+        let send = |start| {
             let mut e = Expression::default();
             let projection = aggregate_filter(&mut e, query, true);
-            let out = self
+            let request = self
                 .client
                 .scan()
                 .table_name(&self.table)
@@ -390,35 +416,15 @@ impl DynamoAggregateReader {
                 .projection_expression(projection)
                 .set_expression_attribute_names(Some(e.names))
                 .set_expression_attribute_values(Some(e.values))
-                .set_exclusive_start_key(start.take())
-                .limit(limit_of(query.limit))
-                .send()
-                .await
-                .map_err(|e| classify::dynamodb("Scan", &self.table, e))?;
-            let got = Got {
-                items: out.items.unwrap_or_default(),
-                last_evaluated: out.last_evaluated_key,
-            };
-            match page.take(
-                got,
-                |m| self.decode(query, m),
-                |m| aggregate_position(&self.table, m),
-            )? {
-                Next::Continue(Some(k)) => start = Some(k),
-                Next::Continue(None) => {
-                    return Ok(Page {
-                        items: page.items,
-                        next: None,
-                    });
-                }
-                Next::Stop(next) => {
-                    return Ok(Page {
-                        items: page.items,
-                        next,
-                    });
-                }
-            }
-        }
+                .set_exclusive_start_key(start)
+                .limit(limit_of(query.limit));
+            scan_page(&self.table, request)
+        };
+        let next = self.fill(&mut page, query, start, send).await?;
+        Ok(Page {
+            items: page.items,
+            next: next.flatten(),
+        })
     }
 }
 
@@ -520,15 +526,15 @@ impl AlertReader for DynamoAlertReader {
         let mut page = Collector::new(query.limit);
         let e = alert_expression(query);
         let (condition, filter) = (e.key_condition(), e.filter_expression());
-        let mut start = query.after.as_ref().map(|c| {
+        let start = query.after.as_ref().map(|c| {
             Attrs::from([
                 (KIND.to_owned(), codec::s(KIND_ALERT)),
                 (WINDOW_START.to_owned(), codec::s(&c.window_start)),
                 (ALERT_ID.to_owned(), codec::s(&c.alert_id)),
             ])
         });
-        loop {
-            let out = self
+        let send = |start| {
+            let request = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -538,31 +544,22 @@ impl AlertReader for DynamoAlertReader {
                 .set_expression_attribute_names(Some(e.names.clone()))
                 .set_expression_attribute_values(Some(e.values.clone()))
                 .scan_index_forward(false)
-                .set_exclusive_start_key(start.take())
-                .limit(limit_of(query.limit))
-                .send()
-                .await
-                .map_err(|e| classify::dynamodb("Query", &self.table, e))?;
-            let got = Got {
-                items: out.items.unwrap_or_default(),
-                last_evaluated: out.last_evaluated_key,
-            };
-            match page.take(got, |m| Ok(self.decode(query, m)), |m| self.position(m))? {
-                Next::Continue(Some(k)) => start = Some(k),
-                Next::Continue(None) => {
-                    return Ok(Page {
-                        items: page.items,
-                        next: None,
-                    });
-                }
-                Next::Stop(next) => {
-                    return Ok(Page {
-                        items: page.items,
-                        next,
-                    });
-                }
-            }
-        }
+                .set_exclusive_start_key(start)
+                .limit(limit_of(query.limit));
+            query_page(&self.table, request)
+        };
+        let next = fill(
+            &mut page,
+            start,
+            send,
+            |m| Ok(self.decode(query, m)),
+            |m| self.position(m),
+        )
+        .await?;
+        Ok(Page {
+            items: page.items,
+            next: next.flatten(),
+        })
     }
 }
 
@@ -642,6 +639,7 @@ mod tests {
         Got {
             items: (from..to).map(raw).collect(),
             last_evaluated: more.then(|| raw(to - 1)),
+            reported: None,
         }
     }
 

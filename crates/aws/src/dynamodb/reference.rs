@@ -12,7 +12,6 @@ use sluice_core::ports::{Attrs, ReferenceLookup};
 use super::batch_get;
 use super::codec::{self, Attrs as Item};
 use crate::backoff::RetryPolicy;
-use crate::classify;
 
 /// The partition key attribute of the reference table.
 pub const KEY: &str = "key";
@@ -46,15 +45,7 @@ impl DynamoReference {
             .map(|(name, value)| (name.clone(), codec::s(value)))
             .collect();
         item.insert(KEY.to_owned(), codec::s(key));
-        super::check_item_size("PutItem", &item)?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| classify::dynamodb("PutItem", &self.table, e))?;
-        Ok(())
+        super::put(&self.client, &self.table, item).await
     }
 }
 

@@ -72,15 +72,7 @@ impl DynamoRules {
         // file line), or it would be skipped by detect later.
         Rule::from_json(&json, "")?;
         let item = codec::json_to_attrs(&json);
-        super::check_item_size("PutItem", &item)?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| classify::dynamodb("PutItem", &self.table, e))?;
-        Ok(())
+        super::put(&self.client, &self.table, item).await
     }
 
     /// Every item of the table, sorted by id, split into valid rules and the rest.

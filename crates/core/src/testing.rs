@@ -1,0 +1,82 @@
+//! Fixtures for tests of the DynamoDB and Kinesis limits, shared by the in-memory
+//! adapters' tests (`sluice-local`) and the AWS adapters' (`sluice-aws`). Built only
+//! with the `testing` feature (the crates' dev-dependencies turn it on).
+
+use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
+use crate::limits::dynamodb::aggregate_item_size;
+use crate::record::OutRecord;
+use crate::sequence::SeqNo;
+use crate::window::WindowSpec;
+
+/// 2026-01-01T00:00:00Z in epoch milliseconds.
+pub const T0: i64 = 1_767_225_600_000;
+
+/// The group of `key` for the metric `temp`.
+pub fn group(key: &str) -> GroupKey {
+    GroupKey {
+        key: key.into(),
+        metric: "temp".into(),
+    }
+}
+
+/// The one-minute tumbling window of `g` starting `minute` minutes after [`T0`].
+pub fn key(g: &GroupKey, minute: i64) -> ItemKey {
+    ItemKey {
+        group: g.clone(),
+        window: WindowSpec::tumbling(60),
+        start_ms: T0 + minute * 60_000,
+    }
+}
+
+/// A new item (version 1) of two values.
+pub fn new_item(k: &ItemKey) -> AggregateItem {
+    let mut item = AggregateItem::new(k.clone());
+    item.version = 1;
+    item.state = [1.5, 2.5].into_iter().collect();
+    item
+}
+
+/// `item` grown to exactly `bytes` stored bytes by the name of one high-water shard
+/// `s…` (a string, which every server sizes as DynamoDB does).
+pub fn pad_to(mut item: AggregateItem, bytes: usize) -> AggregateItem {
+    let seq = SeqNo::parse("1").expect("seq");
+    item.high_water.insert("s".into(), seq.clone());
+    let base = aggregate_item_size(&item);
+    assert!(base <= bytes, "{base} > {bytes}");
+    item.high_water.clear();
+    item.high_water
+        .insert(format!("s{}", "x".repeat(bytes - base)), seq);
+    assert_eq!(aggregate_item_size(&item), bytes);
+    item
+}
+
+/// The write of a new `item` (expected version 0, no sealed pages).
+pub fn write(item: &AggregateItem) -> ItemWrite {
+    ItemWrite {
+        item: item.clone(),
+        expected_version: 0,
+        sealed_page: Vec::new(),
+    }
+}
+
+/// The write of a new watermark of `g` at [`T0`].
+pub fn watermark(g: &GroupKey) -> WatermarkWrite {
+    WatermarkWrite {
+        watermark: GroupWatermark {
+            group: g.clone(),
+            watermark_ms: T0,
+            closed_from_ms: T0,
+            last_record: None,
+            version: 1,
+        },
+        expected_version: 0,
+    }
+}
+
+/// A record of exactly `bytes` (data plus partition key).
+pub fn record(key: &str, bytes: usize) -> OutRecord {
+    OutRecord {
+        partition_key: key.to_owned(),
+        data: vec![b'x'; bytes - key.len()],
+    }
+}
