@@ -160,44 +160,10 @@ where
     let dead_letter_stream = stream(resources::DEAD_LETTER.logical_id)?;
     let stats: BTreeMap<&'static str, Stats> =
         STAGES.iter().map(|s| (*s, Stats::default())).collect();
-    // Each invocation's counters are summed, with the largest iterator age of its batches
-    // (measured as the stage returns: on the demo's simulated clock that is when the
-    // batch was handed over; on a real clock it includes the batch's own duration), and
-    // its accounting booked in the ledger.
-    let observe = |stage: &'static str| {
-        let stats = stats[stage].clone();
-        let ledger = ledger.clone();
-        let streams_clock = streams_clock.clone();
-        move |records: &[StreamRecord], o: &BatchOutcome| {
-            let age = sluice_core::outcome::iterator_age_ms(
-                records.iter().map(|r| r.arrival_ms),
-                streams_clock.now_ms(),
-            );
-            {
-                let mut total = stats.lock().unwrap_or_else(PoisonError::into_inner);
-                *total += &o.stats;
-                total.iterator_age_ms = total.iterator_age_ms.max(age);
-            }
-            ledger.book(records, &o.accounting);
-        }
-    };
     let faulty_sink =
         |name: &str, stage: &str| FaultySink::new(sink(name), faults_for(template, faults, stage));
-    let Ports {
-        reference,
-        store,
-        rules,
-        alerts,
-        history,
-    } = ports;
     // Each port goes to exactly one stage.
-    let (mut reference, mut store, mut rules, mut alerts, mut history) = (
-        Some(reference),
-        Some(store),
-        Some(rules),
-        Some(alerts),
-        Some(history),
-    );
+    let mut ports = Unclaimed::from(ports);
     let mut aggregate_config = AggregateConfig::default();
     let mut stages = Vec::new();
     let mut latencies = BTreeMap::new();
@@ -211,63 +177,21 @@ where
             .get(env::OUTPUT_STREAM)
             .cloned()
             .with_context(|| format!("{} has no {}", function.logical_id, env::OUTPUT_STREAM))?;
-        let output = faulty_sink(&output_stream, binary);
-        let dead_letters = faulty_sink(&dead_letter_stream, binary);
-        // Each stage is built by its Lambda crate's own constructor (the binary's code
-        // path), over ports wrapped in fault injection.
-        let handler = match binary {
-            "ingest" => stage_handler(
-                Arc::new(sluice_ingest::handler_with_clock(
-                    output,
-                    dead_letters,
-                    clock.clone(),
-                    IngestConfig::from_reader(&vars)?,
-                )),
-                observe(binary),
-            ),
-            "enrich" => stage_handler(
-                Arc::new(sluice_enrich::handler_with_clock(
-                    reference.take().context("one enrich stage")?,
-                    output,
-                    dead_letters,
-                    clock.clone(),
-                    EnrichConfig::from_reader(&vars)?,
-                )),
-                observe(binary),
-            ),
-            "aggregate" => {
-                aggregate_config = AggregateConfig::from_reader(&vars)?;
-                stage_handler(
-                    Arc::new(sluice_aggregate::handler_with_clock(
-                        FaultyStore::new(
-                            store.take().context("one aggregate stage")?,
-                            faults_for(template, faults, binary),
-                        ),
-                        // Its window updates are written right after its commits.
-                        output.after_commit(),
-                        dead_letters,
-                        clock.clone(),
-                        aggregate_config.clone(),
-                    )),
-                    observe(binary),
-                )
-            }
-            _ => stage_handler(
-                Arc::new(sluice_detect::handler_with_clock(
-                    rules.take().context("one detect stage")?,
-                    alerts.take().context("one detect stage")?,
-                    FaultyStore::new(
-                        history.take().context("one detect stage")?,
-                        faults_for(template, faults, binary),
-                    ),
-                    output,
-                    dead_letters,
-                    clock.clone(),
-                    DetectConfig::from_reader(&vars)?,
-                )),
-                observe(binary),
-            ),
+        let parts = StageParts {
+            output: faulty_sink(&output_stream, binary),
+            dead_letters: faulty_sink(&dead_letter_stream, binary),
+            faults: faults_for(template, faults, binary),
+            clock: clock.clone(),
         };
+        let observe = observer(stats[binary].clone(), ledger.clone(), streams_clock.clone());
+        let handler = handler_for(
+            binary,
+            &vars,
+            &mut ports,
+            parts,
+            &mut aggregate_config,
+            observe,
+        )?;
         let input_stream = stream(&function.input_stream)?;
         let timings = Arc::new(Mutex::new(Latencies::default()));
         latencies.insert(binary, timings.clone());
@@ -286,6 +210,134 @@ where
         aggregate_config,
         ledger,
         stats,
+    })
+}
+
+/// The ports not yet handed to a stage: each goes to exactly one.
+struct Unclaimed<R, S, Ru, A, H> {
+    reference: Option<R>,
+    store: Option<S>,
+    rules: Option<Ru>,
+    alerts: Option<A>,
+    history: Option<H>,
+}
+
+impl<R, S, Ru, A, H> From<Ports<R, S, Ru, A, H>> for Unclaimed<R, S, Ru, A, H> {
+    fn from(ports: Ports<R, S, Ru, A, H>) -> Self {
+        Unclaimed {
+            reference: Some(ports.reference),
+            store: Some(ports.store),
+            rules: Some(ports.rules),
+            alerts: Some(ports.alerts),
+            history: Some(ports.history),
+        }
+    }
+}
+
+/// What every stage is built over besides its own ports: its output and dead-letter
+/// writers (with fault injection), the faults its stores get, and the wall clock.
+struct StageParts<K> {
+    output: FaultySink<K>,
+    dead_letters: FaultySink<K>,
+    faults: Option<Arc<Faults>>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Each invocation's counters are summed into `stats`, with the largest iterator age of
+/// its batches (measured as the stage returns: on the demo's simulated clock that is
+/// when the batch was handed over; on a real clock it includes the batch's own
+/// duration), and its accounting booked in the ledger.
+fn observer(
+    stats: Stats,
+    ledger: Arc<MemoryLedger>,
+    streams_clock: Arc<dyn Clock>,
+) -> impl Fn(&[StreamRecord], &BatchOutcome) + Send + Sync + 'static {
+    move |records: &[StreamRecord], o: &BatchOutcome| {
+        let age = sluice_core::outcome::iterator_age_ms(
+            records.iter().map(|r| r.arrival_ms),
+            streams_clock.now_ms(),
+        );
+        {
+            let mut total = stats.lock().unwrap_or_else(PoisonError::into_inner);
+            *total += &o.stats;
+            total.iterator_age_ms = total.iterator_age_ms.max(age);
+        }
+        ledger.book(records, &o.accounting);
+    }
+}
+
+/// Builds stage `binary` by its Lambda crate's own constructor (the binary's code path)
+/// from its environment `vars`, over the ports it claims wrapped in fault injection;
+/// the aggregate stage's configuration is kept in `aggregate_config`.
+fn handler_for<R, S, Ru, A, H, K, E>(
+    binary: &str,
+    vars: &EnvReader<E>,
+    ports: &mut Unclaimed<R, S, Ru, A, H>,
+    parts: StageParts<K>,
+    aggregate_config: &mut AggregateConfig,
+    observe: impl Fn(&[StreamRecord], &BatchOutcome) + Send + Sync + 'static,
+) -> Result<Handler>
+where
+    R: ReferenceLookup + 'static,
+    S: AggregateStore + 'static,
+    Ru: RulesSource + 'static,
+    A: AlertStore + 'static,
+    H: WindowHistory + 'static,
+    K: RecordSink + 'static,
+    E: Fn(&str) -> Option<String>,
+{
+    let StageParts {
+        output,
+        dead_letters,
+        faults,
+        clock,
+    } = parts;
+    Ok(match binary {
+        "ingest" => stage_handler(
+            Arc::new(sluice_ingest::handler_with_clock(
+                output,
+                dead_letters,
+                clock,
+                IngestConfig::from_reader(vars)?,
+            )),
+            observe,
+        ),
+        "enrich" => stage_handler(
+            Arc::new(sluice_enrich::handler_with_clock(
+                ports.reference.take().context("one enrich stage")?,
+                output,
+                dead_letters,
+                clock,
+                EnrichConfig::from_reader(vars)?,
+            )),
+            observe,
+        ),
+        "aggregate" => {
+            *aggregate_config = AggregateConfig::from_reader(vars)?;
+            stage_handler(
+                Arc::new(sluice_aggregate::handler_with_clock(
+                    FaultyStore::new(ports.store.take().context("one aggregate stage")?, faults),
+                    // Its window updates are written right after its commits.
+                    output.after_commit(),
+                    dead_letters,
+                    clock,
+                    aggregate_config.clone(),
+                )),
+                observe,
+            )
+        }
+        _ => stage_handler(
+            Arc::new(sluice_detect::handler_with_clock(
+                ports.rules.take().context("one detect stage")?,
+                ports.alerts.take().context("one detect stage")?,
+                FaultyStore::new(ports.history.take().context("one detect stage")?, faults),
+                output,
+                dead_letters,
+                clock,
+                DetectConfig::from_reader(vars)?,
+            )),
+            observe,
+        ),
     })
 }
 

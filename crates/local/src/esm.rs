@@ -405,60 +405,57 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
     }
 
     async fn run_lane(&mut self, id: &str, lane_no: usize) -> Result<bool> {
-        let now = self.clock.now_ms();
-        let settings = self.settings.clone();
-        // The batch is built straight from the lane's queue: its records stay queued
-        // (they are delivered again on failure), so the event is their only copy.
-        let (n, expired, event) = {
-            let Some(state) = self.shards.get_mut(id) else {
-                return Ok(false);
-            };
-            let lane = &mut state.lanes[lane_no];
-            if lane.queue.is_empty() {
-                return Ok(false);
-            }
-            // As on Lambda: a batch goes when it has BatchSize records, when its
-            // payload reaches 6 MB, or when its window has passed.
-            let due = lane
-                .since_ms
-                .map_or(now, |s| s + settings.max_batching_window_ms);
-            if lane.queue.len() < settings.batch_size
-                && now < due
-                && !payload_full(&lane.queue, settings.batch_size)
-            {
-                return Ok(false);
-            }
-            // Lambda caps a batch at 6 MB of payload as well as at BatchSize records.
-            let mut bytes = 0usize;
-            let n = lane
-                .queue
-                .iter()
-                .take(settings.batch_size.min(lane.limit).max(1))
-                .enumerate()
-                .take_while(|(i, r)| {
-                    bytes += r.data.len() + r.partition_key.len();
-                    *i == 0 || bytes <= MAX_BATCH_BYTES
-                })
-                .count();
-            // Records past the maximum age are dropped before they are delivered.
-            let expired = if settings.max_record_age_s >= 0 {
-                let cutoff = now - settings.max_record_age_s * 1000;
-                lane.queue
-                    .iter()
-                    .take(n)
-                    .take_while(|r| r.arrival_ms < cutoff)
-                    .count()
-            } else {
-                0
-            };
-            let event = (expired == 0).then(|| take_batch(&mut lane.queue, n, &self.arn));
-            (n, expired, event)
+        let Some(Cut { n, expired, event }) = self.cut_batch(id, lane_no) else {
+            return Ok(false);
         };
         let Some((batch, moved)) = event else {
             self.drop_batch(id, lane_no, expired, Reason::RecordTooOld)
                 .await?;
             return Ok(true);
         };
+        let result = self.invoke(id, lane_no, n, batch, moved).await;
+        let done = self.judge(id, lane_no, n, result);
+        self.settle(id, lane_no, n, done).await
+    }
+
+    /// The lane's next batch if one is due: as on Lambda, a batch goes when it has
+    /// BatchSize records, when its payload reaches 6 MB, or when its window has passed.
+    /// It is built straight from the lane's queue: its records stay queued (they are
+    /// delivered again on failure), so the event is their only copy. None when nothing
+    /// is due.
+    fn cut_batch(&mut self, id: &str, lane_no: usize) -> Option<Cut> {
+        let now = self.clock.now_ms();
+        let settings = &self.settings;
+        let state = self.shards.get_mut(id)?;
+        let lane = &mut state.lanes[lane_no];
+        if lane.queue.is_empty() {
+            return None;
+        }
+        let due = lane
+            .since_ms
+            .map_or(now, |s| s + settings.max_batching_window_ms);
+        if lane.queue.len() < settings.batch_size
+            && now < due
+            && !payload_full(&lane.queue, settings.batch_size)
+        {
+            return None;
+        }
+        let n = batch_len(&lane.queue, settings.batch_size.min(lane.limit).max(1));
+        let expired = expired_count(&lane.queue, n, now, settings.max_record_age_s);
+        let event = (expired == 0).then(|| take_batch(&mut lane.queue, n, &self.arn));
+        Some(Cut { n, expired, event })
+    }
+
+    /// Invokes the function with the batch (counting the invocation), puts moved records
+    /// back at the front of their queue, and applies an injected crash.
+    async fn invoke(
+        &mut self,
+        id: &str,
+        lane_no: usize,
+        n: usize,
+        batch: Batch,
+        moved: bool,
+    ) -> std::result::Result<KinesisEventResponse, String> {
         self.stats.invocations += 1;
         self.stats.records_delivered += n as u64;
         let deadline_ms = self.function_clock.now_ms() + self.timeout_ms;
@@ -477,10 +474,23 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
         if self.faults.as_ref().is_some_and(|f| f.crash_after_batch()) {
             result = Err("injected crash after the batch was processed".into());
         }
-        let done = match result {
+        result
+    }
+
+    /// What the invocation's result means for the batch of `n`: `Ok(n)` when all of it
+    /// succeeded, else `Err(progress)`, how many leading records did (a partial batch
+    /// response's first failure; 0 on a function error, which may bisect the batch).
+    fn judge(
+        &mut self,
+        id: &str,
+        lane_no: usize,
+        n: usize,
+        result: std::result::Result<KinesisEventResponse, String>,
+    ) -> std::result::Result<usize, usize> {
+        match result {
             Ok(response)
                 if response.batch_item_failures.is_empty()
-                    || !settings.report_batch_item_failures =>
+                    || !self.settings.report_batch_item_failures =>
             {
                 Ok(n)
             }
@@ -505,7 +515,7 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
             }
             Err(_) => {
                 self.stats.function_errors += 1;
-                if settings.bisect_on_error && n > 1 {
+                if self.settings.bisect_on_error && n > 1 {
                     self.stats.bisections += 1;
                     if let Some(f) = &self.faults {
                         f.note("bisected_batches");
@@ -516,7 +526,19 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
                 }
                 Err(0)
             }
-        };
+        }
+    }
+
+    /// Moves the lane on past what succeeded (unless a redelivery is injected); after a
+    /// failure counts the attempt and drops the rest of the batch once the retries are
+    /// exhausted.
+    async fn settle(
+        &mut self,
+        id: &str,
+        lane_no: usize,
+        n: usize,
+        done: std::result::Result<usize, usize>,
+    ) -> Result<bool> {
         match done {
             Ok(n) => {
                 if self.faults.as_ref().is_some_and(|f| f.redeliver()) {
@@ -535,7 +557,8 @@ impl<S: ShardSource, D: RecordSink> EventSourceMapping<S, D> {
                     lane.attempts += 1;
                     lane.attempts
                 };
-                if settings.max_retry_attempts >= 0 && attempts > settings.max_retry_attempts {
+                let max = self.settings.max_retry_attempts;
+                if max >= 0 && attempts > max {
                     self.drop_batch(id, lane_no, n - progress, Reason::RetriesExhausted)
                         .await?;
                 }
@@ -638,6 +661,43 @@ pub fn lane_of(partition_key: &str, lanes: usize) -> usize {
     (hash % lanes as u64) as usize
 }
 
+/// A lane's next batch: its size, how many of its leading records are past the maximum
+/// age, and (when none is) the event with whether its records left the queue.
+struct Cut {
+    n: usize,
+    expired: usize,
+    event: Option<(Batch, bool)>,
+}
+
+/// How many records the next batch takes, at most `limit`: Lambda caps a batch at 6 MB
+/// of payload as well as at BatchSize records (the first record goes whatever its size).
+fn batch_len(queue: &VecDeque<StreamRecord>, limit: usize) -> usize {
+    let mut bytes = 0usize;
+    queue
+        .iter()
+        .take(limit)
+        .enumerate()
+        .take_while(|(i, r)| {
+            bytes += r.data.len() + r.partition_key.len();
+            *i == 0 || bytes <= MAX_BATCH_BYTES
+        })
+        .count()
+}
+
+/// How many of the batch's `n` leading records are past the maximum age (negative: no
+/// maximum); they are dropped before they are delivered.
+fn expired_count(queue: &VecDeque<StreamRecord>, n: usize, now: i64, max_age_s: i64) -> usize {
+    if max_age_s < 0 {
+        return 0;
+    }
+    let cutoff = now - max_age_s * 1000;
+    queue
+        .iter()
+        .take(n)
+        .take_while(|r| r.arrival_ms < cutoff)
+        .count()
+}
+
 /// Whether the first `batch_size` queued records fill Lambda's 6 MB payload.
 fn payload_full(queue: &VecDeque<StreamRecord>, batch_size: usize) -> bool {
     let mut bytes = 0usize;
@@ -706,6 +766,46 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::streams::MemoryStreams;
     use crate::template::EsmSettings;
+
+    fn queued(sizes_and_arrivals: &[(usize, i64)]) -> VecDeque<StreamRecord> {
+        sizes_and_arrivals
+            .iter()
+            .enumerate()
+            .map(|(i, (size, arrival_ms))| StreamRecord {
+                stream: "raw".into(),
+                shard_id: "shard-0".into(),
+                sequence_number: i.to_string(),
+                partition_key: "k".into(),
+                data: vec![b'x'; *size],
+                arrival_ms: *arrival_ms,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_stops_at_its_limit_or_at_six_megabytes() {
+        let small = queued(&[(10, 0); 5]);
+        assert_eq!(batch_len(&small, 3), 3);
+        assert_eq!(batch_len(&small, 10), 5);
+        let half = MAX_BATCH_BYTES / 2;
+        // The keys count: with their one-byte keys, these two fill the cap exactly...
+        let exact = queued(&[(half, 0), (half - 2, 0), (10, 0)]);
+        assert_eq!(batch_len(&exact, 10), 2);
+        // ...and these overflow it by a byte.
+        let over = queued(&[(half, 0), (half - 1, 0), (10, 0)]);
+        assert_eq!(batch_len(&over, 10), 1);
+        // The first record goes whatever its size.
+        assert_eq!(batch_len(&queued(&[(MAX_BATCH_BYTES * 2, 0)]), 10), 1);
+    }
+
+    #[test]
+    fn only_leading_records_past_the_maximum_age_expire() {
+        let q = queued(&[(1, 1_000), (1, 2_000), (1, 9_000), (1, 1_000)]);
+        assert_eq!(expired_count(&q, 4, 10_000, 5), 2);
+        assert_eq!(expired_count(&q, 1, 10_000, 5), 1);
+        assert_eq!(expired_count(&q, 4, 10_000, 60), 0);
+        assert_eq!(expired_count(&q, 4, 10_000, -1), 0);
+    }
 
     /// The demo's situation after a long run: the mapping's simulated clock is where it
     /// started while the wall clock the stages read has moved on by ten minutes. The

@@ -98,7 +98,47 @@ pub async fn run(args: ProduceArgs) -> Result<bool> {
         .stream
         .clone()
         .unwrap_or_else(|| conn.names().stream(resources::RAW));
-    let (mut input, source, known_total) = match (&args.file, args.scenario) {
+    let (mut input, source, known_total) = open_input(&args)?;
+
+    let clients = conn.clients().await;
+    sluice_aws::stream_arn(&clients.kinesis, &stream)
+        .await
+        .map_err(|e| explain(e, &format!("looking up stream {stream:?}"), conn))?;
+    eprintln!("{}", banner(&source, &stream, known_total, args.rate));
+
+    let sink = KinesisSink::new(clients.kinesis.clone(), &stream);
+    let interactive = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut tally = Tally {
+        known_total,
+        ..Tally::default()
+    };
+    let fatal = send_all(
+        &mut input,
+        &sink,
+        &args,
+        &stream,
+        &mut tally,
+        started,
+        interactive,
+    )
+    .await?;
+    if interactive {
+        progress(&tally, started, true);
+        eprintln!();
+    }
+    Ok(finish(
+        &tally,
+        fatal,
+        &stream,
+        started.elapsed().as_secs_f64(),
+    ))
+}
+
+/// The input (`--file` or `--scenario`), how the banner names it, and its number of
+/// records when known in advance.
+fn open_input(args: &ProduceArgs) -> Result<(LineSource, String, Option<u64>)> {
+    Ok(match (&args.file, args.scenario) {
         (Some(path), _) => (
             LineSource::file(path)?,
             format!("file {}", path.display()),
@@ -110,35 +150,39 @@ pub async fn run(args: ProduceArgs) -> Result<bool> {
             Some(args.events as u64),
         ),
         (None, None) => bail!("give --file PATH or --scenario NAME"),
-    };
+    })
+}
 
-    let clients = conn.clients().await;
-    sluice_aws::stream_arn(&clients.kinesis, &stream)
-        .await
-        .map_err(|e| explain(e, &format!("looking up stream {stream:?}"), conn))?;
-    eprintln!(
+/// The line `sluice produce` starts with.
+fn banner(source: &str, stream: &str, known_total: Option<u64>, rate: f64) -> String {
+    format!(
         "sluice produce: {} from {source} to stream {stream}{}",
         known_total.map_or_else(|| "records".to_owned(), |n| format!("{n} records")),
-        if args.rate > 0.0 {
-            format!(" at {} records/s", args.rate)
+        if rate > 0.0 {
+            format!(" at {rate} records/s")
         } else {
             String::new()
         }
-    );
+    )
+}
 
-    let sink = KinesisSink::new(clients.kinesis.clone(), &stream);
-    let interactive = std::io::stderr().is_terminal();
+/// Sends the input a request's worth (or a second's at `--rate`) at a time, so memory
+/// holds one chunk whatever the input's size, paced at `--rate`, with a progress line
+/// on stderr. After an error other than throttling the rest is read on only to be
+/// counted as not sent, and that error is returned.
+async fn send_all(
+    input: &mut LineSource,
+    sink: &KinesisSink,
+    args: &ProduceArgs,
+    stream: &str,
+    tally: &mut Tally,
+    started: Instant,
+    interactive: bool,
+) -> Result<Option<anyhow::Error>> {
     let progress_every = Duration::from_millis(if interactive { 250 } else { 2000 });
-    let started = Instant::now();
     let mut last_progress = Instant::now();
     let mut fatal: Option<anyhow::Error> = None;
-    let mut tally = Tally {
-        known_total,
-        ..Tally::default()
-    };
     let mut offered = 0u64;
-    // A request's worth (or a second's at --rate) at a time: memory holds one chunk,
-    // whatever the input's size.
     let bound = ChunkBound {
         lines: chunk_size(args.rate),
         ..ChunkBound::REQUEST
@@ -149,7 +193,7 @@ pub async fn run(args: ProduceArgs) -> Result<bool> {
             break;
         }
         tally.read += lines.len() as u64;
-        let chunk = records_to_send(lines, &mut tally);
+        let chunk = records_to_send(lines, tally);
         if fatal.is_some() {
             tally.fail(chunk.len() as u64, "not sent after the error above");
             continue;
@@ -159,42 +203,58 @@ pub async fn run(args: ProduceArgs) -> Result<bool> {
             tokio::time::sleep_until(due.into()).await;
         }
         offered += chunk.len() as u64;
-        let n = chunk.len() as u64;
-        let before = sink.written();
-        let result = sink.put_records(chunk).await;
-        let written = sink.written() - before;
-        tally.sent += written;
-        tally.retried = sink.retried();
-        let unwritten = n - written.min(n);
-        match result {
-            Ok(()) => {}
-            Err(sluice_core::Error::SinkExhausted {
-                attempts,
-                last_code,
-                ..
-            }) => {
-                // Throttling that outlasted the retries: report it, try the next chunk.
-                tally.fail(
-                    unwritten,
-                    format!("{last_code} still after {attempts} attempts"),
-                );
-            }
-            Err(e) => {
-                // The rest is read on (a chunk at a time) only to be counted as not sent.
-                tally.fail(unwritten, e.to_string());
-                fatal = Some(explain(e, &format!("writing to stream {stream:?}"), conn));
-            }
+        if let Some(e) = send_chunk(sink, chunk, tally).await {
+            fatal = Some(explain(
+                e,
+                &format!("writing to stream {stream:?}"),
+                &args.conn,
+            ));
         }
         if last_progress.elapsed() >= progress_every {
             last_progress = Instant::now();
-            progress(&tally, started, interactive);
+            progress(tally, started, interactive);
         }
     }
-    if interactive {
-        progress(&tally, started, true);
-        eprintln!();
+    Ok(fatal)
+}
+
+/// Writes one chunk and counts what was written and what was not; returns the error
+/// that should stop the sending (throttling that outlasted the retries does not).
+async fn send_chunk(
+    sink: &KinesisSink,
+    chunk: Vec<OutRecord>,
+    tally: &mut Tally,
+) -> Option<sluice_core::Error> {
+    let n = chunk.len() as u64;
+    let before = sink.written();
+    let result = sink.put_records(chunk).await;
+    let written = sink.written() - before;
+    tally.sent += written;
+    tally.retried = sink.retried();
+    let unwritten = n - written.min(n);
+    match result {
+        Ok(()) => None,
+        Err(sluice_core::Error::SinkExhausted {
+            attempts,
+            last_code,
+            ..
+        }) => {
+            // Throttling that outlasted the retries: report it, try the next chunk.
+            tally.fail(
+                unwritten,
+                format!("{last_code} still after {attempts} attempts"),
+            );
+            None
+        }
+        Err(e) => {
+            tally.fail(unwritten, e.to_string());
+            Some(e)
+        }
     }
-    let elapsed = started.elapsed().as_secs_f64();
+}
+
+/// Prints the totals (stdout) and any error (stderr); whether every record was written.
+fn finish(tally: &Tally, fatal: Option<anyhow::Error>, stream: &str, elapsed: f64) -> bool {
     println!(
         "sent {}, retried {}, failed {} (stream {stream}, {elapsed:.1} s, {:.0} records/s)",
         tally.sent,
@@ -221,9 +281,9 @@ pub async fn run(args: ProduceArgs) -> Result<bool> {
             tally.read,
             why.join("; ")
         );
-        return Ok(false);
+        return false;
     }
-    Ok(true)
+    true
 }
 
 /// The records of `lines` that Kinesis can take; a line it refuses whatever we do (over
@@ -283,6 +343,18 @@ mod tests {
         assert_eq!(chunk_size(100.0), 100);
         assert_eq!(chunk_size(100.2), 101);
         assert_eq!(chunk_size(20_000.0), 500);
+    }
+
+    #[test]
+    fn the_banner_names_the_input_and_its_pace() {
+        assert_eq!(
+            banner("scenario iot (seed 7)", "dev-raw", Some(5000), 0.0),
+            "sluice produce: 5000 records from scenario iot (seed 7) to stream dev-raw"
+        );
+        assert_eq!(
+            banner("file e.ndjson", "dev-raw", None, 250.5),
+            "sluice produce: records from file e.ndjson to stream dev-raw at 250.5 records/s"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use sluice_core::ports::{
     Clock, RecordSink, ReferenceLookup, RulesSource, ShardSource, SystemClock,
 };
 use sluice_core::record::StreamRecord;
-use sluice_core::resources;
+use sluice_core::resources::{self, Names};
 use sluice_local::faults::Faults;
 
 use crate::connect::Connection;
@@ -94,22 +94,7 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         clients.dynamodb.clone(),
         names.table(resources::AGGREGATES_TABLE),
     ));
-    let ports = Ports {
-        reference: DynamoReference::new(
-            clients.dynamodb.clone(),
-            names.table(resources::REFERENCE_TABLE),
-        ),
-        store: store.clone(),
-        rules: DynamoRules::new(
-            clients.dynamodb.clone(),
-            names.table(resources::RULES_TABLE),
-        ),
-        alerts: DynamoAlerts::new(
-            clients.dynamodb.clone(),
-            names.table(resources::ALERTS_TABLE),
-        ),
-        history: store.clone(),
-    };
+    let ports = dynamo_ports(&clients.dynamodb, &names, &store);
     // Before anything runs: whether an earlier run already committed to this table.
     let resumed = match args.verify {
         true => held_items(&clients.dynamodb, store.table()).await?,
@@ -127,33 +112,7 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         // Kinesis sequence numbers: every origin is booked by name.
         Arc::new(MemoryLedger::new()),
     )?;
-    let mut sources = HashMap::new();
-    for s in &stages.stages {
-        let source = KinesisShardSource::connect(kinesis.clone(), s.input_stream.clone())
-            .await
-            .map_err(|e| {
-                explain(
-                    e,
-                    &format!("looking up stream {:?}", s.input_stream),
-                    &args.conn,
-                )
-            })?;
-        sources.insert(s.input_stream.clone(), source);
-    }
-    let dead_letters = stages.dead_letter_stream.clone();
-    let mut runner = Runner::new(
-        &stages,
-        |name| {
-            sources
-                .remove(name)
-                .unwrap_or_else(|| KinesisShardSource::new(kinesis.clone(), name, String::new()))
-        },
-        || KinesisSink::new(kinesis.clone(), dead_letters.clone()),
-        // Real time for both: the mapping polls real streams as Lambda would.
-        EsmClocks::shared(Arc::new(SystemClock)),
-        &template,
-        &faults,
-    );
+    let mut runner = connect_runner(&args.conn, &stages, &kinesis, &template, &faults).await?;
 
     if let Some(path) = &args.file {
         write_file(
@@ -164,67 +123,10 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         .await?;
     }
 
-    eprintln!(
-        "sluice run: stages {} over prefix {:?}; delivery {}; {}",
-        stages
-            .stages
-            .iter()
-            .map(|s| s.binary)
-            .collect::<Vec<_>>()
-            .join(" → "),
-        args.conn.prefix,
-        stages.aggregate_config.delivery,
-        match args.until_idle {
-            Some(s) => format!("exits after {s} s idle"),
-            None => "runs until interrupted".into(),
-        }
-    );
+    eprintln!("{}", banner(&stages, &args.conn.prefix, args.until_idle));
     let interactive = std::io::stderr().is_terminal();
     let started = Instant::now();
-    let mut last_work = Instant::now();
-    let mut last_progress = Instant::now();
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match runner.step(false).await {
-            Ok(true) => {
-                last_work = Instant::now();
-                backoff = Duration::from_millis(100);
-            }
-            Ok(false) => {}
-            Err(e) => {
-                // Transient trouble reading a stream (throttling, a restarting endpoint):
-                // report and back off; the mappings keep their positions.
-                eprintln!(
-                    "warning: {}; retrying in {} ms",
-                    output::terminal_safe(&format!("{e:#}")),
-                    backoff.as_millis()
-                );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        }
-        if last_progress.elapsed() >= Duration::from_millis(if interactive { 500 } else { 5_000 }) {
-            last_progress = Instant::now();
-            progress_line(&stages, &store, interactive);
-        }
-        if last_work.elapsed() < Duration::from_millis(50) {
-            continue;
-        }
-        if let Some(quiet) = args.until_idle {
-            if runner.is_idle()
-                && runner.next_due_ms().is_none()
-                && last_work.elapsed().as_secs_f64() >= quiet
-            {
-                break;
-            }
-        }
-        let now = SystemClock.now_ms();
-        let wait = runner
-            .next_due_ms()
-            .map_or(250, |due| (due - now).clamp(10, 250));
-        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-    }
+    drive(&mut runner, &stages, &store, args.until_idle, interactive).await;
     progress_line(&stages, &store, interactive);
     if interactive {
         eprintln!();
@@ -256,6 +158,151 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         started,
     )
     .await
+}
+
+/// The DynamoDB tables under `names` as the stages' ports; the aggregates table serves
+/// both aggregate (`store`) and detect (`history`).
+fn dynamo_ports(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    names: &Names,
+    store: &Arc<DynamoAggregateStore>,
+) -> DynamoPorts {
+    Ports {
+        reference: DynamoReference::new(dynamodb.clone(), names.table(resources::REFERENCE_TABLE)),
+        store: store.clone(),
+        rules: DynamoRules::new(dynamodb.clone(), names.table(resources::RULES_TABLE)),
+        alerts: DynamoAlerts::new(dynamodb.clone(), names.table(resources::ALERTS_TABLE)),
+        history: store.clone(),
+    }
+}
+
+type DynamoPorts = Ports<
+    DynamoReference,
+    Arc<DynamoAggregateStore>,
+    DynamoRules,
+    DynamoAlerts,
+    Arc<DynamoAggregateStore>,
+>;
+
+/// Looks up every stage's input stream (failing with an explanation if one is missing)
+/// and wires a mapping per stage over it, with the dead-letter stream for failures.
+async fn connect_runner(
+    conn: &Connection,
+    stages: &Stages,
+    kinesis: &aws_sdk_kinesis::Client,
+    template: &sluice_local::template::Template,
+    faults: &Option<Arc<Faults>>,
+) -> Result<Runner<KinesisShardSource, KinesisSink>> {
+    let mut sources = HashMap::new();
+    for s in &stages.stages {
+        let source = KinesisShardSource::connect(kinesis.clone(), s.input_stream.clone())
+            .await
+            .map_err(|e| explain(e, &format!("looking up stream {:?}", s.input_stream), conn))?;
+        sources.insert(s.input_stream.clone(), source);
+    }
+    let dead_letters = stages.dead_letter_stream.clone();
+    Ok(Runner::new(
+        stages,
+        |name| {
+            sources
+                .remove(name)
+                .unwrap_or_else(|| KinesisShardSource::new(kinesis.clone(), name, String::new()))
+        },
+        || KinesisSink::new(kinesis.clone(), dead_letters.clone()),
+        // Real time for both: the mapping polls real streams as Lambda would.
+        EsmClocks::shared(Arc::new(SystemClock)),
+        template,
+        faults,
+    ))
+}
+
+/// The line `sluice run` starts with: the stages in order, the prefix, the delivery
+/// mode and when it exits.
+fn banner(stages: &Stages, prefix: &str, until_idle: Option<f64>) -> String {
+    format!(
+        "sluice run: stages {} over prefix {:?}; delivery {}; {}",
+        stages
+            .stages
+            .iter()
+            .map(|s| s.binary)
+            .collect::<Vec<_>>()
+            .join(" → "),
+        prefix,
+        stages.aggregate_config.delivery,
+        exit_rule(until_idle)
+    )
+}
+
+/// How the banner says the run ends.
+fn exit_rule(until_idle: Option<f64>) -> String {
+    match until_idle {
+        Some(s) => format!("exits after {s} s idle"),
+        None => "runs until interrupted".into(),
+    }
+}
+
+/// Steps the mappings until every stream has been quiet for `until_idle` seconds (for
+/// ever without it), backing off on transient read errors and printing the progress
+/// line every half second on a terminal, every five seconds otherwise.
+async fn drive(
+    runner: &mut Runner<KinesisShardSource, KinesisSink>,
+    stages: &Stages,
+    store: &DynamoAggregateStore,
+    until_idle: Option<f64>,
+    interactive: bool,
+) {
+    let mut last_work = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match runner.step(false).await {
+            Ok(true) => {
+                last_work = Instant::now();
+                backoff = Duration::from_millis(100);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                // Transient trouble reading a stream (throttling, a restarting endpoint):
+                // report and back off; the mappings keep their positions.
+                eprintln!(
+                    "warning: {}; retrying in {} ms",
+                    output::terminal_safe(&format!("{e:#}")),
+                    backoff.as_millis()
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = next_backoff(backoff);
+                continue;
+            }
+        }
+        if last_progress.elapsed() >= Duration::from_millis(if interactive { 500 } else { 5_000 }) {
+            last_progress = Instant::now();
+            progress_line(stages, store, interactive);
+        }
+        if last_work.elapsed() < Duration::from_millis(50) {
+            continue;
+        }
+        if let Some(quiet) = until_idle {
+            if runner.is_idle()
+                && runner.next_due_ms().is_none()
+                && last_work.elapsed().as_secs_f64() >= quiet
+            {
+                return;
+            }
+        }
+        let wait = idle_wait_ms(runner.next_due_ms(), SystemClock.now_ms());
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+}
+
+/// The next back-off after a failed step: doubled, at most five seconds.
+fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(Duration::from_secs(5))
+}
+
+/// How long to sleep with nothing to do: until the next due retry or flush, between
+/// 10 and 250 ms, or 250 ms when nothing is due.
+fn idle_wait_ms(next_due_ms: Option<i64>, now_ms: i64) -> i64 {
+    next_due_ms.map_or(250, |due| (due - now_ms).clamp(10, 250))
 }
 
 /// What `--verify` reads besides the aggregates: rules, alerts, the reference rows enrich
@@ -451,4 +498,36 @@ async fn write_file(path: &Path, faults: &Option<Arc<Faults>>, raw: &KinesisSink
         raw.stream_name()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_banner_says_how_the_run_ends() {
+        assert_eq!(exit_rule(Some(5.0)), "exits after 5 s idle");
+        assert_eq!(exit_rule(Some(0.5)), "exits after 0.5 s idle");
+        assert_eq!(exit_rule(None), "runs until interrupted");
+    }
+
+    #[test]
+    fn back_off_doubles_up_to_five_seconds() {
+        let mut b = Duration::from_millis(100);
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            b = next_backoff(b);
+            seen.push(b.as_millis());
+        }
+        assert_eq!(seen, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+    }
+
+    #[test]
+    fn idle_waits_until_the_next_due_time_within_bounds() {
+        assert_eq!(idle_wait_ms(None, 1_000), 250);
+        assert_eq!(idle_wait_ms(Some(1_100), 1_000), 100);
+        assert_eq!(idle_wait_ms(Some(1_001), 1_000), 10);
+        assert_eq!(idle_wait_ms(Some(900), 1_000), 10);
+        assert_eq!(idle_wait_ms(Some(9_000), 1_000), 250);
+    }
 }

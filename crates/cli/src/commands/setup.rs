@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
-use sluice_aws::{DynamoReference, DynamoRules, Provisioner};
+use sluice_aws::{DynamoReference, DynamoRules, Provisioned, Provisioner};
 use sluice_core::ports::Attrs;
-use sluice_core::resources::{self, StreamDef};
+use sluice_core::resources::{self, Names, StreamDef};
 use sluice_core::rules::{Rule, parse_rules};
 use sluice_local::scenario::Scenario;
 use sluice_local::template::Template;
@@ -122,33 +122,12 @@ fn read_text(path: &PathBuf, what: &str) -> Result<String> {
 pub async fn run(args: SetupArgs) -> Result<bool> {
     let conn = &args.conn;
     // Read and check everything local before touching the deployment.
-    let template = conn.template()?;
-    let mut shard_counts = Vec::new();
-    for def in resources::STREAMS {
-        shard_counts.push((def.suffix, shards_of(&template, &def, args.shards)?));
-    }
-    let reference: Vec<(String, Attrs)> = match (&args.reference, args.scenario) {
-        (Some(p), _) => parse_reference(&read_text(p, "reference file")?)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
-        (None, Some(s)) => s.reference(),
-        (None, None) => Vec::new(),
-    };
-    let rules: Vec<Rule> = match (&args.rules, args.scenario) {
-        (Some(p), _) => parse_rules(&read_text(p, "rules file")?)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
-        (None, Some(s)) => s.rules(),
-        (None, None) => Vec::new(),
-    };
+    let inputs = read_inputs(&args)?;
 
     let clients = conn.clients().await;
     let provisioner = Provisioner::new(clients.kinesis.clone(), clients.dynamodb.clone())
         .with_timeout(Duration::from_secs(args.wait_seconds.max(1)));
-    let shards_for = |def: &StreamDef| {
-        shard_counts
-            .iter()
-            .find(|(suffix, _)| *suffix == def.suffix)
-            .map_or(def.default_shards, |(_, n)| *n)
-    };
+    let shards_for = |def: &StreamDef| shards_for(&inputs.shard_counts, def);
     eprintln!(
         "sluice setup: prefix {:?}, waiting for every stream and table to be ACTIVE",
         conn.prefix
@@ -168,28 +147,7 @@ pub async fn run(args: SetupArgs) -> Result<bool> {
         })?;
     let names = conn.names();
     for p in &done {
-        let detail = if p.kind == "stream" {
-            resources::STREAMS
-                .iter()
-                .find(|d| names.stream(**d) == p.name)
-                .map(|d| {
-                    if p.created {
-                        let n = shards_for(d);
-                        format!("  ({n} shard{})", if n == 1 { "" } else { "s" })
-                    } else {
-                        String::new()
-                    }
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        eprintln!(
-            "  {:<8} {:<7} {}{detail}",
-            if p.created { "created" } else { "exists" },
-            p.kind,
-            p.name
-        );
+        eprintln!("{}", provisioned_line(p, &names, shards_for));
     }
     let created = done.iter().filter(|p| p.created).count();
     eprintln!(
@@ -197,11 +155,98 @@ pub async fn run(args: SetupArgs) -> Result<bool> {
         done.len(),
         done.len() - created
     );
+    seed_tables(conn, &clients.dynamodb, &names, &inputs).await?;
+    Ok(true)
+}
 
+/// What `sluice setup` reads before touching the deployment: each stream's shard count,
+/// the reference rows and the rules to seed.
+struct Inputs {
+    shard_counts: Vec<(&'static str, u32)>,
+    reference: Vec<(String, Attrs)>,
+    rules: Vec<Rule>,
+}
+
+/// Reads and checks the shard counts, the reference rows and the rules (`--reference`,
+/// `--rules`, else the scenario's, else none).
+fn read_inputs(args: &SetupArgs) -> Result<Inputs> {
+    let template = args.conn.template()?;
+    let mut shard_counts = Vec::new();
+    for def in resources::STREAMS {
+        shard_counts.push((def.suffix, shards_of(&template, &def, args.shards)?));
+    }
+    let reference: Vec<(String, Attrs)> = match (&args.reference, args.scenario) {
+        (Some(p), _) => parse_reference(&read_text(p, "reference file")?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        (None, Some(s)) => s.reference(),
+        (None, None) => Vec::new(),
+    };
+    let rules: Vec<Rule> = match (&args.rules, args.scenario) {
+        (Some(p), _) => parse_rules(&read_text(p, "rules file")?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        (None, Some(s)) => s.rules(),
+        (None, None) => Vec::new(),
+    };
+    Ok(Inputs {
+        shard_counts,
+        reference,
+        rules,
+    })
+}
+
+/// A stream's shard count as read, its default if it was not.
+fn shards_for(shard_counts: &[(&str, u32)], def: &StreamDef) -> u32 {
+    shard_counts
+        .iter()
+        .find(|(suffix, _)| *suffix == def.suffix)
+        .map_or(def.default_shards, |(_, n)| *n)
+}
+
+/// The line reporting one provisioned stream or table (with its shards when this run
+/// created a stream).
+fn provisioned_line(
+    p: &Provisioned,
+    names: &Names,
+    shards_for: impl Fn(&StreamDef) -> u32,
+) -> String {
+    let detail = if p.kind == "stream" {
+        resources::STREAMS
+            .iter()
+            .find(|d| names.stream(**d) == p.name)
+            .map(|d| {
+                if p.created {
+                    let n = shards_for(d);
+                    format!("  ({n} shard{})", if n == 1 { "" } else { "s" })
+                } else {
+                    String::new()
+                }
+            })
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    format!(
+        "  {:<8} {:<7} {}{detail}",
+        if p.created { "created" } else { "exists" },
+        p.kind,
+        p.name
+    )
+}
+
+/// Writes the reference rows and the rules, if any, to their tables.
+async fn seed_tables(
+    conn: &Connection,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    names: &Names,
+    inputs: &Inputs,
+) -> Result<()> {
+    let Inputs {
+        reference, rules, ..
+    } = inputs;
     if !reference.is_empty() {
         let table = names.table(resources::REFERENCE_TABLE);
-        let store = DynamoReference::new(clients.dynamodb.clone(), &table);
-        seed(&reference, |(key, attrs)| {
+        let store = DynamoReference::new(dynamodb.clone(), &table);
+        seed(reference, |(key, attrs)| {
             let store = store.clone();
             let (key, attrs) = (key.clone(), attrs.clone());
             async move { store.put(&key, &attrs).await }
@@ -215,8 +260,8 @@ pub async fn run(args: SetupArgs) -> Result<bool> {
     }
     if !rules.is_empty() {
         let table = names.table(resources::RULES_TABLE);
-        let store = DynamoRules::new(clients.dynamodb.clone(), &table);
-        seed(&rules, |rule| {
+        let store = DynamoRules::new(dynamodb.clone(), &table);
+        seed(rules, |rule| {
             let store = store.clone();
             let rule = rule.clone();
             async move { store.put(&rule).await }
@@ -225,7 +270,7 @@ pub async fn run(args: SetupArgs) -> Result<bool> {
         .map_err(|e| explain(e, &format!("seeding rules table {table:?}"), conn))?;
         eprintln!("  seeded   table   {table}  ({} rules)", rules.len());
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Writes `rows` with up to 16 requests in flight; the first error wins.
@@ -260,6 +305,43 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provisioned_lines_give_created_streams_their_shards() {
+        let names = Names::new("dev");
+        let counts = [(resources::RAW.suffix, 4)];
+        let shards = |d: &StreamDef| shards_for(&counts, d);
+        let raw = names.stream(resources::RAW);
+        let line = |kind, name: &str, created| {
+            provisioned_line(
+                &Provisioned {
+                    kind,
+                    name: name.to_owned(),
+                    created,
+                },
+                &names,
+                shards,
+            )
+        };
+        assert_eq!(
+            line("stream", &raw, true),
+            format!("  created  stream  {raw}  (4 shards)")
+        );
+        assert_eq!(
+            line("stream", &raw, false),
+            format!("  exists   stream  {raw}")
+        );
+        assert_eq!(
+            line("table", "dev-rules", true),
+            "  created  table   dev-rules"
+        );
+        let valid = names.stream(resources::VALID);
+        assert_eq!(
+            shards_for(&counts, &resources::VALID),
+            resources::VALID.default_shards
+        );
+        assert!(line("stream", &valid, true).starts_with("  created  stream  "));
+    }
 
     #[test]
     fn reference_lines_parse_with_scalar_attributes() {
