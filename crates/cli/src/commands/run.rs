@@ -28,7 +28,7 @@ use crate::output;
 use crate::pipeline::AggregateOverrides;
 use crate::pipeline::chaos_faults;
 use sluice_local::esm::EsmClocks;
-use sluice_local::ledger::MemoryLedger;
+use sluice_local::ledger::{LedgerSummary, MemoryLedger};
 
 use crate::pipeline::{Ports, Runner, Stages, build_stages, producer_records, sendable};
 use crate::remote::explain;
@@ -336,6 +336,8 @@ fn progress_line(stages: &Stages, store: &DynamoAggregateStore, interactive: boo
     output::progress(&summary, interactive);
 }
 
+/// The end of a run: warnings about dropped batches, the summary, and with `--verify`
+/// the verdict on the stored state; `Ok(false)` when something was lost or differs.
 #[allow(clippy::too_many_arguments)]
 async fn report(
     args: &RunArgs,
@@ -357,6 +359,49 @@ async fn report(
             );
         }
     }
+    let mut summary = summary_json(&ledger, stages, store, faults, started);
+    let verdict = match args.verify {
+        true => {
+            let v = verify_stored_state(template, stages, store, tables, kinesis, &ledger).await?;
+            verify::mark_summary(&mut summary, &v.diffs);
+            if let (Some(note), Some(obj)) = (&v.not_judged, summary.as_object_mut()) {
+                obj.insert("not_judged".into(), json!(note));
+            }
+            Some(v)
+        }
+        false => None,
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        writeln!(out, "{summary}")?;
+    } else {
+        write_human(&mut out, &ledger, store, started)?;
+    }
+    if let Some(v) = &verdict {
+        verify::write_verdict(&mut out, &v.diffs, args.json)?;
+        if let Some(note) = &v.not_judged {
+            verify::write_not_judged(&mut out, note, args.json)?;
+        }
+    }
+    let consistent = ledger.unsettled == 0;
+    if !consistent {
+        eprintln!(
+            "error: {} events were read but never settled",
+            ledger.unsettled
+        );
+    }
+    Ok(consistent && verdict.is_none_or(|v| v.diffs.is_empty()))
+}
+
+/// The `--json` summary line of a run.
+fn summary_json(
+    ledger: &LedgerSummary,
+    stages: &Stages,
+    store: &DynamoAggregateStore,
+    faults: &Option<Arc<Faults>>,
+    started: Instant,
+) -> serde_json::Value {
     let (read_units, write_units) = store.estimated_units();
     let mut summary = json!({
         "kind": "summary",
@@ -374,86 +419,89 @@ async fn report(
     if let (Some(f), Some(obj)) = (faults, summary.as_object_mut()) {
         obj.insert("injected".into(), json!(f.injected()));
     }
-    let consistent = ledger.unsettled == 0;
-    let mut diffs = Vec::new();
-    let mut not_judged = None;
-    if args.verify {
-        // The whole input is everything in the raw stream, whichever run or producer
-        // wrote it (a restarted `--file` run writes its file again), in stream order.
-        let raw = KinesisShardSource::connect(kinesis.clone(), stages.raw_stream.clone()).await?;
-        let records = read_stream(&raw).await?;
-        let items = store
-            .scan_all()
-            .await
-            .context("reading the aggregates table")?;
-        let reference = tables
-            .reference
-            .lookup(&verify::keys_of(&records))
-            .await
-            .context("reading the reference table")?;
-        let mut truth =
-            verify::GroundTruth::new(&stages.aggregate_config, verify::ingest_bounds(template)?)
-                .with_reference(reference);
-        for record in &records {
-            truth.feed_record(record);
-        }
-        let rules = tables
-            .rules
-            .rules()
-            .await
-            .context("reading the rules table")?;
-        let raised = tables
-            .alerts
-            .list(usize::MAX)
-            .await
-            .context("reading the alerts table")?;
-        let counts = verify::Counts::of_run(&truth, &ledger, tables.resumed);
-        diffs = verify::verdict(
-            &truth,
-            &output::aggregate_views(&items),
-            &ledger,
-            Some((&rules, &raised)),
-            counts,
-        );
-        verify::mark_summary(&mut summary, &diffs);
-        not_judged = counts.not_judged();
-        if let (Some(note), Some(obj)) = (&not_judged, summary.as_object_mut()) {
-            obj.insert("not_judged".into(), json!(note));
-        }
+    summary
+}
+
+/// The human summary of a run.
+fn write_human(
+    out: &mut impl Write,
+    ledger: &LedgerSummary,
+    store: &DynamoAggregateStore,
+    started: Instant,
+) -> std::io::Result<()> {
+    let (read_units, write_units) = store.estimated_units();
+    writeln!(
+        out,
+        "{} events: {} counted, {} dead letters, {} late, {} duplicates collapsed ({:.1} s).",
+        ledger.events_in,
+        ledger.counted,
+        ledger.dead_letter,
+        ledger.late,
+        ledger.duplicates,
+        started.elapsed().as_secs_f64()
+    )?;
+    writeln!(
+        out,
+        "DynamoDB (estimated): {write_units:.1} write units, {read_units:.1} read units."
+    )
+}
+
+/// What `--verify` found: the differences, and what it could not judge.
+struct Verdict {
+    diffs: Vec<String>,
+    not_judged: Option<String>,
+}
+
+/// `--verify`: the truth folded from the whole input, which is everything in the raw
+/// stream, whichever run or producer wrote it (a restarted `--file` run writes its file
+/// again), in stream order; compared with the stored aggregates and alerts.
+async fn verify_stored_state(
+    template: &sluice_local::template::Template,
+    stages: &Stages,
+    store: &DynamoAggregateStore,
+    tables: &VerifyTables,
+    kinesis: &aws_sdk_kinesis::Client,
+    ledger: &LedgerSummary,
+) -> Result<Verdict> {
+    let raw = KinesisShardSource::connect(kinesis.clone(), stages.raw_stream.clone()).await?;
+    let records = read_stream(&raw).await?;
+    let items = store
+        .scan_all()
+        .await
+        .context("reading the aggregates table")?;
+    let reference = tables
+        .reference
+        .lookup(&verify::keys_of(&records))
+        .await
+        .context("reading the reference table")?;
+    let mut truth =
+        verify::GroundTruth::new(&stages.aggregate_config, verify::ingest_bounds(template)?)
+            .with_reference(reference);
+    for record in &records {
+        truth.feed_record(record);
     }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if args.json {
-        writeln!(out, "{summary}")?;
-    } else {
-        writeln!(
-            out,
-            "{} events: {} counted, {} dead letters, {} late, {} duplicates collapsed ({:.1} s).",
-            ledger.events_in,
-            ledger.counted,
-            ledger.dead_letter,
-            ledger.late,
-            ledger.duplicates,
-            started.elapsed().as_secs_f64()
-        )?;
-        writeln!(
-            out,
-            "DynamoDB (estimated): {write_units:.1} write units, {read_units:.1} read units."
-        )?;
-    }
-    if args.verify {
-        verify::write_verdict(&mut out, &diffs, args.json)?;
-        if let Some(note) = &not_judged {
-            verify::write_not_judged(&mut out, note, args.json)?;
-        }
-    }
-    if !consistent {
-        eprintln!(
-            "error: {} events were read but never settled",
-            ledger.unsettled
-        );
-    }
-    Ok(consistent && diffs.is_empty())
+    let rules = tables
+        .rules
+        .rules()
+        .await
+        .context("reading the rules table")?;
+    let raised = tables
+        .alerts
+        .list(usize::MAX)
+        .await
+        .context("reading the alerts table")?;
+    let counts = verify::Counts::of_run(&truth, ledger, tables.resumed);
+    let diffs = verify::verdict(
+        &truth,
+        &output::aggregate_views(&items),
+        ledger,
+        Some((&rules, &raised)),
+        counts,
+    );
+    Ok(Verdict {
+        diffs,
+        not_judged: counts.not_judged(),
+    })
 }
 
 /// Writes a file's lines to the raw stream as a producer would, a request at a time (so
