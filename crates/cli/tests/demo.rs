@@ -568,7 +568,7 @@ fn the_human_summary_lists_injected_faults_and_the_first_dead_letters() {
         text.lines()
             .nth(first)
             .expect("line")
-            .contains(" dead letters (all of them: --json)")
+            .contains(" dead-letter records, late ones included (all of them: --json)")
     );
     assert!(
         text.lines()

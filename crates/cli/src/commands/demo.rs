@@ -366,7 +366,7 @@ impl Report {
             let shown = &sample[..sample.len().min(SHOWN_DEAD_LETTERS)];
             writeln!(
                 out,
-                "First {} of {} dead letters (all of them: --json):",
+                "First {} of {} dead-letter records, late ones included (all of them: --json):",
                 shown.len(),
                 digest.counts().total
             )?;

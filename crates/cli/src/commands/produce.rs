@@ -260,11 +260,7 @@ fn finish(tally: &Tally, fatal: Option<anyhow::Error>, stream: &str, elapsed: f6
         tally.sent,
         tally.retried,
         tally.failed,
-        if elapsed > 0.0 {
-            tally.sent as f64 / elapsed
-        } else {
-            0.0
-        }
+        per_second(tally.sent, elapsed)
     );
     if let Some(e) = fatal {
         eprintln!("error: {e:#}");
@@ -315,6 +311,15 @@ fn records_to_send(lines: Vec<Vec<u8>>, tally: &mut Tally) -> Vec<OutRecord> {
     fitting
 }
 
+/// Records per second; 0 before any time has passed.
+fn per_second(records: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        records as f64 / secs
+    } else {
+        0.0
+    }
+}
+
 fn progress(t: &Tally, started: Instant, interactive: bool) {
     let secs = started.elapsed().as_secs_f64();
     let of = t.known_total.map_or_else(String::new, |n| format!("/{n}"));
@@ -323,11 +328,7 @@ fn progress(t: &Tally, started: Instant, interactive: bool) {
         t.sent,
         t.retried,
         t.failed,
-        if secs > 0.0 {
-            t.sent as f64 / secs
-        } else {
-            0.0
-        }
+        per_second(t.sent, secs)
     );
     crate::output::progress(&line, interactive);
 }
