@@ -30,7 +30,7 @@ const fmt = x => x == null ? "–" : Number.isInteger(x) ? x.toLocaleString("en-
 })();
 
 // What the page must say about an alert, built from the alert's own fields
-// (crates/core/src/rules.rs, `Alert`): `observed` is the window's statistic, `value` what
+// (crates/core/src/detect/rules.rs, `Alert`): `observed` is the window's statistic, `value` what
 // was compared with `threshold` (the statistic, the ratio to `previous`, or z).
 function explanation(a) {
   switch (a.kind_of_rule) {

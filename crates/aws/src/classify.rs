@@ -10,7 +10,7 @@
 //!
 //! ## Limits
 //! The adapters check the limits they can before sending
-//! ([`sluice_core::limits`]); a service that still rejects a request for a limit (its
+//! ([`sluice_core::state::limits`]); a service that still rejects a request for a limit (its
 //! sizing differs, or a check is missing) answers with a validation error, which
 //! [`limit_of`] recognises by its message and turns into the same
 //! [`Error::LimitExceeded`] the in-memory adapters return:
@@ -220,7 +220,7 @@ pub fn limit_of(
     code: &str,
     message: &str,
 ) -> Option<Error> {
-    use sluice_core::limits::{dynamodb as d, kinesis as k};
+    use sluice_core::state::limits::{dynamodb as d, kinesis as k};
     if !matches!(
         code,
         "ValidationException" | "InvalidArgumentException" | "ValidationError"
@@ -609,7 +609,7 @@ mod tests {
 
     #[test]
     fn validation_errors_about_limits_become_limit_exceeded() {
-        use sluice_core::limits::{dynamodb as d, kinesis as k};
+        use sluice_core::state::limits::{dynamodb as d, kinesis as k};
         let limit = |e: &Error| match e {
             Error::LimitExceeded {
                 limit, max, actual, ..

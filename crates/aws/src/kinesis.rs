@@ -15,7 +15,7 @@
 //! Whole-request failures are classified ([`crate::classify`]) and, when retryable, retried
 //! within the same attempt budget. [`KinesisSink::written`] and [`KinesisSink::retried`]
 //! count what the sink (and its clones) wrote and sent again, for progress reports. Stages pack many lines into one record per key
-//! ([`sluice_core::record::pack_lines`]), so a batch is normally a single round.
+//! ([`sluice_core::input::record::pack_lines`]), so a batch is normally a single round.
 //!
 //! ## Reading
 //! `read(shard, after, limit)` keeps the `NextShardIterator` of each shard keyed by the
@@ -29,15 +29,15 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
-use sluice_core::limits::kinesis as limits;
+use sluice_core::input::record::{OutRecord, StreamRecord};
 use sluice_core::ports::{RecordSink, ShardInfo, ShardRead, ShardSource};
-use sluice_core::record::{OutRecord, StreamRecord};
+use sluice_core::state::limits::kinesis as limits;
 use sluice_core::{Error, Result};
 
 use crate::backoff::RetryPolicy;
 use crate::classify::{self, KINESIS, Verdict};
 
-/// `PutRecords` limits (from [`sluice_core::limits::kinesis`]).
+/// `PutRecords` limits (from [`sluice_core::state::limits::kinesis`]).
 pub const MAX_ENTRIES_PER_REQUEST: usize = limits::MAX_RECORDS_PER_REQUEST;
 pub const MAX_BYTES_PER_REQUEST: usize = limits::MAX_REQUEST_BYTES;
 /// One record: data plus partition key (the default stream limit).
@@ -300,7 +300,7 @@ pub fn rounds(records: &[OutRecord]) -> Vec<Vec<usize>> {
 }
 
 /// Cuts `indices` into requests within the entry and byte limits, keeping their order
-/// ([`sluice_core::limits::kinesis::requests`], which the in-memory sink uses too).
+/// ([`sluice_core::state::limits::kinesis::requests`], which the in-memory sink uses too).
 pub fn chunks(records: &[OutRecord], indices: &[usize]) -> Vec<Vec<usize>> {
     limits::requests(records, indices)
 }

@@ -12,8 +12,8 @@ pub mod config;
 pub mod dynamodb;
 pub mod error;
 pub mod kinesis;
-pub mod lambda;
 pub mod provision;
+pub mod runtime;
 pub mod telemetry;
 
 pub use backoff::RetryPolicy;

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
-use sluice_core::outcome::StageStats;
+use sluice_core::stage::outcome::StageStats;
 use tracing::Subscriber;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
@@ -279,7 +279,7 @@ pub fn emit_metrics(stage: &str, stats: &StageStats) {
 mod tests {
     use std::collections::BTreeSet;
 
-    use sluice_core::envelope::Reason;
+    use sluice_core::input::envelope::Reason;
 
     use super::*;
 
@@ -493,11 +493,11 @@ mod tests {
         for spec in ["", "  ", "sluice_aws=verbose", "warn,aws_config=loud"] {
             let f = log_filter(spec);
             assert!(
-                f.would_enable("sluice_aws::lambda", &Level::INFO),
+                f.would_enable("sluice_aws::runtime", &Level::INFO),
                 "{spec:?}"
             );
             assert!(
-                !f.would_enable("sluice_aws::lambda", &Level::DEBUG),
+                !f.would_enable("sluice_aws::runtime", &Level::DEBUG),
                 "{spec:?}"
             );
         }
@@ -516,12 +516,12 @@ mod tests {
         // A bare word that is no level names a target, as with `EnvFilter`: that
         // target at every level, nothing else.
         let f = log_filter("sluice_aws");
-        assert!(f.would_enable("sluice_aws::lambda", &Level::TRACE));
+        assert!(f.would_enable("sluice_aws::runtime", &Level::TRACE));
         assert!(!f.would_enable("aws_config", &Level::ERROR));
         // Directives per target (prefix match), the rest at the bare level.
         let f = log_filter("warn,sluice_aws=debug");
-        assert!(f.would_enable("sluice_aws::lambda", &Level::DEBUG));
-        assert!(!f.would_enable("sluice_aws::lambda", &Level::TRACE));
+        assert!(f.would_enable("sluice_aws::runtime", &Level::DEBUG));
+        assert!(!f.would_enable("sluice_aws::runtime", &Level::TRACE));
         assert!(!f.would_enable("aws_smithy_runtime::client", &Level::INFO));
         assert!(f.would_enable("aws_smithy_runtime::client", &Level::WARN));
     }

@@ -7,14 +7,14 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use sluice_aws::DynamoAggregateStore;
-use sluice_core::fingerprint::FingerprintSet;
-use sluice_core::item::{
-    AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
-};
 use sluice_core::ports::{AggregateStore, Commit};
 use sluice_core::resources::AGGREGATES_TABLE;
-use sluice_core::sequence::SeqNo;
-use sluice_core::window::WindowSpec;
+use sluice_core::state::fingerprint::FingerprintSet;
+use sluice_core::state::item::{
+    AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
+};
+use sluice_core::state::sequence::SeqNo;
+use sluice_core::state::window::WindowSpec;
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use sluice_aws::RetryPolicy;
 use sluice_aws::kinesis::{KinesisShardSource, KinesisSink, PutRecordsApi, PutResult};
 use sluice_core::Result;
+use sluice_core::input::record::{OutRecord, StreamRecord};
 use sluice_core::ports::{RecordSink, ShardSource};
-use sluice_core::record::{OutRecord, StreamRecord};
-use sluice_core::sequence::SeqNo;
+use sluice_core::state::sequence::SeqNo;
 
 /// Forwards to the real server, except that it fails (as throttled, without sending
 /// them) the entries chosen by `fails` the first time it is offered them.

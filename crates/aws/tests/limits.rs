@@ -29,11 +29,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWr
 use sluice_aws::DynamoAggregateStore;
 use sluice_aws::classify;
 use sluice_aws::kinesis::{KinesisShardSource, KinesisSink, PutRecordsApi, PutResult};
-use sluice_core::item::{AggregateItem, ItemKey, ItemWrite};
-use sluice_core::limits::{dynamodb as ddb, kinesis};
+use sluice_core::input::record::OutRecord;
 use sluice_core::ports::{AggregateStore, Commit, RecordSink, ShardSource};
-use sluice_core::record::OutRecord;
 use sluice_core::resources::AGGREGATES_TABLE;
+use sluice_core::state::item::{AggregateItem, ItemKey, ItemWrite};
+use sluice_core::state::limits::{dynamodb as ddb, kinesis};
 use sluice_core::testing::{group, key, new_item, pad_to, record, watermark, write};
 use sluice_core::{Error, Result};
 

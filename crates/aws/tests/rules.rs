@@ -8,9 +8,9 @@ mod common;
 use aws_sdk_dynamodb::types::AttributeValue;
 use sluice_aws::DynamoRules;
 use sluice_core::Error;
+use sluice_core::detect::rules::{RuleKind, parse_rules};
 use sluice_core::ports::RulesSource;
 use sluice_core::resources::RULES_TABLE;
-use sluice_core::rules::{RuleKind, parse_rules};
 
 #[tokio::test]
 async fn rules_of_every_kind_put_list_and_delete() {

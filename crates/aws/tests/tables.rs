@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use sluice_aws::{DynamoAlerts, DynamoReference, DynamoRules};
+use sluice_core::detect::rules::{Alert, Op, RuleKind, Severity, Stat, parse_rules};
 use sluice_core::ports::{AlertStatus, AlertStore, Clock, ReferenceLookup, RulesSource};
 use sluice_core::resources::{ALERTS_TABLE, REFERENCE_TABLE, RULES_TABLE};
-use sluice_core::rules::{Alert, Op, RuleKind, Severity, Stat, parse_rules};
 
 #[tokio::test]
 async fn reference_lookup_returns_scalar_attributes_of_known_keys() {

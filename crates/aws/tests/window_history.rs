@@ -5,13 +5,13 @@
 mod common;
 
 use sluice_aws::DynamoAggregateStore;
-use sluice_core::item::{
-    AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
-};
 use sluice_core::ports::{AggregateStore, Commit, WindowHistory};
 use sluice_core::resources::AGGREGATES_TABLE;
-use sluice_core::sequence::SeqNo;
-use sluice_core::window::WindowSpec;
+use sluice_core::state::item::{
+    AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
+};
+use sluice_core::state::sequence::SeqNo;
+use sluice_core::state::window::WindowSpec;
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 const MINUTE: i64 = 60_000;

@@ -13,8 +13,8 @@ use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 
-use sluice_core::dead_letter::DeadLetter;
-use sluice_core::record::StreamRecord;
+use sluice_core::input::dead_letter::DeadLetter;
+use sluice_core::input::record::StreamRecord;
 
 use serde::Serialize;
 
@@ -174,7 +174,7 @@ impl Spill {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::envelope::{Reason, Rejection};
+    use sluice_core::input::envelope::{Reason, Rejection};
 
     fn record(origin: &str, reason: Reason) -> StreamRecord {
         let source = StreamRecord {

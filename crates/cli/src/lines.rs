@@ -13,7 +13,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sluice_core::limits::kinesis::{MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES};
+use sluice_core::state::limits::kinesis::{
+    MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST, MAX_REQUEST_BYTES,
+};
 use sluice_local::scenario::{DEFAULT_START_MS, Noise, Producer, Scenario};
 
 /// What is kept of an over-long line: one byte more than a record may hold, so the

@@ -12,11 +12,11 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use sluice_core::dead_letter::DeadLetter;
-use sluice_core::item::{AggregateItem, AggregateView};
-use sluice_core::outcome::StageStats;
-use sluice_core::record::StreamRecord;
-use sluice_core::rules::Alert;
+use sluice_core::detect::rules::Alert;
+use sluice_core::input::dead_letter::DeadLetter;
+use sluice_core::input::record::StreamRecord;
+use sluice_core::stage::outcome::StageStats;
+use sluice_core::state::item::{AggregateItem, AggregateView};
 use sluice_local::ledger::EventLatency;
 use sluice_local::store::MemoryAggregateStore;
 
@@ -376,7 +376,7 @@ pub fn print_alerts_upto(
 /// bound (threshold); the ratio to the preceding window's value (rate); z with the
 /// baseline's mean and population standard deviation (zscore).
 fn alert_explanation(a: &Alert) -> String {
-    use sluice_core::rules::{Op, RuleKind};
+    use sluice_core::detect::rules::{Op, RuleKind};
     let stat = format!("{:?}", a.stat).to_lowercase();
     let observed = short_num(a.observed);
     let t = short_num(a.threshold);
@@ -514,12 +514,12 @@ pub fn print_reason_counts(out: &mut impl Write, letters: &[DeadLetter]) -> std:
 }
 
 /// A two-sided z-score rule has no `op`: it fires on `|z|` beyond its bound.
-fn op_symbol(op: Option<sluice_core::rules::Op>) -> &'static str {
+fn op_symbol(op: Option<sluice_core::detect::rules::Op>) -> &'static str {
     match op {
-        Some(sluice_core::rules::Op::Gt) => ">",
-        Some(sluice_core::rules::Op::Gte) => ">=",
-        Some(sluice_core::rules::Op::Lt) => "<",
-        Some(sluice_core::rules::Op::Lte) => "<=",
+        Some(sluice_core::detect::rules::Op::Gt) => ">",
+        Some(sluice_core::detect::rules::Op::Gte) => ">=",
+        Some(sluice_core::detect::rules::Op::Lt) => "<",
+        Some(sluice_core::detect::rules::Op::Lte) => "<=",
         None => "beyond ±",
     }
 }
@@ -672,7 +672,7 @@ mod tests {
 
     #[test]
     fn the_live_summary_shows_each_stage_and_only_what_is_known_or_not_zero() {
-        use sluice_core::envelope::Reason;
+        use sluice_core::input::envelope::Reason;
         let mut ingest = StageStats {
             events_in: 100,
             passed_on: 97,
@@ -743,10 +743,10 @@ mod tests {
     /// same lines, in the same order, as views of a copy of every item.
     #[tokio::test]
     async fn store_views_sorted_are_the_items_views() {
-        use sluice_core::aggregate::AggState;
-        use sluice_core::item::{GroupKey, ItemKey, ItemWrite};
         use sluice_core::ports::AggregateStore;
-        use sluice_core::window::WindowSpec;
+        use sluice_core::state::item::{GroupKey, ItemKey, ItemWrite};
+        use sluice_core::state::statistics::AggState;
+        use sluice_core::state::window::WindowSpec;
         use sluice_local::store::MemoryAggregateStore;
         let store = MemoryAggregateStore::new();
         let windows = [

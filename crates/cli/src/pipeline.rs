@@ -10,18 +10,18 @@ use anyhow::{Context, Result};
 use sluice_core::config::{
     AggregateConfig, DetectConfig, EnrichConfig, EnvReader, IngestConfig, env,
 };
-use sluice_core::dead_letter::DeadLetter;
-use sluice_core::envelope::{Reason, Rejection};
-use sluice_core::limits::kinesis as kinesis_limits;
-use sluice_core::outcome::Fate;
-use sluice_core::outcome::{BatchOutcome, StageStats};
+use sluice_core::detect::rules::Rule;
+use sluice_core::input::dead_letter::DeadLetter;
+use sluice_core::input::envelope::{Reason, Rejection};
+use sluice_core::input::record::{OutRecord, StreamRecord};
 use sluice_core::ports::{
     AggregateStore, AlertStore, Attrs, Clock, RecordSink, ReferenceLookup, RulesSource,
     ShardSource, SystemClock, WindowHistory,
 };
-use sluice_core::record::{OutRecord, StreamRecord};
 use sluice_core::resources;
-use sluice_core::rules::Rule;
+use sluice_core::stage::outcome::Fate;
+use sluice_core::stage::outcome::{BatchOutcome, StageStats};
+use sluice_core::state::limits::kinesis as kinesis_limits;
 use sluice_local::clock::ManualClock;
 use sluice_local::esm::{EsmClocks, EsmStats, EventSourceMapping, Handler, stage_handler};
 use sluice_local::faults::{FaultRates, Faults, FaultySink, FaultyStore};
@@ -45,7 +45,7 @@ pub struct AggregateOverrides {
     pub delivery: Option<sluice_core::config::Delivery>,
     /// Windows in seconds, `size` or `size/slide` (hopping), e.g. `60,3600,3600/600`.
     #[arg(long, value_name = "LIST")]
-    pub windows: Option<sluice_core::window::WindowSet>,
+    pub windows: Option<sluice_core::state::window::WindowSet>,
     /// How long after a window closes its late events are still counted, in seconds.
     #[arg(long, value_name = "SECS")]
     pub allowed_lateness: Option<u32>,
@@ -253,7 +253,7 @@ fn observer(
     streams_clock: Arc<dyn Clock>,
 ) -> impl Fn(&[StreamRecord], &BatchOutcome) + Send + Sync + 'static {
     move |records: &[StreamRecord], o: &BatchOutcome| {
-        let age = sluice_core::outcome::iterator_age_ms(
+        let age = sluice_core::stage::outcome::iterator_age_ms(
             records.iter().map(|r| r.arrival_ms),
             streams_clock.now_ms(),
         );
@@ -908,7 +908,7 @@ mod tests {
             ledger
                 .dead_letter_reasons
                 .iter()
-                .all(|(r, _)| *r != sluice_core::envelope::Reason::RetriesExhausted),
+                .all(|(r, _)| *r != sluice_core::input::envelope::Reason::RetriesExhausted),
             "{ledger:?}"
         );
         for (stage, stats) in p.runner.mapping_stats() {
@@ -1113,7 +1113,7 @@ mod tests {
     /// commits lose their replies and their window updates.
     #[tokio::test]
     async fn closed_window_alerts_survive_lost_emits_and_match_their_definition() {
-        use sluice_core::rules::{RuleKind, parse_rules};
+        use sluice_core::detect::rules::{RuleKind, parse_rules};
         use sluice_local::faults::FaultRates;
         let rules = parse_rules(
             r#"{"id":"burst","kind":"rate","type":"*","window_seconds":60,"stat":"count","op":">=","threshold":2}
@@ -1176,7 +1176,7 @@ mod tests {
         let lateness = AggregateConfig::default().allowed_lateness_ms;
         let mut minutes: BTreeMap<(String, String), BTreeMap<i64, u64>> = BTreeMap::new();
         for item in clean.store.items() {
-            if item.key.window == sluice_core::window::WindowSpec::tumbling(60) {
+            if item.key.window == sluice_core::state::window::WindowSpec::tumbling(60) {
                 minutes
                     .entry((item.key.group.metric.clone(), item.key.group.key.clone()))
                     .or_default()
@@ -1190,7 +1190,7 @@ mod tests {
                 let closed = start + 60_000 + lateness < newest;
                 let previous = counts.get(&(start - 60_000)).copied().unwrap_or(0);
                 if closed && previous > 0 && *count as f64 / previous as f64 >= 2.0 {
-                    want.push(sluice_core::rules::Alert::id_for(
+                    want.push(sluice_core::detect::rules::Alert::id_for(
                         "burst", metric, key, 60, *start,
                     ));
                 }

@@ -26,13 +26,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use sluice_core::config::{AggregateConfig, Delivery};
-use sluice_core::envelope::{DecodedEvent, Event, TimeBounds, decode_record};
-use sluice_core::item::{AggregateView, WindowUpdate};
-use sluice_core::limits::kinesis as kinesis_limits;
+use sluice_core::detect::rules::{Alert, Op, Rule, RuleKind, Stat};
+use sluice_core::input::envelope::{DecodedEvent, Event, TimeBounds, decode_record};
+use sluice_core::input::record::StreamRecord;
 use sluice_core::ports::Attrs;
-use sluice_core::record::StreamRecord;
-use sluice_core::rules::{Alert, Op, Rule, RuleKind, Stat};
 use sluice_core::stage::{enrich, ingest};
+use sluice_core::state::item::{AggregateView, WindowUpdate};
+use sluice_core::state::limits::kinesis as kinesis_limits;
 use sluice_core::time::format_rfc3339;
 
 use sluice_local::ledger::LedgerSummary;
@@ -1171,7 +1171,7 @@ mod tests {
     /// the id and origin it adds), by enrich (fits until `ref`'s reference attributes are
     /// joined); and the same size for a key without reference rows, which fits.
     fn lines_at_the_record_limit() -> Vec<Vec<u8>> {
-        use sluice_core::record::PACKED_RECORD_BYTES;
+        use sluice_core::input::record::PACKED_RECORD_BYTES;
         const MIB: usize = 1024 * 1024;
         let small = |id: &str, key: &str| {
             format!(r#"{{"id":"{id}","key":"{key}","type":"t","ts":60000,"value":1}}"#).into_bytes()
@@ -1241,7 +1241,7 @@ mod tests {
     fn a_record_from_the_stream_is_judged_with_its_own_origin() {
         let line = padded(
             r#"{"key":"plain","type":"t","ts":60000,"value":3"#,
-            sluice_core::record::PACKED_RECORD_BYTES - 100,
+            sluice_core::input::record::PACKED_RECORD_BYTES - 100,
         );
         let record = |sequence_number: &str| StreamRecord {
             stream: "raw".into(),

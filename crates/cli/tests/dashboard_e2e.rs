@@ -16,12 +16,12 @@ use std::net::TcpStream;
 use common::{BASE_MS, dashboard, get, json_lines, sluice_ok, tempdir, unique_prefix};
 use serde_json::{Value, json};
 use sluice_aws::{DynamoAggregateStore, DynamoAlerts};
-use sluice_core::aggregate::AggState;
-use sluice_core::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
+use sluice_core::detect::rules::Alert;
 use sluice_core::ports::{AggregateStore, AlertStore};
-use sluice_core::rules::Alert;
+use sluice_core::state::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
+use sluice_core::state::statistics::AggState;
+use sluice_core::state::window::WindowSpec;
 use sluice_core::time::format_rfc3339;
-use sluice_core::window::WindowSpec;
 
 const MINUTE: i64 = 60_000;
 

@@ -17,14 +17,14 @@ use std::collections::BTreeMap;
 use common::{BASE_MS, json_lines, sluice, sluice_ok, tempdir, unique_prefix, write_input};
 use sluice_aws::{DynamoAggregateStore, DynamoAlerts, DynamoReference, DynamoRules};
 use sluice_aws::{KinesisShardSource, stream_arn};
-use sluice_core::aggregate::AggState;
-use sluice_core::dead_letter::DeadLetter;
-use sluice_core::envelope::Reason;
-use sluice_core::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
+use sluice_core::detect::rules::{Alert, Op, RuleKind, Severity, Stat, parse_rules};
+use sluice_core::input::dead_letter::DeadLetter;
+use sluice_core::input::envelope::Reason;
+use sluice_core::input::record::StreamRecord;
 use sluice_core::ports::{AggregateStore, AlertStore, ReferenceLookup, RulesSource, ShardSource};
-use sluice_core::record::StreamRecord;
 use sluice_core::resources::{self, Names};
-use sluice_core::rules::{Alert, Op, RuleKind, Severity, Stat, parse_rules};
+use sluice_core::state::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
+use sluice_core::state::statistics::AggState;
 use sluice_local::scenario::Scenario;
 
 struct Clients {
@@ -377,7 +377,7 @@ fn item(
             key: key.into(),
             metric: metric.into(),
         },
-        window: sluice_core::window::WindowSpec::hopping(size, slide),
+        window: sluice_core::state::window::WindowSpec::hopping(size, slide),
         start_ms,
     });
     item.state = state;

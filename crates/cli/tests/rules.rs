@@ -229,9 +229,10 @@ mod deployed {
         }
         // list --json gives back exactly what put takes.
         let (listed, _) = sluice_ok(&["rules", "list", "--prefix", &prefix, "--json"]);
-        let mut want = sluice_core::rules::parse_rules(RULES).expect("rules");
+        let mut want = sluice_core::detect::rules::parse_rules(RULES).expect("rules");
         want.sort_by(|a, b| a.id.cmp(&b.id));
-        let got = sluice_core::rules::parse_rules(&listed).expect("list --json parses as rules");
+        let got =
+            sluice_core::detect::rules::parse_rules(&listed).expect("list --json parses as rules");
         assert_eq!(got, want);
         let again = dir.join("again.jsonl");
         std::fs::write(&again, &listed).expect("write");

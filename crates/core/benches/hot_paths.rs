@@ -9,15 +9,15 @@ use std::hint::black_box;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use sluice_core::aggregate::AggState;
 use sluice_core::config::AggregateConfig;
-use sluice_core::envelope::{TimeBounds, decode_line, decode_record};
-use sluice_core::fingerprint::{FingerprintSet, fingerprint};
-use sluice_core::idempotency::{Candidate, anchor_of, event_identity, plan_group};
-use sluice_core::item::GroupKey;
-use sluice_core::record::{LinePacker, pack_lines};
-use sluice_core::sequence::SeqNo;
-use sluice_core::window::WindowSet;
+use sluice_core::input::envelope::{TimeBounds, decode_line, decode_record};
+use sluice_core::input::record::{LinePacker, pack_lines};
+use sluice_core::state::fingerprint::{FingerprintSet, fingerprint};
+use sluice_core::state::idempotency::{Candidate, anchor_of, event_identity, plan_group};
+use sluice_core::state::item::GroupKey;
+use sluice_core::state::sequence::SeqNo;
+use sluice_core::state::statistics::AggState;
+use sluice_core::state::window::WindowSet;
 
 fn main() {
     divan::main();
@@ -239,7 +239,7 @@ mod packing_as_they_come {
 mod lambda_event {
     use super::*;
     use aws_lambda_events::event::kinesis::KinesisEvent;
-    use sluice_core::lambda::{KinesisBatch, records_of};
+    use sluice_core::stage::lambda_event::{KinesisBatch, records_of};
 
     /// A 1,000-record Kinesis trigger event as Lambda sends it.
     fn event_json() -> String {

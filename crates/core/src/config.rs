@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::window::WindowSet;
+use crate::state::window::WindowSet;
 
 pub mod env {
     pub const OUTPUT_STREAM: &str = "OUTPUT_STREAM";

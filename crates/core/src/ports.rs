@@ -5,14 +5,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::detect::rules::{Alert, Rule};
 use crate::error::Result;
-use crate::fingerprint::FingerprintSet;
-use crate::item::{
-    AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
-    WindowUpdate,
+use crate::input::record::OutRecord;
+use crate::query::{AggregateCursor, AggregateQuery, AlertCursor, AlertQuery};
+use crate::state::fingerprint::FingerprintSet;
+use crate::state::item::{
+    AggregateItem, AggregateView, ClosingRange, GroupKey, GroupWatermark, ItemKey, ItemWrite,
+    WatermarkWrite, WindowUpdate,
 };
-use crate::record::OutRecord;
-use crate::rules::{Alert, Rule};
 
 /// Dimensions attached to an entity in the reference table.
 pub type Attrs = BTreeMap<String, String>;
@@ -197,7 +198,7 @@ pub struct ShardInfo {
 #[derive(Clone, Debug, Default)]
 pub struct ShardRead {
     /// Records in sequence order (at most the limit asked for).
-    pub records: Vec<crate::record::StreamRecord>,
+    pub records: Vec<crate::input::record::StreamRecord>,
     /// The shard is closed (resharded) and every record of it has been returned.
     pub ended: bool,
     /// How far behind the tip this read was (`MillisBehindLatest`), when known.
@@ -288,6 +289,53 @@ impl<T: AlertStore + ?Sized> AlertStore for Arc<T> {
     }
     fn mark_notified(&self, alert_id: &str) -> impl Future<Output = Result<()>> + Send {
         (**self).mark_notified(alert_id)
+    }
+}
+
+// ---------------------------------------------------------------- query API
+
+/// One page of results and where the next page starts (`None`: nothing after it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T, C> {
+    pub items: Vec<T>,
+    pub next: Option<C>,
+}
+
+/// Reads the aggregates table for the query API.
+pub trait AggregateReader: Send + Sync {
+    /// One page: at most `query.limit` matching aggregates after `query.after`, and
+    /// the position to resume after when the read stopped before the end.
+    fn aggregates(
+        &self,
+        query: &AggregateQuery,
+    ) -> impl Future<Output = Result<Page<AggregateView, AggregateCursor>>> + Send;
+}
+
+/// Reads the alerts table for the query API.
+pub trait AlertReader: Send + Sync {
+    /// One page: at most `query.limit` matching alerts after `query.after`, newest
+    /// window first, and the position to resume after.
+    fn alerts(
+        &self,
+        query: &AlertQuery,
+    ) -> impl Future<Output = Result<Page<Alert, AlertCursor>>> + Send;
+}
+
+impl<T: AggregateReader + ?Sized> AggregateReader for Arc<T> {
+    fn aggregates(
+        &self,
+        query: &AggregateQuery,
+    ) -> impl Future<Output = Result<Page<AggregateView, AggregateCursor>>> + Send {
+        (**self).aggregates(query)
+    }
+}
+
+impl<T: AlertReader + ?Sized> AlertReader for Arc<T> {
+    fn alerts(
+        &self,
+        query: &AlertQuery,
+    ) -> impl Future<Output = Result<Page<Alert, AlertCursor>>> + Send {
+        (**self).alerts(query)
     }
 }
 

@@ -2,11 +2,13 @@
 //! adapters' tests (`sluice-local`) and the AWS adapters' (`sluice-aws`). Built only
 //! with the `testing` feature (the crates' dev-dependencies turn it on).
 
-use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
-use crate::limits::dynamodb::aggregate_item_size;
-use crate::record::OutRecord;
-use crate::sequence::SeqNo;
-use crate::window::WindowSpec;
+use crate::input::record::OutRecord;
+use crate::state::item::{
+    AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
+};
+use crate::state::limits::dynamodb::aggregate_item_size;
+use crate::state::sequence::SeqNo;
+use crate::state::window::WindowSpec;
 
 /// 2026-01-01T00:00:00Z in epoch milliseconds.
 pub const T0: i64 = 1_767_225_600_000;

@@ -26,14 +26,14 @@ use aws_lambda_events::encodings::SecondTimestamp;
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::{DateTime, Utc};
-use sluice_core::dead_letter::DeadLetter;
-use sluice_core::envelope::Reason;
 use sluice_core::error::Result;
-use sluice_core::outcome::{BatchOutcome, Fate};
+use sluice_core::input::dead_letter::DeadLetter;
+use sluice_core::input::envelope::Reason;
+use sluice_core::input::record::StreamRecord;
 use sluice_core::ports::{Clock, RecordSink, ShardInfo, ShardSource};
-use sluice_core::record::StreamRecord;
-use sluice_core::sequence::SeqNo;
 use sluice_core::stage::ingest::origins_of_raw;
+use sluice_core::stage::outcome::{BatchOutcome, Fate};
+use sluice_core::state::sequence::SeqNo;
 
 use crate::faults::Faults;
 use crate::ledger::MemoryLedger;
@@ -48,7 +48,7 @@ pub type InvokeFuture =
 
 /// A function as Lambda sees it: a batch and a deadline (epoch ms) in, a response or
 /// an error (a crash, a timeout) out. The batch is the records the Lambda reads from
-/// its event ([`sluice_core::lambda::KinesisBatch`]), handed over as records: building
+/// its event ([`sluice_core::stage::lambda_event::KinesisBatch`]), handed over as records: building
 /// a `KinesisEvent` only to take it apart again cost the demo about 10 % of its time
 /// ([`batch_records`] gives exactly what that round trip gave). The mapping shares the
 /// batch with the function instead of copying it: the records are moved out of their
@@ -93,7 +93,7 @@ pub fn batch_records<'a>(
     records: impl IntoIterator<Item = &'a StreamRecord>,
     stream_arn: &str,
 ) -> Vec<StreamRecord> {
-    let stream = sluice_core::lambda::stream_name_of_arn(stream_arn);
+    let stream = sluice_core::stage::lambda_event::stream_name_of_arn(stream_arn);
     records
         .into_iter()
         .map(|r| {
@@ -110,7 +110,7 @@ pub fn batch_records<'a>(
 /// puts them back after the call) when they already name the mapping's stream, as they
 /// always do in process; otherwise copied as [`batch_records`] copies them.
 fn take_batch(queue: &mut VecDeque<StreamRecord>, n: usize, stream_arn: &str) -> (Batch, bool) {
-    let stream = sluice_core::lambda::stream_name_of_arn(stream_arn);
+    let stream = sluice_core::stage::lambda_event::stream_name_of_arn(stream_arn);
     if queue.iter().take(n).all(|r| r.stream == stream) {
         (Arc::new(queue.drain(..n).collect()), true)
     } else {
@@ -729,7 +729,7 @@ pub fn origins_of(record: &StreamRecord, raw: bool) -> Vec<String> {
     }
 }
 
-/// Wraps a stage as a Lambda-shaped handler (the body of `sluice_core::lambda::handle_batch`);
+/// Wraps a stage as a Lambda-shaped handler (the body of `sluice_core::stage::lambda_event::handle_batch`);
 /// `observe` sees every batch with its outcome (for counters and the ledger: the
 /// outcome's accounting names records of the batch by index).
 pub fn stage_handler<S, F>(stage: Arc<S>, observe: F) -> Handler
@@ -744,7 +744,7 @@ where
         Box::pin(async move {
             let outcome = stage.process(&records, Some(deadline_ms)).await;
             observe(&records, &outcome);
-            Ok(sluice_core::lambda::response_of(&outcome))
+            Ok(sluice_core::stage::lambda_event::response_of(&outcome))
         }) as InvokeFuture
     })
 }
@@ -760,7 +760,7 @@ pub fn booking(
 mod tests {
     use std::sync::Mutex;
 
-    use sluice_core::record::OutRecord;
+    use sluice_core::input::record::OutRecord;
 
     use super::*;
     use crate::clock::ManualClock;
@@ -917,7 +917,7 @@ mod tests {
         let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/in";
         assert_eq!(
             batch_records(&records, arn),
-            sluice_core::lambda::into_records(kinesis_event(&records, arn))
+            sluice_core::stage::lambda_event::into_records(kinesis_event(&records, arn))
         );
     }
 

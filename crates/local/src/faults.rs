@@ -10,11 +10,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sluice_core::error::{Error, Result};
-use sluice_core::fingerprint::FingerprintSet;
-use sluice_core::item::{ClosingRange, GroupKey, ItemKey, ItemWrite, WatermarkWrite, WindowUpdate};
+use sluice_core::input::record::OutRecord;
 use sluice_core::ports::{AggregateStore, Commit, Loaded, RecordSink, WindowHistory};
-use sluice_core::record::OutRecord;
 use sluice_core::rng::SplitMix64;
+use sluice_core::state::fingerprint::FingerprintSet;
+use sluice_core::state::item::{
+    ClosingRange, GroupKey, ItemKey, ItemWrite, WatermarkWrite, WindowUpdate,
+};
 
 /// Probabilities per opportunity (per call, batch or event).
 #[derive(Clone, Debug, PartialEq)]
@@ -397,8 +399,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_commit_reply_is_a_retryable_remote_error_after_the_commit() {
-        use sluice_core::item::{AggregateItem, GroupKey, ItemKey};
-        use sluice_core::window::WindowSpec;
+        use sluice_core::state::item::{AggregateItem, GroupKey, ItemKey};
+        use sluice_core::state::window::WindowSpec;
 
         let inner = Arc::new(crate::store::MemoryAggregateStore::new());
         let faults = only(FaultRates {

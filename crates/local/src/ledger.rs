@@ -3,7 +3,7 @@
 //! stands; `events_in` must equal the sum of the fates, or something was lost.
 //!
 //! The stages never call the ledger: each reports its accounting in its
-//! [`BatchOutcome`](sluice_core::outcome::BatchOutcome) and the runner books it here
+//! [`BatchOutcome`](sluice_core::stage::outcome::BatchOutcome) and the runner books it here
 //! ([`MemoryLedger::book`]). The books are exact because every committed write is
 //! reported as counted, and a commit whose reply was lost (a timeout or reset after the
 //! request went out; chaos injects exactly that) is reported *in doubt*: when such an
@@ -62,11 +62,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use sluice_core::envelope::Reason;
+use sluice_core::input::envelope::Reason;
+use sluice_core::input::record::StreamRecord;
 use sluice_core::latency::Histogram;
-use sluice_core::outcome::{Accounting, Booking, Fate};
 use sluice_core::ports::Clock;
-use sluice_core::record::StreamRecord;
+use sluice_core::stage::outcome::{Accounting, Booking, Fate};
 
 /// Bit 7 of a book byte: the origin was received by ingest.
 const RECEIVED: u8 = 0x80;

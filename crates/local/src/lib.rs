@@ -5,7 +5,7 @@ pub mod clock;
 pub mod esm;
 pub mod faults;
 pub mod ledger;
-pub mod query;
+pub mod readers;
 pub mod scenario;
 pub mod store;
 pub mod streams;

@@ -19,9 +19,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 
+use sluice_core::detect::rules::{Rule, parse_rules};
 use sluice_core::ports::Attrs;
 use sluice_core::rng::SplitMix64;
-use sluice_core::rules::{Rule, parse_rules};
 use sluice_core::time::format_rfc3339;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

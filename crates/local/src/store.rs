@@ -6,12 +6,12 @@
 //! ## Limits
 //! A commit is checked against DynamoDB's limits before anything else, as DynamoDB
 //! validates a request before it evaluates conditions
-//! ([`sluice_core::limits::dynamodb::check_commit`], the same check the AWS adapter
+//! ([`sluice_core::state::limits::dynamodb::check_commit`], the same check the AWS adapter
 //! makes before sending): one item alone (a `PutItem`) at most 400 KB; several (one
 //! `TransactWriteItems`) at most 100 actions on distinct items, each at most 400 KB,
 //! 4 MB in all. A commit that breaks one fails with
 //! [`sluice_core::Error::LimitExceeded`] and changes nothing. Items are sized in the
-//! layout the AWS codec writes ([`sluice_core::limits::dynamodb::aggregate_item_size`]).
+//! layout the AWS codec writes ([`sluice_core::state::limits::dynamodb::aggregate_item_size`]).
 //! A `load` never fails on size: like the AWS adapter it reads 100 keys per
 //! `BatchGetItem` and asks again for what did not fit in a 16 MB answer;
 //! [`Meter::batch_get_requests`] counts the requests that takes.
@@ -20,28 +20,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use sluice_core::aggregate::AggState;
-use sluice_core::capacity;
+use sluice_core::detect::rules::{Alert, Rule};
 use sluice_core::error::{Error, Result};
-use sluice_core::fingerprint::FingerprintSet;
-use sluice_core::item::{
-    AggregateItem, AggregateView, ClosingRange, GroupKey, GroupWatermark, ItemKey, ItemWrite,
-    WatermarkWrite, WindowUpdate,
-};
-use sluice_core::limits::dynamodb as limits;
 use sluice_core::ports::{
     AggregateStore, AlertStatus, AlertStore, Attrs, Commit, HistoryCut, Loaded, ReferenceLookup,
     RulesSource, WindowHistory,
 };
-use sluice_core::rules::{Alert, Rule};
-use sluice_core::sequence::SeqNo;
-use sluice_core::window::WindowSpec;
+use sluice_core::state::capacity;
+use sluice_core::state::fingerprint::FingerprintSet;
+use sluice_core::state::item::{
+    AggregateItem, AggregateView, ClosingRange, GroupKey, GroupWatermark, ItemKey, ItemWrite,
+    WatermarkWrite, WindowUpdate,
+};
+use sluice_core::state::limits::dynamodb as limits;
+use sluice_core::state::sequence::SeqNo;
+use sluice_core::state::statistics::AggState;
+use sluice_core::state::window::WindowSpec;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Request units, in thousandths so they add up exactly, as [`sluice_core::capacity`]
+/// Request units, in thousandths so they add up exactly, as [`sluice_core::state::capacity`]
 /// computes them; and the requests that took.
 #[derive(Debug, Default)]
 pub struct Meter {

@@ -5,7 +5,7 @@
 //!
 //! ## Limits
 //! [`MemoryStreams::put`] is one `PutRecords` call and enforces its limits
-//! ([`sluice_core::limits::kinesis::check_request`]): up to 500 records, 5 MiB in all,
+//! ([`sluice_core::state::limits::kinesis::check_request`]): up to 500 records, 5 MiB in all,
 //! each record up to 1 MiB with its partition key, a partition key of 1 to 256
 //! characters. A request that breaks one fails whole with
 //! [`Error::LimitExceeded`] (an empty key: a non-retryable [`Error::Remote`]) and
@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use md5::{Digest, Md5};
 use sluice_core::error::{Error, Result};
-use sluice_core::limits::kinesis as limits;
+use sluice_core::input::record::{OutRecord, StreamRecord};
 use sluice_core::ports::{Clock, RecordSink, ShardInfo, ShardRead, ShardSource};
-use sluice_core::record::{OutRecord, StreamRecord};
-use sluice_core::sequence::SeqNo;
+use sluice_core::state::limits::kinesis as limits;
+use sluice_core::state::sequence::SeqNo;
 
 /// The 128-bit hash key of a partition key, as Kinesis computes it.
 pub fn hash_key(partition_key: &str) -> u128 {

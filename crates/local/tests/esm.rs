@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
-use sluice_core::record::{OutRecord, StreamRecord};
+use sluice_core::input::record::{OutRecord, StreamRecord};
 use sluice_local::clock::ManualClock;
 use sluice_local::esm::{Batch, EsmClocks, EventSourceMapping, Handler, InvokeFuture};
 use sluice_local::streams::{MemorySink, MemorySource, MemoryStreams};
@@ -88,7 +88,7 @@ fn put(streams: &MemoryStreams, items: &[(&str, &str)]) {
         })
         .collect();
     let all: Vec<usize> = (0..records.len()).collect();
-    for request in sluice_core::limits::kinesis::requests(&records, &all) {
+    for request in sluice_core::state::limits::kinesis::requests(&records, &all) {
         let batch = request.iter().map(|&i| records[i].clone()).collect();
         streams.put("in", batch).expect("put");
     }
@@ -328,7 +328,7 @@ async fn parallelization_keeps_order_per_partition_key() {
 /// bytes split by newline.
 #[tokio::test]
 async fn a_dropped_kpl_record_settles_the_origins_ingest_assigns() {
-    use sluice_core::envelope::Reason;
+    use sluice_core::input::envelope::Reason;
     use sluice_local::ledger::{MemoryLedger, Settled};
 
     let mut s = settings(10);
@@ -346,7 +346,7 @@ async fn a_dropped_kpl_record_settles_the_origins_ingest_assigns() {
         batches,
         mapping: mapping.with_ledger(ledger.clone(), true),
     };
-    let kpl = sluice_core::unpack::aggregate(&[("a", b"x\ny"), ("b", b"z")]);
+    let kpl = sluice_core::input::unpack::aggregate(&[("a", b"x\ny"), ("b", b"z")]);
     h.streams
         .put(
             "in",

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use sluice_core::Error;
-use sluice_core::fingerprint::FingerprintSet;
-use sluice_core::item::{AggregateItem, ItemKey, ItemWrite};
-use sluice_core::limits::{dynamodb as ddb, kinesis};
+use sluice_core::detect::rules::{Alert, Op, RuleKind, Severity, Stat};
+use sluice_core::input::record::OutRecord;
 use sluice_core::ports::AlertStore;
 use sluice_core::ports::{AggregateStore, Commit, RecordSink, SystemClock};
-use sluice_core::record::OutRecord;
-use sluice_core::rules::{Alert, Op, RuleKind, Severity, Stat};
-use sluice_core::sequence::SeqNo;
+use sluice_core::state::fingerprint::FingerprintSet;
+use sluice_core::state::item::{AggregateItem, ItemKey, ItemWrite};
+use sluice_core::state::limits::{dynamodb as ddb, kinesis};
+use sluice_core::state::sequence::SeqNo;
 use sluice_core::testing::{group, key, new_item, pad_to, record, watermark, write};
 use sluice_local::store::{MemoryAggregateStore, MemoryAlerts, alert_item_size};
 use sluice_local::streams::MemoryStreams;

@@ -10,10 +10,10 @@
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
-use sluice_core::aggregate::AggState;
-use sluice_core::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
 use sluice_core::ports::{AggregateStore, Commit};
-use sluice_core::window::WindowSpec;
+use sluice_core::state::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
+use sluice_core::state::statistics::AggState;
+use sluice_core::state::window::WindowSpec;
 use sluice_local::store::MemoryAggregateStore;
 
 /// Resident memory of this process in bytes (Linux: `/proc/self/statm`, in pages of

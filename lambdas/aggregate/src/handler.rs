@@ -42,8 +42,8 @@ mod tests {
     use std::sync::Arc;
 
     use aws_lambda_events::event::kinesis::KinesisEvent;
-    use sluice_core::item::WindowUpdate;
     use sluice_core::ports::SystemClock;
+    use sluice_core::state::item::WindowUpdate;
     use sluice_local::store::MemoryAggregateStore;
     use sluice_local::streams::MemoryStreams;
 
@@ -64,7 +64,8 @@ mod tests {
             AggregateConfig::default(),
         );
         let event: KinesisEvent = serde_json::from_str(FIXTURE).expect("fixture is a KinesisEvent");
-        let (response, outcome) = sluice_core::lambda::handle(&stage, &event, None).await;
+        let (response, outcome) =
+            sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(outcome.stats.counted, 4);
         assert_eq!(outcome.stats.duplicates, 1, "t-1 sent twice");
@@ -149,7 +150,7 @@ mod tests {
         assert_eq!(updates.len(), 5, "one update per written item");
 
         // Lambda redelivers the same batch (e.g. the response was lost): nothing changes.
-        let (_, again) = sluice_core::lambda::handle(&stage, &event, None).await;
+        let (_, again) = sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
         assert_eq!(again.stats.counted, 0);
         assert_eq!(again.stats.duplicates, 5);
         assert_eq!(views(&store), expected);

@@ -2,7 +2,7 @@
 
 #![recursion_limit = "256"]
 use lambda_runtime::{Error, run, service_fn};
-use sluice_aws::{DynamoAggregateStore, KinesisSink, config, lambda, telemetry};
+use sluice_aws::{DynamoAggregateStore, KinesisSink, config, runtime, telemetry};
 use sluice_core::config::{AggregateConfig, env};
 
 // One thread: Lambda hands a runtime one invocation at a time and the handler only
@@ -28,7 +28,7 @@ async fn main() -> Result<(), Error> {
         settings,
     );
     run(service_fn(|event| {
-        lambda::handle_metered(&stage, &meter, event)
+        runtime::handle_metered(&stage, &meter, event)
     }))
     .await
 }

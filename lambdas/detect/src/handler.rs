@@ -65,8 +65,8 @@ mod tests {
     use std::sync::Arc;
 
     use aws_lambda_events::event::kinesis::KinesisEvent;
+    use sluice_core::detect::rules::parse_rules;
     use sluice_core::ports::SystemClock;
-    use sluice_core::rules::parse_rules;
     use sluice_local::store::{MemoryAggregateStore, MemoryAlerts, MemoryRules};
     use sluice_local::streams::MemoryStreams;
 
@@ -93,7 +93,8 @@ mod tests {
             DetectConfig::default(),
         );
         let event: KinesisEvent = serde_json::from_str(FIXTURE).expect("fixture is a KinesisEvent");
-        let (response, outcome) = sluice_core::lambda::handle(&stage, &event, None).await;
+        let (response, outcome) =
+            sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(
             outcome.stats.alerts_raised, 1,
@@ -115,7 +116,7 @@ mod tests {
         assert_eq!(dl["reason"], "wrong_type");
 
         // Redelivered: the alert is already announced, nothing new goes out.
-        let (_, again) = sluice_core::lambda::handle(&stage, &event, None).await;
+        let (_, again) = sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
         assert_eq!(again.stats.alerts_raised, 0);
         assert_eq!(streams.records("alerts").len(), 1);
         assert_eq!(alerts.alerts().len(), 1);
@@ -125,9 +126,9 @@ mod tests {
 
     /// sensor-3's temperature, minutes 0..=5: ten readings a minute, then forty at 35.
     async fn seeded_history() -> Arc<MemoryAggregateStore> {
-        use sluice_core::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
         use sluice_core::ports::AggregateStore;
-        use sluice_core::window::WindowSpec;
+        use sluice_core::state::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
+        use sluice_core::state::window::WindowSpec;
         const T0: i64 = 1_767_225_600_000;
         let store = Arc::new(MemoryAggregateStore::new());
         let minutes = [
@@ -184,7 +185,8 @@ mod tests {
             DetectConfig::default(),
         );
         let event: KinesisEvent = serde_json::from_str(CLOSED).expect("fixture is a KinesisEvent");
-        let (response, outcome) = sluice_core::lambda::handle(&stage, &event, None).await;
+        let (response, outcome) =
+            sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(outcome.stats.history_reads, 2, "one per group with a range");
         assert_eq!(outcome.stats.alerts_raised, 2);
@@ -218,7 +220,7 @@ mod tests {
         assert!(streams.records("dlq").is_empty());
 
         // Delivered again: read again, nothing new.
-        let (_, again) = sluice_core::lambda::handle(&stage, &event, None).await;
+        let (_, again) = sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
         assert_eq!(again.stats.alerts_raised, 0);
         assert_eq!(streams.records("alerts").len(), 2);
         assert_eq!(alerts.alerts().len(), 2);

@@ -3,7 +3,7 @@
 #![recursion_limit = "256"]
 use lambda_runtime::{Error, run, service_fn};
 use sluice_aws::{
-    DynamoAggregateStore, DynamoAlerts, DynamoRules, KinesisSink, config, lambda, telemetry,
+    DynamoAggregateStore, DynamoAlerts, DynamoRules, KinesisSink, config, runtime, telemetry,
 };
 use sluice_core::config::{DetectConfig, env};
 
@@ -32,5 +32,5 @@ async fn main() -> Result<(), Error> {
         KinesisSink::new(kinesis, dead_letters),
         settings,
     );
-    run(service_fn(|event| lambda::handle(&stage, event))).await
+    run(service_fn(|event| runtime::handle(&stage, event))).await
 }

@@ -72,7 +72,8 @@ mod tests {
             EnrichConfig::default(),
         );
         let event: KinesisEvent = serde_json::from_str(FIXTURE).expect("fixture is a KinesisEvent");
-        let (response, outcome) = sluice_core::lambda::handle(&stage, &event, None).await;
+        let (response, outcome) =
+            sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(outcome.stats.passed_on, 3);
         assert_eq!(outcome.stats.unenriched, 1);

@@ -2,7 +2,7 @@
 
 #![recursion_limit = "256"]
 use lambda_runtime::{Error, run, service_fn};
-use sluice_aws::{DynamoReference, KinesisSink, config, lambda, telemetry};
+use sluice_aws::{DynamoReference, KinesisSink, config, runtime, telemetry};
 use sluice_core::config::{EnrichConfig, env};
 
 // One thread: Lambda hands a runtime one invocation at a time and the handler only
@@ -24,5 +24,5 @@ async fn main() -> Result<(), Error> {
         KinesisSink::new(kinesis, dead_letters),
         settings,
     );
-    run(service_fn(|event| lambda::handle(&stage, event))).await
+    run(service_fn(|event| runtime::handle(&stage, event))).await
 }

@@ -68,7 +68,8 @@ mod tests {
         );
         let event: KinesisEvent =
             serde_json::from_str(KPL_FIXTURE).expect("fixture is a KinesisEvent");
-        let (response, outcome) = sluice_core::lambda::handle(&stage, &event, None).await;
+        let (response, outcome) =
+            sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
         assert!(response.batch_item_failures.is_empty());
         // 6 lines in 5 user records, 2 gzip lines, 1 corrupt aggregate.
         assert_eq!(outcome.stats.events_in, 9);
@@ -135,7 +136,8 @@ mod tests {
             IngestConfig::default(),
         );
         let event: KinesisEvent = serde_json::from_str(FIXTURE).expect("fixture is a KinesisEvent");
-        let (response, outcome) = sluice_core::lambda::handle(&stage, &event, None).await;
+        let (response, outcome) =
+            sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(outcome.stats.events_in, 10);
         assert_eq!(outcome.stats.passed_on, 4);

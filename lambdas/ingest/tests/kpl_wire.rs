@@ -13,11 +13,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice_aws::{KinesisShardSource, Provisioner};
 use sluice_core::config::IngestConfig;
-use sluice_core::envelope::Reason;
-use sluice_core::outcome::{Accounting, Booking, Fate};
+use sluice_core::input::envelope::Reason;
+use sluice_core::input::record::StreamRecord;
 use sluice_core::ports::{ShardSource, SystemClock};
-use sluice_core::record::StreamRecord;
 use sluice_core::stage::Stage;
+use sluice_core::stage::outcome::{Accounting, Booking, Fate};
 use sluice_local::streams::MemoryStreams;
 
 #[derive(Default)]
@@ -126,11 +126,11 @@ async fn kpl_and_gzip_records_from_the_reference_library_count_exactly() {
     // The library really wrote the formats under test.
     let kpl = records
         .iter()
-        .filter(|r| r.data.starts_with(&sluice_core::unpack::KPL_MAGIC))
+        .filter(|r| r.data.starts_with(&sluice_core::input::unpack::KPL_MAGIC))
         .count();
     let gz = records
         .iter()
-        .filter(|r| r.data.starts_with(&sluice_core::unpack::GZIP_MAGIC))
+        .filter(|r| r.data.starts_with(&sluice_core::input::unpack::GZIP_MAGIC))
         .count();
     assert_eq!((kpl, gz), (records.len() - 3, 3));
     assert!(kpl >= 5, "4 aggregates and a corrupt one");
@@ -145,7 +145,7 @@ async fn kpl_and_gzip_records_from_the_reference_library_count_exactly() {
     );
     let ledger = Ledger::default();
     // Batches as an event source mapping would cut them.
-    let mut stats = sluice_core::outcome::StageStats::default();
+    let mut stats = sluice_core::stage::outcome::StageStats::default();
     for batch in records.chunks(7) {
         let outcome = stage.process(batch, None).await;
         ledger.book(batch, &outcome.accounting);

@@ -10,9 +10,8 @@ use std::convert::Infallible;
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
-use sluice_core::query::{
-    AggregateReader, AlertReader, ApiResponse, method_not_allowed, query_pairs, respond,
-};
+use sluice_core::ports::{AggregateReader, AlertReader};
+use sluice_core::query::{ApiResponse, method_not_allowed, query_pairs, respond};
 
 /// Serves one request. Never fails the invocation: every outcome, store failures
 /// included, is an HTTP response with a JSON body.

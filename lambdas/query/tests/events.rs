@@ -6,13 +6,13 @@ use std::sync::Arc;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use serde_json::{Value, json};
-use sluice_core::aggregate::AggState;
-use sluice_core::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
+use sluice_core::detect::rules::{Alert, Op, RuleKind, Severity, Stat};
 use sluice_core::ports::{AggregateStore, AlertStore};
-use sluice_core::rules::{Alert, Op, RuleKind, Severity, Stat};
+use sluice_core::state::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
+use sluice_core::state::statistics::AggState;
+use sluice_core::state::window::WindowSpec;
 use sluice_core::time::format_rfc3339;
-use sluice_core::window::WindowSpec;
-use sluice_local::query::{MemoryAggregateReader, MemoryAlertReader};
+use sluice_local::readers::{MemoryAggregateReader, MemoryAlertReader};
 use sluice_local::store::{MemoryAggregateStore, MemoryAlerts};
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z

@@ -13,7 +13,7 @@
 //! | `window_start` | S | RFC 3339 (UTC) |
 //! | `window_start_ms` | N | epoch milliseconds |
 //! | `count` | N | events counted |
-//! | `sum`, `sum_comp`, `min`, `max`, `mean`, `m2` | N (S when out of range, see [`super::codec`]) | [`sluice_core::aggregate::AggState`] |
+//! | `sum`, `sum_comp`, `min`, `max`, `mean`, `m2` | N (S when out of range, see [`super::codec`]) | [`sluice_core::state::statistics::AggState`] |
 //! | `version` | N | optimistic-concurrency version, 1 on the first write |
 //! | `fps` | B | exactly-once: packed fingerprints ([`FingerprintSet::to_bytes`]); absent when empty |
 //! | `fp_pages` | N | exactly-once: number of sealed fingerprint pages; absent when 0 |
@@ -24,7 +24,7 @@
 //! [`ItemKey::page_sk`]`(n)` (`~fp#…`, sorting after every window), `fps` B, and the
 //! anchor's `expires_at` so a page never outlives its anchor by much.
 //!
-//! Event-time watermark of a group ([`sluice_core::item::GroupWatermark`]): `pk` = the group's `pk`, `sk` =
+//! Event-time watermark of a group ([`sluice_core::state::item::GroupWatermark`]): `pk` = the group's `pk`, `sk` =
 //! `~wm` ([`WATERMARK_SORT_KEY`]), `wm` N (epoch milliseconds), `closed_from` N (the
 //! watermark before the commit that wrote it: the closing range), `last_shard` and
 //! `last_seq` S (the group's last record in that batch, to recognise a redelivery),
@@ -59,7 +59,7 @@
 //! the SDK makes a random one per call, which covers only its own retries.)
 //!
 //! Before sending, a commit is checked against DynamoDB's limits
-//! ([`sluice_core::limits::dynamodb::check_commit`]: 400 KB per item; per transaction
+//! ([`sluice_core::state::limits::dynamodb::check_commit`]: 400 KB per item; per transaction
 //! 100 actions on distinct items and 4 MB), the same check the in-memory store makes;
 //! a broken limit is [`Error::LimitExceeded`] and nothing is sent. A server that
 //! rejects a write for a limit anyway (a validation error, or a transaction cancelled
@@ -71,15 +71,15 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem};
-use sluice_core::fingerprint::{FingerprintSet, digest_hex};
-use sluice_core::item::{
+use sluice_core::ports::{AggregateStore, Commit, HistoryCut, Loaded, WindowHistory};
+use sluice_core::state::fingerprint::{FingerprintSet, digest_hex};
+use sluice_core::state::item::{
     AggregateItem, ClosingRange, GroupKey, ItemKey, ItemWrite, PAGE_PREFIX, WATERMARK_SORT_KEY,
     WatermarkWrite, WindowUpdate,
 };
-use sluice_core::limits::dynamodb::page_size;
-use sluice_core::ports::{AggregateStore, Commit, HistoryCut, Loaded, WindowHistory};
+use sluice_core::state::limits::dynamodb::page_size;
+use sluice_core::state::window::WindowSpec;
 use sluice_core::time::format_rfc3339;
-use sluice_core::window::WindowSpec;
 use sluice_core::{Error, Result};
 
 use super::codec::{self, Attrs, attr};
@@ -545,7 +545,7 @@ impl AggregateStore for DynamoAggregateStore {
         watermark: Option<&WatermarkWrite>,
     ) -> Result<Commit> {
         // DynamoDB's limits, checked as the in-memory store checks them.
-        sluice_core::limits::dynamodb::check_commit(writes, watermark)?;
+        sluice_core::state::limits::dynamodb::check_commit(writes, watermark)?;
         let mut actions = self.actions(writes, watermark);
         match actions.len() {
             0 => Ok(Commit::Done),
@@ -639,7 +639,7 @@ fn canonical_value(value: &AttributeValue, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::item::GroupWatermark;
+    use sluice_core::state::item::GroupWatermark;
 
     fn store() -> DynamoAggregateStore {
         let config = aws_sdk_dynamodb::Config::builder()

@@ -27,8 +27,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use sluice_core::Result;
+use sluice_core::detect::rules::Alert;
 use sluice_core::ports::{AlertStatus, AlertStore, Clock, SystemClock};
-use sluice_core::rules::Alert;
 
 use super::codec;
 use crate::classify::{self, DYNAMODB, Verdict};

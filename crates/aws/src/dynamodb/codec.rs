@@ -20,10 +20,12 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Map, Number, Value};
-use sluice_core::aggregate::AggState;
-use sluice_core::fingerprint::FingerprintSet;
-use sluice_core::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, WATERMARK_SORT_KEY};
-use sluice_core::sequence::SeqNo;
+use sluice_core::state::fingerprint::FingerprintSet;
+use sluice_core::state::item::{
+    AggregateItem, GroupKey, GroupWatermark, ItemKey, WATERMARK_SORT_KEY,
+};
+use sluice_core::state::sequence::SeqNo;
+use sluice_core::state::statistics::AggState;
 use sluice_core::time::format_rfc3339;
 use sluice_core::{Error, Result};
 
@@ -82,8 +84,8 @@ pub mod attr {
 }
 
 /// The `N` text of `x`, or `None` when DynamoDB cannot store it as a number (shared
-/// with the item sizing of [`sluice_core::limits::dynamodb`]).
-pub use sluice_core::limits::dynamodb::number_text;
+/// with the item sizing of [`sluice_core::state::limits::dynamodb`]).
+pub use sluice_core::state::limits::dynamodb::number_text;
 
 /// `N`, or `S` for what a DynamoDB number cannot hold (see the module docs).
 pub fn f64_value(x: f64) -> AttributeValue {
@@ -431,9 +433,9 @@ pub fn scalar_text(v: &AttributeValue) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::item::GroupKey;
     use sluice_core::rng::SplitMix64;
-    use sluice_core::window::WindowSpec;
+    use sluice_core::state::item::GroupKey;
+    use sluice_core::state::window::WindowSpec;
 
     #[test]
     fn numbers_use_scientific_notation_within_dynamodb_limits() {
@@ -648,7 +650,7 @@ mod tests {
 
     #[test]
     fn core_item_sizing_matches_the_written_attributes() {
-        use sluice_core::limits::dynamodb as limits;
+        use sluice_core::state::limits::dynamodb as limits;
         let full = sample();
         let mut bare = AggregateItem::new(full.key.clone());
         bare.version = 1;
@@ -689,7 +691,7 @@ mod tests {
 
     #[test]
     fn core_json_item_sizing_matches_the_written_attributes() {
-        use sluice_core::limits::dynamodb::json_item_size;
+        use sluice_core::state::limits::dynamodb::json_item_size;
         let v = serde_json::json!({
             "alert_id": "r1|temp#k é|60#2026-01-01T00:00:00Z", "n": 5, "big": 1e200,
             "f": 80.25, "neg": -12, "b": true, "z": null, "arr": [1, 2], "obj": {"a": 1}

@@ -6,7 +6,7 @@
 pub mod aggregates;
 pub mod alerts;
 pub mod codec;
-pub mod query;
+pub mod readers;
 pub mod reference;
 pub mod rules;
 
@@ -21,15 +21,15 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::scan::ScanOutput;
 use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::types::{ConsumedCapacity, KeysAndAttributes, ReturnConsumedCapacity};
-use sluice_core::capacity::to_milli;
-pub use sluice_core::capacity::{
+use sluice_core::state::capacity::to_milli;
+pub use sluice_core::state::capacity::{
     page_read_units, read_units, transactional_write_units, write_units,
 };
 use sluice_core::{Error, Result};
 
 pub use aggregates::DynamoAggregateStore;
 pub use alerts::DynamoAlerts;
-pub use query::{DynamoAggregateReader, DynamoAlertReader};
+pub use readers::{DynamoAggregateReader, DynamoAlertReader};
 pub use reference::DynamoReference;
 pub use rules::DynamoRules;
 
@@ -38,15 +38,15 @@ use crate::classify::{self, DYNAMODB};
 use codec::Attrs;
 
 /// `BatchGetItem` reads at most this many keys per request.
-pub const MAX_BATCH_GET_KEYS: usize = sluice_core::limits::dynamodb::MAX_BATCH_GET_KEYS;
+pub const MAX_BATCH_GET_KEYS: usize = sluice_core::state::limits::dynamodb::MAX_BATCH_GET_KEYS;
 
 /// Capacity units as DynamoDB charges them (on-demand request units are counted the
-/// same way), accumulated per adapter; the arithmetic is [`sluice_core::capacity`]'s.
+/// same way), accumulated per adapter; the arithmetic is [`sluice_core::state::capacity`]'s.
 /// A write whose condition fails is charged too.
 ///
 /// Each call asks for `ReturnConsumedCapacity=TOTAL`. [`Meter::units`] counts what the
 /// server reports, and the computed value (from
-/// [`sluice_core::item::AggregateItem::stored_size`]) for calls it reports nothing
+/// [`sluice_core::state::item::AggregateItem::stored_size`]) for calls it reports nothing
 /// for. [`Meter::estimated_units`] always counts the computed value: local emulators
 /// report made-up numbers (moto: 1 per key of a `BatchGetItem` whatever the size), so
 /// benchmarks against them should use the estimate.
@@ -114,11 +114,11 @@ pub fn reported<'a>(consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) ->
 /// names in UTF-8 bytes, binary in raw bytes, a number 1 byte per two significant
 /// digits plus 1, a boolean or null 1 byte, a list or map 3 bytes plus 1 per
 /// element). Used for metering and for the item-size check before writes; it agrees
-/// with [`sluice_core::limits::dynamodb::aggregate_item_size`] on aggregate items (a
+/// with [`sluice_core::state::limits::dynamodb::aggregate_item_size`] on aggregate items (a
 /// codec test checks it).
 pub fn attrs_size(m: &Attrs) -> usize {
     use aws_sdk_dynamodb::types::AttributeValue as V;
-    use sluice_core::limits::dynamodb::number_size;
+    use sluice_core::state::limits::dynamodb::number_size;
     fn value_size(v: &V) -> usize {
         match v {
             V::S(s) => s.len(),
@@ -144,7 +144,7 @@ pub fn attrs_size(m: &Attrs) -> usize {
 /// Fails with [`Error::LimitExceeded`] when `item` is over DynamoDB's 400 KB, before
 /// it is sent.
 pub fn check_item_size(operation: &'static str, item: &Attrs) -> Result<()> {
-    sluice_core::limits::dynamodb::check_item(operation, attrs_size(item))
+    sluice_core::state::limits::dynamodb::check_item(operation, attrs_size(item))
 }
 
 /// Sends one `PutItem` to `table`: `Ok(Some(out))` when written, `Ok(None)` when

@@ -18,8 +18,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use sluice_core::Result;
+use sluice_core::detect::rules::Rule;
 use sluice_core::ports::RulesSource;
-use sluice_core::rules::Rule;
 
 use super::codec;
 use crate::classify::{self, DYNAMODB, Verdict};

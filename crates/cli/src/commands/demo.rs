@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
-use sluice_core::rules::{Rule, parse_rules};
+use sluice_core::detect::rules::{Rule, parse_rules};
 use sluice_local::scenario::Scenario;
 
 use std::sync::Arc;

@@ -11,8 +11,8 @@ use anyhow::{Result, bail};
 use clap::{ArgGroup, Args};
 use sluice_aws::KinesisSink;
 use sluice_aws::kinesis::MAX_ENTRIES_PER_REQUEST;
+use sluice_core::input::record::OutRecord;
 use sluice_core::ports::RecordSink;
-use sluice_core::record::OutRecord;
 use sluice_core::resources;
 use sluice_local::scenario::{Scenario, partition_key_of};
 

@@ -8,11 +8,11 @@ use std::io::Write;
 use anyhow::Result;
 use clap::Args;
 use sluice_aws::{DynamoAggregateStore, DynamoAlerts, KinesisShardSource};
-use sluice_core::dead_letter::DeadLetter;
-use sluice_core::item::{AggregateItem, GroupKey};
+use sluice_core::input::dead_letter::DeadLetter;
+use sluice_core::input::record::StreamRecord;
 use sluice_core::ports::ShardSource;
-use sluice_core::record::StreamRecord;
 use sluice_core::resources;
+use sluice_core::state::item::{AggregateItem, GroupKey};
 
 use crate::connect::Connection;
 use crate::output;

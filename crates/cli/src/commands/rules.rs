@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use sluice_aws::DynamoRules;
+use sluice_core::detect::rules::{Op, Rule, RuleKind, parse_rules};
 use sluice_core::resources;
-use sluice_core::rules::{Op, Rule, RuleKind, parse_rules};
 
 use crate::connect::Connection;
 use crate::output::{self, terminal_safe};

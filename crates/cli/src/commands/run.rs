@@ -15,10 +15,10 @@ use sluice_aws::{
     DynamoAggregateStore, DynamoAlerts, DynamoReference, DynamoRules, KinesisShardSource,
     KinesisSink,
 };
+use sluice_core::input::record::StreamRecord;
 use sluice_core::ports::{
     Clock, RecordSink, ReferenceLookup, RulesSource, ShardSource, SystemClock,
 };
-use sluice_core::record::StreamRecord;
 use sluice_core::resources::{self, Names};
 use sluice_local::faults::Faults;
 

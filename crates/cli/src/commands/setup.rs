@@ -10,9 +10,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
 use sluice_aws::{DynamoReference, DynamoRules, Provisioned, Provisioner};
+use sluice_core::detect::rules::{Rule, parse_rules};
 use sluice_core::ports::Attrs;
 use sluice_core::resources::{self, Names, StreamDef};
-use sluice_core::rules::{Rule, parse_rules};
 use sluice_local::scenario::Scenario;
 use sluice_local::template::Template;
 

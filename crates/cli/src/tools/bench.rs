@@ -14,7 +14,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 use sluice_core::config::{AggregateConfig, Delivery};
-use sluice_core::record::StreamRecord;
+use sluice_core::input::record::StreamRecord;
 use sluice_core::stage::Stage;
 use sluice_local::scenario::{DEFAULT_START_MS, Scenario};
 use sluice_local::store::MemoryAggregateStore;

@@ -35,22 +35,24 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::{AggregateConfig, Delivery};
-use crate::dead_letter::DeadLetter;
-use crate::envelope::{Reason, Rejection, TimeBounds, decode_line_without_attrs};
 use crate::error::{Error, Result};
-use crate::fingerprint::FingerprintSet;
-use crate::idempotency::{
-    Candidate, Transaction, anchor_of, event_identity, judge_lateness, keys_to_read,
-    keys_to_read_at, plan_group, redelivers, transactions, watermark_write,
-};
-use crate::item::{AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey, UpdateLine};
-use crate::outcome::{BatchOutcome, Fate, StageStats};
+use crate::input::dead_letter::DeadLetter;
+use crate::input::envelope::{Reason, Rejection, TimeBounds, decode_line_without_attrs};
+use crate::input::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, pack_lines};
 use crate::ports::{AggregateStore, Clock, Commit, Loaded, RecordSink};
-use crate::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, pack_lines};
-use crate::sequence::SeqNo;
+use crate::stage::outcome::{BatchOutcome, Fate, StageStats};
 use crate::stage::{
     Rejected, Stage, deadline_passed, decode_event_views, fail_whole_batch, failure_at, line_bytes,
 };
+use crate::state::fingerprint::FingerprintSet;
+use crate::state::idempotency::{
+    Candidate, Transaction, anchor_of, event_identity, judge_lateness, keys_to_read,
+    keys_to_read_at, plan_group, redelivers, transactions, watermark_write,
+};
+use crate::state::item::{
+    AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey, UpdateLine,
+};
+use crate::state::sequence::SeqNo;
 
 pub struct Aggregate<S, O, D, C> {
     pub store: S,
@@ -872,10 +874,10 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
     use super::*;
-    use crate::idempotency::{MAX_TRANSACTION_BYTES, MAX_TRANSACTION_ITEMS};
-    use crate::item::{ItemWrite, WatermarkWrite, WindowUpdate, page_stored_size};
     use crate::stage::testing::{FixedClock, VecSink, block_on, record};
-    use crate::window::WindowSet;
+    use crate::state::idempotency::{MAX_TRANSACTION_BYTES, MAX_TRANSACTION_ITEMS};
+    use crate::state::item::{ItemWrite, WatermarkWrite, WindowUpdate, page_stored_size};
+    use crate::state::window::WindowSet;
 
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
     const MINUTE: i64 = 60_000;
@@ -1162,7 +1164,7 @@ mod tests {
     }
 
     impl StrictLedger {
-        fn book(&self, accounting: &crate::outcome::Accounting) {
+        fn book(&self, accounting: &crate::stage::outcome::Accounting) {
             let mut doubt = self.in_doubt.lock().expect("lock");
             doubt.extend(accounting.in_doubt.iter().cloned());
             let mut fates = self.fates.lock().expect("lock");
@@ -1250,7 +1252,7 @@ mod tests {
         }
     }
 
-    use crate::window::WindowSpec;
+    use crate::state::window::WindowSpec;
 
     fn updates(sink: &VecSink) -> Vec<WindowUpdate> {
         sink.lines()
@@ -1711,7 +1713,7 @@ mod tests {
 
     #[test]
     fn a_hot_anchor_is_committed_in_rounds_within_one_batch() {
-        use crate::idempotency::{MAX_PAGE_FINGERPRINTS, MAX_SEALED_PAGES_PER_WRITE};
+        use crate::state::idempotency::{MAX_PAGE_FINGERPRINTS, MAX_SEALED_PAGES_PER_WRITE};
         let mem = Arc::new(MemStore::default());
         let config = AggregateConfig {
             // Leaves room for 10 new events per anchor per round.
@@ -1947,8 +1949,8 @@ mod tests {
         let mem = Arc::new(MemStore::default());
         // Two new events per anchor and round: five events take three rounds.
         let config = AggregateConfig {
-            head_fingerprint_cap: crate::idempotency::MAX_SEALED_PAGES_PER_WRITE
-                * crate::idempotency::MAX_PAGE_FINGERPRINTS
+            head_fingerprint_cap: crate::state::idempotency::MAX_SEALED_PAGES_PER_WRITE
+                * crate::state::idempotency::MAX_PAGE_FINGERPRINTS
                 - 2,
             ..AggregateConfig::default()
         };

@@ -21,17 +21,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::cache::CachedRules;
 use crate::config::DetectConfig;
-use crate::dead_letter::DeadLetter;
-use crate::envelope::{Reason, Rejection};
+use crate::detect::cache::CachedRules;
+use crate::detect::rules::{Alert, Rule};
 use crate::error::Error;
-use crate::item::{ClosingRange, GroupKey, UpdateLine};
-use crate::outcome::BatchOutcome;
+use crate::input::dead_letter::DeadLetter;
+use crate::input::envelope::{Reason, Rejection};
+use crate::input::record::{OutRecord, StreamRecord};
 use crate::ports::{AlertStatus, AlertStore, Clock, RecordSink, RulesSource, WindowHistory};
-use crate::record::{OutRecord, StreamRecord};
-use crate::rules::{Alert, Rule};
+use crate::stage::outcome::BatchOutcome;
 use crate::stage::{Stage, deadline_passed, fail_whole_batch, failure_at};
+use crate::state::item::{ClosingRange, GroupKey, UpdateLine};
 
 pub struct Detect<R, A, H, O, D, C> {
     pub rules: CachedRules<R, C>,
@@ -370,11 +370,11 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::detect::rules::parse_rules;
     use crate::error::Result;
-    use crate::item::WindowUpdate;
     use crate::ports::HistoryCut;
-    use crate::rules::parse_rules;
     use crate::stage::testing::{FixedClock, VecSink, block_on, record};
+    use crate::state::item::WindowUpdate;
 
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
     const MINUTE: i64 = 60_000;

@@ -4,14 +4,14 @@
 
 use std::collections::BTreeSet;
 
-use crate::cache::CachedLookup;
 use crate::config::EnrichConfig;
-use crate::dead_letter::DeadLetter;
-use crate::envelope::{Event, Reason, Rejection};
+use crate::detect::cache::CachedLookup;
 use crate::error::Result;
-use crate::outcome::{Accounting, BatchOutcome, Fate, StageStats};
+use crate::input::dead_letter::DeadLetter;
+use crate::input::envelope::{Event, Reason, Rejection};
+use crate::input::record::{LinePacker, OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits};
 use crate::ports::{Attrs, Clock, RecordSink, ReferenceLookup};
-use crate::record::{LinePacker, OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits};
+use crate::stage::outcome::{Accounting, BatchOutcome, Fate, StageStats};
 use crate::stage::{
     FLUSH_BYTES, LINE_CAPACITY, Rejected, Stage, deadline_passed, decode_events, fail_whole_batch,
     failure_at, line_bytes,
@@ -468,7 +468,7 @@ mod tests {
         let dead = s.dead_letters.records.lock().expect("lock").clone();
         assert_eq!(dead.len(), 1);
         assert!(dead[0].data.len() < 1024 * 1024);
-        let letter: crate::dead_letter::DeadLetter =
+        let letter: crate::input::dead_letter::DeadLetter =
             serde_json::from_slice(&dead[0].data).expect("json");
         assert_eq!(letter.stage, "enrich");
         assert_eq!(letter.origin.as_deref(), Some("s:1:0"));
@@ -477,7 +477,7 @@ mod tests {
         let original = letter.original.as_ref().expect("original");
         assert_eq!(
             original,
-            &crate::dead_letter::OriginalBytes::of(line.as_bytes())
+            &crate::input::dead_letter::OriginalBytes::of(line.as_bytes())
         );
         assert!(original.truncated);
         assert_eq!(

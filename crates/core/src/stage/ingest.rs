@@ -7,29 +7,29 @@
 //! line cannot fit a Kinesis record is `record_too_large` here, the first stage that
 //! sees it), and [`RecordRejections`] turns the rejected ones into at most
 //! [`MAX_LISTED_REJECTIONS`] + 1 dead letters. Every line still gets exactly one fate in
-//! the outcome's accounting, kept as run-length [`crate::outcome::LineRun`]s so a record of 500,000 junk
+//! the outcome's accounting, kept as run-length [`crate::stage::outcome::LineRun`]s so a record of 500,000 junk
 //! lines costs a few runs, not 500,000 strings.
 
 use crate::config::IngestConfig;
-use crate::dead_letter::DeadLetter;
+use crate::input::dead_letter::DeadLetter;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::envelope::{
+use crate::error::Result;
+use crate::input::envelope::{
     BorrowedEvent, DecodedEvent, Event, NextLine, RawLine, Reason, Rejection, Scalar, TimeBounds,
     decode_borrowed, decode_line_slow, decode_lines,
 };
-use crate::error::Result;
-use crate::outcome::{Accounting, BatchOutcome, StageStats};
+use crate::input::record::{LinePacker, OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits};
+use crate::input::unpack::unpack;
 use crate::ports::{Clock, RecordSink};
-use crate::record::{LinePacker, OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits};
+use crate::stage::outcome::{Accounting, BatchOutcome, StageStats};
 use crate::stage::{
     FLUSH_BYTES, LINE_CAPACITY, RecordRejections, Stage, deadline_passed, fail_whole_batch,
     failure_at,
 };
-use crate::unpack::unpack;
 
 pub use crate::stage::MAX_LISTED_REJECTIONS;
 
@@ -322,7 +322,7 @@ fn write_origin(
     }
 }
 
-/// A normalized event as [`normalize`] encodes it (the [`crate::envelope::Event`]
+/// A normalized event as [`normalize`] encodes it (the [`crate::input::envelope::Event`]
 /// wire format, fields in the same order), with every string borrowed.
 #[derive(Serialize)]
 struct NormalizedRef<'a> {
@@ -424,7 +424,7 @@ pub fn origins_of_raw(record: &StreamRecord) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Fate;
+    use crate::stage::outcome::Fate;
     use crate::stage::testing::*;
 
     const NOW: i64 = 1_767_225_600_000;
@@ -620,7 +620,7 @@ mod tests {
         let s = stage();
         let id_less = format!(r#"{{"key":"c","type":"t","ts":{},"value":3}}"#, NOW - 1000);
         let ndjson = format!("{}\n{}", event("e2", "b"), event("e3", "b"));
-        let agg = crate::unpack::aggregate(&[
+        let agg = crate::input::unpack::aggregate(&[
             ("pa", event("e1", "a").as_bytes()),
             ("pb", ndjson.as_bytes()),
             ("pc", id_less.as_bytes()),
@@ -669,7 +669,7 @@ mod tests {
     #[test]
     fn a_corrupt_aggregate_is_one_dead_letter() {
         let s = stage();
-        let mut agg = crate::unpack::aggregate(&[("a", event("e1", "a").as_bytes())]);
+        let mut agg = crate::input::unpack::aggregate(&[("a", event("e1", "a").as_bytes())]);
         let n = agg.len();
         agg[n - 1] ^= 0xff;
         let records = vec![
@@ -724,12 +724,12 @@ mod tests {
     fn an_event_that_cannot_fit_after_normalizing_is_record_too_large_here() {
         let s = stage();
         // Under 1 MiB raw; with its derived id and origin added it no longer fits.
-        let pad = "v".repeat(crate::record::PACKED_RECORD_BYTES - 80);
+        let pad = "v".repeat(crate::input::record::PACKED_RECORD_BYTES - 80);
         let line = format!(
             r#"{{"key":"a","type":"t","ts":{},"value":1,"attrs":{{"p":"{pad}"}}}}"#,
             NOW - 1000
         );
-        assert!(line.len() < crate::envelope::MAX_RECORD_BYTES);
+        assert!(line.len() < crate::input::envelope::MAX_RECORD_BYTES);
         let records = vec![
             record("shardId-0", 1, "a", line.as_bytes()),
             record("shardId-0", 2, "a", event("ok", "a").as_bytes()),
@@ -739,9 +739,8 @@ mod tests {
         assert_eq!(outcome.stats.dead_lettered[&Reason::RecordTooLarge], 1);
         assert_eq!(outcome.stats.passed_on, 1);
         let dead = s.dead_letters.records.lock().expect("lock").clone();
-        assert!(dead.iter().all(
-            |r| r.data.len() + r.partition_key.len() <= crate::record::MAX_KINESIS_RECORD_BYTES
-        ));
+        assert!(dead.iter().all(|r| r.data.len() + r.partition_key.len()
+            <= crate::input::record::MAX_KINESIS_RECORD_BYTES));
         let letter: serde_json::Value = serde_json::from_slice(&dead[0].data).expect("json");
         assert_eq!(letter["original"]["bytes"], line.len());
         assert_eq!(letter["original"]["truncated"], true);
@@ -815,7 +814,7 @@ mod tests {
     /// deterministic: the junk record emits a bounded number of bytes and records.
     #[test]
     fn a_junk_megabyte_costs_about_what_a_good_megabyte_costs() {
-        let junk = "x\n".repeat(crate::envelope::MAX_RECORD_BYTES / 2);
+        let junk = "x\n".repeat(crate::input::envelope::MAX_RECORD_BYTES / 2);
         let mut good = String::new();
         let mut i = 0;
         loop {
@@ -825,7 +824,7 @@ mod tests {
                 NOW - 1000,
                 i % 40
             );
-            if good.len() + line.len() + 1 > crate::envelope::MAX_RECORD_BYTES {
+            if good.len() + line.len() + 1 > crate::input::envelope::MAX_RECORD_BYTES {
                 break;
             }
             good.push_str(&line);
@@ -871,7 +870,7 @@ mod tests {
     #[test]
     fn origins_of_raw_records_are_the_ones_ingest_receives() {
         let s = stage();
-        let mut bad_agg = crate::unpack::aggregate(&[("a", b"x")]);
+        let mut bad_agg = crate::input::unpack::aggregate(&[("a", b"x")]);
         bad_agg[5] ^= 1;
         let records = vec![
             record(
@@ -884,7 +883,7 @@ mod tests {
                 "s",
                 2,
                 "a",
-                &crate::unpack::aggregate(&[("a", b"x\ny"), ("b", b""), ("c", b"z")]),
+                &crate::input::unpack::aggregate(&[("a", b"x\ny"), ("b", b""), ("c", b"z")]),
             ),
             record("s", 3, "a", &gzip(b"q\n\nr")),
             record("s", 4, "a", &bad_agg),
@@ -917,7 +916,7 @@ mod tests {
                     NOW - 1000
                 );
                 let data = if kpl {
-                    crate::unpack::aggregate(&[("a", line.as_bytes()), ("b", "x\n".repeat(junk).as_bytes())])
+                    crate::input::unpack::aggregate(&[("a", line.as_bytes()), ("b", "x\n".repeat(junk).as_bytes())])
                 } else {
                     format!("{line}\n{}", "x\n".repeat(junk)).into_bytes()
                 };
@@ -925,7 +924,7 @@ mod tests {
             }
             let outcome = block_on(s.process(&records, None));
             proptest::prop_assert!(outcome.is_complete());
-            let limit = crate::record::MAX_KINESIS_RECORD_BYTES;
+            let limit = crate::input::record::MAX_KINESIS_RECORD_BYTES;
             for sink in [&s.output, &s.dead_letters] {
                 for r in sink.records.lock().expect("lock").iter() {
                     proptest::prop_assert!(r.data.len() + r.partition_key.len() <= limit);
@@ -996,7 +995,7 @@ mod tests {
             write_origin(&mut buf, &r, sub, line).expect("a string");
             proptest::prop_assert_eq!(&buf, &origin);
             let bounds = TimeBounds { now_ms: NOW, max_future_skew_ms: 0 };
-            let owned = crate::envelope::decode_line(text.as_bytes(), bounds)
+            let owned = crate::input::envelope::decode_line(text.as_bytes(), bounds)
                 .and_then(|d| normalize(d, origin.clone()))
                 .map(|(event, line)| (event.key, line));
             // A declined line (escapes, duplicates, unusual numbers) goes to the general

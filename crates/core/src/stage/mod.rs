@@ -10,20 +10,22 @@ pub mod aggregate;
 pub mod detect;
 pub mod enrich;
 pub mod ingest;
+pub mod lambda_event;
+pub mod outcome;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use crate::dead_letter::{DeadLetter, RejectionSummary};
-use crate::envelope::{
+use crate::error::Error;
+use crate::input::dead_letter::{DeadLetter, RejectionSummary};
+use crate::input::envelope::{
     Event, MAX_RECORD_BYTES, NextLine, Reason, Rejection, TimeBounds,
     decode_borrowed_without_attrs, decode_line_without_attrs, decode_lines, decode_record,
 };
-use crate::error::Error;
-use crate::outcome::{BatchFailure, BatchOutcome};
+use crate::input::record::{OutRecord, StreamRecord};
 use crate::ports::Clock;
-use crate::record::{OutRecord, StreamRecord};
+use crate::stage::outcome::{BatchFailure, BatchOutcome};
 
 pub trait Stage: Send + Sync {
     /// `ingest`, `enrich`, `aggregate` or `detect`.
@@ -352,8 +354,8 @@ pub(crate) mod testing {
 
     use super::*;
     use crate::error::Result;
-    use crate::outcome::{Accounting, Booking, Fate};
     use crate::ports::RecordSink;
+    use crate::stage::outcome::{Accounting, Booking, Fate};
 
     pub struct FixedClock(pub AtomicI64);
 

@@ -5,11 +5,11 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::json;
-use sluice_core::item::AggregateView;
 use sluice_core::ports::{Clock, ShardSource, SystemClock};
+use sluice_core::state::item::AggregateView;
 use sluice_local::clock::ManualClock;
 use sluice_local::ledger::MemoryLedger;
-use sluice_local::query::{MemoryAggregateReader, MemoryAlertReader};
+use sluice_local::readers::{MemoryAggregateReader, MemoryAlertReader};
 use sluice_local::store::{MemoryAggregateStore, MemoryAlerts};
 use sluice_local::streams::MemoryStreams;
 

@@ -9,11 +9,11 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use anyhow::Result;
 use sluice_aws::KinesisShardSource;
 use sluice_aws::dynamodb::{DynamoAggregateReader, DynamoAlertReader};
-use sluice_core::dead_letter::DeadLetter;
-use sluice_core::item::AggregateView;
-use sluice_core::ports::{Clock, ShardSource, SystemClock};
-use sluice_core::query::{AggregateQuery, AggregateReader, MAX_LIMIT};
+use sluice_core::input::dead_letter::DeadLetter;
+use sluice_core::ports::{AggregateReader, Clock, ShardSource, SystemClock};
+use sluice_core::query::{AggregateQuery, MAX_LIMIT};
 use sluice_core::resources;
+use sluice_core::state::item::AggregateView;
 use sluice_core::time::format_rfc3339;
 use tokio::sync::Mutex;
 

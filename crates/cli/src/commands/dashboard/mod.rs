@@ -343,10 +343,10 @@ mod tests {
     /// Writes groups (key, type) numbered `groups` with `windows` 60 s windows each into a demo's
     /// table, as the aggregate stage would have.
     async fn fill(p: &InProcess, groups: std::ops::Range<usize>, windows: usize) {
-        use sluice_core::aggregate::AggState;
-        use sluice_core::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
         use sluice_core::ports::AggregateStore;
-        use sluice_core::window::WindowSpec;
+        use sluice_core::state::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
+        use sluice_core::state::statistics::AggState;
+        use sluice_core::state::window::WindowSpec;
         let mut batch = Vec::new();
         for g in groups {
             for w in 0..windows {

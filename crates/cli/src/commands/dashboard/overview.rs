@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use sluice_core::item::AggregateView;
+use sluice_core::state::item::AggregateView;
 use sluice_core::time::parse_rfc3339_ms;
 
 use crate::digest::DeadLetters;

@@ -8,7 +8,7 @@
 //! a `KinesisEvent` serialized as Lambda sends it (base64 data, real envelopes), built
 //! before any timing starts. A timed batch is what the Lambda runtime does with an
 //! invocation: deserialize the event JSON (base64 decoding included) into the
-//! `KinesisBatch` the Lambdas read, then `sluice_core::lambda::handle_batch`.
+//! `KinesisBatch` the Lambdas read, then `sluice_core::stage::lambda_event::handle_batch`.
 //! Single-threaded: the caller runs this on a
 //! current-thread runtime.
 
@@ -25,11 +25,11 @@ use serde_json::json;
 use sluice_core::config::{
     AggregateConfig, Delivery, DetectConfig, EnrichConfig, EnvReader, IngestConfig, env,
 };
-use sluice_core::lambda::KinesisBatch;
+use sluice_core::detect::rules::{Alert, Rule, parse_rules};
 use sluice_core::ports::{AlertStatus, Attrs, Clock, SystemClock};
 use sluice_core::resources;
-use sluice_core::rules::{Alert, Rule, parse_rules};
 use sluice_core::stage::Stage;
+use sluice_core::stage::lambda_event::KinesisBatch;
 use sluice_local::store::{
     MemoryAggregateStore, MemoryAlerts, MemoryReference, MemoryRules, alert_item_size,
 };
@@ -398,7 +398,8 @@ async fn time_stage<S: Stage>(
         let started = Instant::now();
         let event: KinesisBatch = serde_json::from_slice(bytes)
             .with_context(|| format!("{name}: batch {b} is not a KinesisEvent"))?;
-        let (response, outcome) = sluice_core::lambda::handle_batch(stage, &event, None).await;
+        let (response, outcome) =
+            sluice_core::stage::lambda_event::handle_batch(stage, &event, None).await;
         let elapsed = started.elapsed();
         if !response.batch_item_failures.is_empty() || outcome.failure.is_some() {
             bail!("{name}: batch {b} failed: {:?}", outcome.failure);
@@ -804,7 +805,7 @@ mod tests {
         let bytes = lambda_event("sluice-raw", &raw[1], 51, 1_700_000_100_000).expect("test setup");
         let event: aws_lambda_events::event::kinesis::KinesisEvent =
             serde_json::from_slice(&bytes).expect("test setup");
-        let records = sluice_core::lambda::records_of(&event);
+        let records = sluice_core::stage::lambda_event::records_of(&event);
         assert_eq!(records.len(), 50);
         assert_eq!(records[0].stream, "sluice-raw");
         assert_eq!(records[0].sequence_number, format!("49{:054}", 51));

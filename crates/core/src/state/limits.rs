@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 /// Kinesis Data Streams limits and checks.
 pub mod kinesis {
     use super::*;
-    use crate::record::OutRecord;
+    use crate::input::record::OutRecord;
 
     pub const SERVICE: &str = "kinesis";
     pub const PUT_RECORDS: &str = "PutRecords";
@@ -121,8 +121,8 @@ pub mod kinesis {
 /// DynamoDB limits, item sizing and checks.
 pub mod dynamodb {
     use super::*;
-    use crate::item::WATERMARK_SORT_KEY;
-    use crate::item::{ItemWrite, WatermarkWrite};
+    use crate::state::item::WATERMARK_SORT_KEY;
+    use crate::state::item::{ItemWrite, WatermarkWrite};
 
     pub const SERVICE: &str = "dynamodb";
     /// 400 KB, DynamoDB's KB being 1024 bytes.
@@ -145,14 +145,14 @@ pub mod dynamodb {
     pub const LIMIT_PARTITION_KEY_BYTES: &str = "partition key size in bytes";
     pub const LIMIT_SORT_KEY_BYTES: &str = "sort key size in bytes";
 
-    // Number sizing lives in `crate::attr_size`, aggregate-item sizing with the items
-    // (`crate::item`): re-exported here, where the adapters have always found them.
-    pub(crate) use crate::attr_size::int_size;
-    pub use crate::attr_size::{
+    // Number sizing lives in `crate::state::attr_size`, aggregate-item sizing with the items
+    // (`crate::state::item`): re-exported here, where the adapters have always found them.
+    pub(crate) use crate::state::attr_size::int_size;
+    pub use crate::state::attr_size::{
         FLUSH_BELOW, MAX_F64_BYTES, MAX_NUMBER_MAGNITUDE, MAX_U64_BYTES, f64_size, number_size,
         number_text,
     };
-    pub use crate::item::{
+    pub use crate::state::item::{
         aggregate_item_size, aggregate_item_size_bound, page_size, watermark_size,
     };
 
@@ -350,7 +350,7 @@ pub mod dynamodb {
 mod tests {
     use super::dynamodb::*;
     use super::kinesis;
-    use crate::record::OutRecord;
+    use crate::input::record::OutRecord;
 
     #[test]
     fn numbers_are_sized_by_significant_digits() {
@@ -392,10 +392,10 @@ mod tests {
             proptest::prop_assert_eq!(f64_size(x), formatted, "{}", x);
             let round = (n / 10i64.pow(scale)) * 10i64.pow(scale);
             for i in [n, round, 0, -1, i64::MIN, i64::MAX] {
-                proptest::prop_assert_eq!(crate::limits::dynamodb::int_size(i), number_size(&i.to_string()), "{}", i);
+                proptest::prop_assert_eq!(crate::state::limits::dynamodb::int_size(i), number_size(&i.to_string()), "{}", i);
             }
-            proptest::prop_assert_eq!(crate::limits::dynamodb::int_size(u), number_size(&u.to_string()));
-            proptest::prop_assert_eq!(crate::limits::dynamodb::int_size(u as usize), number_size(&u.to_string()));
+            proptest::prop_assert_eq!(crate::state::limits::dynamodb::int_size(u), number_size(&u.to_string()));
+            proptest::prop_assert_eq!(crate::state::limits::dynamodb::int_size(u as usize), number_size(&u.to_string()));
         }
 
         #[test]
@@ -409,10 +409,10 @@ mod tests {
 
     fn item_with(
         key: &str,
-        window: crate::window::WindowSpec,
+        window: crate::state::window::WindowSpec,
         start_ms: i64,
-    ) -> crate::item::AggregateItem {
-        use crate::item::{AggregateItem, GroupKey, ItemKey};
+    ) -> crate::state::item::AggregateItem {
+        use crate::state::item::{AggregateItem, GroupKey, ItemKey};
         AggregateItem::new(ItemKey {
             group: GroupKey {
                 key: key.into(),
@@ -427,7 +427,7 @@ mod tests {
     fn an_item_is_sized_attribute_by_attribute() {
         let mut item = item_with(
             "sensor-001",
-            crate::window::WindowSpec::tumbling(60),
+            crate::state::window::WindowSpec::tumbling(60),
             1_767_225_660_000,
         );
         item.version = 3;
@@ -462,9 +462,9 @@ mod tests {
 
     #[test]
     fn page_and_watermark_sizes_are_the_limits_sizes() {
-        use crate::fingerprint::FingerprintSet;
-        use crate::item::{GroupWatermark, page_stored_size};
-        let item = item_with("k", crate::window::WindowSpec::tumbling(60), 0);
+        use crate::state::fingerprint::FingerprintSet;
+        use crate::state::item::{GroupWatermark, page_stored_size};
+        let item = item_with("k", crate::state::window::WindowSpec::tumbling(60), 0);
         let mut set = FingerprintSet::new();
         set.extend(0..100);
         let bound = page_stored_size(&item.key, &set);
@@ -498,7 +498,7 @@ mod tests {
         let bare = watermark_size(&wm);
         wm.last_record = Some((
             "shardId-000000000000".into(),
-            crate::sequence::SeqNo::parse("49").expect("digits"),
+            crate::state::sequence::SeqNo::parse("49").expect("digits"),
         ));
         assert_eq!(
             watermark_size(&wm),
@@ -537,9 +537,9 @@ mod tests {
             hopping in proptest::prelude::any::<bool>(),
         ) {
             let window = if hopping {
-                crate::window::WindowSpec::hopping(3600, 600)
+                crate::state::window::WindowSpec::hopping(3600, 600)
             } else {
-                crate::window::WindowSpec::tumbling(60)
+                crate::state::window::WindowSpec::tumbling(60)
             };
             let mut item = item_with("sensor-ü", window, start);
             let floats: Vec<f64> = bits.iter().map(|b| f64::from_bits(*b)).collect();

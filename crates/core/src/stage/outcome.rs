@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::ops::AddAssign;
 
-use crate::envelope::Reason;
 use crate::error::Error;
-use crate::record::StreamRecord;
+use crate::input::envelope::Reason;
+use crate::input::record::StreamRecord;
 
 #[derive(Debug)]
 pub struct BatchFailure {

@@ -174,8 +174,8 @@ pub(super) fn line_content(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::test_support::*;
-    use crate::envelope::*;
+    use crate::input::envelope::test_support::*;
+    use crate::input::envelope::*;
 
     #[test]
     fn splits_newline_delimited_records_and_skips_blank_lines() {

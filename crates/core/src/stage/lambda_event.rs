@@ -17,9 +17,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use crate::outcome::BatchOutcome;
-use crate::record::StreamRecord;
+use crate::input::record::StreamRecord;
 use crate::stage::Stage;
+use crate::stage::outcome::BatchOutcome;
 
 /// `arn:aws:kinesis:us-east-1:123456789012:stream/sluice-raw` → `sluice-raw`.
 pub fn stream_name_of_arn(arn: &str) -> &str {
@@ -272,12 +272,12 @@ mod tests {
     #[test]
     fn every_kinesis_fixture_reads_as_a_batch_like_the_event_type_reads_it() {
         let fixtures = [
-            include_str!("../../../events/ingest/mixed.json"),
-            include_str!("../../../events/ingest/kpl.json"),
-            include_str!("../../../events/enrich/valid.json"),
-            include_str!("../../../events/aggregate/enriched.json"),
-            include_str!("../../../events/detect/window-updates.json"),
-            include_str!("../../../events/detect/closed-windows.json"),
+            include_str!("../../../../events/ingest/mixed.json"),
+            include_str!("../../../../events/ingest/kpl.json"),
+            include_str!("../../../../events/enrich/valid.json"),
+            include_str!("../../../../events/aggregate/enriched.json"),
+            include_str!("../../../../events/detect/window-updates.json"),
+            include_str!("../../../../events/detect/closed-windows.json"),
         ];
         for fixture in fixtures {
             let event: KinesisEvent = serde_json::from_str(fixture).expect("a KinesisEvent");

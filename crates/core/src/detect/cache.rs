@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::detect::rules::Rule;
 use crate::error::Result;
 use crate::ports::{Attrs, Clock, ReferenceLookup, RulesSource};
-use crate::rules::Rule;
 
 /// Caches lookups by key, including misses, so an unknown key costs one read per TTL.
 pub struct CachedLookup<R, C> {

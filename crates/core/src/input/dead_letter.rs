@@ -14,8 +14,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::envelope::{Reason, Rejection};
-use crate::record::{OutRecord, StreamRecord};
+use crate::input::envelope::{Reason, Rejection};
+use crate::input::record::{OutRecord, StreamRecord};
 
 /// The most original bytes a dead letter carries (before base64).
 pub const MAX_DEAD_LETTER_DATA_BYTES: usize = 256 * 1024;
@@ -207,7 +207,7 @@ fn bounded_detail(detail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::MAX_KINESIS_RECORD_BYTES;
+    use crate::input::record::MAX_KINESIS_RECORD_BYTES;
 
     fn record(data: &[u8]) -> StreamRecord {
         StreamRecord {

@@ -293,8 +293,8 @@ fn decode_as<'a, A: AttrsMode<'a>>(line: &'a [u8], bounds: TimeBounds) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::test_support::*;
-    use crate::envelope::*;
+    use crate::input::envelope::test_support::*;
+    use crate::input::envelope::*;
 
     #[test]
     fn fast_path_takes_plain_envelopes_and_declines_escapes() {

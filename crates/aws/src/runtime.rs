@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
-use sluice_core::lambda::KinesisBatch;
-use sluice_core::outcome::{BatchOutcome, iterator_age_ms};
 use sluice_core::stage::Stage;
+use sluice_core::stage::lambda_event::KinesisBatch;
+use sluice_core::stage::outcome::{BatchOutcome, iterator_age_ms};
 use tracing::Instrument;
 
 use crate::DynamoAggregateStore;
@@ -81,7 +81,7 @@ async fn run_batch<S: Stage, M: CapacityMeter>(
     let before = meter.consumed();
     let deadline_ms = absolute_deadline(event.context.deadline, started_ms);
     let (response, mut outcome) =
-        sluice_core::lambda::handle_batch(stage, &event.payload, deadline_ms).await;
+        sluice_core::stage::lambda_event::handle_batch(stage, &event.payload, deadline_ms).await;
     let stats = &mut outcome.stats;
     stats.batches = 1;
     stats.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -166,8 +166,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use serde_json::Value;
-    use sluice_core::outcome::StageStats;
-    use sluice_core::record::StreamRecord;
+    use sluice_core::input::record::StreamRecord;
+    use sluice_core::stage::outcome::StageStats;
 
     use super::*;
 

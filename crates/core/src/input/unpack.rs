@@ -23,7 +23,7 @@ use std::io::Read as _;
 use md5::{Digest as _, Md5};
 use prost::Message as _;
 
-use crate::envelope::{MAX_RECORD_BYTES, Reason, Rejection};
+use crate::input::envelope::{MAX_RECORD_BYTES, Reason, Rejection};
 
 /// The first bytes of every KPL aggregated record.
 pub const KPL_MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];

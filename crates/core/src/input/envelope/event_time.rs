@@ -151,8 +151,8 @@ pub(super) fn take_ts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::test_support::*;
-    use crate::envelope::*;
+    use crate::input::envelope::test_support::*;
+    use crate::input::envelope::*;
 
     #[test]
     fn epoch_seconds_are_refused_with_the_time_they_meant() {

@@ -13,19 +13,19 @@ use serde_json::Value;
 use sluice_aws::dynamodb::alerts::BY_WINDOW_INDEX;
 use sluice_aws::dynamodb::{DynamoAggregateReader, DynamoAlertReader};
 use sluice_aws::{DynamoAggregateStore, DynamoAlerts};
-use sluice_core::fingerprint::FingerprintSet;
-use sluice_core::item::{
-    AggregateItem, AggregateView, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
-};
+use sluice_core::detect::rules::{Alert, Op, RuleKind, Severity, Stat};
 use sluice_core::ports::{AggregateStore, AlertStore, Commit};
 use sluice_core::query::{
     AGGREGATES_PATH, ALERTS_PATH, AggregateQuery, AlertQuery, alert_order, parse_aggregate_query,
     parse_alert_query, respond, view_position,
 };
 use sluice_core::resources::{AGGREGATES_TABLE, ALERTS_TABLE};
-use sluice_core::rules::{Alert, Op, RuleKind, Severity, Stat};
+use sluice_core::state::fingerprint::FingerprintSet;
+use sluice_core::state::item::{
+    AggregateItem, AggregateView, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
+};
+use sluice_core::state::window::WindowSpec;
 use sluice_core::time::format_rfc3339;
-use sluice_core::window::WindowSpec;
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 

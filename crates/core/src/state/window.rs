@@ -114,7 +114,7 @@ pub const MAX_WINDOW_DEFINITIONS: usize = 8;
 /// At most this many windows one event falls in, over all definitions: a tumbling
 /// window counts 1, a hopping window `size/slide`. One event's anchor item, the coarser
 /// items it feeds, its sealed fingerprint pages (at most
-/// [`crate::idempotency::MAX_SEALED_PAGES_PER_WRITE`]) and its group's watermark are
+/// [`crate::state::idempotency::MAX_SEALED_PAGES_PER_WRITE`]) and its group's watermark are
 /// written in one `TransactWriteItems`, which DynamoDB caps at 100 actions; this cap
 /// keeps that within reach with room to spare (64 + 6 + 1 = 71).
 pub const MAX_WINDOWS_PER_EVENT: i64 = 64;

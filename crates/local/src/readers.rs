@@ -8,12 +8,12 @@
 use std::sync::Arc;
 
 use sluice_core::Result;
-use sluice_core::item::AggregateView;
+use sluice_core::detect::rules::Alert;
+use sluice_core::ports::{AggregateReader, AlertReader, Page};
 use sluice_core::query::{
-    AggregateCursor, AggregatePager, AggregateQuery, AggregateReader, AlertCursor, AlertPager,
-    AlertQuery, AlertReader, Page,
+    AggregateCursor, AggregatePager, AggregateQuery, AlertCursor, AlertPager, AlertQuery,
 };
-use sluice_core::rules::Alert;
+use sluice_core::state::item::AggregateView;
 
 use crate::store::{MemoryAggregateStore, MemoryAlerts};
 
@@ -65,13 +65,13 @@ impl AlertReader for MemoryAlertReader {
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
-    use sluice_core::aggregate::AggState;
-    use sluice_core::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
+    use sluice_core::detect::rules::{Op, RuleKind, Severity, Stat};
     use sluice_core::ports::{AggregateStore, AlertStore, Commit};
     use sluice_core::query::{AGGREGATES_PATH, ALERTS_PATH, respond};
-    use sluice_core::rules::{Op, RuleKind, Severity, Stat};
+    use sluice_core::state::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
+    use sluice_core::state::statistics::AggState;
+    use sluice_core::state::window::WindowSpec;
     use sluice_core::time::format_rfc3339;
-    use sluice_core::window::WindowSpec;
 
     use super::*;
 

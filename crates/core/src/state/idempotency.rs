@@ -18,25 +18,27 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use crate::aggregate::AggState;
 use crate::config::{AggregateConfig, Delivery};
-use crate::fingerprint::FingerprintSet;
-use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
-use crate::limits::dynamodb as limits;
-use crate::sequence::SeqNo;
-use crate::window::WindowSpec;
+use crate::state::fingerprint::FingerprintSet;
+use crate::state::item::{
+    AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
+};
+use crate::state::limits::dynamodb as limits;
+use crate::state::sequence::SeqNo;
+use crate::state::statistics::AggState;
+use crate::state::window::WindowSpec;
 
 /// DynamoDB's limit of actions in one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
 /// DynamoDB allows 4 MB per transaction. The planner's sizes are DynamoDB's own for
-/// anchors, pages and the watermark ([`crate::limits::dynamodb`]) and upper bounds for
+/// anchors, pages and the watermark ([`crate::state::limits::dynamodb`]) and upper bounds for
 /// the coarser items ([`AggregateItem::max_stored_size`]), so a plan within this is
 /// within DynamoDB's limit; it still aims half a megabyte lower.
 pub const MAX_TRANSACTION_BYTES: usize = 3_500_000;
 /// A sealed page holds at most this many fingerprints (320 KB, under the 400 KB limit).
 pub const MAX_PAGE_FINGERPRINTS: usize = 40_000;
 /// One anchor write seals at most this many pages (about 1.9 MB), so an anchor with its
-/// pages, its coarser items (at most [`crate::window::MAX_WINDOWS_PER_EVENT`]) and the
+/// pages, its coarser items (at most [`crate::state::window::MAX_WINDOWS_PER_EVENT`]) and the
 /// group watermark always fits in one transaction. The planner defers the events of an
 /// anchor beyond [`fresh_per_anchor`] to a later round of the same batch.
 pub const MAX_SEALED_PAGES_PER_WRITE: usize = 6;
@@ -96,8 +98,8 @@ pub struct Candidate {
 /// which is only reported (that mode de-duplicates by sequence number).
 pub fn event_identity(delivery: Delivery, id: &str, origin: &str) -> u64 {
     match delivery {
-        Delivery::ExactlyOnce => crate::fingerprint::fingerprint(id),
-        Delivery::AtLeastOnce => crate::fingerprint::fingerprint(origin),
+        Delivery::ExactlyOnce => crate::state::fingerprint::fingerprint(id),
+        Delivery::AtLeastOnce => crate::state::fingerprint::fingerprint(origin),
     }
 }
 
@@ -455,7 +457,7 @@ fn coarse_size(
 /// watermark (if any) goes alone.
 ///
 /// An anchor with its pages, coarse items and the watermark fits in one transaction
-/// because of [`crate::window::MAX_WINDOWS_PER_EVENT`] and
+/// because of [`crate::state::window::MAX_WINDOWS_PER_EVENT`] and
 /// [`MAX_SEALED_PAGES_PER_WRITE`]; were it ever larger it would still go alone, and the
 /// store's limit check would reject it (a per-group, non-retryable failure).
 pub fn transactions(
@@ -559,9 +561,9 @@ pub fn transactions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fingerprint::fingerprint;
-    use crate::item::{GroupWatermark, WatermarkWrite};
-    use crate::window::{WindowSet, WindowSpec};
+    use crate::state::fingerprint::fingerprint;
+    use crate::state::item::{GroupWatermark, WatermarkWrite};
+    use crate::state::window::{WindowSet, WindowSpec};
 
     fn group() -> GroupKey {
         GroupKey {

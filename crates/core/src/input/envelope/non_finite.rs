@@ -147,8 +147,8 @@ pub(super) fn repair_non_finite_literals(text: &str) -> Option<(String, NonFinit
 
 #[cfg(test)]
 mod tests {
-    use crate::envelope::test_support::*;
-    use crate::envelope::*;
+    use crate::input::envelope::test_support::*;
+    use crate::input::envelope::*;
 
     #[test]
     fn nan_inside_strings_is_left_alone() {

@@ -31,11 +31,10 @@ use std::future::Future;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use sluice_core::item::{AggregateView, GroupKey};
-use sluice_core::query::{
-    AggregateCursor, AggregateQuery, AggregateReader, AlertCursor, AlertQuery, AlertReader, Page,
-};
-use sluice_core::rules::Alert;
+use sluice_core::detect::rules::Alert;
+use sluice_core::ports::{AggregateReader, AlertReader, Page};
+use sluice_core::query::{AggregateCursor, AggregateQuery, AlertCursor, AlertQuery};
+use sluice_core::state::item::{AggregateView, GroupKey};
 use sluice_core::time::format_rfc3339;
 use sluice_core::{Error, Result};
 
@@ -717,7 +716,7 @@ mod tests {
     fn alert_expressions_bound_since_in_the_key_and_filter_the_rest() {
         let q = AlertQuery {
             since_ms: Some(1_767_225_600_001),
-            severity: Some(sluice_core::rules::Severity::Critical),
+            severity: Some(sluice_core::detect::rules::Severity::Critical),
             rule: Some("hot".into()),
             limit: 10,
             after: None,

@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::AggState;
-use crate::attr_size::{MAX_F64_BYTES, MAX_U64_BYTES, f64_size, int_size};
-use crate::fingerprint::FingerprintSet;
-use crate::sequence::SeqNo;
+use crate::state::attr_size::{MAX_F64_BYTES, MAX_U64_BYTES, f64_size, int_size};
+use crate::state::fingerprint::FingerprintSet;
+use crate::state::sequence::SeqNo;
+use crate::state::statistics::AggState;
+use crate::state::window::WindowSpec;
 use crate::time::{format_rfc3339, parse_rfc3339_ms};
-use crate::window::WindowSpec;
 
 pub const WATERMARK_SORT_KEY: &str = "~wm";
 pub const PAGE_PREFIX: &str = "~fp#";
@@ -383,7 +383,7 @@ fn key_and_dedup_size(item: &AggregateItem) -> usize {
 /// The stored size of an aggregate item in the layout the AWS codec writes
 /// (`sluice_aws::dynamodb::codec::item_to_attrs`; a test there checks that both
 /// agree): attribute names plus values, strings in UTF-8 bytes, binary in raw
-/// bytes, numbers as [`number_size`](crate::attr_size::number_size), a map 3 bytes plus 1 per element. This is
+/// bytes, numbers as [`number_size`](crate::state::attr_size::number_size), a map 3 bytes plus 1 per element. This is
 /// the one sizing of aggregate items: limits, metering and the planner use it
 /// ([`AggregateItem::stored_size`]).
 pub fn aggregate_item_size(item: &AggregateItem) -> usize {
