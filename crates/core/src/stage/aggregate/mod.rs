@@ -1,8 +1,9 @@
 //! Aggregate: assign event-time windows, combine the batch in memory, and merge into
 //! the aggregates table with one consistent read and conditional transactions per
-//! group (see `idempotency.rs` for why that counts every event exactly once).
+//! group (see `state/idempotency.rs` for why that counts every event exactly once).
 //!
-//! Per batch, in named steps:
+//! Per batch, in named steps (step 1 in `decode.rs`, 2–3 in `commit.rs`, 4–5 in
+//! `settle.rs`; `process` below runs them in order):
 //! 1. `decode`: events and rejected lines, grouped by (key, type).
 //! 2. `load_state`: one consistent read of every touched item and group watermark
 //!    (group by group when that read fails for good, to find the group at fault).
@@ -31,28 +32,24 @@
 //! touched, so the detect stage sees it (its alerts de-duplicate by rule, group and
 //! window).
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+mod commit;
+mod decode;
+mod settle;
 
-use crate::config::{AggregateConfig, Delivery};
-use crate::error::{Error, Result};
-use crate::input::dead_letter::DeadLetter;
-use crate::input::envelope::{Reason, Rejection, TimeBounds, decode_line_without_attrs};
-use crate::input::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, pack_lines};
-use crate::ports::{AggregateStore, Clock, Commit, Loaded, RecordSink};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use crate::config::AggregateConfig;
+use crate::error::Error;
+use crate::input::record::StreamRecord;
+use crate::ports::{AggregateStore, Clock, Loaded, RecordSink};
 use crate::stage::outcome::{BatchOutcome, Fate, StageStats};
-use crate::stage::{
-    Rejected, Stage, deadline_passed, decode_event_views, fail_whole_batch, failure_at, line_bytes,
-};
+use crate::stage::{Rejected, Stage, deadline_passed, fail_whole_batch, failure_at};
 use crate::state::fingerprint::FingerprintSet;
-use crate::state::idempotency::{
-    Candidate, Transaction, anchor_of, event_identity, judge_lateness, keys_to_read,
-    keys_to_read_at, plan_group, redelivers, transactions, watermark_write,
-};
-use crate::state::item::{
-    AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey, UpdateLine,
-};
-use crate::state::sequence::SeqNo;
+use crate::state::idempotency::Candidate;
+use crate::state::item::{AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey};
+use commit::{GroupEnd, closing_of};
+use settle::settle;
 
 pub struct Aggregate<S, O, D, C> {
     pub store: S,
@@ -63,8 +60,6 @@ pub struct Aggregate<S, O, D, C> {
     /// Sealed fingerprint pages never change once written, so a container keeps them.
     pages: Mutex<HashMap<(ItemKey, u32), Arc<FingerprintSet>>>,
 }
-
-const MAX_CACHED_PAGES: usize = 512;
 
 impl<S, O, D, C> Aggregate<S, O, D, C> {
     /// The one way to build the stage (the sealed-page cache starts empty).
@@ -162,427 +157,7 @@ impl Progress {
     }
 }
 
-/// How processing one group ended.
-#[derive(Debug)]
-enum GroupEnd {
-    /// Every event of the group has a fate.
-    Done,
-    /// A failure confined to this group that no retry can fix: its unsettled events
-    /// become dead letters (`unprocessable`), the batch goes on.
-    Unprocessable(Error),
-    /// A retryable failure or the deadline: the batch stops here.
-    Stop(Error),
-}
-
-impl GroupEnd {
-    fn failed(error: Error) -> Self {
-        if error.is_retryable() {
-            GroupEnd::Stop(error)
-        } else {
-            GroupEnd::Unprocessable(error)
-        }
-    }
-}
-
-/// One planning round of a group: its verdicts and the transactions that carry them.
-struct Round {
-    duplicates: Vec<usize>,
-    late: Vec<usize>,
-    txs: Vec<Transaction>,
-}
-
-/// How committing a round's transactions ended.
-#[derive(Debug, PartialEq)]
-enum RoundEnd {
-    Committed,
-    /// A version condition failed on this item: re-read and plan again.
-    Conflict(String),
-}
-
-/// What `settle` decided for the records that are done.
-struct Settled {
-    /// Records `..done` are finished; the rest is delivered again.
-    done: usize,
-    dead: Vec<OutRecord>,
-    fates: Vec<(String, Fate)>,
-}
-
 const STAGE: &str = "aggregate";
-
-impl<S, O, D, C> Aggregate<S, O, D, C>
-where
-    S: AggregateStore,
-    O: RecordSink,
-    D: RecordSink,
-    C: Clock,
-{
-    /// Step 1: decodes the events of the batch and groups them by (key, type). Strings
-    /// are read borrowed from the records: per event only its origin is copied (the
-    /// accounting reports it); a group's key is built once per run of its events.
-    fn decode(&self, records: &[StreamRecord]) -> Batch {
-        let mut pending: Vec<Pending> = Vec::new();
-        let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
-        let mut position: HashMap<GroupKey, usize> = HashMap::new();
-        // Events come record by record: the record's sequence number and shard are
-        // parsed and shared once per record, not once per event.
-        let mut current: Option<(usize, SeqNo, Arc<str>)> = None;
-        let mut previous_group: Option<usize> = None;
-        let rejected = decode_event_views(STAGE, records, |at_record, line, event| {
-            let record = &records[at_record];
-            let (seq, shard) = match &current {
-                Some((at, seq, shard)) if *at == at_record => (seq.clone(), shard.clone()),
-                _ => {
-                    let seq = SeqNo::parse(&record.sequence_number).unwrap_or_else(SeqNo::zero);
-                    let shard = match &current {
-                        Some((_, _, shard)) if **shard == *record.shard_id => shard.clone(),
-                        _ => Arc::from(record.shard_id.as_str()),
-                    };
-                    current = Some((at_record, seq.clone(), shard.clone()));
-                    (seq, shard)
-                }
-            };
-            // One digest per event: its identity is also what the anchor stores.
-            let identity = event_identity(self.config.delivery, &event.id, &event.origin);
-            let index = pending.len();
-            // A record holds one key's events (stages pack per key), so the group is
-            // mostly the previous event's; the map is consulted on a change only.
-            let group = match previous_group {
-                Some(at)
-                    if groups[at].0.key == event.key && groups[at].0.metric == event.metric =>
-                {
-                    at
-                }
-                _ => {
-                    let key = GroupKey {
-                        key: event.key.into_owned(),
-                        metric: event.metric.into_owned(),
-                    };
-                    match position.get(&key) {
-                        Some(&at) => at,
-                        None => {
-                            position.insert(key.clone(), groups.len());
-                            groups.push((key, Vec::new()));
-                            groups.len() - 1
-                        }
-                    }
-                }
-            };
-            previous_group = Some(group);
-            groups[group].1.push(index);
-            pending.push(Pending {
-                record: at_record,
-                line,
-                identity,
-                origin: event.origin.into_owned(),
-                candidate: Candidate {
-                    index,
-                    ts: event.ts,
-                    value: event.value,
-                    fingerprint: identity,
-                    shard,
-                    seq,
-                    late: false,
-                },
-                group,
-            });
-        });
-        Batch {
-            pending,
-            rejected,
-            groups,
-        }
-    }
-
-    /// Step 2: one consistent read of every item and watermark the batch may need. If it
-    /// fails for a reason no retry can fix, each group is read alone, so that only the
-    /// groups at fault are marked unreadable; a retryable failure fails the batch.
-    async fn load_state(&self, batch: &Batch) -> Result<State> {
-        let reads: Vec<Vec<ItemKey>> = batch
-            .groups
-            .iter()
-            .map(|(g, members)| {
-                let times = members.iter().map(|i| batch.pending[*i].candidate.ts);
-                keys_to_read_at(g, times, &self.config)
-            })
-            .collect();
-        let groups: Vec<GroupKey> = batch.groups.iter().map(|(g, _)| g.clone()).collect();
-        let mut state = State::default();
-        match self.store.load(&reads.concat(), &groups).await {
-            Ok(loaded) => state.refresh(&[], &[], loaded),
-            Err(error) if error.is_retryable() => return Err(error),
-            Err(_) => {
-                for (group, keys) in groups.iter().zip(&reads) {
-                    match self.store.load(keys, std::slice::from_ref(group)).await {
-                        Ok(loaded) => state.refresh(&[], &[], loaded),
-                        Err(error) if error.is_retryable() => return Err(error),
-                        Err(error) => {
-                            state.unreadable.insert(group.clone(), error);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(state)
-    }
-
-    /// Step 3: gives every event of one group a fate, in rounds of plan and commit.
-    /// Lateness is judged once, in processing order, against the stored watermark; a
-    /// conflict re-reads the group's items but keeps those verdicts. A round leaves
-    /// events open only after a conflict or when the planner deferred them (a very hot
-    /// anchor), and each committed round settles at least one event, so this ends.
-    async fn commit_group(
-        &self,
-        batch: &Batch,
-        (group, members): &(GroupKey, Vec<usize>),
-        state: &mut State,
-        progress: &mut Progress,
-        deadline_ms: Option<i64>,
-    ) -> GroupEnd {
-        if let Some(error) = state.unreadable.remove(group) {
-            return GroupEnd::Unprocessable(error);
-        }
-        let mut open: Vec<Candidate> = members
-            .iter()
-            .map(|i| batch.pending[*i].candidate.clone())
-            .collect();
-        let stored = state.watermarks.get(group).map(|w| w.watermark_ms);
-        let batch_watermark = judge_lateness(&mut open, stored, &self.config);
-        let judged = open.clone();
-        let mut conflicts = 0;
-        while !open.is_empty() {
-            let margin = self.config.common.deadline_margin_ms;
-            if let Some(error) = deadline_passed(&self.clock, deadline_ms, margin) {
-                return GroupEnd::Stop(error);
-            }
-            let round = match self
-                .plan_round(group, &open, &judged, batch_watermark, state)
-                .await
-            {
-                Ok(round) => round,
-                Err(error) => return GroupEnd::failed(error),
-            };
-            match self
-                .commit_round(batch, group, round.txs, state, progress)
-                .await
-            {
-                Ok(RoundEnd::Committed) => {
-                    for &i in &round.duplicates {
-                        progress.fates[i] = Some(Fate::Duplicate(batch.pending[i].identity));
-                    }
-                    for &i in &round.late {
-                        progress.fates[i] = Some(Fate::Late);
-                    }
-                    open.retain(|c| progress.fates[c.index].is_none());
-                }
-                Ok(RoundEnd::Conflict(item)) => {
-                    progress.stats.conflicts += 1;
-                    conflicts += 1;
-                    if conflicts >= self.config.max_commit_attempts {
-                        let attempts = conflicts;
-                        return GroupEnd::Stop(Error::Conflict { item, attempts });
-                    }
-                    // Someone else wrote: re-read what is still open and plan again.
-                    open.retain(|c| progress.fates[c.index].is_none());
-                    let keys = keys_to_read(group, &open, &self.config);
-                    let groups = std::slice::from_ref(group);
-                    match self.store.load(&keys, groups).await {
-                        Ok(fresh) => state.refresh(&keys, groups, fresh),
-                        Err(error) => return GroupEnd::failed(error),
-                    }
-                }
-                Err(error) => return GroupEnd::failed(error),
-            }
-        }
-        // Every window a counted or duplicate event falls in is emitted, changed or not
-        // (a late duplicate too: the first delivery's updates may have been lost).
-        // At-least-once judges the late events of a redelivered record late again (see
-        // `plan_group`), yet the first delivery may have counted them before its own
-        // commit moved the watermark past them: when their record was applied at their
-        // anchor, their windows are emitted for the same reason.
-        let applied_at_anchor = |c: &Candidate| {
-            self.config.delivery == Delivery::AtLeastOnce
-                && state
-                    .items
-                    .get(&anchor_of(group, &self.config, c.ts))
-                    .and_then(|item| item.high_water.get(&*c.shard))
-                    .is_some_and(|hw| c.seq <= *hw)
-        };
-        let seen: Vec<Candidate> = judged
-            .into_iter()
-            .filter(|c| match progress.fates[c.index] {
-                Some(Fate::Counted(_) | Fate::Duplicate(_)) => true,
-                Some(Fate::Late) => applied_at_anchor(c),
-                _ => false,
-            })
-            .collect();
-        progress
-            .touched
-            .extend(keys_to_read(group, &seen, &self.config));
-        GroupEnd::Done
-    }
-
-    /// Plans one round of a group against what `state` knows: verdicts and transactions
-    /// (the watermark, if it moved, in the last one). `all` are every event of the group
-    /// in the batch: the watermark's closing range is decided from them, alike in every
-    /// round.
-    async fn plan_round(
-        &self,
-        group: &GroupKey,
-        open: &[Candidate],
-        all: &[Candidate],
-        batch_watermark: Option<i64>,
-        state: &State,
-    ) -> Result<Round> {
-        // Distinct anchor starts first: one key (two strings) per anchor, not per event.
-        let starts: BTreeSet<i64> = open
-            .iter()
-            .map(|c| self.config.windows.anchor().latest_start(c.ts))
-            .collect();
-        let anchors: Vec<ItemKey> = starts
-            .into_iter()
-            .map(|start_ms| anchor_of(group, &self.config, start_ms))
-            .collect();
-        let pages = self.sealed_pages(&state.items, &anchors).await?;
-        let plan = plan_group(group, open, &state.items, &pages, &self.config);
-        let watermark = watermark_write(
-            group,
-            batch_watermark,
-            state.watermarks.get(group),
-            all,
-            &self.config,
-        );
-        let txs = transactions(&plan, &state.items, watermark, &self.config);
-        Ok(Round {
-            duplicates: plan.duplicates,
-            late: plan.late,
-            txs,
-        })
-    }
-
-    /// Commits a round's transactions in order. Each committed transaction's events are
-    /// counted (and reported) at once, whatever happens after: the write is durable. A
-    /// commit whose outcome is unknown reports its events in doubt.
-    async fn commit_round(
-        &self,
-        batch: &Batch,
-        group: &GroupKey,
-        txs: Vec<Transaction>,
-        state: &mut State,
-        progress: &mut Progress,
-    ) -> Result<RoundEnd> {
-        for tx in txs {
-            progress.stats.transactions += 1;
-            match self.store.commit(&tx.writes, tx.watermark.as_ref()).await {
-                Ok(Commit::Done) => {
-                    progress.stats.items_written += tx.action_count() as u64;
-                    progress.committed.insert(group.clone());
-                    // The written items become the known state (moved, not copied).
-                    for w in tx.writes {
-                        progress.touched.insert(w.item.key.clone());
-                        state.items.insert(w.item.key.clone(), w.item);
-                    }
-                    if let Some(w) = tx.watermark {
-                        state.watermarks.insert(group.clone(), w.watermark);
-                    }
-                    for &i in &tx.counted {
-                        let fate = Fate::Counted(batch.pending[i].identity);
-                        progress.fates[i] = Some(fate);
-                        progress.counted.push((i, fate));
-                    }
-                }
-                Ok(Commit::Conflict) => {
-                    let item = tx
-                        .writes
-                        .first()
-                        .map_or_else(|| group.partition_key(), |w| w.item.key.describe());
-                    return Ok(RoundEnd::Conflict(item));
-                }
-                Err(error) => {
-                    if outcome_unknown(&error) {
-                        progress.in_doubt.extend(&tx.counted);
-                    }
-                    return Err(error);
-                }
-            }
-        }
-        Ok(RoundEnd::Committed)
-    }
-
-    /// Step 5: window updates (a snapshot of every touched window as stored now), then
-    /// dead letters. Returns how many window updates it wrote.
-    async fn emit(&self, state: &State, progress: &Progress, dead: Vec<OutRecord>) -> Result<u64> {
-        let updates = progress
-            .touched
-            .iter()
-            .filter_map(|k| state.items.get(k))
-            .filter(|item| item.version > 0)
-            .map(|item| {
-                let line = UpdateLine {
-                    update: item.update(),
-                    closing: progress.closing.get(&item.key.group).copied(),
-                };
-                serde_json::to_vec(&line)
-                    .map(|line| (item.key.group.key.clone(), line))
-                    .map_err(|source| Error::Encode {
-                        what: "a window update",
-                        source,
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let written = updates.len() as u64;
-        self.updates
-            .put_records(pack_lines(updates, PACKED_RECORD_BYTES)?)
-            .await?;
-        self.dead_letters.put_records(dead).await?;
-        Ok(written)
-    }
-
-    async fn sealed_pages(
-        &self,
-        items: &HashMap<ItemKey, AggregateItem>,
-        anchors: &[ItemKey],
-    ) -> Result<HashMap<ItemKey, Vec<Arc<FingerprintSet>>>> {
-        let mut out = HashMap::new();
-        for anchor in anchors {
-            let Some(item) = items.get(anchor) else {
-                continue;
-            };
-            let mut pages = Vec::new();
-            for page in 1..=item.sealed_pages {
-                let cached = self
-                    .pages
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(&(anchor.clone(), page))
-                    .cloned();
-                let set = match cached {
-                    Some(set) => set,
-                    None => {
-                        let set = self.store.load_page(anchor, page).await?.ok_or_else(|| {
-                            Error::CorruptItem {
-                                item: anchor.describe(),
-                                reason: format!(
-                                    "sealed fingerprint page {page} of {} is missing",
-                                    item.sealed_pages
-                                ),
-                            }
-                        })?;
-                        let set = Arc::new(set);
-                        let mut cache = self.pages.lock().unwrap_or_else(PoisonError::into_inner);
-                        if cache.len() >= MAX_CACHED_PAGES {
-                            cache.clear();
-                        }
-                        cache.insert((anchor.clone(), page), set.clone());
-                        set
-                    }
-                };
-                pages.push(set);
-            }
-            out.insert(anchor.clone(), pages);
-        }
-        Ok(out)
-    }
-}
 
 impl<S, O, D, C> Stage for Aggregate<S, O, D, C>
 where
@@ -685,186 +260,6 @@ where
     }
 }
 
-impl Progress {
-    /// A failure no retry can fix struck this group: its events that no committed
-    /// transaction counted become dead letters; the error is their detail.
-    fn dead_letter_group(&mut self, (group, members): &(GroupKey, Vec<usize>), error: &Error) {
-        self.unprocessable.insert(
-            group.clone(),
-            format!("group {}: {error}", group.partition_key()),
-        );
-        for &i in members {
-            if self.fates[i].is_none() {
-                self.fates[i] = Some(Fate::DeadLetter(Reason::Unprocessable));
-            }
-        }
-    }
-}
-
-/// The closing range a group's window updates carry: the stored one (that of the
-/// commit that last moved the watermark), unless this batch's commits provably closed
-/// nothing: they counted new events without moving the watermark, and the batch is not
-/// a redelivery (whose first attempt may have moved it and lost its updates). Detect
-/// then reads nothing for the group.
-fn closing_of(
-    batch: &Batch,
-    (group, members): &(GroupKey, Vec<usize>),
-    before: Option<&GroupWatermark>,
-    after: Option<&GroupWatermark>,
-    committed: bool,
-    allowed_lateness_ms: i64,
-) -> Option<ClosingRange> {
-    let after = after?;
-    let moved = before.is_none_or(|b| b.version != after.version);
-    if committed && !moved {
-        let candidates: Vec<Candidate> = members
-            .iter()
-            .map(|i| batch.pending[*i].candidate.clone())
-            .collect();
-        if !redelivers(&candidates, before) {
-            return None;
-        }
-    }
-    debug_assert_eq!(&after.group, group);
-    after.closing(allowed_lateness_ms)
-}
-
-/// Whether a failed commit may still have been applied: the request went out and no
-/// answer came back (a timeout, a reset connection, a 5xx). A throttled or refused
-/// request (limits, validation, access) was not applied.
-fn outcome_unknown(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Remote {
-            retryable: true,
-            ..
-        }
-    )
-}
-
-/// Step 4: decides which records are done (all of them, unless the batch stopped: then
-/// those before the first record with an unsettled event), and for those, the dead
-/// letters to send, the fates to report once they are sent, and the stage's counters.
-/// Counted events were reported when their transaction committed.
-fn settle(
-    records: &[StreamRecord],
-    batch: &Batch,
-    progress: &Progress,
-    stopped: bool,
-    config: &AggregateConfig,
-    stats: &mut StageStats,
-) -> Settled {
-    let done = if stopped {
-        batch
-            .pending
-            .iter()
-            .zip(&progress.fates)
-            .filter(|(_, f)| f.is_none())
-            .map(|(p, _)| p.record)
-            .min()
-            .unwrap_or(records.len())
-    } else {
-        records.len()
-    };
-    let mut settled = Settled {
-        done,
-        dead: Vec::new(),
-        fates: Vec::new(),
-    };
-    for r in batch.rejected.iter().filter(|r| r.record < done) {
-        settled.dead.extend(r.dead_letters().cloned());
-        settled
-            .fates
-            .push((r.origin.clone(), Fate::DeadLetter(r.reason)));
-        stats.dead_letter(r.reason);
-    }
-    for (p, fate) in batch.pending.iter().zip(&progress.fates) {
-        if p.record >= done {
-            continue;
-        }
-        let Some(fate) = *fate else { continue };
-        let record = &records[p.record];
-        match fate {
-            Fate::Counted(_) => stats.counted += 1,
-            Fate::Duplicate(_) => stats.duplicates += 1,
-            Fate::Late => {
-                let detail = format!(
-                    "event time {} is in a window that closed more than {} ms before the watermark",
-                    p.candidate.ts, config.allowed_lateness_ms
-                );
-                stats.dead_letter(Reason::Late);
-                settled.dead.push(event_dead_letter(
-                    record,
-                    p,
-                    &batch.groups[p.group].0,
-                    Reason::Late,
-                    Some("ts"),
-                    detail,
-                ));
-            }
-            Fate::DeadLetter(reason) => {
-                let detail = progress
-                    .unprocessable
-                    .get(&batch.groups[p.group].0)
-                    .cloned()
-                    .unwrap_or_else(|| reason.as_str().to_owned());
-                stats.dead_letter(reason);
-                settled.dead.push(event_dead_letter(
-                    record,
-                    p,
-                    &batch.groups[p.group].0,
-                    reason,
-                    None,
-                    detail,
-                ));
-            }
-        }
-        if !matches!(fate, Fate::Counted(_)) {
-            settled.fates.push((p.origin.clone(), fate));
-        }
-    }
-    stats.records = done as u64;
-    stats.events_in = batch.pending.iter().filter(|p| p.record < done).count() as u64
-        + batch.rejected.iter().filter(|r| r.record < done).count() as u64;
-    settled
-}
-
-/// A dead letter for one decoded event; its original bytes are the event as this stage
-/// read it.
-fn event_dead_letter(
-    record: &StreamRecord,
-    p: &Pending,
-    group: &GroupKey,
-    reason: Reason,
-    field: Option<&'static str>,
-    detail: String,
-) -> OutRecord {
-    // The id is not kept per event: it is read again from the event's line (which
-    // decoded before, so it decodes alike), or derived as decoding derived it.
-    let id = decode_line_without_attrs(
-        line_bytes(record, p.line).trim_ascii(),
-        TimeBounds::unbounded(),
-    )
-    .ok()
-    .and_then(|e| e.id)
-    .unwrap_or_else(|| record.origin_of_line(p.line));
-    let rejection = Rejection {
-        reason,
-        field,
-        detail,
-        id: Some(id.clone()),
-    };
-    let line = serde_json::json!({
-        "id": id, "key": group.key, "type": group.metric,
-        "ts": p.candidate.ts, "value": p.candidate.value, "origin": p.origin,
-    });
-    // A `Value` displays as its JSON text, which cannot fail.
-    let bytes = line.to_string().into_bytes();
-    DeadLetter::for_line(STAGE, record, 0, &bytes, &rejection)
-        .with_origin(Some(p.origin.clone()))
-        .into_record(&record.partition_key)
-}
-
 #[cfg(test)]
 mod tests {
     //! Deterministic tests of each failure path. The test ports (a store that conflicts
@@ -874,9 +269,15 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
     use super::*;
+    use crate::error::Result;
+    use crate::input::dead_letter::DeadLetter;
+    use crate::input::envelope::Reason;
+    use crate::ports::Commit;
     use crate::stage::testing::{FixedClock, VecSink, block_on, record};
     use crate::state::idempotency::{MAX_TRANSACTION_BYTES, MAX_TRANSACTION_ITEMS};
-    use crate::state::item::{ItemWrite, WatermarkWrite, WindowUpdate, page_stored_size};
+    use crate::state::item::{
+        ItemWrite, UpdateLine, WatermarkWrite, WindowUpdate, page_stored_size,
+    };
     use crate::state::window::WindowSet;
 
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
