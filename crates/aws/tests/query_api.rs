@@ -14,10 +14,10 @@ use sluice_aws::dynamodb::alerts::BY_WINDOW_INDEX;
 use sluice_aws::dynamodb::{DynamoAggregateReader, DynamoAlertReader};
 use sluice_aws::{DynamoAggregateStore, DynamoAlerts};
 use sluice_core::detect::rules::{Alert, Op, RuleKind, Severity, Stat};
-use sluice_core::ports::{AggregateStore, AlertStore, Commit};
+use sluice_core::ports::{AggregateQuery, AggregateStore, AlertQuery, AlertStore, Commit};
 use sluice_core::query::{
-    AGGREGATES_PATH, ALERTS_PATH, AggregateQuery, AlertQuery, alert_order, parse_aggregate_query,
-    parse_alert_query, respond, view_position,
+    AGGREGATES_PATH, ALERTS_PATH, alert_order, parse_aggregate_query, parse_alert_query, respond,
+    view_position,
 };
 use sluice_core::resources::{AGGREGATES_TABLE, ALERTS_TABLE};
 use sluice_core::state::fingerprint::FingerprintSet;

@@ -16,14 +16,12 @@
 //!   pipeline stored), `output` (the `--json` line contract, summaries and tables,
 //!   terminal-safe text).
 //!
-//! No module imports in a cycle; the test in `module_graph.rs` checks it.
+//! No module imports in a cycle; `tests/module_graph.rs` checks it for every crate.
 
 mod commands;
 mod connect;
 mod digest;
 mod lines;
-#[cfg(test)]
-mod module_graph;
 mod output;
 mod pipeline;
 mod remote;

@@ -100,7 +100,7 @@ mod window {
             key: "sensor-042".into(),
             metric: "temperature".into(),
         };
-        bencher.bench(|| anchor_of(black_box(&group), &config, black_box(NOW_MS)));
+        bencher.bench(|| anchor_of(black_box(&group), &config.accounting(), black_box(NOW_MS)));
     }
 }
 
@@ -192,7 +192,15 @@ mod merge {
         let pages = HashMap::new();
         bencher
             .counter(divan::counter::ItemsCount::new(candidates.len()))
-            .bench(|| plan_group(&group, black_box(&candidates), &items, &pages, &config));
+            .bench(|| {
+                plan_group(
+                    &group,
+                    black_box(&candidates),
+                    &items,
+                    &pages,
+                    &config.accounting(),
+                )
+            });
     }
 }
 

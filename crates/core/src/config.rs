@@ -6,6 +6,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::state::idempotency::Accounting;
+pub use crate::state::idempotency::Delivery;
 use crate::state::window::WindowSet;
 
 pub mod env {
@@ -23,40 +25,6 @@ pub mod env {
     pub const RULES_TABLE: &str = "RULES_TABLE";
     pub const RULES_CACHE_TTL_SECONDS: &str = "RULES_CACHE_TTL_SECONDS";
     pub const ALERTS_TABLE: &str = "ALERTS_TABLE";
-}
-
-/// How duplicates are handled by the aggregate stage.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Delivery {
-    /// Fingerprints of event ids in the anchor item: collapses redeliveries, producer
-    /// duplicates and upstream re-emits.
-    #[default]
-    ExactlyOnce,
-    /// Per-shard high-water marks of sequence numbers: collapses the stage's own retries
-    /// only. Cheaper for very hot keys.
-    AtLeastOnce,
-}
-
-impl FromStr for Delivery {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "exactly-once" => Ok(Delivery::ExactlyOnce),
-            "at-least-once" => Ok(Delivery::AtLeastOnce),
-            other => Err(format!(
-                "{other:?} is neither exactly-once nor at-least-once"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Delivery {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Delivery::ExactlyOnce => "exactly-once",
-            Delivery::AtLeastOnce => "at-least-once",
-        })
-    }
 }
 
 /// Reads variables through `get`, applying defaults and naming the variable on error.
@@ -262,6 +230,17 @@ impl Default for AggregateConfig {
 }
 
 impl AggregateConfig {
+    /// What the exactly-once planner ([`crate::state::idempotency`]) needs of it.
+    pub fn accounting(&self) -> Accounting<'_> {
+        Accounting {
+            windows: &self.windows,
+            delivery: self.delivery,
+            allowed_lateness_ms: self.allowed_lateness_ms,
+            retention_ms: self.retention_ms,
+            head_fingerprint_cap: self.head_fingerprint_cap,
+        }
+    }
+
     pub fn from_reader<F: Fn(&str) -> Option<String>>(r: &EnvReader<F>) -> Result<Self> {
         Ok(AggregateConfig {
             common: CommonConfig::from_reader(r)?,

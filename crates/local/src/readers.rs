@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use sluice_core::Result;
 use sluice_core::detect::rules::Alert;
-use sluice_core::ports::{AggregateReader, AlertReader, Page};
-use sluice_core::query::{
-    AggregateCursor, AggregatePager, AggregateQuery, AlertCursor, AlertPager, AlertQuery,
+use sluice_core::ports::{
+    AggregateCursor, AggregateQuery, AggregateReader, AlertCursor, AlertQuery, AlertReader, Page,
 };
+use sluice_core::query::{AggregatePager, AlertPager};
 use sluice_core::state::item::AggregateView;
 
 use crate::store::{MemoryAggregateStore, MemoryAlerts};

@@ -32,8 +32,9 @@ use std::future::Future;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use sluice_core::detect::rules::Alert;
-use sluice_core::ports::{AggregateReader, AlertReader, Page};
-use sluice_core::query::{AggregateCursor, AggregateQuery, AlertCursor, AlertQuery};
+use sluice_core::ports::{
+    AggregateCursor, AggregateQuery, AggregateReader, AlertCursor, AlertQuery, AlertReader, Page,
+};
 use sluice_core::state::item::{AggregateView, GroupKey};
 use sluice_core::time::format_rfc3339;
 use sluice_core::{Error, Result};

@@ -1,5 +1,3 @@
-//! What the pipeline watches for: rules and the alerts they raise, and the
-//! per-container caches of rules and reference data.
+//! What the pipeline watches for: rules, their conditions and the alerts they raise.
 
-pub mod cache;
 pub mod rules;

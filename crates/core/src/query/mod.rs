@@ -45,10 +45,7 @@ use serde::Serialize;
 
 use crate::ports::{AggregateReader, AlertReader, Page};
 pub use pager::{AggregatePager, AlertPager, alert_order, view_position};
-pub use request::{
-    AggregateCursor, AggregateQuery, AlertCursor, AlertQuery, BadRequest, TIME_RANGE_MS,
-    parse_aggregate_query, parse_alert_query, query_pairs,
-};
+pub use request::{TIME_RANGE_MS, parse_aggregate_query, parse_alert_query, query_pairs};
 use token::encode_token;
 
 /// Items per page when `limit` is not given.
@@ -101,6 +98,22 @@ pub fn method_not_allowed(method: &str) -> ApiResponse {
     )
 }
 
+/// A request parameter that is missing, malformed or not allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadRequest {
+    pub parameter: String,
+    pub message: String,
+}
+
+impl BadRequest {
+    pub(super) fn new(parameter: &str, message: impl Into<String>) -> Self {
+        BadRequest {
+            parameter: parameter.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
 /// Serves one GET request: `path` is the URL path (`/aggregates`, `/alerts`), `params`
 /// its decoded query-string pairs in order. The method is the caller's to check
 /// ([`method_not_allowed`]).
@@ -114,14 +127,14 @@ pub async fn respond<A: AggregateReader, L: AlertReader>(
         AGGREGATES_PATH => match parse_aggregate_query(params) {
             Err(bad) => ApiResponse::bad_request(&bad),
             Ok(query) => match aggregates.aggregates(&query).await {
-                Ok(page) => page_response(&page, &query.digest()),
+                Ok(page) => page_response(&page, &token::aggregate_digest(&query)),
                 Err(e) => ApiResponse::store_failure(&e),
             },
         },
         ALERTS_PATH => match parse_alert_query(params) {
             Err(bad) => ApiResponse::bad_request(&bad),
             Ok(query) => match alerts.alerts(&query).await {
-                Ok(page) => page_response(&page, &query.digest()),
+                Ok(page) => page_response(&page, &token::alert_digest(&query)),
                 Err(e) => ApiResponse::store_failure(&e),
             },
         },
@@ -175,6 +188,7 @@ mod tests {
 
     use super::*;
     use crate::detect::rules::{Alert, Op, RuleKind, Severity, Stat};
+    use crate::ports::{AggregateCursor, AggregateQuery, AlertCursor, AlertQuery};
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 
@@ -483,7 +497,7 @@ mod tests {
         assert_eq!(status, 200);
 
         // A well-formed token of another version, or positions no store can hold.
-        let q = parse_aggregate_query(&[]).expect("valid").digest();
+        let q = token::aggregate_digest(&parse_aggregate_query(&[]).expect("valid"));
         let v2 = BASE64URL.encode(format!(r#"{{"v":2,"q":"{q}","c":{{"pk":"a","sk":"b"}}}}"#));
         rejected(AGGREGATES_PATH, &[("next", &v2)], "next");
         let empty = encode_token(
@@ -496,9 +510,7 @@ mod tests {
         .expect("encodes");
         rejected(AGGREGATES_PATH, &[("next", &empty)], "next");
         let group = [("key", "s-1"), ("type", "temp")];
-        let gq = parse_aggregate_query(&params(&group))
-            .expect("valid")
-            .digest();
+        let gq = token::aggregate_digest(&parse_aggregate_query(&params(&group)).expect("valid"));
         let elsewhere = encode_token(
             &gq,
             &AggregateCursor {
@@ -513,7 +525,7 @@ mod tests {
             "next",
         );
         assert!(m.contains("outside the group"), "{m}");
-        let aq = parse_alert_query(&[]).expect("valid").digest();
+        let aq = token::alert_digest(&parse_alert_query(&[]).expect("valid"));
         let bad_start = encode_token(
             &aq,
             &AlertCursor {

@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::request::{AggregateCursor, AggregateQuery, AlertCursor, AlertQuery};
 use crate::detect::rules::Alert;
-use crate::ports::Page;
+use crate::ports::{AggregateCursor, AggregateQuery, AlertCursor, AlertQuery, Page};
 use crate::state::item::{AggregateView, GroupKey};
 use crate::time::parse_rfc3339_ms;
 

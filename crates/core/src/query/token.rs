@@ -5,8 +5,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 use serde::{Deserialize, Serialize};
 
-use super::request::BadRequest;
+use super::{AGGREGATES_PATH, ALERTS_PATH, BadRequest};
+use crate::detect::rules::Severity;
 use crate::error::Result;
+use crate::ports::{AggregateQuery, AlertQuery};
 use crate::state::fingerprint::digest_hex;
 
 /// The version of the token layout; a token of another version is rejected.
@@ -65,4 +67,30 @@ pub(super) fn decode_token<C: for<'de> Deserialize<'de>>(
         ));
     }
     Ok(token.c)
+}
+
+/// The digest of a `GET /aggregates`' filters (not `limit`, not the position).
+pub(super) fn aggregate_digest(query: &AggregateQuery) -> String {
+    filters_digest(
+        AGGREGATES_PATH,
+        &serde_json::json!([
+            query.key,
+            query.metric,
+            query.window_seconds,
+            query.from_ms,
+            query.to_ms
+        ]),
+    )
+}
+
+/// The digest of a `GET /alerts`' filters (not `limit`, not the position).
+pub(super) fn alert_digest(query: &AlertQuery) -> String {
+    filters_digest(
+        ALERTS_PATH,
+        &serde_json::json!([
+            query.since_ms,
+            query.severity.map(Severity::as_str),
+            query.rule
+        ]),
+    )
 }

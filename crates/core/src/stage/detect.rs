@@ -22,12 +22,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::config::DetectConfig;
-use crate::detect::cache::CachedRules;
 use crate::detect::rules::{Alert, Rule};
 use crate::error::Error;
 use crate::input::dead_letter::DeadLetter;
 use crate::input::envelope::{Reason, Rejection};
 use crate::input::record::{OutRecord, StreamRecord};
+use crate::ports::cache::CachedRules;
 use crate::ports::{AlertStatus, AlertStore, Clock, RecordSink, RulesSource, WindowHistory};
 use crate::stage::outcome::BatchOutcome;
 use crate::stage::{Stage, deadline_passed, fail_whole_batch, failure_at};

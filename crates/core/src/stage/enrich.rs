@@ -5,11 +5,11 @@
 use std::collections::BTreeSet;
 
 use crate::config::EnrichConfig;
-use crate::detect::cache::CachedLookup;
 use crate::error::Result;
 use crate::input::dead_letter::DeadLetter;
 use crate::input::envelope::{Event, Reason, Rejection};
 use crate::input::record::{LinePacker, OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits};
+use crate::ports::cache::CachedLookup;
 use crate::ports::{Attrs, Clock, RecordSink, ReferenceLookup};
 use crate::stage::outcome::{Accounting, BatchOutcome, Fate, StageStats};
 use crate::stage::{

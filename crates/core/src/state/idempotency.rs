@@ -18,7 +18,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use crate::config::{AggregateConfig, Delivery};
+use std::fmt;
+use std::str::FromStr;
+
 use crate::state::fingerprint::FingerprintSet;
 use crate::state::item::{
     AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
@@ -26,7 +28,55 @@ use crate::state::item::{
 use crate::state::limits::dynamodb as limits;
 use crate::state::sequence::SeqNo;
 use crate::state::statistics::AggState;
-use crate::state::window::WindowSpec;
+use crate::state::window::{WindowSet, WindowSpec};
+
+/// How duplicates are handled by the aggregate stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Delivery {
+    /// Fingerprints of event ids in the anchor item: collapses redeliveries, producer
+    /// duplicates and upstream re-emits.
+    #[default]
+    ExactlyOnce,
+    /// Per-shard high-water marks of sequence numbers: collapses the stage's own retries
+    /// only. Cheaper for very hot keys.
+    AtLeastOnce,
+}
+
+impl FromStr for Delivery {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exactly-once" => Ok(Delivery::ExactlyOnce),
+            "at-least-once" => Ok(Delivery::AtLeastOnce),
+            other => Err(format!(
+                "{other:?} is neither exactly-once nor at-least-once"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Delivery::ExactlyOnce => "exactly-once",
+            Delivery::AtLeastOnce => "at-least-once",
+        })
+    }
+}
+
+/// What the planner needs of the aggregate stage's configuration
+/// ([`crate::config::AggregateConfig::accounting`]), borrowed: the windows an event
+/// feeds, the delivery mode, lateness, retention and the anchor's fingerprint cap.
+#[derive(Clone, Copy, Debug)]
+pub struct Accounting<'a> {
+    pub windows: &'a WindowSet,
+    pub delivery: Delivery,
+    pub allowed_lateness_ms: i64,
+    /// Aggregates expire (DynamoDB TTL) this long after their window ends; 0: never.
+    pub retention_ms: i64,
+    /// Fingerprints kept in an anchor item before they are sealed into a page.
+    pub head_fingerprint_cap: usize,
+}
 
 /// DynamoDB's limit of actions in one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -46,7 +96,7 @@ pub const MAX_SEALED_PAGES_PER_WRITE: usize = 6;
 /// How many new events one anchor takes per planning round: sealing moves the head
 /// (at most `head_fingerprint_cap`) and the new fingerprints into pages, which must
 /// stay within [`MAX_SEALED_PAGES_PER_WRITE`].
-pub fn fresh_per_anchor(config: &AggregateConfig) -> usize {
+pub fn fresh_per_anchor(config: &Accounting<'_>) -> usize {
     (MAX_SEALED_PAGES_PER_WRITE * MAX_PAGE_FINGERPRINTS)
         .saturating_sub(config.head_fingerprint_cap)
         .max(1)
@@ -104,7 +154,7 @@ pub fn event_identity(delivery: Delivery, id: &str, origin: &str) -> u64 {
 }
 
 /// The anchor item key of an event time.
-pub fn anchor_of(group: &GroupKey, config: &AggregateConfig, ts: i64) -> ItemKey {
+pub fn anchor_of(group: &GroupKey, config: &Accounting<'_>, ts: i64) -> ItemKey {
     let spec = config.windows.anchor();
     ItemKey {
         group: group.clone(),
@@ -123,7 +173,7 @@ pub fn anchor_of(group: &GroupKey, config: &AggregateConfig, ts: i64) -> ItemKey
 pub fn judge_lateness(
     candidates: &mut [Candidate],
     stored: Option<i64>,
-    config: &AggregateConfig,
+    config: &Accounting<'_>,
 ) -> Option<i64> {
     let anchor = config.windows.anchor();
     let mut watermark = stored;
@@ -142,7 +192,7 @@ pub fn judge_lateness(
 pub fn keys_to_read(
     group: &GroupKey,
     candidates: &[Candidate],
-    config: &AggregateConfig,
+    config: &Accounting<'_>,
 ) -> Vec<ItemKey> {
     keys_to_read_at(group, candidates.iter().map(|c| c.ts), config)
 }
@@ -153,7 +203,7 @@ pub fn keys_to_read(
 pub fn keys_to_read_at(
     group: &GroupKey,
     times: impl IntoIterator<Item = i64>,
-    config: &AggregateConfig,
+    config: &Accounting<'_>,
 ) -> Vec<ItemKey> {
     let anchor = config.windows.anchor();
     let mut windows = std::collections::BTreeSet::new();
@@ -197,7 +247,7 @@ pub fn plan_group(
     candidates: &[Candidate],
     items: &HashMap<ItemKey, AggregateItem>,
     pages: &HashMap<ItemKey, Vec<Arc<FingerprintSet>>>,
-    config: &AggregateConfig,
+    config: &Accounting<'_>,
 ) -> GroupPlan {
     // Keyed by window start (and size): the group is the same throughout, so no
     // per-event key (with its two strings) is built; item keys are made once per window.
@@ -328,7 +378,7 @@ pub fn plan_group(
     plan
 }
 
-fn expiry(key: &ItemKey, config: &AggregateConfig) -> Option<i64> {
+fn expiry(key: &ItemKey, config: &Accounting<'_>) -> Option<i64> {
     (config.retention_ms > 0).then(|| (key.end_ms() + config.retention_ms) / 1000)
 }
 
@@ -361,7 +411,7 @@ pub fn watermark_write(
     batch_watermark: Option<i64>,
     current: Option<&GroupWatermark>,
     candidates: &[Candidate],
-    config: &AggregateConfig,
+    config: &Accounting<'_>,
 ) -> Option<WatermarkWrite> {
     let wm = batch_watermark.filter(|wm| current.is_none_or(|c| *wm > c.watermark_ms))?;
     let expected_version = current.map_or(0, |c| c.version);
@@ -438,7 +488,7 @@ fn write_size(w: &ItemWrite) -> usize {
 fn coarse_size(
     key: &ItemKey,
     items: &HashMap<ItemKey, AggregateItem>,
-    config: &AggregateConfig,
+    config: &Accounting<'_>,
 ) -> usize {
     let mut item = items
         .get(key)
@@ -464,7 +514,7 @@ pub fn transactions(
     plan: &GroupPlan,
     items: &HashMap<ItemKey, AggregateItem>,
     watermark: Option<WatermarkWrite>,
-    config: &AggregateConfig,
+    config: &Accounting<'_>,
 ) -> Vec<Transaction> {
     let reserved_actions = usize::from(watermark.is_some());
     let reserved_bytes = watermark.as_ref().map_or(0, |w| w.watermark.stored_size());
@@ -561,6 +611,7 @@ pub fn transactions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AggregateConfig;
     use crate::state::fingerprint::fingerprint;
     use crate::state::item::{GroupWatermark, WatermarkWrite};
     use crate::state::window::{WindowSet, WindowSpec};
@@ -582,13 +633,13 @@ mod tests {
             let config = AggregateConfig::default();
             let mut expected = std::collections::BTreeSet::new();
             for &ts in &times {
-                expected.insert(anchor_of(&group(), &config, ts));
+                expected.insert(anchor_of(&group(), &config.accounting(), ts));
                 for (window, start_ms) in config.windows.coarser_windows_of(ts) {
                     expected.insert(ItemKey { group: group(), window, start_ms });
                 }
             }
             let expected: Vec<ItemKey> = expected.into_iter().collect();
-            proptest::prop_assert_eq!(keys_to_read_at(&group(), times.iter().copied(), &config), expected);
+            proptest::prop_assert_eq!(keys_to_read_at(&group(), times.iter().copied(), &config.accounting()), expected);
         }
     }
 
@@ -623,9 +674,15 @@ mod tests {
             cand(1, "a", 1_000, 1.0, 2),
             cand(2, "b", 61_000, 5.0, 3),
         ];
-        let plan = plan_group(&group(), &batch, &items, &HashMap::new(), &config);
+        let plan = plan_group(
+            &group(),
+            &batch,
+            &items,
+            &HashMap::new(),
+            &config.accounting(),
+        );
         assert_eq!(plan.duplicates, vec![1]);
-        let txs = transactions(&plan, &items, None, &config);
+        let txs = transactions(&plan, &items, None, &config.accounting());
         assert_eq!(txs.len(), 1);
         assert_eq!(txs[0].writes.len(), 3, "two minute anchors and one hour");
         apply(&mut items, &txs);
@@ -637,7 +694,13 @@ mod tests {
         assert_eq!(items[&hour].state.count, 2);
         assert_eq!(items[&hour].state.total(), 6.0);
         // Redelivery of the whole batch: nothing new.
-        let plan = plan_group(&group(), &batch, &items, &HashMap::new(), &config);
+        let plan = plan_group(
+            &group(),
+            &batch,
+            &items,
+            &HashMap::new(),
+            &config.accounting(),
+        );
         assert!(plan.anchors.is_empty());
         assert_eq!(plan.duplicates, vec![0, 1, 2]);
     }
@@ -647,8 +710,14 @@ mod tests {
         let config = AggregateConfig::default();
         let mut items = HashMap::new();
         let first = [cand(0, "a", 1_000, 1.0, 1)];
-        let plan = plan_group(&group(), &first, &items, &HashMap::new(), &config);
-        let txs = transactions(&plan, &items, None, &config);
+        let plan = plan_group(
+            &group(),
+            &first,
+            &items,
+            &HashMap::new(),
+            &config.accounting(),
+        );
+        let txs = transactions(&plan, &items, None, &config.accounting());
         apply(&mut items, &txs);
         let mut again = cand(0, "a", 1_000, 1.0, 1);
         again.late = true;
@@ -659,7 +728,7 @@ mod tests {
             &[again, fresh_late],
             &items,
             &HashMap::new(),
-            &config,
+            &config.accounting(),
         );
         assert_eq!(plan.duplicates, vec![0]);
         assert_eq!(plan.late, vec![1]);
@@ -674,15 +743,27 @@ mod tests {
         };
         let mut items = HashMap::new();
         let batch = [cand(0, "a", 1_000, 1.0, 10), cand(1, "a", 1_000, 1.0, 11)];
-        let plan = plan_group(&group(), &batch, &items, &HashMap::new(), &config);
+        let plan = plan_group(
+            &group(),
+            &batch,
+            &items,
+            &HashMap::new(),
+            &config.accounting(),
+        );
         assert!(
             plan.duplicates.is_empty(),
             "same id, different records: both count"
         );
-        let txs = transactions(&plan, &items, None, &config);
+        let txs = transactions(&plan, &items, None, &config.accounting());
         apply(&mut items, &txs);
         let redelivered = [cand(0, "a", 1_000, 1.0, 11), cand(1, "c", 1_000, 1.0, 12)];
-        let plan = plan_group(&group(), &redelivered, &items, &HashMap::new(), &config);
+        let plan = plan_group(
+            &group(),
+            &redelivered,
+            &items,
+            &HashMap::new(),
+            &config.accounting(),
+        );
         assert_eq!(plan.duplicates, vec![0]);
         assert_eq!(plan.anchors[0].counted, vec![1]);
         let anchor = &plan.anchors[0].write.item;
@@ -700,17 +781,23 @@ mod tests {
         let batch: Vec<Candidate> = (0..25)
             .map(|i| cand(i, &format!("e{i}"), 1_000, 1.0, i as u64 + 1))
             .collect();
-        let plan = plan_group(&group(), &batch, &items, &HashMap::new(), &config);
+        let plan = plan_group(
+            &group(),
+            &batch,
+            &items,
+            &HashMap::new(),
+            &config.accounting(),
+        );
         let w = &plan.anchors[0].write;
         assert_eq!(w.item.sealed_pages, 1);
         assert!(w.item.fingerprints.is_empty());
         assert_eq!(w.sealed_page[0].1.len(), 25);
         let page = Arc::new(w.sealed_page[0].1.clone());
-        let txs = transactions(&plan, &items, None, &config);
+        let txs = transactions(&plan, &items, None, &config.accounting());
         apply(&mut items, &txs);
         let anchor_key = plan.anchors[0].write.item.key.clone();
         let pages = HashMap::from([(anchor_key, vec![page])]);
-        let plan = plan_group(&group(), &batch[..3], &items, &pages, &config);
+        let plan = plan_group(&group(), &batch[..3], &items, &pages, &config.accounting());
         assert_eq!(plan.duplicates, vec![0, 1, 2]);
     }
 
@@ -725,8 +812,14 @@ mod tests {
         let batch: Vec<Candidate> = (0..150)
             .map(|i| cand(i, &format!("e{i}"), i as i64 * 60_000, 2.0, i as u64 + 1))
             .collect();
-        let plan = plan_group(&group(), &batch, &items, &HashMap::new(), &config);
-        let txs = transactions(&plan, &items, None, &config);
+        let plan = plan_group(
+            &group(),
+            &batch,
+            &items,
+            &HashMap::new(),
+            &config.accounting(),
+        );
+        let txs = transactions(&plan, &items, None, &config.accounting());
         assert_eq!(txs.len(), 2);
         assert!(
             txs.iter()
@@ -752,7 +845,7 @@ mod tests {
             cand(2, "c", 1_000_000, 1.0, 3),
             cand(3, "d", 1_000_000 + 60_000, 1.0, 4),
         ];
-        let wm = judge_lateness(&mut batch, None, &config);
+        let wm = judge_lateness(&mut batch, None, &config.accounting());
         // Watermark after b: start of b's minute (1_320_000); a's minute [960_000, 1_020_000)
         // ended 300 s + 0 before 1_320_000: not more than the lateness, so c is on time.
         assert_eq!(wm, Some(1_320_000));
@@ -761,14 +854,14 @@ mod tests {
             [false, false, false, false]
         );
         let mut later = vec![cand(4, "e", 1_000_000, 1.0, 5)];
-        judge_lateness(&mut later, Some(1_380_000), &config);
+        judge_lateness(&mut later, Some(1_380_000), &config.accounting());
         assert!(
             later[0].late,
             "one more minute and the window is closed for good"
         );
         let mut early = vec![cand(5, "f", 1_000_000, 1.0, 6)];
         assert_eq!(
-            judge_lateness(&mut early, Some(1_380_000), &config),
+            judge_lateness(&mut early, Some(1_380_000), &config.accounting()),
             Some(1_380_000),
             "never lowers"
         );
@@ -779,7 +872,11 @@ mod tests {
         let config = AggregateConfig::default();
         let mut late = cand(0, "a", 7_200_000, 1.0, 1);
         late.late = true;
-        let keys = keys_to_read(&group(), &[late, cand(1, "b", 1_000, 1.0, 2)], &config);
+        let keys = keys_to_read(
+            &group(),
+            &[late, cand(1, "b", 1_000, 1.0, 2)],
+            &config.accounting(),
+        );
         assert_eq!(keys.len(), 4, "two anchors, two hours");
     }
 
@@ -804,10 +901,21 @@ mod tests {
         let batch: Vec<Candidate> = (0..98)
             .map(|i| cand(i, &format!("e{i}"), i as i64 * 60_000, 1.0, i as u64 + 1))
             .collect();
-        let plan = plan_group(&group(), &batch, &items, &HashMap::new(), &config);
-        let without = transactions(&plan, &items, None, &config);
+        let plan = plan_group(
+            &group(),
+            &batch,
+            &items,
+            &HashMap::new(),
+            &config.accounting(),
+        );
+        let without = transactions(&plan, &items, None, &config.accounting());
         assert_eq!(without.len(), 1, "100 actions fit without a watermark");
-        let txs = transactions(&plan, &items, Some(watermark(97 * 60_000)), &config);
+        let txs = transactions(
+            &plan,
+            &items,
+            Some(watermark(97 * 60_000)),
+            &config.accounting(),
+        );
         assert_eq!(txs.len(), 2);
         assert!(
             txs.iter()
@@ -815,7 +923,12 @@ mod tests {
         );
         assert!(txs[0].watermark.is_none() && txs[1].watermark.is_some());
         // With nothing to write, the watermark goes alone.
-        let alone = transactions(&GroupPlan::default(), &items, Some(watermark(1)), &config);
+        let alone = transactions(
+            &GroupPlan::default(),
+            &items,
+            Some(watermark(1)),
+            &config.accounting(),
+        );
         assert_eq!(alone.len(), 1);
         assert_eq!(alone[0].action_count(), 1);
     }
@@ -829,7 +942,7 @@ mod tests {
         let plan = GroupPlan {
             anchors: (0..14)
                 .map(|i| {
-                    let key = anchor_of(&group(), &config, i * 60_000);
+                    let key = anchor_of(&group(), &config.accounting(), i * 60_000);
                     let mut item = AggregateItem::new(key);
                     item.version = 1;
                     item.sealed_pages = 1;
@@ -846,7 +959,7 @@ mod tests {
                 .collect(),
             ..GroupPlan::default()
         };
-        let txs = transactions(&plan, &items, Some(watermark(1)), &config);
+        let txs = transactions(&plan, &items, Some(watermark(1)), &config.accounting());
         assert!(txs.len() >= 2, "14 pages of 320 KB exceed one transaction");
         for t in &txs {
             assert!(t.byte_size() <= MAX_TRANSACTION_BYTES, "{}", t.byte_size());
@@ -861,13 +974,19 @@ mod tests {
             head_fingerprint_cap: MAX_SEALED_PAGES_PER_WRITE * MAX_PAGE_FINGERPRINTS - 10,
             ..AggregateConfig::default()
         };
-        assert_eq!(fresh_per_anchor(&config), 10);
+        assert_eq!(fresh_per_anchor(&config.accounting()), 10);
         let items = HashMap::new();
         let mut batch: Vec<Candidate> = (0..25)
             .map(|i| cand(i, &format!("e{i}"), 1_000, 1.0, i as u64 + 1))
             .collect();
         batch.push(cand(25, "e3", 1_000, 1.0, 26)); // a duplicate of a counted one
-        let plan = plan_group(&group(), &batch, &items, &HashMap::new(), &config);
+        let plan = plan_group(
+            &group(),
+            &batch,
+            &items,
+            &HashMap::new(),
+            &config.accounting(),
+        );
         assert_eq!(plan.anchors[0].counted.len(), 10);
         assert_eq!(plan.deferred, (10..25).collect::<Vec<_>>());
         assert_eq!(plan.duplicates, vec![25], "a duplicate is never deferred");
@@ -878,7 +997,7 @@ mod tests {
         let config = AggregateConfig::default(); // 60 s anchor
         let batch = [cand(0, "a", 130_000, 1.0, 7), cand(1, "b", 70_000, 1.0, 8)];
         // First watermark of the group: closed from the earliest anchor start.
-        let first = watermark_write(&group(), Some(120_000), None, &batch, &config)
+        let first = watermark_write(&group(), Some(120_000), None, &batch, &config.accounting())
             .expect("moves")
             .watermark;
         assert_eq!(
@@ -894,9 +1013,15 @@ mod tests {
         );
         // A fresh batch: closed from the stored watermark.
         let fresh = [cand(0, "c", 600_000, 1.0, 9)];
-        let next = watermark_write(&group(), Some(600_000), Some(&first), &fresh, &config)
-            .expect("moves")
-            .watermark;
+        let next = watermark_write(
+            &group(),
+            Some(600_000),
+            Some(&first),
+            &fresh,
+            &config.accounting(),
+        )
+        .expect("moves")
+        .watermark;
         assert_eq!((next.closed_from_ms, next.version), (120_000, 2));
         // A redelivery (a record at or before the stored one) keeps the stored start.
         let again = [
@@ -905,9 +1030,15 @@ mod tests {
         ];
         assert!(redelivers(&again, Some(&first)));
         assert!(!redelivers(&fresh, Some(&first)), "seq 9 comes after 8");
-        let retried = watermark_write(&group(), Some(900_000), Some(&first), &again, &config)
-            .expect("moves")
-            .watermark;
+        let retried = watermark_write(
+            &group(),
+            Some(900_000),
+            Some(&first),
+            &again,
+            &config.accounting(),
+        )
+        .expect("moves")
+        .watermark;
         assert_eq!(retried.closed_from_ms, first.closed_from_ms);
         // The same sequence number on another shard is not a redelivery.
         let mut elsewhere = again.clone();
@@ -916,6 +1047,15 @@ mod tests {
         }
         assert!(!redelivers(&elsewhere, Some(&first)));
         // Not moved: nothing to write.
-        assert!(watermark_write(&group(), Some(120_000), Some(&first), &fresh, &config).is_none());
+        assert!(
+            watermark_write(
+                &group(),
+                Some(120_000),
+                Some(&first),
+                &fresh,
+                &config.accounting()
+            )
+            .is_none()
+        );
     }
 }

@@ -1,5 +1,5 @@
-//! A check that the CLI's modules form no import cycle (issue 16): it reads every
-//! `.rs` file under `src/`, takes the `crate::…` and `super::…` paths of its code
+//! A check that no crate of the workspace has modules that import each other in a cycle
+//! (issue 16): for each crate it reads every `.rs` file under its `src/`, takes the `crate::…` and `super::…` paths of its code
 //! (comments and the file's `#[cfg(test)] mod` excluded: a test may set itself up with
 //! a sibling), resolves each to the module file it names, lifts every edge to the two
 //! siblings under the modules' common parent (`commands/demo.rs` → `pipeline.rs` is
@@ -11,7 +11,7 @@ use std::path::Path;
 
 type Module = Vec<String>;
 
-/// Every module file under `dir`, by module path (`main.rs` is the root, `[]`).
+/// Every module file under `dir`, by module path (`main.rs` or `lib.rs` is the root, `[]`).
 fn modules(dir: &Path, prefix: &Module, out: &mut BTreeMap<Module, String>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .expect("reading src")
@@ -30,7 +30,7 @@ fn modules(dir: &Path, prefix: &Module, out: &mut BTreeMap<Module, String>) {
             modules(&path, &sub, out);
         } else if let Some(stem) = name.strip_suffix(".rs") {
             let mut module = prefix.clone();
-            if !matches!(stem, "mod" | "main") {
+            if !matches!(stem, "mod" | "main" | "lib") {
                 module.push(stem.to_owned());
             }
             let text = std::fs::read_to_string(&path).expect("reading a source file");
@@ -153,20 +153,48 @@ fn find_cycle(edges: &BTreeMap<Module, BTreeSet<Module>>) -> Option<Vec<Module>>
         .find_map(|start| visit(start, edges, &mut done, &mut Vec::new()))
 }
 
-#[test]
-fn the_cli_modules_import_no_cycle() {
-    let mut known = BTreeMap::new();
-    modules(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &Vec::new(),
-        &mut known,
-    );
-    assert!(known.len() > 10, "found the modules: {:?}", known.keys());
-    let edges = sibling_edges(&known);
-    if let Some(cycle) = find_cycle(&edges) {
-        let names: Vec<String> = cycle.iter().map(|m| m.join("::")).collect();
-        panic!("import cycle: {}", names.join(" → "));
+/// The `src/` of every crate in the workspace: `crates/*` and `lambdas/*`.
+fn crate_sources() -> Vec<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut dirs = Vec::new();
+    for group in ["crates", "lambdas"] {
+        for entry in std::fs::read_dir(root.join(group)).expect("reading the workspace") {
+            let src = entry.expect("reading the workspace").path().join("src");
+            if src.is_dir() {
+                dirs.push(src);
+            }
+        }
     }
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn no_crate_has_modules_that_import_each_other_in_a_cycle() {
+    let sources = crate_sources();
+    let names: Vec<String> = sources.iter().map(|d| d.display().to_string()).collect();
+    for crate_dir in [
+        "crates/core/src",
+        "crates/aws/src",
+        "crates/local/src",
+        "crates/cli/src",
+    ] {
+        assert!(
+            names.iter().any(|n| n.ends_with(crate_dir)),
+            "{crate_dir} not among {names:?}"
+        );
+    }
+    let mut cycles = Vec::new();
+    for src in &sources {
+        let mut known = BTreeMap::new();
+        modules(src, &Vec::new(), &mut known);
+        assert!(!known.is_empty(), "no module in {}", src.display());
+        if let Some(cycle) = find_cycle(&sibling_edges(&known)) {
+            let path: Vec<String> = cycle.iter().map(|m| m.join("::")).collect();
+            cycles.push(format!("{}: {}", src.display(), path.join(" → ")));
+        }
+    }
+    assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
 }
 
 #[test]

@@ -1,19 +1,24 @@
 //! The narrow traits each stage needs. AWS adapters implement them in `sluice-aws`,
 //! in-memory ones in `sluice-local`. Futures are `Send` so handlers run on any runtime.
+//! [`cache`] wraps the read ports the stages call per record in per-container caches.
+
+pub mod cache;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::detect::rules::{Alert, Rule};
+use crate::detect::rules::{Alert, Rule, Severity};
 use crate::error::Result;
 use crate::input::record::OutRecord;
-use crate::query::{AggregateCursor, AggregateQuery, AlertCursor, AlertQuery};
+use serde::{Deserialize, Serialize};
+
 use crate::state::fingerprint::FingerprintSet;
 use crate::state::item::{
     AggregateItem, AggregateView, ClosingRange, GroupKey, GroupWatermark, ItemKey, ItemWrite,
     WatermarkWrite, WindowUpdate,
 };
+use crate::time::parse_rfc3339_ms;
 
 /// Dimensions attached to an entity in the reference table.
 pub type Attrs = BTreeMap<String, String>;
@@ -293,6 +298,101 @@ impl<T: AlertStore + ?Sized> AlertStore for Arc<T> {
 }
 
 // ---------------------------------------------------------------- query API
+
+/// Where an aggregates read resumes: the storage key (`pk`, `sk`, see
+/// [`crate::state::item`]) of the last item it evaluated. Any pair of non-empty strings is a
+/// valid position: the store resumes at the first key after it in its own order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateCursor {
+    pub pk: String,
+    pub sk: String,
+}
+
+/// Where an alerts read resumes: the last alert evaluated, newest window first
+/// (`window_start` is RFC 3339, as the alert holds it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertCursor {
+    pub window_start: String,
+    pub alert_id: String,
+}
+
+/// A validated `GET /aggregates`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggregateQuery {
+    pub key: Option<String>,
+    /// The metric (`type`).
+    pub metric: Option<String>,
+    /// Windows of this size only (tumbling and hopping).
+    pub window_seconds: Option<i64>,
+    /// Window start at or after (epoch ms).
+    pub from_ms: Option<i64>,
+    /// Window start at or before (epoch ms).
+    pub to_ms: Option<i64>,
+    /// At most this many items (1..=[`crate::query::MAX_LIMIT`]).
+    pub limit: usize,
+    /// Resume after this position (from `next`).
+    pub after: Option<AggregateCursor>,
+}
+
+impl AggregateQuery {
+    /// The one group read when both `key` and `type` are given (a `Query` on its
+    /// partition); otherwise the store scans.
+    pub fn group(&self) -> Option<GroupKey> {
+        Some(GroupKey {
+            key: self.key.clone()?,
+            metric: self.metric.clone()?,
+        })
+    }
+
+    /// Whether `view` passes every filter (not the position: see `after`). Aggregates
+    /// that counted no event never do.
+    pub fn matches(&self, view: &AggregateView) -> bool {
+        let start = parse_rfc3339_ms(&view.window_start);
+        view.count > 0
+            && self.key.as_ref().is_none_or(|k| *k == view.key)
+            && self.metric.as_ref().is_none_or(|m| *m == view.metric)
+            && self.window_seconds.is_none_or(|w| w == view.window_seconds)
+            && self
+                .from_ms
+                .is_none_or(|from| start.is_some_and(|s| s >= from))
+            && self.to_ms.is_none_or(|to| start.is_some_and(|s| s <= to))
+    }
+
+    /// The time bounds as whole seconds (window starts are whole seconds), so that
+    /// their RFC 3339 forms sort like the starts they bound: `None` when no whole
+    /// second lies in `[from, to]`.
+    pub fn whole_second_bounds(&self) -> Option<(i64, i64)> {
+        let from = self.from_ms.unwrap_or(i64::MIN / 2);
+        let to = self.to_ms.unwrap_or(i64::MAX / 2);
+        let lo = from + (1000 - from.rem_euclid(1000)) % 1000;
+        let hi = to - to.rem_euclid(1000);
+        (lo <= hi).then_some((lo, hi))
+    }
+}
+
+/// A validated `GET /alerts`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertQuery {
+    /// Alerts whose `window_start` is at or after this (epoch ms).
+    pub since_ms: Option<i64>,
+    pub severity: Option<Severity>,
+    /// The rule id.
+    pub rule: Option<String>,
+    pub limit: usize,
+    pub after: Option<AlertCursor>,
+}
+
+impl AlertQuery {
+    /// Whether `alert` passes every filter (not the position: see `after`).
+    pub fn matches(&self, alert: &Alert) -> bool {
+        self.since_ms.is_none_or(|since| {
+            parse_rfc3339_ms(&alert.window_start).is_some_and(|start| start >= since)
+        }) && self.severity.is_none_or(|s| s == alert.severity)
+            && self.rule.as_ref().is_none_or(|r| *r == alert.rule_id)
+    }
+}
 
 /// One page of results and where the next page starts (`None`: nothing after it).
 #[derive(Clone, Debug, PartialEq)]
