@@ -3,17 +3,16 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use sluice_core::detect::rules::{Rule, parse_rules};
-use sluice_local::scenario::Scenario;
-
-use std::sync::Arc;
-
 use sluice_local::faults::Faults;
+use sluice_local::scenario::Scenario;
+use sluice_local::template::Template;
 
 use crate::lines::{ChunkBound, LineSource, ReadAhead};
 use crate::output::{self, Summary};
@@ -88,16 +87,7 @@ pub fn load_rules(path: Option<&PathBuf>, scenario: Scenario) -> Result<Vec<Rule
 }
 
 pub async fn run(args: DemoArgs) -> Result<bool> {
-    let mut template = load_template(args.template.as_ref())?;
-    if let Some(n) = args.shards {
-        if n == 0 || n > 64 {
-            bail!("--shards {n}: use 1 to 64");
-        }
-        for p in ["RawShards", "ValidShards", "EnrichedShards"] {
-            template.set_parameter(p, n.to_string());
-        }
-    }
-    args.aggregate.apply(&mut template);
+    let template = demo_template(&args)?;
     let input = match &args.file {
         Some(path) => LineSource::file(path)?,
         None => LineSource::scenario(args.scenario, args.events, args.seed, args.start),
@@ -113,13 +103,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         rules.clone(),
         faults.clone(),
     )?;
-    let source = match &args.file {
-        Some(p) => format!("file {}", p.display()),
-        None => format!(
-            "{} events from scenario {} (seed {})",
-            args.events, args.scenario, args.seed
-        ),
-    };
+    let source = describe_source(&args);
     eprintln!(
         "sluice demo: {source}; delivery {}; windows {}",
         pipeline.stages.aggregate_config.delivery, pipeline.stages.aggregate_config.windows
@@ -144,6 +128,49 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         false => None,
     };
     let started = Instant::now();
+    let produced = feed_with_progress(&mut pipeline, &input, truth.as_mut()).await?;
+    let report = Report::of(&pipeline, produced, started.elapsed(), &faults);
+    let consistent = print_results(&args, &pipeline, &report, &rules, truth.as_ref())?;
+    if let Some(server) = server {
+        server.until_interrupted().await?;
+    }
+    Ok(consistent)
+}
+
+/// The deployment's template with the demo's overrides (`--shards`, the aggregate
+/// flags) applied.
+fn demo_template(args: &DemoArgs) -> Result<Template> {
+    let mut template = load_template(args.template.as_ref())?;
+    if let Some(n) = args.shards {
+        if n == 0 || n > 64 {
+            bail!("--shards {n}: use 1 to 64");
+        }
+        for p in ["RawShards", "ValidShards", "EnrichedShards"] {
+            template.set_parameter(p, n.to_string());
+        }
+    }
+    args.aggregate.apply(&mut template);
+    Ok(template)
+}
+
+/// Where the events come from, as the first line and the dashboard say it.
+fn describe_source(args: &DemoArgs) -> String {
+    match &args.file {
+        Some(p) => format!("file {}", p.display()),
+        None => format!(
+            "{} events from scenario {} (seed {})",
+            args.events, args.scenario, args.seed
+        ),
+    }
+}
+
+/// Feeds every chunk of `input` through the pipeline (and into `truth`), with a
+/// progress line on stderr; returns how many events were produced.
+async fn feed_with_progress(
+    pipeline: &mut InProcess,
+    input: &ReadAhead,
+    mut truth: Option<&mut verify::GroundTruth>,
+) -> Result<u64> {
     let mut last = Instant::now();
     let interactive = std::io::stderr().is_terminal();
     let every = Duration::from_millis(if interactive { 250 } else { 2000 });
@@ -151,7 +178,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         .feed_in_chunks(
             || input.next_chunk(),
             |sent| {
-                if let Some(t) = &mut truth {
+                if let Some(t) = truth.as_deref_mut() {
                     sent.iter().for_each(|line| t.feed(line));
                 }
             },
@@ -163,11 +190,23 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
             },
         )
         .await?;
-    progress_line(&pipeline, produced, interactive);
+    progress_line(pipeline, produced, interactive);
     if interactive {
         eprintln!();
     }
-    let report = Report::of(&pipeline, produced, started.elapsed(), &faults);
+    Ok(produced)
+}
+
+/// Prints the stored views, alerts and summary (`--json` lines or tables) and the
+/// verdict of `--verify`; returns whether the books balanced and the verdict found no
+/// difference.
+fn print_results(
+    args: &DemoArgs,
+    pipeline: &InProcess,
+    report: &Report,
+    rules: &[Rule],
+    truth: Option<&verify::GroundTruth>,
+) -> Result<bool> {
     // Every view at once only to print (--json) or verify them all: the table reads the
     // store a view at a time.
     let views = if args.json || args.verify {
@@ -176,9 +215,9 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
         Vec::new()
     };
     let alerts = pipeline.alerts.alerts();
-    let mut summary_json = report.summary_json(&pipeline, alerts.len())?;
-    let verdict = truth.as_ref().map(|truth| {
-        let rules = Some((rules.as_slice(), alerts.as_slice()));
+    let mut summary_json = report.summary_json(pipeline, alerts.len())?;
+    let verdict = truth.map(|truth| {
+        let rules = Some((rules, alerts.as_slice()));
         verify::verdict(truth, &views, &report.ledger, rules, verify::Counts::All)
     });
     if let Some(diffs) = &verdict {
@@ -187,24 +226,20 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
-        let mut digest = lock_digest(&pipeline);
+        let mut digest = lock_digest(pipeline);
         let dead_letters = |out: &mut _| digest.write_lines(out);
         output::print_json_lines(&mut out, &views, dead_letters, &alerts, &summary_json)?;
     } else {
         output::print_store_table(&mut out, &pipeline.store, 10)?;
         output::print_alerts(&mut out, &alerts)?;
-        report.write_human(&mut out, &pipeline)?;
+        report.write_human(&mut out, pipeline)?;
     }
     if let Some(diffs) = &verdict {
         verify::write_verdict(&mut out, diffs, args.json)?;
     }
-    let consistent = report.consistent();
     drop(out);
     std::io::stdout().flush()?;
-    if let Some(server) = server {
-        server.until_interrupted().await?;
-    }
-    Ok(consistent && verdict.as_ref().is_none_or(Vec::is_empty))
+    Ok(report.consistent() && verdict.as_ref().is_none_or(Vec::is_empty))
 }
 
 /// Dead letters the human summary shows whole (the first ones).
