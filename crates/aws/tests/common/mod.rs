@@ -6,7 +6,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sluice_aws::Provisioner;
+use sluice_aws::kinesis::KinesisShardSource;
+use sluice_aws::{DynamoAggregateStore, Provisioner};
+use sluice_core::resources::AGGREGATES_TABLE;
 
 pub struct Clients {
     pub kinesis: aws_sdk_kinesis::Client,
@@ -53,4 +55,28 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A new aggregates table named after `prefix` (see [`unique`]), and the store over it.
+pub async fn aggregates_table(c: &Clients, prefix: &str) -> DynamoAggregateStore {
+    let name = unique(prefix);
+    c.provisioner()
+        .ensure_table(&name, &AGGREGATES_TABLE)
+        .await
+        .expect("table");
+    DynamoAggregateStore::new(c.dynamodb.clone(), &name)
+}
+
+/// A new stream of one shard named after `prefix` (see [`unique`]): its name and a
+/// source reading it.
+pub async fn stream(c: &Clients, prefix: &str) -> (String, KinesisShardSource) {
+    let name = unique(prefix);
+    c.provisioner()
+        .ensure_stream(&name, 1)
+        .await
+        .expect("stream");
+    let source = KinesisShardSource::connect(c.kinesis.clone(), &name)
+        .await
+        .expect("source");
+    (name, source)
 }

@@ -1,6 +1,9 @@
-//! Fixtures for tests of the DynamoDB and Kinesis limits, shared by the in-memory
-//! adapters' tests (`sluice-local`) and the AWS adapters' (`sluice-aws`). Built only
-//! with the `testing` feature (the crates' dev-dependencies turn it on).
+//! Fixtures for tests of the DynamoDB and Kinesis adapters, shared by the in-memory
+//! adapters' tests (`sluice-local`) and the AWS adapters' (`sluice-aws`), and the
+//! [`conformance`] suite both run. Built only with the `testing` feature (the crates'
+//! dev-dependencies turn it on).
+
+pub mod conformance;
 
 use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
 use crate::limits::dynamodb::aggregate_item_size;
