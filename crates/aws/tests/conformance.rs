@@ -46,11 +46,7 @@ struct DynamoTable {
 
 impl Harness for DynamoTable {
     async fn finish(self) {
-        self.c
-            .provisioner()
-            .delete_table(self.store.table())
-            .await
-            .expect("delete table");
+        common::drop_table(&self.c, self.store.table()).await;
     }
 }
 
@@ -119,8 +115,7 @@ impl Stream for KinesisStream {
 }
 
 async fn table() -> DynamoTable {
-    let c = common::clients().await;
-    let store = common::aggregates_table(&c, "sluice-it-conf").await;
+    let (c, store) = common::aggregates_table("sluice-it-conf").await;
     DynamoTable { c, store }
 }
 

@@ -12,7 +12,6 @@ use sluice_core::item::{
     AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
 };
 use sluice_core::ports::{AggregateStore, Commit};
-use sluice_core::resources::AGGREGATES_TABLE;
 use sluice_core::sequence::SeqNo;
 use sluice_core::window::WindowSpec;
 
@@ -61,24 +60,6 @@ fn watermark(g: &GroupKey, ms: i64, version: u64) -> WatermarkWrite {
     }
 }
 
-async fn setup(prefix: &str) -> (common::Clients, DynamoAggregateStore) {
-    let c = common::clients().await;
-    let table = common::unique(prefix);
-    c.provisioner()
-        .ensure_table(&table, &AGGREGATES_TABLE)
-        .await
-        .expect("table");
-    let store = DynamoAggregateStore::new(c.dynamodb.clone(), &table);
-    (c, store)
-}
-
-async fn teardown(c: &common::Clients, store: &DynamoAggregateStore) {
-    c.provisioner()
-        .delete_table(store.table())
-        .await
-        .expect("delete table");
-}
-
 async fn raw(
     c: &common::Clients,
     table: &str,
@@ -100,7 +81,7 @@ async fn raw(
 
 #[tokio::test]
 async fn commits_new_items_and_detects_version_conflicts() {
-    let (c, store) = setup("sluice-it-agg").await;
+    let (c, store) = common::aggregates_table("sluice-it-agg").await;
     let g = group("sensor-1");
     let (ka, kb, kc) = (key(&g, 60, T0), key(&g, 3600, T0), key(&g, 60, T0 + 60_000));
     let a1 = item(&ka, 1, &[1.0, 2.0]);
@@ -193,12 +174,12 @@ async fn commits_new_items_and_detects_version_conflicts() {
     assert_eq!(store.estimated_units(), (6.0, 12.0));
     let (read_units, write_units) = store.units();
     assert!(read_units > 0.0 && write_units > 0.0, "{:?}", store.units());
-    teardown(&c, &store).await;
+    common::drop_table(&c, store.table()).await;
 }
 
 #[tokio::test]
 async fn sealed_pages_and_group_watermarks_commit_with_the_items() {
-    let (c, store) = setup("sluice-it-page").await;
+    let (c, store) = common::aggregates_table("sluice-it-page").await;
     let g = group("hot");
     let anchor_key = key(&g, 60, T0);
     let mut anchor = item(&anchor_key, 1, &[1.0]);
@@ -290,12 +271,12 @@ async fn sealed_pages_and_group_watermarks_commit_with_the_items() {
         .await
         .expect("load");
     assert_eq!(fresh.watermarks, vec![wm2.watermark]);
-    teardown(&c, &store).await;
+    common::drop_table(&c, store.table()).await;
 }
 
 #[tokio::test]
 async fn stored_items_have_the_documented_shape_and_ttl() {
-    let (c, store) = setup("sluice-it-shape").await;
+    let (c, store) = common::aggregates_table("sluice-it-shape").await;
     let g = group("sensor#7 🦀");
     let k = ItemKey {
         group: g.clone(),
@@ -409,12 +390,12 @@ async fn stored_items_have_the_documented_shape_and_ttl() {
     let ttl = ttl.time_to_live_description().expect("description");
     assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
     assert_eq!(ttl.attribute_name(), Some("expires_at"));
-    teardown(&c, &store).await;
+    common::drop_table(&c, store.table()).await;
 }
 
 #[tokio::test]
 async fn query_and_scan_return_aggregates_only() {
-    let (c, store) = setup("sluice-it-query").await;
+    let (c, store) = common::aggregates_table("sluice-it-query").await;
     let g = group("q");
     let h = group("other");
     let minute = |n: i64| key(&g, 60, T0 + n * 60_000);
@@ -486,12 +467,12 @@ async fn query_and_scan_return_aggregates_only() {
         all.iter()
             .any(|i| i.key == anchor.key && i.sealed_pages == 1)
     );
-    teardown(&c, &store).await;
+    common::drop_table(&c, store.table()).await;
 }
 
 #[tokio::test]
 async fn loads_more_keys_than_one_batch_holds() {
-    let (c, store) = setup("sluice-it-batch").await;
+    let (c, store) = common::aggregates_table("sluice-it-batch").await;
     let g = group("many");
     let keys: Vec<ItemKey> = (0..150).map(|n| key(&g, 60, T0 + n * 60_000)).collect();
     for chunk in keys.chunks(50) {
@@ -510,7 +491,7 @@ async fn loads_more_keys_than_one_batch_holds() {
         .expect("load");
     assert_eq!(loaded.items.len(), 150);
     assert!(loaded.watermarks.is_empty());
-    teardown(&c, &store).await;
+    common::drop_table(&c, store.table()).await;
 }
 
 #[tokio::test]

@@ -13,7 +13,6 @@ mod common;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
-use sluice_aws::DynamoAggregateStore;
 use sluice_aws::classify;
 use sluice_aws::kinesis::{PutRecordsApi, PutResult};
 use sluice_core::item::{AggregateItem, ItemKey, ItemWrite};
@@ -69,19 +68,6 @@ async fn kinesis_local_refuses_a_partition_key_of_257_characters_as_the_same_lim
 
 // ---------------------------------------------------------------- DynamoDB
 
-async fn table() -> (common::Clients, DynamoAggregateStore) {
-    let c = common::clients().await;
-    let store = common::aggregates_table(&c, "sluice-it-srv").await;
-    (c, store)
-}
-
-async fn drop_table(c: &common::Clients, store: &DynamoAggregateStore) {
-    c.provisioner()
-        .delete_table(store.table())
-        .await
-        .expect("delete table");
-}
-
 fn put(table: &str, pk: &str, sk: &str) -> TransactWriteItem {
     let put = Put::builder()
         .table_name(table)
@@ -92,27 +78,12 @@ fn put(table: &str, pk: &str, sk: &str) -> TransactWriteItem {
     TransactWriteItem::builder().put(put).build()
 }
 
-/// One raw `TransactWriteItems` of `items`, classified as the adapter classifies it.
-async fn transact(
-    c: &common::Clients,
-    store: &DynamoAggregateStore,
-    items: Vec<TransactWriteItem>,
-) -> Result<()> {
-    c.dynamodb
-        .transact_write_items()
-        .set_transact_items(Some(items))
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| classify::dynamodb("TransactWriteItems", store.table(), e))
-}
-
 /// Under DynamoDB's 409,600 bytes but over moto's 405,000: the adapter sends it, and
 /// the server's ValidationException is read as the item limit, alone (`PutItem`) and
 /// in a transaction.
 #[tokio::test]
 async fn moto_refuses_an_item_over_its_405_000_bytes_as_the_item_limit() {
-    let (c, store) = table().await;
+    let (c, store) = common::aggregates_table("sluice-it-srv").await;
     let g = group("sensor-1");
     let moto_over = pad_to(new_item(&key(&g, 0)), 407_000);
     let err = store
@@ -126,36 +97,43 @@ async fn moto_refuses_an_item_over_its_405_000_bytes_as_the_item_limit() {
         .expect_err("moto rejects in a transaction");
     assert_limit_max(&err, ddb::LIMIT_ITEM_BYTES, ddb::MAX_ITEM_BYTES);
     assert!(store.scan_all().await.expect("scan").is_empty());
-    drop_table(&c, &store).await;
+    common::drop_table(&c, store.table()).await;
 }
 
+/// More than 100 actions, or two on one item, in one raw `TransactWriteItems`.
 #[tokio::test]
-async fn moto_refuses_a_transaction_of_101_actions_as_the_same_limit() {
-    let (c, store) = table().await;
-    let items = (0..101)
-        .map(|i| put(store.table(), "p", &format!("s{i}")))
-        .collect();
-    let err = transact(&c, &store, items)
-        .await
-        .expect_err("moto rejects 101 actions");
-    assert_limit_max(&err, ddb::LIMIT_ACTIONS, 100);
-    drop_table(&c, &store).await;
-}
-
-#[tokio::test]
-async fn moto_refuses_two_actions_on_one_item_as_the_same_limit() {
-    let (c, store) = table().await;
-    let items = vec![put(store.table(), "p", "s"), put(store.table(), "p", "s")];
-    let err = transact(&c, &store, items)
-        .await
-        .expect_err("moto rejects the same item twice");
-    assert_limit_max(&err, ddb::LIMIT_ACTIONS_PER_ITEM, 1);
-    drop_table(&c, &store).await;
+async fn moto_refuses_101_actions_or_two_on_one_item_as_the_same_limits() {
+    let (c, store) = common::aggregates_table("sluice-it-srv").await;
+    let t = store.table();
+    let cases = [
+        (
+            (0..101).map(|i| put(t, "p", &format!("s{i}"))).collect(),
+            ddb::LIMIT_ACTIONS,
+            100,
+        ),
+        (
+            vec![put(t, "p", "s"), put(t, "p", "s")],
+            ddb::LIMIT_ACTIONS_PER_ITEM,
+            1,
+        ),
+    ];
+    for (items, limit, max) in cases {
+        let err = c
+            .dynamodb
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(|e| classify::dynamodb("TransactWriteItems", t, e))
+            .expect_err(limit);
+        assert_limit_max(&err, limit, max);
+    }
+    common::drop_table(&c, t).await;
 }
 
 #[tokio::test]
 async fn moto_refuses_a_partition_key_of_2049_bytes_as_the_same_limit() {
-    let (c, store) = table().await;
+    let (c, store) = common::aggregates_table("sluice-it-srv").await;
     let err = c
         .dynamodb
         .put_item()
@@ -167,12 +145,12 @@ async fn moto_refuses_a_partition_key_of_2049_bytes_as_the_same_limit() {
         .map_err(|e| classify::dynamodb("PutItem", store.table(), e))
         .expect_err("moto rejects 2049 bytes");
     assert_limit_max(&err, ddb::LIMIT_PARTITION_KEY_BYTES, 2048);
-    drop_table(&c, &store).await;
+    common::drop_table(&c, store.table()).await;
 }
 
 #[tokio::test]
 async fn moto_caps_a_batch_get_answer_at_16_mb_and_refuses_101_keys_as_the_key_limit() {
-    let (c, store) = table().await;
+    let (c, store) = common::aggregates_table("sluice-it-srv").await;
     let g = group("sensor-1");
     // 45 items of 400,000 bytes: 18 MB, more than one 16 MB answer holds.
     let items: Vec<AggregateItem> = (0..45)
@@ -216,5 +194,5 @@ async fn moto_caps_a_batch_get_answer_at_16_mb_and_refuses_101_keys_as_the_key_l
         .map_err(|e| classify::dynamodb("BatchGetItem", store.table(), e))
         .expect_err("101 keys");
     assert_limit_max(&err, ddb::LIMIT_BATCH_GET_KEYS, 100);
-    drop_table(&c, &store).await;
+    common::drop_table(&c, store.table()).await;
 }

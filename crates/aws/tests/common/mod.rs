@@ -57,14 +57,24 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A new aggregates table named after `prefix` (see [`unique`]), and the store over it.
-pub async fn aggregates_table(c: &Clients, prefix: &str) -> DynamoAggregateStore {
+/// Clients, and a new aggregates table named after `prefix` (see [`unique`]) with the
+/// store over it; [`drop_table`] removes it.
+pub async fn aggregates_table(prefix: &str) -> (Clients, DynamoAggregateStore) {
+    let c = clients().await;
     let name = unique(prefix);
     c.provisioner()
         .ensure_table(&name, &AGGREGATES_TABLE)
         .await
         .expect("table");
-    DynamoAggregateStore::new(c.dynamodb.clone(), &name)
+    let store = DynamoAggregateStore::new(c.dynamodb.clone(), &name);
+    (c, store)
+}
+
+pub async fn drop_table(c: &Clients, table: &str) {
+    c.provisioner()
+        .delete_table(table)
+        .await
+        .expect("delete table");
 }
 
 /// A new stream of one shard named after `prefix` (see [`unique`]): its name and a

@@ -49,7 +49,7 @@ use crate::item::{AggregateItem, ItemKey, ItemWrite};
 use crate::limits::{dynamodb as ddb, kinesis};
 use crate::ports::{AggregateStore, Commit, RecordSink, ShardSource};
 use crate::record::OutRecord;
-use crate::testing::{group, key, new_item, pad_to, record, watermark, write};
+use crate::testing::{group, key, new_item, pad_to, read_all, record, watermark, write};
 
 const MIB: usize = 1024 * 1024;
 
@@ -141,23 +141,8 @@ pub fn assert_limit_max(err: &Error, limit: &str, max: usize) {
 }
 
 /// How many records a stream holds, read shard by shard through the source.
-pub async fn stream_len<S: ShardSource>(source: &S) -> usize {
-    let mut n = 0;
-    for shard in source.shards().await.expect("shards") {
-        let mut after: Option<String> = None;
-        loop {
-            let read = source
-                .read(&shard.shard_id, after.as_deref(), 1000)
-                .await
-                .expect("read");
-            let Some(last) = read.records.last() else {
-                break;
-            };
-            after = Some(last.sequence_number.clone());
-            n += read.records.len();
-        }
-    }
-    n
+async fn stream_len<S: ShardSource>(source: &S) -> usize {
+    read_all(source).await.len()
 }
 
 /// The table's items in key order.

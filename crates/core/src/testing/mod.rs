@@ -7,7 +7,8 @@ pub mod conformance;
 
 use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
 use crate::limits::dynamodb::aggregate_item_size;
-use crate::record::OutRecord;
+use crate::ports::ShardSource;
+use crate::record::{OutRecord, StreamRecord};
 use crate::sequence::SeqNo;
 use crate::window::WindowSpec;
 
@@ -82,4 +83,25 @@ pub fn record(key: &str, bytes: usize) -> OutRecord {
         partition_key: key.to_owned(),
         data: vec![b'x'; bytes - key.len()],
     }
+}
+
+/// Every record of an open stream, shard by shard, each shard oldest first.
+pub async fn read_all<S: ShardSource>(source: &S) -> Vec<StreamRecord> {
+    let mut all = Vec::new();
+    for shard in source.shards().await.expect("shards") {
+        let mut after: Option<String> = None;
+        loop {
+            let read = source
+                .read(&shard.shard_id, after.as_deref(), 1000)
+                .await
+                .expect("read");
+            assert!(!read.ended, "an open shard never ends");
+            let Some(last) = read.records.last() else {
+                break;
+            };
+            after = Some(last.sequence_number.clone());
+            all.extend(read.records);
+        }
+    }
+    all
 }
