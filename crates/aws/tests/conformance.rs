@@ -28,43 +28,11 @@ mod common;
 
 use std::sync::Mutex;
 
-use sluice_aws::DynamoAggregateStore;
 use sluice_aws::kinesis::{KinesisShardSource, KinesisSink, PutRecordsApi, PutResult};
 use sluice_core::Result;
-use sluice_core::item::AggregateItem;
 use sluice_core::limits::kinesis;
 use sluice_core::record::OutRecord;
-use sluice_core::testing::conformance::{Harness, Stream, Table};
-
-/// The largest item stored in moto: under its 405,000 bytes.
-const MOTO_LARGEST_ITEM: usize = 400_000;
-
-struct DynamoTable {
-    c: common::Clients,
-    store: DynamoAggregateStore,
-}
-
-impl Harness for DynamoTable {
-    async fn finish(self) {
-        common::drop_table(&self.c, self.store.table()).await;
-    }
-}
-
-impl Table for DynamoTable {
-    type Store = DynamoAggregateStore;
-    fn store(&self) -> &DynamoAggregateStore {
-        &self.store
-    }
-    fn largest_item(&self) -> usize {
-        MOTO_LARGEST_ITEM
-    }
-    async fn items(&self) -> Vec<AggregateItem> {
-        self.store.scan_all().await.expect("scan")
-    }
-    fn batch_get_requests(&self) -> Option<u64> {
-        None
-    }
-}
+use sluice_core::testing::conformance::{Harness, Stream};
 
 /// Forwards to the real client and records the size of every request.
 struct Recording {
@@ -114,11 +82,6 @@ impl Stream for KinesisStream {
     }
 }
 
-async fn table() -> DynamoTable {
-    let (c, store) = common::aggregates_table("sluice-it-conf").await;
-    DynamoTable { c, store }
-}
-
 async fn stream() -> KinesisStream {
     let c = common::clients().await;
     let (name, source) = common::stream(&c, "sluice-it-conf").await;
@@ -135,4 +98,4 @@ async fn stream() -> KinesisStream {
     }
 }
 
-sluice_core::conformance_suite!(table: table(), stream: stream());
+sluice_core::conformance_suite!(table: common::DynamoTable::new("sluice-it-conf"), stream: stream());

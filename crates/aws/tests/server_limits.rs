@@ -154,7 +154,7 @@ async fn moto_caps_a_batch_get_answer_at_16_mb_and_refuses_101_keys_as_the_key_l
     let g = group("sensor-1");
     // 45 items of 400,000 bytes: 18 MB, more than one 16 MB answer holds.
     let items: Vec<AggregateItem> = (0..45)
-        .map(|m| pad_to(new_item(&key(&g, m)), 400_000))
+        .map(|m| pad_to(new_item(&key(&g, m)), common::MOTO_LARGEST_ITEM))
         .collect();
     for chunk in items.chunks(9) {
         let writes: Vec<ItemWrite> = chunk.iter().map(write).collect();

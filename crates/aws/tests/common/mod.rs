@@ -8,7 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice_aws::kinesis::KinesisShardSource;
 use sluice_aws::{DynamoAggregateStore, Provisioner};
+use sluice_core::item::AggregateItem;
 use sluice_core::resources::AGGREGATES_TABLE;
+use sluice_core::testing::conformance::{Harness, Table};
 
 pub struct Clients {
     pub kinesis: aws_sdk_kinesis::Client,
@@ -89,4 +91,43 @@ pub async fn stream(c: &Clients, prefix: &str) -> (String, KinesisShardSource) {
         .await
         .expect("source");
     (name, source)
+}
+
+/// The largest item stored in moto: under its 405,000 bytes.
+pub const MOTO_LARGEST_ITEM: usize = 400_000;
+
+/// A new aggregates table as the conformance suite's harness
+/// (`sluice_core::testing::conformance::Table`), dropped when the check is done.
+pub struct DynamoTable {
+    pub c: Clients,
+    pub store: DynamoAggregateStore,
+}
+
+impl DynamoTable {
+    pub async fn new(prefix: &str) -> Self {
+        let (c, store) = aggregates_table(prefix).await;
+        DynamoTable { c, store }
+    }
+}
+
+impl Harness for DynamoTable {
+    async fn finish(self) {
+        drop_table(&self.c, self.store.table()).await;
+    }
+}
+
+impl Table for DynamoTable {
+    type Store = DynamoAggregateStore;
+    fn store(&self) -> &DynamoAggregateStore {
+        &self.store
+    }
+    fn largest_item(&self) -> usize {
+        MOTO_LARGEST_ITEM
+    }
+    async fn items(&self) -> Vec<AggregateItem> {
+        self.store.scan_all().await.expect("scan")
+    }
+    fn batch_get_requests(&self) -> Option<u64> {
+        None
+    }
 }

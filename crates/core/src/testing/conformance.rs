@@ -21,6 +21,13 @@
 //!   on size; limits are checked before conditions (an oversize write with a stale
 //!   version is a limit, not a conflict).
 //!
+//! And beyond the limits, the aggregates table's conditional writes: a load reads what
+//! was committed (duplicate keys collapse, missing ones are absent); a write on a
+//! stale version, a second first write of an item, a page sealed twice or a watermark
+//! written on a stale version is a `Commit::Conflict`, and a transaction with one
+//! stale condition changes nothing; sealed pages and the group's watermark commit with
+//! their items.
+//!
 //! What differs between the adapters is asked of a small harness ([`Table`],
 //! [`Stream`]) instead of being written twice:
 //! - [`Table::largest_item`]: the largest item the table stores. DynamoDB's 409,600
@@ -49,7 +56,11 @@ use crate::item::{AggregateItem, ItemKey, ItemWrite};
 use crate::limits::{dynamodb as ddb, kinesis};
 use crate::ports::{AggregateStore, Commit, RecordSink, ShardSource};
 use crate::record::OutRecord;
-use crate::testing::{group, key, new_item, pad_to, read_all, record, watermark, write};
+use crate::testing::{
+    T0, group, key, new_item, next_write, pad_to, read_all, record, versioned, watermark,
+    watermark_at, write,
+};
+use crate::window::WindowSpec;
 
 const MIB: usize = 1024 * 1024;
 
@@ -99,6 +110,8 @@ macro_rules! conformance_suite {
             dynamodb_limits_are_checked_before_conditions,
             dynamodb_partition_key_of_2048_bytes_passes_and_one_byte_more_fails,
             dynamodb_batch_get_reads_100_keys_per_request_and_16_mb_per_answer,
+            dynamodb_conditional_writes_conflict_on_a_stale_version,
+            dynamodb_sealed_pages_and_group_watermarks_commit_with_the_items,
         );
         $crate::conformance_suite!(@each $stream;
             kinesis_record_of_1_mib_with_its_key_passes_and_one_byte_more_fails,
@@ -348,6 +361,193 @@ pub async fn dynamodb_batch_get_reads_100_keys_per_request_and_16_mb_per_answer<
     if let (Some(n), Some(now)) = (n, requests()) {
         assert_eq!(now - n, 3, "101 keys: two more");
     }
+}
+
+async fn load_one<S: AggregateStore>(store: &S, k: &ItemKey) -> Vec<AggregateItem> {
+    store
+        .load(std::slice::from_ref(k), &[])
+        .await
+        .expect("load")
+        .items
+}
+
+/// Items are written under their expected version: of two writers that read one
+/// version the first wins, and a transaction with one stale condition changes nothing.
+pub async fn dynamodb_conditional_writes_conflict_on_a_stale_version<T: Table>(t: &T) {
+    let store = t.store();
+    let g = group("sensor-1");
+    let hour = |start_ms| ItemKey {
+        group: g.clone(),
+        window: WindowSpec::tumbling(3600),
+        start_ms,
+    };
+    let (ka, kb, kc) = (key(&g, 0), hour(T0), key(&g, 1));
+    let a1 = versioned(&ka, 1, &[1.0, 2.0]);
+    let b1 = versioned(&kb, 1, &[1.0, 2.0]);
+    // Two items: one transaction.
+    assert_eq!(
+        store
+            .commit(&[next_write(&a1), next_write(&b1)], None)
+            .await
+            .expect("commit"),
+        Commit::Done
+    );
+    // One item: a conditional PutItem.
+    let c1 = versioned(&kc, 1, &[5.0]);
+    assert_eq!(
+        store
+            .commit(&[next_write(&c1)], None)
+            .await
+            .expect("commit"),
+        Commit::Done
+    );
+
+    let asked = [ka.clone(), kb.clone(), kc.clone(), ka.clone(), key(&g, -1)];
+    let loaded = store.load(&asked, &[]).await.expect("load");
+    let mut items = loaded.items;
+    items.sort_by(|x, y| x.key.cmp(&y.key));
+    let mut expected = vec![a1.clone(), b1.clone(), c1.clone()];
+    expected.sort_by(|x, y| x.key.cmp(&y.key));
+    assert_eq!(
+        items, expected,
+        "duplicates collapse, missing keys are absent"
+    );
+    assert!(loaded.watermarks.is_empty());
+
+    // Two writers read a at version 1; the first wins, the second conflicts.
+    let winner = versioned(&ka, 2, &[1.0, 2.0, 3.0]);
+    let loser = versioned(&ka, 2, &[1.0, 2.0, 100.0]);
+    assert_eq!(
+        store
+            .commit(&[next_write(&winner)], None)
+            .await
+            .expect("commit"),
+        Commit::Done
+    );
+    assert_eq!(
+        store
+            .commit(&[next_write(&loser)], None)
+            .await
+            .expect("commit"),
+        Commit::Conflict
+    );
+    assert_eq!(
+        load_one(store, &ka).await,
+        vec![winner],
+        "re-read gives the winner's state"
+    );
+    // A second "first write" of an existing item conflicts.
+    assert_eq!(
+        store
+            .commit(&[next_write(&c1)], None)
+            .await
+            .expect("commit"),
+        Commit::Conflict
+    );
+    // A transaction with one stale condition changes nothing at all.
+    let b2 = versioned(&kb, 2, &[1.0, 2.0, 3.0]);
+    let stale_a = versioned(&ka, 2, &[0.0]);
+    assert_eq!(
+        store
+            .commit(&[next_write(&b2), next_write(&stale_a)], None)
+            .await
+            .expect("commit"),
+        Commit::Conflict
+    );
+    assert_eq!(
+        load_one(store, &kb).await,
+        vec![b1],
+        "the transaction was all or nothing"
+    );
+}
+
+/// A sealed page is written with its anchor and never again; the group's watermark
+/// commits with the items, under its own version.
+pub async fn dynamodb_sealed_pages_and_group_watermarks_commit_with_the_items<T: Table>(t: &T) {
+    let store = t.store();
+    let g = group("hot");
+    let anchor_key = key(&g, 0);
+    let mut anchor = versioned(&anchor_key, 1, &[1.0]);
+    anchor.fingerprints.extend([11, 12]);
+    anchor.sealed_pages = 1;
+    anchor.expires_at_s = Some(1_900_000_000);
+    let mut page = FingerprintSet::new();
+    page.extend(1..=5000);
+    let with_page = ItemWrite {
+        sealed_page: vec![(1, page.clone())],
+        ..next_write(&anchor)
+    };
+    let wm1 = watermark_at(&g, T0, 1);
+    assert_eq!(
+        store
+            .commit(std::slice::from_ref(&with_page), Some(&wm1))
+            .await
+            .expect("commit"),
+        Commit::Done
+    );
+    assert_eq!(
+        store.load_page(&anchor_key, 1).await.expect("page"),
+        Some(page.clone())
+    );
+    assert_eq!(store.load_page(&anchor_key, 2).await.expect("page"), None);
+    let loaded = store
+        .load(
+            std::slice::from_ref(&anchor_key),
+            &[g.clone(), group("cold"), g.clone()],
+        )
+        .await
+        .expect("load");
+    assert_eq!(loaded.items, vec![anchor.clone()]);
+    assert_eq!(loaded.watermarks, vec![wm1.watermark.clone()]);
+
+    // Sealing page 1 again fails: pages are immutable, and the anchor stays as it was.
+    let again = ItemWrite {
+        sealed_page: vec![(1, FingerprintSet::new())],
+        ..next_write(&AggregateItem {
+            version: 2,
+            ..anchor.clone()
+        })
+    };
+    assert_eq!(
+        store.commit(&[again], None).await.expect("commit"),
+        Commit::Conflict
+    );
+    assert_eq!(
+        store.load_page(&anchor_key, 1).await.expect("page"),
+        Some(page)
+    );
+    assert_eq!(load_one(store, &anchor_key).await[0].version, 1);
+
+    // The watermark alone: advanced under its version; a stale writer cannot lower it.
+    let watermarks = || async {
+        store
+            .load(&[], std::slice::from_ref(&g))
+            .await
+            .expect("load")
+            .watermarks
+    };
+    let wm2 = watermark_at(&g, T0 + 120_000, 2);
+    assert_eq!(
+        store.commit(&[], Some(&wm2)).await.expect("commit"),
+        Commit::Done
+    );
+    let stale = watermark_at(&g, T0 + 60_000, 2);
+    assert_eq!(
+        store.commit(&[], Some(&stale)).await.expect("commit"),
+        Commit::Conflict
+    );
+    assert_eq!(watermarks().await, vec![wm2.watermark.clone()]);
+    // A watermark write in a transaction whose item conflicts is not applied either.
+    let wm3 = watermark_at(&g, T0 + 180_000, 3);
+    let conflicting = versioned(&anchor_key, 1, &[9.0]);
+    assert_eq!(
+        store
+            .commit(&[next_write(&conflicting)], Some(&wm3))
+            .await
+            .expect("commit"),
+        Commit::Conflict
+    );
+    assert_eq!(watermarks().await, vec![wm2.watermark]);
 }
 
 // ---------------------------------------------------------------- Kinesis

@@ -77,6 +77,37 @@ pub fn watermark(g: &GroupKey) -> WatermarkWrite {
     }
 }
 
+/// Version `version` of the item at `k`, of `values`.
+pub fn versioned(k: &ItemKey, version: u64, values: &[f64]) -> AggregateItem {
+    let mut item = AggregateItem::new(k.clone());
+    item.version = version;
+    item.state = values.iter().copied().collect();
+    item
+}
+
+/// The write of `item` over its previous version.
+pub fn next_write(item: &AggregateItem) -> ItemWrite {
+    ItemWrite {
+        item: item.clone(),
+        expected_version: item.version - 1,
+        sealed_page: Vec::new(),
+    }
+}
+
+/// Version `version` of the watermark of `g`, at `ms`.
+pub fn watermark_at(g: &GroupKey, ms: i64, version: u64) -> WatermarkWrite {
+    WatermarkWrite {
+        watermark: GroupWatermark {
+            group: g.clone(),
+            watermark_ms: ms,
+            closed_from_ms: ms,
+            last_record: None,
+            version,
+        },
+        expected_version: version - 1,
+    }
+}
+
 /// A record of exactly `bytes` (data plus partition key).
 pub fn record(key: &str, bytes: usize) -> OutRecord {
     OutRecord {
