@@ -11,8 +11,8 @@ use sluice_aws::RetryPolicy;
 use sluice_aws::kinesis::{KinesisShardSource, KinesisSink, PutRecordsApi, PutResult};
 use sluice_core::Result;
 use sluice_core::ports::{RecordSink, ShardSource};
-use sluice_core::record::OutRecord;
-use sluice_core::sequence::SeqNo;
+use sluice_core::input::record::OutRecord;
+use sluice_core::state::sequence::SeqNo;
 use sluice_core::testing::read_all;
 
 /// Forwards to the real server, except that it fails (as throttled, without sending

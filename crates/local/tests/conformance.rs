@@ -11,8 +11,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use sluice_core::item::AggregateItem;
-use sluice_core::limits::dynamodb as ddb;
+use sluice_core::state::item::AggregateItem;
+use sluice_core::state::limits::dynamodb as ddb;
 use sluice_core::ports::SystemClock;
 use sluice_core::testing::conformance::{Harness, Stream, Table};
 use sluice_local::store::MemoryAggregateStore;

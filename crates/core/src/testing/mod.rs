@@ -5,12 +5,12 @@
 
 pub mod conformance;
 
-use crate::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
-use crate::limits::dynamodb::aggregate_item_size;
+use crate::state::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
+use crate::state::limits::dynamodb::aggregate_item_size;
 use crate::ports::ShardSource;
-use crate::record::{OutRecord, StreamRecord};
-use crate::sequence::SeqNo;
-use crate::window::WindowSpec;
+use crate::input::record::{OutRecord, StreamRecord};
+use crate::state::sequence::SeqNo;
+use crate::state::window::WindowSpec;
 
 /// 2026-01-01T00:00:00Z in epoch milliseconds.
 pub const T0: i64 = 1_767_225_600_000;
