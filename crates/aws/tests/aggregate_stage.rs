@@ -8,16 +8,14 @@ mod common;
 use std::sync::Mutex;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use sluice_aws::DynamoAggregateStore;
 use sluice_core::config::AggregateConfig;
 use sluice_core::input::dead_letter::DeadLetter;
 use sluice_core::input::envelope::Reason;
-use sluice_core::input::record::{OutRecord, StreamRecord};
+use sluice_core::state::item::{GroupKey, ItemKey, WindowUpdate};
 use sluice_core::ports::{AggregateStore, RecordSink, SystemClock};
-use sluice_core::resources::AGGREGATES_TABLE;
+use sluice_core::input::record::{OutRecord, StreamRecord};
 use sluice_core::stage::Stage;
 use sluice_core::stage::aggregate::Aggregate;
-use sluice_core::state::item::{GroupKey, ItemKey, WindowUpdate};
 use sluice_core::state::window::WindowSpec;
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -73,17 +71,6 @@ fn records(events: &[(&str, String, i64)]) -> Vec<StreamRecord> {
         .collect()
 }
 
-async fn setup(prefix: &str) -> (common::Clients, DynamoAggregateStore) {
-    let c = common::clients().await;
-    let table = common::unique(prefix);
-    c.provisioner()
-        .ensure_table(&table, &AGGREGATES_TABLE)
-        .await
-        .expect("table");
-    let store = DynamoAggregateStore::new(c.dynamodb.clone(), &table);
-    (c, store)
-}
-
 fn key(k: &str, secs: i64, start_ms: i64) -> ItemKey {
     ItemKey {
         group: GroupKey {
@@ -97,7 +84,7 @@ fn key(k: &str, secs: i64, start_ms: i64) -> ItemKey {
 
 #[tokio::test]
 async fn a_backfill_of_98_minutes_of_one_key_is_counted_over_the_wire() {
-    let (c, store) = setup("sluice-it-backfill").await;
+    let (c, store) = common::aggregates_table("sluice-it-backfill").await;
     let stage = Aggregate::new(
         store.clone(),
         Collect::default(),
@@ -128,15 +115,12 @@ async fn a_backfill_of_98_minutes_of_one_key_is_counted_over_the_wire() {
         .map(|v| serde_json::from_value(v).expect("a window update"))
         .collect();
     assert_eq!(updates.len(), 2 * 100);
-    c.provisioner()
-        .delete_table(store.table())
-        .await
-        .expect("delete");
+    common::drop_table(&c, store.table()).await;
 }
 
 #[tokio::test]
 async fn a_corrupt_stored_item_dead_letters_its_group_and_the_rest_is_counted() {
-    let (c, store) = setup("sluice-it-corrupt").await;
+    let (c, store) = common::aggregates_table("sluice-it-corrupt").await;
     let bad = key("bad", 60, T0);
     c.dynamodb
         .put_item()
@@ -173,8 +157,5 @@ async fn a_corrupt_stored_item_dead_letters_its_group_and_the_rest_is_counted() 
     assert_eq!(dead[0].reason, Reason::Unprocessable);
     assert_eq!(dead[0].id.as_deref(), Some("2"));
     assert!(dead[0].detail.contains("t#bad"), "{}", dead[0].detail);
-    c.provisioner()
-        .delete_table(store.table())
-        .await
-        .expect("delete");
+    common::drop_table(&c, store.table()).await;
 }

@@ -10,9 +10,10 @@ use std::time::Duration;
 use sluice_aws::RetryPolicy;
 use sluice_aws::kinesis::{KinesisShardSource, KinesisSink, PutRecordsApi, PutResult};
 use sluice_core::Result;
-use sluice_core::input::record::{OutRecord, StreamRecord};
 use sluice_core::ports::{RecordSink, ShardSource};
+use sluice_core::input::record::OutRecord;
 use sluice_core::state::sequence::SeqNo;
+use sluice_core::testing::read_all;
 
 /// Forwards to the real server, except that it fails (as throttled, without sending
 /// them) the entries chosen by `fails` the first time it is offered them.
@@ -91,26 +92,6 @@ fn parse(data: &[u8]) -> (usize, usize) {
 fn fails_every_third(data: &[u8]) -> bool {
     let (k, i) = parse(data);
     (k + i) % 3 == 0
-}
-
-async fn read_all(source: &KinesisShardSource) -> Vec<StreamRecord> {
-    let mut all = Vec::new();
-    for shard in source.shards().await.expect("shards") {
-        let mut after: Option<String> = None;
-        loop {
-            let read = source
-                .read(&shard.shard_id, after.as_deref(), 1000)
-                .await
-                .expect("read");
-            assert!(!read.ended, "an open shard never ends");
-            let Some(last) = read.records.last() else {
-                break;
-            };
-            after = Some(last.sequence_number.clone());
-            all.extend(read.records);
-        }
-    }
-    all
 }
 
 #[tokio::test]

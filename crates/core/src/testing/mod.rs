@@ -1,12 +1,14 @@
-//! Fixtures for tests of the DynamoDB and Kinesis limits, shared by the in-memory
-//! adapters' tests (`sluice-local`) and the AWS adapters' (`sluice-aws`). Built only
-//! with the `testing` feature (the crates' dev-dependencies turn it on).
+//! Fixtures for tests of the DynamoDB and Kinesis adapters, shared by the in-memory
+//! adapters' tests (`sluice-local`) and the AWS adapters' (`sluice-aws`), and the
+//! [`conformance`] suite both run. Built only with the `testing` feature (the crates'
+//! dev-dependencies turn it on).
 
-use crate::input::record::OutRecord;
-use crate::state::item::{
-    AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
-};
+pub mod conformance;
+
+use crate::state::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
 use crate::state::limits::dynamodb::aggregate_item_size;
+use crate::ports::ShardSource;
+use crate::input::record::{OutRecord, StreamRecord};
 use crate::state::sequence::SeqNo;
 use crate::state::window::WindowSpec;
 
@@ -75,10 +77,62 @@ pub fn watermark(g: &GroupKey) -> WatermarkWrite {
     }
 }
 
+/// Version `version` of the item at `k`, of `values`.
+pub fn versioned(k: &ItemKey, version: u64, values: &[f64]) -> AggregateItem {
+    let mut item = AggregateItem::new(k.clone());
+    item.version = version;
+    item.state = values.iter().copied().collect();
+    item
+}
+
+/// The write of `item` over its previous version.
+pub fn next_write(item: &AggregateItem) -> ItemWrite {
+    ItemWrite {
+        item: item.clone(),
+        expected_version: item.version - 1,
+        sealed_page: Vec::new(),
+    }
+}
+
+/// Version `version` of the watermark of `g`, at `ms`.
+pub fn watermark_at(g: &GroupKey, ms: i64, version: u64) -> WatermarkWrite {
+    WatermarkWrite {
+        watermark: GroupWatermark {
+            group: g.clone(),
+            watermark_ms: ms,
+            closed_from_ms: ms,
+            last_record: None,
+            version,
+        },
+        expected_version: version - 1,
+    }
+}
+
 /// A record of exactly `bytes` (data plus partition key).
 pub fn record(key: &str, bytes: usize) -> OutRecord {
     OutRecord {
         partition_key: key.to_owned(),
         data: vec![b'x'; bytes - key.len()],
     }
+}
+
+/// Every record of an open stream, shard by shard, each shard oldest first.
+pub async fn read_all<S: ShardSource>(source: &S) -> Vec<StreamRecord> {
+    let mut all = Vec::new();
+    for shard in source.shards().await.expect("shards") {
+        let mut after: Option<String> = None;
+        loop {
+            let read = source
+                .read(&shard.shard_id, after.as_deref(), 1000)
+                .await
+                .expect("read");
+            assert!(!read.ended, "an open shard never ends");
+            let Some(last) = read.records.last() else {
+                break;
+            };
+            after = Some(last.sequence_number.clone());
+            all.extend(read.records);
+        }
+    }
+    all
 }
