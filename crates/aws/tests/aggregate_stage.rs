@@ -11,11 +11,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use sluice_core::config::AggregateConfig;
 use sluice_core::input::dead_letter::DeadLetter;
 use sluice_core::input::envelope::Reason;
-use sluice_core::state::item::{GroupKey, ItemKey, WindowUpdate};
-use sluice_core::ports::{AggregateStore, RecordSink, SystemClock};
 use sluice_core::input::record::{OutRecord, StreamRecord};
+use sluice_core::ports::{AggregateStore, RecordSink, SystemClock};
 use sluice_core::stage::Stage;
 use sluice_core::stage::aggregate::Aggregate;
+use sluice_core::state::item::{GroupKey, ItemKey, WindowUpdate};
 use sluice_core::state::window::WindowSpec;
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z

@@ -30,8 +30,8 @@ use std::sync::Mutex;
 
 use sluice_aws::kinesis::{KinesisShardSource, KinesisSink, PutRecordsApi, PutResult};
 use sluice_core::Result;
-use sluice_core::state::limits::kinesis;
 use sluice_core::input::record::OutRecord;
+use sluice_core::state::limits::kinesis;
 use sluice_core::testing::conformance::{Harness, Stream};
 
 /// Forwards to the real client and records the size of every request.

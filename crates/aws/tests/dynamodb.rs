@@ -10,13 +10,13 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use sluice_aws::DynamoAggregateStore;
+use sluice_core::ports::{AggregateStore, Commit};
 use sluice_core::state::fingerprint::FingerprintSet;
 use sluice_core::state::item::{AggregateItem, GroupKey, ItemKey, ItemWrite};
-use sluice_core::ports::{AggregateStore, Commit};
 use sluice_core::state::sequence::SeqNo;
+use sluice_core::state::window::WindowSpec;
 use sluice_core::testing::conformance::{self, Harness};
 use sluice_core::testing::{T0, group, next_write, versioned, watermark_at};
-use sluice_core::state::window::WindowSpec;
 
 fn key(g: &GroupKey, secs: i64, start_ms: i64) -> ItemKey {
     ItemKey {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use sluice_aws::RetryPolicy;
 use sluice_aws::kinesis::{KinesisShardSource, KinesisSink, PutRecordsApi, PutResult};
 use sluice_core::Result;
-use sluice_core::ports::{RecordSink, ShardSource};
 use sluice_core::input::record::OutRecord;
+use sluice_core::ports::{RecordSink, ShardSource};
 use sluice_core::state::sequence::SeqNo;
 use sluice_core::testing::read_all;
 

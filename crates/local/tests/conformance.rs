@@ -11,9 +11,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use sluice_core::ports::SystemClock;
 use sluice_core::state::item::AggregateItem;
 use sluice_core::state::limits::dynamodb as ddb;
-use sluice_core::ports::SystemClock;
 use sluice_core::testing::conformance::{Harness, Stream, Table};
 use sluice_local::store::MemoryAggregateStore;
 use sluice_local::streams::{MemorySink, MemorySource, MemoryStreams};

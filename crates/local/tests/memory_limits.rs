@@ -11,10 +11,10 @@
 
 use std::sync::Arc;
 
-use sluice_core::state::limits::{dynamodb as ddb, kinesis};
-use sluice_core::ports::{AlertStore, SystemClock};
-use sluice_core::input::record::OutRecord;
 use sluice_core::detect::rules::{Alert, Op, RuleKind, Severity, Stat};
+use sluice_core::input::record::OutRecord;
+use sluice_core::ports::{AlertStore, SystemClock};
+use sluice_core::state::limits::{dynamodb as ddb, kinesis};
 use sluice_core::testing::conformance::assert_limit;
 use sluice_core::testing::record;
 use sluice_core::{Error, Result};

@@ -8,8 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice_aws::kinesis::KinesisShardSource;
 use sluice_aws::{DynamoAggregateStore, Provisioner};
-use sluice_core::state::item::AggregateItem;
 use sluice_core::resources::AGGREGATES_TABLE;
+use sluice_core::state::item::AggregateItem;
 use sluice_core::testing::conformance::{Harness, Table};
 
 pub struct Clients {

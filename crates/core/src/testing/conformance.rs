@@ -51,16 +51,16 @@
 use std::future::Future;
 
 use crate::Error;
+use crate::input::record::OutRecord;
+use crate::ports::{AggregateStore, Commit, RecordSink, ShardSource};
 use crate::state::fingerprint::FingerprintSet;
 use crate::state::item::{AggregateItem, ItemKey, ItemWrite};
 use crate::state::limits::{dynamodb as ddb, kinesis};
-use crate::ports::{AggregateStore, Commit, RecordSink, ShardSource};
-use crate::input::record::OutRecord;
+use crate::state::window::WindowSpec;
 use crate::testing::{
     T0, group, key, new_item, next_write, pad_to, read_all, record, versioned, watermark,
     watermark_at, write,
 };
-use crate::state::window::WindowSpec;
 
 const MIB: usize = 1024 * 1024;
 

@@ -5,10 +5,12 @@
 
 pub mod conformance;
 
-use crate::state::item::{AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite};
-use crate::state::limits::dynamodb::aggregate_item_size;
-use crate::ports::ShardSource;
 use crate::input::record::{OutRecord, StreamRecord};
+use crate::ports::ShardSource;
+use crate::state::item::{
+    AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
+};
+use crate::state::limits::dynamodb::aggregate_item_size;
 use crate::state::sequence::SeqNo;
 use crate::state::window::WindowSpec;
 
