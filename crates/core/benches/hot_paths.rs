@@ -100,7 +100,13 @@ mod window {
             key: "sensor-042".into(),
             metric: "temperature".into(),
         };
-        bencher.bench(|| anchor_of(black_box(&group), &config.accounting(), black_box(NOW_MS)));
+        bencher.bench(|| {
+            anchor_of(
+                black_box(&group),
+                &config.plan_settings(),
+                black_box(NOW_MS),
+            )
+        });
     }
 }
 
@@ -198,7 +204,7 @@ mod merge {
                     black_box(&candidates),
                     &items,
                     &pages,
-                    &config.accounting(),
+                    &config.plan_settings(),
                 )
             });
     }

@@ -6,8 +6,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::state::idempotency::Accounting;
 pub use crate::state::idempotency::Delivery;
+use crate::state::idempotency::PlanSettings;
 use crate::state::window::WindowSet;
 
 pub mod env {
@@ -231,8 +231,8 @@ impl Default for AggregateConfig {
 
 impl AggregateConfig {
     /// What the exactly-once planner ([`crate::state::idempotency`]) needs of it.
-    pub fn accounting(&self) -> Accounting<'_> {
-        Accounting {
+    pub fn plan_settings(&self) -> PlanSettings<'_> {
+        PlanSettings {
             windows: &self.windows,
             delivery: self.delivery,
             allowed_lateness_ms: self.allowed_lateness_ms,

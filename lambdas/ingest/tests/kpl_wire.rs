@@ -15,9 +15,10 @@ use sluice_aws::{KinesisShardSource, Provisioner};
 use sluice_core::config::IngestConfig;
 use sluice_core::input::envelope::Reason;
 use sluice_core::input::record::StreamRecord;
-use sluice_core::ports::{ShardSource, SystemClock};
+use sluice_core::ports::SystemClock;
 use sluice_core::stage::Stage;
 use sluice_core::stage::outcome::{Accounting, Booking, Fate};
+use sluice_core::testing::read_all;
 use sluice_local::streams::MemoryStreams;
 
 #[derive(Default)]
@@ -83,26 +84,6 @@ fn produce(stream: &str) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("the producer prints one JSON object")
-}
-
-/// Every record of every shard, oldest first.
-async fn read_all(source: &KinesisShardSource) -> Vec<StreamRecord> {
-    let mut all = Vec::new();
-    for shard in source.shards().await.expect("shards") {
-        let mut after: Option<String> = None;
-        loop {
-            let read = source
-                .read(&shard.shard_id, after.as_deref(), 1000)
-                .await
-                .expect("read");
-            if read.records.is_empty() {
-                break;
-            }
-            after = read.records.last().map(|r| r.sequence_number.clone());
-            all.extend(read.records);
-        }
-    }
-    all
 }
 
 #[tokio::test]

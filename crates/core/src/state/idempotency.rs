@@ -68,7 +68,7 @@ impl fmt::Display for Delivery {
 /// ([`crate::config::AggregateConfig::accounting`]), borrowed: the windows an event
 /// feeds, the delivery mode, lateness, retention and the anchor's fingerprint cap.
 #[derive(Clone, Copy, Debug)]
-pub struct Accounting<'a> {
+pub struct PlanSettings<'a> {
     pub windows: &'a WindowSet,
     pub delivery: Delivery,
     pub allowed_lateness_ms: i64,
@@ -96,7 +96,7 @@ pub const MAX_SEALED_PAGES_PER_WRITE: usize = 6;
 /// How many new events one anchor takes per planning round: sealing moves the head
 /// (at most `head_fingerprint_cap`) and the new fingerprints into pages, which must
 /// stay within [`MAX_SEALED_PAGES_PER_WRITE`].
-pub fn fresh_per_anchor(config: &Accounting<'_>) -> usize {
+pub fn fresh_per_anchor(config: &PlanSettings<'_>) -> usize {
     (MAX_SEALED_PAGES_PER_WRITE * MAX_PAGE_FINGERPRINTS)
         .saturating_sub(config.head_fingerprint_cap)
         .max(1)
@@ -154,7 +154,7 @@ pub fn event_identity(delivery: Delivery, id: &str, origin: &str) -> u64 {
 }
 
 /// The anchor item key of an event time.
-pub fn anchor_of(group: &GroupKey, config: &Accounting<'_>, ts: i64) -> ItemKey {
+pub fn anchor_of(group: &GroupKey, config: &PlanSettings<'_>, ts: i64) -> ItemKey {
     let spec = config.windows.anchor();
     ItemKey {
         group: group.clone(),
@@ -173,7 +173,7 @@ pub fn anchor_of(group: &GroupKey, config: &Accounting<'_>, ts: i64) -> ItemKey 
 pub fn judge_lateness(
     candidates: &mut [Candidate],
     stored: Option<i64>,
-    config: &Accounting<'_>,
+    config: &PlanSettings<'_>,
 ) -> Option<i64> {
     let anchor = config.windows.anchor();
     let mut watermark = stored;
@@ -192,7 +192,7 @@ pub fn judge_lateness(
 pub fn keys_to_read(
     group: &GroupKey,
     candidates: &[Candidate],
-    config: &Accounting<'_>,
+    config: &PlanSettings<'_>,
 ) -> Vec<ItemKey> {
     keys_to_read_at(group, candidates.iter().map(|c| c.ts), config)
 }
@@ -203,7 +203,7 @@ pub fn keys_to_read(
 pub fn keys_to_read_at(
     group: &GroupKey,
     times: impl IntoIterator<Item = i64>,
-    config: &Accounting<'_>,
+    config: &PlanSettings<'_>,
 ) -> Vec<ItemKey> {
     let anchor = config.windows.anchor();
     let mut windows = std::collections::BTreeSet::new();
@@ -247,7 +247,7 @@ pub fn plan_group(
     candidates: &[Candidate],
     items: &HashMap<ItemKey, AggregateItem>,
     pages: &HashMap<ItemKey, Vec<Arc<FingerprintSet>>>,
-    config: &Accounting<'_>,
+    config: &PlanSettings<'_>,
 ) -> GroupPlan {
     // Keyed by window start (and size): the group is the same throughout, so no
     // per-event key (with its two strings) is built; item keys are made once per window.
@@ -378,7 +378,7 @@ pub fn plan_group(
     plan
 }
 
-fn expiry(key: &ItemKey, config: &Accounting<'_>) -> Option<i64> {
+fn expiry(key: &ItemKey, config: &PlanSettings<'_>) -> Option<i64> {
     (config.retention_ms > 0).then(|| (key.end_ms() + config.retention_ms) / 1000)
 }
 
@@ -411,7 +411,7 @@ pub fn watermark_write(
     batch_watermark: Option<i64>,
     current: Option<&GroupWatermark>,
     candidates: &[Candidate],
-    config: &Accounting<'_>,
+    config: &PlanSettings<'_>,
 ) -> Option<WatermarkWrite> {
     let wm = batch_watermark.filter(|wm| current.is_none_or(|c| *wm > c.watermark_ms))?;
     let expected_version = current.map_or(0, |c| c.version);
@@ -488,7 +488,7 @@ fn write_size(w: &ItemWrite) -> usize {
 fn coarse_size(
     key: &ItemKey,
     items: &HashMap<ItemKey, AggregateItem>,
-    config: &Accounting<'_>,
+    config: &PlanSettings<'_>,
 ) -> usize {
     let mut item = items
         .get(key)
@@ -514,7 +514,7 @@ pub fn transactions(
     plan: &GroupPlan,
     items: &HashMap<ItemKey, AggregateItem>,
     watermark: Option<WatermarkWrite>,
-    config: &Accounting<'_>,
+    config: &PlanSettings<'_>,
 ) -> Vec<Transaction> {
     let reserved_actions = usize::from(watermark.is_some());
     let reserved_bytes = watermark.as_ref().map_or(0, |w| w.watermark.stored_size());
@@ -633,13 +633,13 @@ mod tests {
             let config = AggregateConfig::default();
             let mut expected = std::collections::BTreeSet::new();
             for &ts in &times {
-                expected.insert(anchor_of(&group(), &config.accounting(), ts));
+                expected.insert(anchor_of(&group(), &config.plan_settings(), ts));
                 for (window, start_ms) in config.windows.coarser_windows_of(ts) {
                     expected.insert(ItemKey { group: group(), window, start_ms });
                 }
             }
             let expected: Vec<ItemKey> = expected.into_iter().collect();
-            proptest::prop_assert_eq!(keys_to_read_at(&group(), times.iter().copied(), &config.accounting()), expected);
+            proptest::prop_assert_eq!(keys_to_read_at(&group(), times.iter().copied(), &config.plan_settings()), expected);
         }
     }
 
@@ -679,10 +679,10 @@ mod tests {
             &batch,
             &items,
             &HashMap::new(),
-            &config.accounting(),
+            &config.plan_settings(),
         );
         assert_eq!(plan.duplicates, vec![1]);
-        let txs = transactions(&plan, &items, None, &config.accounting());
+        let txs = transactions(&plan, &items, None, &config.plan_settings());
         assert_eq!(txs.len(), 1);
         assert_eq!(txs[0].writes.len(), 3, "two minute anchors and one hour");
         apply(&mut items, &txs);
@@ -699,7 +699,7 @@ mod tests {
             &batch,
             &items,
             &HashMap::new(),
-            &config.accounting(),
+            &config.plan_settings(),
         );
         assert!(plan.anchors.is_empty());
         assert_eq!(plan.duplicates, vec![0, 1, 2]);
@@ -715,9 +715,9 @@ mod tests {
             &first,
             &items,
             &HashMap::new(),
-            &config.accounting(),
+            &config.plan_settings(),
         );
-        let txs = transactions(&plan, &items, None, &config.accounting());
+        let txs = transactions(&plan, &items, None, &config.plan_settings());
         apply(&mut items, &txs);
         let mut again = cand(0, "a", 1_000, 1.0, 1);
         again.late = true;
@@ -728,7 +728,7 @@ mod tests {
             &[again, fresh_late],
             &items,
             &HashMap::new(),
-            &config.accounting(),
+            &config.plan_settings(),
         );
         assert_eq!(plan.duplicates, vec![0]);
         assert_eq!(plan.late, vec![1]);
@@ -748,13 +748,13 @@ mod tests {
             &batch,
             &items,
             &HashMap::new(),
-            &config.accounting(),
+            &config.plan_settings(),
         );
         assert!(
             plan.duplicates.is_empty(),
             "same id, different records: both count"
         );
-        let txs = transactions(&plan, &items, None, &config.accounting());
+        let txs = transactions(&plan, &items, None, &config.plan_settings());
         apply(&mut items, &txs);
         let redelivered = [cand(0, "a", 1_000, 1.0, 11), cand(1, "c", 1_000, 1.0, 12)];
         let plan = plan_group(
@@ -762,7 +762,7 @@ mod tests {
             &redelivered,
             &items,
             &HashMap::new(),
-            &config.accounting(),
+            &config.plan_settings(),
         );
         assert_eq!(plan.duplicates, vec![0]);
         assert_eq!(plan.anchors[0].counted, vec![1]);
@@ -786,18 +786,24 @@ mod tests {
             &batch,
             &items,
             &HashMap::new(),
-            &config.accounting(),
+            &config.plan_settings(),
         );
         let w = &plan.anchors[0].write;
         assert_eq!(w.item.sealed_pages, 1);
         assert!(w.item.fingerprints.is_empty());
         assert_eq!(w.sealed_page[0].1.len(), 25);
         let page = Arc::new(w.sealed_page[0].1.clone());
-        let txs = transactions(&plan, &items, None, &config.accounting());
+        let txs = transactions(&plan, &items, None, &config.plan_settings());
         apply(&mut items, &txs);
         let anchor_key = plan.anchors[0].write.item.key.clone();
         let pages = HashMap::from([(anchor_key, vec![page])]);
-        let plan = plan_group(&group(), &batch[..3], &items, &pages, &config.accounting());
+        let plan = plan_group(
+            &group(),
+            &batch[..3],
+            &items,
+            &pages,
+            &config.plan_settings(),
+        );
         assert_eq!(plan.duplicates, vec![0, 1, 2]);
     }
 
@@ -817,9 +823,9 @@ mod tests {
             &batch,
             &items,
             &HashMap::new(),
-            &config.accounting(),
+            &config.plan_settings(),
         );
-        let txs = transactions(&plan, &items, None, &config.accounting());
+        let txs = transactions(&plan, &items, None, &config.plan_settings());
         assert_eq!(txs.len(), 2);
         assert!(
             txs.iter()
@@ -845,7 +851,7 @@ mod tests {
             cand(2, "c", 1_000_000, 1.0, 3),
             cand(3, "d", 1_000_000 + 60_000, 1.0, 4),
         ];
-        let wm = judge_lateness(&mut batch, None, &config.accounting());
+        let wm = judge_lateness(&mut batch, None, &config.plan_settings());
         // Watermark after b: start of b's minute (1_320_000); a's minute [960_000, 1_020_000)
         // ended 300 s + 0 before 1_320_000: not more than the lateness, so c is on time.
         assert_eq!(wm, Some(1_320_000));
@@ -854,14 +860,14 @@ mod tests {
             [false, false, false, false]
         );
         let mut later = vec![cand(4, "e", 1_000_000, 1.0, 5)];
-        judge_lateness(&mut later, Some(1_380_000), &config.accounting());
+        judge_lateness(&mut later, Some(1_380_000), &config.plan_settings());
         assert!(
             later[0].late,
             "one more minute and the window is closed for good"
         );
         let mut early = vec![cand(5, "f", 1_000_000, 1.0, 6)];
         assert_eq!(
-            judge_lateness(&mut early, Some(1_380_000), &config.accounting()),
+            judge_lateness(&mut early, Some(1_380_000), &config.plan_settings()),
             Some(1_380_000),
             "never lowers"
         );
@@ -875,7 +881,7 @@ mod tests {
         let keys = keys_to_read(
             &group(),
             &[late, cand(1, "b", 1_000, 1.0, 2)],
-            &config.accounting(),
+            &config.plan_settings(),
         );
         assert_eq!(keys.len(), 4, "two anchors, two hours");
     }
@@ -906,15 +912,15 @@ mod tests {
             &batch,
             &items,
             &HashMap::new(),
-            &config.accounting(),
+            &config.plan_settings(),
         );
-        let without = transactions(&plan, &items, None, &config.accounting());
+        let without = transactions(&plan, &items, None, &config.plan_settings());
         assert_eq!(without.len(), 1, "100 actions fit without a watermark");
         let txs = transactions(
             &plan,
             &items,
             Some(watermark(97 * 60_000)),
-            &config.accounting(),
+            &config.plan_settings(),
         );
         assert_eq!(txs.len(), 2);
         assert!(
@@ -927,7 +933,7 @@ mod tests {
             &GroupPlan::default(),
             &items,
             Some(watermark(1)),
-            &config.accounting(),
+            &config.plan_settings(),
         );
         assert_eq!(alone.len(), 1);
         assert_eq!(alone[0].action_count(), 1);
@@ -942,7 +948,7 @@ mod tests {
         let plan = GroupPlan {
             anchors: (0..14)
                 .map(|i| {
-                    let key = anchor_of(&group(), &config.accounting(), i * 60_000);
+                    let key = anchor_of(&group(), &config.plan_settings(), i * 60_000);
                     let mut item = AggregateItem::new(key);
                     item.version = 1;
                     item.sealed_pages = 1;
@@ -959,7 +965,7 @@ mod tests {
                 .collect(),
             ..GroupPlan::default()
         };
-        let txs = transactions(&plan, &items, Some(watermark(1)), &config.accounting());
+        let txs = transactions(&plan, &items, Some(watermark(1)), &config.plan_settings());
         assert!(txs.len() >= 2, "14 pages of 320 KB exceed one transaction");
         for t in &txs {
             assert!(t.byte_size() <= MAX_TRANSACTION_BYTES, "{}", t.byte_size());
@@ -974,7 +980,7 @@ mod tests {
             head_fingerprint_cap: MAX_SEALED_PAGES_PER_WRITE * MAX_PAGE_FINGERPRINTS - 10,
             ..AggregateConfig::default()
         };
-        assert_eq!(fresh_per_anchor(&config.accounting()), 10);
+        assert_eq!(fresh_per_anchor(&config.plan_settings()), 10);
         let items = HashMap::new();
         let mut batch: Vec<Candidate> = (0..25)
             .map(|i| cand(i, &format!("e{i}"), 1_000, 1.0, i as u64 + 1))
@@ -985,7 +991,7 @@ mod tests {
             &batch,
             &items,
             &HashMap::new(),
-            &config.accounting(),
+            &config.plan_settings(),
         );
         assert_eq!(plan.anchors[0].counted.len(), 10);
         assert_eq!(plan.deferred, (10..25).collect::<Vec<_>>());
@@ -997,9 +1003,15 @@ mod tests {
         let config = AggregateConfig::default(); // 60 s anchor
         let batch = [cand(0, "a", 130_000, 1.0, 7), cand(1, "b", 70_000, 1.0, 8)];
         // First watermark of the group: closed from the earliest anchor start.
-        let first = watermark_write(&group(), Some(120_000), None, &batch, &config.accounting())
-            .expect("moves")
-            .watermark;
+        let first = watermark_write(
+            &group(),
+            Some(120_000),
+            None,
+            &batch,
+            &config.plan_settings(),
+        )
+        .expect("moves")
+        .watermark;
         assert_eq!(
             (first.watermark_ms, first.closed_from_ms),
             (120_000, 60_000)
@@ -1018,7 +1030,7 @@ mod tests {
             Some(600_000),
             Some(&first),
             &fresh,
-            &config.accounting(),
+            &config.plan_settings(),
         )
         .expect("moves")
         .watermark;
@@ -1035,7 +1047,7 @@ mod tests {
             Some(900_000),
             Some(&first),
             &again,
-            &config.accounting(),
+            &config.plan_settings(),
         )
         .expect("moves")
         .watermark;
@@ -1053,7 +1065,7 @@ mod tests {
                 Some(120_000),
                 Some(&first),
                 &fresh,
-                &config.accounting()
+                &config.plan_settings()
             )
             .is_none()
         );
