@@ -32,7 +32,7 @@ mod verify;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use commands::{dashboard, demo, produce, query, rules, run, setup};
+use commands::{dashboard, demo, produce, query, rules, run, setup, sql};
 use tools::{bench, coldstart, cost};
 
 #[derive(Parser, Debug)]
@@ -70,6 +70,8 @@ enum Command {
     DeadLetters(query::DeadLettersArgs),
     /// Serve a live web dashboard of a deployment (aggregates, alerts, dead letters).
     Dashboard(dashboard::DashboardArgs),
+    /// Pipelines written in Flink SQL: `sluice sql check FILE` checks one and prints its plan.
+    Sql(sql::SqlArgs),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
             Command::Alerts(args) => query::run_alerts(args).await,
             Command::DeadLetters(args) => query::run_dead_letters(args).await,
             Command::Dashboard(args) => dashboard::run(args).await,
+            Command::Sql(args) => sql::run(args).await,
         }
     });
     match result {

@@ -94,6 +94,15 @@ pub enum Error {
         field: String,
         reason: String,
     },
+
+    /// A SQL pipeline is malformed or uses what is not supported, at `line`, `column`
+    /// of its text. Fixing the pipeline is the only cure.
+    #[error("line {line}, column {column}: {reason}")]
+    InvalidSql {
+        line: u64,
+        column: u64,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -109,7 +118,8 @@ impl Error {
             | Error::CorruptItem { .. }
             | Error::LimitExceeded { .. }
             | Error::Encode { .. }
-            | Error::InvalidRule { .. } => false,
+            | Error::InvalidRule { .. }
+            | Error::InvalidSql { .. } => false,
         }
     }
 
@@ -126,6 +136,7 @@ impl Error {
             Error::LimitExceeded { .. } => "limit_exceeded",
             Error::Encode { .. } => "encode",
             Error::InvalidRule { .. } => "invalid_rule",
+            Error::InvalidSql { .. } => "invalid_sql",
         }
     }
 

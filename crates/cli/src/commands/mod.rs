@@ -11,3 +11,4 @@ pub mod query;
 pub mod rules;
 pub mod run;
 pub mod setup;
+pub mod sql;

@@ -1,0 +1,92 @@
+//! `sluice sql check`: every pipeline in `examples/` reads and prints its plan; a
+//! pipeline outside the subset fails with its file, line and column.
+
+use std::path::Path;
+use std::process::Command;
+
+mod common;
+
+fn sluice(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .expect("running sluice");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn examples() -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("examples/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_example_pipeline_checks_and_prints_its_plan() {
+    let files = examples();
+    assert!(!files.is_empty(), "no .sql file in examples/");
+    for file in files {
+        let (ok, stdout, stderr) = sluice(&["sql", "check", file.to_str().expect("utf-8 path")]);
+        assert!(ok, "{}: {stderr}", file.display());
+        assert!(stdout.starts_with("source `"), "{stdout}");
+        assert!(
+            stdout.contains("stored view `") || stdout.contains("sink `"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("ingest extracts: "), "{stdout}");
+    }
+}
+
+#[test]
+fn the_payments_example_plans_a_lookup_join_a_tumbling_view_and_a_hopping_sink() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/payments.sql");
+    let (ok, stdout, stderr) = sluice(&["sql", "check", file.to_str().expect("utf-8 path")]);
+    assert!(ok, "{stderr}");
+    for line in [
+        "event time `et`, allowed lateness 30000 ms",
+        "reads `payments` LEFT JOIN `merchants` ON p.merchant.id = m.merchant_id",
+        "stored view `per_country`",
+        "TUMBLE over `enriched` by `et`, size 60000 ms",
+        "sink `per_tier`",
+        "HOP over `enriched` by `et`, slide 60000 ms, size 300000 ms",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
+    }
+}
+
+#[test]
+fn an_unsupported_pipeline_fails_naming_file_line_and_column() {
+    let dir = common::tempdir();
+    let file = dir.join("joins.sql");
+    std::fs::write(
+        &file,
+        "CREATE TABLE s (k STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)\n  WITH ('connector' = 'kinesis', 'format' = 'json');\n\
+         CREATE VIEW j AS SELECT a.k FROM s AS a JOIN s AS b ON a.k = b.k;\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let (ok, stdout, stderr) = sluice(&["sql", "check", path]);
+    assert!(!ok);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: {path}: line 3, column 46: a join between two streams is not supported; \
+             a lookup join needs FOR SYSTEM_TIME AS OF"
+        )
+    );
+    let (ok, _, stderr) = sluice(&["sql", "check", "/nonexistent/p.sql"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("reading the pipeline /nonexistent/p.sql"),
+        "{stderr}"
+    );
+}
