@@ -31,12 +31,18 @@ ON p.merchant.id = m.merchant_id;
 CREATE VIEW per_country AS
 SELECT window_start, window_end, merchant.country AS country,
        COUNT(*) AS payments, SUM(amount) AS total, MAX(amount) AS largest,
-       COUNT(*) FILTER (WHERE amount > 100) AS large
+       COUNT(*) FILTER (WHERE amount > 100) AS over_100
 FROM TABLE(TUMBLE(TABLE enriched, DESCRIPTOR(et), INTERVAL '1' MINUTE))
 WHERE card.brand <> 'test'
 GROUP BY window_start, window_end, merchant.country;
 
-CREATE TABLE per_tier (tier STRING) WITH ('connector' = 'dynamodb');
+CREATE TABLE per_tier (
+  window_start TIMESTAMP(3),
+  window_end TIMESTAMP(3),
+  tier STRING,
+  payments BIGINT,
+  mean DECIMAL(38, 6)
+) WITH ('connector' = 'dynamodb');
 
 INSERT INTO per_tier
 SELECT window_start, window_end, COALESCE(tier, 'none') AS tier,

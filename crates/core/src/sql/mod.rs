@@ -341,12 +341,26 @@ fn assemble(statements: Vec<Parsed>) -> Result<Pipeline> {
         .into_iter()
         .partition(|(name, _)| sink_names.contains(name));
     for v in &inserts {
-        if !sinks.contains_key(&v.name) {
+        let Some(sink) = sinks.get(&v.name) else {
             return Err(at(
                 v.place,
                 format!(
                     "INSERT INTO `{}`: no dynamodb table of that name is declared",
                     v.name
+                ),
+            ));
+        };
+        // As in Flink, the query's columns fill the sink's by position.
+        if v.columns.iter().any(|c| c == "*") || v.columns.len() != sink.columns.len() {
+            let declared: Vec<&str> = sink.columns.iter().map(|c| c.name.as_str()).collect();
+            return Err(at(
+                v.place,
+                format!(
+                    "INSERT INTO `{}` selects {} columns; the sink declares {} ({})",
+                    v.name,
+                    v.columns.len(),
+                    declared.len(),
+                    declared.join(", ")
                 ),
             ));
         }

@@ -36,7 +36,8 @@ FROM TABLE(TUMBLE(TABLE enriched, DESCRIPTOR(et), INTERVAL '1' MINUTE))
 WHERE card.brand <> 'test'
 GROUP BY window_start, window_end, merchant.country;
 
-CREATE TABLE by_tier (tier STRING) WITH ('connector' = 'dynamodb');
+CREATE TABLE by_tier (window_start TIMESTAMP(3), window_end TIMESTAMP(3), tier STRING, largest DECIMAL(12, 2))
+  WITH ('connector' = 'dynamodb');
 
 INSERT INTO by_tier
 SELECT window_start, window_end, COALESCE(tier, 'none') AS tier, MAX(amount) AS largest
@@ -344,6 +345,16 @@ fn refusals() -> Vec<(String, u64, u64, &'static str)> {
             2,
             1,
             "INSERT INTO `out`: no dynamodb table of that name",
+        ),
+        (
+            format!(
+                "{SOURCE}CREATE TABLE out (n BIGINT) WITH ('connector' = 'dynamodb');\n\
+                 INSERT INTO out SELECT window_start, window_end, COUNT(*) AS n \
+                 FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;"
+            ),
+            3,
+            1,
+            "INSERT INTO `out` selects 3 columns; the sink declares 1 (n)",
         ),
         (
             "CREATE TABLE r (a STRING) WITH ('connector' = 'dynamodb');\n".to_owned()
