@@ -17,18 +17,20 @@
 mod ddl;
 mod dialect;
 mod types;
+mod value;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use sqlparser::ast::{DateTimeField, Expr, Statement, TableObject, Value};
+use sqlparser::ast::{DateTimeField, Expr, Statement, TableObject, Value as Literal};
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 pub use ddl::{Column, ColumnKind, Connector, TableDef, Watermark};
 pub use types::{Field, SqlType};
+pub use value::{Decimal, Value};
 pub use view::{AGGREGATES, Input, SCALAR_FUNCTIONS, ViewDef, Window, WindowKind};
 
 use crate::error::Result;
@@ -479,7 +481,7 @@ pub(crate) fn interval_ms(e: &Expr) -> Option<i64> {
     }
     let n: i64 = match interval.value.as_ref() {
         Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(s) | Value::Number(s, _) => s.trim().parse().ok()?,
+            Literal::SingleQuotedString(s) | Literal::Number(s, _) => s.trim().parse().ok()?,
             _ => return None,
         },
         _ => return None,

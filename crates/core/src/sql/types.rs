@@ -30,7 +30,7 @@ pub enum SqlType {
     /// `STRING`, `VARCHAR(n)`, `CHAR(n)`: lengths are not enforced (as Flink's json
     /// format does not).
     String,
-    /// Timestamp without time zone, `precision` fractional digits (0..=9, default 6).
+    /// Timestamp without time zone, `precision` fractional digits (0..=3).
     Timestamp {
         precision: u8,
     },
@@ -217,11 +217,13 @@ fn from_data_type(t: &DataType) -> Option<SqlType> {
     })
 }
 
+/// A timestamp's precision: 0 to 3 (milliseconds). Flink's default, 6, and finer
+/// precisions are refused: values are kept in milliseconds, and a finer column would
+/// print differently from Flink.
 fn timestamp_precision(p: Option<u64>) -> Option<u8> {
     match p {
-        None => Some(6),
-        Some(p @ 0..=9) => Some(p as u8),
-        Some(_) => None,
+        Some(p @ 0..=3) => Some(p as u8),
+        _ => None,
     }
 }
 
@@ -269,7 +271,6 @@ mod tests {
                 },
             ),
             ("TIMESTAMP(3)", SqlType::Timestamp { precision: 3 }),
-            ("TIMESTAMP", SqlType::Timestamp { precision: 6 }),
             ("TIMESTAMP_LTZ(3)", SqlType::TimestampLtz { precision: 3 }),
         ];
         for (text, want) in cases {
@@ -296,6 +297,8 @@ mod tests {
             ("DATE", "type DATE is not supported"),
             ("DECIMAL(40, 2)", "is not supported"),
             ("TIMESTAMP(12)", "is not supported"),
+            ("TIMESTAMP(6)", "is not supported"),
+            ("TIMESTAMP", "is not supported"),
             ("ROW<a INT, a STRING>", "field `a` is declared twice"),
             ("ROW<a INT", "expected"),
         ] {
