@@ -293,91 +293,29 @@ fn single_name(name: &str, start: Location) -> Result<String> {
     Ok(trimmed.to_owned())
 }
 
+/// The statements sorted by kind: the source, the other tables by name, the views and
+/// the `INSERT INTO`s in order.
+struct Declared {
+    source: TableDef,
+    tables: BTreeMap<String, TableDef>,
+    views: Vec<ViewDef>,
+    inserts: Vec<ViewDef>,
+}
+
 /// Puts the statements together and checks what refers to what.
 fn assemble(statements: Vec<Parsed>) -> Result<Pipeline> {
-    let mut source: Option<TableDef> = None;
-    let mut tables: BTreeMap<String, TableDef> = BTreeMap::new();
-    let mut views: Vec<ViewDef> = Vec::new();
-    let mut inserts: Vec<ViewDef> = Vec::new();
-    for statement in statements {
-        match statement {
-            Parsed::Table(t) => {
-                let t = *t;
-                if tables.contains_key(&t.name) || source.as_ref().is_some_and(|s| s.name == t.name)
-                {
-                    return Err(at(t.place, format!("table `{}` is declared twice", t.name)));
-                }
-                if t.connector == Connector::Kinesis {
-                    if let Some(first) = &source {
-                        return Err(at(
-                            t.place,
-                            format!(
-                                "a pipeline reads one kinesis source; `{}` is already its source",
-                                first.name
-                            ),
-                        ));
-                    }
-                    source = Some(t);
-                } else {
-                    tables.insert(t.name.clone(), t);
-                }
-            }
-            Parsed::View(v) if v.sink => inserts.push(*v),
-            Parsed::View(v) => {
-                let v = *v;
-                if views.iter().any(|w| w.name == v.name) || tables.contains_key(&v.name) {
-                    return Err(at(v.place, format!("`{}` is declared twice", v.name)));
-                }
-                views.push(v);
-            }
-        }
-    }
-    let source = source.ok_or_else(|| {
-        at(
-            Location::new(1, 1),
-            "the pipeline has no source: CREATE TABLE name (...) WITH ('connector' = 'kinesis', 'format' = 'json')",
-        )
-    })?;
+    let Declared {
+        source,
+        tables,
+        views,
+        inserts,
+    } = sort_declarations(statements)?;
     let sink_names: BTreeSet<String> = inserts.iter().map(|v| v.name.clone()).collect();
     let (sinks, references): (BTreeMap<_, _>, BTreeMap<_, _>) = tables
         .into_iter()
         .partition(|(name, _)| sink_names.contains(name));
-    for v in &inserts {
-        let Some(sink) = sinks.get(&v.name) else {
-            return Err(at(
-                v.place,
-                format!(
-                    "INSERT INTO `{}`: no dynamodb table of that name is declared",
-                    v.name
-                ),
-            ));
-        };
-        // As in Flink, the query's columns fill the sink's by position.
-        if v.columns.iter().any(|c| c == "*") || v.columns.len() != sink.columns.len() {
-            let declared: Vec<&str> = sink.columns.iter().map(|c| c.name.as_str()).collect();
-            return Err(at(
-                v.place,
-                format!(
-                    "INSERT INTO `{}` selects {} columns; the sink declares {} ({})",
-                    v.name,
-                    v.columns.len(),
-                    declared.len(),
-                    declared.join(", ")
-                ),
-            ));
-        }
-    }
-    for r in references.values() {
-        if r.primary_key.is_empty() {
-            return Err(at(
-                r.place,
-                format!(
-                    "reference table `{}` needs PRIMARY KEY (key) NOT ENFORCED: the lookup key",
-                    r.name
-                ),
-            ));
-        }
-    }
+    check_sinks(&inserts, &sinks)?;
+    check_references(&references)?;
     let mut checked: Vec<ViewDef> = Vec::new();
     for v in views.into_iter().chain(inserts) {
         check_inputs(&v, &source, &references, &checked)?;
@@ -396,6 +334,101 @@ fn assemble(statements: Vec<Parsed>) -> Result<Pipeline> {
         ));
     }
     Ok(pipeline)
+}
+
+/// One source, no name declared twice.
+fn sort_declarations(statements: Vec<Parsed>) -> Result<Declared> {
+    let mut source: Option<TableDef> = None;
+    let mut tables: BTreeMap<String, TableDef> = BTreeMap::new();
+    let mut views: Vec<ViewDef> = Vec::new();
+    let mut inserts: Vec<ViewDef> = Vec::new();
+    for statement in statements {
+        match statement {
+            Parsed::Table(t) => {
+                let t = *t;
+                if tables.contains_key(&t.name) || source.as_ref().is_some_and(|s| s.name == t.name)
+                {
+                    return Err(at(t.place, format!("table `{}` is declared twice", t.name)));
+                }
+                if t.connector != Connector::Kinesis {
+                    tables.insert(t.name.clone(), t);
+                } else if let Some(first) = &source {
+                    return Err(at(
+                        t.place,
+                        format!(
+                            "a pipeline reads one kinesis source; `{}` is already its source",
+                            first.name
+                        ),
+                    ));
+                } else {
+                    source = Some(t);
+                }
+            }
+            Parsed::View(v) if v.sink => inserts.push(*v),
+            Parsed::View(v) => {
+                if views.iter().any(|w| w.name == v.name) || tables.contains_key(&v.name) {
+                    return Err(at(v.place, format!("`{}` is declared twice", v.name)));
+                }
+                views.push(*v);
+            }
+        }
+    }
+    let source = source.ok_or_else(|| {
+        at(
+            Location::new(1, 1),
+            "the pipeline has no source: CREATE TABLE name (...) WITH ('connector' = 'kinesis', 'format' = 'json')",
+        )
+    })?;
+    Ok(Declared {
+        source,
+        tables,
+        views,
+        inserts,
+    })
+}
+
+/// Every `INSERT INTO` names a declared sink and fills its columns by position, as in
+/// Flink.
+fn check_sinks(inserts: &[ViewDef], sinks: &BTreeMap<String, TableDef>) -> Result<()> {
+    for v in inserts {
+        let Some(sink) = sinks.get(&v.name) else {
+            return Err(at(
+                v.place,
+                format!(
+                    "INSERT INTO `{}`: no dynamodb table of that name is declared",
+                    v.name
+                ),
+            ));
+        };
+        if v.columns.iter().any(|c| c == "*") || v.columns.len() != sink.columns.len() {
+            let declared: Vec<&str> = sink.columns.iter().map(|c| c.name.as_str()).collect();
+            return Err(at(
+                v.place,
+                format!(
+                    "INSERT INTO `{}` selects {} columns; the sink declares {} ({})",
+                    v.name,
+                    v.columns.len(),
+                    declared.len(),
+                    declared.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A reference table is read by its key: it needs one.
+fn check_references(references: &BTreeMap<String, TableDef>) -> Result<()> {
+    match references.values().find(|r| r.primary_key.is_empty()) {
+        Some(r) => Err(at(
+            r.place,
+            format!(
+                "reference table `{}` needs PRIMARY KEY (key) NOT ENFORCED: the lookup key",
+                r.name
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// What a view reads must exist: the source or an earlier view (windows and joins
