@@ -107,6 +107,29 @@ JSON_ISO = [  # 'json.timestamp-format.standard' = 'ISO-8601'
     dec(["7", -3, None, None]),
 ]
 
+# json_coerce.ndjson: Flink's lenient coercions, and values it reads as NULL (the cases
+# crates/core/src/sql/json.rs rejects naming the column).
+def coerced(row):
+    return dict(zip(["id", "i", "b", "d", "dc", "s", "bo", "r"], row))
+
+
+JSON_COERCE = [
+    # "12" → INT 12; -12.7 → BIGINT -12 (toward zero); "NaN" → DOUBLE NaN; "1.675" →
+    # DECIMAL(5,2) 1.68 (half up); 1.50 → STRING "1.50" (the number's text); "TRUE" → true;
+    # nested "2" → INT 2 and 5 → STRING "5".
+    coerced(["c1", 12, -12, "NaN", Decimal("1.68"), "1.50", True, {"a": 2, "n": {"x": "5"}}]),
+    # 2147483648 overflows INT and "1.0" is no BIGINT: NULL; "1.5d" is Java's double 1.5;
+    # -1.675 → -1.68 (away from zero); an object into STRING is Jackson's text of it (with
+    # a DECIMAL in the table fractions are BigDecimals, trailing zeros stripped: 1E+3);
+    # "yes" is false; a nested field Flink cannot read is NULL, the row stays.
+    coerced(["c2", None, None, 1.5, Decimal("-1.68"), '{"a":1.5,"c":1E+3}', False,
+             {"a": None, "n": None}]),
+    # 1e3 → INT 1000; "007" → 7; 1e400 → Infinity; 999.995 rounds to 1000.00, which
+    # overflows DECIMAL(5,2): NULL; true → STRING "true"; 1 → BOOLEAN false; a ROW given
+    # as a string is NULL.
+    coerced(["c3", 1000, 7, "Infinity", None, "true", False, None]),
+]
+
 # edges.ndjson, TUMBLE 10 s. Rows with ms NULL or absent have a NULL et: in no window.
 STATS = [
     {**win("00:00:00.000", "00:00:10.000"), "k": "a", "c": 3, "cv": 2,
@@ -135,6 +158,8 @@ CASES = [
      'Encountered "views"'),
     ({"name": "json_iso", "pipeline": "json_iso.sql", "events": "json_types.ndjson",
       "views": ["decoded"]}, {"decoded": JSON_ISO}),
+    ({"name": "json_coerce", "pipeline": "json_coerce.sql", "events": "json_coerce.ndjson",
+      "views": ["decoded"]}, {"decoded": JSON_COERCE}),
     # No reference file for `products`: refused before Flink runs.
     ({"name": "no_reference", "pipeline": "orders.sql", "events": "orders.ndjson"},
      "reference table products has no file"),
