@@ -34,6 +34,14 @@
 //! - NULL inputs are skipped (`COUNT(*)` counts rows); over no non-NULL input every
 //!   function but COUNT gives NULL.
 //!
+//! Where Flink's value depends on the rest of the view or on input order, these states
+//! give the function's own, order-free value (documented differences):
+//! - with a VAR/STDDEV in the same view, Flink rewrites `AVG(x)` as `SUM(x) / COUNT(x)`,
+//!   so `AVG(INT)` wraps at 32 bits and `AVG(FLOAT)` sums in floats;
+//! - a `SUM(DECIMAL)` whose running sum passes 38 digits is NULL in Flink until the next
+//!   value restarts it; here it is NULL exactly when the total needs more than 38 digits;
+//! - sums of doubles and the last digits of VAR/STDDEV depend on Flink's input order.
+//!
 //! Stored form: [`AggregateState`] serializes (serde) to a small tagged form, e.g.
 //! `{"c":3}`, `{"i":[3,7]}`, `{"d":[3,"735"]}`, `{"x":{"s":"abc"}}`; the tag names the
 //! layout, so a new layout is a new tag. [`AggregateKind::max_state_bytes`] bounds its
