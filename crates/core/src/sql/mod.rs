@@ -14,6 +14,7 @@
 //! Status: this module reads and checks pipelines and describes their plan
 //! (`sluice sql check`). Evaluating them on the stages is not built yet.
 
+mod aggregate;
 mod ddl;
 mod dialect;
 mod json;
@@ -29,6 +30,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
+pub use aggregate::{AggregateError, AggregateFunction, AggregateKind, AggregateState};
 pub use ddl::{Column, ColumnKind, Connector, TableDef, Watermark};
 pub use json::{Rejection, RowReader, TimestampStandard};
 pub use types::{Field, SqlType};

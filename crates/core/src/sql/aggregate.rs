@@ -1,0 +1,1129 @@
+//! The aggregate functions of stored views as mergeable accumulators, with Flink's result
+//! types and values (issue 17).
+//!
+//! A view's aggregate call becomes an [`AggregateKind`] once, at plan time
+//! ([`AggregateKind::new`]); each (group, window) keeps an [`AggregateState`]. The
+//! aggregate stage folds a batch's values into fresh states ([`AggregateKind::add`]),
+//! merges them into the states stored in DynamoDB items ([`AggregateKind::merge`], in any
+//! grouping and order) and emits [`AggregateKind::result`].
+//!
+//! What Flink 2.3 computes, and how the states reproduce it (probes in the tests):
+//! - `COUNT(*)`, `COUNT(x)`: BIGINT NOT NULL, 0 over no input.
+//! - `SUM`/`AVG` of INT and BIGINT keep the count and a sum wrapping at 64 bits: wrapping
+//!   addition is associative and commutative, so any merge order gives Flink's wrapped
+//!   result. `SUM(INT)` is that sum cut to 32 bits (Java `int` arithmetic); `AVG(INT)`
+//!   divides the 64-bit sum (Flink's sum is BIGINT); `AVG(BIGINT)` divides the wrapped
+//!   64-bit sum, as Flink does. Both truncate toward zero.
+//! - `SUM`/`AVG` of FLOAT and DOUBLE keep a Neumaier-compensated sum in `f64`: the result
+//!   is within a few ulps of the exact sum whatever the merge order. Flink adds in input
+//!   order (FLOAT in `f32`), so the last digits may differ (documented difference).
+//! - `SUM`/`AVG` of DECIMAL keep the exact sum, unbounded in practice (2^63 × 10^37).
+//!   `SUM` is DECIMAL(38, s) and NULL when the total needs more than 38 digits; `AVG` is
+//!   DECIMAL(38, max(6, s)): the sum divided by the count rounded to 38 significant
+//!   digits, then to the scale, both half up (Java's `MathContext(38, HALF_UP)` then
+//!   `setScale(.., HALF_UP)`), NULL when it does not fit.
+//! - `VAR_POP`, `VAR_SAMP`, `STDDEV_POP`, `STDDEV_SAMP`: Flink 2.3 keeps Welford's
+//!   (n, mean, M2) in DOUBLE for every argument type and merges with Chan et al.'s
+//!   formula; these states use the same formulas. The result is cast to the argument's
+//!   type as Flink casts a DOUBLE: INT/BIGINT truncate toward zero and saturate, FLOAT
+//!   rounds, DECIMAL(p, s) becomes DECIMAL(38, max(6, s)) from the double's shortest
+//!   text rounded half up. `*_SAMP` of one value is NULL.
+//! - `MIN`/`MAX` keep the extreme value, of the argument's type. Doubles and floats
+//!   order as Java's `Double.compare` (-0.0 < 0.0, NaN above everything): Flink's `<`
+//!   leaves those cases to input order.
+//! - NULL inputs are skipped (`COUNT(*)` counts rows); over no non-NULL input every
+//!   function but COUNT gives NULL.
+//!
+//! Where Flink's value depends on the rest of the view or on input order, these states
+//! give the function's own, order-free value (documented differences):
+//! - with a VAR/STDDEV in the same view, Flink rewrites `AVG(x)` as `SUM(x) / COUNT(x)`,
+//!   so `AVG(INT)` wraps at 32 bits and `AVG(FLOAT)` sums in floats;
+//! - a `SUM(DECIMAL)` whose running sum passes 38 digits is NULL in Flink until the next
+//!   value restarts it; here it is NULL exactly when the total needs more than 38 digits;
+//! - sums of doubles and the last digits of VAR/STDDEV depend on Flink's input order.
+//!
+//! Stored form: [`AggregateState`] serializes (serde) to a small tagged form, e.g.
+//! `{"c":3}`, `{"i":[3,7]}`, `{"d":[3,"735"]}`, `{"x":{"s":"abc"}}`; the tag names the
+//! layout, so a new layout is a new tag. [`AggregateKind::max_state_bytes`] bounds its
+//! JSON size.
+
+use std::cmp::Ordering;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::types::SqlType;
+use super::value::{Decimal, MAX_PRECISION, Value};
+
+/// Why an aggregate call cannot be planned, or a value or stored state does not belong
+/// to it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AggregateError {
+    /// The function, or the function over this argument type, is not supported.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A value of another type reached the aggregate: a planning bug.
+    #[error("{function} over {arg} was given the value {value}")]
+    WrongValue {
+        function: &'static str,
+        arg: String,
+        value: String,
+    },
+    /// A stored state is not one this aggregate keeps, or cannot be read.
+    #[error("stored state of {function} is malformed: {reason}")]
+    BadState {
+        function: &'static str,
+        reason: String,
+    },
+}
+
+type Result<T> = std::result::Result<T, AggregateError>;
+
+/// An aggregate function, as a view calls it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggregateFunction {
+    CountStar,
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    StddevPop,
+    StddevSamp,
+    VarPop,
+    VarSamp,
+}
+
+impl AggregateFunction {
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateFunction::CountStar | AggregateFunction::Count => "COUNT",
+            AggregateFunction::Sum => "SUM",
+            AggregateFunction::Min => "MIN",
+            AggregateFunction::Max => "MAX",
+            AggregateFunction::Avg => "AVG",
+            AggregateFunction::StddevPop => "STDDEV_POP",
+            AggregateFunction::StddevSamp => "STDDEV_SAMP",
+            AggregateFunction::VarPop => "VAR_POP",
+            AggregateFunction::VarSamp => "VAR_SAMP",
+        }
+    }
+}
+
+/// A numeric argument type, as the arithmetic sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Num {
+    Int,
+    BigInt,
+    Float,
+    Double,
+    Decimal { precision: u8, scale: u8 },
+}
+
+impl Num {
+    fn of(ty: &SqlType) -> Option<Num> {
+        Some(match *ty {
+            SqlType::Int => Num::Int,
+            SqlType::BigInt => Num::BigInt,
+            SqlType::Float => Num::Float,
+            SqlType::Double => Num::Double,
+            SqlType::Decimal { precision, scale } => Num::Decimal { precision, scale },
+            _ => return None,
+        })
+    }
+
+    /// The type of `AVG`, `VAR_*` and `STDDEV_*`: the argument's, DECIMAL(38, max(6, s))
+    /// for decimals.
+    fn avg_type(self) -> SqlType {
+        match self {
+            Num::Int => SqlType::Int,
+            Num::BigInt => SqlType::BigInt,
+            Num::Float => SqlType::Float,
+            Num::Double => SqlType::Double,
+            Num::Decimal { scale, .. } => SqlType::Decimal {
+                precision: MAX_PRECISION,
+                scale: avg_scale(scale),
+            },
+        }
+    }
+}
+
+fn avg_scale(scale: u8) -> u8 {
+    scale.max(6)
+}
+
+/// What the state does, decided once from the function and argument type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    CountRows,
+    CountValues,
+    Sum(Num),
+    Avg(Num),
+    Min,
+    Max,
+    Moments(Moment, Num),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Moment {
+    VarPop,
+    VarSamp,
+    StddevPop,
+    StddevSamp,
+}
+
+/// One aggregate call of a view, planned: how its state is built, merged and read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregateKind {
+    function: AggregateFunction,
+    arg: Option<SqlType>,
+    result: SqlType,
+    op: Op,
+}
+
+impl AggregateKind {
+    /// Plans `function(arg)` (`arg` `None` for `COUNT(*)`); the name is matched without
+    /// regard to case. Refuses, with the reason, what Flink refuses or Sluice does not
+    /// support.
+    pub fn new(function: &str, arg: Option<&SqlType>) -> Result<AggregateKind> {
+        use AggregateFunction as F;
+        let upper = function.to_ascii_uppercase();
+        let function = match (upper.as_str(), arg) {
+            ("COUNT", None) => F::CountStar,
+            ("COUNT", Some(_)) => F::Count,
+            ("SUM", _) => F::Sum,
+            ("MIN", _) => F::Min,
+            ("MAX", _) => F::Max,
+            ("AVG", _) => F::Avg,
+            ("STDDEV_POP", _) => F::StddevPop,
+            ("STDDEV_SAMP", _) => F::StddevSamp,
+            ("VAR_POP", _) => F::VarPop,
+            ("VAR_SAMP", _) => F::VarSamp,
+            _ => {
+                return Err(AggregateError::Unsupported(format!(
+                    "aggregate function {function} is not supported: use COUNT, SUM, MIN, \
+                     MAX, AVG, STDDEV_POP, STDDEV_SAMP, VAR_POP or VAR_SAMP"
+                )));
+            }
+        };
+        let (op, result) = plan(function, arg)?;
+        Ok(AggregateKind {
+            function,
+            arg: arg.cloned(),
+            result,
+            op,
+        })
+    }
+
+    pub fn function(&self) -> AggregateFunction {
+        self.function
+    }
+
+    pub fn arg_type(&self) -> Option<&SqlType> {
+        self.arg.as_ref()
+    }
+
+    /// The type of [`result`](Self::result), as Flink types the call.
+    pub fn result_type(&self) -> &SqlType {
+        &self.result
+    }
+
+    /// Whether the result may be NULL (`COUNT` is BIGINT NOT NULL).
+    pub fn result_nullable(&self) -> bool {
+        !matches!(self.op, Op::CountRows | Op::CountValues)
+    }
+
+    /// The state of a (group, window) that has seen nothing.
+    pub fn empty(&self) -> AggregateState {
+        AggregateState(match self.op {
+            Op::CountRows | Op::CountValues => State::Count(0),
+            Op::Sum(num) | Op::Avg(num) => match num {
+                Num::Int | Num::BigInt => State::Int { n: 0, sum: 0 },
+                Num::Float | Num::Double => State::Float {
+                    n: 0,
+                    sum: 0.0,
+                    comp: 0.0,
+                },
+                Num::Decimal { .. } => State::Decimal {
+                    n: 0,
+                    sum: WideSum::ZERO,
+                },
+            },
+            Op::Min | Op::Max => State::Extreme(Value::Null),
+            Op::Moments(..) => State::Moments {
+                n: 0,
+                mean: 0.0,
+                m2: 0.0,
+            },
+        })
+    }
+
+    /// Adds one input value: the argument, already evaluated (any value for
+    /// `COUNT(*)`, which counts calls). NULLs are skipped where Flink skips them.
+    pub fn add(&self, state: &mut AggregateState, value: &Value) -> Result<()> {
+        if value.is_null() && self.op != Op::CountRows {
+            return if self.state_matches(&state.0) {
+                Ok(())
+            } else {
+                Err(self.mismatch(&state.0))
+            };
+        }
+        match (self.op, &mut state.0) {
+            (Op::CountRows | Op::CountValues, State::Count(n)) => *n += 1,
+            (Op::Sum(num) | Op::Avg(num), State::Int { n, sum }) => {
+                *sum = sum.wrapping_add(self.int_of(num, value)?);
+                *n += 1;
+            }
+            (Op::Sum(num) | Op::Avg(num), State::Float { n, sum, comp }) => {
+                let x = self.float_of(num, value)?;
+                (*sum, *comp) = neumaier_add(*sum, *comp, x);
+                *n += 1;
+            }
+            (Op::Sum(num) | Op::Avg(num), State::Decimal { n, sum }) => {
+                sum.add(self.decimal_of(num, value)?);
+                *n += 1;
+            }
+            (Op::Moments(_, num), State::Moments { n, mean, m2 }) => {
+                let x = self.double_of(num, value)?;
+                welford_add(n, mean, m2, x);
+            }
+            (Op::Min | Op::Max, State::Extreme(current)) => {
+                let value = self.extreme_of(value)?;
+                if current.is_null() || self.better(&value, current) {
+                    *current = value;
+                }
+            }
+            (_, state) => return Err(self.mismatch(state)),
+        }
+        Ok(())
+    }
+
+    /// Merges `other` into `state`: `state` becomes the state of both inputs together.
+    /// Associative and commutative: exactly for counts, integers, decimals and extremes,
+    /// up to rounding for sums of doubles and the variance moments.
+    pub fn merge(&self, state: &mut AggregateState, other: &AggregateState) -> Result<()> {
+        match (&mut state.0, &other.0) {
+            (State::Count(a), State::Count(b)) => *a += b,
+            (State::Int { n, sum }, State::Int { n: bn, sum: bs }) => {
+                *n += bn;
+                *sum = sum.wrapping_add(*bs);
+            }
+            (
+                State::Float { n, sum, comp },
+                State::Float {
+                    n: bn,
+                    sum: bs,
+                    comp: bc,
+                },
+            ) => {
+                *n += bn;
+                let (s, c) = neumaier_add(*sum, *comp, *bs);
+                (*sum, *comp) = (s, c + bc);
+            }
+            (State::Decimal { n, sum }, State::Decimal { n: bn, sum: bs }) => {
+                *n += bn;
+                sum.merge(bs);
+            }
+            (
+                State::Moments { n, mean, m2 },
+                &State::Moments {
+                    n: bn,
+                    mean: bm,
+                    m2: b2,
+                },
+            ) => {
+                chan_merge(n, mean, m2, bn, bm, b2);
+            }
+            (State::Extreme(a), State::Extreme(b)) => {
+                if !b.is_null() && (a.is_null() || self.better(b, a)) {
+                    *a = b.clone();
+                }
+            }
+            (_, other) => return Err(self.mismatch(other)),
+        }
+        Ok(())
+    }
+
+    /// The aggregate's value over everything the state has seen, of
+    /// [`result_type`](Self::result_type).
+    pub fn result(&self, state: &AggregateState) -> Value {
+        match (self.op, &state.0) {
+            (Op::CountRows | Op::CountValues, &State::Count(n)) => {
+                Value::BigInt(i64::try_from(n).unwrap_or(i64::MAX))
+            }
+            (_, State::Int { n: 0, .. })
+            | (_, State::Float { n: 0, .. })
+            | (_, State::Decimal { n: 0, .. })
+            | (_, State::Moments { n: 0, .. }) => Value::Null,
+            (Op::Sum(Num::Int), &State::Int { sum, .. }) => Value::Int(sum as i32),
+            (Op::Sum(_), &State::Int { sum, .. }) => Value::BigInt(sum),
+            (Op::Avg(num), &State::Int { n, sum }) => {
+                // Java's long division truncates toward zero; the count fits an i64.
+                let avg = sum.wrapping_div(i64::try_from(n).unwrap_or(i64::MAX));
+                match num {
+                    Num::Int => Value::Int(avg as i32),
+                    _ => Value::BigInt(avg),
+                }
+            }
+            (Op::Sum(num), &State::Float { sum, comp, .. }) => float_value(num, sum + comp),
+            (Op::Avg(num), &State::Float { n, sum, comp }) => {
+                float_value(num, (sum + comp) / n as f64)
+            }
+            (Op::Sum(Num::Decimal { scale, .. }), State::Decimal { sum, .. }) => sum
+                .total()
+                .map_or(Value::Null, |u| Value::Decimal(Decimal::new(u, scale))),
+            (Op::Avg(Num::Decimal { scale, .. }), State::Decimal { n, sum }) => sum
+                .total()
+                .and_then(|total| average(total, scale, *n))
+                .map_or(Value::Null, Value::Decimal),
+            (Op::Moments(moment, num), &State::Moments { n, m2, .. }) => {
+                moment_value(moment, num, n, m2)
+            }
+            (Op::Min | Op::Max, State::Extreme(v)) => v.clone(),
+            _ => Value::Null,
+        }
+    }
+
+    /// Checks that a state read from storage is one this aggregate keeps.
+    pub fn check_state(&self, state: &AggregateState) -> Result<()> {
+        if !self.state_matches(&state.0) {
+            return Err(self.mismatch(&state.0));
+        }
+        if let (Some(arg), State::Extreme(v)) = (&self.arg, &state.0)
+            && !v.is_null()
+            && !same_type(v, arg)
+        {
+            return Err(self.bad_state(format!("{v:?} is not a {arg}")));
+        }
+        Ok(())
+    }
+
+    /// Reads a state stored with [`AggregateState::to_json`], checked against this
+    /// aggregate.
+    pub fn state_from_json(&self, text: &str) -> Result<AggregateState> {
+        let state: AggregateState =
+            serde_json::from_str(text).map_err(|e| self.bad_state(e.to_string()))?;
+        self.check_state(&state)?;
+        Ok(state)
+    }
+
+    /// The most bytes [`AggregateState::to_json`] takes for this aggregate, when no
+    /// string value is longer than `max_string_bytes` (only `MIN`/`MAX` of STRING keep
+    /// a string; JSON escaping takes at most 6 bytes per input byte).
+    pub fn max_state_bytes(&self, max_string_bytes: usize) -> usize {
+        match self.op {
+            Op::CountRows | Op::CountValues => COUNT_STATE_BYTES,
+            Op::Sum(Num::Int | Num::BigInt) | Op::Avg(Num::Int | Num::BigInt) => INT_STATE_BYTES,
+            Op::Sum(Num::Decimal { .. }) | Op::Avg(Num::Decimal { .. }) => DECIMAL_STATE_BYTES,
+            Op::Sum(_) | Op::Avg(_) | Op::Moments(..) => FLOAT_STATE_BYTES,
+            Op::Min | Op::Max => {
+                let value = match self.arg {
+                    Some(SqlType::String) => 2 + 6 * max_string_bytes,
+                    _ => MAX_SCALAR_BYTES,
+                };
+                EXTREME_OVERHEAD_BYTES + value
+            }
+        }
+    }
+
+    fn state_matches(&self, state: &State) -> bool {
+        matches!(
+            (self.op, state),
+            (Op::CountRows | Op::CountValues, State::Count(_))
+                | (
+                    Op::Sum(Num::Int | Num::BigInt) | Op::Avg(Num::Int | Num::BigInt),
+                    State::Int { .. }
+                )
+                | (
+                    Op::Sum(Num::Float | Num::Double) | Op::Avg(Num::Float | Num::Double),
+                    State::Float { .. }
+                )
+                | (
+                    Op::Sum(Num::Decimal { .. }) | Op::Avg(Num::Decimal { .. }),
+                    State::Decimal { .. }
+                )
+                | (Op::Moments(..), State::Moments { .. })
+                | (Op::Min | Op::Max, State::Extreme(_))
+        )
+    }
+
+    fn mismatch(&self, state: &State) -> AggregateError {
+        self.bad_state(format!("{} state {state:?}", state.tag()))
+    }
+
+    fn bad_state(&self, reason: String) -> AggregateError {
+        AggregateError::BadState {
+            function: self.function.name(),
+            reason,
+        }
+    }
+
+    fn wrong(&self, value: &Value) -> AggregateError {
+        AggregateError::WrongValue {
+            function: self.function.name(),
+            arg: self
+                .arg
+                .as_ref()
+                .map_or_else(|| "*".to_owned(), ToString::to_string),
+            value: format!("{value:?}"),
+        }
+    }
+
+    fn int_of(&self, num: Num, value: &Value) -> Result<i64> {
+        match (num, value) {
+            (Num::Int, &Value::Int(x)) => Ok(i64::from(x)),
+            (Num::BigInt, &Value::BigInt(x)) => Ok(x),
+            _ => Err(self.wrong(value)),
+        }
+    }
+
+    fn float_of(&self, num: Num, value: &Value) -> Result<f64> {
+        match (num, value) {
+            (Num::Float, &Value::Float(x)) => Ok(f64::from(x)),
+            (Num::Double, &Value::Double(x)) => Ok(x),
+            _ => Err(self.wrong(value)),
+        }
+    }
+
+    /// The value's unscaled digits at the argument's scale.
+    fn decimal_of(&self, num: Num, value: &Value) -> Result<i128> {
+        match (num, value) {
+            (Num::Decimal { scale, .. }, Value::Decimal(d)) if d.scale == scale => Ok(d.unscaled),
+            (Num::Decimal { scale, .. }, Value::Decimal(d)) => d
+                .rescale(scale)
+                .map(|d| d.unscaled)
+                .ok_or_else(|| self.wrong(value)),
+            _ => Err(self.wrong(value)),
+        }
+    }
+
+    /// The value as Flink's Welford function reads it: a Java `double` conversion.
+    fn double_of(&self, num: Num, value: &Value) -> Result<f64> {
+        Ok(match (num, value) {
+            (Num::Int, &Value::Int(x)) => f64::from(x),
+            (Num::BigInt, &Value::BigInt(x)) => x as f64,
+            (Num::Float, &Value::Float(x)) => f64::from(x),
+            (Num::Double, &Value::Double(x)) => x,
+            (Num::Decimal { precision, scale }, Value::Decimal(_)) => {
+                let unscaled = self.decimal_of(num, value)?;
+                decimal_to_f64(unscaled, scale, precision)
+            }
+            _ => return Err(self.wrong(value)),
+        })
+    }
+
+    /// The value for MIN/MAX: of the argument's type (decimals at its scale).
+    fn extreme_of(&self, value: &Value) -> Result<Value> {
+        match (&self.arg, value) {
+            (Some(SqlType::Decimal { scale, .. }), Value::Decimal(d)) if d.scale != *scale => d
+                .rescale(*scale)
+                .map(Value::Decimal)
+                .ok_or_else(|| self.wrong(value)),
+            (Some(arg), _) if same_type(value, arg) => Ok(value.clone()),
+            _ => Err(self.wrong(value)),
+        }
+    }
+
+    /// Whether `candidate` replaces `current` as the MIN or MAX.
+    fn better(&self, candidate: &Value, current: &Value) -> bool {
+        let order = total_cmp(candidate, current);
+        match self.op {
+            Op::Min => order == Ordering::Less,
+            _ => order == Ordering::Greater,
+        }
+    }
+}
+
+/// The state layout and result type of `function(arg)`.
+fn plan(function: AggregateFunction, arg: Option<&SqlType>) -> Result<(Op, SqlType)> {
+    use AggregateFunction as F;
+    let name = function.name();
+    let Some(arg) = arg else {
+        return match function {
+            F::CountStar => Ok((Op::CountRows, SqlType::BigInt)),
+            _ => Err(AggregateError::Unsupported(format!(
+                "{name} needs an argument: {name}(*) is only COUNT(*)"
+            ))),
+        };
+    };
+    let numeric = || {
+        Num::of(arg).ok_or_else(|| {
+            AggregateError::Unsupported(format!(
+                "{name} needs a numeric argument (INT, BIGINT, FLOAT, DOUBLE or \
+                 DECIMAL(p, s)), not {arg}"
+            ))
+        })
+    };
+    Ok(match function {
+        F::CountStar | F::Count => (Op::CountValues, SqlType::BigInt),
+        F::Sum => {
+            let num = numeric()?;
+            let ty = match num {
+                Num::Decimal { scale, .. } => SqlType::Decimal {
+                    precision: MAX_PRECISION,
+                    scale,
+                },
+                _ => arg.clone(),
+            };
+            (Op::Sum(num), ty)
+        }
+        F::Avg => {
+            let num = numeric()?;
+            (Op::Avg(num), num.avg_type())
+        }
+        F::StddevPop | F::StddevSamp | F::VarPop | F::VarSamp => {
+            let moment = match function {
+                F::StddevPop => Moment::StddevPop,
+                F::StddevSamp => Moment::StddevSamp,
+                F::VarPop => Moment::VarPop,
+                _ => Moment::VarSamp,
+            };
+            let num = numeric()?;
+            (Op::Moments(moment, num), num.avg_type())
+        }
+        F::Min | F::Max => {
+            if matches!(arg, SqlType::Row(_)) {
+                return Err(AggregateError::Unsupported(format!(
+                    "{name} of a ROW is not supported: aggregate one of its fields"
+                )));
+            }
+            let op = if function == F::Min { Op::Min } else { Op::Max };
+            (op, arg.clone())
+        }
+    })
+}
+
+/// A value's type is `ty` (NULL is not checked here).
+fn same_type(value: &Value, ty: &SqlType) -> bool {
+    matches!(
+        (value, ty),
+        (Value::Boolean(_), SqlType::Boolean)
+            | (Value::Int(_), SqlType::Int)
+            | (Value::BigInt(_), SqlType::BigInt)
+            | (Value::Float(_), SqlType::Float)
+            | (Value::Double(_), SqlType::Double)
+            | (Value::Decimal(_), SqlType::Decimal { .. })
+            | (Value::String(_), SqlType::String)
+            | (Value::Timestamp(_), SqlType::Timestamp { .. })
+            | (Value::TimestampLtz(_), SqlType::TimestampLtz { .. })
+    )
+}
+
+/// A total order of two non-NULL values of one type; doubles as Java's
+/// `Double.compare` (-0.0 below 0.0, every NaN above +∞).
+fn total_cmp(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (&Value::Float(x), &Value::Float(y)) => java_double_cmp(f64::from(x), f64::from(y)),
+        (&Value::Double(x), &Value::Double(y)) => java_double_cmp(x, y),
+        _ => a.sql_cmp(b).unwrap_or(Ordering::Equal),
+    }
+}
+
+fn java_double_cmp(x: f64, y: f64) -> Ordering {
+    match (x.is_nan(), y.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        (false, false) => x.total_cmp(&y),
+    }
+}
+
+fn float_value(num: Num, x: f64) -> Value {
+    match num {
+        Num::Float => Value::Float(x as f32),
+        _ => Value::Double(x),
+    }
+}
+
+/// Neumaier's compensated addition: the new sum and the compensation, the low-order
+/// part lost to rounding (as in `state::statistics`).
+fn neumaier_add(sum: f64, comp: f64, x: f64) -> (f64, f64) {
+    let t = sum + x;
+    let lost = if sum.abs() >= x.abs() {
+        (sum - t) + x
+    } else {
+        (x - t) + sum
+    };
+    (t, comp + lost)
+}
+
+/// Welford's update, with the very operations of Flink's `WelfordM2AggFunction`.
+fn welford_add(n: &mut u64, mean: &mut f64, m2: &mut f64, x: f64) {
+    *n += 1;
+    let delta = x - *mean;
+    *mean += delta / *n as f64;
+    let delta2 = x - *mean;
+    *m2 += delta * delta2;
+}
+
+/// Chan et al.'s merge of two Welford states, as Flink's `WelfordM2AggFunction.merge`.
+fn chan_merge(n: &mut u64, mean: &mut f64, m2: &mut f64, bn: u64, bmean: f64, bm2: f64) {
+    if bn == 0 {
+        return;
+    }
+    if *n == 0 {
+        (*n, *mean, *m2) = (bn, bmean, bm2);
+        return;
+    }
+    let total = *n + bn;
+    let delta = bmean - *mean;
+    let new_mean = *mean + (bn as f64 / total as f64) * delta;
+    *m2 = *m2 + bm2 + (*n as f64 * bn as f64 / total as f64) * delta * delta;
+    (*n, *mean) = (total, new_mean);
+}
+
+/// VAR_* and STDDEV_* from Welford's M2, cast to the result type as Flink does.
+fn moment_value(moment: Moment, num: Num, n: u64, m2: f64) -> Value {
+    // Flink's Welford function gives NULL for a negative M2 (never seen with these
+    // formulas, kept for fidelity).
+    if m2 < 0.0 {
+        return Value::Null;
+    }
+    let divisor = match moment {
+        Moment::VarPop | Moment::StddevPop => n,
+        Moment::VarSamp | Moment::StddevSamp if n == 1 => return Value::Null,
+        Moment::VarSamp | Moment::StddevSamp => n - 1,
+    };
+    let var = m2 / divisor as f64;
+    let x = match moment {
+        Moment::StddevPop | Moment::StddevSamp => var.sqrt(),
+        Moment::VarPop | Moment::VarSamp => var,
+    };
+    // Rust's `as` truncates toward zero and saturates (NaN to 0), as Java's casts do.
+    match num {
+        Num::Int => Value::Int(x as i32),
+        Num::BigInt => Value::BigInt(x as i64),
+        Num::Float => Value::Float(x as f32),
+        Num::Double => Value::Double(x),
+        Num::Decimal { scale, .. } => {
+            decimal_from_f64(x, avg_scale(scale)).map_or(Value::Null, Value::Decimal)
+        }
+    }
+}
+
+/// A decimal's value as Flink's `DecimalDataUtils.doubleValue`: for a compact decimal
+/// (precision up to 18) `unscaled / 10^scale` in doubles, otherwise correctly rounded
+/// (`BigDecimal.doubleValue`). No allocation.
+fn decimal_to_f64(unscaled: i128, scale: u8, precision: u8) -> f64 {
+    if precision <= 18 {
+        return unscaled as f64 / 10f64.powi(i32::from(scale));
+    }
+    if unscaled.unsigned_abs() < 1 << 53 && scale <= 22 {
+        // Both operands are exact doubles: one rounding, the correct one.
+        return unscaled as f64 / 10f64.powi(i32::from(scale));
+    }
+    let mut buf = StackText::default();
+    // Cannot fail: at most 40 digits, a sign and "e-38" fit the buffer.
+    let _ = write!(buf, "{unscaled}e-{scale}");
+    buf.as_str().parse().unwrap_or(f64::NAN)
+}
+
+/// A double cast to DECIMAL(38, scale) as Flink casts it: `BigDecimal.valueOf(x)` (the
+/// double's shortest text) rounded half up to `scale`; `None` when it does not fit (or
+/// is not finite, where Flink fails the job).
+fn decimal_from_f64(x: f64, scale: u8) -> Option<Decimal> {
+    if !x.is_finite() {
+        return None;
+    }
+    let text = format!("{}", x.abs());
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let mut unscaled: i128 = 0;
+    let digits = int.bytes().chain(
+        frac.bytes()
+            .chain(std::iter::repeat(b'0'))
+            .take(usize::from(scale)),
+    );
+    for b in digits {
+        unscaled = unscaled
+            .checked_mul(10)?
+            .checked_add(i128::from(b - b'0'))?;
+    }
+    if frac
+        .as_bytes()
+        .get(usize::from(scale))
+        .is_some_and(|&b| b >= b'5')
+    {
+        unscaled = unscaled.checked_add(1)?;
+    }
+    let d = Decimal::new(if x < 0.0 { -unscaled } else { unscaled }, scale);
+    (d.digits() <= u32::from(MAX_PRECISION)).then_some(d)
+}
+
+/// AVG of decimals: `total × 10^-scale / n`, as Flink divides: rounded half up to 38
+/// significant digits, then half up to the result's scale; `None` when it needs more
+/// than 38 digits.
+fn average(total: i128, scale: u8, n: u64) -> Option<Decimal> {
+    let target = avg_scale(scale);
+    let divisor = u128::from(n);
+    let dividend = total.unsigned_abs();
+    // Long division: `unscaled` is the quotient truncated at the target scale.
+    let mut unscaled = dividend / divisor;
+    let mut rem = dividend % divisor;
+    let mut next_digit = || {
+        rem *= 10;
+        let d = (rem / divisor) as u8;
+        rem %= divisor;
+        d
+    };
+    for _ in 0..(target - scale) {
+        unscaled = unscaled
+            .checked_mul(10)?
+            .checked_add(u128::from(next_digit()))?;
+    }
+    let first = next_digit();
+    let round_up = match first {
+        5.. => true,
+        4 => {
+            // Rounding to 38 significant digits first may carry into this 4: it does
+            // when every digit after it up to the 38th significant one is 9 and the
+            // digit after those is 5 or more.
+            let kept = Decimal::new(unscaled as i128, 0).digits();
+            let more = if unscaled == 0 {
+                38
+            } else {
+                38u32.saturating_sub(kept)
+            };
+            more > 0 && (1..more).all(|_| next_digit() == 9) && next_digit() >= 5
+        }
+        _ => false,
+    };
+    let unscaled = i128::try_from(unscaled + u128::from(round_up)).ok()?;
+    let d = Decimal::new(if total < 0 { -unscaled } else { unscaled }, target);
+    (d.digits() <= u32::from(MAX_PRECISION)).then_some(d)
+}
+
+/// An exact sum of decimals' unscaled values: `hi × 10^37 + lo`, `|lo| < 10^37`, `lo`
+/// of `hi`'s sign (canonical, so equal sums are equal states). Holds any sum of fewer
+/// than 2^59 values of 38 digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct WideSum {
+    hi: i64,
+    lo: i128,
+}
+
+const WIDE_BASE: i128 = 10_i128.pow(37);
+const MAX_DECIMAL: i128 = 10_i128.pow(38) - 1;
+
+impl WideSum {
+    const ZERO: WideSum = WideSum { hi: 0, lo: 0 };
+
+    fn add(&mut self, value: i128) {
+        self.hi = self.hi.saturating_add((value / WIDE_BASE) as i64);
+        self.lo += value % WIDE_BASE;
+        self.normalize();
+    }
+
+    fn merge(&mut self, other: &WideSum) {
+        self.hi = self.hi.saturating_add(other.hi);
+        self.lo += other.lo;
+        self.normalize();
+    }
+
+    fn normalize(&mut self) {
+        self.hi = self.hi.saturating_add((self.lo / WIDE_BASE) as i64);
+        self.lo %= WIDE_BASE;
+        if self.hi > 0 && self.lo < 0 {
+            self.hi -= 1;
+            self.lo += WIDE_BASE;
+        } else if self.hi < 0 && self.lo > 0 {
+            self.hi += 1;
+            self.lo -= WIDE_BASE;
+        }
+    }
+
+    /// The sum if it has at most 38 digits.
+    fn total(&self) -> Option<i128> {
+        let total = i128::from(self.hi)
+            .checked_mul(WIDE_BASE)?
+            .checked_add(self.lo)?;
+        (total.unsigned_abs() <= MAX_DECIMAL as u128).then_some(total)
+    }
+
+    fn to_text(self) -> String {
+        let sign = if self.hi < 0 || self.lo < 0 { "-" } else { "" };
+        if self.hi == 0 {
+            format!("{sign}{}", self.lo.unsigned_abs())
+        } else {
+            format!(
+                "{sign}{}{:037}",
+                self.hi.unsigned_abs(),
+                self.lo.unsigned_abs()
+            )
+        }
+    }
+
+    fn parse(text: &str) -> Option<WideSum> {
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        if digits.is_empty() || digits.len() > 56 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let split = digits.len().saturating_sub(37);
+        let (hi, lo) = digits.split_at(split);
+        let hi: i64 = if hi.is_empty() { 0 } else { hi.parse().ok()? };
+        let lo: i128 = lo.parse().ok()?;
+        let sign = if negative { -1 } else { 1 };
+        Some(WideSum {
+            hi: hi * sign as i64,
+            lo: lo * sign,
+        })
+    }
+}
+
+/// A short text built on the stack (no allocation).
+struct StackText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> StackText {
+        StackText {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// The state of one aggregate in one (group, window). Plain data: what it means is the
+/// [`AggregateKind`]'s.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "Stored", try_from = "Stored")]
+pub struct AggregateState(State);
+
+impl AggregateState {
+    /// The stored form, JSON (see [`AggregateKind::max_state_bytes`]).
+    pub fn to_json(&self) -> String {
+        // A `Stored` is plain data: encoding cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum State {
+    Count(u64),
+    /// SUM/AVG of INT or BIGINT: non-NULL values, their sum wrapping at 64 bits.
+    Int {
+        n: u64,
+        sum: i64,
+    },
+    /// SUM/AVG of FLOAT or DOUBLE: non-NULL values, Neumaier sum and compensation.
+    Float {
+        n: u64,
+        sum: f64,
+        comp: f64,
+    },
+    /// SUM/AVG of DECIMAL: non-NULL values, their exact unscaled sum.
+    Decimal {
+        n: u64,
+        sum: WideSum,
+    },
+    /// VAR_*/STDDEV_*: Welford's count, mean and sum of squared deviations.
+    Moments {
+        n: u64,
+        mean: f64,
+        m2: f64,
+    },
+    /// MIN/MAX: the extreme so far, NULL before any value.
+    Extreme(Value),
+}
+
+impl State {
+    fn tag(&self) -> &'static str {
+        match self {
+            State::Count(_) => "count",
+            State::Int { .. } => "integer sum",
+            State::Float { .. } => "float sum",
+            State::Decimal { .. } => "decimal sum",
+            State::Moments { .. } => "moments",
+            State::Extreme(_) => "extreme",
+        }
+    }
+}
+
+// --- stored form ------------------------------------------------------------------------
+
+const COUNT_STATE_BYTES: usize = r#"{"c":}"#.len() + U64_BYTES;
+const INT_STATE_BYTES: usize = r#"{"i":[,]}"#.len() + U64_BYTES + I64_BYTES;
+const FLOAT_STATE_BYTES: usize = r#"{"f":[,,]}"#.len() + U64_BYTES + 2 * F64_BYTES;
+const DECIMAL_STATE_BYTES: usize = r#"{"d":[,""]}"#.len() + U64_BYTES + WIDE_SUM_BYTES;
+const EXTREME_OVERHEAD_BYTES: usize = r#"{"x":{"s":}}"#.len();
+/// The longest non-string extreme: a DECIMAL(38, 38) text `"-0.<38 digits>"`.
+const MAX_SCALAR_BYTES: usize = 2 + 3 + 38;
+const U64_BYTES: usize = 20;
+const I64_BYTES: usize = 20;
+/// The longest shortest-text of a double (`-2.2250738585072014e-308`); the texts of
+/// non-finite values (`"-Infinity"`) are shorter.
+const F64_BYTES: usize = 24;
+/// A sign, 19 digits of `hi` and 37 of `lo`.
+const WIDE_SUM_BYTES: usize = 1 + 19 + 37;
+
+/// The serde form of a state: short tags, tuples, doubles as JSON numbers (non-finite
+/// ones as `"NaN"`, `"Infinity"`, `"-Infinity"`), exact decimals as text.
+#[derive(Serialize, Deserialize)]
+enum Stored {
+    #[serde(rename = "c")]
+    Count(u64),
+    #[serde(rename = "i")]
+    Int(u64, i64),
+    #[serde(rename = "f")]
+    Float(u64, F64, F64),
+    #[serde(rename = "d")]
+    Decimal(u64, String),
+    #[serde(rename = "m")]
+    Moments(u64, F64, F64),
+    #[serde(rename = "x")]
+    Extreme(Option<Scalar>),
+}
+
+#[derive(Serialize, Deserialize)]
+enum Scalar {
+    #[serde(rename = "b")]
+    Boolean(bool),
+    #[serde(rename = "i")]
+    Int(i32),
+    #[serde(rename = "l")]
+    BigInt(i64),
+    /// A FLOAT as the double it widens to (exact, so it reads back bit for bit).
+    #[serde(rename = "f")]
+    Float(F64),
+    #[serde(rename = "d")]
+    Double(F64),
+    #[serde(rename = "n")]
+    Decimal(String),
+    #[serde(rename = "s")]
+    String(String),
+    #[serde(rename = "t")]
+    Timestamp(i64),
+    #[serde(rename = "z")]
+    TimestampLtz(i64),
+}
+
+impl From<AggregateState> for Stored {
+    fn from(state: AggregateState) -> Stored {
+        match state.0 {
+            State::Count(n) => Stored::Count(n),
+            State::Int { n, sum } => Stored::Int(n, sum),
+            State::Float { n, sum, comp } => Stored::Float(n, F64(sum), F64(comp)),
+            State::Decimal { n, sum } => Stored::Decimal(n, sum.to_text()),
+            State::Moments { n, mean, m2 } => Stored::Moments(n, F64(mean), F64(m2)),
+            State::Extreme(v) => Stored::Extreme(match v {
+                Value::Boolean(b) => Some(Scalar::Boolean(b)),
+                Value::Int(x) => Some(Scalar::Int(x)),
+                Value::BigInt(x) => Some(Scalar::BigInt(x)),
+                Value::Float(x) => Some(Scalar::Float(F64(f64::from(x)))),
+                Value::Double(x) => Some(Scalar::Double(F64(x))),
+                Value::Decimal(d) => Some(Scalar::Decimal(d.to_string())),
+                Value::String(s) => Some(Scalar::String(s.to_string())),
+                Value::Timestamp(ms) => Some(Scalar::Timestamp(ms)),
+                Value::TimestampLtz(ms) => Some(Scalar::TimestampLtz(ms)),
+                // MIN/MAX never keep a ROW (refused when planned).
+                Value::Null | Value::Row(_) => None,
+            }),
+        }
+    }
+}
+
+impl TryFrom<Stored> for AggregateState {
+    type Error = String;
+
+    fn try_from(stored: Stored) -> std::result::Result<AggregateState, String> {
+        Ok(AggregateState(match stored {
+            Stored::Count(n) => State::Count(n),
+            Stored::Int(n, sum) => State::Int { n, sum },
+            Stored::Float(n, sum, comp) => State::Float {
+                n,
+                sum: sum.0,
+                comp: comp.0,
+            },
+            Stored::Decimal(n, text) => State::Decimal {
+                n,
+                sum: WideSum::parse(&text)
+                    .filter(|s| s.lo.unsigned_abs() < WIDE_BASE as u128)
+                    .ok_or_else(|| format!("decimal sum {text:?} is not an integer"))?,
+            },
+            Stored::Moments(n, mean, m2) => State::Moments {
+                n,
+                mean: mean.0,
+                m2: m2.0,
+            },
+            Stored::Extreme(scalar) => State::Extreme(match scalar {
+                None => Value::Null,
+                Some(Scalar::Boolean(b)) => Value::Boolean(b),
+                Some(Scalar::Int(x)) => Value::Int(x),
+                Some(Scalar::BigInt(x)) => Value::BigInt(x),
+                Some(Scalar::Float(x)) => Value::Float(x.0 as f32),
+                Some(Scalar::Double(x)) => Value::Double(x.0),
+                Some(Scalar::Decimal(text)) => Value::Decimal(
+                    Decimal::parse(&text).ok_or_else(|| format!("bad decimal {text:?}"))?,
+                ),
+                Some(Scalar::String(s)) => Value::String(Arc::from(s)),
+                Some(Scalar::Timestamp(ms)) => Value::Timestamp(ms),
+                Some(Scalar::TimestampLtz(ms)) => Value::TimestampLtz(ms),
+            }),
+        }))
+    }
+}
+
+/// A double stored as a JSON number, or as a string when not finite.
+#[derive(Clone, Copy, Debug)]
+struct F64(f64);
+
+impl Serialize for F64 {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let x = self.0;
+        if x.is_finite() {
+            s.serialize_f64(x)
+        } else if x.is_nan() {
+            s.serialize_str("NaN")
+        } else if x > 0.0 {
+            s.serialize_str("Infinity")
+        } else {
+            s.serialize_str("-Infinity")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for F64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<F64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Number(f64),
+            Text(String),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Number(x) => Ok(F64(x)),
+            Repr::Text(t) if t == "NaN" => Ok(F64(f64::NAN)),
+            Repr::Text(t) if t == "Infinity" => Ok(F64(f64::INFINITY)),
+            Repr::Text(t) if t == "-Infinity" => Ok(F64(f64::NEG_INFINITY)),
+            Repr::Text(other) => Err(serde::de::Error::custom(format!(
+                "expected a number, \"NaN\", \"Infinity\" or \"-Infinity\", got {other:?}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
