@@ -16,6 +16,7 @@
 
 mod ddl;
 mod dialect;
+mod expr;
 mod types;
 mod value;
 mod view;
@@ -29,6 +30,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 pub use ddl::{Column, ColumnKind, Connector, TableDef, Watermark};
+pub use expr::{Compiled, EvalContext, EvalError, Scope, ScopeColumn, compile};
 pub use types::{Field, SqlType};
 pub use value::{Decimal, Value};
 pub use view::{AGGREGATES, Input, SCALAR_FUNCTIONS, ViewDef, Window, WindowKind};
