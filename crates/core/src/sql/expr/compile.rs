@@ -3,23 +3,23 @@
 //! type error refused at its line and column.
 
 use sqlparser::ast::{
-    BinaryOperator, CastKind, CeilFloorKind, DateTimeField, Expr, Function, FunctionArg,
-    FunctionArgExpr, FunctionArguments, Ident, InTarget, Spanned, TrimWhereField, UnaryOperator,
-    Value as Literal,
+    BinaryOperator, CastKind, CeilFloorKind, DateTimeField, Expr, Ident, InTarget, Spanned,
+    UnaryOperator, Value as Literal,
 };
 use sqlparser::tokenizer::Location;
 
 use super::typing::{self, as_decimal, decimal};
-use super::{ArithOp, CmpOp, Compiled, Func, Node, Scope, TrimSide};
+use super::{ArithOp, CmpOp, Compiled, Func, Node, Scope};
 use crate::error::Result;
 use crate::sql::dialect::at;
 use crate::sql::types::{SqlType, from_data_type};
 use crate::sql::value::{Decimal, MAX_PRECISION, Value};
-use crate::sql::view::AGGREGATES;
 
 /// How deep a compiled tree may nest (a long chain `a + b + ...` nests without the
-/// parser recursing): deeper input is refused, so evaluation cannot overflow the stack.
-const MAX_DEPTH: usize = 256;
+/// parser recursing): deeper input is refused, so compiling and evaluating cannot
+/// overflow the stack, even a test thread's 2 MiB in a debug build. The parser's own
+/// limit is the same.
+const MAX_DEPTH: usize = crate::sql::dialect::RECURSION_LIMIT;
 
 /// Compiles `expr` against the columns of `scope`.
 pub fn compile(expr: &Expr, scope: &Scope) -> Result<Compiled> {
@@ -39,17 +39,17 @@ pub fn compile(expr: &Expr, scope: &Scope) -> Result<Compiled> {
 /// place gives it (a CASE branch, an IN list, COALESCE, CAST) and is refused elsewhere,
 /// as Flink refuses `NULL + 1` ("Illegal use of 'NULL'").
 pub(super) struct Typed {
-    node: Node,
-    ty: Option<SqlType>,
+    pub(super) node: Node,
+    pub(super) ty: Option<SqlType>,
 }
 
 impl Typed {
-    fn of(node: Node, ty: SqlType) -> Typed {
+    pub(super) fn of(node: Node, ty: SqlType) -> Typed {
         Typed { node, ty: Some(ty) }
     }
 
     /// The node cast to `to` (no cast when it already has that type).
-    fn cast(self, to: &SqlType) -> Node {
+    pub(super) fn cast(self, to: &SqlType) -> Node {
         match self.ty {
             None => Node::Literal(Value::Null),
             Some(ty) if ty == *to => self.node,
@@ -66,16 +66,16 @@ impl Typed {
     }
 }
 
-struct Compiler<'a> {
+pub(super) struct Compiler<'a> {
     scope: &'a Scope,
     depth: usize,
 }
 
-fn located(place: Location, fallback: Location) -> Location {
+pub(super) fn located(place: Location, fallback: Location) -> Location {
     if place.line == 0 { fallback } else { place }
 }
 
-fn illegal_null(place: Location) -> crate::error::Error {
+pub(super) fn illegal_null(place: Location) -> crate::error::Error {
     at(
         place,
         "illegal use of NULL (as in Flink): give it a type with CAST(NULL AS type)",
@@ -83,7 +83,7 @@ fn illegal_null(place: Location) -> crate::error::Error {
 }
 
 impl Compiler<'_> {
-    fn expr(&mut self, e: &Expr, parent: Location) -> Result<Typed> {
+    pub(super) fn expr(&mut self, e: &Expr, parent: Location) -> Result<Typed> {
         let here = located(e.span().start, parent);
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -98,7 +98,7 @@ impl Compiler<'_> {
     }
 
     /// An operand that must have a type (not a bare NULL).
-    fn typed(&mut self, e: &Expr, parent: Location) -> Result<(Node, SqlType)> {
+    pub(super) fn typed(&mut self, e: &Expr, parent: Location) -> Result<(Node, SqlType)> {
         let here = located(e.span().start, parent);
         let t = self.expr(e, parent)?;
         match t.ty {
@@ -347,7 +347,7 @@ impl Compiler<'_> {
         if let Some(op) = cmp {
             let (l, lt) = self.typed(left, here)?;
             let (r, rt) = self.typed(right, here)?;
-            let (left, right) = comparable(Typed::of(l, lt), Typed::of(r, rt), op, here)?;
+            let (left, right) = comparable(Typed::of(l, lt), Typed::of(r, rt), here)?;
             return Ok(Typed::of(
                 Node::Cmp {
                     op,
@@ -393,7 +393,7 @@ impl Compiler<'_> {
     }
 
     /// An operand that must be a STRING.
-    fn string(&mut self, e: &Expr, parent: Location, what: &str) -> Result<Node> {
+    pub(super) fn string(&mut self, e: &Expr, parent: Location, what: &str) -> Result<Node> {
         let (node, ty) = self.typed(e, parent)?;
         if ty != SqlType::String {
             return Err(at(
@@ -404,10 +404,11 @@ impl Compiler<'_> {
         Ok(node)
     }
 
-    /// An operand that must be an INT or BIGINT, as a BIGINT.
-    fn integer(&mut self, e: &Expr, parent: Location, what: &str) -> Result<Node> {
+    /// An operand that must be an INT (Flink 2.3 fails on a BIGINT position in
+    /// SUBSTRING: its generated code does not compile), as a BIGINT.
+    pub(super) fn integer(&mut self, e: &Expr, parent: Location, what: &str) -> Result<Node> {
         let (node, ty) = self.typed(e, parent)?;
-        if !matches!(ty, SqlType::Int | SqlType::BigInt) {
+        if ty != SqlType::Int {
             return Err(at(
                 located(e.span().start, parent),
                 format!("{what} takes an INT here, not {ty}"),
@@ -482,8 +483,8 @@ impl Compiler<'_> {
         let (lo, lt) = self.typed(low, here)?;
         let (hi, ht) = self.typed(high, here)?;
         let value = Typed::of(value, vt);
-        let (v1, lo) = comparable(value, Typed::of(lo, lt), CmpOp::GtEq, here)?;
-        let (v2, hi) = comparable(self.expr(e, here)?, Typed::of(hi, ht), CmpOp::LtEq, here)?;
+        let (v1, lo) = comparable(value, Typed::of(lo, lt), here)?;
+        let (v2, hi) = comparable(self.expr(e, here)?, Typed::of(hi, ht), here)?;
         let ge = Node::Cmp {
             op: CmpOp::GtEq,
             left: Box::new(v1),
@@ -520,8 +521,7 @@ impl Compiler<'_> {
                         continue;
                     };
                     let r = value.node;
-                    let (left, right) =
-                        comparable(Typed::of(l, lt), Typed::of(r, rt), CmpOp::Eq, here)?;
+                    let (left, right) = comparable(Typed::of(l, lt), Typed::of(r, rt), here)?;
                     Node::Cmp {
                         op: CmpOp::Eq,
                         left: Box::new(left),
@@ -557,253 +557,6 @@ impl Compiler<'_> {
             ty,
         ))
     }
-
-    fn trim(
-        &mut self,
-        e: &Expr,
-        side: Option<&TrimWhereField>,
-        what: Option<&Expr>,
-        here: Location,
-    ) -> Result<Typed> {
-        let side = match side {
-            None | Some(TrimWhereField::Both) => TrimSide::Both,
-            Some(TrimWhereField::Leading) => TrimSide::Leading,
-            Some(TrimWhereField::Trailing) => TrimSide::Trailing,
-        };
-        let value = self.string(e, here, "TRIM")?;
-        let characters = match what {
-            Some(w) => self.string(w, here, "TRIM")?,
-            None => Node::Literal(Value::string(" ")),
-        };
-        Ok(Typed::of(
-            Node::Call {
-                func: Func::Trim(side),
-                ty: SqlType::String,
-                args: vec![value, characters],
-            },
-            SqlType::String,
-        ))
-    }
-
-    fn substring(&mut self, args: &[&Expr], here: Location) -> Result<Typed> {
-        let [value, rest @ ..] = args else {
-            return Err(at(here, "SUBSTRING takes (s FROM start [FOR length])"));
-        };
-        if rest.is_empty() || rest.len() > 2 {
-            return Err(at(
-                here,
-                "SUBSTRING takes (s FROM start [FOR length]) or (s, start[, length])",
-            ));
-        }
-        let mut nodes = vec![self.string(value, here, "SUBSTRING")?];
-        for a in rest {
-            nodes.push(self.integer(a, here, "SUBSTRING")?);
-        }
-        Ok(Typed::of(
-            Node::Call {
-                func: Func::Substring,
-                ty: SqlType::String,
-                args: nodes,
-            },
-            SqlType::String,
-        ))
-    }
-
-    fn floor_ceil(&mut self, func: Func, e: &Expr, here: Location) -> Result<Typed> {
-        let (node, ty) =
-            self.numeric(e, here, if func == Func::Floor { "FLOOR" } else { "CEIL" })?;
-        let out = match ty {
-            SqlType::Decimal { precision, scale } => typing::floor_ceil_decimal(precision, scale),
-            other => other,
-        };
-        Ok(Typed::of(
-            Node::Call {
-                func,
-                ty: out.clone(),
-                args: vec![node],
-            },
-            out,
-        ))
-    }
-
-    fn numeric(&mut self, e: &Expr, parent: Location, what: &str) -> Result<(Node, SqlType)> {
-        let (node, ty) = self.typed(e, parent)?;
-        if !ty.is_numeric() {
-            return Err(at(
-                located(e.span().start, parent),
-                format!("{what} takes a number, not {ty}"),
-            ));
-        }
-        Ok((node, ty))
-    }
-
-    fn function(&mut self, f: &Function, here: Location) -> Result<Typed> {
-        let name = f.name.to_string().to_ascii_uppercase();
-        if AGGREGATES.contains(&name.as_str()) {
-            return Err(at(
-                here,
-                format!(
-                    "{name} is an aggregate, not a scalar expression: it may only stand in the select list of a windowed view"
-                ),
-            ));
-        }
-        if f.over.is_some() || f.filter.is_some() || !f.within_group.is_empty() {
-            return Err(at(
-                here,
-                format!("{name}: OVER, FILTER and WITHIN GROUP are not supported here"),
-            ));
-        }
-        let args = plain_args(f, here)?;
-        let arity = |n: std::ops::RangeInclusive<usize>| -> Result<()> {
-            if n.contains(&args.len()) {
-                Ok(())
-            } else {
-                Err(at(
-                    here,
-                    format!(
-                        "{name} takes {} argument{}, not {}",
-                        if n.start() == n.end() {
-                            n.start().to_string()
-                        } else {
-                            format!("{} to {}", n.start(), n.end())
-                        },
-                        if *n.end() == 1 { "" } else { "s" },
-                        args.len()
-                    ),
-                ))
-            }
-        };
-        match name.as_str() {
-            "PROCTIME" => {
-                arity(0..=0)?;
-                Ok(Typed::of(
-                    Node::ProcTime,
-                    SqlType::TimestampLtz { precision: 3 },
-                ))
-            }
-            "LOWER" | "UPPER" | "CHAR_LENGTH" | "CHARACTER_LENGTH" => {
-                arity(1..=1)?;
-                let node = self.string(args[0], here, &name)?;
-                let (func, ty) = match name.as_str() {
-                    "LOWER" => (Func::Lower, SqlType::String),
-                    "UPPER" => (Func::Upper, SqlType::String),
-                    _ => (Func::CharLength, SqlType::Int),
-                };
-                Ok(call(func, ty, vec![node]))
-            }
-            "CONCAT" => {
-                if args.is_empty() {
-                    return Err(at(here, "CONCAT takes at least one argument"));
-                }
-                let nodes = args
-                    .iter()
-                    .map(|a| self.string(a, here, "CONCAT"))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(Typed::of(Node::Concat(nodes), SqlType::String))
-            }
-            "SUBSTRING" | "SUBSTR" => self.substring(&args, here),
-            "COALESCE" => {
-                if args.is_empty() {
-                    return Err(at(here, "COALESCE takes at least one argument"));
-                }
-                let typed = args
-                    .iter()
-                    .map(|a| Ok((located(a.span().start, here), self.expr(a, here)?)))
-                    .collect::<Result<Vec<_>>>()?;
-                let ty = merged(typed.iter().map(|(p, t)| (*p, t.ty.as_ref())), "COALESCE")?
-                    .ok_or_else(|| illegal_null(here))?;
-                let nodes = typed.into_iter().map(|(_, t)| t.cast(&ty)).collect();
-                Ok(Typed::of(Node::Coalesce(nodes), ty))
-            }
-            "ABS" => {
-                arity(1..=1)?;
-                let (node, ty) = self.numeric(args[0], here, "ABS")?;
-                Ok(call(Func::Abs, ty, vec![node]))
-            }
-            "ROUND" => {
-                arity(1..=2)?;
-                self.round(&args, here)
-            }
-            "MOD" => {
-                arity(2..=2)?;
-                let l = self.typed(args[0], here)?;
-                let r = self.typed(args[1], here)?;
-                arithmetic(ArithOp::Rem, l, r, here)
-            }
-            "TO_TIMESTAMP_LTZ" => {
-                arity(2..=2)?;
-                let (node, ty) = self.numeric(args[0], here, "TO_TIMESTAMP_LTZ")?;
-                let unit_ms = match integer_literal(args[1]) {
-                    Some(0) => 1000,
-                    Some(3) => 1,
-                    _ => {
-                        return Err(at(
-                            located(args[1].span().start, here),
-                            "TO_TIMESTAMP_LTZ(epoch, precision): the precision is 0 (seconds) or 3 (milliseconds)",
-                        ));
-                    }
-                };
-                if matches!(ty, SqlType::Float) {
-                    return Err(at(
-                        here,
-                        "TO_TIMESTAMP_LTZ takes INT, BIGINT, DECIMAL or DOUBLE",
-                    ));
-                }
-                let arg = node;
-                Ok(call(
-                    Func::ToTimestampLtz { unit_ms },
-                    SqlType::TimestampLtz { precision: 3 },
-                    vec![arg],
-                ))
-            }
-            _ => Err(at(
-                here,
-                format!(
-                    "function {name} is not supported (supported: {}, CAST, CASE, TRIM, SUBSTRING, FLOOR, CEIL, PROCTIME)",
-                    crate::sql::view::SCALAR_FUNCTIONS.join(", ")
-                ),
-            )),
-        }
-    }
-
-    fn round(&mut self, args: &[&Expr], here: Location) -> Result<Typed> {
-        let (node, ty) = self.numeric(args[0], here, "ROUND")?;
-        let digits = match args.get(1) {
-            None => 0,
-            Some(d) => match integer_literal(d) {
-                Some(n) => n,
-                None => {
-                    return Err(at(
-                        located(d.span().start, here),
-                        "ROUND(x, digits): the digits are an integer literal here",
-                    ));
-                }
-            },
-        };
-        let digits = i32::try_from(digits).map_err(|_| at(here, "ROUND: too many digits"))?;
-        let out = match &ty {
-            SqlType::Decimal { precision, scale } => {
-                typing::round_decimal(u32::from(*precision), u32::from(*scale), digits)
-            }
-            other => other.clone(),
-        };
-        Ok(call(
-            Func::Round,
-            out,
-            vec![node, Node::Literal(Value::Int(digits))],
-        ))
-    }
-}
-
-fn call(func: Func, ty: SqlType, args: Vec<Node>) -> Typed {
-    Typed::of(
-        Node::Call {
-            func,
-            ty: ty.clone(),
-            args,
-        },
-        ty,
-    )
 }
 
 fn negate_if(negated: bool, node: Node) -> Node {
@@ -815,7 +568,7 @@ fn negate_if(negated: bool, node: Node) -> Node {
 }
 
 /// `l op r` for two numbers: each operand cast to the type the operator computes in.
-fn arithmetic(
+pub(super) fn arithmetic(
     op: ArithOp,
     (l, lt): (Node, SqlType),
     (r, rt): (Node, SqlType),
@@ -829,9 +582,14 @@ fn arithmetic(
             ArithOp::Div => "/",
             ArithOp::Rem => "%",
         };
+        let what = if op == ArithOp::Rem {
+            "MOD and `%` take INT, BIGINT or DECIMAL"
+        } else {
+            "arithmetic takes numbers"
+        };
         return Err(at(
             here,
-            format!("cannot apply `{symbol}` to {lt} and {rt}: arithmetic takes numbers"),
+            format!("cannot apply `{symbol}` to {lt} and {rt}: {what}"),
         ));
     };
     // DECIMAL arithmetic reads each operand as a DECIMAL of its own precision and scale.
@@ -839,6 +597,17 @@ fn arithmetic(
         (SqlType::Decimal { .. }, Some((p, s))) => Typed::of(node, from).cast(&decimal(p, s)),
         _ => Typed::of(node, from).cast(&ty),
     };
+    // Integer MOD computes in BIGINT, then narrows to the divisor's type (Java's
+    // `(int) (a % b)`).
+    if op == ArithOp::Rem && matches!((&lt, &rt), (SqlType::BigInt, SqlType::Int)) {
+        let rem = Node::Arith {
+            op,
+            ty: SqlType::BigInt,
+            left: Box::new(l),
+            right: Box::new(Typed::of(r, rt).cast(&SqlType::BigInt)),
+        };
+        return Ok(Typed::of(Typed::of(rem, SqlType::BigInt).cast(&ty), ty));
+    }
     Ok(Typed::of(
         Node::Arith {
             op,
@@ -851,12 +620,13 @@ fn arithmetic(
 }
 
 /// Two operands of a comparison, cast to their common type.
-fn comparable(l: Typed, r: Typed, op: CmpOp, here: Location) -> Result<(Node, Node)> {
+fn comparable(l: Typed, r: Typed, here: Location) -> Result<(Node, Node)> {
     let (Some(lt), Some(rt)) = (&l.ty, &r.ty) else {
         return Err(illegal_null(here));
     };
     let common = typing::common(lt, rt)
-        .filter(|t| !matches!(t, SqlType::Row(_)) || matches!(op, CmpOp::Eq | CmpOp::NotEq))
+        // ROW values are not compared (Flink compares them field by field; not needed).
+        .filter(|t| !matches!(t, SqlType::Row(_)))
         .ok_or_else(|| {
             at(
                 here,
@@ -869,7 +639,7 @@ fn comparable(l: Typed, r: Typed, op: CmpOp, here: Location) -> Result<(Node, No
 }
 
 /// The common type of CASE branches or COALESCE arguments (`None`: all bare NULLs).
-fn merged<'t>(
+pub(super) fn merged<'t>(
     types: impl Iterator<Item = (Location, Option<&'t SqlType>)>,
     what: &str,
 ) -> Result<Option<SqlType>> {
@@ -931,42 +701,4 @@ fn number(text: &str) -> Option<(Value, SqlType)> {
     let precision = d.digits().max(u32::from(d.scale));
     (precision <= u32::from(MAX_PRECISION))
         .then(|| (Value::Decimal(d), decimal(precision, u32::from(d.scale))))
-}
-
-/// An integer literal, possibly negative (`3`, `-1`).
-fn integer_literal(e: &Expr) -> Option<i64> {
-    match e {
-        Expr::Value(v) => match &v.value {
-            Literal::Number(text, _) => text.parse().ok(),
-            _ => None,
-        },
-        Expr::UnaryOp {
-            op: UnaryOperator::Minus,
-            expr,
-        } => integer_literal(expr).map(|n| -n),
-        Expr::Nested(inner) => integer_literal(inner),
-        _ => None,
-    }
-}
-
-/// The positional arguments of a call.
-fn plain_args(f: &Function, here: Location) -> Result<Vec<&Expr>> {
-    match &f.args {
-        FunctionArguments::None => Ok(Vec::new()),
-        FunctionArguments::Subquery(_) => {
-            Err(at(here, "a subquery as an argument is not supported"))
-        }
-        FunctionArguments::List(list) => {
-            if !list.clauses.is_empty() || list.duplicate_treatment.is_some() {
-                return Err(at(here, "this argument form is not supported"));
-            }
-            list.args
-                .iter()
-                .map(|a| match a {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
-                    _ => Err(at(here, "only positional arguments are supported")),
-                })
-                .collect()
-        }
-    }
 }

@@ -86,29 +86,26 @@ fn trim(s: &str, chars: &str, side: TrimSide) -> String {
     .to_owned()
 }
 
-/// SQL's SUBSTRING: 1-based `start`; `start` ≤ 0 counts from the end... (Flink's rules,
-/// see the probes in tests.rs); a negative length gives NULL.
+/// SQL's SUBSTRING as Flink's `BinaryStringDataUtil.substringSQL`: `start` is 1-based,
+/// 0 reads as 1, a negative start counts from the end (before the first character: the
+/// empty string); a negative length gives NULL.
 fn substring(s: &str, start: i64, len: Option<i64>) -> Option<String> {
-    let chars: Vec<char> = s.chars().collect();
-    let n = chars.len() as i64;
     if len.is_some_and(|l| l < 0) {
         return None;
     }
-    let from = if start > 0 {
-        start - 1
-    } else if start < 0 {
-        n + start
-    } else {
-        0
+    let chars: Vec<char> = s.chars().collect();
+    let n = chars.len() as i64;
+    let from = match start {
+        1.. if start > n => return Some(String::new()),
+        1.. => start - 1,
+        0 => 0,
+        _ if n + start < 0 => return Some(String::new()),
+        _ => n + start,
     };
-    let from = from.max(0);
     let to = match len {
-        Some(l) => from.saturating_add(l).min(n),
-        None => n,
+        Some(l) if n - from >= l => from + l,
+        _ => n,
     };
-    if from >= to {
-        return Some(String::new());
-    }
     Some(chars[from as usize..to as usize].iter().collect())
 }
 
@@ -205,13 +202,19 @@ fn to_timestamp_ltz(v: &Value, unit_ms: i64) -> Eval {
             let ms = d * unit_ms as f64;
             (ms.is_finite() && ms.abs() < 9.2e18).then_some(ms as i64)
         }
-        Value::Decimal(d) => Decimal::new(d.unscaled * i128::from(unit_ms), d.scale)
-            .rescale(0)
+        Value::Decimal(d) => d
+            .unscaled
+            .checked_mul(i128::from(unit_ms))
+            .and_then(|u| Decimal::new(u, d.scale).rescale(0))
             .and_then(|r| i64::try_from(r.unscaled).ok()),
         other => return fail(format!("TO_TIMESTAMP_LTZ of {other:?}")),
     };
-    match ms {
-        Some(ms) => Ok(Value::TimestampLtz(ms)),
-        None => fail(format!("TO_TIMESTAMP_LTZ of {v:?} is out of range")),
-    }
+    // Flink: an instant outside years 0000 to 9999 is NULL (probe:
+    // TO_TIMESTAMP_LTZ(1767225600123, 0) is NULL).
+    const MIN_MS: i64 = -62_167_219_200_000;
+    const MAX_MS: i64 = 253_402_300_799_999;
+    Ok(match ms {
+        Some(ms) if (MIN_MS..=MAX_MS).contains(&ms) => Value::TimestampLtz(ms),
+        _ => Value::Null,
+    })
 }

@@ -8,11 +8,13 @@
 //!
 //! Aggregates are not scalar expressions: they are refused here and planned elsewhere.
 //!
-//! - [`compile`] (in `compile.rs`): names, literals, operators, functions, types.
+//! - [`compile`] (in `compile.rs`): names, literals, operators; `calls.rs`: functions,
+//!   TRIM, SUBSTRING, FLOOR, CEIL.
 //! - `typing.rs`: Flink's result types (numeric promotion, DECIMAL precision and scale).
 //! - `eval.rs`: operators; `functions.rs`: string and numeric functions, LIKE;
 //!   `cast.rs`: CAST between the supported types.
 
+mod calls;
 mod cast;
 mod compile;
 mod eval;

@@ -58,7 +58,13 @@ pub(super) fn arithmetic(op: ArithOp, a: &SqlType, b: &SqlType) -> Option<SqlTyp
     match (a, b) {
         // Flink 2.3: `f + d` is FLOAT, but `f + m` (a DECIMAL) DOUBLE (probes in tests.rs).
         (T::Float, T::Decimal { .. }) | (T::Decimal { .. }, T::Float) => return Some(T::Double),
+        // MOD and `%` take exact numbers only (`d % 2` is refused by Flink).
+        _ if op == ArithOp::Rem && !(as_decimal(a).is_some() && as_decimal(b).is_some()) => {
+            return None;
+        }
         (T::Float, other) | (other, T::Float) if other.is_numeric() => return Some(T::Float),
+        // Integer MOD has the type of its divisor: MOD(BIGINT, INT) is INT.
+        (T::Int | T::BigInt, T::Int | T::BigInt) if op == ArithOp::Rem => return Some(b.clone()),
         _ => {}
     }
     let wider = if rank(a)? >= rank(b)? { a } else { b };
@@ -144,6 +150,7 @@ pub(super) fn round_decimal(precision: u32, scale: u32, digits: i32) -> SqlType 
 
 /// FLOOR and CEIL of DECIMAL(p, s).
 pub(super) fn floor_ceil_decimal(precision: u8, scale: u8) -> SqlType {
-    let (p, s) = (u32::from(precision), u32::from(scale));
-    decimal(p - s + u32::from(s > 0), 0)
+    // Probes: FLOOR(DECIMAL(10, 2)) is DECIMAL(10, 0), CEIL(1.01) DECIMAL(3, 0).
+    let _ = scale;
+    decimal(u32::from(precision), 0)
 }
