@@ -17,6 +17,7 @@
 mod aggregate;
 mod ddl;
 mod dialect;
+mod expr;
 mod json;
 mod types;
 mod value;
@@ -32,6 +33,7 @@ use sqlparser::tokenizer::{Location, Token};
 
 pub use aggregate::{AggregateError, AggregateFunction, AggregateKind, AggregateState};
 pub use ddl::{Column, ColumnKind, Connector, TableDef, Watermark};
+pub use expr::{Compiled, EvalContext, EvalError, Scope, ScopeColumn, compile};
 pub use json::{Rejection, RowReader, TimestampStandard};
 pub use types::{Field, SqlType};
 pub use value::{Decimal, Value};

@@ -171,7 +171,7 @@ fn parse_type_closing(p: &mut Parser<'_>, pending_close: &mut bool) -> Result<Sq
     })
 }
 
-fn from_data_type(t: &DataType) -> Option<SqlType> {
+pub(super) fn from_data_type(t: &DataType) -> Option<SqlType> {
     Some(match t {
         DataType::Boolean | DataType::Bool => SqlType::Boolean,
         DataType::Int(None) | DataType::Integer(None) => SqlType::Int,
