@@ -90,3 +90,57 @@ fn an_unsupported_pipeline_fails_naming_file_line_and_column() {
         "{stderr}"
     );
 }
+
+#[test]
+fn eval_prints_the_rows_flink_computes_for_the_payments_example() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = |p: &str| root.join(p).to_str().expect("utf-8 path").to_owned();
+    let (ok, stdout, stderr) = sluice(&[
+        "sql",
+        "eval",
+        &path("examples/payments.sql"),
+        "--events",
+        &path("examples/payments.events.ndjson"),
+        "--reference",
+        &format!("merchants={}", path("examples/payments.merchants.ndjson")),
+    ]);
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    // The rows Flink 2.3 prints for the same input (infra/flink/examples --rows); by hand:
+    // DE has p-1 (12.5) and p-2 (150) in the first minute; p-3 is a test card.
+    assert_eq!(
+        lines[0],
+        r#"{"kind":"row","view":"per_country","row":{"window_start":"2026-01-01T00:00:00.000Z","window_end":"2026-01-01T00:01:00.000Z","country":"DE","payments":2,"total":162.50,"largest":150.00,"over_100":1}}"#
+    );
+    assert_eq!(
+        lines[1],
+        r#"{"kind":"row","view":"per_country","row":{"window_start":"2026-01-01T00:01:00.000Z","window_end":"2026-01-01T00:02:00.000Z","country":"FR","payments":1,"total":3.00,"largest":3.00,"over_100":0}}"#
+    );
+    // Five-minute windows sliding by one: each payment is in five of them.
+    let tier_rows = lines
+        .iter()
+        .filter(|l| l.contains(r#""view":"per_tier""#))
+        .count();
+    assert_eq!(tier_rows, 16);
+    assert!(lines.contains(&r#"{"kind":"row","view":"per_tier","row":{"window_start":"2025-12-31T23:57:00.000Z","window_end":"2026-01-01T00:02:00.000Z","tier":"gold","payments":2,"mean":7.750000}}"#));
+    assert_eq!(
+        lines.last().copied(),
+        Some(
+            r#"{"kind":"summary","events_in":4,"rows":18,"duplicates":0,"rejected":0,"rejected_by_reason":{}}"#
+        )
+    );
+    let (ok, _, stderr) = sluice(&[
+        "sql",
+        "eval",
+        &path("examples/payments.sql"),
+        "--events",
+        &path("examples/payments.events.ndjson"),
+        "--reference",
+        "nope",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--reference \"nope\": write TABLE=FILE.ndjson"),
+        "{stderr}"
+    );
+}

@@ -1,12 +1,17 @@
 //! `sluice sql`: pipelines written in Flink SQL. `check` reads a pipeline, refuses what
 //! is outside the supported subset (with line and column) and prints the plan: what
-//! each stage will read, join, window and store.
+//! each stage will read, join, window and store. `eval` computes a pipeline's stored
+//! views over a file of events in one pass, as Flink's batch mode does.
 
-use std::path::PathBuf;
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use sluice_core::sql::Pipeline;
+use sluice_core::ports::{Clock, SystemClock};
+use sluice_core::sql::{Evaluation, Pipeline, Program};
+
+use crate::lines::{LINE_HEAD_BYTES, read_line_bounded};
 
 #[derive(Args, Debug)]
 pub struct SqlArgs {
@@ -24,6 +29,22 @@ enum SqlCommand {
         /// sinks), CREATE VIEW and INSERT INTO statements.
         file: PathBuf,
     },
+    /// Compute a pipeline's stored views over a file of events in one pass (as Flink's
+    /// batch mode does) and print one `{"kind":"row",...}` line per (view, window, group),
+    /// then a summary line.
+    #[command(
+        after_help = "Example:\n  sluice sql eval examples/payments.sql --events examples/payments.events.ndjson \\\n    --reference merchants=examples/payments.merchants.ndjson\n\nA PRIMARY KEY's repeated ids count once; a record that cannot be read, or whose\nexpression fails, is counted by reason in the summary. Lateness is not judged."
+    )]
+    Eval {
+        /// The pipeline (.sql).
+        file: PathBuf,
+        /// Events, one JSON object per line.
+        #[arg(long)]
+        events: PathBuf,
+        /// Reference rows for a lookup join: TABLE=FILE.ndjson, one JSON object per line.
+        #[arg(long, value_name = "TABLE=FILE")]
+        reference: Vec<String>,
+    },
 }
 
 pub async fn run(args: SqlArgs) -> Result<bool> {
@@ -33,7 +54,74 @@ pub async fn run(args: SqlArgs) -> Result<bool> {
             print!("{}", pipeline.describe());
             Ok(true)
         }
+        SqlCommand::Eval {
+            file,
+            events,
+            reference,
+        } => eval(&file, &events, &reference),
     }
+}
+
+fn eval(file: &PathBuf, events: &Path, references: &[String]) -> Result<bool> {
+    let pipeline = read(file)?;
+    let program = Program::compile(&pipeline).with_context(|| format!("{}", file.display()))?;
+    let mut evaluation = Evaluation::new(&program);
+    for spec in references {
+        let Some((table, path)) = spec.split_once('=') else {
+            bail!("--reference {spec:?}: write TABLE=FILE.ndjson");
+        };
+        for_each_line(Path::new(path), |n, line| {
+            evaluation
+                .load_reference(table, line)
+                .map_err(|e| anyhow::anyhow!("{path}, line {n}: {e}"))
+        })?;
+    }
+    let now_ms = SystemClock.now_ms();
+    for_each_line(events, |_, line| {
+        evaluation.push(line, now_ms);
+        Ok(())
+    })?;
+    let rows = evaluation.rows().map_err(|e| anyhow::anyhow!(e))?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for row in &rows {
+        writeln!(
+            out,
+            r#"{{"kind":"row","view":{},"row":{}}}"#,
+            serde_json::Value::from(row.view.as_str()),
+            row.json
+        )?;
+    }
+    let rejected: u64 = evaluation.rejected.values().sum();
+    let summary = serde_json::json!({
+        "kind": "summary",
+        "events_in": evaluation.events,
+        "rows": rows.len(),
+        "duplicates": evaluation.duplicates,
+        "rejected": rejected,
+        "rejected_by_reason": evaluation.rejected,
+    });
+    writeln!(out, "{summary}")?;
+    Ok(true)
+}
+
+/// Calls `f` with each non-blank line of `path` and its number (from 1); lines are read
+/// with the producer's bound (a longer line is cut, and will not read as JSON).
+fn for_each_line(path: &Path, mut f: impl FnMut(usize, &[u8]) -> Result<()>) -> Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut n = 0;
+    while read_line_bounded(&mut reader, &mut line, LINE_HEAD_BYTES)
+        .with_context(|| format!("reading {}", path.display()))?
+        .is_some()
+    {
+        n += 1;
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            f(n, &line)?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads and checks the pipeline in `file`; an error names the file, line and column.

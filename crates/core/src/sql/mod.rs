@@ -15,6 +15,7 @@
 //! (`sluice sql check`). Evaluating them on the stages is not built yet.
 
 mod aggregate;
+mod batch;
 mod ddl;
 mod dialect;
 mod expr;
@@ -32,6 +33,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 pub use aggregate::{AggregateError, AggregateFunction, AggregateKind, AggregateState};
+pub use batch::{Evaluation, Program, ResultRow, value_json};
 pub use ddl::{Column, ColumnKind, Connector, TableDef, Watermark};
 pub use expr::{Compiled, EvalContext, EvalError, Scope, ScopeColumn, compile};
 pub use json::{Rejection, RowReader, TimestampStandard};

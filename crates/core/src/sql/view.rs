@@ -155,7 +155,7 @@ pub(super) fn analyze(
     })
 }
 
-fn single_select(query: &Query, place: Location) -> Result<&Select> {
+pub(super) fn single_select(query: &Query, place: Location) -> Result<&Select> {
     if let Some(with) = &query.with {
         return Err(at(
             with.span().start,
@@ -685,7 +685,7 @@ fn plain_args(f: &Function, here: Location) -> Result<Vec<&Expr>> {
     }
 }
 
-fn function_name(f: &Function) -> String {
+pub(super) fn function_name(f: &Function) -> String {
     f.name.to_string().to_ascii_uppercase()
 }
 

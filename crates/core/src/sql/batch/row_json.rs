@@ -1,0 +1,81 @@
+//! Values as JSON, in the canonical form the Flink oracle prints (`infra/flink/oracle.py`)
+//! and `sluice sql eval` writes: timestamps `2026-01-01T00:01:00.000Z`, integers as
+//! integers, DECIMAL as a number with its scale (`1.675000`), non-finite doubles as the
+//! strings `"NaN"`, `"Infinity"`, `"-Infinity"`, ROW as an object by field name.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SecondsFormat};
+
+use crate::sql::types::SqlType;
+use crate::sql::value::Value;
+
+/// Appends `value`, of type `ty`, to `out` as JSON.
+pub fn value_json(out: &mut String, value: &Value, ty: &SqlType) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::BigInt(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Float(f) => double(out, f64::from(*f)),
+        Value::Double(d) => double(out, *d),
+        Value::Decimal(d) => {
+            let _ = write!(out, "{d}");
+        }
+        Value::String(s) => string(out, s),
+        Value::Timestamp(ms) | Value::TimestampLtz(ms) => {
+            out.push('"');
+            match DateTime::from_timestamp_millis(*ms) {
+                Some(t) => out.push_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+                None => {
+                    let _ = write!(out, "{ms}");
+                }
+            }
+            out.push('"');
+        }
+        Value::Row(values) => {
+            out.push('{');
+            let fields: &[crate::sql::types::Field] = match ty {
+                SqlType::Row(fields) => fields,
+                _ => &[],
+            };
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let (name, field_ty) = fields
+                    .get(i)
+                    .map_or((format!("f{i}"), SqlType::String), |f| {
+                        (f.name.clone(), f.ty.clone())
+                    });
+                string(out, &name);
+                out.push(':');
+                value_json(out, v, &field_ty);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn double(out: &mut String, d: f64) {
+    if d.is_nan() {
+        out.push_str("\"NaN\"");
+    } else if d.is_infinite() {
+        out.push_str(if d > 0.0 {
+            "\"Infinity\""
+        } else {
+            "\"-Infinity\""
+        });
+    } else {
+        // serde_json writes the shortest text that reads back as the same double.
+        out.push_str(&serde_json::Value::from(d).to_string());
+    }
+}
+
+fn string(out: &mut String, s: &str) {
+    out.push_str(&serde_json::Value::from(s).to_string());
+}
