@@ -11,6 +11,7 @@ use sqlparser::tokenizer::{Location, Token};
 
 use super::dialect::{at, from_parser};
 use super::interval_ms;
+use super::reserved::check_name;
 use super::types::{SqlType, parse_type};
 use crate::error::Result;
 
@@ -82,6 +83,7 @@ const JSON_OPTIONS: [&str; 2] = [
 /// Reads a table definition after `CREATE TABLE`; `start` is where the statement began.
 pub(super) fn parse_create_table(p: &mut Parser<'_>, start: Location) -> Result<TableDef> {
     let name = p.parse_identifier().map_err(|e| from_parser(e, start))?;
+    check_name(&name)?;
     expect(p, &Token::LParen)?;
     let mut columns: Vec<Column> = Vec::new();
     let mut watermark = None;
@@ -101,6 +103,7 @@ pub(super) fn parse_create_table(p: &mut Parser<'_>, start: Location) -> Result<
             expect(p, &Token::LParen)?;
             loop {
                 let col = p.parse_identifier().map_err(|e| from_parser(e, start))?;
+                check_name(&col)?;
                 primary_key.push(col.value);
                 if !p.consume_token(&Token::Comma) {
                     break;
@@ -118,6 +121,7 @@ pub(super) fn parse_create_table(p: &mut Parser<'_>, start: Location) -> Result<
                 })?;
         } else {
             let col = p.parse_identifier().map_err(|e| from_parser(e, start))?;
+            check_name(&col)?;
             if columns.iter().any(|c| c.name == col.value) {
                 return Err(at(
                     col.span.start,
@@ -178,6 +182,7 @@ fn parse_watermark(p: &mut Parser<'_>, place: Location) -> Result<Watermark> {
     p.expect_keyword(Keyword::FOR)
         .map_err(|e| from_parser(e, place))?;
     let column = p.parse_identifier().map_err(|e| from_parser(e, place))?;
+    check_name(&column)?;
     p.expect_keyword(Keyword::AS)
         .map_err(|e| from_parser(e, place))?;
     let expr = p.parse_expr().map_err(|e| from_parser(e, place))?;

@@ -20,6 +20,7 @@ mod ddl;
 mod dialect;
 mod expr;
 mod json;
+mod reserved;
 mod types;
 mod value;
 mod view;
@@ -254,6 +255,9 @@ fn view_statement(statement: Statement, start: Location) -> Result<ViewDef> {
                     start,
                     "only CREATE VIEW name AS SELECT ... is supported",
                 ));
+            }
+            if let Some(ident) = v.name.0.first().and_then(|p| p.as_ident()) {
+                reserved::check_name(ident)?;
             }
             let name = single_name(&v.name.to_string(), start)?;
             view::analyze(name, start, false, v.query)

@@ -339,22 +339,34 @@ fn refusals() -> Vec<(String, u64, u64, &'static str)> {
         ),
         (
             format!(
-                "{SOURCE}INSERT INTO out SELECT window_start, window_end, COUNT(*) AS n \
+                "{SOURCE}INSERT INTO totals SELECT window_start, window_end, COUNT(*) AS n \
           FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;"
             ),
             2,
             1,
-            "INSERT INTO `out`: no dynamodb table of that name",
+            "INSERT INTO `totals`: no dynamodb table of that name",
         ),
         (
             format!(
-                "{SOURCE}CREATE TABLE out (n BIGINT) WITH ('connector' = 'dynamodb');\n\
-                 INSERT INTO out SELECT window_start, window_end, COUNT(*) AS n \
+                "{SOURCE}CREATE TABLE totals (n BIGINT) WITH ('connector' = 'dynamodb');\n\
+                 INSERT INTO totals SELECT window_start, window_end, COUNT(*) AS n \
                  FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;"
             ),
             3,
             1,
-            "INSERT INTO `out` selects 3 columns; the sink declares 1 (n)",
+            "INSERT INTO `totals` selects 3 columns; the sink declares 1 (n)",
+        ),
+        (
+            windowed("COUNT(*) AS value"),
+            2,
+            66,
+            "`value` is a reserved word in Flink SQL: write it in backquotes",
+        ),
+        (
+            SOURCE.replace("k STRING", "count STRING"),
+            1,
+            17,
+            "`count` is a reserved word in Flink SQL",
         ),
         (
             "CREATE TABLE r (a STRING) WITH ('connector' = 'dynamodb');\n".to_owned()

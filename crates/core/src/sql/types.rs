@@ -122,6 +122,7 @@ fn parse_type_closing(p: &mut Parser<'_>, pending_close: &mut bool) -> Result<Sq
             let name = p
                 .parse_identifier()
                 .map_err(|e| from_parser(e, start.span.start))?;
+            super::reserved::check_name(&name)?;
             let ty = parse_type_closing(p, pending_close)?;
             if fields.iter().any(|f: &Field| f.name == name.value) {
                 return Err(at(

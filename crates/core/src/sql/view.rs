@@ -15,6 +15,7 @@ use sqlparser::tokenizer::Location;
 
 use super::dialect::at;
 use super::interval_ms;
+use super::reserved::check_name;
 use crate::error::Result;
 
 /// How a stored view's events are cut into windows.
@@ -228,10 +229,7 @@ fn input_of(select: &Select, place: Location) -> Result<Input> {
             args: None,
             version: None,
             ..
-        } => (
-            object_name(name, place)?,
-            alias.as_ref().map(|a| a.name.value.clone()),
-        ),
+        } => (object_name(name, place)?, alias_name(alias.as_ref())?),
         TableFactor::TableFunction { expr, alias } if from.joins.is_empty() => {
             if let Some(alias) = alias {
                 return Err(at(
@@ -297,7 +295,7 @@ fn input_of(select: &Select, place: Location) -> Result<Input> {
         stream,
         stream_alias,
         reference: object_name(name, place)?,
-        reference_alias: alias.as_ref().map(|a| a.name.value.clone()),
+        reference_alias: alias_name(alias.as_ref())?,
         left,
         on: Box::new(on.clone()),
     })
@@ -420,6 +418,7 @@ fn select_columns(select: &Select, walk: &mut Walk) -> Result<Vec<String>> {
             }
             SelectItem::ExprWithAlias { expr, alias } => {
                 walk.expr(expr, Context::Select)?;
+                check_name(alias)?;
                 names.push(alias.value.clone());
             }
             SelectItem::QualifiedWildcard(..) | SelectItem::Wildcard(..) => {
@@ -460,9 +459,13 @@ impl Walk {
         let here = e.span().start;
         match e {
             Expr::Identifier(i) => {
+                check_name(i)?;
                 self.references.insert(vec![i.value.clone()]);
             }
             Expr::CompoundIdentifier(parts) => {
+                for part in parts {
+                    check_name(part)?;
+                }
                 self.references
                     .insert(parts.iter().map(|i| i.value.clone()).collect());
             }
@@ -700,4 +703,11 @@ fn object_name(name: &ObjectName, place: Location) -> Result<String> {
             format!("`{name}`: catalogs and databases are not supported, name the table alone"),
         )),
     }
+}
+
+/// A table alias, refused if it is an unquoted reserved word.
+fn alias_name(alias: Option<&sqlparser::ast::TableAlias>) -> Result<Option<String>> {
+    alias
+        .map(|a| check_name(&a.name).map(|()| a.name.value.clone()))
+        .transpose()
 }

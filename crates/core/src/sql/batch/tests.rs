@@ -148,5 +148,9 @@ fn repeated_ids_count_once_and_unreadable_records_are_counted_by_reason() {
     // The event whose expression failed changed nothing: one event counted.
     let rows = e.rows().expect("rows");
     assert_eq!(rows.len(), 1);
-    assert!(rows[0].json.ends_with(r#""q":3,"n":1}"#), "{}", rows[0].json);
+    assert!(
+        rows[0].json.ends_with(r#""q":3,"n":1}"#),
+        "{}",
+        rows[0].json
+    );
 }
