@@ -9,6 +9,7 @@ use crate::sql::aggregate::AggregateState;
 use crate::sql::expr::EvalContext;
 use crate::sql::value::Value;
 use crate::sql::view::WindowKind;
+use crate::state::fingerprint::fingerprint;
 
 /// One result row of a stored view, as a JSON object by column name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +33,9 @@ pub struct Evaluation<'p> {
     program: &'p Program,
     /// Per reference table, rows by the key's JSON text.
     references: HashMap<String, HashMap<String, Vec<Value>>>,
-    seen: HashSet<String>,
+    /// Fingerprints of the event ids seen (64 bits each: the chance that two of n ids
+    /// collide is about n² / 2^65, as for the stages' fingerprints).
+    seen: HashSet<u64>,
     groups: Vec<BTreeMap<GroupId, Group>>,
     pub events: u64,
     pub duplicates: u64,
@@ -103,7 +106,7 @@ impl<'p> Evaluation<'p> {
         }
         if !source.id.is_empty() {
             let ids: Vec<Value> = source.id.iter().map(|&i| row[i].clone()).collect();
-            if !self.seen.insert(json_key(&ids)) {
+            if !self.seen.insert(fingerprint(&json_key(&ids))) {
                 return Ok(None);
             }
         }
