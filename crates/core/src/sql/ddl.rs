@@ -10,9 +10,9 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 use super::dialect::{at, from_parser};
-use super::interval_ms;
 use super::reserved::check_name;
 use super::types::{SqlType, parse_type};
+use super::{interval_ms, interval_precision_error};
 use crate::error::Result;
 
 /// What a table is, by its `'connector'` option.
@@ -193,7 +193,12 @@ fn parse_watermark(p: &mut Parser<'_>, place: Location) -> Result<Watermark> {
             left,
             op: BinaryOperator::Minus,
             right,
-        } if same_column(left) => interval_ms(right).filter(|ms| *ms >= 0),
+        } if same_column(left) => {
+            if let Some(reason) = interval_precision_error(right) {
+                return Err(at(place, reason));
+            }
+            interval_ms(right).filter(|ms| *ms >= 0)
+        }
         _ => None,
     };
     let delay_ms = delay_ms.ok_or_else(|| {

@@ -516,6 +516,30 @@ fn check_inputs(
     }
 }
 
+/// Why Flink refuses an `INTERVAL 'n' UNIT` literal whose value has more digits than its
+/// leading field's precision (2 unless written, e.g. `SECOND(3)`): Flink reads
+/// `INTERVAL '300' SECOND` as an error, so Sluice does too.
+pub(crate) fn interval_precision_error(e: &Expr) -> Option<String> {
+    let Expr::Interval(interval) = e else {
+        return None;
+    };
+    let Expr::Value(v) = interval.value.as_ref() else {
+        return None;
+    };
+    let (Literal::SingleQuotedString(s) | Literal::Number(s, _)) = &v.value else {
+        return None;
+    };
+    let digits = s.trim().trim_start_matches(['-', '+']).len() as u64;
+    let precision = interval.leading_precision.unwrap_or(2);
+    (digits > precision).then(|| {
+        format!(
+            "INTERVAL '{}' has more digits than its field's precision ({precision}), which Flink refuses: \
+             use a larger unit (INTERVAL '5' MINUTE for 300 seconds) or write the precision (SECOND(3))",
+            s.trim()
+        )
+    })
+}
+
 /// `INTERVAL 'n' UNIT` in milliseconds (SECOND, MINUTE, HOUR, DAY; n a whole number).
 pub(crate) fn interval_ms(e: &Expr) -> Option<i64> {
     let Expr::Interval(interval) = e else {

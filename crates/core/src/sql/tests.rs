@@ -357,6 +357,18 @@ fn refusals() -> Vec<(String, u64, u64, &'static str)> {
             "INSERT INTO `totals` selects 3 columns; the sink declares 1 (n)",
         ),
         (
+            SOURCE.replace("INTERVAL '5' SECOND", "INTERVAL '300' SECOND"),
+            1,
+            54,
+            "INTERVAL '300' has more digits than its field's precision (2)",
+        ),
+        (
+            windowed("COUNT(*) AS n").replace("INTERVAL '1' MINUTE", "INTERVAL '120' SECOND"),
+            2,
+            120,
+            "INTERVAL '120' has more digits than its field's precision (2)",
+        ),
+        (
             windowed("COUNT(*) AS value"),
             2,
             66,

@@ -14,8 +14,8 @@ use sqlparser::ast::{
 use sqlparser::tokenizer::Location;
 
 use super::dialect::at;
-use super::interval_ms;
 use super::reserved::check_name;
+use super::{interval_ms, interval_precision_error};
 use crate::error::Result;
 
 /// How a stored view's events are cut into windows.
@@ -312,6 +312,9 @@ fn window_of(expr: &Expr, place: Location) -> Result<Window> {
     let name = function_name(f);
     let args = plain_args(f, here)?;
     let ms = |e: &Expr| {
+        if let Some(reason) = interval_precision_error(e) {
+            return Err(at(e.span().start.max(here), reason));
+        }
         interval_ms(e).filter(|ms| *ms > 0).ok_or_else(|| {
             at(
                 e.span().start.max(here),
