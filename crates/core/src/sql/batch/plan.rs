@@ -106,7 +106,12 @@ impl Program {
             vec![(pipeline.source.name.clone(), source.columns.clone())];
         let mut views = Vec::new();
         for view in &pipeline.views {
-            let step = view_step(view, &relations, &pipeline.references)?;
+            let mut step = view_step(view, &relations, &pipeline.references)?;
+            if let (Some(sink), Step::Window(w)) = (pipeline.sinks.get(&view.name), &mut step)
+                && view.sink
+            {
+                into_sink(w, sink)?;
+            }
             let columns = match &step {
                 Step::Map(m) => m.columns.clone(),
                 Step::Window(_) => Vec::new(),
@@ -134,6 +139,32 @@ impl Program {
             Step::Map(_) => None,
         })
     }
+}
+
+/// `INSERT INTO sink SELECT ...`: as in Flink, the query's columns fill the sink's
+/// declared columns by position, each cast to the sink column's type and named after it.
+fn into_sink(w: &mut WindowPlan, sink: &TableDef) -> Result<()> {
+    let outputs = std::mem::take(&mut w.outputs);
+    for ((_, compiled), column) in outputs.into_iter().zip(&sink.columns) {
+        let ColumnKind::Physical(ty) = &column.kind else {
+            return Err(at(
+                column.place,
+                format!("sink column `{}` must be a plain column", column.name),
+            ));
+        };
+        let from = compiled.ty.clone();
+        let cast = compiled.cast_to(ty).ok_or_else(|| {
+            at(
+                column.place,
+                format!(
+                    "sink column `{}` is {ty}: cannot CAST the query's {from} to it",
+                    column.name
+                ),
+            )
+        })?;
+        w.outputs.push((column.name.clone(), cast));
+    }
+    Ok(())
 }
 
 fn source_plan(table: &TableDef) -> Result<SourcePlan> {

@@ -21,6 +21,11 @@ pub fn value_json(out: &mut String, value: &Value, ty: &SqlType) {
         Value::BigInt(i) => {
             let _ = write!(out, "{i}");
         }
+        // The shortest text that reads back as the same FLOAT (`-9.555555`), as Flink
+        // prints it; widened to a double first it would print `-9.55555534362793`.
+        Value::Float(f) if f.is_finite() => {
+            let _ = write!(out, "{f}");
+        }
         Value::Float(f) => double(out, f64::from(*f)),
         Value::Double(d) => double(out, *d),
         Value::Decimal(d) => {

@@ -3,6 +3,7 @@
 use super::*;
 use crate::sql::Pipeline;
 use crate::sql::view::WindowKind;
+use crate::sql::{SqlType, Value};
 
 fn evaluate(sql: &str, events: &[&str], references: &[(&str, &str)]) -> Vec<(String, String)> {
     let pipeline = Pipeline::parse(sql).expect("pipeline");
@@ -153,4 +154,40 @@ fn repeated_ids_count_once_and_unreadable_records_are_counted_by_reason() {
         "{}",
         rows[0].json
     );
+}
+
+#[test]
+fn insert_into_names_and_casts_the_columns_as_the_sink_declares_them() {
+    // Found by the oracle corpus (issue 17): Flink's INSERT fills the sink's columns by
+    // position, named and typed as the sink declares them; Sluice kept the query's names.
+    let sql = format!(
+        "{SOURCE}CREATE TABLE totals (window_start TIMESTAMP(3), window_end TIMESTAMP(3), events DOUBLE, \
+         top_v DECIMAL(20, 1)) WITH ('connector' = 'dynamodb');\n\
+         INSERT INTO totals SELECT window_start, window_end, COUNT(*) AS c, MAX(v) AS mx \
+         FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;"
+    );
+    let rows = evaluate(
+        &sql,
+        &[
+            r#"{"id":"1","v":5,"ms":1767225600000}"#,
+            r#"{"id":"2","v":7,"ms":1767225601000}"#,
+        ],
+        &[],
+    );
+    assert_eq!(
+        rows,
+        vec![("totals".into(), r#"{"window_start":"2026-01-01T00:00:00.000Z","window_end":"2026-01-01T00:01:00.000Z","events":2.0,"top_v":7.0}"#.into())]
+    );
+}
+
+#[test]
+fn a_float_result_is_written_as_the_shortest_float_text() {
+    // Found by the oracle corpus (issue 17): AVG(FLOAT) -86/9 is the FLOAT -9.555555,
+    // which Flink prints so; widened to a double it printed -9.55555534362793.
+    let mut out = String::new();
+    value_json(&mut out, &Value::Float(-86.0f32 / 9.0), &SqlType::Float);
+    assert_eq!(out, "-9.555555");
+    out.clear();
+    value_json(&mut out, &Value::Float(0.1), &SqlType::Float);
+    assert_eq!(out, "0.1");
 }

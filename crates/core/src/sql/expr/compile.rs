@@ -451,9 +451,21 @@ impl Compiler<'_> {
 
     fn in_list(&mut self, e: &Expr, list: &[Expr], negated: bool, here: Location) -> Result<Typed> {
         let (value, mut ty) = self.typed(e, here)?;
+        let left = ty.clone();
         let mut items = Vec::with_capacity(list.len());
         for item in list {
-            let t = self.expr(item, here)?;
+            let mut t = self.expr(item, here)?;
+            // As Calcite's IN (convertInToOr, ensureSqlType): a number of another type
+            // than the left operand's is first cast to the left's type, so `2 IN (2.5)`
+            // on a BIGINT column is TRUE (2.5 becomes 2); DECIMALs of other precisions
+            // are not cast.
+            if let Some(it) = &t.ty
+                && it.is_numeric()
+                && left.is_numeric()
+                && std::mem::discriminant(it) != std::mem::discriminant(&left)
+            {
+                t = Typed::of(t.cast(&left), left.clone());
+            }
             if let Some(it) = &t.ty {
                 ty = typing::common(&ty, it).ok_or_else(|| {
                     at(

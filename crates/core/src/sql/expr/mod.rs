@@ -120,6 +120,23 @@ impl Compiled {
             })
     }
 
+    /// The expression cast to `to`, as Flink's `INSERT INTO` casts a query's column to
+    /// the sink column it fills; `None` when that CAST is not supported.
+    pub fn cast_to(self, to: &SqlType) -> Option<Compiled> {
+        if self.ty == *to {
+            return Some(self);
+        }
+        if !cast::supported(&self.ty, to) {
+            return None;
+        }
+        let node = compile::Typed::of(self.node, self.ty).cast(to);
+        Some(Compiled {
+            ty: to.clone(),
+            text: format!("CAST({} AS {to})", self.text),
+            node,
+        })
+    }
+
     /// Whether the value depends on the processing time (`PROCTIME()`).
     pub fn uses_proctime(&self) -> bool {
         self.node.any(&|n| matches!(n, Node::ProcTime))

@@ -360,6 +360,24 @@ fn in_between_follow_sql_null_semantics() {
 }
 
 #[test]
+fn in_casts_numbers_of_another_type_to_the_left_operands_type() {
+    // Found by the oracle corpus (issue 17), probed in Flink 2.3: BIGINT n = 2 gives
+    // n IN (1, 2.5, 3) TRUE, n IN (2.5) TRUE (but n = 2.5 FALSE), n = 3: n IN (1.5, 2.75)
+    // FALSE, n IN (2.7, 3) TRUE; INT i = 2: i IN (1, CAST(2.5 AS DOUBLE)) TRUE; a DECIMAL
+    // column m = 2.50: m IN (2, 3.5) FALSE (DECIMALs are not cast to each other).
+    check(&[
+        ("i IN (5.9)", "BOOLEAN", "TRUE"),
+        ("i IN (1, 5.5, 7)", "BOOLEAN", "TRUE"),
+        ("i IN (1, CAST(5.5 AS DOUBLE))", "BOOLEAN", "TRUE"),
+        ("i NOT IN (4.5, 6.5)", "BOOLEAN", "TRUE"),
+        ("i = 5.5", "BOOLEAN", "FALSE"),
+        ("m IN (12.3, 12.345)", "BOOLEAN", "FALSE"),
+        ("m IN (12, 12.34)", "BOOLEAN", "TRUE"),
+        ("d IN (2, 2.675)", "BOOLEAN", "TRUE"),
+    ]);
+}
+
+#[test]
 fn like_has_no_escape_and_underscore_skips_line_ends() {
     // Probes: s LIKE 'a%' TRUE; s LIKE 'a_' TRUE; s LIKE '_' FALSE; s LIKE 'A%' FALSE;
     // pct LIKE 'a\%c' FALSE; pct LIKE 'a%c' TRUE; 'abc' LIKE 'a\%c' FALSE;
