@@ -57,6 +57,11 @@ fn the_payments_example_plans_a_lookup_join_a_tumbling_view_and_a_hopping_sink()
         "TUMBLE over `enriched` by `et`, size 60000 ms",
         "sink `per_tier`",
         "HOP over `enriched` by `et`, slide 60000 ms, size 300000 ms",
+        "state of `per_country` per (window, group):",
+        "  group by merchant.country: STRING",
+        "  SUM(amount) -> DECIMAL(38, 2), state <= 88 bytes",
+        "  aggregate state <= 195 bytes per item",
+        "  AVG(amount) -> DECIMAL(38, 6), state <= 88 bytes",
     ] {
         assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
     }
@@ -143,4 +148,45 @@ fn eval_prints_the_rows_flink_computes_for_the_payments_example() {
         stderr.contains("--reference \"nope\": write TABLE=FILE.ndjson"),
         "{stderr}"
     );
+}
+
+#[test]
+fn check_refuses_a_type_error_at_its_place_before_any_event() {
+    let dir = common::tempdir();
+    let cases = [
+        ("WHERE k + 1 > 2", "line 3, column 138: cannot apply `+` to STRING and INT"),
+        ("WHERE v > 2", ""),
+    ];
+    for (filter, place) in cases {
+        let file = dir.join("types.sql");
+        std::fs::write(
+            &file,
+            format!(
+                "CREATE TABLE s (k STRING, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)\n  \
+                 WITH ('connector' = 'kinesis', 'format' = 'json');\n\
+                 CREATE VIEW w AS SELECT window_start, window_end, SUM(v) AS total FROM TABLE(TUMBLE(TABLE s, \
+                 DESCRIPTOR(ts), INTERVAL '1' MINUTE)) {filter} GROUP BY window_start, window_end;\n"
+            ),
+        )
+        .expect("write");
+        let (ok, _, stderr) = sluice(&["sql", "check", file.to_str().expect("utf-8 path")]);
+        if place.is_empty() {
+            assert!(ok, "{stderr}");
+        } else {
+            assert!(!ok, "{filter}");
+            assert!(stderr.contains(place), "{place:?} not in {stderr}");
+        }
+    }
+    let file = dir.join("sum.sql");
+    std::fs::write(
+        &file,
+        "CREATE TABLE s (k STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)\n  \
+         WITH ('connector' = 'kinesis', 'format' = 'json');\n\
+         CREATE VIEW w AS SELECT window_start, window_end, SUM(k) AS total FROM TABLE(TUMBLE(TABLE s, \
+         DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;\n",
+    )
+    .expect("write");
+    let (ok, _, stderr) = sluice(&["sql", "check", file.to_str().expect("utf-8 path")]);
+    assert!(!ok);
+    assert!(stderr.contains("SUM"), "{stderr}");
 }

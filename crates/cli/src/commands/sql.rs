@@ -21,8 +21,9 @@ pub struct SqlArgs {
 
 #[derive(Subcommand, Debug)]
 enum SqlCommand {
-    /// Check a pipeline (.sql) and print its plan; exits non-zero, naming the line and
-    /// column, on anything that is not supported.
+    /// Check a pipeline (.sql), types included, and print its plan and the state each
+    /// stored view keeps; exits non-zero, naming the line and column, on anything that
+    /// is not supported.
     #[command(after_help = "Example:\n  sluice sql check examples/payments.sql")]
     Check {
         /// The pipeline: CREATE TABLE (one kinesis source, dynamodb reference tables and
@@ -51,7 +52,11 @@ pub async fn run(args: SqlArgs) -> Result<bool> {
     match args.command {
         SqlCommand::Check { file } => {
             let pipeline = read(&file)?;
-            print!("{}", pipeline.describe());
+            // Compiling types every expression and aggregate: a type error is refused
+            // here, at its line and column, not when the first event arrives.
+            let program =
+                Program::compile(&pipeline).with_context(|| format!("{}", file.display()))?;
+            print!("{}{}", pipeline.describe(), program.describe_state());
             Ok(true)
         }
         SqlCommand::Eval {

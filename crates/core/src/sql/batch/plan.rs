@@ -90,6 +90,8 @@ pub(super) struct WindowPlan {
 }
 
 pub(super) struct AggregatePlan {
+    /// The call as written (`SUM(amount) FILTER (WHERE ...)`).
+    pub(super) text: String,
     pub(super) kind: AggregateKind,
     pub(super) arg: Option<Compiled>,
     pub(super) filter: Option<Compiled>,
@@ -127,6 +129,56 @@ impl Program {
             references,
             views,
         })
+    }
+
+    /// What each stored view keeps per (window, group), for `sluice sql check`: its
+    /// group keys with their types, each aggregate with its result type and the most
+    /// bytes its stored state takes, and their sum (what the item holds besides its key,
+    /// fingerprints and bookkeeping).
+    pub fn describe_state(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for view in &self.views {
+            let Step::Window(w) = &view.step else {
+                continue;
+            };
+            let _ = writeln!(out, "state of `{}` per (window, group):", view.name);
+            if w.keys.is_empty() {
+                let _ = writeln!(out, "  group: the window alone");
+            }
+            for k in &w.keys {
+                let _ = writeln!(out, "  group by {k}: {}", k.ty);
+            }
+            let mut total = 0;
+            let mut strings = false;
+            for a in &w.aggregates {
+                let bytes = a.kind.max_state_bytes(0);
+                let grows = a.kind.max_state_bytes(1) > bytes;
+                strings |= grows;
+                total += bytes;
+                let _ = writeln!(
+                    out,
+                    "  {} -> {}, state <= {bytes} bytes{}",
+                    a.text,
+                    a.kind.result_type(),
+                    if grows {
+                        " + 6 per byte of the longest string"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            let _ = writeln!(
+                out,
+                "  aggregate state <= {total} bytes per item{}",
+                if strings {
+                    " plus the longest strings MIN/MAX keep (bounded by the record size)"
+                } else {
+                    ""
+                }
+            );
+        }
+        out
     }
 
     /// The stored views, in order, with their output columns' names.
@@ -498,7 +550,12 @@ fn aggregate_plan(call: &Function, scope: &Scope, place: Location) -> Result<Agg
         .as_deref()
         .map(|f| compile(f, scope))
         .transpose()?;
-    Ok(AggregatePlan { kind, arg, filter })
+    Ok(AggregatePlan {
+        text: call.to_string(),
+        kind,
+        arg,
+        filter,
+    })
 }
 
 /// `expr` with each aggregate call replaced by `$a{i}` (the call kept in `calls`) and each
