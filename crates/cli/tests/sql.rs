@@ -154,7 +154,10 @@ fn eval_prints_the_rows_flink_computes_for_the_payments_example() {
 fn check_refuses_a_type_error_at_its_place_before_any_event() {
     let dir = common::tempdir();
     let cases = [
-        ("WHERE k + 1 > 2", "line 3, column 138: cannot apply `+` to STRING and INT"),
+        (
+            "WHERE k + 1 > 2",
+            "line 3, column 138: cannot apply `+` to STRING and INT",
+        ),
         ("WHERE v > 2", ""),
     ];
     for (filter, place) in cases {
