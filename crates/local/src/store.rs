@@ -439,9 +439,6 @@ impl AggregateStore for MemoryAggregateStore {
                     .map_or(0, |c| c.version)
                     == w.expected_version
             });
-            if !watermark_holds || !writes.iter().all(|w| version_holds(w) && pages_absent(w)) {
-                return Ok(Commit::Conflict);
-            }
             let actions = writes.len()
                 + writes.iter().map(|w| w.sealed_page.len()).sum::<usize>()
                 + usize::from(watermark.is_some());
@@ -452,6 +449,25 @@ impl AggregateStore for MemoryAggregateStore {
                     self.meter.write(bytes);
                 }
             };
+            if !watermark_holds || !writes.iter().all(|w| version_holds(w) && pages_absent(w)) {
+                // DynamoDB charges the write units of a write whose condition fails, as
+                // the AWS adapter meters them: every action, at its size.
+                for w in writes {
+                    charge(w.item.stored_size());
+                    for (n, page) in &w.sealed_page {
+                        charge(limits::page_size(
+                            &w.item.key,
+                            *n,
+                            page,
+                            w.item.expires_at_s,
+                        ));
+                    }
+                }
+                if let Some(w) = watermark {
+                    charge(w.watermark.stored_size());
+                }
+                return Ok(Commit::Conflict);
+            }
             // Intern first: a table that cannot number the keys changes nothing.
             let slots = writes
                 .iter()

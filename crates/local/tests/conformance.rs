@@ -74,3 +74,18 @@ async fn stream() -> MemoryStream {
 }
 
 sluice_core::conformance_suite!(table: table(), stream: stream());
+
+/// The units of the suite's conditional-write sequence are the AWS adapter's estimate
+/// for the same sequence (`crates/aws/tests/dynamodb.rs` asserts the same (6, 12)): a
+/// write whose condition fails is charged, as DynamoDB charges it. The in-memory meter
+/// used to charge nothing for it (6, 6), and so under-reported the units of conflicts.
+#[tokio::test]
+async fn conditional_writes_and_conflicts_cost_the_units_the_aws_adapter_estimates() {
+    let table = table().await;
+    sluice_core::testing::conformance::dynamodb_conditional_writes_conflict_on_a_stale_version(
+        &table,
+    )
+    .await;
+    let meter = &table.0.meter;
+    assert_eq!((meter.read_units(), meter.write_units()), (6.0, 12.0));
+}
