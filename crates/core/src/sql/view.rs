@@ -670,7 +670,7 @@ impl Walk {
 }
 
 /// The positional arguments of a call (`*`, named arguments and clauses are refused).
-fn plain_args(f: &Function, here: Location) -> Result<Vec<&Expr>> {
+pub(super) fn plain_args(f: &Function, here: Location) -> Result<Vec<&Expr>> {
     match &f.args {
         FunctionArguments::None => Ok(Vec::new()),
         FunctionArguments::Subquery(_) => {

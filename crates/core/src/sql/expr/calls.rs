@@ -1,10 +1,7 @@
 //! Function calls and the SQL forms with syntax of their own (TRIM, SUBSTRING, FLOOR,
 //! CEIL): argument types, arity, result types.
 
-use sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Spanned, TrimWhereField,
-    UnaryOperator, Value as Literal,
-};
+use sqlparser::ast::{Expr, Function, Spanned, TrimWhereField, UnaryOperator, Value as Literal};
 use sqlparser::tokenizer::Location;
 
 use super::compile::{Compiler, Typed, arithmetic, illegal_null, located, merged};
@@ -14,7 +11,7 @@ use crate::error::Result;
 use crate::sql::dialect::at;
 use crate::sql::types::SqlType;
 use crate::sql::value::Value;
-use crate::sql::view::AGGREGATES;
+use crate::sql::view::{AGGREGATES, plain_args};
 
 impl Compiler<'_> {
     pub(super) fn trim(
@@ -278,27 +275,5 @@ fn integer_literal(e: &Expr) -> Option<i64> {
         } => integer_literal(expr).map(|n| -n),
         Expr::Nested(inner) => integer_literal(inner),
         _ => None,
-    }
-}
-
-/// The positional arguments of a call.
-fn plain_args(f: &Function, here: Location) -> Result<Vec<&Expr>> {
-    match &f.args {
-        FunctionArguments::None => Ok(Vec::new()),
-        FunctionArguments::Subquery(_) => {
-            Err(at(here, "a subquery as an argument is not supported"))
-        }
-        FunctionArguments::List(list) => {
-            if !list.clauses.is_empty() || list.duplicate_treatment.is_some() {
-                return Err(at(here, "this argument form is not supported"));
-            }
-            list.args
-                .iter()
-                .map(|a| match a {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
-                    _ => Err(at(here, "only positional arguments are supported")),
-                })
-                .collect()
-        }
     }
 }
