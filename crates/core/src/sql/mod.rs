@@ -34,7 +34,10 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 pub use aggregate::{AggregateError, AggregateFunction, AggregateKind, AggregateState};
-pub use batch::{Evaluation, Program, ResultRow, value_json};
+pub use batch::{
+    Evaluated, Evaluation, Lookup, Program, References, ResultRow, ViewUpdate, Windows, codec,
+    value_json,
+};
 pub use ddl::{Column, ColumnKind, Connector, TableDef, Watermark};
 pub use expr::{Compiled, EvalContext, EvalError, Scope, ScopeColumn, compile};
 pub use json::{Rejection, RowReader, TimestampStandard};

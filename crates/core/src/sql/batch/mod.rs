@@ -13,10 +13,13 @@
 //! aggregates); `run.rs` feeds it events; `row_json.rs` writes result rows as the JSON the
 //! oracle prints.
 
+pub mod codec;
+mod event;
 mod plan;
 mod row_json;
 mod run;
 
+pub use event::{Evaluated, Lookup, References, ViewUpdate, Windows};
 pub use plan::Program;
 pub use row_json::value_json;
 pub use run::{Evaluation, ResultRow};

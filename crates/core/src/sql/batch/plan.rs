@@ -81,6 +81,8 @@ pub(super) struct WindowPlan {
     pub(super) kind: WindowKind,
     /// Index of the event-time column in the input row.
     pub(super) time: usize,
+    /// Columns of the input row (the window columns follow them).
+    pub(super) width: usize,
     /// Over the input row followed by `window_start`, `window_end`, `window_time`.
     pub(super) filter: Option<Compiled>,
     pub(super) keys: Vec<Compiled>,
@@ -526,6 +528,8 @@ fn window_step(
         input,
         kind,
         time,
+        // The scope ends with window_start, window_end and window_time.
+        width: scope.columns().len() - 3,
         filter,
         keys,
         aggregates,

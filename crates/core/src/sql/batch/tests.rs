@@ -94,11 +94,11 @@ fn hopping_windows_start_before_the_event_and_a_lookup_join_keeps_missing_keys()
 #[test]
 fn windows_are_aligned_to_the_epoch() {
     assert_eq!(
-        run::windows(WindowKind::Tumble { size_ms: 60_000 }, -1),
+        event::windows(WindowKind::Tumble { size_ms: 60_000 }, -1),
         vec![(-60_000, 0)]
     );
     assert_eq!(
-        run::windows(
+        event::windows(
             WindowKind::Hop {
                 slide_ms: 30_000,
                 size_ms: 60_000

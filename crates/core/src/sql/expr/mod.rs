@@ -138,6 +138,12 @@ impl Compiled {
     }
 
     /// Whether the value depends on the processing time (`PROCTIME()`).
+    /// Whether the expression reads a column at index `first` or after.
+    pub fn reads_columns_from(&self, first: usize) -> bool {
+        self.node
+            .any(&|n| matches!(n, Node::Column(i) if *i >= first))
+    }
+
     pub fn uses_proctime(&self) -> bool {
         self.node.any(&|n| matches!(n, Node::ProcTime))
     }

@@ -1,0 +1,278 @@
+//! One event through a [`Program`]: its source row, its id, and the updates it makes to
+//! the stored views. `run.rs` (the batch evaluation) and the stages run this same code,
+//! so what the stages store and what `sluice sql eval` prints differ only in what each
+//! adds on top (lateness and delivery, for the stages).
+
+use super::codec::key_text;
+use super::plan::{MapPlan, Program, Projection, Step, WindowPlan};
+use crate::sql::expr::EvalContext;
+use crate::sql::json::Rejection;
+use crate::sql::value::Value;
+use crate::sql::view::WindowKind;
+
+/// A reference row looked up by its table and key text ([`key_text`] of the key).
+pub enum Lookup<'a> {
+    Found(&'a [Value]),
+    /// No row has that key.
+    Absent,
+    /// Not known yet: the caller fetches it and evaluates the event again.
+    Unknown,
+}
+
+/// Where lookup joins find reference rows.
+pub trait References {
+    fn get(&self, table: &str, key: &str) -> Lookup<'_>;
+}
+
+/// One update of a stored view by one event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewUpdate {
+    /// Index of the view among the program's views.
+    pub view: usize,
+    /// The window: `[start, end)`. For [`Windows::PerEvent`], the event's first
+    /// window (the stages derive every window from `ts`).
+    pub start: i64,
+    pub end: i64,
+    /// The event time.
+    pub ts: i64,
+    pub keys: Vec<Value>,
+    /// Per aggregate, the value to add (`None`: not added, by its FILTER).
+    pub adds: Vec<Option<Value>>,
+}
+
+/// How many updates a windowed view gets per event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Windows {
+    /// One per window the event falls in (the batch evaluation).
+    Each,
+    /// One per view: the stages fold one event into every window from its time. Valid
+    /// only for views whose WHERE, GROUP BY and aggregate arguments do not read the window
+    /// columns ([`Program::window_independent`]); a TUMBLE view has one window anyway.
+    PerEvent,
+}
+
+/// What evaluating one event gave.
+#[derive(Debug, PartialEq)]
+pub enum Evaluated {
+    Updates(Vec<ViewUpdate>),
+    /// Reference rows (table, key text) to fetch before the event can be evaluated.
+    NeedsReference(Vec<(String, String)>),
+}
+
+impl Program {
+    /// The source row of one record: its physical columns read from the JSON line, then
+    /// its computed columns.
+    pub fn source_row(&self, line: &[u8], ctx: &EvalContext) -> Result<Vec<Value>, Rejection> {
+        let source = &self.source;
+        let mut row = source.reader.read(line)?;
+        let physical = source.reader.columns().len();
+        for (c, (name, _)) in source
+            .computed
+            .iter()
+            .zip(&source.columns[physical..source.columns.len()])
+        {
+            let v = c.eval(&row[..physical], ctx).map_err(|e| Rejection {
+                column: Some(name.clone()),
+                reason: e.to_string(),
+            })?;
+            row.push(v);
+        }
+        Ok(row)
+    }
+
+    /// The event id: the `PRIMARY KEY` columns' [`key_text`], if the source has one.
+    pub fn event_id(&self, row: &[Value]) -> Option<String> {
+        let id = &self.source.id;
+        (!id.is_empty()).then(|| {
+            let values: Vec<Value> = id.iter().map(|&i| row[i].clone()).collect();
+            key_text(&values)
+        })
+    }
+
+    /// The updates one source row makes to the stored views.
+    pub fn view_updates(
+        &self,
+        row: Vec<Value>,
+        references: &impl References,
+        ctx: &EvalContext,
+        windows: Windows,
+    ) -> Result<Evaluated, String> {
+        let mut relations: Vec<Option<Vec<Value>>> = vec![Some(row)];
+        let mut updates = Vec::new();
+        let mut missing = Vec::new();
+        for (v, view) in self.views.iter().enumerate() {
+            let out = match &view.step {
+                Step::Map(m) => match &relations[m.input] {
+                    Some(input) => match self.map_row(m, input, references, ctx)? {
+                        MapOut::Row(row) => Some(row),
+                        MapOut::Dropped => None,
+                        MapOut::Needs(table, key) => {
+                            missing.push((table, key));
+                            None
+                        }
+                    },
+                    None => None,
+                },
+                Step::Window(w) => {
+                    if let Some(input) = &relations[w.input] {
+                        window_updates(v, w, input, ctx, windows, &mut updates)?;
+                    }
+                    None
+                }
+            };
+            relations.push(out);
+        }
+        Ok(match missing.is_empty() {
+            true => Evaluated::Updates(updates),
+            false => Evaluated::NeedsReference(missing),
+        })
+    }
+
+    fn map_row(
+        &self,
+        m: &MapPlan,
+        input: &[Value],
+        references: &impl References,
+        ctx: &EvalContext,
+    ) -> Result<MapOut, String> {
+        let mut row = input.to_vec();
+        if let Some(join) = &m.join {
+            let key = join
+                .stream_key
+                .eval(input, ctx)
+                .map_err(|e| e.to_string())?;
+            let width = self.references[&join.reference].columns.len();
+            let text = key_text(std::slice::from_ref(&key));
+            let found = match key.is_null() {
+                true => Lookup::Absent,
+                false => references.get(&join.reference, &text),
+            };
+            match found {
+                Lookup::Found(r) => row.extend(r.iter().cloned()),
+                Lookup::Absent if join.left => row.extend(std::iter::repeat_n(Value::Null, width)),
+                Lookup::Absent => return Ok(MapOut::Dropped),
+                Lookup::Unknown => return Ok(MapOut::Needs(join.reference.clone(), text)),
+            }
+        }
+        if let Some(filter) = &m.filter
+            && filter.eval(&row, ctx).map_err(|e| e.to_string())? != Value::Boolean(true)
+        {
+            return Ok(MapOut::Dropped);
+        }
+        let mut out = Vec::with_capacity(m.project.len());
+        for p in &m.project {
+            out.push(match p {
+                Projection::Column(i) => row[*i].clone(),
+                Projection::Expr(c) => c.eval(&row, ctx).map_err(|e| e.to_string())?,
+            });
+        }
+        Ok(MapOut::Row(out))
+    }
+
+    /// Whether every stored view's WHERE, GROUP BY and aggregate arguments and filters
+    /// leave the window columns alone: then one update per (event, view) says it all
+    /// ([`Windows::PerEvent`]). The name of the first view that reads them otherwise.
+    pub fn window_dependent_view(&self) -> Option<&str> {
+        self.views.iter().find_map(|view| match &view.step {
+            Step::Window(w) if matches!(w.kind, WindowKind::Hop { .. }) => {
+                let width = w.width;
+                let reads = |c: &crate::sql::expr::Compiled| c.reads_columns_from(width);
+                let dependent = w.filter.as_ref().is_some_and(reads)
+                    || w.keys.iter().any(reads)
+                    || w.aggregates.iter().any(|a| {
+                        a.arg.as_ref().is_some_and(reads) || a.filter.as_ref().is_some_and(reads)
+                    });
+                dependent.then_some(view.name.as_str())
+            }
+            _ => None,
+        })
+    }
+}
+
+enum MapOut {
+    Row(Vec<Value>),
+    Dropped,
+    Needs(String, String),
+}
+
+/// The updates of windowed view `v` for one input row.
+fn window_updates(
+    v: usize,
+    w: &WindowPlan,
+    input: &[Value],
+    ctx: &EvalContext,
+    mode: Windows,
+    updates: &mut Vec<ViewUpdate>,
+) -> Result<(), String> {
+    let ts = match &input[w.time] {
+        Value::Timestamp(ms) | Value::TimestampLtz(ms) => *ms,
+        // A row without event time is in no window (as in Flink).
+        _ => return Ok(()),
+    };
+    let mut all = windows(w.kind, ts);
+    if mode == Windows::PerEvent {
+        all.truncate(1);
+    }
+    for (start, end) in all {
+        let mut row = input.to_vec();
+        row.extend([
+            Value::Timestamp(start),
+            Value::Timestamp(end),
+            Value::TimestampLtz(end - 1),
+        ]);
+        if let Some(filter) = &w.filter
+            && filter.eval(&row, ctx).map_err(|e| e.to_string())? != Value::Boolean(true)
+        {
+            continue;
+        }
+        let keys: Vec<Value> = w
+            .keys
+            .iter()
+            .map(|k| k.eval(&row, ctx).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        let mut adds = Vec::with_capacity(w.aggregates.len());
+        for a in &w.aggregates {
+            if let Some(f) = &a.filter
+                && f.eval(&row, ctx).map_err(|e| e.to_string())? != Value::Boolean(true)
+            {
+                adds.push(None);
+                continue;
+            }
+            adds.push(Some(match &a.arg {
+                Some(arg) => arg.eval(&row, ctx).map_err(|e| e.to_string())?,
+                // COUNT(*): any non-NULL value counts the row.
+                None => Value::Boolean(true),
+            }));
+        }
+        updates.push(ViewUpdate {
+            view: v,
+            start,
+            end,
+            ts,
+            keys,
+            adds,
+        });
+    }
+    Ok(())
+}
+
+/// The windows an event time falls in: `[start, end)`, starts aligned to the epoch.
+pub(super) fn windows(kind: WindowKind, ts: i64) -> Vec<(i64, i64)> {
+    match kind {
+        WindowKind::Tumble { size_ms } => {
+            let start = ts - ts.rem_euclid(size_ms);
+            vec![(start, start + size_ms)]
+        }
+        WindowKind::Hop { slide_ms, size_ms } => {
+            let last = ts - ts.rem_euclid(slide_ms);
+            let mut out = Vec::new();
+            let mut start = last;
+            while start > ts - size_ms {
+                out.push((start, start + size_ms));
+                start -= slide_ms;
+            }
+            out.reverse();
+            out
+        }
+    }
+}
