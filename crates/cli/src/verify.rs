@@ -1266,6 +1266,7 @@ mod tests {
             counted,
             dead_letter,
             late: 0,
+            filtered: 0,
             duplicates,
             unsettled: 0,
             dead_letter_reasons: Vec::new(),

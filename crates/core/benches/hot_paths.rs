@@ -188,6 +188,7 @@ mod merge {
                 index: i,
                 ts: NOW_MS + (i as i64) * 600,
                 value: i as f64,
+                adds: None,
                 fingerprint: fingerprint(&format!("evt-{i}")),
                 shard: "shardId-000000000000".into(),
                 seq: seq.clone(),

@@ -234,6 +234,8 @@ impl AggregateConfig {
     pub fn plan_settings(&self) -> PlanSettings<'_> {
         PlanSettings {
             windows: &self.windows,
+            fold: None,
+            max_columns_bytes: 0,
             delivery: self.delivery,
             allowed_lateness_ms: self.allowed_lateness_ms,
             retention_ms: self.retention_ms,

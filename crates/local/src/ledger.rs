@@ -80,6 +80,8 @@ const LATE: u8 = 3;
 const DEAD_LETTER_BASE: u8 = 4;
 /// No fate yet, but a commit that may have counted it lost its reply.
 const IN_DOUBT: u8 = FATE_MASK - 1;
+/// Under a SQL pipeline, no stored view took the event.
+const FILTERED: u8 = FATE_MASK - 2;
 /// A dense slot whose origin moved to the named map (its fate has no one-byte code).
 const MOVED: u8 = FATE_MASK;
 /// How far past the end of the dense array a new index may land and still be dense:
@@ -94,6 +96,7 @@ pub enum Settled {
     Duplicate,
     Late,
     DeadLetter(Reason),
+    Filtered,
 }
 
 impl From<Fate> for Settled {
@@ -103,6 +106,7 @@ impl From<Fate> for Settled {
             Fate::Duplicate(_) => Settled::Duplicate,
             Fate::Late => Settled::Late,
             Fate::DeadLetter(r) => Settled::DeadLetter(r),
+            Fate::Filtered => Settled::Filtered,
         }
     }
 }
@@ -113,10 +117,11 @@ fn encode(fate: Settled) -> Option<u8> {
         Settled::Counted => COUNTED,
         Settled::Duplicate => DUPLICATE,
         Settled::Late => LATE,
+        Settled::Filtered => FILTERED,
         Settled::DeadLetter(r) => {
             let at = Reason::ALL.iter().position(|x| *x == r)?;
             let code = DEAD_LETTER_BASE.checked_add(u8::try_from(at).ok()?)?;
-            return (code < IN_DOUBT).then_some(code);
+            return (code < FILTERED).then_some(code);
         }
     })
 }
@@ -127,6 +132,7 @@ fn decode(code: u8) -> Option<Settled> {
         COUNTED => Some(Settled::Counted),
         DUPLICATE => Some(Settled::Duplicate),
         LATE => Some(Settled::Late),
+        FILTERED => Some(Settled::Filtered),
         c => Reason::ALL
             .get(usize::from(c - DEAD_LETTER_BASE))
             .map(|r| Settled::DeadLetter(*r)),
@@ -510,6 +516,8 @@ pub struct LedgerSummary {
     pub dead_letter: u64,
     pub late: u64,
     pub duplicates: u64,
+    /// Under a SQL pipeline: events no stored view took.
+    pub filtered: u64,
     /// Received but never settled: lost or still in flight. Must be 0 after draining.
     pub unsettled: u64,
     pub dead_letter_reasons: Vec<(Reason, u64)>,
@@ -601,6 +609,7 @@ impl MemoryLedger {
                 Some(Settled::Counted) => s.counted += 1,
                 Some(Settled::Duplicate) => s.duplicates += 1,
                 Some(Settled::Late) => s.late += 1,
+                Some(Settled::Filtered) => s.filtered += 1,
                 Some(Settled::DeadLetter(r)) => {
                     s.dead_letter += 1;
                     *reasons.entry(r).or_default() += 1;

@@ -16,6 +16,7 @@
 //! `BatchGetItem` and asks again for what did not fit in a 16 MB answer;
 //! [`Meter::batch_get_requests`] counts the requests that takes.
 
+use sluice_core::sql::AggregateState;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -126,6 +127,8 @@ struct Stored {
     /// items have high-water marks at all.
     #[allow(clippy::box_collection)]
     high_water: Option<Box<BTreeMap<String, SeqNo>>>,
+    /// A SQL view item's aggregate states (none for the envelope's metrics).
+    columns: Option<Box<[AggregateState]>>,
 }
 
 impl Stored {
@@ -137,6 +140,7 @@ impl Stored {
             sealed_pages: item.sealed_pages,
             expires_at_s: item.expires_at_s,
             high_water: (!item.high_water.is_empty()).then(|| Box::new(item.high_water.clone())),
+            columns: (!item.columns.is_empty()).then(|| item.columns.clone().into_boxed_slice()),
         }
     }
 
@@ -151,6 +155,11 @@ impl Stored {
             sealed_pages: self.sealed_pages,
             high_water: self.high_water.as_deref().cloned().unwrap_or_default(),
             expires_at_s: self.expires_at_s,
+            columns: self
+                .columns
+                .as_deref()
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
         }
     }
 }

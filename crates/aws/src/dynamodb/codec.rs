@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Map, Number, Value};
 use sluice_core::state::fingerprint::FingerprintSet;
 use sluice_core::state::item::{
-    AggregateItem, GroupKey, GroupWatermark, ItemKey, WATERMARK_SORT_KEY,
+    AggregateItem, GroupKey, GroupWatermark, ItemKey, WATERMARK_SORT_KEY, columns_json,
 };
 use sluice_core::state::sequence::SeqNo;
 use sluice_core::state::statistics::AggState;
@@ -57,9 +57,12 @@ pub mod attr {
     pub const CLOSED_FROM: &str = "closed_from";
     pub const LAST_SHARD: &str = "last_shard";
     pub const LAST_SEQ: &str = "last_seq";
+    /// A SQL view item's aggregate states (a JSON array).
+    pub const COLS: &str = sluice_core::state::item::COLUMNS_ATTRIBUTE;
 
     /// Every attribute of an aggregate item but the fingerprint set (what queries read).
-    pub const ALL_BUT_FPS: [&str; 20] = [
+    pub const ALL_BUT_FPS: [&str; 21] = [
+        COLS,
         PK,
         SK,
         KEY,
@@ -187,6 +190,9 @@ pub fn item_to_attrs(item: &AggregateItem) -> Attrs {
     if let Some(at) = item.expires_at_s {
         m.insert(attr::EXPIRES_AT.into(), int_value(at));
     }
+    if !item.columns.is_empty() {
+        m.insert(attr::COLS.into(), s(columns_json(&item.columns)));
+    }
     m
 }
 
@@ -278,7 +284,14 @@ pub fn attrs_to_item(m: &Attrs) -> Result<AggregateItem> {
                 .ok_or_else(|| corrupt(m, format!("expires_at is not epoch seconds: {v:?}")))?,
         ),
     };
+    let columns = match m.get(attr::COLS) {
+        None => Vec::new(),
+        Some(v) => str_of(v)
+            .and_then(|text| serde_json::from_str(text).ok())
+            .ok_or_else(|| corrupt(m, format!("cols is not a JSON array of states: {v:?}")))?,
+    };
     Ok(AggregateItem {
+        columns,
         key,
         version: req_u64(m, attr::VERSION)?,
         state,

@@ -14,6 +14,7 @@ use crate::config::IngestConfig;
 use crate::input::dead_letter::DeadLetter;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -26,6 +27,7 @@ use crate::input::record::{LinePacker, OutRecord, PACKED_RECORD_BYTES, StreamRec
 use crate::input::unpack::unpack;
 use crate::ports::{Clock, RecordSink};
 use crate::stage::outcome::{Accounting, BatchOutcome, StageStats};
+use crate::stage::sql::{SqlPipeline, source_line};
 use crate::stage::{
     FLUSH_BYTES, LINE_CAPACITY, RecordRejections, Stage, deadline_passed, fail_whole_batch,
     failure_at,
@@ -38,6 +40,8 @@ pub struct Ingest<O, D, C> {
     pub dead_letters: D,
     pub clock: C,
     pub config: IngestConfig,
+    /// A SQL pipeline: lines are read as its source's rows, not as envelopes.
+    sql: Option<Arc<SqlPipeline>>,
 }
 
 impl<O, D, C> Ingest<O, D, C> {
@@ -48,7 +52,15 @@ impl<O, D, C> Ingest<O, D, C> {
             dead_letters,
             clock,
             config,
+            sql: None,
         }
+    }
+
+    /// The stage under a SQL pipeline: each line is read as a row of its source table
+    /// and passed on as a [`crate::stage::sql::SourceLine`].
+    pub fn with_sql(mut self, pipeline: Arc<SqlPipeline>) -> Self {
+        self.sql = Some(pipeline);
+        self
     }
 }
 
@@ -91,6 +103,7 @@ where
                 index,
                 record,
                 bounds,
+                self.sql.as_deref(),
                 &mut outcome.stats,
                 &mut out,
                 &mut scratch,
@@ -183,6 +196,7 @@ fn ingest_record(
     index: usize,
     record: &StreamRecord,
     bounds: TimeBounds,
+    sql: Option<&SqlPipeline>,
     stats: &mut StageStats,
     out: &mut Output,
     scratch: &mut Scratch,
@@ -206,11 +220,14 @@ fn ingest_record(
         while let Some(raw) = lines.next_raw() {
             stats.events_in += 1;
             match raw {
-                NextLine::Raw(raw) => match normalize_line(record, sub, &raw, bounds, out, scratch)
-                {
-                    Ok(()) => fates.pass(sub, raw.line, out, stats),
-                    Err(rejection) => fates.reject(sub, raw.line, raw.bytes, rejection, out, stats),
-                },
+                NextLine::Raw(raw) => {
+                    match normalize_line(record, sub, &raw, bounds, sql, out, scratch) {
+                        Ok(()) => fates.pass(sub, raw.line, out, stats),
+                        Err(rejection) => {
+                            fates.reject(sub, raw.line, raw.bytes, rejection, out, stats)
+                        }
+                    }
+                }
                 NextLine::Whole(whole) => {
                     if let Err(rejection) = whole.result {
                         fates.reject(sub, whole.line, whole.bytes, rejection, out, stats);
@@ -274,12 +291,31 @@ fn normalize_line(
     sub: Option<usize>,
     raw: &RawLine<'_>,
     bounds: TimeBounds,
+    sql: Option<&SqlPipeline>,
     out: &mut Output,
     scratch: &mut Scratch,
 ) -> Result<(), Rejection> {
     scratch.origin.clear();
     // Writing to a `String` cannot fail.
     let _ = write_origin(&mut scratch.origin, record, sub, raw.line);
+    if let Some(sql) = sql {
+        source_line(
+            sql,
+            raw.trimmed,
+            &scratch.origin,
+            bounds.now_ms,
+            &mut scratch.line,
+        )?;
+        // Kept on the raw record's partition key: its order is the producer's.
+        return out
+            .valid(&record.partition_key, &scratch.line)
+            .map_err(|e| Rejection {
+                reason: Reason::RecordTooLarge,
+                field: None,
+                detail: e.to_string(),
+                id: None,
+            });
+    }
     let pushed = match decode_borrowed(raw.trimmed, bounds) {
         Some(event) => {
             normalize_borrowed(&event, &scratch.origin, &mut scratch.line)?;
@@ -430,12 +466,12 @@ mod tests {
     const NOW: i64 = 1_767_225_600_000;
 
     fn stage() -> Booked<Ingest<VecSink, VecSink, FixedClock>> {
-        Booked::new(Ingest {
-            output: VecSink::named("valid"),
-            dead_letters: VecSink::named("dlq"),
-            clock: FixedClock::at(NOW),
-            config: IngestConfig::default(),
-        })
+        Booked::new(Ingest::new(
+            VecSink::named("valid"),
+            VecSink::named("dlq"),
+            FixedClock::at(NOW),
+            IngestConfig::default(),
+        ))
     }
 
     #[test]
@@ -495,12 +531,12 @@ mod tests {
     /// first unwritten record, and only written lines have fates.
     #[test]
     fn a_large_batch_is_written_in_flushes_and_a_late_failure_retries_the_rest() {
-        let s = Booked::new(Ingest {
-            output: FailsAfter::new(VecSink::named("valid"), 1),
-            dead_letters: VecSink::named("dlq"),
-            clock: FixedClock::at(NOW),
-            config: IngestConfig::default(),
-        });
+        let s = Booked::new(Ingest::new(
+            FailsAfter::new(VecSink::named("valid"), 1),
+            VecSink::named("dlq"),
+            FixedClock::at(NOW),
+            IngestConfig::default(),
+        ));
         // Each record: 1,000 events of about 1 KiB, so 8 records fill a flush.
         let pad = "p".repeat(900);
         let records: Vec<_> = (0..20u64)
@@ -832,12 +868,12 @@ mod tests {
             i += 1;
         }
         let measure = |data: &str| {
-            let s = Ingest {
-                output: VecSink::named("valid"),
-                dead_letters: VecSink::named("dlq"),
-                clock: FixedClock::at(NOW),
-                config: IngestConfig::default(),
-            };
+            let s = Ingest::new(
+                VecSink::named("valid"),
+                VecSink::named("dlq"),
+                FixedClock::at(NOW),
+                IngestConfig::default(),
+            );
             let records = vec![record("shardId-0", 1, "p", data.as_bytes())];
             let started = std::time::Instant::now();
             let outcome = block_on(s.process(&records, None));

@@ -12,6 +12,7 @@ pub mod enrich;
 pub mod ingest;
 pub mod lambda_event;
 pub mod outcome;
+pub mod sql;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -288,7 +289,7 @@ pub(crate) fn decode_event_views(
 /// The rejected lines of one record, as a decoder meets them: each gets its fate, and its
 /// own dead letter while the record's bound allows; [`RecordLines::finish`] attaches the
 /// summary of the rest to the last one.
-struct RecordLines<'r> {
+pub(crate) struct RecordLines<'r> {
     stage: &'r str,
     index: usize,
     record: &'r StreamRecord,
@@ -297,7 +298,7 @@ struct RecordLines<'r> {
 }
 
 impl<'r> RecordLines<'r> {
-    fn new(
+    pub(crate) fn new(
         stage: &'r str,
         index: usize,
         record: &'r StreamRecord,
@@ -313,11 +314,11 @@ impl<'r> RecordLines<'r> {
     }
 
     /// Counts a line of the record (valid or not), for the summary.
-    fn line(&mut self) {
+    pub(crate) fn line(&mut self) {
         self.bound.lines += 1;
     }
 
-    fn reject(&mut self, line: usize, bytes: &[u8], rejection: &Rejection) {
+    pub(crate) fn reject(&mut self, line: usize, bytes: &[u8], rejection: &Rejection) {
         let record = self.record;
         let fallback_origin = record.origin_of_line(line);
         let out = self.bound.listed(rejection).then(|| {
@@ -334,7 +335,7 @@ impl<'r> RecordLines<'r> {
         });
     }
 
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         if let (Some(summary), Some(last)) = (self.bound.summary(), self.rejected.last_mut()) {
             last.summary = Some(
                 DeadLetter::for_summary(self.stage, self.record, summary)

@@ -156,6 +156,9 @@ pub enum Fate {
     Duplicate(u64),
     Late,
     DeadLetter(Reason),
+    /// Under a SQL pipeline: no stored view takes the event (their filters, or an
+    /// inner lookup join without a match, leave it out).
+    Filtered,
 }
 
 /// Consecutive lines of one payload of one input record with the same fate (`None`:

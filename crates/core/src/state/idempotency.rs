@@ -21,13 +21,14 @@ use std::sync::Arc;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::sql::{AggregateKind, Value};
+use crate::state::delta::Delta;
 use crate::state::fingerprint::FingerprintSet;
 use crate::state::item::{
     AggregateItem, GroupKey, GroupWatermark, ItemKey, ItemWrite, WatermarkWrite,
 };
 use crate::state::limits::dynamodb as limits;
 use crate::state::sequence::SeqNo;
-use crate::state::statistics::AggState;
 use crate::state::window::{WindowSet, WindowSpec};
 
 /// How duplicates are handled by the aggregate stage.
@@ -70,6 +71,11 @@ impl fmt::Display for Delivery {
 #[derive(Clone, Copy, Debug)]
 pub struct PlanSettings<'a> {
     pub windows: &'a WindowSet,
+    /// A SQL view's aggregates (`None` for the envelope's metrics).
+    pub fold: Option<&'a [AggregateKind]>,
+    /// The most bytes a view item's aggregate states can take (0 for the envelope):
+    /// coarser items are sized with it before their merged states are known.
+    pub max_columns_bytes: usize,
     pub delivery: Delivery,
     pub allowed_lateness_ms: i64,
     /// Aggregates expire (DynamoDB TTL) this long after their window ends; 0: never.
@@ -131,6 +137,8 @@ pub struct Candidate {
     pub index: usize,
     pub ts: i64,
     pub value: f64,
+    /// A SQL view's event: each aggregate's input (`None`: left out by its FILTER).
+    pub adds: Option<Arc<[Option<Value>]>>,
     /// [`event_identity`]: what exactly-once de-duplicates on within the anchor.
     pub fingerprint: u64,
     /// The source shard, shared by every event of the batch from it (cloned per
@@ -227,7 +235,7 @@ pub struct AnchorPlan {
     pub write: ItemWrite,
     pub counted: Vec<usize>,
     /// What the counted events add to each coarser window.
-    pub coarse: Vec<(ItemKey, AggState)>,
+    pub coarse: Vec<(ItemKey, Delta)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -253,9 +261,9 @@ pub fn plan_group(
     // per-event key (with its two strings) is built; item keys are made once per window.
     struct Work {
         item: AggregateItem,
-        delta: AggState,
+        delta: Delta,
         counted: Vec<usize>,
-        coarse: BTreeMap<(WindowSpec, i64), AggState>,
+        coarse: BTreeMap<(WindowSpec, i64), Delta>,
         max_seq: BTreeMap<Arc<str>, SeqNo>,
         /// Fingerprints accepted in this batch (merged into the item once, at the end).
         fresh: HashSet<u64, BuildHasherDefault<FingerprintHasher>>,
@@ -274,7 +282,7 @@ pub fn plan_group(
                         .get(&anchor)
                         .cloned()
                         .unwrap_or_else(|| AggregateItem::new(anchor)),
-                    delta: AggState::EMPTY,
+                    delta: Delta::default(),
                     counted: Vec::new(),
                     coarse: BTreeMap::new(),
                     max_seq: BTreeMap::new(),
@@ -320,10 +328,14 @@ pub fn plan_group(
                 }
             }
         }
-        w.delta.push(c.value);
+        let adds = c.adds.as_deref();
+        w.delta.push(c.value, adds, config.fold);
         w.counted.push(c.index);
         for window in config.windows.coarser_windows_of(c.ts) {
-            w.coarse.entry(window).or_default().push(c.value);
+            w.coarse
+                .entry(window)
+                .or_default()
+                .push(c.value, adds, config.fold);
         }
     }
     for (_, mut w) in work {
@@ -333,7 +345,7 @@ pub fn plan_group(
         let expected_version = w.item.version;
         w.item.version += 1;
         w.item.fingerprints.extend(w.fresh.drain());
-        w.item.state.merge(&w.delta);
+        w.delta.apply(&mut w.item, config.fold);
         for (shard, seq) in w.max_seq {
             match w.item.high_water.get_mut(&*shard) {
                 Some(hw) if seq > *hw => *hw = seq,
@@ -495,7 +507,8 @@ fn coarse_size(
         .cloned()
         .unwrap_or_else(|| AggregateItem::new(key.clone()));
     item.expires_at_s = expiry(key, config);
-    item.max_stored_size()
+    item.columns.clear();
+    item.max_stored_size() + config.max_columns_bytes
 }
 
 /// Splits a group plan into transactions within DynamoDB's limits (100 actions, 4 MB,
@@ -562,12 +575,12 @@ pub fn transactions(
         .map(|chunk| {
             let mut writes = Vec::new();
             let mut counted = Vec::new();
-            let mut delta: BTreeMap<ItemKey, AggState> = BTreeMap::new();
+            let mut delta: BTreeMap<ItemKey, Delta> = BTreeMap::new();
             for a in chunk {
                 writes.push(a.write.clone());
                 counted.extend_from_slice(&a.counted);
                 for (k, s) in &a.coarse {
-                    delta.entry(k.clone()).or_default().merge(s);
+                    delta.entry(k.clone()).or_default().merge(s, config.fold);
                 }
             }
             for (key, d) in delta {
@@ -578,7 +591,7 @@ pub fn transactions(
                         .unwrap_or_else(|| AggregateItem::new(key.clone()))
                 });
                 let mut next = current.clone();
-                next.state.merge(&d);
+                d.apply(&mut next, config.fold);
                 next.version += 1;
                 next.expires_at_s = expiry(&key, config);
                 writes.push(ItemWrite {
@@ -648,6 +661,7 @@ mod tests {
             index,
             ts,
             value,
+            adds: None,
             fingerprint: fingerprint(id),
             shard: "s0".into(),
             seq: SeqNo::parse(&seq.to_string()).expect("digits"),

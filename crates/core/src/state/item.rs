@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sql::AggregateState;
 use crate::state::attr_size::{MAX_F64_BYTES, MAX_U64_BYTES, f64_size, int_size};
 use crate::state::fingerprint::FingerprintSet;
 use crate::state::sequence::SeqNo;
@@ -98,6 +99,9 @@ pub struct AggregateItem {
     pub high_water: BTreeMap<String, SeqNo>,
     /// DynamoDB TTL (epoch seconds), if the deployment expires aggregates.
     pub expires_at_s: Option<i64>,
+    /// A SQL view's item: one state per aggregate of the view, in its SELECT order
+    /// (empty for the envelope's metrics, and before the first event of a view's item).
+    pub columns: Vec<AggregateState>,
 }
 
 impl AggregateItem {
@@ -110,6 +114,7 @@ impl AggregateItem {
             sealed_pages: 0,
             high_water: BTreeMap::new(),
             expires_at_s: None,
+            columns: Vec::new(),
         }
     }
 
@@ -340,6 +345,31 @@ fn state_size(item: &AggregateItem) -> usize {
             .map(f64_size)
             .sum::<usize>()
         + int_size(item.version)
+        + columns_size(&item.columns)
+}
+
+/// The attribute name of a SQL view item's aggregate states, and the attribute's bytes:
+/// the states as one JSON array ([`columns_json`]).
+pub const COLUMNS_ATTRIBUTE: &str = "cols";
+
+/// A view item's aggregate states as the stored JSON array text.
+pub fn columns_json(columns: &[AggregateState]) -> String {
+    let mut out = String::from("[");
+    for (i, c) in columns.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&c.to_json());
+    }
+    out.push(']');
+    out
+}
+
+fn columns_size(columns: &[AggregateState]) -> usize {
+    match columns.is_empty() {
+        true => 0,
+        false => COLUMNS_ATTRIBUTE.len() + columns_json(columns).len(),
+    }
 }
 
 /// The most bytes the state-and-version attributes can take.

@@ -5,6 +5,7 @@
 
 pub mod attr_size;
 pub mod capacity;
+pub mod delta;
 pub mod fingerprint;
 pub mod idempotency;
 pub mod item;

@@ -20,7 +20,7 @@ mod row_json;
 mod run;
 
 pub use event::{Evaluated, Lookup, References, ViewUpdate, Windows};
-pub use plan::Program;
+pub use plan::{Program, StoredShape};
 pub use row_json::value_json;
 pub use run::{Evaluation, ResultRow};
 

@@ -16,11 +16,23 @@ use crate::sql::dialect::at;
 use crate::sql::expr::{Compiled, Scope, compile};
 use crate::sql::json::RowReader;
 use crate::sql::types::SqlType;
+use crate::sql::value::Value;
 use crate::sql::view::{AGGREGATES, Input, ViewDef, WindowKind, function_name, single_select};
 use crate::sql::{ColumnKind, Pipeline, TableDef};
 
 /// A relation's columns: the source's (physical, then computed) or an intermediate view's.
 pub(super) type Columns = Vec<(String, SqlType)>;
+
+/// A stored view as the stages need it.
+pub struct StoredShape<'a> {
+    /// Its index among the program's views.
+    pub index: usize,
+    pub name: &'a str,
+    pub kind: WindowKind,
+    pub aggregates: Vec<&'a AggregateKind>,
+    pub key_types: Vec<&'a SqlType>,
+    pub outputs: Vec<&'a str>,
+}
 
 /// The compiled pipeline.
 pub struct Program {
@@ -181,6 +193,49 @@ impl Program {
             );
         }
         out
+    }
+
+    /// One JSON line of reference table `table`: its key's [`key_text`] and its row.
+    ///
+    /// [`key_text`]: super::codec::key_text
+    pub fn read_reference(&self, table: &str, line: &[u8]) -> Result<(String, Vec<Value>), String> {
+        let plan = self
+            .references
+            .get(table)
+            .ok_or_else(|| format!("`{table}` is not a reference table of the pipeline"))?;
+        let row = plan.reader.read(line).map_err(|r| r.to_string())?;
+        let key = super::codec::key_text(&row[plan.key..=plan.key]);
+        Ok((key, row))
+    }
+
+    /// Whether `column` is a computed column of the source.
+    pub fn is_computed(&self, column: Option<&str>) -> bool {
+        let physical = self.source.reader.columns().len();
+        column.is_some_and(|c| self.source.columns[physical..].iter().any(|(n, _)| n == c))
+    }
+
+    /// The reference tables' names.
+    pub fn reference_tables(&self) -> impl Iterator<Item = &str> {
+        self.references.keys().map(String::as_str)
+    }
+
+    /// What the stages need of each stored view, in order.
+    pub fn stored_shapes(&self) -> Vec<StoredShape<'_>> {
+        self.views
+            .iter()
+            .enumerate()
+            .filter_map(|(index, v)| match &v.step {
+                Step::Window(w) => Some(StoredShape {
+                    index,
+                    name: &v.name,
+                    kind: w.kind,
+                    aggregates: w.aggregates.iter().map(|a| &a.kind).collect(),
+                    key_types: w.keys.iter().map(|k| &k.ty).collect(),
+                    outputs: w.outputs.iter().map(|(n, _)| n.as_str()).collect(),
+                }),
+                Step::Map(_) => None,
+            })
+            .collect()
     }
 
     /// The stored views, in order, with their output columns' names.

@@ -10,7 +10,6 @@ use super::row_json::value_json;
 use crate::sql::aggregate::AggregateState;
 use crate::sql::expr::EvalContext;
 use crate::sql::value::Value;
-use crate::state::fingerprint::fingerprint;
 
 /// One result row of a stored view, as a JSON object by column name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,13 +58,7 @@ impl<'p> Evaluation<'p> {
 
     /// Loads one JSON line of reference table `table` (keyed by its key column).
     pub fn load_reference(&mut self, table: &str, line: &[u8]) -> Result<(), String> {
-        let plan = self
-            .program
-            .references
-            .get(table)
-            .ok_or_else(|| format!("`{table}` is not a reference table of the pipeline"))?;
-        let row = plan.reader.read(line).map_err(|r| r.to_string())?;
-        let key = key_text(&row[plan.key..=plan.key]);
+        let (key, row) = self.program.read_reference(table, line)?;
         self.references
             .entry(table.to_owned())
             .or_default()
@@ -91,7 +84,7 @@ impl<'p> Evaluation<'p> {
             .source_row(line, &ctx)
             .map_err(|r| r.to_string())?;
         if let Some(id) = self.program.event_id(&row)
-            && !self.seen.insert(fingerprint(&id))
+            && !self.seen.insert(id_hash(&id))
         {
             return Ok(None);
         }
@@ -199,4 +192,12 @@ impl References for Loaded<'_> {
             None => Lookup::Absent,
         }
     }
+}
+
+/// A 64-bit hash of an event id (SipHash with fixed keys: the same on every run).
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }

@@ -73,7 +73,7 @@ where
             .iter()
             .map(|(g, members)| {
                 let times = members.iter().map(|i| batch.pending[*i].candidate.ts);
-                keys_to_read_at(g, times, &self.config.plan_settings())
+                keys_to_read_at(g, times, &self.plan_settings(g))
             })
             .collect();
         let groups: Vec<GroupKey> = batch.groups.iter().map(|(g, _)| g.clone()).collect();
@@ -117,7 +117,7 @@ where
             .map(|i| batch.pending[*i].candidate.clone())
             .collect();
         let stored = state.watermarks.get(group).map(|w| w.watermark_ms);
-        let batch_watermark = judge_lateness(&mut open, stored, &self.config.plan_settings());
+        let batch_watermark = judge_lateness(&mut open, stored, &self.plan_settings(group));
         let judged = open.clone();
         let mut conflicts = 0;
         while !open.is_empty() {
@@ -154,7 +154,7 @@ where
                     }
                     // Someone else wrote: re-read what is still open and plan again.
                     open.retain(|c| progress.fates[c.index].is_none());
-                    let keys = keys_to_read(group, &open, &self.config.plan_settings());
+                    let keys = keys_to_read(group, &open, &self.plan_settings(group));
                     let groups = std::slice::from_ref(group);
                     match self.store.load(&keys, groups).await {
                         Ok(fresh) => state.refresh(&keys, groups, fresh),
@@ -174,7 +174,7 @@ where
             self.config.delivery == Delivery::AtLeastOnce
                 && state
                     .items
-                    .get(&anchor_of(group, &self.config.plan_settings(), c.ts))
+                    .get(&anchor_of(group, &self.plan_settings(group), c.ts))
                     .and_then(|item| item.high_water.get(&*c.shard))
                     .is_some_and(|hw| c.seq <= *hw)
         };
@@ -188,7 +188,7 @@ where
             .collect();
         progress
             .touched
-            .extend(keys_to_read(group, &seen, &self.config.plan_settings()));
+            .extend(keys_to_read(group, &seen, &self.plan_settings(group)));
         GroupEnd::Done
     }
 
@@ -211,7 +211,7 @@ where
             .collect();
         let anchors: Vec<ItemKey> = starts
             .into_iter()
-            .map(|start_ms| anchor_of(group, &self.config.plan_settings(), start_ms))
+            .map(|start_ms| anchor_of(group, &self.plan_settings(group), start_ms))
             .collect();
         let pages = self.sealed_pages(&state.items, &anchors).await?;
         let plan = plan_group(
@@ -219,16 +219,16 @@ where
             open,
             &state.items,
             &pages,
-            &self.config.plan_settings(),
+            &self.plan_settings(group),
         );
         let watermark = watermark_write(
             group,
             batch_watermark,
             state.watermarks.get(group),
             all,
-            &self.config.plan_settings(),
+            &self.plan_settings(group),
         );
-        let txs = transactions(&plan, &state.items, watermark, &self.config.plan_settings());
+        let txs = transactions(&plan, &state.items, watermark, &self.plan_settings(group));
         Ok(Round {
             duplicates: plan.duplicates,
             late: plan.late,

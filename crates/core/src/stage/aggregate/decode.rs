@@ -4,9 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Aggregate, Batch, Pending, STAGE};
+use crate::input::envelope::{Reason, Rejection};
 use crate::input::record::StreamRecord;
 use crate::ports::{AggregateStore, Clock, RecordSink};
-use crate::stage::decode_event_views;
+use crate::stage::sql::{SqlPipeline, ViewLine};
+use crate::stage::{RecordLines, decode_event_views};
+use crate::state::idempotency::Delivery;
 use crate::state::idempotency::{Candidate, event_identity};
 use crate::state::item::GroupKey;
 use crate::state::sequence::SeqNo;
@@ -22,6 +25,9 @@ where
     /// are read borrowed from the records: per event only its origin is copied (the
     /// accounting reports it); a group's key is built once per run of its events.
     pub(super) fn decode(&self, records: &[StreamRecord]) -> Batch {
+        if let Some(sql) = &self.sql {
+            return decode_view_lines(sql, self.config.delivery, records);
+        }
         let mut pending: Vec<Pending> = Vec::new();
         let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
         let mut position: HashMap<GroupKey, usize> = HashMap::new();
@@ -80,6 +86,7 @@ where
                     index,
                     ts: event.ts,
                     value: event.value,
+                    adds: None,
                     fingerprint: identity,
                     shard,
                     seq,
@@ -93,5 +100,84 @@ where
             rejected,
             groups,
         }
+    }
+}
+
+/// Step 1 under a SQL pipeline: the batch's view lines, grouped by (view, group key). A
+/// line that is not a view line of this pipeline (another pipeline's, or junk) is a
+/// dead letter.
+fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRecord]) -> Batch {
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
+    let mut position: HashMap<GroupKey, usize> = HashMap::new();
+    let mut rejected = Vec::new();
+    for (at_record, record) in records.iter().enumerate() {
+        let seq = SeqNo::parse(&record.sequence_number).unwrap_or_else(SeqNo::zero);
+        let shard: Arc<str> = Arc::from(record.shard_id.as_str());
+        let mut lines = RecordLines::new(STAGE, at_record, record, &mut rejected);
+        for (line, bytes) in record.data.split(|b| *b == b'\n').enumerate() {
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            lines.line();
+            let decoded = std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|text| serde_json::from_str::<ViewLine<'_>>(text).ok())
+                .and_then(|l| {
+                    let view = sql.view(l.v)?;
+                    let adds = view.adds(&l)?;
+                    Some((l, adds))
+                });
+            let Some((view_line, adds)) = decoded else {
+                let rejection = Rejection {
+                    reason: Reason::WrongType,
+                    field: None,
+                    detail: "not a view line of this pipeline (a view whose definition \
+                             changed starts afresh under a new id)"
+                        .into(),
+                    id: None,
+                };
+                lines.reject(line, bytes, &rejection);
+                continue;
+            };
+            let identity = event_identity(delivery, &view_line.id, &view_line.origin);
+            let key = GroupKey {
+                key: view_line.k.into_owned(),
+                metric: view_line.v.to_owned(),
+            };
+            let group = match position.get(&key) {
+                Some(&at) => at,
+                None => {
+                    position.insert(key.clone(), groups.len());
+                    groups.push((key, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            let index = pending.len();
+            groups[group].1.push(index);
+            pending.push(Pending {
+                record: at_record,
+                line,
+                identity,
+                origin: view_line.origin.into_owned(),
+                candidate: Candidate {
+                    index,
+                    ts: view_line.t,
+                    value: 0.0,
+                    adds: Some(adds),
+                    fingerprint: identity,
+                    shard: shard.clone(),
+                    seq: seq.clone(),
+                    late: false,
+                },
+                group,
+            });
+        }
+        lines.finish();
+    }
+    Batch {
+        pending,
+        rejected,
+        groups,
     }
 }

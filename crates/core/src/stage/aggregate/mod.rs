@@ -44,9 +44,10 @@ use crate::error::Error;
 use crate::input::record::StreamRecord;
 use crate::ports::{AggregateStore, Clock, Loaded, RecordSink};
 use crate::stage::outcome::{BatchOutcome, Fate, StageStats};
+use crate::stage::sql::SqlPipeline;
 use crate::stage::{Rejected, Stage, deadline_passed, fail_whole_batch, failure_at};
 use crate::state::fingerprint::FingerprintSet;
-use crate::state::idempotency::Candidate;
+use crate::state::idempotency::{Candidate, PlanSettings};
 use crate::state::item::{AggregateItem, ClosingRange, GroupKey, GroupWatermark, ItemKey};
 use commit::{GroupEnd, closing_of};
 use settle::settle;
@@ -59,6 +60,8 @@ pub struct Aggregate<S, O, D, C> {
     pub config: AggregateConfig,
     /// Sealed fingerprint pages never change once written, so a container keeps them.
     pages: Mutex<HashMap<(ItemKey, u32), Arc<FingerprintSet>>>,
+    /// A SQL pipeline: its stored views' lines are what the stage folds.
+    sql: Option<Arc<SqlPipeline>>,
 }
 
 impl<S, O, D, C> Aggregate<S, O, D, C> {
@@ -71,7 +74,23 @@ impl<S, O, D, C> Aggregate<S, O, D, C> {
             clock,
             config,
             pages: Mutex::new(HashMap::new()),
+            sql: None,
         }
+    }
+
+    /// The stage under a SQL pipeline: it folds the view lines enrich writes.
+    pub fn with_sql(mut self, pipeline: Arc<SqlPipeline>) -> Self {
+        self.sql = Some(pipeline);
+        self
+    }
+
+    /// The planner's settings for a group: its view's under a SQL pipeline, else the
+    /// deployment's.
+    pub(super) fn plan_settings(&self, group: &GroupKey) -> PlanSettings<'_> {
+        self.sql
+            .as_ref()
+            .and_then(|sql| sql.plan_settings(group, &self.config))
+            .unwrap_or_else(|| self.config.plan_settings())
     }
 }
 
@@ -201,7 +220,7 @@ where
                 before.as_ref(),
                 state.watermarks.get(&group.0),
                 progress.committed.contains(&group.0),
-                self.config.allowed_lateness_ms,
+                self.plan_settings(&group.0).allowed_lateness_ms,
             );
             if let Some(range) = closing {
                 progress.closing.insert(group.0.clone(), range);

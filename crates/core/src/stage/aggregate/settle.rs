@@ -127,6 +127,8 @@ pub(super) fn settle(
         match fate {
             Fate::Counted(_) => stats.counted += 1,
             Fate::Duplicate(_) => stats.duplicates += 1,
+            // Enrich settles those; no event of the aggregate stage is filtered.
+            Fate::Filtered => {}
             Fate::Late => {
                 let detail = format!(
                     "event time {} is in a window that closed more than {} ms before the watermark",

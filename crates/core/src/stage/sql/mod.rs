@@ -1,0 +1,333 @@
+//! A Flink SQL pipeline on the stages (issue 17): what each stage does with a
+//! [`Program`], and the lines the stages pass each other.
+//!
+//! - **Ingest** reads each raw line into the source row (a line that cannot be read is a
+//!   dead letter naming the column), computes its event id (the `PRIMARY KEY`, else the
+//!   line's origin) and passes the line on unchanged with its id and origin:
+//!   [`SourceLine`], keyed by the raw record's partition key.
+//! - **Enrich** ([`enrich::SqlEnrich`]) evaluates the views (lookup joins through its
+//!   cached reference port) and re-partitions: one [`ViewLine`] per (event, stored view)
+//!   the event feeds, keyed by a digest of (view, group), as Flink's `keyBy` does, so
+//!   that a group's events reach one aggregate invocation in order.
+//! - **Aggregate** folds view lines into one item per (view, group, window) with the
+//!   envelope's exactly-once machinery ([`SqlPipeline::plan_settings`]): the group is
+//!   (view id, group key text), the windows the view's.
+//!
+//! A view's id is a digest of its definition and of everything it reads: a changed view
+//! starts with fresh state instead of mixing two definitions.
+
+pub mod enrich;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::config::AggregateConfig;
+use crate::error::{Error, Result};
+use crate::input::envelope::{Reason, Rejection};
+use crate::sql::{
+    AggregateKind, EvalContext, Pipeline, Program, SqlType, Value, WindowKind, codec,
+};
+use crate::state::fingerprint::digest_hex;
+use crate::state::idempotency::PlanSettings;
+use crate::state::item::{GroupKey, ItemKey};
+use crate::state::window::{WindowSet, WindowSpec};
+
+/// The longest string a MIN/MAX of STRING keeps: a longer input is a dead letter, so a
+/// view item's size has a bound ([`StoredView::max_columns_bytes`]).
+pub const MAX_EXTREME_STRING_BYTES: usize = 1024;
+
+/// A checked, compiled pipeline with what the stages derive from it.
+pub struct SqlPipeline {
+    pub program: Program,
+    pub views: Vec<StoredView>,
+    by_id: HashMap<String, usize>,
+    /// The source's `WATERMARK` delay: the allowed lateness of every view.
+    pub allowed_lateness_ms: Option<i64>,
+}
+
+/// One stored view on the stages.
+pub struct StoredView {
+    /// Its index among the program's views.
+    pub index: usize,
+    pub name: String,
+    /// The first 16 hex digits of the digest of its definition (and of what it reads).
+    pub id: String,
+    /// The anchor (the TUMBLE size, or the HOP slide) and, for HOP, the hopping window.
+    pub windows: WindowSet,
+    /// The window whose items are the view's rows.
+    pub row_window: WindowSpec,
+    pub aggregates: Vec<AggregateKind>,
+    pub key_types: Vec<SqlType>,
+    pub outputs: Vec<String>,
+    /// The most bytes the view's aggregate states take in an item.
+    pub max_columns_bytes: usize,
+}
+
+impl SqlPipeline {
+    /// Reads, checks and compiles a pipeline for the stages, refusing what the batch
+    /// evaluation accepts but the stages cannot run alike.
+    pub fn load(text: &str) -> Result<SqlPipeline> {
+        let pipeline = Pipeline::parse(text)?;
+        let program = Program::compile(&pipeline)?;
+        if let Some(view) = program.window_dependent_view() {
+            return Err(refused(format!(
+                "view `{view}`: a HOP view whose WHERE, GROUP BY or aggregate arguments read \
+                 window_start, window_end or window_time is not supported on the stages \
+                 (each event is folded into all its windows at once)"
+            )));
+        }
+        let source = format!("{:?}", pipeline.source.columns);
+        let mut definitions = source;
+        let mut views = Vec::new();
+        let shapes = program.stored_shapes();
+        let mut shape_at = shapes.iter().peekable();
+        for (index, def) in pipeline.views.iter().enumerate() {
+            definitions.push_str(&format!("\n{}: {}", def.name, def.query));
+            let Some(shape) = shape_at.next_if(|s| s.index == index) else {
+                continue;
+            };
+            let (windows, row_window) = view_windows(shape.name, shape.kind)?;
+            let aggregates: Vec<AggregateKind> =
+                shape.aggregates.iter().map(|k| (*k).clone()).collect();
+            let max_columns_bytes = 2
+                + aggregates
+                    .iter()
+                    .map(|k| k.max_state_bytes(MAX_EXTREME_STRING_BYTES) + 1)
+                    .sum::<usize>()
+                + crate::state::item::COLUMNS_ATTRIBUTE.len();
+            views.push(StoredView {
+                index,
+                name: shape.name.to_owned(),
+                id: format!("v{}", &digest_hex(definitions.as_bytes())[..15]),
+                windows,
+                row_window,
+                aggregates,
+                key_types: shape.key_types.iter().map(|t| (*t).clone()).collect(),
+                outputs: shape.outputs.iter().map(|s| (*s).to_owned()).collect(),
+                max_columns_bytes,
+            });
+        }
+        let by_id = views
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.id.clone(), i))
+            .collect();
+        Ok(SqlPipeline {
+            allowed_lateness_ms: pipeline.source.watermark.as_ref().map(|w| w.delay_ms),
+            program,
+            views,
+            by_id,
+        })
+    }
+
+    /// The stored view whose id is `id`.
+    pub fn view(&self, id: &str) -> Option<&StoredView> {
+        self.by_id.get(id).map(|&i| &self.views[i])
+    }
+
+    /// The stored view the program numbers `index`.
+    pub fn view_at(&self, index: usize) -> Option<&StoredView> {
+        self.views.iter().find(|v| v.index == index)
+    }
+
+    /// The planner's settings for a group: its view's windows, aggregates and lateness;
+    /// `None` when the group is no view of this pipeline.
+    pub fn plan_settings<'a>(
+        &'a self,
+        group: &GroupKey,
+        config: &'a AggregateConfig,
+    ) -> Option<PlanSettings<'a>> {
+        let view = self.view(&group.metric)?;
+        Some(PlanSettings {
+            windows: &view.windows,
+            fold: Some(&view.aggregates),
+            max_columns_bytes: view.max_columns_bytes,
+            allowed_lateness_ms: self
+                .allowed_lateness_ms
+                .unwrap_or(config.allowed_lateness_ms),
+            ..config.plan_settings()
+        })
+    }
+
+    /// The result row of a stored item of a view (`None` for its other windows' items,
+    /// such as a HOP view's panes).
+    pub fn row_of(
+        &self,
+        key: &ItemKey,
+        columns: &[crate::sql::AggregateState],
+    ) -> Option<std::result::Result<(String, String), String>> {
+        let view = self.view(&key.group.metric)?;
+        if key.window != view.row_window {
+            return None;
+        }
+        let types: Vec<&SqlType> = view.key_types.iter().collect();
+        let Some(keys) = codec::decode_key(&key.group.key, &types) else {
+            return Some(Err(format!(
+                "view `{}`: group {:?} does not read as its keys",
+                view.name, key.group.key
+            )));
+        };
+        let empty: Vec<_>;
+        let states = match columns.is_empty() {
+            true => {
+                empty = view.aggregates.iter().map(AggregateKind::empty).collect();
+                &empty
+            }
+            false => columns,
+        };
+        Some(
+            self.program
+                .row_json(view.index, key.start_ms, key.end_ms(), &keys, states)
+                .map(|row| (view.name.clone(), row)),
+        )
+    }
+}
+
+fn refused(reason: String) -> Error {
+    Error::InvalidSql {
+        line: 1,
+        column: 1,
+        reason,
+    }
+}
+
+/// A view's windows in whole seconds (the aggregates table keys windows by seconds).
+fn view_windows(name: &str, kind: WindowKind) -> Result<(WindowSet, WindowSpec)> {
+    let secs =
+        |ms: i64| {
+            (ms % 1000 == 0 && ms > 0).then_some(ms / 1000).ok_or_else(|| {
+            refused(format!(
+                "view `{name}`: a window of {ms} ms is not a whole number of seconds, which \
+                 the stages need"
+            ))
+        })
+        };
+    let (specs, row) = match kind {
+        WindowKind::Tumble { size_ms } => {
+            let spec = WindowSpec::tumbling(secs(size_ms)?);
+            (vec![spec], spec)
+        }
+        WindowKind::Hop { slide_ms, size_ms } => {
+            let pane = WindowSpec::tumbling(secs(slide_ms)?);
+            let hop = WindowSpec::hopping(secs(size_ms)?, secs(slide_ms)?);
+            match hop.is_tumbling() {
+                true => (vec![pane], pane),
+                false => (vec![pane, hop], hop),
+            }
+        }
+    };
+    let set = WindowSet::new(specs).map_err(|e| refused(format!("view `{name}`: {e}")))?;
+    Ok((set, row))
+}
+
+/// What ingest passes on for each valid raw line: the line itself (`e`, as the producer
+/// wrote it), its event id and its origin.
+#[derive(Serialize, Deserialize)]
+pub struct SourceLine<'a> {
+    pub id: &'a str,
+    pub origin: &'a str,
+    #[serde(borrow)]
+    pub e: &'a RawValue,
+}
+
+/// Ingest's step for one raw line under a pipeline: read it (the reasons name the
+/// column), and encode its [`SourceLine`] into `out` (cleared first).
+pub fn source_line(
+    pipeline: &SqlPipeline,
+    raw: &[u8],
+    origin: &str,
+    now_ms: i64,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), Rejection> {
+    let ctx = EvalContext { now_ms };
+    let row = pipeline.program.source_row(raw, &ctx).map_err(|r| {
+        let reason = match (&r.column, pipeline.program.is_computed(r.column.as_deref())) {
+            (None, _) => Reason::NotJson,
+            (Some(_), true) => Reason::InvalidValue,
+            (Some(_), false) => Reason::WrongType,
+        };
+        Rejection {
+            reason,
+            // The column is named in the detail (`field` names envelope fields only).
+            field: None,
+            detail: r.to_string(),
+            id: None,
+        }
+    })?;
+    let id = pipeline.program.event_id(&row);
+    let text = std::str::from_utf8(raw).map_err(|e| Rejection {
+        reason: Reason::NotUtf8,
+        field: None,
+        detail: e.to_string(),
+        id: None,
+    })?;
+    let e: &RawValue = serde_json::from_str(text).map_err(|e| Rejection {
+        reason: Reason::NotJson,
+        field: None,
+        detail: e.to_string(),
+        id: None,
+    })?;
+    out.clear();
+    serde_json::to_writer(
+        &mut *out,
+        &SourceLine {
+            id: id.as_deref().unwrap_or(origin),
+            origin,
+            e,
+        },
+    )
+    .map_err(|e| Rejection {
+        reason: Reason::InvalidValue,
+        field: None,
+        detail: format!("the line could not be encoded: {e}"),
+        id: None,
+    })
+}
+
+/// What enrich passes on per (event, stored view): the view's id, the group's key text,
+/// the event time, the event's id and origin, and each aggregate's input (`null` in
+/// `a` stands for NULL; a FILTER that leaves the event out is listed in `skip`).
+#[derive(Serialize, Deserialize)]
+pub struct ViewLine<'a> {
+    pub v: &'a str,
+    pub k: std::borrow::Cow<'a, str>,
+    pub t: i64,
+    pub id: std::borrow::Cow<'a, str>,
+    pub origin: std::borrow::Cow<'a, str>,
+    pub a: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip: Vec<usize>,
+}
+
+impl StoredView {
+    /// The partition key of the view's group: one group's lines stay on one shard, in
+    /// order (Kinesis' partition keys hold 256 characters: a digest always fits).
+    pub fn partition_key(&self, key_text: &str) -> String {
+        digest_hex(format!("{}#{key_text}", self.id).as_bytes())
+    }
+
+    /// The inputs of one view line, read back with the aggregates' argument types.
+    pub fn adds(&self, line: &ViewLine<'_>) -> Option<Arc<[Option<Value>]>> {
+        if line.a.len() != self.aggregates.len() {
+            return None;
+        }
+        line.a
+            .iter()
+            .enumerate()
+            .zip(&self.aggregates)
+            .map(|((i, json), kind)| {
+                if line.skip.contains(&i) {
+                    return Some(None);
+                }
+                match kind.arg_type() {
+                    Some(ty) => codec::decode(json, ty).map(Some),
+                    // COUNT(*): any non-NULL value counts the row.
+                    None => Some(Some(Value::Boolean(true))),
+                }
+            })
+            .collect()
+    }
+}
