@@ -3,6 +3,7 @@
 //! in-memory streams and tables ([`InProcess`], for `sluice demo`), or over real
 //! Kinesis and DynamoDB (`sluice run`), sharing [`build_stages`] and [`Runner`].
 
+use sluice_core::stage::sql::SqlPipeline;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -75,6 +76,8 @@ pub struct Ports<R, S, Ru, A, H> {
     pub alerts: A,
     /// The aggregates table again, read-only, for detect's `rate`/`zscore` rules.
     pub history: H,
+    /// A Flink SQL pipeline the stages run instead of the event envelope.
+    pub sql: Option<Arc<SqlPipeline>>,
 }
 
 /// One stage, ready for an event source mapping.
@@ -162,6 +165,7 @@ where
         STAGES.iter().map(|s| (*s, Stats::default())).collect();
     let faulty_sink =
         |name: &str, stage: &str| FaultySink::new(sink(name), faults_for(template, faults, stage));
+    let sql = ports.sql.clone();
     // Each port goes to exactly one stage.
     let mut ports = Unclaimed::from(ports);
     let mut aggregate_config = AggregateConfig::default();
@@ -182,6 +186,7 @@ where
             dead_letters: faulty_sink(&dead_letter_stream, binary),
             faults: faults_for(template, faults, binary),
             clock: clock.clone(),
+            sql: sql.clone(),
         };
         let observe = observer(stats[binary].clone(), ledger.clone(), streams_clock.clone());
         let handler = handler_for(
@@ -241,6 +246,7 @@ struct StageParts<K> {
     dead_letters: FaultySink<K>,
     faults: Option<Arc<Faults>>,
     clock: Arc<dyn Clock>,
+    sql: Option<Arc<SqlPipeline>>,
 }
 
 /// Each invocation's counters are summed into `stats`, with the largest iterator age of
@@ -291,14 +297,30 @@ where
         dead_letters,
         faults,
         clock,
+        sql,
     } = parts;
     Ok(match binary {
-        "ingest" => stage_handler(
-            Arc::new(sluice_ingest::handler_with_clock(
+        "ingest" => {
+            let stage = sluice_ingest::handler_with_clock(
                 output,
                 dead_letters,
                 clock,
                 IngestConfig::from_reader(vars)?,
+            );
+            let stage = match sql {
+                Some(sql) => stage.with_sql(sql),
+                None => stage,
+            };
+            stage_handler(Arc::new(stage), observe)
+        }
+        "enrich" if sql.is_some() => stage_handler(
+            Arc::new(sluice_enrich::sql_handler_with_clock(
+                sql.context("a pipeline")?,
+                ports.reference.take().context("one enrich stage")?,
+                output,
+                dead_letters,
+                clock,
+                EnrichConfig::from_reader(vars)?,
             )),
             observe,
         ),
@@ -314,17 +336,19 @@ where
         ),
         "aggregate" => {
             *aggregate_config = AggregateConfig::from_reader(vars)?;
-            stage_handler(
-                Arc::new(sluice_aggregate::handler_with_clock(
-                    FaultyStore::new(ports.store.take().context("one aggregate stage")?, faults),
-                    // Its window updates are written right after its commits.
-                    output.after_commit(),
-                    dead_letters,
-                    clock,
-                    aggregate_config.clone(),
-                )),
-                observe,
-            )
+            let stage = sluice_aggregate::handler_with_clock(
+                FaultyStore::new(ports.store.take().context("one aggregate stage")?, faults),
+                // Its window updates are written right after its commits.
+                output.after_commit(),
+                dead_letters,
+                clock,
+                aggregate_config.clone(),
+            );
+            let stage = match sql {
+                Some(sql) => stage.with_sql(sql),
+                None => stage,
+            };
+            stage_handler(Arc::new(stage), observe)
         }
         _ => stage_handler(
             Arc::new(sluice_detect::handler_with_clock(
@@ -505,6 +529,31 @@ impl InProcess {
         sim: Arc<ManualClock>,
         wall: Arc<dyn Clock>,
     ) -> Result<Self> {
+        Self::assemble(template, reference, rules, faults, (sim, wall), None)
+    }
+
+    /// The demo's pipeline running a Flink SQL pipeline (`sluice demo --sql`):
+    /// `reference` holds the reference tables' rows as enrich reads them
+    /// ([`sluice_core::stage::sql::enrich::reference_key`]).
+    pub fn build_sql(
+        template: &Template,
+        reference: Vec<(String, Attrs)>,
+        faults: Option<Arc<Faults>>,
+        sql: Arc<SqlPipeline>,
+    ) -> Result<Self> {
+        let sim = Arc::new(ManualClock::starting_at(SystemClock.now_ms()));
+        let clocks = (sim, Arc::new(SystemClock) as Arc<dyn Clock>);
+        Self::assemble(template, reference, Vec::new(), faults, clocks, Some(sql))
+    }
+
+    fn assemble(
+        template: &Template,
+        reference: Vec<(String, Attrs)>,
+        rules: Vec<Rule>,
+        faults: Option<Arc<Faults>>,
+        (sim, wall): (Arc<ManualClock>, Arc<dyn Clock>),
+        sql: Option<Arc<SqlPipeline>>,
+    ) -> Result<Self> {
         let clock: Arc<dyn Clock> = sim.clone();
         let streams = MemoryStreams::new(clock.clone());
         for s in template.streams() {
@@ -518,6 +567,7 @@ impl InProcess {
             rules: MemoryRules::new(rules),
             alerts: alerts.clone(),
             history: store.clone(),
+            sql,
         };
         let stages = build_stages(
             template,

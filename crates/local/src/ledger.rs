@@ -735,6 +735,10 @@ mod tests {
         ledger.received(&origin(13, 0));
         ledger.in_doubt(&origin(13, 0));
         ledger.settled(&origin(13, 0), Fate::Late);
+        // 14: no SQL view took it; a later copy counted changes nothing.
+        ledger.received(&origin(14, 0));
+        ledger.settled(&origin(14, 0), Fate::Filtered);
+        ledger.settled(&origin(14, 0), Fate::Counted(24));
     }
 
     #[test]
@@ -744,11 +748,12 @@ mod tests {
         story(&dense);
         story(&named);
         let want = LedgerSummary {
-            events_in: 11,
+            events_in: 12,
             counted: 5,
             dead_letter: 2,
             late: 1,
             duplicates: 1,
+            filtered: 1,
             unsettled: 2,
             dead_letter_reasons: vec![(Reason::NotJson, 1), (Reason::Unprocessable, 1)],
         };

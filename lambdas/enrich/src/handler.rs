@@ -37,6 +37,32 @@ where
     Enrich::new(reference, output, dead_letters, clock, config)
 }
 
+/// The stage under a SQL pipeline (issue 17): lookup joins and re-partitioning per
+/// (view, group), over the same cached reference port.
+pub fn sql_handler_with_clock<R, O, D, C>(
+    pipeline: std::sync::Arc<sluice_core::stage::sql::SqlPipeline>,
+    reference: R,
+    output: O,
+    dead_letters: D,
+    clock: C,
+    config: EnrichConfig,
+) -> sluice_core::stage::sql::enrich::SqlEnrich<R, O, D, C>
+where
+    R: ReferenceLookup,
+    O: RecordSink,
+    D: RecordSink,
+    C: Clock + Clone,
+{
+    sluice_core::stage::sql::enrich::SqlEnrich::new(
+        pipeline,
+        reference,
+        output,
+        dead_letters,
+        clock,
+        config,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

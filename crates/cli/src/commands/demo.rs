@@ -68,6 +68,13 @@ pub struct DemoArgs {
     pub verify: bool,
     #[command(flatten)]
     pub serve: crate::commands::dashboard::ServeArgs,
+    /// Run a Flink SQL pipeline (.sql) over --file instead of the event envelope: one
+    /// `{"kind":"row",...}` line per (view, window, group), then the summary.
+    #[arg(long, value_name = "FILE.sql", requires = "file")]
+    pub sql: Option<PathBuf>,
+    /// With --sql: reference rows for a lookup join, TABLE=FILE.ndjson (repeatable).
+    #[arg(long, value_name = "TABLE=FILE", requires = "sql")]
+    pub reference: Vec<String>,
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
@@ -87,6 +94,9 @@ pub fn load_rules(path: Option<&PathBuf>, scenario: Scenario) -> Result<Vec<Rule
 }
 
 pub async fn run(args: DemoArgs) -> Result<bool> {
+    if let Some(sql) = &args.sql {
+        return crate::commands::demo_sql::run(&args, sql).await;
+    }
     let template = demo_template(&args)?;
     let input = match &args.file {
         Some(path) => LineSource::file(path)?,
@@ -139,7 +149,7 @@ pub async fn run(args: DemoArgs) -> Result<bool> {
 
 /// The deployment's template with the demo's overrides (`--shards`, the aggregate
 /// flags) applied.
-fn demo_template(args: &DemoArgs) -> Result<Template> {
+pub(crate) fn demo_template(args: &DemoArgs) -> Result<Template> {
     let mut template = load_template(args.template.as_ref())?;
     if let Some(n) = args.shards {
         if n == 0 || n > 64 {
@@ -424,7 +434,9 @@ impl Report {
     }
 }
 
-fn lock_digest(pipeline: &InProcess) -> std::sync::MutexGuard<'_, crate::digest::DeadLetterDigest> {
+pub(crate) fn lock_digest(
+    pipeline: &InProcess,
+) -> std::sync::MutexGuard<'_, crate::digest::DeadLetterDigest> {
     pipeline
         .dead_letters
         .lock()

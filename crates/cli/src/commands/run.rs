@@ -173,6 +173,7 @@ fn dynamo_ports(
         rules: DynamoRules::new(dynamodb.clone(), names.table(resources::RULES_TABLE)),
         alerts: DynamoAlerts::new(dynamodb.clone(), names.table(resources::ALERTS_TABLE)),
         history: store.clone(),
+        sql: None,
     }
 }
 

@@ -112,7 +112,10 @@ fn eval(file: &PathBuf, events: &Path, references: &[String]) -> Result<bool> {
 
 /// Calls `f` with each non-blank line of `path` and its number (from 1); lines are read
 /// with the producer's bound (a longer line is cut, and will not read as JSON).
-fn for_each_line(path: &Path, mut f: impl FnMut(usize, &[u8]) -> Result<()>) -> Result<()> {
+pub(crate) fn for_each_line(
+    path: &Path,
+    mut f: impl FnMut(usize, &[u8]) -> Result<()>,
+) -> Result<()> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut reader = BufReader::new(file);
     let mut line = Vec::new();

@@ -145,7 +145,7 @@ where
         let mut lines = LinePacker::new(PACKED_RECORD_BYTES);
         for event in &events {
             let record = &records[event.record];
-            let origin = event.source.origin;
+            let origin: &str = &event.source.origin;
             match event.result.as_ref() {
                 Some(Ok(updates)) if updates.is_empty() => {
                     settle.push((origin.to_owned(), Fate::Filtered));
@@ -171,7 +171,7 @@ where
                         reason: Reason::InvalidValue,
                         field: None,
                         detail,
-                        id: Some(event.source.id.to_owned()),
+                        id: Some(event.source.id.to_string()),
                     };
                     let bytes = crate::stage::line_bytes(record, event.line);
                     self.reject(record, event.line, bytes, &rejection, origin, &mut dead);
@@ -279,7 +279,7 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
                         view.name,
                         super::MAX_EXTREME_STRING_BYTES
                     ),
-                    id: Some(source.id.to_owned()),
+                    id: Some(source.id.to_string()),
                 });
             }
             let key_text = codec::key_text(&update.keys);
@@ -287,8 +287,8 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
                 v: &view.id,
                 k: Cow::Borrowed(&key_text),
                 t: update.ts,
-                id: Cow::Borrowed(source.id),
-                origin: Cow::Borrowed(source.origin),
+                id: Cow::Borrowed(&source.id),
+                origin: Cow::Borrowed(&source.origin),
                 a: update
                     .adds
                     .iter()
@@ -307,7 +307,7 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
                 reason: Reason::InvalidValue,
                 field: None,
                 detail: format!("the view line could not be encoded: {e}"),
-                id: Some(source.id.to_owned()),
+                id: Some(source.id.to_string()),
             })?;
             lines
                 .push(&view.partition_key(&key_text), &bytes)
@@ -315,7 +315,7 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
                     reason: Reason::RecordTooLarge,
                     field: None,
                     detail: format!("view `{}`: {e}", view.name),
-                    id: Some(source.id.to_owned()),
+                    id: Some(source.id.to_string()),
                 })?;
         }
         Ok(updates.len() as u64)

@@ -227,8 +227,10 @@ fn view_windows(name: &str, kind: WindowKind) -> Result<(WindowSet, WindowSpec)>
 /// wrote it), its event id and its origin.
 #[derive(Serialize, Deserialize)]
 pub struct SourceLine<'a> {
-    pub id: &'a str,
-    pub origin: &'a str,
+    #[serde(borrow)]
+    pub id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub origin: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     pub e: &'a RawValue,
 }
@@ -274,8 +276,8 @@ pub fn source_line(
     serde_json::to_writer(
         &mut *out,
         &SourceLine {
-            id: id.as_deref().unwrap_or(origin),
-            origin,
+            id: std::borrow::Cow::Borrowed(id.as_deref().unwrap_or(origin)),
+            origin: std::borrow::Cow::Borrowed(origin),
             e,
         },
     )
@@ -293,9 +295,12 @@ pub fn source_line(
 #[derive(Serialize, Deserialize)]
 pub struct ViewLine<'a> {
     pub v: &'a str,
+    #[serde(borrow)]
     pub k: std::borrow::Cow<'a, str>,
     pub t: i64,
+    #[serde(borrow)]
     pub id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
     pub origin: std::borrow::Cow<'a, str>,
     pub a: Vec<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

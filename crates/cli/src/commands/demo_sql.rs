@@ -1,0 +1,232 @@
+//! `sluice demo --sql FILE`: a Flink SQL pipeline on the in-process stages. Prints one
+//! `{"kind":"row","view":…,"row":{…}}` line per (view, window, group) as stored, then
+//! the dead letters and the summary (`--json`); `--verify` compares every stored row
+//! with the one-pass evaluation of the same input ([`Evaluation`], which the test
+//! command compares with Apache Flink).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use sluice_core::ports::{Attrs, Clock, SystemClock};
+use sluice_core::sql::Evaluation;
+use sluice_core::stage::sql::SqlPipeline;
+use sluice_core::stage::sql::enrich::{REFERENCE_ROW, reference_key};
+
+use super::demo::{DemoArgs, demo_template, lock_digest};
+use super::sql::for_each_line;
+use crate::lines::{ChunkBound, LineSource, ReadAhead};
+use crate::pipeline::{InProcess, chaos_faults};
+
+pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the pipeline {}", file.display()))?;
+    let sql = Arc::new(SqlPipeline::load(&text).with_context(|| format!("{}", file.display()))?);
+    let Some(events) = &args.file else {
+        bail!("--sql runs a pipeline over --file EVENTS.ndjson (one JSON object per line)");
+    };
+    let template = demo_template(args)?;
+    let mut truth = Evaluation::new(&sql.program);
+    let reference = load_references(&sql, &args.reference, &mut truth)?;
+    let faults = chaos_faults(args.chaos, &template);
+    let mut pipeline = InProcess::build_sql(&template, reference, faults.clone(), sql.clone())?;
+    if args.json {
+        lock_digest(&pipeline)
+            .keep_lines()
+            .context("creating a temporary file for the dead letters of --json")?;
+    }
+    eprintln!(
+        "sluice demo: pipeline {} over {}; {} stored views",
+        file.display(),
+        events.display(),
+        sql.views.len()
+    );
+    let input = ReadAhead::start(LineSource::file(events)?, ChunkBound::DEMO);
+    let now_ms = SystemClock.now_ms();
+    let started = Instant::now();
+    let verify = args.verify;
+    let produced = pipeline
+        .feed_in_chunks(
+            || input.next_chunk(),
+            |sent| {
+                if verify {
+                    sent.iter().for_each(|line| truth.push(line, now_ms));
+                }
+            },
+            |_, _| {},
+        )
+        .await?;
+    let elapsed = started.elapsed();
+    let rows = stored_rows(&sql, &pipeline)?;
+    let ledger = pipeline.stages.ledger.summary();
+    let meter = &pipeline.store.meter;
+    let consistent = ledger.unsettled == 0
+        && ledger.events_in == produced
+        && ledger.events_in
+            == ledger.counted
+                + ledger.dead_letter
+                + ledger.late
+                + ledger.duplicates
+                + ledger.filtered;
+    let mut summary = json!({
+        "kind": "summary",
+        "events_in": ledger.events_in,
+        "counted": ledger.counted,
+        "dead_letter": ledger.dead_letter,
+        "late": ledger.late,
+        "duplicates": ledger.duplicates,
+        "filtered": ledger.filtered,
+        "unsettled": ledger.unsettled,
+        "rows": rows.len(),
+        "dynamodb_item_writes": meter.item_writes(),
+        "item_writes_per_event": meter.item_writes() as f64 / ledger.events_in.max(1) as f64,
+        "elapsed_s": elapsed.as_secs_f64(),
+        "events_per_sec": ledger.events_in as f64 / elapsed.as_secs_f64().max(1e-9),
+    });
+    let differences = match verify {
+        true => Some(differences(&rows, &truth, ledger.late)?),
+        false => None,
+    };
+    if let (Some(d), Some(obj)) = (&differences, summary.as_object_mut()) {
+        obj.insert("verified".into(), json!(d.is_empty()));
+        obj.insert("differences".into(), json!(d.len()));
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (view, row) in &rows {
+        writeln!(
+            out,
+            r#"{{"kind":"row","view":{},"row":{row}}}"#,
+            Value::from(view.as_str())
+        )?;
+    }
+    if args.json {
+        lock_digest(&pipeline).write_lines(&mut out)?;
+    }
+    writeln!(out, "{summary}")?;
+    for d in differences.iter().flatten().take(20) {
+        eprintln!("verify: {d}");
+    }
+    out.flush()?;
+    if !consistent {
+        eprintln!("error: the ledger does not add up: {summary}");
+    }
+    Ok(consistent && differences.is_none_or(|d| d.is_empty()))
+}
+
+/// Reads `TABLE=FILE.ndjson` reference files: the rows as enrich reads them from the
+/// reference table (and into the truth, when verifying).
+fn load_references(
+    sql: &SqlPipeline,
+    specs: &[String],
+    truth: &mut Evaluation<'_>,
+) -> Result<Vec<(String, Attrs)>> {
+    let mut rows = Vec::new();
+    for spec in specs {
+        let Some((table, path)) = spec.split_once('=') else {
+            bail!("--reference {spec:?}: write TABLE=FILE.ndjson");
+        };
+        for_each_line(Path::new(path), |n, line| {
+            let (key, _) = sql
+                .program
+                .read_reference(table, line)
+                .map_err(|e| anyhow::anyhow!("{path}, line {n}: {e}"))?;
+            truth
+                .load_reference(table, line)
+                .map_err(|e| anyhow::anyhow!("{path}, line {n}: {e}"))?;
+            let text = String::from_utf8_lossy(line).into_owned();
+            rows.push((
+                reference_key(table, &key),
+                Attrs::from([(REFERENCE_ROW.to_owned(), text)]),
+            ));
+            Ok(())
+        })?;
+    }
+    Ok(rows)
+}
+
+/// Every stored row: (view name, row JSON), by view, window and group.
+fn stored_rows(sql: &SqlPipeline, pipeline: &InProcess) -> Result<Vec<(String, String)>> {
+    let mut rows = Vec::new();
+    for item in pipeline.store.items() {
+        if let Some(row) = sql.row_of(&item.key, &item.columns) {
+            rows.push(row.map_err(|e| anyhow::anyhow!(e))?);
+        }
+    }
+    let order: BTreeMap<&str, usize> = sql
+        .views
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.name.as_str(), i))
+        .collect();
+    rows.sort_by_key(|(view, _)| order.get(view.as_str()).copied());
+    Ok(rows)
+}
+
+/// What differs between the stored rows and the truth's: rows missing on either side,
+/// and values that differ (numbers within 1e-9 relative, as the oracle compares).
+fn differences(
+    rows: &[(String, String)],
+    truth: &Evaluation<'_>,
+    late: u64,
+) -> Result<Vec<String>> {
+    if late > 0 {
+        return Ok(vec![format!(
+            "{late} events were late: the truth does not judge lateness yet, so the rows \
+             cannot be compared (not implemented)"
+        )]);
+    }
+    let expected = truth.rows().map_err(|e| anyhow::anyhow!(e))?;
+    let key = |view: &str, row: &Value| -> String {
+        // A row is named by its view and its window and group columns: every column
+        // that is not a number compares exactly; numbers are compared below.
+        let obj = row.as_object().cloned().unwrap_or_default();
+        let named: Vec<String> = obj
+            .iter()
+            .filter(|(_, v)| !v.is_number())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("{view} {}", named.join(" "))
+    };
+    let mut want: BTreeMap<String, Value> = BTreeMap::new();
+    for r in &expected {
+        let row: Value = serde_json::from_str(&r.json)?;
+        want.insert(key(&r.view, &row), row);
+    }
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (view, text) in rows {
+        let row: Value = serde_json::from_str(text)?;
+        let k = key(view, &row);
+        seen.insert(k.clone());
+        match want.get(&k) {
+            None => out.push(format!("stored but not in the truth: {view} {text}")),
+            Some(w) if !same(w, &row) => out.push(format!("{view}: stored {text}, truth {w}")),
+            Some(_) => {}
+        }
+    }
+    for (k, w) in &want {
+        if !seen.contains(k) {
+            out.push(format!("in the truth but not stored: {k} {w}"));
+        }
+    }
+    Ok(out)
+}
+
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            _ if x == y => true,
+            (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()),
+            _ => false,
+        },
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
