@@ -491,6 +491,9 @@ pub struct InProcess {
     unconsumed: Vec<String>,
     /// What the dead-letter stream carried, folded as it streamed by.
     pub dead_letters: Arc<Mutex<DeadLetterDigest>>,
+    /// One partition key for every producer record (`demo --sql`: a file is one ordered
+    /// source, as Flink's filesystem source reads it); `None`: each line's `key`.
+    pub producer_key: Option<String>,
 }
 
 /// The name the pipeline itself checkpoints under as the consumer of the streams no
@@ -543,7 +546,10 @@ impl InProcess {
     ) -> Result<Self> {
         let sim = Arc::new(ManualClock::starting_at(SystemClock.now_ms()));
         let clocks = (sim, Arc::new(SystemClock) as Arc<dyn Clock>);
-        Self::assemble(template, reference, Vec::new(), faults, clocks, Some(sql))
+        let mut pipeline =
+            Self::assemble(template, reference, Vec::new(), faults, clocks, Some(sql))?;
+        pipeline.producer_key = Some("sql-source".into());
+        Ok(pipeline)
     }
 
     fn assemble(
@@ -617,6 +623,7 @@ impl InProcess {
             producer_rejections: Default::default(),
             unconsumed,
             dead_letters: Default::default(),
+            producer_key: None,
         })
     }
 
@@ -630,7 +637,10 @@ impl InProcess {
     /// here, at the producer's edge, as a `record_too_large` dead letter (stage
     /// `produce`, original bytes bounded like every dead letter) instead of aborting.
     pub fn produce(&self, lines: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        let (records, sent) = producer_records(lines, &self.faults);
+        let (mut records, sent) = producer_records(lines, &self.faults);
+        if let Some(key) = &self.producer_key {
+            records.iter_mut().for_each(|r| r.partition_key.clone_from(key));
+        }
         let (fitting, refused) = sendable(records);
         for (_, record, error) in &refused {
             self.reject_at_producer(record, error)?;
