@@ -639,7 +639,9 @@ impl InProcess {
     pub fn produce(&self, lines: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let (mut records, sent) = producer_records(lines, &self.faults);
         if let Some(key) = &self.producer_key {
-            records.iter_mut().for_each(|r| r.partition_key.clone_from(key));
+            records
+                .iter_mut()
+                .for_each(|r| r.partition_key.clone_from(key));
         }
         let (fitting, refused) = sendable(records);
         for (_, record, error) in &refused {
