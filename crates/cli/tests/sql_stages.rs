@@ -156,7 +156,10 @@ fn re_sent_events_with_the_same_primary_key_change_nothing() {
     std::fs::remove_file(&doubled).ok();
     assert_eq!(rows(&once), rows(&twice));
     let (a, b) = (summary(&once), summary(&twice));
-    assert_eq!(b["events_in"], a["events_in"].as_u64().unwrap() * 2);
+    assert_eq!(
+        b["events_in"],
+        a["events_in"].as_u64().expect("a count") * 2
+    );
     // The copies of counted events are duplicates; the copies of filtered ones are
     // filtered again (no view holds them to recognise them by).
     assert_eq!(b["duplicates"], a["counted"], "{b}");
@@ -190,7 +193,7 @@ fn unreadable_records_are_dead_letters_naming_their_column() {
     assert!(
         letters[1]["detail"]
             .as_str()
-            .unwrap()
+            .expect("a detail")
             .contains("duration_ms"),
         "{}",
         letters[1]

@@ -771,7 +771,7 @@ mod tests {
         assert_eq!(named.fate(&origin(13, 0)), Some(Settled::Counted));
         // Only the second-line origin is kept by name in the dense ledger.
         assert_eq!(dense.lock().named.len(), 1);
-        assert_eq!(named.lock().named.len(), 12);
+        assert_eq!(named.lock().named.len(), 13);
     }
 
     #[test]

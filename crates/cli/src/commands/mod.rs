@@ -6,7 +6,6 @@
 
 pub mod dashboard;
 pub mod demo;
-pub mod demo_sql;
 pub mod produce;
 pub mod query;
 pub mod rules;

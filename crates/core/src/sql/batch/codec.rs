@@ -126,7 +126,7 @@ mod tests {
             (Value::Double(f64::NEG_INFINITY), SqlType::Double),
             (Value::Double(-0.0), SqlType::Double),
             (
-                Value::Decimal(Decimal::parse("-12.340").unwrap()),
+                Value::Decimal(Decimal::parse("-12.340").expect("a decimal")),
                 SqlType::Decimal {
                     precision: 10,
                     scale: 3,
@@ -144,7 +144,7 @@ mod tests {
             ),
         ];
         for (value, ty) in cases {
-            let back = decode(&encode(&value), &ty).unwrap();
+            let back = decode(&encode(&value), &ty).expect("reads back");
             // NaN != NaN: compare the encodings, then the bits of doubles.
             assert_eq!(encode(&back), encode(&value), "{value:?}");
             if let (Value::Double(a), Value::Double(b)) = (&back, &value) {
@@ -158,7 +158,8 @@ mod tests {
         let keys = [Value::String(Arc::from("m#1")), Value::Int(3), Value::Null];
         let text = key_text(&keys);
         assert_eq!(text, r#"["m#1",3,null]"#);
-        let back = decode_key(&text, &[&SqlType::String, &SqlType::Int, &SqlType::Int]).unwrap();
+        let back = decode_key(&text, &[&SqlType::String, &SqlType::Int, &SqlType::Int])
+            .expect("reads back");
         assert_eq!(back, keys);
         assert_eq!(decode_key(&text, &[&SqlType::String, &SqlType::Int]), None);
         assert_eq!(decode_key("[\"x\"]", &[&SqlType::Int]), None);

@@ -1,6 +1,8 @@
 //! `sluice demo`: the whole pipeline in one process on in-memory streams and tables,
 //! fed by a synthetic producer or a file.
 
+mod sql;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -95,7 +97,7 @@ pub fn load_rules(path: Option<&PathBuf>, scenario: Scenario) -> Result<Vec<Rule
 
 pub async fn run(args: DemoArgs) -> Result<bool> {
     if let Some(sql) = &args.sql {
-        return crate::commands::demo_sql::run(&args, sql).await;
+        return sql::run(&args, sql).await;
     }
     let template = demo_template(&args)?;
     let input = match &args.file {

@@ -17,8 +17,8 @@ use sluice_core::sql::Evaluation;
 use sluice_core::stage::sql::SqlPipeline;
 use sluice_core::stage::sql::enrich::{REFERENCE_ROW, reference_key};
 
-use super::demo::{DemoArgs, demo_template, lock_digest};
-use super::sql::for_each_line;
+use super::{DemoArgs, demo_template, lock_digest};
+use crate::commands::sql::for_each_line;
 use crate::lines::{ChunkBound, LineSource, ReadAhead};
 use crate::pipeline::{InProcess, chaos_faults};
 
