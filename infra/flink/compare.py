@@ -30,12 +30,17 @@ def sluice_bin():
     return str(target / "debug/sluice")
 
 
-def sluice_rows(case):
-    """({view: [row, ...]}, the summary line) of `sluice sql eval` on the case."""
+def sluice_rows(case, stages=False):
+    """({view: [row, ...]}, the summary line) of `sluice sql eval` on the case, or with
+    `stages` of `sluice demo --sql` (the pipeline on the in-process stages)."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
         f.write(case["pipeline"])
         sql = f.name
     args = [sluice_bin(), "sql", "eval", sql, "--events", case["events"]]
+    if stages:
+        # Flink's batch mode judges no lateness: nor do the stages here (31 days, the most).
+        args = [sluice_bin(), "demo", "--sql", sql, "--file", case["events"], "--json",
+                "--allowed-lateness", str(31 * 86400)]
     for table, path in case.get("reference", {}).items():
         args += ["--reference", f"{table}={path}"]
     try:
@@ -106,6 +111,22 @@ def differences(flink, ours):
     return missing, left
 
 
+def compare_views(tool, name, views, ours, limit):
+    """The differences of one engine's rows from Flink's, per view; a line per view on
+    stderr."""
+    failed = []
+    for view in sorted(set(views) | set(ours)):
+        missing, extra = differences(views.get(view, []), ours.get(view, []))
+        for row in missing[:limit]:
+            failed.append(f"{name}: {view}: Flink has {json.dumps(row)}, Sluice has not")
+        for row in extra[:limit]:
+            failed.append(f"{name}: {view}: Sluice has {json.dumps(row)}, Flink has not")
+        verdict = "same rows" if not missing and not extra else f"{len(missing)} missing, {len(extra)} extra"
+        print(f"infra/flink/{tool}: {name}: {view}: Flink {len(views.get(view, []))} rows, "
+              f"Sluice {len(ours.get(view, []))}: {verdict}", file=sys.stderr)
+    return failed
+
+
 def compare(cases, tool, show=False, allow_empty=False, limit=5):
     """Runs the cases in Flink and in Sluice; prints a line per view to stderr and
     returns the failures (strings). A case Flink refuses is a failure, and so, unless
@@ -130,15 +151,17 @@ def compare(cases, tool, show=False, allow_empty=False, limit=5):
         if rejected != case.get("rejected", rejected if tool == "examples" else 0):
             failed.append(f"{name}: Sluice rejected {rejected} records: "
                           f"{json.dumps(summary.get('rejected_by_reason'))}")
-        for view in sorted(set(views) | set(ours)):
-            missing, extra = differences(views.get(view, []), ours.get(view, []))
-            for row in missing[:limit]:
-                failed.append(f"{name}: {view}: Flink has {json.dumps(row)}, Sluice has not")
-            for row in extra[:limit]:
-                failed.append(f"{name}: {view}: Sluice has {json.dumps(row)}, Flink has not")
-            verdict = "same rows" if not missing and not extra else f"{len(missing)} missing, {len(extra)} extra"
-            print(f"infra/flink/{tool}: {name}: {view}: Flink {len(views.get(view, []))} rows, "
-                  f"Sluice {len(ours.get(view, []))}: {verdict}", file=sys.stderr)
+        failed += compare_views(tool, f"{name}", views, ours, limit)
+        # The same case on the stages (ingest, enrich, aggregate in process): the rows
+        # stored for every (view, window, group) must be Flink's too.
+        staged, summary = sluice_rows(case, stages=True)
+        if staged is None:
+            failed.append(f"{name}: sluice demo --sql failed: {summary['error']}")
+            continue
+        for field in ("late", "unsettled"):
+            if summary.get(field):
+                failed.append(f"{name}: on the stages, {summary[field]} events {field}")
+        failed += compare_views(tool, f"{name} (stages)", views, staged, limit)
     for f in failed:
         print(f"infra/flink/{tool}: {f}", file=sys.stderr)
     return failed

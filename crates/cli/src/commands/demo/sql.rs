@@ -25,7 +25,13 @@ use crate::pipeline::{InProcess, chaos_faults};
 pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading the pipeline {}", file.display()))?;
-    let sql = Arc::new(SqlPipeline::load(&text).with_context(|| format!("{}", file.display()))?);
+    let mut sql = SqlPipeline::load(&text).with_context(|| format!("{}", file.display()))?;
+    if let Some(seconds) = args.aggregate.allowed_lateness {
+        // The pipeline's WATERMARK gives the lateness; the flag overrides it (the
+        // oracle runs the stages with no lateness, as Flink's batch mode has none).
+        sql.allowed_lateness_ms = Some(i64::from(seconds) * 1000);
+    }
+    let sql = Arc::new(sql);
     let Some(events) = &args.file else {
         bail!("--sql runs a pipeline over --file EVENTS.ndjson (one JSON object per line)");
     };
