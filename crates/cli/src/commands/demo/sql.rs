@@ -40,6 +40,18 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
     let reference = load_references(&sql, &args.reference, &mut truth)?;
     let faults = chaos_faults(args.chaos, &template);
     let mut pipeline = InProcess::build_sql(&template, reference, faults.clone(), sql.clone())?;
+    // The truth judges lateness as the stages do, per (view, group), in file order.
+    let allowed_ms = sql
+        .allowed_lateness_ms
+        .unwrap_or(pipeline.stages.aggregate_config.allowed_lateness_ms);
+    truth.judge_lateness(
+        (0..sql.program.view_count())
+            .map(|i| {
+                sql.view_at(i)
+                    .map(|v| (v.windows.anchor().size_ms, allowed_ms))
+            })
+            .collect(),
+    );
     if args.json {
         lock_digest(&pipeline)
             .keep_lines()
@@ -94,7 +106,7 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
         "events_per_sec": ledger.events_in as f64 / elapsed.as_secs_f64().max(1e-9),
     });
     let differences = match verify {
-        true => Some(differences(&rows, &truth, ledger.late)?),
+        true => Some(differences(&rows, &truth)?),
         false => None,
     };
     if let (Some(d), Some(obj)) = (&differences, summary.as_object_mut()) {
@@ -175,17 +187,7 @@ fn stored_rows(sql: &SqlPipeline, pipeline: &InProcess) -> Result<Vec<(String, S
 
 /// What differs between the stored rows and the truth's: rows missing on either side,
 /// and values that differ (numbers within 1e-9 relative, as the oracle compares).
-fn differences(
-    rows: &[(String, String)],
-    truth: &Evaluation<'_>,
-    late: u64,
-) -> Result<Vec<String>> {
-    if late > 0 {
-        return Ok(vec![format!(
-            "{late} events were late: the truth does not judge lateness yet, so the rows \
-             cannot be compared (not implemented)"
-        )]);
-    }
+fn differences(rows: &[(String, String)], truth: &Evaluation<'_>) -> Result<Vec<String>> {
     let expected = truth.rows().map_err(|e| anyhow::anyhow!(e))?;
     let key = |view: &str, row: &Value| -> String {
         // A row is named by its view and its window and group columns: every column

@@ -214,6 +214,11 @@ impl Program {
         column.is_some_and(|c| self.source.columns[physical..].iter().any(|(n, _)| n == c))
     }
 
+    /// How many views (intermediate and stored) the program has.
+    pub fn view_count(&self) -> usize {
+        self.views.len()
+    }
+
     /// The reference tables' names.
     pub fn reference_tables(&self) -> impl Iterator<Item = &str> {
         self.references.keys().map(String::as_str)

@@ -39,6 +39,14 @@ pub struct Evaluation<'p> {
     groups: Vec<BTreeMap<GroupId, Group>>,
     pub events: u64,
     pub duplicates: u64,
+    /// Lateness as the stages judge it, per view (by program index): the anchor window
+    /// size and the allowed lateness; `None` (the default, Flink's batch mode): no
+    /// lateness at all.
+    lateness: Vec<Option<(i64, i64)>>,
+    /// Per (view, group key text), the newest anchor window start seen.
+    watermarks: HashMap<(usize, String), i64>,
+    /// (event, view) updates left out as late.
+    pub late: u64,
     /// Rejected events with their reasons (not kept: counted by reason).
     pub rejected: BTreeMap<String, u64>,
 }
@@ -52,6 +60,9 @@ impl<'p> Evaluation<'p> {
             groups: program.views.iter().map(|_| BTreeMap::new()).collect(),
             events: 0,
             duplicates: 0,
+            lateness: Vec::new(),
+            watermarks: HashMap::new(),
+            late: 0,
             rejected: BTreeMap::new(),
         }
     }
@@ -64,6 +75,15 @@ impl<'p> Evaluation<'p> {
             .or_default()
             .insert(key, row);
         Ok(())
+    }
+
+    /// Judges lateness as the stages do, in the order events are pushed: per (view,
+    /// group), an event whose anchor window (`anchor_ms` of the view, given by program
+    /// view index) ended more than `allowed_ms` before the newest anchor start the group
+    /// has seen leaves that view alone. The stages see one group's events in the order
+    /// they were produced when the producer keeps them on one partition key.
+    pub fn judge_lateness(&mut self, per_view: Vec<Option<(i64, i64)>>) {
+        self.lateness = per_view;
     }
 
     /// Evaluates one event (a JSON line); `now_ms` is what `PROCTIME()` returns.
@@ -92,10 +112,42 @@ impl<'p> Evaluation<'p> {
             .program
             .view_updates(row, &Loaded(&self.references), &ctx, Windows::Each)?
         {
-            Evaluated::Updates(updates) => Ok(Some(updates)),
+            Evaluated::Updates(updates) => Ok(Some(self.timely(updates))),
             // `Loaded` knows every row there is: a key it lacks is absent.
             Evaluated::NeedsReference(_) => unreachable!("loaded references are complete"),
         }
+    }
+
+    /// The updates that are not late (see [`Evaluation::judge_lateness`]): judged once
+    /// per (view, group) of the event, every window of it alike.
+    fn timely(&mut self, updates: Vec<ViewUpdate>) -> Vec<ViewUpdate> {
+        if self.lateness.is_empty() {
+            return updates;
+        }
+        let mut verdicts: HashMap<(usize, String), bool> = HashMap::new();
+        let mut kept = Vec::with_capacity(updates.len());
+        for u in updates {
+            let Some((anchor_ms, allowed_ms)) = self.lateness.get(u.view).copied().flatten() else {
+                kept.push(u);
+                continue;
+            };
+            let group = (u.view, key_text(&u.keys));
+            let late = *verdicts.entry(group.clone()).or_insert_with(|| {
+                let start = u.ts - u.ts.rem_euclid(anchor_ms);
+                let end = start.saturating_add(anchor_ms);
+                let watermark = self.watermarks.entry(group).or_insert(i64::MIN);
+                let late = *watermark != i64::MIN && end.saturating_add(allowed_ms) < *watermark;
+                *watermark = (*watermark).max(start);
+                if late {
+                    self.late += 1;
+                }
+                late
+            });
+            if !late {
+                kept.push(u);
+            }
+        }
+        kept
     }
 
     fn apply(&mut self, updates: Vec<ViewUpdate>) {
