@@ -87,6 +87,8 @@ fn alerts() -> Vec<Alert> {
                 z: None,
                 history: None,
                 description: String::new(),
+                view: None,
+                row: None,
             }
         })
         .collect()

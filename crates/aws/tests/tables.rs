@@ -155,6 +155,8 @@ fn alert(id_suffix: &str, start: &str) -> Alert {
         z: None,
         history: None,
         description: String::new(),
+        view: None,
+        row: None,
     }
 }
 

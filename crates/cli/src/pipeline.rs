@@ -350,8 +350,8 @@ where
             };
             stage_handler(Arc::new(stage), observe)
         }
-        _ => stage_handler(
-            Arc::new(sluice_detect::handler_with_clock(
+        _ => {
+            let stage = sluice_detect::handler_with_clock(
                 ports.rules.take().context("one detect stage")?,
                 ports.alerts.take().context("one detect stage")?,
                 FaultyStore::new(ports.history.take().context("one detect stage")?, faults),
@@ -359,9 +359,13 @@ where
                 dead_letters,
                 clock,
                 DetectConfig::from_reader(vars)?,
-            )),
-            observe,
-        ),
+            );
+            let stage = match sql {
+                Some(sql) => stage.with_sql(sql),
+                None => stage,
+            };
+            stage_handler(Arc::new(stage), observe)
+        }
     })
 }
 
@@ -541,13 +545,13 @@ impl InProcess {
     pub fn build_sql(
         template: &Template,
         reference: Vec<(String, Attrs)>,
+        rules: Vec<Rule>,
         faults: Option<Arc<Faults>>,
         sql: Arc<SqlPipeline>,
     ) -> Result<Self> {
         let sim = Arc::new(ManualClock::starting_at(SystemClock.now_ms()));
         let clocks = (sim, Arc::new(SystemClock) as Arc<dyn Clock>);
-        let mut pipeline =
-            Self::assemble(template, reference, Vec::new(), faults, clocks, Some(sql))?;
+        let mut pipeline = Self::assemble(template, reference, rules, faults, clocks, Some(sql))?;
         pipeline.producer_key = Some("sql-source".into());
         Ok(pipeline)
     }

@@ -318,6 +318,7 @@ impl GroundTruth {
                         (fold.m2 / fold.count as f64).max(0.0)
                     },
                     version: 0,
+                    columns: Vec::new(),
                 })
             })
             .collect()
@@ -464,6 +465,8 @@ fn stat_of(stat: Stat, f: &Fold) -> f64 {
         Stat::Min => f.min,
         Stat::Max => f.max,
         Stat::Mean => f.sum / f.count as f64,
+        // View rules watch SQL views, which this envelope truth does not compute.
+        Stat::Value => f64::NAN,
         Stat::Stddev => {
             if f.count < 2 {
                 0.0
@@ -990,6 +993,7 @@ mod tests {
             mean: value,
             variance: 0.0,
             version: 1,
+            columns: Vec::new(),
         })
         .expect("the rule holds on this update")
     }

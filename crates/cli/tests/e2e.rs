@@ -655,6 +655,8 @@ async fn setup_seeds_files_and_alerts_reads_them_back() {
             z: None,
             history: None,
             description: String::new(),
+            view: None,
+            row: None,
         })
         .collect();
     for a in &raised {

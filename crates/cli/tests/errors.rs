@@ -226,7 +226,7 @@ fn hostile_shapes(base: &str) -> Vec<(String, String)> {
 }
 
 /// Every field of a rule: the parser's own list, so a new field is covered too.
-const RULE_FIELDS: [&str; 14] = sluice_core::detect::rules::FIELDS;
+const RULE_FIELDS: [&str; 17] = sluice_core::detect::rules::FIELDS;
 
 #[test]
 fn hostile_rules_files_never_reach_the_terminal_raw() {

@@ -238,3 +238,102 @@ fn out_of_order_events_are_late_per_group_and_verify_still_agrees_under_chaos() 
     }
     std::fs::remove_file(&path).ok();
 }
+
+#[test]
+fn rules_on_view_columns_fire_exactly_where_the_evaluated_rows_say() {
+    let (sql, events, _) = example("iot");
+    let dir = std::env::temp_dir().join(format!("sluice-sql-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let rules = dir.join("rules.jsonl");
+    std::fs::write(
+        &rules,
+        concat!(
+            r#"{"id":"hot-site","view":"per_site","column":"hot","op":">=","threshold":3}"#,
+            "\n",
+            r#"{"id":"lima-battery","view":"per_site","column":"lowest_battery","group":{"site":"lima"},"op":"<","threshold":20}"#,
+            "\n",
+            r#"{"id":"burst","kind":"rate","view":"per_device","column":"readings","op":">=","threshold":2}"#,
+            "\n",
+        ),
+    )
+    .expect("writing rules");
+    let rules = rules.to_str().expect("utf-8").to_owned();
+    let (ok, truth, stderr) = sluice(&["sql", "eval", &sql, "--events", &events]);
+    assert!(ok, "{stderr}");
+    let rows: Vec<serde_json::Value> = truth
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .filter(|v| v["kind"] == "row")
+        .collect();
+    // Threshold rules on monotone columns (a COUNT only grows, a MIN only falls): an
+    // alert per row whose final value satisfies the rule, and no other.
+    let mut expected: BTreeSet<String> = BTreeSet::new();
+    for r in rows.iter().filter(|r| r["view"] == "per_site") {
+        let row = &r["row"];
+        if row["hot"].as_i64().expect("hot") >= 3 {
+            expected.insert(format!("hot-site {} {}", row["site"], row["window_start"]));
+        }
+        if row["site"] == "lima" && row["lowest_battery"].as_i64().is_some_and(|b| b < 20) {
+            expected.insert(format!(
+                "lima-battery {} {}",
+                row["site"], row["window_start"]
+            ));
+        }
+    }
+    // The rate rule on closed windows: readings doubled from the group's preceding
+    // minute, for every window that closed (ended over a minute, the WATERMARK's
+    // allowed lateness, before the group's newest minute).
+    let mut by_group: std::collections::BTreeMap<String, Vec<(String, i64)>> =
+        std::collections::BTreeMap::new();
+    for r in rows.iter().filter(|r| r["view"] == "per_device") {
+        let row = &r["row"];
+        let group = format!("{} {}", row["device_id"], row["band"]);
+        let start = row["window_start"].as_str().expect("start").to_owned();
+        by_group
+            .entry(group)
+            .or_default()
+            .push((start, row["readings"].as_i64().expect("readings")));
+    }
+    let minute = |t: &str| -> i64 {
+        // "2026-01-01T00:MM:00.000Z" within one day in the example.
+        let h: i64 = t[11..13].parse().expect("hour");
+        let m: i64 = t[14..16].parse().expect("minute");
+        h * 60 + m
+    };
+    for (group, windows) in &by_group {
+        let newest = windows
+            .iter()
+            .map(|(s, _)| minute(s))
+            .max()
+            .expect("a window");
+        for pair in windows.windows(2) {
+            let ((before, a), (start, b)) = (&pair[0], &pair[1]);
+            let closed = minute(start) + 1 + 1 < newest;
+            if minute(start) == minute(before) + 1 && closed && *b as f64 / *a as f64 >= 2.0 {
+                expected.insert(format!("burst {group} \"{start}\""));
+            }
+        }
+    }
+    let (ok, stdout, stderr) = sluice(&[
+        "demo", "--sql", &sql, "--file", &events, "--rules", &rules, "--json",
+    ]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(ok, "{stderr}");
+    let fired: BTreeSet<String> = stdout
+        .lines()
+        .filter(|l| l.contains(r#""kind":"alert""#))
+        .map(|l| {
+            let a: serde_json::Value = serde_json::from_str(l).expect("JSON");
+            let row = &a["row"];
+            match a["rule_id"].as_str().expect("rule") {
+                "burst" => format!(
+                    "burst {} {} {}",
+                    row["device_id"], row["band"], row["window_start"]
+                ),
+                rule => format!("{rule} {} {}", row["site"], row["window_start"]),
+            }
+        })
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(fired, expected);
+}

@@ -140,6 +140,8 @@ mod tests {
                 z: None,
                 history: None,
                 description: String::new(),
+                view: None,
+                row: None,
             };
             alerts.raise(&alert).await.expect("raise");
         }

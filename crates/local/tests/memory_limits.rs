@@ -123,6 +123,8 @@ fn alert_with_rule(rule_id: String) -> Alert {
         z: None,
         history: None,
         description: String::new(),
+        view: None,
+        row: None,
     }
 }
 

@@ -93,6 +93,8 @@ fn alerts_raised() -> Vec<Alert> {
             z: None,
             history: None,
             description: String::new(),
+            view: None,
+            row: None,
         }
     })
     .collect()

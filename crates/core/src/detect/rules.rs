@@ -20,6 +20,8 @@
 //! An alert is keyed by (rule, group, window), so re-delivered or repeated updates of the
 //! same window raise it once.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -36,11 +38,16 @@ pub enum Stat {
     Max,
     Mean,
     Stddev,
+    /// A view rule's column value (the rule's `column`).
+    Value,
 }
 
 impl Stat {
+    /// The statistic of an envelope window (NaN for [`Stat::Value`], which only view
+    /// rules take and which reads the view's row instead).
     pub fn of(self, u: &WindowUpdate) -> f64 {
         match self {
+            Stat::Value => f64::NAN,
             Stat::Count => u.count as f64,
             Stat::Sum => u.sum,
             Stat::Min => u.min,
@@ -146,14 +153,26 @@ pub const MAX_DESCRIPTION_CHARS: usize = 1024;
 pub struct Rule {
     pub id: String,
     pub kind: RuleKind,
-    /// The metric (`type`) it watches; `*` for any.
-    #[serde(rename = "type")]
+    /// The metric (`type`) it watches; `*` for any. Empty for a view rule.
+    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
     pub metric: String,
     /// Only keys starting with this prefix (empty: all keys).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub key_prefix: String,
+    /// 0 for a view rule (the view's window is the rule's).
+    #[serde(skip_serializing_if = "is_zero_i64")]
     pub window_seconds: i64,
+    /// [`Stat::Value`] for a view rule.
     pub stat: Stat,
+    /// A view rule (SQL pipelines): the stored view it watches, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<String>,
+    /// A view rule: the view's output column compared (a number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// A view rule: only rows whose columns have these values (group columns).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub group: BTreeMap<String, Value>,
     /// Required for `threshold` and `rate`; for `zscore`, absent means both sides.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub op: Option<Op>,
@@ -175,6 +194,37 @@ pub struct Rule {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
+/// What detect knows of SQL views: the value of a view's column in the row an update
+/// is (an aggregate item of the view's rows), when its group columns match.
+pub trait ViewColumns {
+    fn value(
+        &self,
+        u: &WindowUpdate,
+        view: &str,
+        column: &str,
+        group: &BTreeMap<String, Value>,
+    ) -> Option<f64>;
+}
+
+/// No SQL pipeline: view rules never apply.
+pub struct NoViews;
+
+impl ViewColumns for NoViews {
+    fn value(
+        &self,
+        _: &WindowUpdate,
+        _: &str,
+        _: &str,
+        _: &BTreeMap<String, Value>,
+    ) -> Option<f64> {
+        None
+    }
 }
 
 impl<'de> Deserialize<'de> for Rule {
@@ -201,7 +251,10 @@ fn escaped(text: &str) -> String {
 }
 
 /// Every field a rule has, as named in rule files and the rules table.
-pub const FIELDS: [&str; 14] = [
+pub const FIELDS: [&str; 17] = [
+    "view",
+    "column",
+    "group",
     "id",
     "kind",
     "type",
@@ -285,13 +338,43 @@ impl Rule {
                 format!("unknown field; rule fields are {}", FIELDS.join(", ")),
             ));
         }
+        let view: Option<String> = fields.optional("view")?;
+        if view.is_some() {
+            for field in ["type", "key_prefix", "window_seconds"] {
+                if map.contains_key(field) {
+                    return Err(fields.invalid(
+                        field,
+                        "applies to metric rules only; a view rule names `view`, `column` and \
+                         optionally `group`",
+                    ));
+                }
+            }
+        } else {
+            for field in ["column", "group"] {
+                if map.contains_key(field) {
+                    return Err(fields.invalid(field, "applies to view rules only (with `view`)"));
+                }
+            }
+        }
         let rule = Rule {
             id: fields.required("id")?,
             kind: fields.optional("kind")?.unwrap_or_default(),
-            metric: fields.required("type")?,
+            metric: match view {
+                Some(_) => String::new(),
+                None => fields.required("type")?,
+            },
             key_prefix: fields.optional("key_prefix")?.unwrap_or_default(),
-            window_seconds: fields.required("window_seconds")?,
-            stat: fields.required("stat")?,
+            window_seconds: match view {
+                Some(_) => 0,
+                None => fields.required("window_seconds")?,
+            },
+            stat: match view {
+                Some(_) => fields.optional("stat")?.unwrap_or(Stat::Value),
+                None => fields.required("stat")?,
+            },
+            column: fields.optional("column")?,
+            group: fields.optional("group")?.unwrap_or_default(),
+            view,
             op: fields.optional("op")?,
             threshold: fields.required("threshold")?,
             min_count: fields.optional("min_count")?.unwrap_or(0),
@@ -324,10 +407,46 @@ impl Rule {
                 "must not contain `|` (it separates the parts of an alert id) or control characters".into(),
             ));
         }
-        if self.metric.is_empty() {
+        if let Some(view) = &self.view {
+            if view.is_empty() || view.chars().count() > MAX_KEY_CHARS {
+                return Err(invalid(
+                    "view",
+                    format!("must name a stored view (1 to {MAX_KEY_CHARS} characters)"),
+                ));
+            }
+            if self.column.as_deref().is_none_or(str::is_empty) {
+                return Err(invalid(
+                    "column",
+                    "is required for view rules: the view's output column compared".into(),
+                ));
+            }
+            if self.stat != Stat::Value {
+                return Err(invalid(
+                    "stat",
+                    "a view rule compares its `column`: omit `stat` (or write \"value\")".into(),
+                ));
+            }
+            if let Some((name, _)) = self
+                .group
+                .iter()
+                .find(|(_, v)| v.is_array() || v.is_object())
+            {
+                return Err(invalid(
+                    "group",
+                    format!(
+                        "`{name}`: a group column's value is a string, number, boolean or null"
+                    ),
+                ));
+            }
+        } else if self.metric.is_empty() {
             return Err(invalid(
                 "type",
                 "must name a metric, or be `*` for any".into(),
+            ));
+        } else if self.stat == Stat::Value {
+            return Err(invalid(
+                "stat",
+                "`value` is a view rule's (with `view` and `column`)".into(),
             ));
         }
         // Bounded so that an alert (which copies the rule's text) always fits a
@@ -346,7 +465,7 @@ impl Rule {
             }
         }
         // A window longer than a week is never a tumbling window the stage keeps.
-        if !(1..=7 * 86_400).contains(&self.window_seconds) {
+        if self.view.is_none() && !(1..=7 * 86_400).contains(&self.window_seconds) {
             return Err(invalid(
                 "window_seconds",
                 format!("must be 1 to 604800 seconds, got {}", self.window_seconds),
@@ -437,17 +556,40 @@ impl Rule {
             && u.slide_seconds == u.window_seconds
     }
 
-    fn counts(&self, u: &WindowUpdate) -> bool {
-        self.applies_to(u) && u.count > 0 && u.count >= self.min_count
+    /// What the rule compares on this update: the statistic of a metric rule that
+    /// applies to it, or the column of a view rule's row; `None` when the rule does not
+    /// watch this update (or the column is NULL or not a number).
+    pub fn observe(&self, u: &WindowUpdate, views: &dyn ViewColumns) -> Option<f64> {
+        match (&self.view, &self.column) {
+            (Some(view), Some(column)) => {
+                if !self.enabled {
+                    return None;
+                }
+                views.value(u, view, column, &self.group)
+            }
+            _ => self.applies_to(u).then(|| self.stat.of(u)),
+        }
+    }
+
+    /// The value compared, if the rule watches the update and the window holds enough
+    /// events.
+    fn counted(&self, u: &WindowUpdate, views: &dyn ViewColumns) -> Option<f64> {
+        let x = self.observe(u, views)?;
+        (u.count > 0 && u.count >= self.min_count).then_some(x)
     }
 
     /// The alert a `threshold` rule raises on this update, if any. Other kinds never
     /// fire here: they are judged on closed windows by [`Rule::evaluate_closed`].
     pub fn evaluate(&self, u: &WindowUpdate) -> Option<Alert> {
-        if self.kind != RuleKind::Threshold || !self.counts(u) {
+        self.evaluate_in(u, &NoViews)
+    }
+
+    /// [`Rule::evaluate`], view rules included.
+    pub fn evaluate_in(&self, u: &WindowUpdate, views: &dyn ViewColumns) -> Option<Alert> {
+        if self.kind != RuleKind::Threshold {
             return None;
         }
-        let observed = self.stat.of(u);
+        let observed = self.counted(u, views)?;
         let op = self.op?;
         op.holds(observed, self.threshold)
             .then(|| self.alert(u, observed, observed, Baseline::None))
@@ -463,9 +605,20 @@ impl Rule {
         window: &WindowUpdate,
         earlier: &[WindowUpdate],
     ) -> Option<Alert> {
-        if !self.kind.needs_closed_window() || !self.counts(window) {
+        self.evaluate_closed_in(window, earlier, &NoViews)
+    }
+
+    /// [`Rule::evaluate_closed`], view rules included.
+    pub fn evaluate_closed_in(
+        &self,
+        window: &WindowUpdate,
+        earlier: &[WindowUpdate],
+        views: &dyn ViewColumns,
+    ) -> Option<Alert> {
+        if !self.kind.needs_closed_window() {
             return None;
         }
+        let observed = self.counted(window, views)?;
         let size_ms = window.window_seconds.saturating_mul(1000);
         let mut history = earlier
             .iter()
@@ -477,8 +630,7 @@ impl Rule {
                     && e.window_start < window.window_start
                     && e.count > 0
             })
-            .map(|e| (e.window_start, self.stat.of(e)));
-        let observed = self.stat.of(window);
+            .filter_map(|e| Some((e.window_start, self.observe(e, views)?)));
         match self.kind {
             RuleKind::Threshold => None,
             RuleKind::Rate => {
@@ -566,6 +718,8 @@ impl Rule {
             z,
             history,
             description: self.description.clone(),
+            view: self.view.clone(),
+            row: None,
         }
     }
 }
@@ -622,6 +776,12 @@ pub struct Alert {
     pub history: Option<u32>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// A view rule's alert: the view, and its row when the rule fired (the group's
+    /// values with every column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<Map<String, Value>>,
 }
 
 impl Alert {
@@ -685,6 +845,7 @@ mod tests {
             mean: stat_value,
             variance: 0.0,
             version: 1,
+            columns: Vec::new(),
         }
     }
 

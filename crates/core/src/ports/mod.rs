@@ -457,6 +457,7 @@ mod tests {
             mean: 0.0,
             variance: 0.0,
             version: 1,
+            columns: Vec::new(),
         }
     }
 

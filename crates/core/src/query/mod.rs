@@ -255,6 +255,8 @@ mod tests {
             z: None,
             history: None,
             description: String::new(),
+            view: None,
+            row: None,
         }
     }
 

@@ -22,7 +22,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::config::DetectConfig;
-use crate::detect::rules::{Alert, Rule};
+use std::sync::Arc;
+
+use crate::detect::rules::{Alert, NoViews, Rule, ViewColumns};
 use crate::error::Error;
 use crate::input::dead_letter::DeadLetter;
 use crate::input::envelope::{Reason, Rejection};
@@ -30,8 +32,9 @@ use crate::input::record::{OutRecord, StreamRecord};
 use crate::ports::cache::CachedRules;
 use crate::ports::{AlertStatus, AlertStore, Clock, RecordSink, RulesSource, WindowHistory};
 use crate::stage::outcome::BatchOutcome;
+use crate::stage::sql::SqlPipeline;
 use crate::stage::{Stage, deadline_passed, fail_whole_batch, failure_at};
-use crate::state::item::{ClosingRange, GroupKey, UpdateLine};
+use crate::state::item::{ClosingRange, GroupKey, UpdateLine, WindowUpdate};
 
 pub struct Detect<R, A, H, O, D, C> {
     pub rules: CachedRules<R, C>,
@@ -42,6 +45,8 @@ pub struct Detect<R, A, H, O, D, C> {
     pub dead_letters: D,
     pub clock: C,
     pub config: DetectConfig,
+    /// A SQL pipeline: view rules read its views' rows.
+    sql: Option<Arc<SqlPipeline>>,
 }
 
 impl<R: RulesSource, A, H, O, D, C: Clock + Clone> Detect<R, A, H, O, D, C> {
@@ -64,7 +69,14 @@ impl<R: RulesSource, A, H, O, D, C: Clock + Clone> Detect<R, A, H, O, D, C> {
             dead_letters,
             clock,
             config,
+            sql: None,
         }
+    }
+
+    /// The stage under a SQL pipeline: view rules judge its views' rows.
+    pub fn with_sql(mut self, pipeline: Arc<SqlPipeline>) -> Self {
+        self.sql = Some(pipeline);
+        self
     }
 }
 
@@ -181,7 +193,8 @@ where
                     }
                 };
                 for rule in rules {
-                    if let Some(alert) = rule.evaluate(&update) {
+                    if let Some(alert) = rule.evaluate_in(&update, self.views()) {
+                        let alert = self.with_row(alert, &update);
                         if !self.raise(alert, index, raised, outcome).await {
                             break 'records;
                         }
@@ -235,7 +248,7 @@ where
                 raised.stop_at(c.first_record, err);
                 break;
             }
-            for (window_seconds, watching) in rules_by_size(rules, &c.group) {
+            for (window_seconds, watching) in rules_by_size(rules, &c.group, self.sql.as_deref()) {
                 let lookback = watching.iter().map(|r| r.lookback()).max().unwrap_or(0);
                 outcome.stats.history_reads += 1;
                 let windows = match self
@@ -259,7 +272,10 @@ where
                         continue;
                     }
                     for rule in &watching {
-                        if let Some(alert) = rule.evaluate_closed(window, &windows[i + 1..]) {
+                        let earlier = &windows[i + 1..];
+                        if let Some(alert) = rule.evaluate_closed_in(window, earlier, self.views())
+                        {
+                            let alert = self.with_row(alert, window);
                             if !self.raise(alert, c.first_record, raised, outcome).await {
                                 return;
                             }
@@ -311,11 +327,51 @@ where
     }
 }
 
-/// The enabled `rate`/`zscore` rules that watch a group, by window size.
-fn rules_by_size<'a>(rules: &'a [Rule], group: &GroupKey) -> BTreeMap<i64, Vec<&'a Rule>> {
+impl<R, A, H, O, D, C> Detect<R, A, H, O, D, C> {
+    /// What view rules read: the pipeline's rows, or nothing without one.
+    fn views(&self) -> &dyn ViewColumns {
+        match &self.sql {
+            Some(sql) => sql.as_ref(),
+            None => &NoViews,
+        }
+    }
+
+    /// A view rule's alert carries the row it fired on.
+    fn with_row(&self, mut alert: Alert, u: &WindowUpdate) -> Alert {
+        if alert.view.is_some() {
+            alert.row = self
+                .sql
+                .as_ref()
+                .and_then(|s| s.update_row(u))
+                .map(|(_, row)| row);
+        }
+        alert
+    }
+}
+
+/// The enabled `rate`/`zscore` rules that watch a group, by window size (a view rule
+/// watches its view's groups, in the view's window when that window tumbles).
+fn rules_by_size<'a>(
+    rules: &'a [Rule],
+    group: &GroupKey,
+    sql: Option<&SqlPipeline>,
+) -> BTreeMap<i64, Vec<&'a Rule>> {
     let mut by_size: BTreeMap<i64, Vec<&Rule>> = BTreeMap::new();
+    let view = sql.and_then(|s| s.view(&group.metric));
     for rule in rules {
-        if rule.enabled
+        if let (Some(name), Some(view)) = (&rule.view, view) {
+            let window = view.row_window;
+            if rule.enabled
+                && rule.kind.needs_closed_window()
+                && *name == view.name
+                && window.is_tumbling()
+            {
+                by_size.entry(window.size_secs()).or_default().push(rule);
+            }
+            continue;
+        }
+        if rule.view.is_none()
+            && rule.enabled
             && rule.kind.needs_closed_window()
             && (rule.metric == "*" || rule.metric == group.metric)
             && group.key.starts_with(&rule.key_prefix)
@@ -492,6 +548,7 @@ mod tests {
             mean,
             variance: 0.0,
             version: 1,
+            columns: Vec::new(),
         }
     }
 

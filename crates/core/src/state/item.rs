@@ -137,6 +137,7 @@ impl AggregateItem {
             mean: self.state.mean,
             variance: self.state.variance(),
             version: self.version,
+            columns: self.columns.clone(),
         }
     }
 
@@ -283,6 +284,10 @@ pub struct WindowUpdate {
     pub mean: f64,
     pub variance: f64,
     pub version: u64,
+    /// A SQL view's item: its aggregates' states (detect computes the view's row from
+    /// them for the rules that watch the view).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<AggregateState>,
 }
 
 impl WindowUpdate {

@@ -39,7 +39,13 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
     let mut truth = Evaluation::new(&sql.program);
     let reference = load_references(&sql, &args.reference, &mut truth)?;
     let faults = chaos_faults(args.chaos, &template);
-    let mut pipeline = InProcess::build_sql(&template, reference, faults.clone(), sql.clone())?;
+    let rules = match &args.rules {
+        Some(path) => super::load_rules(Some(path), args.scenario)?,
+        None => Vec::new(),
+    };
+    check_view_rules(&sql, &rules)?;
+    let mut pipeline =
+        InProcess::build_sql(&template, reference, rules, faults.clone(), sql.clone())?;
     // The truth judges lateness as the stages do, per (view, group), in file order.
     let allowed_ms = sql
         .allowed_lateness_ms
@@ -124,6 +130,13 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
     }
     if args.json {
         lock_digest(&pipeline).write_lines(&mut out)?;
+    }
+    let alerts = pipeline.alerts.alerts();
+    for alert in &alerts {
+        writeln!(out, "{}", serde_json::to_string(alert)?)?;
+    }
+    if let Some(obj) = summary.as_object_mut() {
+        obj.insert("alerts".into(), json!(alerts.len()));
     }
     writeln!(out, "{summary}")?;
     for d in differences.iter().flatten().take(20) {
@@ -237,4 +250,32 @@ fn same(a: &Value, b: &Value) -> bool {
         }
         _ => a == b,
     }
+}
+
+/// A rule that names a view the pipeline does not store, or a column the view does not
+/// select, would never fire: refused before the run.
+fn check_view_rules(sql: &SqlPipeline, rules: &[sluice_core::detect::rules::Rule]) -> Result<()> {
+    for rule in rules {
+        let (Some(view), Some(column)) = (&rule.view, &rule.column) else {
+            continue;
+        };
+        let Some(stored) = sql.views.iter().find(|v| v.name == *view) else {
+            let names: Vec<&str> = sql.views.iter().map(|v| v.name.as_str()).collect();
+            bail!(
+                "rule {:?}: the pipeline stores no view `{view}` (its stored views: {})",
+                rule.id,
+                names.join(", ")
+            );
+        };
+        for name in std::iter::once(column).chain(rule.group.keys()) {
+            if !stored.outputs.contains(name) {
+                bail!(
+                    "rule {:?}: view `{view}` has no column `{name}` (its columns: {})",
+                    rule.id,
+                    stored.outputs.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
 }

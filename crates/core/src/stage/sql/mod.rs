@@ -336,3 +336,51 @@ impl StoredView {
             .collect()
     }
 }
+
+impl SqlPipeline {
+    /// The row an update is, when it is a row of a view of this pipeline: (view, row).
+    pub fn update_row(
+        &self,
+        u: &crate::state::item::WindowUpdate,
+    ) -> Option<(&StoredView, serde_json::Map<String, serde_json::Value>)> {
+        let view = self.view(&u.metric)?;
+        let key = ItemKey {
+            group: GroupKey {
+                key: u.key.clone(),
+                metric: u.metric.clone(),
+            },
+            window: u.window(),
+            start_ms: u.window_start,
+        };
+        let (_, text) = self.row_of(&key, &u.columns)?.ok()?;
+        let row = serde_json::from_str(&text).ok()?;
+        Some((view, row))
+    }
+}
+
+/// Equal JSON scalars, numbers by value (`1` equals `1.0`).
+fn same_scalar(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+impl crate::detect::rules::ViewColumns for SqlPipeline {
+    fn value(
+        &self,
+        u: &crate::state::item::WindowUpdate,
+        view: &str,
+        column: &str,
+        group: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Option<f64> {
+        if self.view(&u.metric)?.name != view {
+            return None;
+        }
+        let (_, row) = self.update_row(u)?;
+        let matches = group
+            .iter()
+            .all(|(name, want)| row.get(name).is_some_and(|got| same_scalar(got, want)));
+        matches.then(|| row.get(column)?.as_f64()).flatten()
+    }
+}
