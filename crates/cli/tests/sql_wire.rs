@@ -175,3 +175,38 @@ fn payments_over_the_wire_stores_the_demo_rows_and_repeats_change_nothing() {
 fn clicks_over_the_wire_stores_the_demo_rows_and_repeats_change_nothing() {
     wire_matches_demo("clicks");
 }
+
+#[test]
+fn run_file_sends_a_sql_source_in_order_and_stores_the_demo_rows() {
+    let (sql, events, references) = example("iot");
+    let prefix = unique_prefix();
+    let mut setup = vec!["setup", "--prefix", &prefix, "--sql", &sql];
+    setup.extend(references.iter().map(String::as_str));
+    sluice_ok(&setup);
+    let (ran, err) = sluice_ok(&[
+        "run",
+        "--prefix",
+        &prefix,
+        "--sql",
+        &sql,
+        "--file",
+        &events,
+        "--until-idle",
+        "3",
+        "--json",
+    ]);
+    // One partition key: no event is late for another shard's skew.
+    assert_eq!(summary(&ran)["late"], 0, "{err}");
+    let mut demo = vec!["demo", "--sql", &sql, "--file", &events, "--json"];
+    demo.extend(references.iter().map(String::as_str));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(&demo)
+        .output()
+        .expect("demo");
+    assert!(out.status.success());
+    assert_same_rows(
+        &rows(&ran),
+        &rows(&String::from_utf8_lossy(&out.stdout)),
+        "iot: run --file vs demo",
+    );
+}
