@@ -500,6 +500,12 @@ pub struct InProcess {
     pub producer_key: Option<String>,
 }
 
+/// The partition key of every producer record of a SQL pipeline's input (`demo`,
+/// `produce` and `run` with `--sql`): a file is one ordered source, as Flink's
+/// filesystem source reads it, so a group's lines reach aggregate in order and none is
+/// late for another shard's skew.
+pub const SQL_SOURCE_KEY: &str = "sql-source";
+
 /// The name the pipeline itself checkpoints under as the consumer of the streams no
 /// stage reads.
 const PIPELINE_CONSUMER: &str = "sluice-demo";
@@ -552,7 +558,7 @@ impl InProcess {
         let sim = Arc::new(ManualClock::starting_at(SystemClock.now_ms()));
         let clocks = (sim, Arc::new(SystemClock) as Arc<dyn Clock>);
         let mut pipeline = Self::assemble(template, reference, rules, faults, clocks, Some(sql))?;
-        pipeline.producer_key = Some("sql-source".into());
+        pipeline.producer_key = Some(SQL_SOURCE_KEY.into());
         Ok(pipeline)
     }
 

@@ -337,3 +337,61 @@ fn rules_on_view_columns_fire_exactly_where_the_evaluated_rows_say() {
     assert!(!expected.is_empty());
     assert_eq!(fired, expected);
 }
+
+#[test]
+fn setup_produce_and_run_refuse_a_pipeline_that_does_not_load_before_any_request() {
+    let bad = std::env::temp_dir().join(format!("sluice-sql-bad-{}.sql", std::process::id()));
+    std::fs::write(
+        &bad,
+        "CREATE TABLE t (\n  id STRING,\n  x BIGINT\n) WITH ('connector' = 'kinesis', 'format' = 'json');\n\
+         CREATE VIEW v AS SELECT id, SUM(x) AS s FROM t GROUP BY id;\n",
+    )
+    .expect("writing");
+    let path = bad.to_str().expect("utf-8").to_owned();
+    let (_, events, _) = example("payments");
+    // No endpoint answers here: the pipeline is checked before any request is sent.
+    let unreachable = "http://127.0.0.1:9";
+    for args in [
+        vec!["setup", "--endpoint", unreachable, "--sql", &path],
+        vec![
+            "produce",
+            "--endpoint",
+            unreachable,
+            "--sql",
+            &path,
+            "--file",
+            &events,
+        ],
+        vec![
+            "run",
+            "--endpoint",
+            unreachable,
+            "--sql",
+            &path,
+            "--until-idle",
+            "1",
+        ],
+    ] {
+        let (ok, _, stderr) = sluice(&args);
+        assert!(!ok, "{args:?}");
+        assert!(
+            stderr.contains(&format!("{path}: line 5, column 1:")),
+            "{args:?}: {stderr}"
+        );
+    }
+    let (ok, _, stderr) = sluice(&[
+        "setup",
+        "--endpoint",
+        unreachable,
+        "--sql",
+        &example("payments").0,
+        "--reference",
+        &format!("nope={events}"),
+    ]);
+    std::fs::remove_file(&bad).ok();
+    assert!(!ok);
+    assert!(
+        stderr.contains("line 1") && stderr.contains("`nope` is not a reference table"),
+        "{stderr}"
+    );
+}

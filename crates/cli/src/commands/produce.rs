@@ -1,6 +1,7 @@
 //! `sluice produce`: writes newline-delimited JSON (a file, or a synthetic scenario) to a
-//! stream, one record per line, partitioned by each line's `key`, through the same
-//! Kinesis sink the stages use (per-key order, retries of failed entries only).
+//! stream, one record per line, partitioned by each line's `key` (with `--sql`, all
+//! under one key: the file is one ordered source), through the same Kinesis sink the
+//! stages use (per-key order, retries of failed entries only).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -16,15 +17,16 @@ use sluice_core::ports::RecordSink;
 use sluice_core::resources;
 use sluice_local::scenario::{Scenario, partition_key_of};
 
+use crate::commands::sql::load_pipeline;
 use crate::connect::Connection;
 use crate::lines::{ChunkBound, LINE_HEAD_BYTES, LineSource};
-use crate::pipeline::sendable;
+use crate::pipeline::{SQL_SOURCE_KEY, sendable};
 use crate::remote::{explain, parse_time};
 
 #[derive(Args, Debug)]
 #[command(
     group(ArgGroup::new("input").required(true).args(["file", "scenario"])),
-    after_help = "Progress goes to stderr; the summary `sent N, retried M, failed K` to stdout.\nExits 1 if any record could not be written.\n\nExamples:\n  sluice produce --file events.ndjson\n  sluice produce --scenario iot --events 5000 --seed 7\n  sluice produce --scenario payments --events 100000 --rate 500\n  sluice produce --file replay.ndjson --stream sluice-raw --endpoint http://localhost:4566"
+    after_help = "Progress goes to stderr; the summary `sent N, retried M, failed K` to stdout.\nExits 1 if any record could not be written.\n\nExamples:\n  sluice produce --file events.ndjson\n  sluice produce --sql examples/payments.sql --file examples/payments.events.ndjson\n  sluice produce --scenario iot --events 5000 --seed 7\n  sluice produce --scenario payments --events 100000 --rate 500\n  sluice produce --file replay.ndjson --stream sluice-raw --endpoint http://localhost:4566"
 )]
 pub struct ProduceArgs {
     #[command(flatten)]
@@ -52,6 +54,11 @@ pub struct ProduceArgs {
     /// Records per second (0: as fast as the stream takes them).
     #[arg(long, value_name = "R", default_value_t = 0.0)]
     pub rate: f64,
+    /// The --file is a Flink SQL pipeline's source (this .sql file, checked first): its
+    /// lines are sent unchanged, all under one partition key, so the stages read them
+    /// in file order.
+    #[arg(long, value_name = "FILE.sql", requires = "file")]
+    pub sql: Option<PathBuf>,
 }
 
 /// Records sent per `PutRecords` call: a full request, or one second's worth at `rate`.
@@ -98,6 +105,9 @@ pub async fn run(args: ProduceArgs) -> Result<bool> {
         .stream
         .clone()
         .unwrap_or_else(|| conn.names().stream(resources::RAW));
+    if let Some(file) = &args.sql {
+        load_pipeline(file)?;
+    }
     let (mut input, source, known_total) = open_input(&args)?;
 
     let clients = conn.clients().await;
@@ -193,7 +203,8 @@ async fn send_all(
             break;
         }
         tally.read += lines.len() as u64;
-        let chunk = records_to_send(lines, tally);
+        let key = args.sql.as_ref().map(|_| SQL_SOURCE_KEY);
+        let chunk = records_to_send(lines, key, tally);
         if fatal.is_some() {
             tally.fail(chunk.len() as u64, "not sent after the error above");
             continue;
@@ -282,15 +293,19 @@ fn finish(tally: &Tally, fatal: Option<anyhow::Error>, stream: &str, elapsed: f6
     true
 }
 
-/// The records of `lines` that Kinesis can take; a line it refuses whatever we do (over
-/// the record limit with its key) is reported and counted as failed, not sent (a
-/// `PutRecords` call holding it would fail whole).
-fn records_to_send(lines: Vec<Vec<u8>>, tally: &mut Tally) -> Vec<OutRecord> {
+/// The records of `lines` that Kinesis can take, under partition key `key` (else each
+/// line's `key`); a line it refuses whatever we do (over the record limit with its key)
+/// is reported and counted as failed, not sent (a `PutRecords` call holding it would
+/// fail whole).
+fn records_to_send(lines: Vec<Vec<u8>>, key: Option<&str>, tally: &mut Tally) -> Vec<OutRecord> {
     let first_line = tally.read - lines.len() as u64 + 1;
     let records = lines
         .into_iter()
         .map(|line| OutRecord {
-            partition_key: partition_key_of(&String::from_utf8_lossy(&line)),
+            partition_key: key.map_or_else(
+                || partition_key_of(&String::from_utf8_lossy(&line)),
+                str::to_owned,
+            ),
             data: line,
         })
         .collect();
@@ -355,6 +370,32 @@ mod tests {
         assert_eq!(
             banner("file e.ndjson", "dev-raw", None, 250.5),
             "sluice produce: records from file e.ndjson to stream dev-raw at 250.5 records/s"
+        );
+    }
+
+    #[test]
+    fn a_sql_source_is_sent_under_one_key_unchanged() {
+        let lines = vec![
+            br#"{"id":"a","key":"k1"}"#.to_vec(),
+            br#"{"id":"b","key":"k2"}"#.to_vec(),
+        ];
+        let mut t = Tally {
+            read: 2,
+            ..Tally::default()
+        };
+        let sent = records_to_send(lines.clone(), Some(SQL_SOURCE_KEY), &mut t);
+        assert!(sent.iter().all(|r| r.partition_key == SQL_SOURCE_KEY));
+        assert_eq!(
+            sent.iter().map(|r| r.data.clone()).collect::<Vec<_>>(),
+            lines
+        );
+        let keyed = records_to_send(lines, None, &mut t);
+        assert_eq!(
+            keyed
+                .iter()
+                .map(|r| r.partition_key.as_str())
+                .collect::<Vec<_>>(),
+            ["k1", "k2"]
         );
     }
 

@@ -1,6 +1,8 @@
 //! `sluice run`: the four stages over real Kinesis and DynamoDB (AWS, LocalStack or
 //! local emulators), each fed by the local event source mapping exactly as Lambda
-//! would feed it, running the very handlers the Lambda binaries run.
+//! would feed it, running the very handlers the Lambda binaries run. With `--sql FILE`
+//! the stages run a Flink SQL pipeline, and the run ends by printing its stored views'
+//! rows.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -20,6 +22,7 @@ use sluice_core::ports::{
     Clock, RecordSink, ReferenceLookup, RulesSource, ShardSource, SystemClock,
 };
 use sluice_core::resources::{self, Names};
+use sluice_core::stage::sql::SqlPipeline;
 use sluice_local::faults::Faults;
 
 use crate::connect::Connection;
@@ -30,13 +33,16 @@ use crate::pipeline::chaos_faults;
 use sluice_local::esm::EsmClocks;
 use sluice_local::ledger::{LedgerSummary, MemoryLedger};
 
-use crate::pipeline::{Ports, Runner, Stages, build_stages, producer_records, sendable};
+use crate::commands::sql::{load_pipeline, view_rows, write_rows};
+use crate::pipeline::{
+    Ports, Runner, SQL_SOURCE_KEY, Stages, build_stages, producer_records, sendable,
+};
 use crate::remote::explain;
 use crate::verify;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  eval \"$(infra/local/up)\"\n  sluice setup --scenario iot\n  sluice produce --scenario iot --events 5000\n  sluice run --until-idle 5\n  sluice run --file events.ndjson --chaos 7 --verify --until-idle 5"
+    after_help = "Examples:\n  eval \"$(infra/local/up)\"\n  sluice setup --scenario iot\n  sluice produce --scenario iot --events 5000\n  sluice run --until-idle 5\n  sluice run --file events.ndjson --chaos 7 --verify --until-idle 5\n\nA Flink SQL pipeline (rows then the summary, one JSON line each):\n  sluice setup --sql examples/payments.sql --reference merchants=examples/payments.merchants.ndjson\n  sluice produce --sql examples/payments.sql --file examples/payments.events.ndjson\n  sluice run --sql examples/payments.sql --until-idle 3 --json"
 )]
 pub struct RunArgs {
     #[command(flatten)]
@@ -63,6 +69,12 @@ pub struct RunArgs {
     /// Print the summary as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Run a Flink SQL pipeline (.sql) on the stages instead of the event envelope
+    /// (reference rows as `sluice setup --sql` seeds them); once idle, print one
+    /// `{"kind":"row","view":…,"row":{…}}` line per (view, window, group) stored in the
+    /// aggregates table, then the summary. `--file` is sent under one partition key.
+    #[arg(long, value_name = "FILE.sql", conflicts_with = "verify")]
+    pub sql: Option<PathBuf>,
 }
 
 /// Every record of a stream, shard by shard, oldest first.
@@ -85,6 +97,10 @@ pub async fn read_stream(source: &impl ShardSource) -> Result<Vec<StreamRecord>>
 }
 
 pub async fn run(args: RunArgs) -> Result<bool> {
+    let sql = match &args.sql {
+        Some(file) => Some(Arc::new(load_pipeline(file)?)),
+        None => None,
+    };
     let mut template = args.conn.template()?;
     args.aggregate.apply(&mut template);
     let faults = chaos_faults(args.chaos, &template);
@@ -94,7 +110,10 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         clients.dynamodb.clone(),
         names.table(resources::AGGREGATES_TABLE),
     ));
-    let ports = dynamo_ports(&clients.dynamodb, &names, &store);
+    let ports = Ports {
+        sql: sql.clone(),
+        ..dynamo_ports(&clients.dynamodb, &names, &store)
+    };
     // Before anything runs: whether an earlier run already committed to this table.
     let resumed = match args.verify {
         true => held_items(&clients.dynamodb, store.table()).await?,
@@ -115,9 +134,11 @@ pub async fn run(args: RunArgs) -> Result<bool> {
     let mut runner = connect_runner(&args.conn, &stages, &kinesis, &template, &faults).await?;
 
     if let Some(path) = &args.file {
+        let key = sql.as_ref().map(|_| SQL_SOURCE_KEY);
         write_file(
             path,
             &faults,
+            key,
             &KinesisSink::new(kinesis.clone(), &stages.raw_stream),
         )
         .await?;
@@ -146,18 +167,17 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         ),
         resumed,
     };
-    report(
-        &args,
-        &template,
-        &stages,
-        &runner,
-        &store,
-        &verify_tables,
-        &kinesis,
-        &faults,
+    let run = Finished {
+        stages: &stages,
+        runner: &runner,
+        store: &store,
+        faults: &faults,
         started,
-    )
-    .await
+    };
+    match &sql {
+        Some(sql) => report_sql(&args, sql, &run).await,
+        None => report(&args, &template, &run, &verify_tables, &kinesis).await,
+    }
 }
 
 /// The DynamoDB tables under `names` as the stages' ports; the aggregates table serves
@@ -337,29 +357,58 @@ fn progress_line(stages: &Stages, store: &DynamoAggregateStore, interactive: boo
     output::progress(&summary, interactive);
 }
 
+/// What a finished run reports on: its stages, mappings and aggregates table.
+struct Finished<'a> {
+    stages: &'a Stages,
+    runner: &'a Runner<KinesisShardSource, KinesisSink>,
+    store: &'a DynamoAggregateStore,
+    faults: &'a Option<Arc<Faults>>,
+    started: Instant,
+}
+
+impl Finished<'_> {
+    /// The ledger's totals, after warning about batches the mappings dropped.
+    fn ledger(&self) -> LedgerSummary {
+        for (stage, m) in self.runner.mapping_stats() {
+            if m.dropped_batches > 0 {
+                eprintln!(
+                    "warning: {stage} dropped {} batches ({} records) after their retries",
+                    m.dropped_batches, m.dropped_records
+                );
+            }
+        }
+        self.stages.ledger.summary()
+    }
+
+    /// Whether every event read was settled (an error line if not).
+    fn settled(ledger: &LedgerSummary) -> bool {
+        if ledger.unsettled > 0 {
+            eprintln!(
+                "error: {} events were read but never settled",
+                ledger.unsettled
+            );
+        }
+        ledger.unsettled == 0
+    }
+}
+
 /// The end of a run: warnings about dropped batches, the summary, and with `--verify`
 /// the verdict on the stored state; `Ok(false)` when something was lost or differs.
-#[allow(clippy::too_many_arguments)]
 async fn report(
     args: &RunArgs,
     template: &sluice_local::template::Template,
-    stages: &Stages,
-    runner: &Runner<KinesisShardSource, KinesisSink>,
-    store: &DynamoAggregateStore,
+    run: &Finished<'_>,
     tables: &VerifyTables,
     kinesis: &aws_sdk_kinesis::Client,
-    faults: &Option<Arc<Faults>>,
-    started: Instant,
 ) -> Result<bool> {
-    let ledger = stages.ledger.summary();
-    for (stage, m) in runner.mapping_stats() {
-        if m.dropped_batches > 0 {
-            eprintln!(
-                "warning: {stage} dropped {} batches ({} records) after their retries",
-                m.dropped_batches, m.dropped_records
-            );
-        }
-    }
+    let Finished {
+        stages,
+        store,
+        faults,
+        started,
+        ..
+    } = *run;
+    let ledger = run.ledger();
     let mut summary = summary_json(&ledger, stages, store, faults, started);
     let verdict = match args.verify {
         true => {
@@ -385,14 +434,42 @@ async fn report(
             verify::write_not_judged(&mut out, note, args.json)?;
         }
     }
-    let consistent = ledger.unsettled == 0;
-    if !consistent {
-        eprintln!(
-            "error: {} events were read but never settled",
-            ledger.unsettled
-        );
-    }
+    let consistent = Finished::settled(&ledger);
     Ok(consistent && verdict.is_none_or(|v| v.diffs.is_empty()))
+}
+
+/// The end of a SQL run: every stored view's rows, read back from the aggregates table
+/// (one `{"kind":"row",…}` line each, as `sluice demo --sql` prints them), then the
+/// summary (with the events the pipeline's WHERE filtered, and the rows).
+async fn report_sql(args: &RunArgs, sql: &SqlPipeline, run: &Finished<'_>) -> Result<bool> {
+    let ledger = run.ledger();
+    let mut summary = summary_json(&ledger, run.stages, run.store, run.faults, run.started);
+    let items = run
+        .store
+        .scan_all()
+        .await
+        .context("reading the aggregates table")?;
+    let rows = view_rows(sql, &items)?;
+    if let Some(obj) = summary.as_object_mut() {
+        obj.insert("filtered".into(), json!(ledger.filtered));
+        obj.insert("rows".into(), json!(rows.len()));
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    write_rows(&mut out, &rows)?;
+    if args.json {
+        writeln!(out, "{summary}")?;
+    } else {
+        write_human(&mut out, &ledger, run.store, run.started)?;
+        writeln!(
+            out,
+            "{} rows of {} stored views ({} events filtered).",
+            rows.len(),
+            sql.views.len(),
+            ledger.filtered
+        )?;
+    }
+    Ok(Finished::settled(&ledger))
 }
 
 /// The `--json` summary line of a run.
@@ -509,7 +586,13 @@ async fn verify_stored_state(
 /// memory holds one request, whatever the file's size), with `--chaos`'s producer
 /// duplicates. A line Kinesis refuses whatever we do (over the record limit with its key)
 /// is reported and not sent, as `sluice produce` does; the rest go on.
-async fn write_file(path: &Path, faults: &Option<Arc<Faults>>, raw: &KinesisSink) -> Result<()> {
+/// With `key`, every record goes under that partition key (a SQL pipeline's source).
+async fn write_file(
+    path: &Path,
+    faults: &Option<Arc<Faults>>,
+    key: Option<&str>,
+    raw: &KinesisSink,
+) -> Result<()> {
     let mut input = LineSource::file(path)?;
     let (mut written, mut line_no) = (0u64, 0usize);
     loop {
@@ -517,7 +600,12 @@ async fn write_file(path: &Path, faults: &Option<Arc<Faults>>, raw: &KinesisSink
         if lines.is_empty() {
             break;
         }
-        let (records, _) = producer_records(&lines, faults);
+        let (mut records, _) = producer_records(&lines, faults);
+        if let Some(key) = key {
+            records
+                .iter_mut()
+                .for_each(|r| r.partition_key = key.to_owned());
+        }
         let (fitting, refused) = sendable(records);
         for (_, record, error) in refused {
             eprintln!(

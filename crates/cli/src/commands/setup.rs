@@ -3,7 +3,7 @@
 //! them), waits until they are ACTIVE, and optionally seeds reference data and rules.
 //! Idempotent: what exists is left as it is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -16,12 +16,13 @@ use sluice_core::resources::{self, Names, StreamDef};
 use sluice_local::scenario::Scenario;
 use sluice_local::template::Template;
 
+use crate::commands::sql::{load_pipeline, reference_rows};
 use crate::connect::Connection;
 use crate::remote::explain;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Each stream and table is printed on stderr as `created` or `exists`.\n\nExamples:\n  sluice setup --endpoint http://localhost:4566\n  sluice setup --prefix dev --shards 4\n  sluice setup --scenario iot          (also seeds the iot scenario's reference rows and rules)\n  sluice setup --reference sites.jsonl --rules rules.jsonl\n\nReference lines: {\"key\":\"sensor-001\",\"attrs\":{\"site\":\"north\"}}\nRule lines:      {\"id\":\"overheat\",\"type\":\"temperature\",\"window_seconds\":60,\"stat\":\"max\",\"op\":\">\",\"threshold\":80}\n                 {\"id\":\"burst\",\"kind\":\"rate\",\"type\":\"amount\",\"window_seconds\":60,\"stat\":\"count\",\"op\":\">=\",\"threshold\":3}\n                 (the format of `sluice rules put`; see `sluice rules --help`)"
+    after_help = "Each stream and table is printed on stderr as `created` or `exists`.\n\nExamples:\n  sluice setup --endpoint http://localhost:4566\n  sluice setup --prefix dev --shards 4\n  sluice setup --scenario iot          (also seeds the iot scenario's reference rows and rules)\n  sluice setup --reference sites.jsonl --rules rules.jsonl\n  sluice setup --sql examples/payments.sql --reference merchants=examples/payments.merchants.ndjson\n\nReference lines: {\"key\":\"sensor-001\",\"attrs\":{\"site\":\"north\"}}\nRule lines:      {\"id\":\"overheat\",\"type\":\"temperature\",\"window_seconds\":60,\"stat\":\"max\",\"op\":\">\",\"threshold\":80}\n                 {\"id\":\"burst\",\"kind\":\"rate\",\"type\":\"amount\",\"window_seconds\":60,\"stat\":\"count\",\"op\":\">=\",\"threshold\":3}\n                 (the format of `sluice rules put`; see `sluice rules --help`)"
 )]
 pub struct SetupArgs {
     #[command(flatten)]
@@ -30,9 +31,10 @@ pub struct SetupArgs {
     /// RawShards, ValidShards, EnrichedShards). Existing streams are not resharded.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub shards: Option<u32>,
-    /// Seed the reference table from JSON lines `{"key":…,"attrs":{…}}`.
+    /// Seed the reference table from JSON lines `{"key":…,"attrs":{…}}`. With --sql:
+    /// a lookup join's rows, TABLE=FILE.ndjson, one JSON object per line (repeatable).
     #[arg(long, value_name = "PATH")]
-    pub reference: Option<PathBuf>,
+    pub reference: Vec<PathBuf>,
     /// Seed the rules table from JSON lines of rules.
     #[arg(long, value_name = "PATH")]
     pub rules: Option<PathBuf>,
@@ -40,6 +42,11 @@ pub struct SetupArgs {
     /// --reference and --rules replace the respective part.
     #[arg(long)]
     pub scenario: Option<Scenario>,
+    /// For a Flink SQL pipeline (.sql): check that it loads, and seed the reference
+    /// table with its lookup joins' rows (--reference TABLE=FILE.ndjson) instead of a
+    /// scenario's.
+    #[arg(long, value_name = "FILE.sql", conflicts_with = "scenario")]
+    pub sql: Option<PathBuf>,
     /// How long to wait for each stream or table to become ACTIVE.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub wait_seconds: u64,
@@ -175,11 +182,9 @@ fn read_inputs(args: &SetupArgs) -> Result<Inputs> {
     for def in resources::STREAMS {
         shard_counts.push((def.suffix, shards_of(&template, &def, args.shards)?));
     }
-    let reference: Vec<(String, Attrs)> = match (&args.reference, args.scenario) {
-        (Some(p), _) => parse_reference(&read_text(p, "reference file")?)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
-        (None, Some(s)) => s.reference(),
-        (None, None) => Vec::new(),
+    let reference = match &args.sql {
+        Some(file) => sql_reference(file, &args.reference)?,
+        None => envelope_reference(&args.reference, args.scenario)?,
     };
     let rules: Vec<Rule> = match (&args.rules, args.scenario) {
         (Some(p), _) => parse_rules(&read_text(p, "rules file")?)
@@ -192,6 +197,42 @@ fn read_inputs(args: &SetupArgs) -> Result<Inputs> {
         reference,
         rules,
     })
+}
+
+/// The envelope's reference rows: the one `--reference` file's, else the scenario's.
+fn envelope_reference(
+    paths: &[PathBuf],
+    scenario: Option<Scenario>,
+) -> Result<Vec<(String, Attrs)>> {
+    match (paths, scenario) {
+        ([p], _) => parse_reference(&read_text(p, "reference file")?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display())),
+        ([], Some(s)) => Ok(s.reference()),
+        ([], None) => Ok(Vec::new()),
+        _ => bail!("--reference: give one file (several TABLE=FILE ones are for --sql)"),
+    }
+}
+
+/// A SQL pipeline's reference rows, keyed as its enrich stage reads them, after
+/// checking that the pipeline loads (an error names the file, line and column).
+fn sql_reference(file: &Path, specs: &[PathBuf]) -> Result<Vec<(String, Attrs)>> {
+    let sql = load_pipeline(file)?;
+    let specs = specs
+        .iter()
+        .map(|p| {
+            p.to_str()
+                .map(str::to_owned)
+                .with_context(|| format!("--reference {}: not UTF-8", p.display()))
+        })
+        .collect::<Result<Vec<String>>>()?;
+    let rows = reference_rows(&sql, &specs, |_, _| Ok(()))?;
+    eprintln!(
+        "sluice setup: pipeline {} loads; {} stored views, {} reference rows",
+        file.display(),
+        sql.views.len(),
+        rows.len()
+    );
+    Ok(rows)
 }
 
 /// A stream's shard count as read, its default if it was not.

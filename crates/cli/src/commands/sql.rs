@@ -6,10 +6,15 @@
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use sluice_core::ports::{Clock, SystemClock};
+use sluice_core::ports::{Attrs, Clock, SystemClock};
 use sluice_core::sql::{Evaluation, Pipeline, Program};
+use sluice_core::stage::sql::SqlPipeline;
+use sluice_core::stage::sql::enrich::{REFERENCE_ROW, reference_key};
+use sluice_core::state::item::AggregateItem;
 
 use crate::lines::{LINE_HEAD_BYTES, read_line_bounded};
 
@@ -137,4 +142,76 @@ pub fn read(file: &PathBuf) -> Result<Pipeline> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading the pipeline {}", file.display()))?;
     Pipeline::parse(&text).with_context(|| format!("{}", file.display()))
+}
+
+/// Reads and checks a pipeline for the stages (`--sql FILE`); an error names the file,
+/// line and column.
+pub fn load_pipeline(file: &Path) -> Result<SqlPipeline> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the pipeline {}", file.display()))?;
+    SqlPipeline::load(&text).with_context(|| format!("{}", file.display()))
+}
+
+/// Reads `TABLE=FILE.ndjson` reference files (`--reference` with `--sql`) into the rows
+/// enrich reads from the reference table: key [`reference_key`], one attribute
+/// [`REFERENCE_ROW`] holding the line. `each` sees every line too (table, line).
+pub fn reference_rows(
+    sql: &SqlPipeline,
+    specs: &[String],
+    mut each: impl FnMut(&str, &[u8]) -> std::result::Result<(), String>,
+) -> Result<Vec<(String, Attrs)>> {
+    let mut rows = Vec::new();
+    for spec in specs {
+        let Some((table, path)) = spec.split_once('=') else {
+            bail!("--reference {spec:?}: write TABLE=FILE.ndjson");
+        };
+        for_each_line(Path::new(path), |n, line| {
+            let (key, _) = sql
+                .program
+                .read_reference(table, line)
+                .and_then(|read| each(table, line).map(|()| read))
+                .map_err(|e| anyhow::anyhow!("{path}, line {n}: {e}"))?;
+            let text = String::from_utf8_lossy(line).into_owned();
+            rows.push((
+                reference_key(table, &key),
+                Attrs::from([(REFERENCE_ROW.to_owned(), text)]),
+            ));
+            Ok(())
+        })?;
+    }
+    Ok(rows)
+}
+
+/// The result rows of the stored view items among `items`: (view name, row JSON), in
+/// the pipeline's view order, then as `items` come (by view, window and group).
+pub fn view_rows<'a>(
+    sql: &SqlPipeline,
+    items: impl IntoIterator<Item = &'a AggregateItem>,
+) -> Result<Vec<(String, String)>> {
+    let mut rows = Vec::new();
+    for item in items {
+        if let Some(row) = sql.row_of(&item.key, &item.columns) {
+            rows.push(row.map_err(|e| anyhow::anyhow!(e))?);
+        }
+    }
+    let order: BTreeMap<&str, usize> = sql
+        .views
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.name.as_str(), i))
+        .collect();
+    rows.sort_by_key(|(view, _)| order.get(view.as_str()).copied());
+    Ok(rows)
+}
+
+/// Writes one `{"kind":"row","view":…,"row":{…}}` line per row.
+pub fn write_rows(out: &mut impl Write, rows: &[(String, String)]) -> std::io::Result<()> {
+    for (view, row) in rows {
+        writeln!(
+            out,
+            r#"{{"kind":"row","view":{},"row":{row}}}"#,
+            serde_json::Value::from(view.as_str())
+        )?;
+    }
+    Ok(())
 }

@@ -12,20 +12,17 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use sluice_core::ports::{Attrs, Clock, SystemClock};
+use sluice_core::ports::{Clock, SystemClock};
 use sluice_core::sql::Evaluation;
 use sluice_core::stage::sql::SqlPipeline;
-use sluice_core::stage::sql::enrich::{REFERENCE_ROW, reference_key};
 
 use super::{DemoArgs, demo_template, lock_digest};
-use crate::commands::sql::for_each_line;
+use crate::commands::sql::{load_pipeline, reference_rows, view_rows, write_rows};
 use crate::lines::{ChunkBound, LineSource, ReadAhead};
 use crate::pipeline::{InProcess, chaos_faults};
 
 pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("reading the pipeline {}", file.display()))?;
-    let mut sql = SqlPipeline::load(&text).with_context(|| format!("{}", file.display()))?;
+    let mut sql = load_pipeline(file)?;
     if let Some(seconds) = args.aggregate.allowed_lateness {
         // The pipeline's WATERMARK gives the lateness; the flag overrides it (the
         // oracle runs the stages with no lateness, as Flink's batch mode has none).
@@ -37,7 +34,9 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
     };
     let template = demo_template(args)?;
     let mut truth = Evaluation::new(&sql.program);
-    let reference = load_references(&sql, &args.reference, &mut truth)?;
+    let reference = reference_rows(&sql, &args.reference, |table, line| {
+        truth.load_reference(table, line)
+    })?;
     let faults = chaos_faults(args.chaos, &template);
     let rules = match &args.rules {
         Some(path) => super::load_rules(Some(path), args.scenario)?,
@@ -85,7 +84,7 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
         )
         .await?;
     let elapsed = started.elapsed();
-    let rows = stored_rows(&sql, &pipeline)?;
+    let rows = view_rows(&sql, &pipeline.store.items())?;
     let ledger = pipeline.stages.ledger.summary();
     let meter = &pipeline.store.meter;
     let consistent = ledger.unsettled == 0
@@ -121,13 +120,7 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    for (view, row) in &rows {
-        writeln!(
-            out,
-            r#"{{"kind":"row","view":{},"row":{row}}}"#,
-            Value::from(view.as_str())
-        )?;
-    }
+    write_rows(&mut out, &rows)?;
     if args.json {
         lock_digest(&pipeline).write_lines(&mut out)?;
     }
@@ -147,55 +140,6 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
         eprintln!("error: the ledger does not add up: {summary}");
     }
     Ok(consistent && differences.is_none_or(|d| d.is_empty()))
-}
-
-/// Reads `TABLE=FILE.ndjson` reference files: the rows as enrich reads them from the
-/// reference table (and into the truth, when verifying).
-fn load_references(
-    sql: &SqlPipeline,
-    specs: &[String],
-    truth: &mut Evaluation<'_>,
-) -> Result<Vec<(String, Attrs)>> {
-    let mut rows = Vec::new();
-    for spec in specs {
-        let Some((table, path)) = spec.split_once('=') else {
-            bail!("--reference {spec:?}: write TABLE=FILE.ndjson");
-        };
-        for_each_line(Path::new(path), |n, line| {
-            let (key, _) = sql
-                .program
-                .read_reference(table, line)
-                .map_err(|e| anyhow::anyhow!("{path}, line {n}: {e}"))?;
-            truth
-                .load_reference(table, line)
-                .map_err(|e| anyhow::anyhow!("{path}, line {n}: {e}"))?;
-            let text = String::from_utf8_lossy(line).into_owned();
-            rows.push((
-                reference_key(table, &key),
-                Attrs::from([(REFERENCE_ROW.to_owned(), text)]),
-            ));
-            Ok(())
-        })?;
-    }
-    Ok(rows)
-}
-
-/// Every stored row: (view name, row JSON), by view, window and group.
-fn stored_rows(sql: &SqlPipeline, pipeline: &InProcess) -> Result<Vec<(String, String)>> {
-    let mut rows = Vec::new();
-    for item in pipeline.store.items() {
-        if let Some(row) = sql.row_of(&item.key, &item.columns) {
-            rows.push(row.map_err(|e| anyhow::anyhow!(e))?);
-        }
-    }
-    let order: BTreeMap<&str, usize> = sql
-        .views
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v.name.as_str(), i))
-        .collect();
-    rows.sort_by_key(|(view, _)| order.get(view.as_str()).copied());
-    Ok(rows)
 }
 
 /// What differs between the stored rows and the truth's: rows missing on either side,
