@@ -495,6 +495,8 @@ pub struct InProcess {
     unconsumed: Vec<String>,
     /// What the dead-letter stream carried, folded as it streamed by.
     pub dead_letters: Arc<Mutex<DeadLetterDigest>>,
+    /// The SQL pipeline the stages run, if any (the dashboard serves its views).
+    pub sql: Option<Arc<SqlPipeline>>,
     /// One partition key for every producer record (`demo --sql`: a file is one ordered
     /// source, as Flink's filesystem source reads it); `None`: each line's `key`.
     pub producer_key: Option<String>,
@@ -583,7 +585,7 @@ impl InProcess {
             rules: MemoryRules::new(rules),
             alerts: alerts.clone(),
             history: store.clone(),
-            sql,
+            sql: sql.clone(),
         };
         let stages = build_stages(
             template,
@@ -633,6 +635,7 @@ impl InProcess {
             producer_rejections: Default::default(),
             unconsumed,
             dead_letters: Default::default(),
+            sql,
             producer_key: None,
         })
     }

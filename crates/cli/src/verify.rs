@@ -1124,6 +1124,7 @@ mod tests {
             max: 1.0,
             mean: 1.0,
             variance: 0.0,
+            columns: Vec::new(),
         };
         assert!(compare(&t, &[view(60, 1, 1.0), view(3600, 1, 1.0)]).is_empty());
         assert_eq!(
@@ -1302,6 +1303,7 @@ mod tests {
                     max: 1.0,
                     mean: 1.0,
                     variance: 0.0,
+                    columns: Vec::new(),
                 })
                 .to_vec()
         };

@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 fn sluice(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
@@ -394,4 +396,94 @@ fn setup_produce_and_run_refuse_a_pipeline_that_does_not_load_before_any_request
         stderr.contains("line 1") && stderr.contains("`nope` is not a reference table"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_read_api_lists_views_and_pages_their_rows_filtered_by_column() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let (sql, events, _) = example("iot");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "demo", "--sql", &sql, "--file", &events, "--json", "--serve", "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the demo");
+    let stderr = child.stderr.take().expect("stderr");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = common::Server::of(child);
+    let mut err_lines = BufReader::new(stderr).lines();
+    let url = err_lines
+        .find_map(|l| {
+            let l = l.ok()?;
+            l.split_once("http://").map(|(_, rest)| {
+                format!("http://{}", rest.split_whitespace().next().unwrap_or(rest))
+            })
+        })
+        .expect("the demo prints the dashboard's URL");
+    std::thread::spawn(move || err_lines.for_each(drop));
+    // The rows as printed, once the run is done (it keeps serving afterwards).
+    let mut printed = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("stdout");
+        if line.contains(r#""kind":"summary""#) {
+            break;
+        }
+        if line.starts_with(r#"{"kind":"row","view":"per_site""#) {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+            printed.push(v["row"].clone());
+        }
+    }
+    let base = url
+        .split('?')
+        .next()
+        .expect("url")
+        .trim_end_matches('/')
+        .to_owned();
+    let (status, list) = common::get(&base, "/api/views");
+    assert_eq!(status, 200, "{list}");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|v| v["view"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["per_site", "per_device"]);
+    assert_eq!(list["items"][0]["window_seconds"], 300);
+    assert_eq!(list["items"][0]["slide_seconds"], 60);
+    // Every lima row of per_site, page by page.
+    let mut served = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let path = match &next {
+            None => "/api/views/per_site?site=lima&limit=7".to_owned(),
+            Some(t) => format!("/api/views/per_site?site=lima&limit=7&next={t}"),
+        };
+        let (status, page) = common::get(&base, &path);
+        assert_eq!(status, 200, "{page}");
+        served.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next"].as_str() {
+            Some(t) => next = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    let key = |r: &serde_json::Value| r.to_string();
+    let mut want: Vec<String> = printed
+        .iter()
+        .filter(|r| r["site"] == "lima")
+        .map(key)
+        .collect();
+    let mut got: Vec<String> = served.iter().map(key).collect();
+    want.sort();
+    got.sort();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    let (status, bad) = common::get(&base, "/api/views/per_site?sight=lima");
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["parameter"], "sight");
+    let (status, missing) = common::get(&base, "/api/views/nope");
+    assert_eq!(status, 404, "{missing}");
+    drop(server);
 }

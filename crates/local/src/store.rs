@@ -146,6 +146,14 @@ impl Stored {
         }
     }
 
+    fn view(&self, key: ItemKey) -> AggregateView {
+        let view = AggregateView::of(&key, &self.state);
+        match &self.columns {
+            Some(columns) => view.with_columns(columns),
+            None => view,
+        }
+    }
+
     fn to_item(&self, key: ItemKey) -> AggregateItem {
         let mut fingerprints = FingerprintSet::new();
         fingerprints.extend(self.fingerprints.iter().copied());
@@ -295,7 +303,7 @@ impl MemoryAggregateStore {
             .items
             .iter()
             .filter(|(_, stored)| stored.state.count > 0)
-            .map(|(slot, stored)| AggregateView::of(&tables.key(*slot), &stored.state))
+            .map(|(slot, stored)| stored.view(tables.key(*slot)))
             .collect()
     }
 
@@ -306,7 +314,7 @@ impl MemoryAggregateStore {
         let tables = lock(&self.tables);
         for (slot, stored) in &tables.items {
             if stored.state.count > 0 {
-                f(AggregateView::of(&tables.key(*slot), &stored.state));
+                f(stored.view(tables.key(*slot)));
             }
         }
     }

@@ -299,6 +299,13 @@ pub fn get(base: &str, path: &str) -> (u16, Value) {
 /// Stops the dashboard by its PID when the test ends, passed or not.
 pub struct Server(Child);
 
+impl Server {
+    /// Stops `child` when the test ends.
+    pub fn of(child: Child) -> Self {
+        Server(child)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -401,6 +401,28 @@ pub struct Page<T, C> {
     pub next: Option<C>,
 }
 
+/// A stored view of a SQL pipeline, as `GET /views` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ViewInfo {
+    pub view: String,
+    /// Its id: the `type` of its aggregate items.
+    pub id: String,
+    /// The output columns, in SELECT order.
+    pub columns: Vec<String>,
+    /// The window of its rows.
+    pub window_seconds: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slide_seconds: Option<i64>,
+}
+
+/// The stored views of a SQL pipeline, for the read API.
+pub trait ViewCatalog: Send + Sync {
+    fn list(&self) -> Vec<ViewInfo>;
+    fn find(&self, name: &str) -> Option<ViewInfo>;
+    /// The row an aggregate is, if it is a row of one of the views.
+    fn row(&self, aggregate: &AggregateView) -> Option<serde_json::Map<String, serde_json::Value>>;
+}
+
 /// Reads the aggregates table for the query API.
 pub trait AggregateReader: Send + Sync {
     /// One page: at most `query.limit` matching aggregates after `query.after`, and

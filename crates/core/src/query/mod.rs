@@ -40,13 +40,15 @@
 mod pager;
 mod request;
 mod token;
+mod views;
 
 use serde::Serialize;
 
-use crate::ports::{AggregateReader, AlertReader, Page};
+use crate::ports::{AggregateReader, AlertReader, Page, ViewCatalog};
 pub use pager::{AggregatePager, AlertPager, alert_order, view_position};
 pub use request::{TIME_RANGE_MS, parse_aggregate_query, parse_alert_query, query_pairs};
 use token::encode_token;
+pub use views::VIEWS_PATH;
 
 /// Items per page when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -123,6 +125,29 @@ pub async fn respond<A: AggregateReader, L: AlertReader>(
     path: &str,
     params: &[(String, String)],
 ) -> ApiResponse {
+    respond_with_views(aggregates, alerts, None, path, params).await
+}
+
+/// [`respond`] for a deployment that runs a SQL pipeline: `GET /views` lists its stored
+/// views and `GET /views/{view}` pages a view's rows (see `views.rs`).
+pub async fn respond_with_views<A: AggregateReader, L: AlertReader>(
+    aggregates: &A,
+    alerts: &L,
+    views: Option<&dyn ViewCatalog>,
+    path: &str,
+    params: &[(String, String)],
+) -> ApiResponse {
+    if let Some(catalog) = views {
+        if path == VIEWS_PATH {
+            return views::list(catalog);
+        }
+        if let Some(name) = path
+            .strip_prefix(VIEWS_PATH)
+            .and_then(|p| p.strip_prefix('/'))
+        {
+            return views::rows(aggregates, catalog, name, params).await;
+        }
+    }
     match path {
         AGGREGATES_PATH => match parse_aggregate_query(params) {
             Err(bad) => ApiResponse::bad_request(&bad),
@@ -229,6 +254,7 @@ mod tests {
             max: 1.0,
             mean: 1.0,
             variance: 0.0,
+            columns: Vec::new(),
         }
     }
 

@@ -54,7 +54,7 @@ fn decode(s: &str) -> String {
 }
 
 /// The parameters, each at most once, only those of `allowed`.
-fn collect_params<'a>(
+pub(super) fn collect_params<'a>(
     params: &'a [(String, String)],
     allowed: &[&str],
 ) -> std::result::Result<BTreeMap<&'a str, &'a str>, BadRequest> {
@@ -90,7 +90,10 @@ fn text(map: &BTreeMap<&str, &str>, name: &str) -> Option<String> {
 /// year digits and so sort like the instants they name (stores compare them as text).
 pub const TIME_RANGE_MS: std::ops::RangeInclusive<i64> = -62_167_219_200_000..=253_402_300_799_999;
 
-fn time(map: &BTreeMap<&str, &str>, name: &str) -> std::result::Result<Option<i64>, BadRequest> {
+pub(super) fn time(
+    map: &BTreeMap<&str, &str>,
+    name: &str,
+) -> std::result::Result<Option<i64>, BadRequest> {
     map.get(name)
         .map(|v| match parse_time_arg(v) {
             Some(ms) if TIME_RANGE_MS.contains(&ms) => Ok(ms),
@@ -106,7 +109,7 @@ fn time(map: &BTreeMap<&str, &str>, name: &str) -> std::result::Result<Option<i6
         .transpose()
 }
 
-fn limit(map: &BTreeMap<&str, &str>) -> std::result::Result<usize, BadRequest> {
+pub(super) fn limit(map: &BTreeMap<&str, &str>) -> std::result::Result<usize, BadRequest> {
     let Some(v) = map.get("limit") else {
         return Ok(DEFAULT_LIMIT);
     };

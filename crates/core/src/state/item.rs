@@ -119,7 +119,7 @@ impl AggregateItem {
     }
 
     pub fn view(&self) -> AggregateView {
-        AggregateView::of(&self.key, &self.state)
+        AggregateView::of(&self.key, &self.state).with_columns(&self.columns)
     }
 
     /// The update the aggregate stage emits after writing this item.
@@ -245,6 +245,10 @@ pub struct AggregateView {
     pub max: f64,
     pub mean: f64,
     pub variance: f64,
+    /// A SQL view's item: its aggregates' states (the read API turns them into the
+    /// view's row); never on the envelope's lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<AggregateState>,
 }
 
 impl AggregateView {
@@ -262,7 +266,14 @@ impl AggregateView {
             max: state.max,
             mean: state.mean,
             variance: state.variance(),
+            columns: Vec::new(),
         }
+    }
+
+    /// The view of an item with its SQL view states, if it has any.
+    pub fn with_columns(mut self, columns: &[AggregateState]) -> Self {
+        self.columns = columns.to_vec();
+        self
     }
 }
 

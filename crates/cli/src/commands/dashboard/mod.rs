@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use sluice_core::query::respond;
+use sluice_core::ports::ViewCatalog;
+use sluice_core::query::respond_with_views;
+use sluice_core::stage::sql::SqlPipeline;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -119,6 +121,8 @@ struct OverviewQuery {
 pub struct Dashboard {
     source: Source,
     snapshots: Snapshots<OverviewQuery>,
+    /// A SQL pipeline's stored views: `/api/views` lists them and pages their rows.
+    views: Option<Arc<SqlPipeline>>,
 }
 
 fn param<T: std::str::FromStr>(req: &Request, name: &str) -> Result<Option<T>, Response> {
@@ -136,9 +140,19 @@ fn param<T: std::str::FromStr>(req: &Request, name: &str) -> Result<Option<T>, R
 impl Dashboard {
     /// A dashboard over `source`, reusing an overview for `refresh`.
     pub fn new(source: Source, refresh: Duration) -> Arc<Self> {
+        Self::with_views(source, refresh, None)
+    }
+
+    /// A dashboard that also serves a SQL pipeline's views.
+    pub fn with_views(
+        source: Source,
+        refresh: Duration,
+        views: Option<Arc<SqlPipeline>>,
+    ) -> Arc<Self> {
         Arc::new(Dashboard {
             source,
             snapshots: Snapshots::new(refresh),
+            views,
         })
     }
 
@@ -148,6 +162,7 @@ impl Dashboard {
             "/" | "/index.html" => Response::html(PAGE),
             "/api/overview" => self.overview(&req).await.unwrap_or_else(|r| r),
             "/api/aggregates" | "/api/alerts" => self.query_api(&req).await,
+            p if p == "/api/views" || p.starts_with("/api/views/") => self.query_api(&req).await,
             "/api/health" => Response::json(200, r#"{"ok":true}"#),
             _ => Response::error(404, &format!("no such page: {:?}", req.path)),
         }
@@ -184,12 +199,16 @@ impl Dashboard {
     /// ([`sluice_core::query::respond`]) over this source's readers.
     async fn query_api(&self, req: &Request) -> Response {
         let path = req.path.strip_prefix("/api").unwrap_or(&req.path);
+        let views = self.views.as_deref().map(|v| v as &dyn ViewCatalog);
+        let params = &req.params;
         let answer = match &self.source {
             Source::Demo(d) => {
-                respond(&d.aggregate_reader(), &d.alert_reader(), path, &req.params).await
+                let (aggregates, alerts) = (d.aggregate_reader(), d.alert_reader());
+                respond_with_views(&aggregates, &alerts, views, path, params).await
             }
             Source::Deployment(d) => {
-                respond(d.aggregate_reader(), d.alert_reader(), path, &req.params).await
+                respond_with_views(d.aggregate_reader(), d.alert_reader(), views, path, params)
+                    .await
             }
         };
         Response::json(answer.status, answer.body)
@@ -299,7 +318,11 @@ pub async fn serve_demo(
         }
         return Ok(None);
     };
-    let dashboard = Dashboard::new(Source::Demo(DemoSource::of(pipeline, title)), DEMO_REFRESH);
+    let dashboard = Dashboard::with_views(
+        Source::Demo(DemoSource::of(pipeline, title)),
+        DEMO_REFRESH,
+        pipeline.sql.clone(),
+    );
     Server::start(dashboard, &args.listen, port).await.map(Some)
 }
 

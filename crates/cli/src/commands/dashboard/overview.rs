@@ -310,6 +310,7 @@ mod tests {
             max: 3.0,
             mean: 2.0,
             variance: 0.5,
+            columns: Vec::new(),
         }
     }
 

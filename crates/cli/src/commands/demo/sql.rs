@@ -68,6 +68,8 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
         events.display(),
         sql.views.len()
     );
+    let title = format!("pipeline {} over {}", file.display(), events.display());
+    let server = crate::commands::dashboard::serve_demo(&args.serve, &pipeline, title).await?;
     let input = ReadAhead::start(LineSource::file(events)?, ChunkBound::DEMO);
     let now_ms = SystemClock.now_ms();
     let started = Instant::now();
@@ -138,6 +140,9 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
     out.flush()?;
     if !consistent {
         eprintln!("error: the ledger does not add up: {summary}");
+    }
+    if let Some(server) = server {
+        server.until_interrupted().await?;
     }
     Ok(consistent && differences.is_none_or(|d| d.is_empty()))
 }

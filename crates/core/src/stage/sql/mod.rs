@@ -384,3 +384,47 @@ impl crate::detect::rules::ViewColumns for SqlPipeline {
         matches.then(|| row.get(column)?.as_f64()).flatten()
     }
 }
+
+impl StoredView {
+    fn info(&self) -> crate::ports::ViewInfo {
+        crate::ports::ViewInfo {
+            view: self.name.clone(),
+            id: self.id.clone(),
+            columns: self.outputs.clone(),
+            window_seconds: self.row_window.size_secs(),
+            slide_seconds: (!self.row_window.is_tumbling()).then(|| self.row_window.slide_secs()),
+        }
+    }
+}
+
+impl crate::ports::ViewCatalog for SqlPipeline {
+    fn list(&self) -> Vec<crate::ports::ViewInfo> {
+        self.views.iter().map(StoredView::info).collect()
+    }
+
+    fn find(&self, name: &str) -> Option<crate::ports::ViewInfo> {
+        self.views
+            .iter()
+            .find(|v| v.name == name)
+            .map(StoredView::info)
+    }
+
+    fn row(
+        &self,
+        a: &crate::state::item::AggregateView,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let key = ItemKey {
+            group: GroupKey {
+                key: a.key.clone(),
+                metric: a.metric.clone(),
+            },
+            window: WindowSpec::hopping(
+                a.window_seconds,
+                a.slide_seconds.unwrap_or(a.window_seconds),
+            ),
+            start_ms: crate::time::parse_rfc3339_ms(&a.window_start)?,
+        };
+        let (_, text) = self.row_of(&key, &a.columns)?.ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
