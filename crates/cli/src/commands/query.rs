@@ -43,6 +43,16 @@ pub struct QueryArgs {
     /// Print JSON lines (one per aggregate, as `sluice demo --json` does; no summary).
     #[arg(long)]
     pub json: bool,
+    /// A SQL pipeline's stored view: print its rows (one `{"kind":"row",...}` line
+    /// each) instead of aggregates; needs --sql.
+    #[arg(long, value_name = "NAME", requires = "sql")]
+    pub view: Option<String>,
+    /// The pipeline (.sql) the deployment runs, to read its views' rows.
+    #[arg(long, value_name = "FILE.sql")]
+    pub sql: Option<std::path::PathBuf>,
+    /// With --view: only rows whose column has this value, COLUMN=VALUE (repeatable).
+    #[arg(long = "where", value_name = "COLUMN=VALUE", requires = "view")]
+    pub filters: Vec<String>,
 }
 
 /// Whether an item passes the filters of `args`.
@@ -58,6 +68,9 @@ fn selected(args: &QueryArgs, item: &AggregateItem) -> bool {
 }
 
 pub async fn run_query(args: QueryArgs) -> Result<bool> {
+    if let (Some(view), Some(sql)) = (&args.view, &args.sql) {
+        return run_view_query(&args, view, sql).await;
+    }
     let conn = &args.conn;
     let clients = conn.clients().await;
     let table = conn.names().table(resources::AGGREGATES_TABLE);
@@ -226,6 +239,64 @@ pub async fn run_dead_letters(args: DeadLettersArgs) -> Result<bool> {
         }
         output::print_dead_letters(&mut out, shown)?;
         output::print_reason_counts(&mut out, &letters)?;
+    }
+    out.flush()?;
+    Ok(true)
+}
+
+/// `sluice query --sql FILE --view NAME [--where COLUMN=VALUE ...]`: the view's rows, read
+/// from the aggregates table (a scan of the view's items) and computed by the pipeline.
+async fn run_view_query(args: &QueryArgs, view: &str, sql: &std::path::Path) -> Result<bool> {
+    let pipeline = crate::commands::sql::load_pipeline(sql)?;
+    let Some(stored) = pipeline.views.iter().find(|v| v.name == view) else {
+        let names: Vec<&str> = pipeline.views.iter().map(|v| v.name.as_str()).collect();
+        anyhow::bail!(
+            "{} stores no view `{view}`; its stored views: {}",
+            sql.display(),
+            names.join(", ")
+        );
+    };
+    let mut filters = Vec::new();
+    for f in &args.filters {
+        let Some((column, value)) = f.split_once('=') else {
+            anyhow::bail!("--where {f:?}: write COLUMN=VALUE");
+        };
+        if !stored.outputs.iter().any(|c| c == column) {
+            anyhow::bail!(
+                "--where {f:?}: view `{view}` has no column `{column}` (its columns: {})",
+                stored.outputs.join(", ")
+            );
+        }
+        filters.push((column.to_owned(), value.to_owned()));
+    }
+    let conn = &args.conn;
+    let clients = conn.clients().await;
+    let table = conn.names().table(resources::AGGREGATES_TABLE);
+    let store = DynamoAggregateStore::new(clients.dynamodb, &table);
+    let items = store
+        .scan_all()
+        .await
+        .map_err(|e| explain(e, &format!("reading aggregates table {table:?}"), conn))?;
+    let mine = items.iter().filter(|i| {
+        i.key.group.metric == stored.id
+            && args.from.is_none_or(|from| i.key.start_ms >= from)
+            && args.to.is_none_or(|to| i.key.start_ms <= to)
+    });
+    let rows: Vec<(String, String)> = crate::commands::sql::view_rows(&pipeline, mine)?
+        .into_iter()
+        .filter(|(_, row)| {
+            let row: serde_json::Value = serde_json::from_str(row).unwrap_or_default();
+            filters.iter().all(|(c, v)| match &row[c] {
+                serde_json::Value::String(s) => s == v,
+                other => other.to_string() == *v,
+            })
+        })
+        .collect();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    crate::commands::sql::write_rows(&mut out, &rows)?;
+    if rows.is_empty() {
+        eprintln!("No rows of view `{view}` in table {table} match.");
     }
     out.flush()?;
     Ok(true)
