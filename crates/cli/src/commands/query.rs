@@ -286,10 +286,9 @@ async fn run_view_query(args: &QueryArgs, view: &str, sql: &std::path::Path) -> 
         .into_iter()
         .filter(|(_, row)| {
             let row: serde_json::Value = serde_json::from_str(row).unwrap_or_default();
-            filters.iter().all(|(c, v)| match &row[c] {
-                serde_json::Value::String(s) => s == v,
-                other => other.to_string() == *v,
-            })
+            filters
+                .iter()
+                .all(|(c, v)| sluice_core::query::value_matches(&row[c], v))
         })
         .collect();
     let stdout = std::io::stdout();

@@ -48,7 +48,7 @@ use crate::ports::{AggregateReader, AlertReader, Page, ViewCatalog};
 pub use pager::{AggregatePager, AlertPager, alert_order, view_position};
 pub use request::{TIME_RANGE_MS, parse_aggregate_query, parse_alert_query, query_pairs};
 use token::encode_token;
-pub use views::VIEWS_PATH;
+pub use views::{VIEWS_PATH, value_matches};
 
 /// Items per page when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;

@@ -61,7 +61,7 @@ pub async fn rows<A: AggregateReader>(
         .filter(|row| {
             filters
                 .iter()
-                .all(|(col, want)| row.get(col).is_some_and(|v| matches(v, want)))
+                .all(|(col, want)| row.get(col).is_some_and(|v| value_matches(v, want)))
         })
         .collect();
     let next = match page
@@ -115,7 +115,7 @@ fn parse(
 
 /// Whether a row's value is what a query-string value names: the same text, or the
 /// same number (`5` matches `5.0`), `true`/`false`, or `null`.
-fn matches(value: &Value, want: &str) -> bool {
+pub fn value_matches(value: &Value, want: &str) -> bool {
     match value {
         Value::String(s) => s == want,
         Value::Number(n) => want
