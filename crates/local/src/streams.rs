@@ -65,6 +65,9 @@ struct Shard {
 
 struct Stream {
     shards: Vec<Shard>,
+    /// Bytes written so far (data and partition keys, as Kinesis meters a put's
+    /// payload): what a stage's output costs in stream throughput.
+    bytes_put: u64,
 }
 
 /// A set of named in-process streams.
@@ -90,7 +93,13 @@ impl MemoryStreams {
                 records: VecDeque::new(),
             })
             .collect();
-        self.lock().insert(name.to_owned(), Stream { shards });
+        self.lock().insert(
+            name.to_owned(),
+            Stream {
+                shards,
+                bytes_put: 0,
+            },
+        );
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Stream>> {
@@ -113,6 +122,7 @@ impl MemoryStreams {
         let n = s.shards.len();
         let mut seqs = Vec::with_capacity(records.len());
         for r in records {
+            s.bytes_put += (r.data.len() + r.partition_key.len()) as u64;
             let index = shard_index(hash_key(&r.partition_key), n);
             let seq = sequence_number(self.next_sequence.fetch_add(1, Ordering::SeqCst));
             let shard = &mut s.shards[index];
@@ -127,6 +137,11 @@ impl MemoryStreams {
             seqs.push(seq);
         }
         Ok(seqs)
+    }
+
+    /// Bytes written to a stream so far (data and partition keys).
+    pub fn bytes_put(&self, stream: &str) -> u64 {
+        self.lock().get(stream).map_or(0, |s| s.bytes_put)
     }
 
     /// Every record of a stream, shard by shard.

@@ -109,6 +109,7 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
         "rows": rows.len(),
         "dynamodb_item_writes": meter.item_writes(),
         "item_writes_per_event": meter.item_writes() as f64 / ledger.events_in.max(1) as f64,
+        "stream_bytes_per_event": stream_bytes(&pipeline, ledger.events_in),
         "elapsed_s": elapsed.as_secs_f64(),
         "events_per_sec": ledger.events_in as f64 / elapsed.as_secs_f64().max(1e-9),
     });
@@ -227,4 +228,21 @@ fn check_view_rules(sql: &SqlPipeline, rules: &[sluice_core::detect::rules::Rule
         }
     }
     Ok(())
+}
+
+/// Bytes written per event to each stage's input stream (data and partition keys): the
+/// raw stream, ingest's source lines and enrich's view lines (one per event and stored
+/// view: the cost of re-partitioning by group).
+fn stream_bytes(pipeline: &InProcess, events: u64) -> Value {
+    let per_event = |stream: &str| pipeline.streams.bytes_put(stream) as f64 / events.max(1) as f64;
+    let mut out = serde_json::Map::new();
+    for spec in &pipeline.stages.stages {
+        if spec.binary != "detect" {
+            out.insert(
+                spec.input_stream.clone(),
+                json!(per_event(&spec.input_stream)),
+            );
+        }
+    }
+    Value::Object(out)
 }

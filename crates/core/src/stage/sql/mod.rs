@@ -309,9 +309,14 @@ pub struct ViewLine<'a> {
 
 impl StoredView {
     /// The partition key of the view's group: one group's lines stay on one shard, in
-    /// order (Kinesis' partition keys hold 256 characters: a digest always fits).
+    /// order. The view id and the group's key text when they fit Kinesis' 256
+    /// characters (Kinesis hashes the key itself), else their digest.
     pub fn partition_key(&self, key_text: &str) -> String {
-        digest_hex(format!("{}#{key_text}", self.id).as_bytes())
+        let key = format!("{}#{key_text}", self.id);
+        match key.chars().count() <= 256 {
+            true => key,
+            false => digest_hex(key.as_bytes()),
+        }
     }
 
     /// The inputs of one view line, read back with the aggregates' argument types.
