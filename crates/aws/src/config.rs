@@ -15,7 +15,11 @@ use aws_smithy_runtime_api::client::http::{
     HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::result::ConnectorError;
-use sluice_core::config::EnvReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sluice_core::config::{EnvReader, env};
+use sluice_core::stage::sql::SqlPipeline;
 
 use crate::error::{Error, Result};
 
@@ -164,6 +168,51 @@ pub fn required_env(name: &str) -> Result<String> {
     }
 }
 
+/// The Flink SQL pipeline the function runs (issue 17), read and compiled once at cold
+/// start; `None` when `PIPELINE_FILE` is unset or blank (the event envelope, as before).
+///
+/// Lambda's environment holds 4 KB, so the variable names a file packaged with the
+/// function: an absolute path as it is (template.yaml ships the file in a layer, under
+/// `/opt`), a relative one from the function's code directory `LAMBDA_TASK_ROOT` (the
+/// working directory when that is unset, as under `cargo lambda watch`). An unreadable
+/// file or a pipeline the stages refuse fails the cold start; the error names the
+/// variable, the file and (for SQL) the line and column.
+pub fn pipeline<F: Fn(&str) -> Option<String>>(
+    vars: &EnvReader<F>,
+) -> Result<Option<Arc<SqlPipeline>>> {
+    if !vars.is_set(env::PIPELINE_FILE) {
+        return Ok(None);
+    }
+    let file = vars.required(env::PIPELINE_FILE)?;
+    let root = vars.required(env::LAMBDA_TASK_ROOT).ok();
+    let path = pipeline_path(file.trim(), root.as_deref().map(str::trim));
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::PipelineUnreadable {
+        variable: env::PIPELINE_FILE,
+        path: path.clone(),
+        source,
+    })?;
+    let pipeline = SqlPipeline::load(&text).map_err(|source| Error::PipelineInvalid {
+        variable: env::PIPELINE_FILE,
+        path: path.clone(),
+        source,
+    })?;
+    tracing::info!(
+        pipeline = %path.display(),
+        stored_views = pipeline.views.len(),
+        "sql pipeline loaded"
+    );
+    Ok(Some(Arc::new(pipeline)))
+}
+
+/// `file` as is when absolute, else under `root` (when given).
+fn pipeline_path(file: &str, root: Option<&str>) -> PathBuf {
+    let file = Path::new(file);
+    match root {
+        Some(root) if file.is_relative() => Path::new(root).join(file),
+        _ => file.to_path_buf(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,5 +335,126 @@ mod tests {
             reader.parsed("SLUICE_SURELY_NOT_SET_ANYWHERE", 7u32).ok(),
             Some(7)
         );
+    }
+
+    /// The repository's examples directory, as a function's code directory.
+    fn examples() -> String {
+        format!("{}/../../examples", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> EnvReader<impl Fn(&str) -> Option<String> + use<>> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        EnvReader::new(move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn an_unset_or_blank_pipeline_file_is_the_envelope() {
+        assert!(pipeline(&vars(&[])).expect("no pipeline").is_none());
+        let blank = vars(&[(env::PIPELINE_FILE, "  "), (env::LAMBDA_TASK_ROOT, "/x")]);
+        assert!(pipeline(&blank).expect("no pipeline").is_none());
+    }
+
+    #[test]
+    fn a_relative_pipeline_file_is_read_from_the_task_root() {
+        let root = examples();
+        let loaded = pipeline(&vars(&[
+            (env::PIPELINE_FILE, "payments.sql"),
+            (env::LAMBDA_TASK_ROOT, &root),
+        ]))
+        .expect("payments loads")
+        .expect("a pipeline");
+        let names: Vec<&str> = loaded.views.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["per_country", "per_tier"]);
+        // The same file by its absolute path, with the task root elsewhere.
+        let absolute = format!("{root}/payments.sql");
+        let again = pipeline(&vars(&[
+            (env::PIPELINE_FILE, &absolute),
+            (env::LAMBDA_TASK_ROOT, "/nowhere"),
+        ]))
+        .expect("payments loads")
+        .expect("a pipeline");
+        let ids = |p: &SqlPipeline| p.views.iter().map(|v| v.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&again), ids(&loaded));
+    }
+
+    #[test]
+    fn paths_resolve_against_the_task_root_unless_absolute() {
+        assert_eq!(
+            pipeline_path("p/x.sql", Some("/var/task")),
+            PathBuf::from("/var/task/p/x.sql")
+        );
+        assert_eq!(
+            pipeline_path("/opt/x.sql", Some("/var/task")),
+            PathBuf::from("/opt/x.sql")
+        );
+        assert_eq!(pipeline_path("x.sql", None), PathBuf::from("x.sql"));
+    }
+
+    #[test]
+    fn a_missing_pipeline_file_names_the_variable_and_the_file() {
+        let err = pipeline(&vars(&[
+            (env::PIPELINE_FILE, "absent.sql"),
+            (env::LAMBDA_TASK_ROOT, "/var/task"),
+        ]))
+        .err()
+        .expect("no such file");
+        assert!(
+            matches!(&err, Error::PipelineUnreadable { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with("pipeline file /var/task/absent.sql (PIPELINE_FILE): "),
+            "{message}"
+        );
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn a_bad_pipeline_names_the_file_line_and_column() {
+        let dir = std::env::temp_dir().join(format!("sluice-pipeline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        // examples/payments.sql with a misspelt column in its per_country view.
+        let text =
+            include_str!("../../../examples/payments.sql").replace("MAX(amount)", "MAX(amont)");
+        let typo_line = text
+            .lines()
+            .position(|l| l.contains("amont"))
+            .expect("the typo is there")
+            + 1;
+        std::fs::write(dir.join("bad.sql"), text).expect("write");
+        let root = dir.to_string_lossy().into_owned();
+        let err = pipeline(&vars(&[
+            (env::PIPELINE_FILE, "bad.sql"),
+            (env::LAMBDA_TASK_ROOT, &root),
+        ]))
+        .err()
+        .expect("refused");
+        let line = match &err {
+            Error::PipelineInvalid {
+                source: sluice_core::Error::InvalidSql { line, .. },
+                ..
+            } => *line,
+            other => panic!("expected invalid SQL, got {other:?}"),
+        };
+        assert_eq!(line as usize, typo_line, "the typo's line: {err}");
+        let message = err.to_string();
+        let prefix =
+            format!("pipeline file {root}/bad.sql (PIPELINE_FILE): line {typo_line}, column ");
+        assert!(message.starts_with(&prefix), "{message}");
+        assert!(
+            message.contains("amont"),
+            "the unknown column is quoted: {message}"
+        );
+        assert!(!err.is_retryable());
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }

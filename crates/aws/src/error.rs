@@ -9,6 +9,25 @@ pub enum Error {
     #[error("environment variable {variable} is required but not set")]
     MissingEnv { variable: String },
 
+    /// The pipeline file (`PIPELINE_FILE`) cannot be read.
+    #[error("pipeline file {path} ({variable}): {source}")]
+    PipelineUnreadable {
+        variable: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The pipeline file (`PIPELINE_FILE`) is not a pipeline the stages can run; the
+    /// message names the file, then the line and column.
+    #[error("pipeline file {path} ({variable}): {source}")]
+    PipelineInvalid {
+        variable: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: sluice_core::Error,
+    },
+
     /// A stream or table did not become ready in time.
     #[error("{kind} {name:?} is not {wanted} after {waited:?} (last status {last:?})")]
     NotReady {
@@ -38,7 +57,10 @@ impl Error {
     /// Whether trying again later can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::MissingEnv { .. } | Error::Misconfigured { .. } => false,
+            Error::MissingEnv { .. }
+            | Error::Misconfigured { .. }
+            | Error::PipelineUnreadable { .. }
+            | Error::PipelineInvalid { .. } => false,
             Error::NotReady { .. } => true,
             Error::Core(e) => e.is_retryable(),
         }

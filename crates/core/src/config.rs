@@ -25,6 +25,12 @@ pub mod env {
     pub const RULES_TABLE: &str = "RULES_TABLE";
     pub const RULES_CACHE_TTL_SECONDS: &str = "RULES_CACHE_TTL_SECONDS";
     pub const ALERTS_TABLE: &str = "ALERTS_TABLE";
+    /// A Flink SQL pipeline file packaged with the function (issue 17); a relative path
+    /// is read from the function's code directory (`LAMBDA_TASK_ROOT`). Unset or blank:
+    /// the event envelope.
+    pub const PIPELINE_FILE: &str = "PIPELINE_FILE";
+    /// Set by Lambda: where the function's code is unpacked.
+    pub const LAMBDA_TASK_ROOT: &str = "LAMBDA_TASK_ROOT";
 }
 
 /// Reads variables through `get`, applying defaults and naming the variable on error.

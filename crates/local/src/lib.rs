@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod esm;
 pub mod faults;
+pub mod fixtures;
 pub mod ledger;
 pub mod readers;
 pub mod scenario;

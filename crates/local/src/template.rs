@@ -1436,6 +1436,23 @@ mod tests {
         );
     }
 
+    /// `PipelineFile` (default empty: the envelope) is a parameter like the others; the
+    /// functions' `PIPELINE_FILE` is an `!If` on it, which the local reader leaves out
+    /// (the CLI takes the pipeline from `--sql FILE` instead), so a stage's local
+    /// environment is the same with or without it.
+    #[test]
+    fn the_pipeline_file_parameter_reads_and_leaves_the_local_environment_alone() {
+        let mut t = template();
+        assert_eq!(t.parameter("PipelineFile"), Some(""));
+        let before = t.functions().expect("functions");
+        t.set_parameter("PipelineFile", "payments.sql");
+        let after = t.functions().expect("functions with a pipeline");
+        for (b, a) in before.iter().zip(&after) {
+            assert!(!a.env.contains_key(env::PIPELINE_FILE), "{}", a.binary);
+            assert_eq!(b.env, a.env, "{}", a.binary);
+        }
+    }
+
     #[test]
     fn stages_are_chained_through_the_streams() {
         let t = template();

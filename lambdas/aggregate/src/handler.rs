@@ -155,4 +155,158 @@ mod tests {
         assert_eq!(again.stats.duplicates, 5);
         assert_eq!(views(&store), expected);
     }
+
+    /// events/sql/aggregate.json (what enrich writes for events/sql/enrich.json) under
+    /// examples/payments.sql: one item per (view, group, window), p-2 (sent twice by its
+    /// producer) counted once; the same batch delivered again changes nothing.
+    #[tokio::test]
+    async fn fixture_sql_view_lines_fold_into_rows_exactly_once() {
+        use sluice_core::stage::sql::SqlPipeline;
+
+        let fixture = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../events/sql/aggregate.json"),
+        )
+        .expect("events/sql/aggregate.json");
+        let pipeline = Arc::new(
+            SqlPipeline::load(include_str!("../../../examples/payments.sql"))
+                .expect("examples/payments.sql loads"),
+        );
+        let streams = MemoryStreams::new(Arc::new(SystemClock));
+        streams.create("updates", 1);
+        streams.create("dlq", 1);
+        let store = Arc::new(MemoryAggregateStore::new());
+        let stage = handler(
+            store.clone(),
+            streams.sink("updates"),
+            streams.sink("dlq"),
+            AggregateConfig::default(),
+        )
+        .with_sql(pipeline.clone());
+        let event: KinesisEvent = serde_json::from_str(&fixture).expect("a KinesisEvent");
+        let (response, outcome) =
+            sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(outcome.stats.events_in, 11, "view lines");
+        assert_eq!(outcome.stats.counted, 9);
+        assert_eq!(
+            outcome.stats.duplicates, 2,
+            "p-2's second sending, once per view"
+        );
+        assert_eq!(outcome.stats.dead_lettered_total(), 0);
+        assert!(streams.records("dlq").is_empty());
+
+        // The rows as stored (a HOP view's panes are items but not rows): p-2 counted
+        // once, p-3 (a test card) only per tier, under "none" (its merchant is unknown).
+        let rows = |store: &MemoryAggregateStore| {
+            store
+                .items()
+                .iter()
+                .filter_map(|i| pipeline.row_of(&i.key, &i.columns))
+                .map(|r| r.expect("a row"))
+                .collect::<Vec<(String, String)>>()
+        };
+        let expected: Vec<(String, String)> = [
+            (
+                "per_country",
+                r#"{"window_start":"2026-01-01T00:00:00.000Z","window_end":"2026-01-01T00:01:00.000Z","country":"DE","payments":2,"total":162.50,"largest":150.00,"over_100":1}"#,
+            ),
+            (
+                "per_country",
+                r#"{"window_start":"2026-01-01T00:01:00.000Z","window_end":"2026-01-01T00:02:00.000Z","country":"FR","payments":1,"total":3.00,"largest":3.00,"over_100":0}"#,
+            ),
+            (
+                "per_country",
+                r#"{"window_start":"2026-01-01T00:02:00.000Z","window_end":"2026-01-01T00:03:00.000Z","country":"FR","payments":1,"total":250.00,"largest":250.00,"over_100":1}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2025-12-31T23:56:00.000Z","window_end":"2026-01-01T00:01:00.000Z","tier":"gold","payments":1,"mean":12.500000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2025-12-31T23:57:00.000Z","window_end":"2026-01-01T00:02:00.000Z","tier":"gold","payments":2,"mean":7.750000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2025-12-31T23:58:00.000Z","window_end":"2026-01-01T00:03:00.000Z","tier":"gold","payments":2,"mean":7.750000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2025-12-31T23:59:00.000Z","window_end":"2026-01-01T00:04:00.000Z","tier":"gold","payments":2,"mean":7.750000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2026-01-01T00:00:00.000Z","window_end":"2026-01-01T00:05:00.000Z","tier":"gold","payments":2,"mean":7.750000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2026-01-01T00:01:00.000Z","window_end":"2026-01-01T00:06:00.000Z","tier":"gold","payments":1,"mean":3.000000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2025-12-31T23:57:00.000Z","window_end":"2026-01-01T00:02:00.000Z","tier":"none","payments":1,"mean":7.250000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2025-12-31T23:58:00.000Z","window_end":"2026-01-01T00:03:00.000Z","tier":"none","payments":1,"mean":7.250000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2025-12-31T23:59:00.000Z","window_end":"2026-01-01T00:04:00.000Z","tier":"none","payments":1,"mean":7.250000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2026-01-01T00:00:00.000Z","window_end":"2026-01-01T00:05:00.000Z","tier":"none","payments":1,"mean":7.250000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2026-01-01T00:01:00.000Z","window_end":"2026-01-01T00:06:00.000Z","tier":"none","payments":1,"mean":7.250000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2025-12-31T23:56:00.000Z","window_end":"2026-01-01T00:01:00.000Z","tier":"silver","payments":1,"mean":150.000000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2025-12-31T23:57:00.000Z","window_end":"2026-01-01T00:02:00.000Z","tier":"silver","payments":1,"mean":150.000000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2025-12-31T23:58:00.000Z","window_end":"2026-01-01T00:03:00.000Z","tier":"silver","payments":2,"mean":200.000000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2025-12-31T23:59:00.000Z","window_end":"2026-01-01T00:04:00.000Z","tier":"silver","payments":2,"mean":200.000000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2026-01-01T00:00:00.000Z","window_end":"2026-01-01T00:05:00.000Z","tier":"silver","payments":2,"mean":200.000000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2026-01-01T00:01:00.000Z","window_end":"2026-01-01T00:06:00.000Z","tier":"silver","payments":1,"mean":250.000000}"#,
+            ),
+            (
+                "per_tier",
+                r#"{"window_start":"2026-01-01T00:02:00.000Z","window_end":"2026-01-01T00:07:00.000Z","tier":"silver","payments":1,"mean":250.000000}"#,
+            ),
+        ]
+        .into_iter()
+        .map(|(view, row)| (view.to_owned(), row.to_owned()))
+        .collect();
+        assert_eq!(rows(&store), expected);
+        let items = store.items();
+        assert_eq!(items.len(), 26, "the rows and per_tier's one-minute panes");
+
+        // Lambda delivers the same batch again: every line is a duplicate, nothing changes.
+        let (response, again) =
+            sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(again.stats.counted, 0);
+        assert_eq!(again.stats.duplicates, 11);
+        assert_eq!(again.stats.dead_lettered_total(), 0);
+        assert_eq!(store.items(), items);
+        assert_eq!(rows(&store), expected);
+    }
 }

@@ -16,6 +16,8 @@ async fn main() -> Result<(), Error> {
     let output = config::required_env(env::OUTPUT_STREAM)?;
     let dead_letters = config::required_env(env::DEAD_LETTER_STREAM)?;
     let table = config::required_env(env::AGGREGATES_TABLE)?;
+    // A Flink SQL pipeline packaged with the function, if `PIPELINE_FILE` names one.
+    let pipeline = config::pipeline(&vars)?;
     let sdk = config::sdk_config().await;
     let kinesis = config::kinesis_client(&sdk);
     let store = DynamoAggregateStore::new(config::dynamodb_client(&sdk), table);
@@ -27,6 +29,10 @@ async fn main() -> Result<(), Error> {
         KinesisSink::new(kinesis, dead_letters),
         settings,
     );
+    let stage = match pipeline {
+        Some(pipeline) => stage.with_sql(pipeline),
+        None => stage,
+    };
     run(service_fn(|event| {
         runtime::handle_metered(&stage, &meter, event)
     }))

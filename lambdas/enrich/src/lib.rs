@@ -4,4 +4,4 @@
 pub mod handler;
 
 /// The one constructor of the stage, used by the binary and by `sluice demo`/`sluice run`.
-pub use handler::{handler, handler_with_clock, sql_handler_with_clock};
+pub use handler::{handler, handler_with_clock, sql_handler, sql_handler_with_clock};

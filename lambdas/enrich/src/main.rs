@@ -16,13 +16,22 @@ async fn main() -> Result<(), Error> {
     let output = config::required_env(env::OUTPUT_STREAM)?;
     let dead_letters = config::required_env(env::DEAD_LETTER_STREAM)?;
     let reference_table = config::required_env(env::REFERENCE_TABLE)?;
+    // A Flink SQL pipeline packaged with the function, if `PIPELINE_FILE` names one.
+    let pipeline = config::pipeline(&vars)?;
     let sdk = config::sdk_config().await;
     let kinesis = config::kinesis_client(&sdk);
-    let stage = sluice_enrich::handler(
-        DynamoReference::new(config::dynamodb_client(&sdk), reference_table),
-        KinesisSink::new(kinesis.clone(), output),
-        KinesisSink::new(kinesis, dead_letters),
-        settings,
-    );
-    run(service_fn(|event| runtime::handle(&stage, event))).await
+    let reference = DynamoReference::new(config::dynamodb_client(&sdk), reference_table);
+    let output = KinesisSink::new(kinesis.clone(), output);
+    let dead_letters = KinesisSink::new(kinesis, dead_letters);
+    match pipeline {
+        Some(pipeline) => {
+            let stage =
+                sluice_enrich::sql_handler(pipeline, reference, output, dead_letters, settings);
+            run(service_fn(|event| runtime::handle(&stage, event))).await
+        }
+        None => {
+            let stage = sluice_enrich::handler(reference, output, dead_letters, settings);
+            run(service_fn(|event| runtime::handle(&stage, event))).await
+        }
+    }
 }

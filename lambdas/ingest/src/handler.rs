@@ -196,4 +196,134 @@ mod tests {
             ]
         );
     }
+
+    /// The raw lines of `events/sql/ingest.json`: payments for examples/payments.sql, a
+    /// payment the producer sent twice, a line that is not JSON and one whose amount is
+    /// not a number.
+    const SQL_RAW_LINES: [&str; 8] = [
+        r#"{"id": "p-1", "merchant": {"id": "m-1", "country": "DE"}, "amount": 12.5, "card": {"brand": "visa"}, "ms": 1767225600000}"#,
+        r#"{"id": "p-2", "merchant": {"id": "m-2", "country": "DE"}, "amount": 150, "card": {"brand": "mc"}, "ms": 1767225610000}"#,
+        r#"{"id": "p-2", "merchant": {"id": "m-2", "country": "DE"}, "amount": 150, "card": {"brand": "mc"}, "ms": 1767225610000}"#,
+        "not json",
+        r#"{"id": "p-x", "merchant": {"id": "m-1", "country": "DE"}, "amount": "lots", "card": {"brand": "visa"}, "ms": 1767225620000}"#,
+        r#"{"id": "p-3", "merchant": {"id": "m-9", "country": "FR"}, "amount": 7.25, "card": {"brand": "test"}, "ms": 1767225670000}"#,
+        r#"{"id": "p-4", "merchant": {"id": "m-1", "country": "FR"}, "amount": 3, "card": {"brand": "visa"}, "ms": 1767225680000}"#,
+        r#"{"id": "p-5", "merchant": {"id": "m-2", "country": "FR"}, "amount": 250, "card": {"brand": "visa"}, "ms": 1767225730000}"#,
+    ];
+
+    fn sql_events() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/sql")
+    }
+
+    /// events/sql/ingest.json under examples/payments.sql: valid lines pass on as source
+    /// lines (ids from the PRIMARY KEY), the unreadable ones are dead letters naming what
+    /// is wrong; what passes on is events/sql/enrich.json, record for record.
+    #[tokio::test]
+    async fn fixture_sql_raw_lines_become_source_lines_or_dead_letters() {
+        use sluice_local::fixtures::{SHARD, assert_fixture, kinesis_event, sequence_number};
+
+        let raw: Vec<(String, Vec<u8>)> = SQL_RAW_LINES
+            .iter()
+            .map(|l| ("payments".to_owned(), l.as_bytes().to_vec()))
+            .collect();
+        let path = sql_events().join("ingest.json");
+        assert_fixture(&path, &kinesis_event("ingest", "sluice-raw", &raw));
+        let fixture = std::fs::read_to_string(&path).expect("events/sql/ingest.json");
+
+        let pipeline = Arc::new(
+            sluice_core::stage::sql::SqlPipeline::load(include_str!(
+                "../../../examples/payments.sql"
+            ))
+            .expect("examples/payments.sql loads"),
+        );
+        let streams = MemoryStreams::new(Arc::new(SystemClock));
+        streams.create("valid", 1);
+        streams.create("dlq", 1);
+        let stage = handler(
+            streams.sink("valid"),
+            streams.sink("dlq"),
+            IngestConfig::default(),
+        )
+        .with_sql(pipeline);
+        let event: KinesisEvent = serde_json::from_str(&fixture).expect("a KinesisEvent");
+        let (response, outcome) =
+            sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(outcome.stats.events_in, 8);
+        assert_eq!(outcome.stats.passed_on, 6);
+
+        // Each valid line passes on unchanged, with its PRIMARY KEY as its id (the resent
+        // p-2 too: aggregate, not ingest, collapses it) and its origin.
+        let valid = lines(&streams, "valid");
+        let passed: Vec<(&str, &str)> = valid
+            .iter()
+            .map(|v| {
+                (
+                    v["id"].as_str().expect("id"),
+                    v["origin"].as_str().expect("origin"),
+                )
+            })
+            .collect();
+        let origin = |n: usize| format!("{SHARD}:{}:0", sequence_number(n));
+        let expected: Vec<(&str, String)> = vec![
+            (r#"["p-1"]"#, origin(1)),
+            (r#"["p-2"]"#, origin(2)),
+            (r#"["p-2"]"#, origin(3)),
+            (r#"["p-3"]"#, origin(6)),
+            (r#"["p-4"]"#, origin(7)),
+            (r#"["p-5"]"#, origin(8)),
+        ];
+        assert_eq!(
+            passed,
+            expected
+                .iter()
+                .map(|(id, o)| (*id, o.as_str()))
+                .collect::<Vec<_>>()
+        );
+        for (line, raw) in valid.iter().zip([0, 1, 2, 5, 6, 7]) {
+            let sent: serde_json::Value =
+                serde_json::from_str(SQL_RAW_LINES[raw]).expect("a raw line");
+            assert_eq!(line["e"], sent, "the raw line, as the producer wrote it");
+        }
+        assert!(
+            streams
+                .records("valid")
+                .iter()
+                .all(|r| r.partition_key == "payments"),
+            "keyed by the raw record's partition key"
+        );
+
+        let dead: Vec<(String, String, String)> = lines(&streams, "dlq")
+            .iter()
+            .map(|v| {
+                let text = |k: &str| v[k].as_str().expect("a string").to_owned();
+                (text("reason"), text("detail"), text("origin"))
+            })
+            .collect();
+        assert_eq!(
+            dead,
+            [
+                (
+                    "not_json".to_owned(),
+                    "the record is not a JSON object: expected ident at line 1 column 2".to_owned(),
+                    origin(4)
+                ),
+                (
+                    "wrong_type".to_owned(),
+                    "column `amount`: \"lots\" cannot be read as DECIMAL(12, 2)".to_owned(),
+                    origin(5)
+                ),
+            ]
+        );
+
+        let written: Vec<(String, Vec<u8>)> = streams
+            .records("valid")
+            .into_iter()
+            .map(|r| (r.partition_key, r.data))
+            .collect();
+        assert_fixture(
+            &sql_events().join("enrich.json"),
+            &kinesis_event("enrich", "sluice-valid", &written),
+        );
+    }
 }

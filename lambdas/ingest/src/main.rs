@@ -15,11 +15,17 @@ async fn main() -> Result<(), Error> {
     let settings = IngestConfig::from_reader(&vars)?;
     let output = config::required_env(env::OUTPUT_STREAM)?;
     let dead_letters = config::required_env(env::DEAD_LETTER_STREAM)?;
+    // A Flink SQL pipeline packaged with the function, if `PIPELINE_FILE` names one.
+    let pipeline = config::pipeline(&vars)?;
     let kinesis = config::kinesis_client(&config::sdk_config().await);
     let stage = sluice_ingest::handler(
         KinesisSink::new(kinesis.clone(), output),
         KinesisSink::new(kinesis, dead_letters),
         settings,
     );
+    let stage = match pipeline {
+        Some(pipeline) => stage.with_sql(pipeline),
+        None => stage,
+    };
     run(service_fn(|event| runtime::handle(&stage, event))).await
 }

@@ -278,6 +278,9 @@ mod tests {
             include_str!("../../../../events/aggregate/enriched.json"),
             include_str!("../../../../events/detect/window-updates.json"),
             include_str!("../../../../events/detect/closed-windows.json"),
+            include_str!("../../../../events/sql/ingest.json"),
+            include_str!("../../../../events/sql/enrich.json"),
+            include_str!("../../../../events/sql/aggregate.json"),
         ];
         for fixture in fixtures {
             let event: KinesisEvent = serde_json::from_str(fixture).expect("a KinesisEvent");
