@@ -21,6 +21,8 @@ async fn main() -> Result<(), Error> {
     let alerts_table = config::required_env(env::ALERTS_TABLE)?;
     // Read only: the history of groups whose windows closed (`rate`, `zscore` rules).
     let aggregates_table = config::required_env(env::AGGREGATES_TABLE)?;
+    // A Flink SQL pipeline packaged with the function: rules on its views' columns.
+    let pipeline = config::pipeline(&vars)?;
     let sdk = config::sdk_config().await;
     let dynamodb = config::dynamodb_client(&sdk);
     let kinesis = config::kinesis_client(&sdk);
@@ -32,5 +34,9 @@ async fn main() -> Result<(), Error> {
         KinesisSink::new(kinesis, dead_letters),
         settings,
     );
+    let stage = match pipeline {
+        Some(pipeline) => stage.with_sql(pipeline),
+        None => stage,
+    };
     run(service_fn(|event| runtime::handle(&stage, event))).await
 }

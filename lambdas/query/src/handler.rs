@@ -10,8 +10,9 @@ use std::convert::Infallible;
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
-use sluice_core::ports::{AggregateReader, AlertReader};
-use sluice_core::query::{ApiResponse, method_not_allowed, query_pairs, respond};
+use sluice_core::ports::{AggregateReader, AlertReader, ViewCatalog};
+use sluice_core::query::{ApiResponse, method_not_allowed, query_pairs, respond_with_views};
+use sluice_core::stage::sql::SqlPipeline;
 
 /// Serves one request. Never fails the invocation: every outcome, store failures
 /// included, is an HTTP response with a JSON body.
@@ -20,15 +21,22 @@ pub async fn handle<A: AggregateReader, L: AlertReader>(
     alerts: &L,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
+    handle_with_views(aggregates, alerts, None, request).await
+}
+
+/// [`handle`] for a deployment running a SQL pipeline: `GET /views` and
+/// `GET /views/{view}` serve its stored views.
+pub async fn handle_with_views<A: AggregateReader, L: AlertReader>(
+    aggregates: &A,
+    alerts: &L,
+    views: Option<&SqlPipeline>,
+    request: Request,
+) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_owned();
     let api = if request.method() == Method::GET {
-        respond(
-            aggregates,
-            alerts,
-            &path,
-            &query_pairs(request.uri().query()),
-        )
-        .await
+        let views = views.map(|v| v as &dyn ViewCatalog);
+        let params = query_pairs(request.uri().query());
+        respond_with_views(aggregates, alerts, views, &path, &params).await
     } else {
         method_not_allowed(request.method().as_str())
     };

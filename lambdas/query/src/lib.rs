@@ -4,4 +4,4 @@
 
 pub mod handler;
 
-pub use handler::handle;
+pub use handler::{handle, handle_with_views};

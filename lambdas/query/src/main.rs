@@ -14,12 +14,14 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let aggregates_table = config::required_env(env::AGGREGATES_TABLE)?;
     let alerts_table = config::required_env(env::ALERTS_TABLE)?;
+    // A Flink SQL pipeline packaged with the function: GET /views serves its views.
+    let pipeline = config::pipeline(&config::env_reader())?;
     let sdk = config::sdk_config().await;
     let dynamodb = config::dynamodb_client(&sdk);
     let aggregates = DynamoAggregateReader::new(dynamodb.clone(), aggregates_table);
     let alerts = DynamoAlertReader::new(dynamodb, alerts_table);
     run(service_fn(|request| {
-        sluice_query::handle(&aggregates, &alerts, request)
+        sluice_query::handle_with_views(&aggregates, &alerts, pipeline.as_deref(), request)
     }))
     .await
 }

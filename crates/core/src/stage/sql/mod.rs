@@ -79,13 +79,10 @@ impl SqlPipeline {
                  (each event is folded into all its windows at once)"
             )));
         }
-        let source = format!("{:?}", pipeline.source.columns);
-        let mut definitions = source;
         let mut views = Vec::new();
         let shapes = program.stored_shapes();
         let mut shape_at = shapes.iter().peekable();
         for (index, def) in pipeline.views.iter().enumerate() {
-            definitions.push_str(&format!("\n{}: {}", def.name, def.query));
             let Some(shape) = shape_at.next_if(|s| s.index == index) else {
                 continue;
             };
@@ -101,7 +98,10 @@ impl SqlPipeline {
             views.push(StoredView {
                 index,
                 name: shape.name.to_owned(),
-                id: format!("v{}", &digest_hex(definitions.as_bytes())[..15]),
+                id: format!(
+                    "v{}",
+                    &digest_hex(definition(&pipeline, def).as_bytes())[..15]
+                ),
                 windows,
                 row_window,
                 aggregates,
@@ -184,6 +184,64 @@ impl SqlPipeline {
                 .map(|row| (view.name.clone(), row)),
         )
     }
+}
+
+/// What a view's rows depend on, as text: its query, and recursively every relation it
+/// reads (views by their queries, tables by their columns' names and types or
+/// expressions). Positions in the file, comments, other views and options that change
+/// no row (connector settings, the WATERMARK: lateness is not part of a row) are left
+/// out, so a view's id changes exactly when its definition does.
+fn definition(pipeline: &Pipeline, view: &crate::sql::ViewDef) -> String {
+    fn table(t: &crate::sql::TableDef) -> String {
+        let columns: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| match &c.kind {
+                crate::sql::ColumnKind::Physical(ty) => format!("{} {ty}", c.name),
+                crate::sql::ColumnKind::Computed(e) => format!("{} AS {e}", c.name),
+            })
+            .collect();
+        let options: Vec<String> = t
+            .options
+            .iter()
+            .filter(|(k, _)| k.starts_with("json."))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!(
+            "table {}({}) key({}) {}",
+            t.name,
+            columns.join(", "),
+            t.primary_key.join(", "),
+            options.join(" ")
+        )
+    }
+    fn relation(pipeline: &Pipeline, name: &str, out: &mut Vec<String>) {
+        if let Some(v) = pipeline.views.iter().find(|v| v.name == name) {
+            out.push(format!("view {}: {}", v.name, v.query));
+            for input in inputs(&v.input) {
+                relation(pipeline, input, out);
+            }
+        } else if pipeline.source.name == name {
+            out.push(table(&pipeline.source));
+        } else if let Some(t) = pipeline.references.get(name) {
+            out.push(table(t));
+        }
+    }
+    fn inputs(input: &crate::sql::Input) -> Vec<&str> {
+        match input {
+            crate::sql::Input::Relation { name, .. } => vec![name],
+            crate::sql::Input::LookupJoin {
+                stream, reference, ..
+            } => vec![stream, reference],
+            crate::sql::Input::Window(w) => vec![&w.input],
+        }
+    }
+    let mut out = Vec::new();
+    relation(pipeline, &view.name, &mut out);
+    if let Some(sink) = pipeline.sinks.get(&view.name).filter(|_| view.sink) {
+        out.push(table(sink));
+    }
+    out.join("\n")
 }
 
 fn refused(reason: String) -> Error {
@@ -431,5 +489,45 @@ impl crate::ports::ViewCatalog for SqlPipeline {
         };
         let (_, text) = self.row_of(&key, &a.columns)?.ok()?;
         serde_json::from_str(&text).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IOT: &str = include_str!("../../../../../examples/iot.sql");
+
+    fn ids(text: &str) -> Vec<(String, String)> {
+        SqlPipeline::load(text)
+            .expect("the pipeline loads")
+            .views
+            .iter()
+            .map(|v| (v.name.clone(), v.id.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_view_id_changes_with_its_definition_only() {
+        let base = ids(IOT);
+        // Comments, blank lines and positions are no part of a definition.
+        assert_eq!(ids(&format!("-- a header\n\n{IOT}")), base);
+        // Another view's edit leaves this one alone.
+        let other = IOT.replace(
+            "MIN(battery) AS lowest_battery",
+            "MAX(battery) AS lowest_battery",
+        );
+        assert_ne!(other, IOT);
+        let changed = ids(&other);
+        assert_ne!(changed[0].1, base[0].1, "per_site changed");
+        assert_eq!(changed[1], base[1], "per_device did not");
+        // A source column's type is part of every view that reads it.
+        let retyped = ids(&IOT.replace("battery INT,", "battery BIGINT,"));
+        assert_ne!(retyped[0].1, base[0].1);
+        assert_ne!(retyped[1].1, base[1].1);
+        // The allowed lateness changes no row: the ids stay.
+        let later = IOT.replace("INTERVAL '1' MINUTE\n)", "INTERVAL '2' MINUTE\n)");
+        assert_ne!(later, IOT);
+        assert_eq!(ids(&later), base);
     }
 }
