@@ -407,6 +407,70 @@ impl Rule {
                 "must not contain `|` (it separates the parts of an alert id) or control characters".into(),
             ));
         }
+        self.validate_target()?;
+        if !self.threshold.is_finite() {
+            return Err(invalid("threshold", "must be a finite number".into()));
+        }
+        match self.kind {
+            RuleKind::Threshold | RuleKind::Rate => {
+                if self.op.is_none() {
+                    return Err(invalid(
+                        "op",
+                        format!(
+                            "is required for {} rules: one of > >= < <=",
+                            self.kind.as_str()
+                        ),
+                    ));
+                }
+                for (field, value) in [("history", self.history), ("min_history", self.min_history)]
+                {
+                    if value.is_some() {
+                        return Err(invalid(field, "applies to zscore rules only".into()));
+                    }
+                }
+            }
+            RuleKind::Zscore => {
+                if matches!(self.op, Some(Op::Gte | Op::Lte)) {
+                    return Err(invalid(
+                        "op",
+                        "zscore rules take `>` (high side only), `<` (low side only) or no op (both sides)".into(),
+                    ));
+                }
+                if self.threshold <= 0.0 {
+                    return Err(invalid(
+                        "threshold",
+                        format!(
+                            "a zscore bound is a positive number of standard deviations, got {}",
+                            self.threshold
+                        ),
+                    ));
+                }
+                let history = self.history();
+                if !(1..=MAX_HISTORY).contains(&history) {
+                    return Err(invalid(
+                        "history",
+                        format!("must be 1 to {MAX_HISTORY}, got {history}"),
+                    ));
+                }
+                let min_history = self.min_history();
+                if !(1..=history).contains(&min_history) {
+                    return Err(invalid(
+                        "min_history",
+                        format!("must be 1 to history ({history}), got {min_history}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the rule watches: a view's column, or a metric's statistic in a window size.
+    fn validate_target(&self) -> Result<()> {
+        let invalid = |field: &str, reason: String| Error::InvalidRule {
+            rule: format!("{:?}", self.id),
+            field: field.to_owned(),
+            reason,
+        };
         if let Some(view) = &self.view {
             if view.is_empty() || view.chars().count() > MAX_KEY_CHARS {
                 return Err(invalid(
@@ -470,59 +534,6 @@ impl Rule {
                 "window_seconds",
                 format!("must be 1 to 604800 seconds, got {}", self.window_seconds),
             ));
-        }
-        if !self.threshold.is_finite() {
-            return Err(invalid("threshold", "must be a finite number".into()));
-        }
-        match self.kind {
-            RuleKind::Threshold | RuleKind::Rate => {
-                if self.op.is_none() {
-                    return Err(invalid(
-                        "op",
-                        format!(
-                            "is required for {} rules: one of > >= < <=",
-                            self.kind.as_str()
-                        ),
-                    ));
-                }
-                for (field, value) in [("history", self.history), ("min_history", self.min_history)]
-                {
-                    if value.is_some() {
-                        return Err(invalid(field, "applies to zscore rules only".into()));
-                    }
-                }
-            }
-            RuleKind::Zscore => {
-                if matches!(self.op, Some(Op::Gte | Op::Lte)) {
-                    return Err(invalid(
-                        "op",
-                        "zscore rules take `>` (high side only), `<` (low side only) or no op (both sides)".into(),
-                    ));
-                }
-                if self.threshold <= 0.0 {
-                    return Err(invalid(
-                        "threshold",
-                        format!(
-                            "a zscore bound is a positive number of standard deviations, got {}",
-                            self.threshold
-                        ),
-                    ));
-                }
-                let history = self.history();
-                if !(1..=MAX_HISTORY).contains(&history) {
-                    return Err(invalid(
-                        "history",
-                        format!("must be 1 to {MAX_HISTORY}, got {history}"),
-                    ));
-                }
-                let min_history = self.min_history();
-                if !(1..=history).contains(&min_history) {
-                    return Err(invalid(
-                        "min_history",
-                        format!("must be 1 to history ({history}), got {min_history}"),
-                    ));
-                }
-            }
         }
         Ok(())
     }
@@ -1183,6 +1194,129 @@ mod tests {
         assert_eq!(
             serde_json::from_value::<Alert>(json).expect("decodes"),
             alert
+        );
+    }
+}
+
+#[cfg(test)]
+mod view_rule_tests {
+    use super::*;
+
+    fn refusal(json: &str) -> (String, String) {
+        let v: Value = serde_json::from_str(json).expect("JSON");
+        match Rule::from_json(&v, "line 1") {
+            Err(Error::InvalidRule { field, reason, .. }) => (field, reason),
+            other => panic!("{json}: expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_view_rule_reads_back_as_written_and_refuses_metric_fields() {
+        let line = r#"{"id":"v","view":"per_site","column":"hot","group":{"site":"lima"},"op":">=","threshold":3}"#;
+        let rule =
+            Rule::from_json(&serde_json::from_str(line).expect("JSON"), "").expect("a view rule");
+        assert_eq!(rule.stat, Stat::Value);
+        let written = serde_json::to_value(&rule).expect("encodes");
+        assert!(written.get("type").is_none() && written.get("window_seconds").is_none());
+        assert_eq!(Rule::from_json(&written, "").expect("reads back"), rule);
+        for (json, field, says) in [
+            (
+                r#"{"id":"v","view":"x","op":">","threshold":1}"#,
+                "column",
+                "is required",
+            ),
+            (
+                r#"{"id":"v","view":"x","column":"c","type":"t","op":">","threshold":1}"#,
+                "type",
+                "metric rules only",
+            ),
+            (
+                r#"{"id":"v","view":"x","column":"c","window_seconds":60,"op":">","threshold":1}"#,
+                "window_seconds",
+                "metric rules only",
+            ),
+            (
+                r#"{"id":"v","view":"x","column":"c","stat":"max","op":">","threshold":1}"#,
+                "stat",
+                "compares its `column`",
+            ),
+            (
+                r#"{"id":"v","view":"x","column":"c","group":{"k":[1]},"op":">","threshold":1}"#,
+                "group",
+                "string, number",
+            ),
+            (
+                r#"{"id":"v","type":"t","window_seconds":60,"stat":"max","column":"c","op":">","threshold":1}"#,
+                "column",
+                "view rules only",
+            ),
+            (
+                r#"{"id":"v","type":"t","window_seconds":60,"stat":"value","op":">","threshold":1}"#,
+                "stat",
+                "view rule",
+            ),
+        ] {
+            let (f, reason) = refusal(json);
+            assert_eq!(f, field, "{json}: {reason}");
+            assert!(reason.contains(says), "{json}: {reason}");
+        }
+    }
+
+    /// A catalogue of one view row: `hot` = 4 in group site=lima.
+    struct OneRow;
+
+    impl ViewColumns for OneRow {
+        fn value(
+            &self,
+            _: &WindowUpdate,
+            view: &str,
+            column: &str,
+            group: &BTreeMap<String, Value>,
+        ) -> Option<f64> {
+            let lima = group.get("site").is_none_or(|s| s == "lima");
+            (view == "per_site" && column == "hot" && lima).then_some(4.0)
+        }
+    }
+
+    #[test]
+    fn a_view_rule_fires_on_its_column_and_never_without_the_view() {
+        let rule = |json: &str| {
+            Rule::from_json(&serde_json::from_str(json).expect("JSON"), "").expect("rule")
+        };
+        let u = WindowUpdate {
+            key: "[\"lima\"]".into(),
+            metric: "v123".into(),
+            window_seconds: 60,
+            slide_seconds: 60,
+            window_start: 0,
+            count: 5,
+            sum: 0.0,
+            min: 0.0,
+            max: 0.0,
+            mean: 0.0,
+            variance: 0.0,
+            version: 1,
+            columns: Vec::new(),
+        };
+        let fires = rule(r#"{"id":"a","view":"per_site","column":"hot","op":">=","threshold":4}"#);
+        let alert = fires.evaluate_in(&u, &OneRow).expect("fires");
+        assert_eq!(
+            (alert.value, alert.view.as_deref()),
+            (4.0, Some("per_site"))
+        );
+        assert!(fires.evaluate(&u).is_none(), "no views, no view rule");
+        let high = rule(r#"{"id":"b","view":"per_site","column":"hot","op":">","threshold":4}"#);
+        assert!(high.evaluate_in(&u, &OneRow).is_none());
+        let elsewhere = rule(
+            r#"{"id":"c","view":"per_site","column":"hot","group":{"site":"oslo"},"op":">","threshold":0}"#,
+        );
+        assert!(elsewhere.evaluate_in(&u, &OneRow).is_none());
+        let few = rule(
+            r#"{"id":"d","view":"per_site","column":"hot","op":">","threshold":0,"min_count":6}"#,
+        );
+        assert!(
+            few.evaluate_in(&u, &OneRow).is_none(),
+            "min_count counts the window's events"
         );
     }
 }

@@ -22,30 +22,60 @@ use crate::lines::{ChunkBound, LineSource, ReadAhead};
 use crate::pipeline::{InProcess, chaos_faults};
 
 pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
-    let mut sql = load_pipeline(file)?;
-    if let Some(seconds) = args.aggregate.allowed_lateness {
-        // The pipeline's WATERMARK gives the lateness; the flag overrides it (the
-        // oracle runs the stages with no lateness, as Flink's batch mode has none).
-        sql.allowed_lateness_ms = Some(i64::from(seconds) * 1000);
-    }
-    let sql = Arc::new(sql);
     let Some(events) = &args.file else {
         bail!("--sql runs a pipeline over --file EVENTS.ndjson (one JSON object per line)");
     };
-    let template = demo_template(args)?;
+    let sql = Arc::new(load(args, file)?);
     let mut truth = Evaluation::new(&sql.program);
-    let reference = reference_rows(&sql, &args.reference, |table, line| {
+    let mut pipeline = build(args, &sql, &mut truth)?;
+    eprintln!(
+        "sluice demo: pipeline {} over {}; {} stored views",
+        file.display(),
+        events.display(),
+        sql.views.len()
+    );
+    let title = format!("pipeline {} over {}", file.display(), events.display());
+    let server = crate::commands::dashboard::serve_demo(&args.serve, &pipeline, title).await?;
+    let started = Instant::now();
+    let produced = feed(&mut pipeline, events, args.verify.then_some(&mut truth)).await?;
+    let elapsed = started.elapsed();
+    let rows = view_rows(&sql, &pipeline.store.items())?;
+    let differences = match args.verify {
+        true => Some(differences(&rows, &truth)?),
+        false => None,
+    };
+    let (summary, consistent) = summarize(&pipeline, produced, elapsed, &rows, &differences);
+    print(args, &pipeline, &rows, summary, &differences)?;
+    if let Some(server) = server {
+        server.until_interrupted().await?;
+    }
+    Ok(consistent && differences.is_none_or(|d| d.is_empty()))
+}
+
+/// Step: the pipeline, with `--allowed-lateness` overriding its WATERMARK delay (the
+/// oracle runs the stages with no lateness, as Flink's batch mode has none).
+fn load(args: &DemoArgs, file: &Path) -> Result<SqlPipeline> {
+    let mut sql = load_pipeline(file)?;
+    if let Some(seconds) = args.aggregate.allowed_lateness {
+        sql.allowed_lateness_ms = Some(i64::from(seconds) * 1000);
+    }
+    Ok(sql)
+}
+
+/// Step: the in-process stages over the reference rows and rules, and the truth set to
+/// judge lateness as they do (per view and group, in file order).
+fn build(args: &DemoArgs, sql: &Arc<SqlPipeline>, truth: &mut Evaluation<'_>) -> Result<InProcess> {
+    let template = demo_template(args)?;
+    let reference = reference_rows(sql, &args.reference, |table, line| {
         truth.load_reference(table, line)
     })?;
-    let faults = chaos_faults(args.chaos, &template);
     let rules = match &args.rules {
         Some(path) => super::load_rules(Some(path), args.scenario)?,
         None => Vec::new(),
     };
-    check_view_rules(&sql, &rules)?;
-    let mut pipeline =
-        InProcess::build_sql(&template, reference, rules, faults.clone(), sql.clone())?;
-    // The truth judges lateness as the stages do, per (view, group), in file order.
+    check_view_rules(sql, &rules)?;
+    let faults = chaos_faults(args.chaos, &template);
+    let pipeline = InProcess::build_sql(&template, reference, rules, faults, sql.clone())?;
     let allowed_ms = sql
         .allowed_lateness_ms
         .unwrap_or(pipeline.stages.aggregate_config.allowed_lateness_ms);
@@ -62,31 +92,39 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
             .keep_lines()
             .context("creating a temporary file for the dead letters of --json")?;
     }
-    eprintln!(
-        "sluice demo: pipeline {} over {}; {} stored views",
-        file.display(),
-        events.display(),
-        sql.views.len()
-    );
-    let title = format!("pipeline {} over {}", file.display(), events.display());
-    let server = crate::commands::dashboard::serve_demo(&args.serve, &pipeline, title).await?;
+    Ok(pipeline)
+}
+
+/// Step: every line of the file through the stages (and into the truth, when
+/// verifying: the lines as sent, producer duplicates included); how many were sent.
+async fn feed(
+    pipeline: &mut InProcess,
+    events: &Path,
+    mut truth: Option<&mut Evaluation<'_>>,
+) -> Result<u64> {
     let input = ReadAhead::start(LineSource::file(events)?, ChunkBound::DEMO);
     let now_ms = SystemClock.now_ms();
-    let started = Instant::now();
-    let verify = args.verify;
-    let produced = pipeline
+    pipeline
         .feed_in_chunks(
             || input.next_chunk(),
             |sent| {
-                if verify {
-                    sent.iter().for_each(|line| truth.push(line, now_ms));
+                if let Some(t) = truth.as_deref_mut() {
+                    sent.iter().for_each(|line| t.push(line, now_ms));
                 }
             },
             |_, _| {},
         )
-        .await?;
-    let elapsed = started.elapsed();
-    let rows = view_rows(&sql, &pipeline.store.items())?;
+        .await
+}
+
+/// Step: the summary line, and whether every event sent has exactly one fate.
+fn summarize(
+    pipeline: &InProcess,
+    produced: u64,
+    elapsed: std::time::Duration,
+    rows: &[(String, String)],
+    differences: &Option<Vec<String>>,
+) -> (Value, bool) {
     let ledger = pipeline.stages.ledger.summary();
     let meter = &pipeline.store.meter;
     let consistent = ledger.unsettled == 0
@@ -107,45 +145,47 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
         "filtered": ledger.filtered,
         "unsettled": ledger.unsettled,
         "rows": rows.len(),
+        "alerts": pipeline.alerts.alerts().len(),
         "dynamodb_item_writes": meter.item_writes(),
         "item_writes_per_event": meter.item_writes() as f64 / ledger.events_in.max(1) as f64,
-        "stream_bytes_per_event": stream_bytes(&pipeline, ledger.events_in),
+        "stream_bytes_per_event": stream_bytes(pipeline, ledger.events_in),
         "elapsed_s": elapsed.as_secs_f64(),
         "events_per_sec": ledger.events_in as f64 / elapsed.as_secs_f64().max(1e-9),
     });
-    let differences = match verify {
-        true => Some(differences(&rows, &truth)?),
-        false => None,
-    };
-    if let (Some(d), Some(obj)) = (&differences, summary.as_object_mut()) {
+    if let (Some(d), Some(obj)) = (differences, summary.as_object_mut()) {
         obj.insert("verified".into(), json!(d.is_empty()));
         obj.insert("differences".into(), json!(d.len()));
     }
+    if !consistent {
+        eprintln!("error: the ledger does not add up: {summary}");
+    }
+    (summary, consistent)
+}
+
+/// Step: the row lines, the dead letters (`--json`), the alerts and the summary on
+/// stdout; the first differences `--verify` found on stderr.
+fn print(
+    args: &DemoArgs,
+    pipeline: &InProcess,
+    rows: &[(String, String)],
+    summary: Value,
+    differences: &Option<Vec<String>>,
+) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    write_rows(&mut out, &rows)?;
+    write_rows(&mut out, rows)?;
     if args.json {
-        lock_digest(&pipeline).write_lines(&mut out)?;
+        lock_digest(pipeline).write_lines(&mut out)?;
     }
-    let alerts = pipeline.alerts.alerts();
-    for alert in &alerts {
+    for alert in &pipeline.alerts.alerts() {
         writeln!(out, "{}", serde_json::to_string(alert)?)?;
-    }
-    if let Some(obj) = summary.as_object_mut() {
-        obj.insert("alerts".into(), json!(alerts.len()));
     }
     writeln!(out, "{summary}")?;
     for d in differences.iter().flatten().take(20) {
         eprintln!("verify: {d}");
     }
     out.flush()?;
-    if !consistent {
-        eprintln!("error: the ledger does not add up: {summary}");
-    }
-    if let Some(server) = server {
-        server.until_interrupted().await?;
-    }
-    Ok(consistent && differences.is_none_or(|d| d.is_empty()))
+    Ok(())
 }
 
 /// What differs between the stored rows and the truth's: rows missing on either side,
