@@ -309,4 +309,71 @@ mod tests {
         assert_eq!(store.items(), items);
         assert_eq!(rows(&store), expected);
     }
+
+    /// A view item whose stored states are not its view's (another definition wrote
+    /// them, or they are corrupt) is never folded into: its group's lines are dead
+    /// letters (`unprocessable`, naming the item), every other group goes on.
+    #[tokio::test]
+    async fn a_view_item_with_foreign_states_dead_letters_its_group_only() {
+        use sluice_core::ports::AggregateStore;
+        use sluice_core::stage::sql::SqlPipeline;
+        use sluice_core::state::item::ItemWrite;
+
+        let fixture = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../events/sql/aggregate.json"),
+        )
+        .expect("events/sql/aggregate.json");
+        let pipeline = Arc::new(
+            SqlPipeline::load(include_str!("../../../examples/payments.sql"))
+                .expect("examples/payments.sql loads"),
+        );
+        let streams = MemoryStreams::new(Arc::new(SystemClock));
+        streams.create("updates", 1);
+        streams.create("dlq", 1);
+        let store = Arc::new(MemoryAggregateStore::new());
+        let stage = handler(
+            store.clone(),
+            streams.sink("updates"),
+            streams.sink("dlq"),
+            AggregateConfig::default(),
+        )
+        .with_sql(pipeline.clone());
+        let event: KinesisEvent = serde_json::from_str(&fixture).expect("a KinesisEvent");
+        sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
+        // The DE row of per_country loses a state.
+        let de = store
+            .items()
+            .into_iter()
+            .find(|i| i.key.group.key.contains("DE"))
+            .expect("the DE item");
+        let mut tampered = de.clone();
+        tampered.columns.pop();
+        tampered.version += 1;
+        let write = ItemWrite {
+            item: tampered,
+            expected_version: de.version,
+            sealed_page: Vec::new(),
+        };
+        store.commit(&[write], None).await.expect("tampered");
+        let (response, again) =
+            sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
+        assert!(response.batch_item_failures.is_empty(), "nothing to retry");
+        let dead = streams.records("dlq");
+        assert_eq!(
+            again.stats.dead_lettered_total(),
+            3,
+            "DE's lines: p-1, p-2 and p-2's second sending"
+        );
+        assert_eq!(again.stats.duplicates, 8, "every other line, as before");
+        let text: String = dead
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+            .collect();
+        assert!(text.contains("unprocessable"), "{text}");
+        assert!(
+            text.contains("aggregate states where view `per_country` has"),
+            "{text}"
+        );
+    }
 }

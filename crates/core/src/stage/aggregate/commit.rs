@@ -93,6 +93,15 @@ where
                 }
             }
         }
+        // A view item whose states are not its view's cannot be folded into: its group
+        // is unprocessable (a retry cannot help), the rest of the batch goes on.
+        if let Some(sql) = &self.sql {
+            for item in state.items.values() {
+                if let Some(error) = sql.check_columns(item) {
+                    state.unreadable.insert(item.key.group.clone(), error);
+                }
+            }
+        }
         Ok(state)
     }
 

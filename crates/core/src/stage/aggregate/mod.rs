@@ -61,7 +61,7 @@ pub struct Aggregate<S, O, D, C> {
     /// Sealed fingerprint pages never change once written, so a container keeps them.
     pages: Mutex<HashMap<(ItemKey, u32), Arc<FingerprintSet>>>,
     /// A SQL pipeline: its stored views' lines are what the stage folds.
-    sql: Option<Arc<SqlPipeline>>,
+    pub(super) sql: Option<Arc<SqlPipeline>>,
 }
 
 impl<S, O, D, C> Aggregate<S, O, D, C> {
@@ -240,7 +240,7 @@ where
             &batch,
             &progress,
             stop.is_some(),
-            &self.config,
+            &|group| self.plan_settings(group).allowed_lateness_ms,
             &mut outcome.stats,
         );
         let emitted = self.emit(&state, &progress, settled.dead).await;

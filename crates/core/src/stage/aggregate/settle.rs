@@ -2,7 +2,6 @@
 //! letters, then the window updates and dead letters written.
 
 use super::{Aggregate, Batch, Pending, Progress, STAGE, State};
-use crate::config::AggregateConfig;
 use crate::error::{Error, Result};
 use crate::input::dead_letter::DeadLetter;
 use crate::input::envelope::{Reason, Rejection, TimeBounds, decode_line_without_attrs};
@@ -91,7 +90,7 @@ pub(super) fn settle(
     batch: &Batch,
     progress: &Progress,
     stopped: bool,
-    config: &AggregateConfig,
+    lateness_ms: &dyn Fn(&GroupKey) -> i64,
     stats: &mut StageStats,
 ) -> Settled {
     let done = if stopped {
@@ -132,7 +131,8 @@ pub(super) fn settle(
             Fate::Late => {
                 let detail = format!(
                     "event time {} is in a window that closed more than {} ms before the watermark",
-                    p.candidate.ts, config.allowed_lateness_ms
+                    p.candidate.ts,
+                    lateness_ms(&batch.groups[p.group].0)
                 );
                 stats.dead_letter(Reason::Late);
                 settled.dead.push(event_dead_letter(

@@ -152,6 +152,34 @@ impl SqlPipeline {
         })
     }
 
+    /// Why a stored item of a view cannot be folded into: its states are not those of
+    /// the view's aggregates (written by another definition, or corrupt). `None` for
+    /// items of no view of this pipeline and for items without states yet.
+    pub fn check_columns(&self, item: &crate::state::item::AggregateItem) -> Option<Error> {
+        let view = self.view(&item.key.group.metric)?;
+        if item.columns.is_empty() {
+            return None;
+        }
+        let wrong = match item.columns.len() == view.aggregates.len() {
+            false => Some(format!(
+                "{} aggregate states where view `{}` has {} aggregates",
+                item.columns.len(),
+                view.name,
+                view.aggregates.len()
+            )),
+            true => view
+                .aggregates
+                .iter()
+                .zip(&item.columns)
+                .find_map(|(kind, state)| kind.check_state(state).err())
+                .map(|e| e.to_string()),
+        };
+        wrong.map(|reason| Error::CorruptItem {
+            item: item.key.describe(),
+            reason,
+        })
+    }
+
     /// The result row of a stored item of a view (`None` for its other windows' items,
     /// such as a HOP view's panes).
     pub fn row_of(
