@@ -58,8 +58,8 @@ function checkFields(a) {
 
 // Starts the demo; resolves with its URL, its --json lines and the child once the
 // summary line is out (the input is drained and the server keeps serving).
-function startDemo() {
-  const child = spawn(bin, DEMO, { stdio: ["ignore", "pipe", "pipe"] });
+function startDemo(args = DEMO) {
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
   let out = "", err = "", url = null;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`demo not ready in 120 s; stderr:\n${err}`)), 120_000);
@@ -218,9 +218,48 @@ try {
   await noAlerts.waitForFunction(() => Number(document.body.dataset.refreshes) >= 1, null, { timeout: 10_000 });
   assert.match(await noAlerts.textContent("#alerts"), /alerts unavailable: .*503 throttled/);
   assert.equal(await noAlerts.locator("#series svg.series-chart").count(), cards.length);
+  // The envelope demo has no views: the section stays hidden.
+  assert.equal(await page.locator("#views-section").isHidden(), true);
   console.error(`dashboard test: ${cards.length} charts, ${rows.length} alerts (${KINDS.map(k => `${explained[k]} ${k}`).join(", ")}) explained by their fields, ${Object.keys(shown).length} dead-letter reasons, ${stages.length} stages: ok`);
+  await checkViews(browser);
 } finally {
   await browser.close();
   // Stop the server by its PID.
   process.kill(child.pid, "SIGTERM");
+}
+
+// A SQL pipeline's demo: the views section lists its stored views and charts the chosen
+// column per group, a point per row of the view's --json output.
+async function checkViews(browser) {
+  const root = join(here, "../..");
+  const sql = await startDemo(["demo", "--sql", join(root, "examples/iot.sql"),
+    "--file", join(root, "examples/iot.events.ndjson"), "--json", "--serve", "0", "--token", TOKEN]);
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
+    const problems = [];
+    page.on("pageerror", e => problems.push(`page error: ${e.message}`));
+    page.on("console", m => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
+    await page.goto(sql.url);
+    await page.waitForFunction(() => Number(document.body.dataset.refreshes) >= 2, null, { timeout: 30_000 });
+    assert.deepEqual(problems, []);
+    assert.equal(await page.locator("#views-section").isHidden(), false);
+    const views = await page.$$eval("#view option", os => os.map(o => o.value));
+    assert.deepEqual(views, ["per_site", "per_device"]);
+    const column = await page.$eval("#column", s => s.value);
+    const rows = sql.lines.filter(l => l.kind === "row" && l.view === "per_site").map(l => l.row);
+    assert.ok(rows.length > 0 && typeof rows[0][column] === "number", `column ${column}`);
+    // per_site's group is its one text column, site: a card per site, a point per
+    // window with a number in the column.
+    const cards = await page.$$eval("#view-series .card", cs => cs.map(c => ({
+      group: c.dataset.group, points: c.querySelectorAll("circle.pt").length,
+      path: c.querySelector("path.line")?.getAttribute("d") || "",
+    })));
+    const bySite = {};
+    for (const r of rows) if (typeof r[column] === "number") bySite[`site=${r.site}`] = (bySite[`site=${r.site}`] || 0) + 1;
+    assert.deepEqual(Object.fromEntries(cards.map(c => [c.group, c.points])), bySite);
+    for (const c of cards) assert.ok(!/NaN/.test(c.path), `line of ${c.group}`);
+    console.error(`dashboard test: views ${views.join(", ")}, ${cards.length} charts of per_site.${column}: ok`);
+  } finally {
+    process.kill(sql.child.pid, "SIGTERM");
+  }
 }
