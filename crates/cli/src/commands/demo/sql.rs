@@ -203,27 +203,26 @@ fn differences(rows: &[(String, String)], truth: &Evaluation<'_>) -> Result<Vec<
             .collect();
         format!("{view} {}", named.join(" "))
     };
-    let mut want: BTreeMap<String, Value> = BTreeMap::new();
+    // The truth's rows by key, as their JSON text (parsed again when compared: a parsed
+    // row takes several times its text's memory, and a run may have many rows).
+    let mut want: BTreeMap<String, &str> = BTreeMap::new();
     for r in &expected {
         let row: Value = serde_json::from_str(&r.json)?;
-        want.insert(key(&r.view, &row), row);
+        want.insert(key(&r.view, &row), &r.json);
     }
     let mut out = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
     for (view, text) in rows {
         let row: Value = serde_json::from_str(text)?;
-        let k = key(view, &row);
-        seen.insert(k.clone());
-        match want.get(&k) {
+        match want.remove(&key(view, &row)) {
             None => out.push(format!("stored but not in the truth: {view} {text}")),
-            Some(w) if !same(w, &row) => out.push(format!("{view}: stored {text}, truth {w}")),
+            Some(w) if !same(&serde_json::from_str(w)?, &row) => {
+                out.push(format!("{view}: stored {text}, truth {w}"))
+            }
             Some(_) => {}
         }
     }
     for (k, w) in &want {
-        if !seen.contains(k) {
-            out.push(format!("in the truth but not stored: {k} {w}"));
-        }
+        out.push(format!("in the truth but not stored: {k} {w}"));
     }
     Ok(out)
 }
