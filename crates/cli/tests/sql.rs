@@ -41,7 +41,11 @@ fn every_example_pipeline_checks_and_prints_its_plan() {
             stdout.contains("stored view `") || stdout.contains("sink `"),
             "{stdout}"
         );
-        assert!(stdout.contains("ingest extracts: "), "{stdout}");
+        assert!(
+            stdout.contains("ingest reads (the views need): "),
+            "{stdout}"
+        );
+        assert!(stdout.contains("on the stages: stored view `"), "{stdout}");
     }
 }
 

@@ -487,3 +487,74 @@ fn the_read_api_lists_views_and_pages_their_rows_filtered_by_column() {
     assert_eq!(status, 404, "{missing}");
     drop(server);
 }
+
+#[test]
+fn a_group_too_long_for_a_key_or_a_string_too_long_to_keep_is_a_dead_letter() {
+    let dir = std::env::temp_dir().join(format!("sluice-sql-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let sql = dir.join("p.sql");
+    std::fs::write(
+        &sql,
+        "CREATE TABLE s (k STRING, txt STRING, ts TIMESTAMP_LTZ(3), \
+         WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE) WITH ('connector' = 'kinesis', 'format' = 'json');\n\
+         CREATE VIEW v AS SELECT window_start, window_end, k, COUNT(*) AS n, MIN(txt) AS first \
+         FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) \
+         GROUP BY window_start, window_end, k;\n",
+    )
+    .expect("writing");
+    let events = dir.join("e.ndjson");
+    let long_key = "k".repeat(3000);
+    let long_text = "t".repeat(2000);
+    std::fs::write(
+        &events,
+        format!(
+            "{{\"k\":\"a\",\"txt\":\"x\",\"ts\":\"2026-01-01 00:00:01Z\"}}\n\
+             {{\"k\":\"{long_key}\",\"txt\":\"x\",\"ts\":\"2026-01-01 00:00:02Z\"}}\n\
+             {{\"k\":\"a\",\"txt\":\"{long_text}\",\"ts\":\"2026-01-01 00:00:03Z\"}}\n"
+        ),
+    )
+    .expect("writing");
+    let (sql, events) = (
+        sql.to_str().expect("utf-8").to_owned(),
+        events.to_str().expect("utf-8").to_owned(),
+    );
+    let (ok, stdout, stderr) = sluice(&[
+        "demo", "--sql", &sql, "--file", &events, "--json", "--verify",
+    ]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(ok, "{stderr}");
+    let letters: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| l.contains(r#""kind":"dead_letter""#))
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(letters.len(), 2, "{stdout}");
+    assert!(
+        letters
+            .iter()
+            .all(|l| l["reason"] == "invalid_value" && l["stage"] == "enrich")
+    );
+    let details: Vec<&str> = letters
+        .iter()
+        .map(|l| l["detail"].as_str().expect("detail"))
+        .collect();
+    assert!(
+        details
+            .iter()
+            .any(|d| d.contains("a DynamoDB partition key holds 2048")),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d.contains("a string of 2000 bytes for MIN/MAX")),
+        "{details:?}"
+    );
+    assert_eq!(rows(&stdout).len(), 1);
+    let s = summary(&stdout);
+    assert_eq!(
+        (s["counted"].as_u64(), s["dead_letter"].as_u64()),
+        (Some(1), Some(2)),
+        "{s}"
+    );
+}

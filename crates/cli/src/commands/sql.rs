@@ -61,7 +61,14 @@ pub async fn run(args: SqlArgs) -> Result<bool> {
             // here, at its line and column, not when the first event arrives.
             let program =
                 Program::compile(&pipeline).with_context(|| format!("{}", file.display()))?;
-            print!("{}{}", pipeline.describe(), program.describe_state());
+            // What the stages refuse besides (a HOP view reading its window's columns).
+            let stages = load_pipeline(&file)?;
+            print!(
+                "{}{}{}",
+                pipeline.describe(),
+                program.describe_state(),
+                stages.describe_stages()
+            );
             Ok(true)
         }
         SqlCommand::Eval {

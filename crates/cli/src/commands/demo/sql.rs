@@ -87,6 +87,9 @@ fn build(args: &DemoArgs, sql: &Arc<SqlPipeline>, truth: &mut Evaluation<'_>) ->
             })
             .collect(),
     );
+    // ... and refuse what they cannot store.
+    let stages = sql.clone();
+    truth.refuse_with(Box::new(move |u| stages.refusal(u)));
     if args.json {
         lock_digest(&pipeline)
             .keep_lines()

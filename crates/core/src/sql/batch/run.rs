@@ -11,6 +11,9 @@ use crate::sql::aggregate::AggregateState;
 use crate::sql::expr::EvalContext;
 use crate::sql::value::Value;
 
+/// Why an update cannot be stored, if it cannot (see [`Evaluation::refuse_with`]).
+pub type Refusal<'p> = Box<dyn Fn(&ViewUpdate) -> Option<String> + 'p>;
+
 /// One result row of a stored view, as a JSON object by column name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResultRow {
@@ -47,6 +50,8 @@ pub struct Evaluation<'p> {
     watermarks: HashMap<(usize, String), i64>,
     /// (event, view) updates left out as late.
     pub late: u64,
+    /// What the stages cannot store (see [`Evaluation::refuse_with`]).
+    refuse: Option<Refusal<'p>>,
     /// Rejected events with their reasons (not kept: counted by reason).
     pub rejected: BTreeMap<String, u64>,
 }
@@ -63,6 +68,7 @@ impl<'p> Evaluation<'p> {
             lateness: Vec::new(),
             watermarks: HashMap::new(),
             late: 0,
+            refuse: None,
             rejected: BTreeMap::new(),
         }
     }
@@ -103,19 +109,35 @@ impl<'p> Evaluation<'p> {
             .program
             .source_row(line, &ctx)
             .map_err(|r| r.to_string())?;
-        if let Some(id) = self.program.event_id(&row)
-            && !self.seen.insert(id_hash(&id))
-        {
+        let id = self.program.event_id(&row).map(|id| id_hash(&id));
+        if id.is_some_and(|id| self.seen.contains(&id)) {
             return Ok(None);
         }
-        match self
-            .program
-            .view_updates(row, &Loaded(&self.references), &ctx, Windows::Each)?
+        let updates =
+            match self
+                .program
+                .view_updates(row, &Loaded(&self.references), &ctx, Windows::Each)?
+            {
+                Evaluated::Updates(updates) => updates,
+                // `Loaded` knows every row there is: a key it lacks is absent.
+                Evaluated::NeedsReference(_) => unreachable!("loaded references are complete"),
+            };
+        if let Some(refuse) = &self.refuse
+            && let Some(reason) = updates.iter().find_map(refuse)
         {
-            Evaluated::Updates(updates) => Ok(Some(self.timely(updates))),
-            // `Loaded` knows every row there is: a key it lacks is absent.
-            Evaluated::NeedsReference(_) => unreachable!("loaded references are complete"),
+            return Err(reason);
         }
+        // Only an event taken counts for de-duplication (a refused one left no trace).
+        if let Some(id) = id {
+            self.seen.insert(id);
+        }
+        Ok(Some(self.timely(updates)))
+    }
+
+    /// Refuses the events for which `refuse` gives a reason for one of their updates,
+    /// as the stages refuse what they cannot store (`SqlPipeline::refusal`).
+    pub fn refuse_with(&mut self, refuse: Refusal<'p>) {
+        self.refuse = Some(refuse);
     }
 
     /// The updates that are not late (see [`Evaluation::judge_lateness`]): judged once

@@ -247,41 +247,20 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
         updates: &[ViewUpdate],
         lines: &mut LinePacker,
     ) -> std::result::Result<u64, Rejection> {
+        // Every update is checked before any line is packed: an event is refused whole.
+        if let Some(detail) = updates.iter().find_map(|u| self.pipeline.refusal(u)) {
+            return Err(Rejection {
+                reason: Reason::InvalidValue,
+                field: None,
+                detail,
+                id: Some(source.id.to_string()),
+            });
+        }
         let mut bytes = Vec::new();
         for update in updates {
             let Some(view) = self.pipeline.view_at(update.view) else {
                 continue;
             };
-            let too_long = update
-                .adds
-                .iter()
-                .zip(&view.aggregates)
-                .find_map(|(add, kind)| {
-                    let keeps = matches!(
-                        kind.function(),
-                        crate::sql::AggregateFunction::Min | crate::sql::AggregateFunction::Max
-                    );
-                    match add {
-                        Some(Value::String(s))
-                            if keeps && s.len() > super::MAX_EXTREME_STRING_BYTES =>
-                        {
-                            Some(s.len())
-                        }
-                        _ => None,
-                    }
-                });
-            if let Some(len) = too_long {
-                return Err(Rejection {
-                    reason: Reason::InvalidValue,
-                    field: None,
-                    detail: format!(
-                        "view `{}`: a string of {len} bytes for MIN/MAX; at most {} are kept",
-                        view.name,
-                        super::MAX_EXTREME_STRING_BYTES
-                    ),
-                    id: Some(source.id.to_string()),
-                });
-            }
             let key_text = codec::key_text(&update.keys);
             let line = ViewLine {
                 v: &view.id,

@@ -123,6 +123,79 @@ impl SqlPipeline {
         })
     }
 
+    /// What each stage does with each stored view, for `sluice sql check`: its id, its
+    /// windows and lateness, how enrich re-partitions it and the largest aggregate state
+    /// an item of it holds.
+    pub fn describe_stages(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for v in &self.views {
+            let rows = v.row_window;
+            let _ = writeln!(out, "on the stages: stored view `{}` (id {})", v.name, v.id);
+            let _ = writeln!(
+                out,
+                "  enrich writes one line per event keyed by (view, group): {} group column(s)",
+                v.key_types.len()
+            );
+            let _ = writeln!(
+                out,
+                "  aggregate: one item per (group, {} s window{}), fingerprints in the {} s anchor, \
+                 allowed lateness {}",
+                rows.size_secs(),
+                match rows.is_tumbling() {
+                    true => String::new(),
+                    false => format!(" sliding by {} s", rows.slide_secs()),
+                },
+                v.windows.anchor().size_secs(),
+                match self.allowed_lateness_ms {
+                    Some(ms) => format!("{ms} ms (WATERMARK)"),
+                    None => "of the deployment (no WATERMARK)".into(),
+                }
+            );
+            let _ = writeln!(
+                out,
+                "  largest item: {} bytes of aggregate state (MIN/MAX strings up to {} bytes) \
+                 plus the group's key text and the fingerprints of its anchor",
+                v.max_columns_bytes, MAX_EXTREME_STRING_BYTES
+            );
+        }
+        out
+    }
+
+    /// Why the stages cannot store an update (the event is then a dead letter,
+    /// `invalid_value`): its group's key values too long for a DynamoDB partition key, or
+    /// a string for MIN/MAX longer than [`MAX_EXTREME_STRING_BYTES`].
+    pub fn refusal(&self, update: &crate::sql::ViewUpdate) -> Option<String> {
+        let view = self.view_at(update.view)?;
+        let keeps = |kind: &AggregateKind| {
+            matches!(
+                kind.function(),
+                crate::sql::AggregateFunction::Min | crate::sql::AggregateFunction::Max
+            )
+        };
+        for (add, kind) in update.adds.iter().zip(&view.aggregates) {
+            if let Some(Value::String(s)) = add
+                && keeps(kind)
+                && s.len() > MAX_EXTREME_STRING_BYTES
+            {
+                return Some(format!(
+                    "view `{}`: a string of {} bytes for MIN/MAX; at most {MAX_EXTREME_STRING_BYTES} are kept",
+                    view.name,
+                    s.len()
+                ));
+            }
+        }
+        let pk_bytes = view.id.len() + 1 + codec::key_text(&update.keys).len();
+        let max = crate::state::limits::dynamodb::MAX_PARTITION_KEY_BYTES;
+        (pk_bytes > max).then(|| {
+            format!(
+                "view `{}`: the group's values take {pk_bytes} bytes as a key; a DynamoDB \
+                 partition key holds {max}",
+                view.name
+            )
+        })
+    }
+
     /// The stored view whose id is `id`.
     pub fn view(&self, id: &str) -> Option<&StoredView> {
         self.by_id.get(id).map(|&i| &self.views[i])
@@ -557,5 +630,41 @@ mod tests {
         let later = IOT.replace("INTERVAL '1' MINUTE\n)", "INTERVAL '2' MINUTE\n)");
         assert_ne!(later, IOT);
         assert_eq!(ids(&later), base);
+    }
+
+    fn refusal(text: &str) -> String {
+        match SqlPipeline::load(text) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("expected a refusal of:\n{text}"),
+        }
+    }
+
+    const SOURCE: &str = "CREATE TABLE s (k STRING, v INT, ts TIMESTAMP(3), \
+        WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH ('connector' = 'kinesis', 'format' = 'json');\n";
+
+    #[test]
+    fn what_the_stages_cannot_run_alike_is_refused_with_the_view_named() {
+        let hop_reads_window = format!(
+            "{SOURCE}CREATE VIEW h AS SELECT window_start, window_end, COUNT(*) AS n \
+             FROM TABLE(HOP(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)) \
+             WHERE window_end > window_start GROUP BY window_start, window_end;"
+        );
+        let message = refusal(&hop_reads_window);
+        assert!(message.contains("view `h`"), "{message}");
+        assert!(
+            message.contains("read window_start, window_end or window_time"),
+            "{message}"
+        );
+        // (Windows below a second never get here: the parser takes whole SECONDs at least.)
+        // The same views as plain TUMBLE/HOP over whole seconds load.
+        let fine = format!(
+            "{SOURCE}CREATE VIEW h AS SELECT window_start, window_end, k, COUNT(*) AS n \
+             FROM TABLE(HOP(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)) \
+             WHERE v > 0 GROUP BY window_start, window_end, k;"
+        );
+        let loaded = SqlPipeline::load(&fine).expect("loads");
+        assert_eq!(loaded.views[0].row_window, WindowSpec::hopping(300, 60));
+        assert_eq!(loaded.views[0].windows.anchor(), WindowSpec::tumbling(60));
+        assert_eq!(loaded.allowed_lateness_ms, Some(1000));
     }
 }
