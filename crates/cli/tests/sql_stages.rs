@@ -244,21 +244,9 @@ fn out_of_order_events_are_late_per_group_and_verify_still_agrees_under_chaos() 
 #[test]
 fn rules_on_view_columns_fire_exactly_where_the_evaluated_rows_say() {
     let (sql, events, _) = example("iot");
-    let dir = std::env::temp_dir().join(format!("sluice-sql-rules-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let rules = dir.join("rules.jsonl");
-    std::fs::write(
-        &rules,
-        concat!(
-            r#"{"id":"hot-site","view":"per_site","column":"hot","op":">=","threshold":3}"#,
-            "\n",
-            r#"{"id":"lima-battery","view":"per_site","column":"lowest_battery","group":{"site":"lima"},"op":"<","threshold":20}"#,
-            "\n",
-            r#"{"id":"burst","kind":"rate","view":"per_device","column":"readings","op":">=","threshold":2}"#,
-            "\n",
-        ),
-    )
-    .expect("writing rules");
+    // examples/iot.rules.jsonl: hot-site (COUNT FILTER >= 3), lima-battery (MIN < 20 in
+    // group site=lima) and burst (a rate of 2 on per_device's readings).
+    let rules = examples_dir().join("iot.rules.jsonl");
     let rules = rules.to_str().expect("utf-8").to_owned();
     let (ok, truth, stderr) = sluice(&["sql", "eval", &sql, "--events", &events]);
     assert!(ok, "{stderr}");
@@ -319,7 +307,6 @@ fn rules_on_view_columns_fire_exactly_where_the_evaluated_rows_say() {
     let (ok, stdout, stderr) = sluice(&[
         "demo", "--sql", &sql, "--file", &events, "--rules", &rules, "--json",
     ]);
-    std::fs::remove_dir_all(&dir).ok();
     assert!(ok, "{stderr}");
     let fired: BTreeSet<String> = stdout
         .lines()
@@ -557,4 +544,41 @@ fn a_group_too_long_for_a_key_or_a_string_too_long_to_keep_is_a_dead_letter() {
         (Some(1), Some(2)),
         "{s}"
     );
+}
+
+#[test]
+fn every_example_rules_file_loads_and_each_of_its_rules_fires() {
+    for name in ["iot", "payments", "clicks"] {
+        let (sql, events, references) = example(name);
+        let rules = examples_dir().join(format!("{name}.rules.jsonl"));
+        let rules = rules.to_str().expect("utf-8").to_owned();
+        let text = std::fs::read_to_string(&rules).expect("rules");
+        let ids: BTreeSet<String> = text
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("JSON");
+                v["id"].as_str().expect("id").to_owned()
+            })
+            .collect();
+        let mut demo = vec![
+            "demo", "--sql", &sql, "--file", &events, "--rules", &rules, "--json",
+        ];
+        demo.extend(references.iter().map(String::as_str));
+        let (ok, stdout, stderr) = sluice(&demo);
+        assert!(ok, "{name}: {stderr}");
+        let fired: BTreeSet<String> = stdout
+            .lines()
+            .filter(|l| l.contains(r#""kind":"alert""#))
+            .map(|l| {
+                let a: serde_json::Value = serde_json::from_str(l).expect("JSON");
+                assert!(
+                    a["row"].is_object(),
+                    "{name}: an alert carries its row: {a}"
+                );
+                a["rule_id"].as_str().expect("rule").to_owned()
+            })
+            .collect();
+        assert_eq!(fired, ids, "{name}");
+    }
 }
