@@ -135,13 +135,18 @@ impl Program {
         references: &impl References,
         ctx: &EvalContext,
     ) -> Result<MapOut, String> {
-        let mut row = input.to_vec();
+        let width = match &m.join {
+            Some(join) => self.references[&join.reference].columns.len(),
+            None => 0,
+        };
+        // Sized once: the joined row never grows its buffer again.
+        let mut row = Vec::with_capacity(input.len() + width);
+        row.extend_from_slice(input);
         if let Some(join) = &m.join {
             let key = join
                 .stream_key
                 .eval(input, ctx)
                 .map_err(|e| e.to_string())?;
-            let width = self.references[&join.reference].columns.len();
             let text = key_text(std::slice::from_ref(&key));
             let found = match key.is_null() {
                 true => Lookup::Absent,
@@ -214,7 +219,8 @@ fn window_updates(
         all.truncate(1);
     }
     for (start, end) in all {
-        let mut row = input.to_vec();
+        let mut row = Vec::with_capacity(input.len() + 3);
+        row.extend_from_slice(input);
         row.extend([
             Value::Timestamp(start),
             Value::Timestamp(end),

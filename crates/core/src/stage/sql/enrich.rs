@@ -248,7 +248,12 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
         lines: &mut LinePacker,
     ) -> std::result::Result<u64, Rejection> {
         // Every update is checked before any line is packed: an event is refused whole.
-        if let Some(detail) = updates.iter().find_map(|u| self.pipeline.refusal(u)) {
+        let keys: Vec<String> = updates.iter().map(|u| codec::key_text(&u.keys)).collect();
+        let refused = updates
+            .iter()
+            .zip(&keys)
+            .find_map(|(u, k)| self.pipeline.refusal_with_key(u, k));
+        if let Some(detail) = refused {
             return Err(Rejection {
                 reason: Reason::InvalidValue,
                 field: None,
@@ -257,11 +262,10 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
             });
         }
         let mut bytes = Vec::new();
-        for update in updates {
+        for (update, key_text) in updates.iter().zip(keys) {
             let Some(view) = self.pipeline.view_at(update.view) else {
                 continue;
             };
-            let key_text = codec::key_text(&update.keys);
             let line = ViewLine {
                 v: &view.id,
                 k: Cow::Borrowed(&key_text),

@@ -166,6 +166,15 @@ impl SqlPipeline {
     /// `invalid_value`): its group's key values too long for a DynamoDB partition key, or
     /// a string for MIN/MAX longer than [`MAX_EXTREME_STRING_BYTES`].
     pub fn refusal(&self, update: &crate::sql::ViewUpdate) -> Option<String> {
+        self.refusal_with_key(update, &codec::key_text(&update.keys))
+    }
+
+    /// [`SqlPipeline::refusal`] with the update's key text already made.
+    pub fn refusal_with_key(
+        &self,
+        update: &crate::sql::ViewUpdate,
+        key_text: &str,
+    ) -> Option<String> {
         let view = self.view_at(update.view)?;
         let keeps = |kind: &AggregateKind| {
             matches!(
@@ -185,7 +194,7 @@ impl SqlPipeline {
                 ));
             }
         }
-        let pk_bytes = view.id.len() + 1 + codec::key_text(&update.keys).len();
+        let pk_bytes = view.id.len() + 1 + key_text.len();
         let max = crate::state::limits::dynamodb::MAX_PARTITION_KEY_BYTES;
         (pk_bytes > max).then(|| {
             format!(
