@@ -4,10 +4,11 @@
 //! PRIMARY KEY change nothing; junk lines are dead letters naming their column.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
+
+use common::sql::*;
 
 fn sluice(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -19,85 +20,6 @@ fn sluice(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-/// The example's pipeline, events and `--reference TABLE=FILE` arguments.
-fn example(name: &str) -> (String, String, Vec<String>) {
-    let dir = examples_dir();
-    let path = |f: &str| dir.join(f).to_str().expect("utf-8 path").to_owned();
-    let mut references = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("examples/") {
-        let file = entry.expect("entry").file_name();
-        let file = file.to_str().expect("utf-8 name");
-        if let Some(table) = file
-            .strip_prefix(&format!("{name}."))
-            .and_then(|rest| rest.strip_suffix(".ndjson"))
-            .filter(|t| *t != "events")
-        {
-            references.push("--reference".to_owned());
-            references.push(format!("{table}={}", path(file)));
-        }
-    }
-    (
-        path(&format!("{name}.sql")),
-        path(&format!("{name}.events.ndjson")),
-        references,
-    )
-}
-
-/// The row lines of an output, as parsed JSON (order-free).
-fn rows(stdout: &str) -> BTreeSet<String> {
-    stdout
-        .lines()
-        .filter(|l| l.starts_with(r#"{"kind":"row""#))
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
-            v.to_string()
-        })
-        .collect()
-}
-
-/// Row sets equal, floating point within 1e-9 relative (sums of doubles differ in
-/// their last digits with the order partial states are merged in).
-fn assert_same_rows(stored: &BTreeSet<String>, expected: &BTreeSet<String>, what: &str) {
-    fn split(row: &str) -> (String, Vec<f64>) {
-        let v: serde_json::Value = serde_json::from_str(row).expect("JSON");
-        let mut named = Vec::new();
-        let mut numbers = Vec::new();
-        for (k, x) in v["row"].as_object().expect("a row object") {
-            match x.as_f64() {
-                Some(n) => numbers.push(n),
-                None => named.push(format!("{k}={x}")),
-            }
-        }
-        (format!("{} {}", v["view"], named.join(" ")), numbers)
-    }
-    let stored: std::collections::BTreeMap<_, _> = stored.iter().map(|r| split(r)).collect();
-    let expected: std::collections::BTreeMap<_, _> = expected.iter().map(|r| split(r)).collect();
-    assert_eq!(
-        stored.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>(),
-        "{what}"
-    );
-    for (key, want) in &expected {
-        let got = &stored[key];
-        assert_eq!(got.len(), want.len(), "{what}: {key}");
-        for (a, b) in got.iter().zip(want) {
-            assert!(
-                a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs()),
-                "{what}: {key}: {got:?} != {want:?}"
-            );
-        }
-    }
-}
-
-fn summary(stdout: &str) -> serde_json::Value {
-    let last = stdout.lines().last().expect("a summary line");
-    serde_json::from_str(last).expect("the summary is JSON")
 }
 
 #[test]

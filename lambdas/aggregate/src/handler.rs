@@ -156,21 +156,32 @@ mod tests {
         assert_eq!(views(&store), expected);
     }
 
-    /// events/sql/aggregate.json (what enrich writes for events/sql/enrich.json) under
-    /// examples/payments.sql: one item per (view, group, window), p-2 (sent twice by its
-    /// producer) counted once; the same batch delivered again changes nothing.
-    #[tokio::test]
-    async fn fixture_sql_view_lines_fold_into_rows_exactly_once() {
-        use sluice_core::stage::sql::SqlPipeline;
+    /// The aggregate stage under examples/payments.sql over in-memory streams and table,
+    /// and events/sql/aggregate.json as Lambda delivers it.
+    struct SqlFixture {
+        pipeline: Arc<sluice_core::stage::sql::SqlPipeline>,
+        streams: Arc<MemoryStreams>,
+        store: Arc<MemoryAggregateStore>,
+        stage: Aggregate<
+            Arc<MemoryAggregateStore>,
+            sluice_local::streams::MemorySink,
+            sluice_local::streams::MemorySink,
+            SystemClock,
+        >,
+        event: KinesisEvent,
+    }
 
+    fn sql_fixture() -> SqlFixture {
         let fixture = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../events/sql/aggregate.json"),
         )
         .expect("events/sql/aggregate.json");
         let pipeline = Arc::new(
-            SqlPipeline::load(include_str!("../../../examples/payments.sql"))
-                .expect("examples/payments.sql loads"),
+            sluice_core::stage::sql::SqlPipeline::load(include_str!(
+                "../../../examples/payments.sql"
+            ))
+            .expect("examples/payments.sql loads"),
         );
         let streams = MemoryStreams::new(Arc::new(SystemClock));
         streams.create("updates", 1);
@@ -184,6 +195,27 @@ mod tests {
         )
         .with_sql(pipeline.clone());
         let event: KinesisEvent = serde_json::from_str(&fixture).expect("a KinesisEvent");
+        SqlFixture {
+            pipeline,
+            streams,
+            store,
+            stage,
+            event,
+        }
+    }
+
+    /// events/sql/aggregate.json (what enrich writes for events/sql/enrich.json) under
+    /// examples/payments.sql: one item per (view, group, window), p-2 (sent twice by its
+    /// producer) counted once; the same batch delivered again changes nothing.
+    #[tokio::test]
+    async fn fixture_sql_view_lines_fold_into_rows_exactly_once() {
+        let SqlFixture {
+            pipeline,
+            streams,
+            store,
+            stage,
+            event,
+        } = sql_fixture();
         let (response, outcome) =
             sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
         assert!(response.batch_item_failures.is_empty());
@@ -316,30 +348,15 @@ mod tests {
     #[tokio::test]
     async fn a_view_item_with_foreign_states_dead_letters_its_group_only() {
         use sluice_core::ports::AggregateStore;
-        use sluice_core::stage::sql::SqlPipeline;
         use sluice_core::state::item::ItemWrite;
 
-        let fixture = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../events/sql/aggregate.json"),
-        )
-        .expect("events/sql/aggregate.json");
-        let pipeline = Arc::new(
-            SqlPipeline::load(include_str!("../../../examples/payments.sql"))
-                .expect("examples/payments.sql loads"),
-        );
-        let streams = MemoryStreams::new(Arc::new(SystemClock));
-        streams.create("updates", 1);
-        streams.create("dlq", 1);
-        let store = Arc::new(MemoryAggregateStore::new());
-        let stage = handler(
-            store.clone(),
-            streams.sink("updates"),
-            streams.sink("dlq"),
-            AggregateConfig::default(),
-        )
-        .with_sql(pipeline.clone());
-        let event: KinesisEvent = serde_json::from_str(&fixture).expect("a KinesisEvent");
+        let SqlFixture {
+            streams,
+            store,
+            stage,
+            event,
+            ..
+        } = sql_fixture();
         sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
         // The DE row of per_country loses a state.
         let de = store

@@ -6,6 +6,8 @@
 // Each test target uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod sql;
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
