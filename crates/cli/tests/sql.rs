@@ -2,21 +2,10 @@
 //! pipeline outside the subset fails with its file, line and column.
 
 use std::path::Path;
-use std::process::Command;
 
 mod common;
 
-fn sluice(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .output()
-        .expect("running sluice");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::sql::*;
 
 fn examples() -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
@@ -34,7 +23,8 @@ fn every_example_pipeline_checks_and_prints_its_plan() {
     let files = examples();
     assert!(!files.is_empty(), "no .sql file in examples/");
     for file in files {
-        let (ok, stdout, stderr) = sluice(&["sql", "check", file.to_str().expect("utf-8 path")]);
+        let (ok, stdout, stderr) =
+            run_sluice(&["sql", "check", file.to_str().expect("utf-8 path")]);
         assert!(ok, "{}: {stderr}", file.display());
         assert!(stdout.starts_with("source `"), "{stdout}");
         assert!(
@@ -52,7 +42,7 @@ fn every_example_pipeline_checks_and_prints_its_plan() {
 #[test]
 fn the_payments_example_plans_a_lookup_join_a_tumbling_view_and_a_hopping_sink() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/payments.sql");
-    let (ok, stdout, stderr) = sluice(&["sql", "check", file.to_str().expect("utf-8 path")]);
+    let (ok, stdout, stderr) = run_sluice(&["sql", "check", file.to_str().expect("utf-8 path")]);
     assert!(ok, "{stderr}");
     for line in [
         "event time `et`, allowed lateness 30000 ms",
@@ -82,7 +72,7 @@ fn an_unsupported_pipeline_fails_naming_file_line_and_column() {
     )
     .expect("write");
     let path = file.to_str().expect("utf-8 path");
-    let (ok, stdout, stderr) = sluice(&["sql", "check", path]);
+    let (ok, stdout, stderr) = run_sluice(&["sql", "check", path]);
     assert!(!ok);
     assert!(stdout.is_empty(), "{stdout}");
     assert_eq!(
@@ -92,7 +82,7 @@ fn an_unsupported_pipeline_fails_naming_file_line_and_column() {
              a lookup join needs FOR SYSTEM_TIME AS OF"
         )
     );
-    let (ok, _, stderr) = sluice(&["sql", "check", "/nonexistent/p.sql"]);
+    let (ok, _, stderr) = run_sluice(&["sql", "check", "/nonexistent/p.sql"]);
     assert!(!ok);
     assert!(
         stderr.contains("reading the pipeline /nonexistent/p.sql"),
@@ -104,7 +94,7 @@ fn an_unsupported_pipeline_fails_naming_file_line_and_column() {
 fn eval_prints_the_rows_flink_computes_for_the_payments_example() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let path = |p: &str| root.join(p).to_str().expect("utf-8 path").to_owned();
-    let (ok, stdout, stderr) = sluice(&[
+    let (ok, stdout, stderr) = run_sluice(&[
         "sql",
         "eval",
         &path("examples/payments.sql"),
@@ -138,7 +128,7 @@ fn eval_prints_the_rows_flink_computes_for_the_payments_example() {
             r#"{"kind":"summary","events_in":4,"rows":18,"duplicates":0,"rejected":0,"rejected_by_reason":{}}"#
         )
     );
-    let (ok, _, stderr) = sluice(&[
+    let (ok, _, stderr) = run_sluice(&[
         "sql",
         "eval",
         &path("examples/payments.sql"),
@@ -176,7 +166,7 @@ fn check_refuses_a_type_error_at_its_place_before_any_event() {
             ),
         )
         .expect("write");
-        let (ok, _, stderr) = sluice(&["sql", "check", file.to_str().expect("utf-8 path")]);
+        let (ok, _, stderr) = run_sluice(&["sql", "check", file.to_str().expect("utf-8 path")]);
         if place.is_empty() {
             assert!(ok, "{stderr}");
         } else {
@@ -193,7 +183,7 @@ fn check_refuses_a_type_error_at_its_place_before_any_event() {
          DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;\n",
     )
     .expect("write");
-    let (ok, _, stderr) = sluice(&["sql", "check", file.to_str().expect("utf-8 path")]);
+    let (ok, _, stderr) = run_sluice(&["sql", "check", file.to_str().expect("utf-8 path")]);
     assert!(!ok);
     assert!(stderr.contains("SUM"), "{stderr}");
 }

@@ -10,25 +10,13 @@ mod common;
 
 use common::sql::*;
 
-fn sluice(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .output()
-        .expect("running sluice");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn every_example_stores_the_rows_of_the_one_pass_evaluation_also_under_chaos() {
     for name in ["payments", "iot", "clicks", "envelope"] {
         let (sql, events, references) = example(name);
         let mut eval = vec!["sql", "eval", &sql, "--events", &events];
         eval.extend(references.iter().map(String::as_str));
-        let (ok, expected, stderr) = sluice(&eval);
+        let (ok, expected, stderr) = run_sluice(&eval);
         assert!(ok, "{name}: {stderr}");
         let expected = rows(&expected);
         assert!(!expected.is_empty(), "{name}: no rows");
@@ -40,7 +28,7 @@ fn every_example_stores_the_rows_of_the_one_pass_evaluation_also_under_chaos() {
             if let Some(seed) = chaos {
                 demo.extend(["--chaos", seed]);
             }
-            let (ok, stdout, stderr) = sluice(&demo);
+            let (ok, stdout, stderr) = run_sluice(&demo);
             assert!(ok, "{name} chaos {chaos:?}: {stderr}");
             let stored = rows(&stdout);
             // Without a PRIMARY KEY, a producer's duplicate (chaos) is another event, on
@@ -71,7 +59,7 @@ fn re_sent_events_with_the_same_primary_key_change_nothing() {
     let run = |file: &str| {
         let mut demo = vec!["demo", "--sql", &sql, "--file", file, "--json"];
         demo.extend(references.iter().map(String::as_str));
-        let (ok, stdout, stderr) = sluice(&demo);
+        let (ok, stdout, stderr) = run_sluice(&demo);
         assert!(ok, "{stderr}");
         stdout
     };
@@ -103,7 +91,7 @@ fn unreadable_records_are_dead_letters_naming_their_column() {
     let path = events.to_str().expect("utf-8").to_owned();
     let mut demo = vec!["demo", "--sql", &sql, "--file", &path, "--json"];
     demo.extend(references.iter().map(String::as_str));
-    let (ok, stdout, stderr) = sluice(&demo);
+    let (ok, stdout, stderr) = run_sluice(&demo);
     std::fs::remove_file(&events).ok();
     assert!(ok, "{stderr}");
     let letters: Vec<serde_json::Value> = stdout
@@ -150,7 +138,7 @@ fn out_of_order_events_are_late_per_group_and_verify_still_agrees_under_chaos() 
         if let Some(seed) = chaos {
             demo.extend(["--chaos", seed]);
         }
-        let (ok, stdout, stderr) = sluice(&demo);
+        let (ok, stdout, stderr) = run_sluice(&demo);
         assert!(ok, "chaos {chaos:?}: {stderr}");
         let s = summary(&stdout);
         assert_eq!(s["verified"], true, "{s}");
@@ -170,7 +158,7 @@ fn rules_on_view_columns_fire_exactly_where_the_evaluated_rows_say() {
     // group site=lima) and burst (a rate of 2 on per_device's readings).
     let rules = examples_dir().join("iot.rules.jsonl");
     let rules = rules.to_str().expect("utf-8").to_owned();
-    let (ok, truth, stderr) = sluice(&["sql", "eval", &sql, "--events", &events]);
+    let (ok, truth, stderr) = run_sluice(&["sql", "eval", &sql, "--events", &events]);
     assert!(ok, "{stderr}");
     let rows: Vec<serde_json::Value> = truth
         .lines()
@@ -226,7 +214,7 @@ fn rules_on_view_columns_fire_exactly_where_the_evaluated_rows_say() {
             }
         }
     }
-    let (ok, stdout, stderr) = sluice(&[
+    let (ok, stdout, stderr) = run_sluice(&[
         "demo", "--sql", &sql, "--file", &events, "--rules", &rules, "--json",
     ]);
     assert!(ok, "{stderr}");
@@ -283,14 +271,14 @@ fn setup_produce_and_run_refuse_a_pipeline_that_does_not_load_before_any_request
             "1",
         ],
     ] {
-        let (ok, _, stderr) = sluice(&args);
+        let (ok, _, stderr) = run_sluice(&args);
         assert!(!ok, "{args:?}");
         assert!(
             stderr.contains(&format!("{path}: line 5, column 1:")),
             "{args:?}: {stderr}"
         );
     }
-    let (ok, _, stderr) = sluice(&[
+    let (ok, _, stderr) = run_sluice(&[
         "setup",
         "--endpoint",
         unreachable,
@@ -427,7 +415,7 @@ fn a_group_too_long_for_a_key_or_a_string_too_long_to_keep_is_a_dead_letter() {
         sql.to_str().expect("utf-8").to_owned(),
         events.to_str().expect("utf-8").to_owned(),
     );
-    let (ok, stdout, stderr) = sluice(&[
+    let (ok, stdout, stderr) = run_sluice(&[
         "demo", "--sql", &sql, "--file", &events, "--json", "--verify",
     ]);
     std::fs::remove_dir_all(&dir).ok();
@@ -487,7 +475,7 @@ fn every_example_rules_file_loads_and_each_of_its_rules_fires() {
             "demo", "--sql", &sql, "--file", &events, "--rules", &rules, "--json",
         ];
         demo.extend(references.iter().map(String::as_str));
-        let (ok, stdout, stderr) = sluice(&demo);
+        let (ok, stdout, stderr) = run_sluice(&demo);
         assert!(ok, "{name}: {stderr}");
         let fired: BTreeSet<String> = stdout
             .lines()
