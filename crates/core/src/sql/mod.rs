@@ -174,7 +174,7 @@ impl Pipeline {
         let needed: BTreeSet<&str> = self.source_columns_needed();
         let _ = writeln!(
             out,
-            "ingest reads (the views need): {} (the record is passed on whole: no projection yet)",
+            "ingest reads (the views need): {}",
             needed.into_iter().collect::<Vec<_>>().join(", ")
         );
         out

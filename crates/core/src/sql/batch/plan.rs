@@ -2,7 +2,7 @@
 //! columns, each view's scope and compiled expressions, each stored view's windows, group
 //! keys, aggregates and output expressions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlparser::ast::{
     CaseWhen, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
@@ -206,6 +206,30 @@ impl Program {
         let row = plan.reader.read(line).map_err(|r| r.to_string())?;
         let key = super::codec::key_text(&row[plan.key..=plan.key]);
         Ok((key, row))
+    }
+
+    /// The source's JSON fields (physical columns) that the columns in `needed` read:
+    /// themselves, or what a computed one is computed from.
+    pub fn source_fields_read(&self, needed: &BTreeSet<&str>) -> BTreeSet<String> {
+        let physical = self.source.reader.columns().len();
+        let mut fields = BTreeSet::new();
+        for (i, (name, _)) in self.source.columns.iter().enumerate() {
+            if !needed.contains(name.as_str()) {
+                continue;
+            }
+            match i.checked_sub(physical) {
+                None => {
+                    fields.insert(name.clone());
+                }
+                Some(c) => fields.extend(
+                    self.source.computed[c]
+                        .columns_read()
+                        .into_iter()
+                        .map(|j| self.source.columns[j].0.clone()),
+                ),
+            }
+        }
+        fields
     }
 
     /// Whether `column` is a computed column of the source.

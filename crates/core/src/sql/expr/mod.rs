@@ -138,6 +138,18 @@ impl Compiled {
     }
 
     /// Whether the value depends on the processing time (`PROCTIME()`).
+    /// The indexes of the columns the expression reads.
+    pub fn columns_read(&self) -> std::collections::BTreeSet<usize> {
+        let read = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        self.node.any(&|n| {
+            if let Node::Column(i) = n {
+                read.borrow_mut().insert(*i);
+            }
+            false
+        });
+        read.into_inner()
+    }
+
     /// Whether the expression reads a column at index `first` or after.
     pub fn reads_columns_from(&self, first: usize) -> bool {
         self.node

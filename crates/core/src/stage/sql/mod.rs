@@ -3,8 +3,8 @@
 //!
 //! - **Ingest** reads each raw line into the source row (a line that cannot be read is a
 //!   dead letter naming the column), computes its event id (the `PRIMARY KEY`, else the
-//!   line's origin) and passes the line on unchanged with its id and origin:
-//!   [`SourceLine`], keyed by the raw record's partition key.
+//!   line's origin) and passes on the fields the views read, byte for byte, with its id
+//!   and origin: [`SourceLine`], keyed by the raw record's partition key.
 //! - **Enrich** ([`enrich::SqlEnrich`]) evaluates the views (lookup joins through its
 //!   cached reference port) and re-partitions: one [`ViewLine`] per (event, stored view)
 //!   the event feeds, keyed by a digest of (view, group), as Flink's `keyBy` does, so
@@ -46,6 +46,9 @@ pub struct SqlPipeline {
     by_id: HashMap<String, usize>,
     /// The source's `WATERMARK` delay: the allowed lateness of every view.
     pub allowed_lateness_ms: Option<i64>,
+    /// The JSON fields the views read (directly or through computed columns): ingest
+    /// passes on only these (a record's other fields, declared or not, go no further).
+    pub fields: std::collections::HashSet<String>,
 }
 
 /// One stored view on the stages.
@@ -115,7 +118,12 @@ impl SqlPipeline {
             .enumerate()
             .map(|(i, v)| (v.id.clone(), i))
             .collect();
+        let fields = program
+            .source_fields_read(&pipeline.source_columns_needed())
+            .into_iter()
+            .collect();
         Ok(SqlPipeline {
+            fields,
             allowed_lateness_ms: pipeline.source.watermark.as_ref().map(|w| w.delay_ms),
             program,
             views,
@@ -129,6 +137,13 @@ impl SqlPipeline {
     pub fn describe_stages(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
+        let mut fields: Vec<&str> = self.fields.iter().map(String::as_str).collect();
+        fields.sort_unstable();
+        let _ = writeln!(
+            out,
+            "on the stages: ingest passes on the fields {} (byte for byte; the rest go no further)",
+            fields.join(", ")
+        );
         for v in &self.views {
             let rows = v.row_window;
             let _ = writeln!(out, "on the stages: stored view `{}` (id {})", v.name, v.id);
@@ -434,27 +449,70 @@ pub fn source_line(
         detail: e.to_string(),
         id: None,
     })?;
-    let e: &RawValue = serde_json::from_str(text).map_err(|e| Rejection {
+    let not_json = |e: serde_json::Error| Rejection {
         reason: Reason::NotJson,
         field: None,
         detail: e.to_string(),
         id: None,
-    })?;
+    };
+    // The `SourceLine` JSON, written by hand: the record (or its projection) goes in as
+    // it is, without being parsed into a value and printed again.
     out.clear();
-    serde_json::to_writer(
-        &mut *out,
-        &SourceLine {
-            id: std::borrow::Cow::Borrowed(id.as_deref().unwrap_or(origin)),
-            origin: std::borrow::Cow::Borrowed(origin),
-            e,
-        },
-    )
-    .map_err(|e| Rejection {
-        reason: Reason::InvalidValue,
-        field: None,
-        detail: format!("the line could not be encoded: {e}"),
-        id: None,
-    })
+    out.extend_from_slice(b"{\"id\":");
+    let encoded =
+        serde_json::to_writer(&mut *out, id.as_deref().unwrap_or(origin)).and_then(|()| {
+            out.extend_from_slice(b",\"origin\":");
+            serde_json::to_writer(&mut *out, origin)
+        });
+    encoded.map_err(not_json)?;
+    out.extend_from_slice(b",\"e\":");
+    project(text, &pipeline.fields, out).map_err(not_json)?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// Writes the JSON object `text` keeping only the members named in `keep`, in their
+/// order, repeats included (the reader takes a repeated member's last value) and each
+/// value byte for byte (a number's digits stay as the producer wrote them).
+fn project(
+    text: &str,
+    keep: &std::collections::HashSet<String>,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), serde_json::Error> {
+    use serde::de::{Deserializer as _, MapAccess, Visitor};
+    struct Members<'k, 'o> {
+        keep: &'k std::collections::HashSet<String>,
+        out: &'o mut Vec<u8>,
+    }
+    impl<'de> Visitor<'de> for Members<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> std::result::Result<(), M::Error> {
+            self.out.push(b'{');
+            let mut first = true;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                let value: &'de RawValue = map.next_value()?;
+                if !self.keep.contains(key.as_ref()) {
+                    continue;
+                }
+                if !first {
+                    self.out.push(b',');
+                }
+                first = false;
+                serde_json::to_writer(&mut *self.out, key.as_ref())
+                    .map_err(serde::de::Error::custom)?;
+                self.out.push(b':');
+                self.out.extend_from_slice(value.get().as_bytes());
+            }
+            self.out.push(b'}');
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.deserialize_map(Members { keep, out })?;
+    de.end()
 }
 
 /// What enrich passes on per (event, stored view): the view's id, the group's key text,
@@ -675,5 +733,31 @@ mod tests {
         assert_eq!(loaded.views[0].row_window, WindowSpec::hopping(300, 60));
         assert_eq!(loaded.views[0].windows.anchor(), WindowSpec::tumbling(60));
         assert_eq!(loaded.allowed_lateness_ms, Some(1000));
+    }
+
+    #[test]
+    fn ingest_passes_on_only_the_fields_the_views_read_byte_for_byte() {
+        let keep: std::collections::HashSet<String> =
+            ["a", "k\"q"].into_iter().map(String::from).collect();
+        let mut out = Vec::new();
+        project(
+            r#" {"a": 1.50, "drop": {"x": [1, 2]}, "k\"q": "s", "a": {"n": 1e400} } "#,
+            &keep,
+            &mut out,
+        )
+        .expect("an object");
+        assert_eq!(
+            String::from_utf8(out).expect("UTF-8"),
+            r#"{"a":1.50,"k\"q":"s","a":{"n": 1e400}}"#
+        );
+        let mut out = Vec::new();
+        assert!(project("[1]", &keep, &mut out).is_err());
+        assert!(project(r#"{"a":1} x"#, &keep, &mut out).is_err());
+        // iot.sql's views read four of its fields (through nested paths, or a computed
+        // column): ingest keeps those four.
+        let iot = SqlPipeline::load(IOT).expect("loads");
+        let mut fields: Vec<&str> = iot.fields.iter().map(String::as_str).collect();
+        fields.sort();
+        assert_eq!(fields, ["battery", "device", "reading", "ts"]);
     }
 }
