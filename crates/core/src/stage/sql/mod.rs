@@ -7,7 +7,7 @@
 //!   and origin: [`SourceLine`], keyed by the raw record's partition key.
 //! - **Enrich** ([`enrich::SqlEnrich`]) evaluates the views (lookup joins through its
 //!   cached reference port) and re-partitions: one [`ViewLine`] per (event, stored view)
-//!   the event feeds, keyed by a digest of (view, group), as Flink's `keyBy` does, so
+//!   the event feeds, keyed by (view, group) ([`StoredView::partition_key`]), as Flink's `keyBy` does, so
 //!   that a group's events reach one aggregate invocation in order.
 //! - **Aggregate** folds view lines into one item per (view, group, window) with the
 //!   envelope's exactly-once machinery ([`SqlPipeline::plan_settings`]): the group is
