@@ -366,6 +366,7 @@ fn spec_for(args: &CostArgs, aggregate: &StageSettings, delivery: Delivery, even
         record_bytes: args.record_bytes,
         delivery,
         batch_span_ms: ((events / per_shard_rate * 1000.0) as i64).max(1),
+        sql: None,
     }
 }
 

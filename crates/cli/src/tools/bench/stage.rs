@@ -12,6 +12,7 @@
 //! Single-threaded: the caller runs this on a
 //! current-thread runtime.
 
+use sluice_core::stage::sql::SqlPipeline;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -101,6 +102,20 @@ pub struct StageArgs {
     /// Write the raw batches (one Lambda event JSON per line) to this file.
     #[arg(long, value_name = "FILE")]
     pub write_events: Option<PathBuf>,
+    /// Run the stages under this Flink SQL pipeline (e.g. examples/envelope.sql, which
+    /// reads the benchmark's envelopes; their `ts` is then written in ISO 8601).
+    #[arg(long, value_name = "FILE.sql")]
+    pub sql: Option<PathBuf>,
+}
+
+/// A pipeline the stages run under, in a [`Spec`].
+#[derive(Clone)]
+pub struct SqlBench(pub Arc<SqlPipeline>);
+
+impl std::fmt::Debug for SqlBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SqlBench({} stored views)", self.0.views.len())
+    }
 }
 
 /// The shape of a stage benchmark.
@@ -113,6 +128,8 @@ pub struct Spec {
     pub record_bytes: usize,
     pub delivery: Delivery,
     pub batch_span_ms: i64,
+    /// The stages run under a SQL pipeline (`--sql`).
+    pub sql: Option<SqlBench>,
 }
 
 impl StageArgs {
@@ -125,6 +142,7 @@ impl StageArgs {
             record_bytes: self.record_bytes,
             delivery: self.delivery.unwrap_or(Delivery::ExactlyOnce),
             batch_span_ms: i64::from(self.batch_seconds.max(1)) * 1000,
+            sql: None,
         }
     }
 }
@@ -207,6 +225,11 @@ pub fn envelope(i: u64, spec: &Spec, start_ms: i64) -> String {
     let ts = start_ms + batch * spec.batch_span_ms + within * spec.batch_span_ms / records as i64;
     let key = i % spec.keys as u64;
     let value = ((i * 7919) % 1000) as f64 / 10.0;
+    let ts = match spec.sql {
+        // A SQL source reads a TIMESTAMP_LTZ from text (ISO 8601 in envelope.sql).
+        Some(_) => format!("\"{}\"", sluice_core::time::format_rfc3339(ts)),
+        None => ts.to_string(),
+    };
     let bare = format!(r#"{{"id":"e{i}","key":"key-{key}","type":"t","ts":{ts},"value":{value}}}"#);
     let padded_overhead = r#","attrs":{"pad":""}"#.len();
     if spec.record_bytes <= bare.len() + padded_overhead {
@@ -522,6 +545,25 @@ pub async fn measure(
             "ingest" => {
                 let stage =
                     sluice_ingest::handler(output, dead_letters, IngestConfig::from_reader(&vars)?);
+                let stage = match &spec.sql {
+                    Some(sql) => stage.with_sql(sql.0.clone()),
+                    None => stage,
+                };
+                time_stage(name, &stage, &events, spec, &streams, &wiring, &no_table).await?
+            }
+            "enrich" if spec.sql.is_some() => {
+                let sql = spec
+                    .sql
+                    .as_ref()
+                    .map(|s| s.0.clone())
+                    .context("a pipeline")?;
+                let stage = sluice_enrich::sql_handler(
+                    sql,
+                    MemoryReference::new(Vec::new()),
+                    output,
+                    dead_letters,
+                    EnrichConfig::from_reader(&vars)?,
+                );
                 time_stage(name, &stage, &events, spec, &streams, &wiring, &no_table).await?
             }
             "enrich" => {
@@ -540,6 +582,10 @@ pub async fn measure(
                     ..AggregateConfig::from_reader(&vars)?
                 };
                 let stage = sluice_aggregate::handler(store.clone(), output, dead_letters, config);
+                let stage = match &spec.sql {
+                    Some(sql) => stage.with_sql(sql.0.clone()),
+                    None => stage,
+                };
                 let meter = || {
                     (
                         store.meter.item_writes(),
@@ -560,6 +606,10 @@ pub async fn measure(
                     dead_letters,
                     DetectConfig::from_reader(&vars)?,
                 );
+                let stage = match &spec.sql {
+                    Some(sql) => stage.with_sql(sql.0.clone()),
+                    None => stage,
+                };
                 let meter = || {
                     let (w, u) = alerts.counts();
                     (w, u, 0.0)
@@ -670,7 +720,13 @@ fn write_events(path: &PathBuf, raw_events: &[Vec<u8>]) -> Result<()> {
 /// `sluice bench --stage ...`.
 pub fn run(args: &StageArgs, json_out: bool, out: &mut impl std::io::Write) -> Result<bool> {
     let choice = args.stage.context("no --stage")?;
-    let spec = args.spec();
+    let mut spec = args.spec();
+    if let Some(file) = &args.sql {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the pipeline {}", file.display()))?;
+        let pipeline = SqlPipeline::load(&text).with_context(|| format!("{}", file.display()))?;
+        spec.sql = Some(SqlBench(Arc::new(pipeline)));
+    }
     let template = crate::template::load_template(None)?;
     let (measures, raw_events) = measure_single_threaded(template, spec.clone(), choice.stages())?;
     if let Some(path) = &args.write_events {
@@ -774,6 +830,7 @@ mod tests {
             record_bytes: 150,
             delivery,
             batch_span_ms: 60_000,
+            sql: None,
         }
     }
 
@@ -811,6 +868,30 @@ mod tests {
         assert_eq!(records[0].sequence_number, format!("49{:054}", 51));
         assert_eq!(records[0].data, raw[1][0].1);
         assert_eq!(records[3].partition_key, "key-3");
+    }
+
+    #[test]
+    fn under_examples_envelope_sql_every_stage_takes_its_input_and_each_view_gets_each_event() {
+        let template = crate::template::load_template(None).expect("test setup");
+        let text = include_str!("../../../../../examples/envelope.sql");
+        let sql = SqlBench(Arc::new(
+            SqlPipeline::load(text).expect("the example loads"),
+        ));
+        let spec = Spec {
+            sql: Some(sql),
+            ..small(400, 2, 10, Delivery::ExactlyOnce)
+        };
+        let (measures, _) =
+            measure_single_threaded(template, spec, StageChoice::All.stages()).expect("test setup");
+        let by: BTreeMap<_, _> = measures.iter().map(|m| (m.stage.as_str(), m)).collect();
+        for m in &measures {
+            assert_eq!(m.dead_letters, 0, "{}: {m:?}", m.stage);
+        }
+        assert_eq!(by["ingest"].records, 800);
+        assert_eq!(by["enrich"].records, 800);
+        // Two stored views: one view line per (event, view).
+        assert_eq!(by["aggregate"].records, 1600);
+        assert!(by["aggregate"].store_writes_per_event > 0.0);
     }
 
     #[test]
