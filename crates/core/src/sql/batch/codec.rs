@@ -92,7 +92,7 @@ pub fn key_text(values: &[Value]) -> String {
         if i > 0 {
             out.push(b',');
         }
-        write(&mut out, v);
+        write_value(&mut out, v);
     }
     out.push(b']');
     // Only JSON (UTF-8) was written.
@@ -101,7 +101,7 @@ pub fn key_text(values: &[Value]) -> String {
 
 /// Writes [`encode`]'s JSON of a value, without building it: the same bytes
 /// `encode(value).to_string()` gives.
-fn write(out: &mut Vec<u8>, value: &Value) {
+pub fn write_value(out: &mut Vec<u8>, value: &Value) {
     // Writing JSON to a `Vec` cannot fail.
     let _ = match value {
         Value::Null => serde_json::to_writer(&mut *out, &()),

@@ -5,11 +5,10 @@
 //! Reference rows live in the reference table under the key `table#<key text>` with the
 //! row's JSON line in the attribute `row` ([`reference_key`], [`REFERENCE_ROW`]).
 
-use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::{SourceLine, SqlPipeline, ViewLine};
+use super::{SourceLine, SqlPipeline};
 use crate::config::EnrichConfig;
 use crate::error::Result;
 use crate::input::dead_letter::DeadLetter;
@@ -266,31 +265,14 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
             let Some(view) = self.pipeline.view_at(update.view) else {
                 continue;
             };
-            let line = ViewLine {
-                v: &view.id,
-                k: Cow::Borrowed(&key_text),
-                t: update.ts,
-                id: Cow::Borrowed(&source.id),
-                origin: Cow::Borrowed(&source.origin),
-                a: update
-                    .adds
-                    .iter()
-                    .map(|a| a.as_ref().map_or(serde_json::Value::Null, codec::encode))
-                    .collect(),
-                skip: update
-                    .adds
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, a)| a.is_none())
-                    .map(|(i, _)| i)
-                    .collect(),
-            };
             bytes.clear();
-            serde_json::to_writer(&mut bytes, &line).map_err(|e| Rejection {
-                reason: Reason::InvalidValue,
-                field: None,
-                detail: format!("the view line could not be encoded: {e}"),
-                id: Some(source.id.to_string()),
+            write_view_line(&mut bytes, &view.id, &key_text, update, source).map_err(|e| {
+                Rejection {
+                    reason: Reason::InvalidValue,
+                    field: None,
+                    detail: format!("the view line could not be encoded: {e}"),
+                    id: Some(source.id.to_string()),
+                }
             })?;
             lines
                 .push(&view.partition_key(&key_text), &bytes)
@@ -320,5 +302,110 @@ impl<R, O, D, C> SqlEnrich<R, O, D, C> {
                 .with_origin(Some(origin.to_owned()))
                 .into_record(&record.partition_key),
         );
+    }
+}
+
+/// Writes the [`ViewLine`] JSON of one update (the bytes `serde_json` gives for the
+/// struct, field for field), each input written from its value without building a JSON
+/// value first.
+fn write_view_line(
+    out: &mut Vec<u8>,
+    view_id: &str,
+    key_text: &str,
+    update: &ViewUpdate,
+    source: &SourceLine<'_>,
+) -> serde_json::Result<()> {
+    out.extend_from_slice(b"{\"v\":");
+    serde_json::to_writer(&mut *out, view_id)?;
+    out.extend_from_slice(b",\"k\":");
+    serde_json::to_writer(&mut *out, key_text)?;
+    out.extend_from_slice(b",\"t\":");
+    serde_json::to_writer(&mut *out, &update.ts)?;
+    out.extend_from_slice(b",\"id\":");
+    serde_json::to_writer(&mut *out, source.id.as_ref())?;
+    out.extend_from_slice(b",\"origin\":");
+    serde_json::to_writer(&mut *out, source.origin.as_ref())?;
+    out.extend_from_slice(b",\"a\":[");
+    for (i, add) in update.adds.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match add {
+            Some(value) => codec::write_value(out, value),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    out.push(b']');
+    let skipped: Vec<usize> = (0..update.adds.len())
+        .filter(|&i| update.adds[i].is_none())
+        .collect();
+    if !skipped.is_empty() {
+        out.extend_from_slice(b",\"skip\":");
+        serde_json::to_writer(&mut *out, &skipped)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::sql::Decimal;
+    use crate::stage::sql::ViewLine;
+
+    #[test]
+    fn a_view_line_is_written_as_serde_writes_the_struct() {
+        let raw: &serde_json::value::RawValue = serde_json::from_str(r#"{"x":1}"#).expect("JSON");
+        let source = SourceLine {
+            id: Cow::Borrowed("p-\"1"),
+            origin: Cow::Borrowed("s:1:0"),
+            e: raw,
+        };
+        for adds in [
+            vec![
+                Some(Value::BigInt(3)),
+                None,
+                Some(Value::String("é\n".into())),
+            ],
+            vec![
+                Some(Value::Double(f64::NAN)),
+                Some(Value::Decimal(Decimal::parse("1.50").expect("decimal"))),
+                Some(Value::Null),
+            ],
+        ] {
+            let update = ViewUpdate {
+                view: 0,
+                start: 0,
+                end: 60_000,
+                ts: 1234,
+                keys: vec![Value::String("DE".into())],
+                adds,
+            };
+            let key = codec::key_text(&update.keys);
+            let mut written = Vec::new();
+            write_view_line(&mut written, "v1", &key, &update, &source).expect("writes");
+            let by_serde = serde_json::to_vec(&ViewLine {
+                v: "v1",
+                k: Cow::Borrowed(&key),
+                t: update.ts,
+                id: Cow::Borrowed(&source.id),
+                origin: Cow::Borrowed(&source.origin),
+                a: update
+                    .adds
+                    .iter()
+                    .map(|a| a.as_ref().map_or(serde_json::Value::Null, codec::encode))
+                    .collect(),
+                skip: (0..update.adds.len())
+                    .filter(|&i| update.adds[i].is_none())
+                    .collect(),
+            })
+            .expect("serde writes");
+            assert_eq!(
+                String::from_utf8(written).expect("UTF-8"),
+                String::from_utf8(by_serde).expect("UTF-8")
+            );
+        }
     }
 }
