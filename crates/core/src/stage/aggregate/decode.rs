@@ -7,7 +7,9 @@ use super::{Aggregate, Batch, Pending, STAGE};
 use crate::input::envelope::{Reason, Rejection};
 use crate::input::record::StreamRecord;
 use crate::ports::{AggregateStore, Clock, RecordSink};
-use crate::stage::sql::{SqlPipeline, ViewLine};
+use crate::sql::Value;
+use crate::stage::sql::line::{DecodedInputs, id_text};
+use crate::stage::sql::{SqlPipeline, StoredView, ViewLine};
 use crate::stage::{RecordLines, decode_event_views};
 use crate::state::idempotency::Delivery;
 use crate::state::idempotency::{Candidate, event_identity};
@@ -103,14 +105,15 @@ where
     }
 }
 
-/// Step 1 under a SQL pipeline: the batch's view lines, grouped by (view, group key). A
-/// line that is not a view line of this pipeline (another pipeline's, or junk) is a
-/// dead letter.
+/// Step 1 under a SQL pipeline: the batch's view lines, one event per view a line
+/// names, grouped by (view, group key). A line that is not a view line of this pipeline
+/// (another pipeline's, or junk) is a dead letter, whole.
 fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRecord]) -> Batch {
     let mut pending: Vec<Pending> = Vec::new();
     let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
     let mut position: HashMap<GroupKey, usize> = HashMap::new();
     let mut rejected = Vec::new();
+    let mut views = Vec::new();
     for (at_record, record) in records.iter().enumerate() {
         let seq = SeqNo::parse(&record.sequence_number).unwrap_or_else(SeqNo::zero);
         let shard: Arc<str> = Arc::from(record.shard_id.as_str());
@@ -120,15 +123,11 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
                 continue;
             }
             lines.line();
-            let decoded = std::str::from_utf8(bytes)
+            let view_line = std::str::from_utf8(bytes)
                 .ok()
                 .and_then(|text| serde_json::from_str::<ViewLine<'_>>(text).ok())
-                .and_then(|l| {
-                    let view = sql.view(l.v)?;
-                    let adds = view.adds(&l)?;
-                    Some((l, adds))
-                });
-            let Some((view_line, adds)) = decoded else {
+                .filter(|l| read_views(sql, l, &mut views));
+            let Some(view_line) = view_line else {
                 let rejection = Rejection {
                     reason: Reason::WrongType,
                     field: None,
@@ -140,38 +139,40 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
                 lines.reject(line, bytes, &rejection);
                 continue;
             };
-            let identity = event_identity(delivery, &view_line.id, &view_line.origin);
-            let key = GroupKey {
-                key: view_line.k.into_owned(),
-                metric: view_line.v.to_owned(),
-            };
-            let group = match position.get(&key) {
-                Some(&at) => at,
-                None => {
-                    position.insert(key.clone(), groups.len());
-                    groups.push((key, Vec::new()));
-                    groups.len() - 1
-                }
-            };
-            let index = pending.len();
-            groups[group].1.push(index);
-            pending.push(Pending {
-                record: at_record,
-                line,
-                identity,
-                origin: view_line.origin.into_owned(),
-                candidate: Candidate {
-                    index,
-                    ts: view_line.t,
-                    value: 0.0,
-                    adds: Some(adds),
-                    fingerprint: identity,
-                    shard: shard.clone(),
-                    seq: seq.clone(),
-                    late: false,
-                },
-                group,
-            });
+            let identity = event_identity(delivery, &id_text(view_line.id), &view_line.origin);
+            for (view, adds) in views.drain(..) {
+                let key = GroupKey {
+                    key: view_line.k.get().to_owned(),
+                    metric: view.id.clone(),
+                };
+                let group = match position.get(&key) {
+                    Some(&at) => at,
+                    None => {
+                        position.insert(key.clone(), groups.len());
+                        groups.push((key, Vec::new()));
+                        groups.len() - 1
+                    }
+                };
+                let index = pending.len();
+                groups[group].1.push(index);
+                pending.push(Pending {
+                    record: at_record,
+                    line,
+                    identity,
+                    origin: view_line.origin.clone().into_owned(),
+                    candidate: Candidate {
+                        index,
+                        ts: view_line.t,
+                        value: 0.0,
+                        adds: Some(adds),
+                        fingerprint: identity,
+                        shard: shard.clone(),
+                        seq: seq.clone(),
+                        late: false,
+                    },
+                    group,
+                });
+            }
         }
         lines.finish();
     }
@@ -180,4 +181,25 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
         rejected,
         groups,
     }
+}
+
+/// Each view a line names with its inputs, into `out` (cleared first); false when one
+/// is no view of this pipeline or its inputs are not that view's.
+fn read_views<'p>(
+    sql: &'p SqlPipeline,
+    line: &ViewLine<'_>,
+    out: &mut Vec<(&'p StoredView, Arc<[Option<Value>]>)>,
+) -> bool {
+    out.clear();
+    let mut inputs = DecodedInputs::new(&line.a);
+    for (id, slots) in &line.v {
+        let Some(view) = sql.view(id) else {
+            return false;
+        };
+        let Some(adds) = view.adds(slots, &mut inputs) else {
+            return false;
+        };
+        out.push((view, adds));
+    }
+    !out.is_empty()
 }

@@ -1,6 +1,6 @@
 //! Enrich under a SQL pipeline: each source line through the views (lookup joins read
 //! reference rows through the cached port, fetched for the whole batch at once), then
-//! one [`ViewLine`] per (event, stored view), keyed by the view's group.
+//! one [`super::ViewLine`] per event and group its stored views share, keyed by the group.
 //!
 //! Reference rows live in the reference table under the key `table#<key text>` with the
 //! row's JSON line in the attribute `row` ([`reference_key`], [`REFERENCE_ROW`]).
@@ -8,7 +8,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::{SourceLine, SqlPipeline};
+use super::line::{self, LineScratch, SourceLine, ViewPart};
+use super::{SqlPipeline, group_partition_key};
 use crate::config::EnrichConfig;
 use crate::error::Result;
 use crate::input::dead_letter::DeadLetter;
@@ -142,6 +143,7 @@ where
             return outcome;
         }
         let mut lines = LinePacker::new(PACKED_RECORD_BYTES);
+        let mut scratch = PackScratch::default();
         for event in &events {
             let record = &records[event.record];
             let origin: &str = &event.source.origin;
@@ -150,7 +152,7 @@ where
                     settle.push((origin.to_owned(), Fate::Filtered));
                 }
                 Some(Ok(updates)) => {
-                    let packed = self.pack(&event.source, updates, &mut lines);
+                    let packed = self.pack(&event.source, updates, &mut lines, &mut scratch);
                     match packed {
                         Ok(n) => outcome.stats.passed_on += n,
                         Err(rejection) => {
@@ -170,7 +172,7 @@ where
                         reason: Reason::InvalidValue,
                         field: None,
                         detail,
-                        id: Some(event.source.id.to_string()),
+                        id: Some(line::id_text(event.source.id).into_owned()),
                     };
                     let bytes = crate::stage::line_bytes(record, event.line);
                     self.reject(record, event.line, bytes, &rejection, origin, &mut dead);
@@ -239,12 +241,14 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
         Ok(())
     }
 
-    /// Step: one event's view lines into the packer; how many.
+    /// Step: one event's view lines into the packer (one per group and event time its
+    /// views share); how many.
     fn pack(
         &self,
         source: &SourceLine<'_>,
         updates: &[ViewUpdate],
         lines: &mut LinePacker,
+        scratch: &mut PackScratch,
     ) -> std::result::Result<u64, Rejection> {
         // Every update is checked before any line is packed: an event is refused whole.
         let keys: Vec<String> = updates.iter().map(|u| codec::key_text(&u.keys)).collect();
@@ -252,39 +256,71 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
             .iter()
             .zip(&keys)
             .find_map(|(u, k)| self.pipeline.refusal_with_key(u, k));
+        let rejection = |reason, detail| Rejection {
+            reason,
+            field: None,
+            detail,
+            id: Some(line::id_text(source.id).into_owned()),
+        };
         if let Some(detail) = refused {
-            return Err(Rejection {
-                reason: Reason::InvalidValue,
-                field: None,
-                detail,
-                id: Some(source.id.to_string()),
-            });
+            return Err(rejection(Reason::InvalidValue, detail));
         }
-        let mut bytes = Vec::new();
-        for (update, key_text) in updates.iter().zip(keys) {
-            let Some(view) = self.pipeline.view_at(update.view) else {
+        let mut written = vec![false; updates.len()];
+        let mut count = 0;
+        for first in 0..updates.len() {
+            if written[first] {
                 continue;
-            };
-            bytes.clear();
-            write_view_line(&mut bytes, &view.id, &key_text, update, source).map_err(|e| {
-                Rejection {
-                    reason: Reason::InvalidValue,
-                    field: None,
-                    detail: format!("the view line could not be encoded: {e}"),
-                    id: Some(source.id.to_string()),
+            }
+            let (key_text, ts) = (&keys[first], updates[first].ts);
+            let mut parts = Vec::new();
+            let mut names = Vec::new();
+            for (i, update) in updates.iter().enumerate().skip(first) {
+                if written[i] || keys[i] != *key_text || update.ts != ts {
+                    continue;
                 }
+                written[i] = true;
+                if let Some(view) = self.pipeline.view_at(update.view) {
+                    parts.push(ViewPart {
+                        view_id: &view.id,
+                        adds: &update.adds,
+                    });
+                    names.push(view.name.as_str());
+                }
+            }
+            scratch.bytes.clear();
+            line::write_view_line(
+                &mut scratch.bytes,
+                key_text,
+                ts,
+                source,
+                &parts,
+                &mut scratch.line,
+            )
+            .map_err(|e| {
+                rejection(
+                    Reason::InvalidValue,
+                    format!("the view line could not be encoded: {e}"),
+                )
             })?;
             lines
-                .push(&view.partition_key(&key_text), &bytes)
-                .map_err(|e| Rejection {
-                    reason: Reason::RecordTooLarge,
-                    field: None,
-                    detail: format!("view `{}`: {e}", view.name),
-                    id: Some(source.id.to_string()),
+                .push(&group_partition_key(key_text), &scratch.bytes)
+                .map_err(|e| {
+                    rejection(
+                        Reason::RecordTooLarge,
+                        format!("view `{}`: {e}", names.join("`, `")),
+                    )
                 })?;
+            count += 1;
         }
-        Ok(updates.len() as u64)
+        Ok(count)
     }
+}
+
+/// Buffers [`SqlEnrich::pack`] reuses from event to event.
+#[derive(Default)]
+struct PackScratch {
+    bytes: Vec<u8>,
+    line: LineScratch,
 }
 
 impl<R, O, D, C> SqlEnrich<R, O, D, C> {
@@ -302,110 +338,5 @@ impl<R, O, D, C> SqlEnrich<R, O, D, C> {
                 .with_origin(Some(origin.to_owned()))
                 .into_record(&record.partition_key),
         );
-    }
-}
-
-/// Writes the [`ViewLine`] JSON of one update (the bytes `serde_json` gives for the
-/// struct, field for field), each input written from its value without building a JSON
-/// value first.
-fn write_view_line(
-    out: &mut Vec<u8>,
-    view_id: &str,
-    key_text: &str,
-    update: &ViewUpdate,
-    source: &SourceLine<'_>,
-) -> serde_json::Result<()> {
-    out.extend_from_slice(b"{\"v\":");
-    serde_json::to_writer(&mut *out, view_id)?;
-    out.extend_from_slice(b",\"k\":");
-    serde_json::to_writer(&mut *out, key_text)?;
-    out.extend_from_slice(b",\"t\":");
-    serde_json::to_writer(&mut *out, &update.ts)?;
-    out.extend_from_slice(b",\"id\":");
-    serde_json::to_writer(&mut *out, source.id.as_ref())?;
-    out.extend_from_slice(b",\"origin\":");
-    serde_json::to_writer(&mut *out, source.origin.as_ref())?;
-    out.extend_from_slice(b",\"a\":[");
-    for (i, add) in update.adds.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        match add {
-            Some(value) => codec::write_value(out, value),
-            None => out.extend_from_slice(b"null"),
-        }
-    }
-    out.push(b']');
-    let skipped: Vec<usize> = (0..update.adds.len())
-        .filter(|&i| update.adds[i].is_none())
-        .collect();
-    if !skipped.is_empty() {
-        out.extend_from_slice(b",\"skip\":");
-        serde_json::to_writer(&mut *out, &skipped)?;
-    }
-    out.push(b'}');
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::borrow::Cow;
-
-    use super::*;
-    use crate::sql::Decimal;
-    use crate::stage::sql::ViewLine;
-
-    #[test]
-    fn a_view_line_is_written_as_serde_writes_the_struct() {
-        let raw: &serde_json::value::RawValue = serde_json::from_str(r#"{"x":1}"#).expect("JSON");
-        let source = SourceLine {
-            id: Cow::Borrowed("p-\"1"),
-            origin: Cow::Borrowed("s:1:0"),
-            e: raw,
-        };
-        for adds in [
-            vec![
-                Some(Value::BigInt(3)),
-                None,
-                Some(Value::String("é\n".into())),
-            ],
-            vec![
-                Some(Value::Double(f64::NAN)),
-                Some(Value::Decimal(Decimal::parse("1.50").expect("decimal"))),
-                Some(Value::Null),
-            ],
-        ] {
-            let update = ViewUpdate {
-                view: 0,
-                start: 0,
-                end: 60_000,
-                ts: 1234,
-                keys: vec![Value::String("DE".into())],
-                adds,
-            };
-            let key = codec::key_text(&update.keys);
-            let mut written = Vec::new();
-            write_view_line(&mut written, "v1", &key, &update, &source).expect("writes");
-            let by_serde = serde_json::to_vec(&ViewLine {
-                v: "v1",
-                k: Cow::Borrowed(&key),
-                t: update.ts,
-                id: Cow::Borrowed(&source.id),
-                origin: Cow::Borrowed(&source.origin),
-                a: update
-                    .adds
-                    .iter()
-                    .map(|a| a.as_ref().map_or(serde_json::Value::Null, codec::encode))
-                    .collect(),
-                skip: (0..update.adds.len())
-                    .filter(|&i| update.adds[i].is_none())
-                    .collect(),
-            })
-            .expect("serde writes");
-            assert_eq!(
-                String::from_utf8(written).expect("UTF-8"),
-                String::from_utf8(by_serde).expect("UTF-8")
-            );
-        }
     }
 }

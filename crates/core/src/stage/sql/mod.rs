@@ -17,11 +17,13 @@
 //! starts with fresh state instead of mixing two definitions.
 
 pub mod enrich;
+pub mod line;
 
+pub use line::{SourceLine, ViewLine};
+
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::config::AggregateConfig;
@@ -406,18 +408,6 @@ fn view_windows(name: &str, kind: WindowKind) -> Result<(WindowSet, WindowSpec)>
     Ok((set, row))
 }
 
-/// What ingest passes on for each valid raw line: the line itself (`e`, as the producer
-/// wrote it), its event id and its origin.
-#[derive(Serialize, Deserialize)]
-pub struct SourceLine<'a> {
-    #[serde(borrow)]
-    pub id: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    pub origin: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    pub e: &'a RawValue,
-}
-
 /// Ingest's step for one raw line under a pipeline: read it (the reasons name the
 /// column), and encode its [`SourceLine`] into `out` (cleared first).
 pub fn source_line(
@@ -458,17 +448,10 @@ pub fn source_line(
     // The `SourceLine` JSON, written by hand: the record (or its projection) goes in as
     // it is, without being parsed into a value and printed again.
     out.clear();
-    out.extend_from_slice(b"{\"id\":");
-    let encoded =
-        serde_json::to_writer(&mut *out, id.as_deref().unwrap_or(origin)).and_then(|()| {
-            out.extend_from_slice(b",\"origin\":");
-            serde_json::to_writer(&mut *out, origin)
-        });
-    encoded.map_err(not_json)?;
-    out.extend_from_slice(b",\"e\":");
-    project(text, &pipeline.fields, out).map_err(not_json)?;
-    out.push(b'}');
-    Ok(())
+    line::write_source_line(out, id.as_deref(), origin, |out| {
+        project(text, &pipeline.fields, out)
+    })
+    .map_err(not_json)
 }
 
 /// Writes the JSON object `text` keeping only the members named in `keep`, in their
@@ -515,56 +498,14 @@ fn project(
     de.end()
 }
 
-/// What enrich passes on per (event, stored view): the view's id, the group's key text,
-/// the event time, the event's id and origin, and each aggregate's input (`null` in
-/// `a` stands for NULL; a FILTER that leaves the event out is listed in `skip`).
-#[derive(Serialize, Deserialize)]
-pub struct ViewLine<'a> {
-    pub v: &'a str,
-    #[serde(borrow)]
-    pub k: std::borrow::Cow<'a, str>,
-    pub t: i64,
-    #[serde(borrow)]
-    pub id: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    pub origin: std::borrow::Cow<'a, str>,
-    pub a: Vec<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub skip: Vec<usize>,
-}
-
-impl StoredView {
-    /// The partition key of the view's group: one group's lines stay on one shard, in
-    /// order. The view id and the group's key text when they fit Kinesis' 256
-    /// characters (Kinesis hashes the key itself), else their digest.
-    pub fn partition_key(&self, key_text: &str) -> String {
-        let key = format!("{}#{key_text}", self.id);
-        match key.chars().count() <= 256 {
-            true => key,
-            false => digest_hex(key.as_bytes()),
-        }
-    }
-
-    /// The inputs of one view line, read back with the aggregates' argument types.
-    pub fn adds(&self, line: &ViewLine<'_>) -> Option<Arc<[Option<Value>]>> {
-        if line.a.len() != self.aggregates.len() {
-            return None;
-        }
-        line.a
-            .iter()
-            .enumerate()
-            .zip(&self.aggregates)
-            .map(|((i, json), kind)| {
-                if line.skip.contains(&i) {
-                    return Some(None);
-                }
-                match kind.arg_type() {
-                    Some(ty) => codec::decode(json, ty).map(Some),
-                    // COUNT(*): any non-NULL value counts the row.
-                    None => Some(Some(Value::Boolean(true))),
-                }
-            })
-            .collect()
+/// The partition key of a group's view lines: one group's lines stay on one shard, in
+/// order. The group's key text when it fits Kinesis' 256 characters (Kinesis hashes the
+/// key itself), else its digest. Views that group an event alike share its line, so the
+/// key is the group's values, not the view's.
+pub fn group_partition_key(key_text: &str) -> Cow<'_, str> {
+    match key_text.chars().count() <= 256 {
+        true => Cow::Borrowed(key_text),
+        false => Cow::Owned(digest_hex(key_text.as_bytes())),
     }
 }
 

@@ -1,0 +1,340 @@
+//! The lines the stages pass each other under a pipeline: ingest's [`SourceLine`] and
+//! enrich's [`ViewLine`]. Both are written by hand (the bytes serde gives for the
+//! structs, tested so) and read with serde, borrowing from the record.
+//!
+//! An event id travels as JSON the aggregate stage digests without unescaping: a
+//! `PRIMARY KEY`'s key text as it is (a JSON array), else the origin as a JSON string
+//! ([`id_text`]). A group's key text travels as it is too (it is a JSON array).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::StoredView;
+use crate::sql::{SqlType, Value, codec};
+
+/// What ingest passes on for each valid raw line: the fields the views read (`e`,
+/// each as the producer wrote it), its event id and its origin.
+#[derive(Serialize, Deserialize)]
+pub struct SourceLine<'a> {
+    #[serde(borrow)]
+    pub id: &'a RawValue,
+    #[serde(borrow)]
+    pub origin: Cow<'a, str>,
+    #[serde(borrow)]
+    pub e: &'a RawValue,
+}
+
+/// What enrich passes on per event and group: the views of one event that group it by
+/// the same values at the same event time share one line (`v`: each view's id and,
+/// per aggregate, the index of its input in `a`, `null` where its FILTER leaves the
+/// event out). Equal inputs are written once: five aggregates of one column, in two
+/// views, carry that column's value once.
+#[derive(Serialize, Deserialize)]
+pub struct ViewLine<'a> {
+    /// The group's key text ([`codec::key_text`]), as it is.
+    #[serde(borrow)]
+    pub k: &'a RawValue,
+    /// The event time.
+    pub t: i64,
+    #[serde(borrow)]
+    pub id: &'a RawValue,
+    #[serde(borrow)]
+    pub origin: Cow<'a, str>,
+    #[serde(borrow)]
+    pub a: Vec<&'a RawValue>,
+    #[serde(borrow)]
+    pub v: Vec<(&'a str, Vec<Option<u32>>)>,
+}
+
+/// An event id as the lines carry it, as text: a key text as it is, a string unescaped.
+pub fn id_text(raw: &RawValue) -> Cow<'_, str> {
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return Cow::Borrowed(text);
+    }
+    match serde_json::from_str::<&str>(text) {
+        Ok(plain) => Cow::Borrowed(plain),
+        Err(_) => serde_json::from_str::<String>(text).map_or(Cow::Borrowed(text), Cow::Owned),
+    }
+}
+
+/// Writes the [`SourceLine`] JSON: `fields` is the projected record, already JSON.
+pub fn write_source_line(
+    out: &mut Vec<u8>,
+    key_text: Option<&str>,
+    origin: &str,
+    write_fields: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) -> serde_json::Result<()> {
+    out.extend_from_slice(b"{\"id\":");
+    write_id(out, key_text, origin)?;
+    out.extend_from_slice(b",\"origin\":");
+    serde_json::to_writer(&mut *out, origin)?;
+    out.extend_from_slice(b",\"e\":");
+    write_fields(out)?;
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_id(out: &mut Vec<u8>, key_text: Option<&str>, origin: &str) -> serde_json::Result<()> {
+    match key_text {
+        // A key text is a JSON array already.
+        Some(text) => {
+            out.extend_from_slice(text.as_bytes());
+            Ok(())
+        }
+        None => serde_json::to_writer(&mut *out, origin),
+    }
+}
+
+/// One view's part of a line: its id, and per aggregate the value to add (`None`: its
+/// FILTER leaves the event out).
+pub struct ViewPart<'a> {
+    pub view_id: &'a str,
+    pub adds: &'a [Option<Value>],
+}
+
+/// Buffers reused from line to line.
+#[derive(Default)]
+pub struct LineScratch {
+    inputs: Vec<u8>,
+    ranges: Vec<(usize, usize)>,
+    slots: Vec<Option<u32>>,
+}
+
+/// Writes the [`ViewLine`] JSON of one event's views that share a group and event time.
+pub fn write_view_line(
+    out: &mut Vec<u8>,
+    key_text: &str,
+    ts: i64,
+    source: &SourceLine<'_>,
+    parts: &[ViewPart<'_>],
+    scratch: &mut LineScratch,
+) -> serde_json::Result<()> {
+    let LineScratch {
+        inputs,
+        ranges,
+        slots,
+    } = scratch;
+    inputs.clear();
+    ranges.clear();
+    slots.clear();
+    // Each distinct encoding once: equal texts read back alike under any one type.
+    for add in parts.iter().flat_map(|p| p.adds) {
+        let Some(value) = add else {
+            slots.push(None);
+            continue;
+        };
+        let start = inputs.len();
+        codec::write_value(inputs, value);
+        let text = &inputs[start..];
+        let slot = match ranges.iter().position(|&(s, e)| inputs[s..e] == *text) {
+            Some(found) => {
+                inputs.truncate(start);
+                found
+            }
+            None => {
+                ranges.push((start, inputs.len()));
+                ranges.len() - 1
+            }
+        };
+        slots.push(Some(slot as u32));
+    }
+    out.extend_from_slice(b"{\"k\":");
+    out.extend_from_slice(key_text.as_bytes());
+    out.extend_from_slice(b",\"t\":");
+    serde_json::to_writer(&mut *out, &ts)?;
+    out.extend_from_slice(b",\"id\":");
+    out.extend_from_slice(source.id.get().as_bytes());
+    out.extend_from_slice(b",\"origin\":");
+    serde_json::to_writer(&mut *out, source.origin.as_ref())?;
+    out.extend_from_slice(b",\"a\":[");
+    for (i, &(s, e)) in ranges.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&inputs[s..e]);
+    }
+    out.extend_from_slice(b"],\"v\":[");
+    let mut at = 0;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        serde_json::to_writer(&mut *out, part.view_id)?;
+        out.extend_from_slice(b",");
+        let n = part.adds.len();
+        serde_json::to_writer(&mut *out, &slots[at..at + n])?;
+        at += n;
+        out.push(b']');
+    }
+    out.extend_from_slice(b"]}");
+    Ok(())
+}
+
+/// A line's inputs read back, each at most once per type.
+pub struct DecodedInputs<'l, 'a> {
+    inputs: &'l [&'a RawValue],
+    decoded: Vec<Option<(&'l SqlType, Value)>>,
+}
+
+impl<'l, 'a> DecodedInputs<'l, 'a> {
+    pub fn new(inputs: &'l [&'a RawValue]) -> Self {
+        DecodedInputs {
+            inputs,
+            decoded: vec![None; inputs.len()],
+        }
+    }
+
+    fn get(&mut self, slot: u32, ty: &'l SqlType) -> Option<Value> {
+        let slot = slot as usize;
+        let raw = self.inputs.get(slot)?;
+        match &self.decoded[slot] {
+            Some((t, value)) if *t == ty => Some(value.clone()),
+            _ => {
+                let value = codec::decode_text(raw.get(), ty)?;
+                self.decoded[slot] = Some((ty, value.clone()));
+                Some(value)
+            }
+        }
+    }
+}
+
+impl StoredView {
+    /// The inputs of this view's part of a line, read with the aggregates' argument
+    /// types; `None` when they are not this view's (another definition wrote them).
+    pub fn adds<'l>(
+        &'l self,
+        slots: &[Option<u32>],
+        inputs: &mut DecodedInputs<'l, '_>,
+    ) -> Option<Arc<[Option<Value>]>> {
+        if slots.len() != self.aggregates.len() {
+            return None;
+        }
+        slots
+            .iter()
+            .zip(&self.aggregates)
+            .map(|(slot, kind)| {
+                let Some(slot) = slot else {
+                    return Some(None);
+                };
+                match kind.arg_type() {
+                    Some(ty) => inputs.get(*slot, ty).map(Some),
+                    // COUNT(*): any non-NULL value counts the row.
+                    None => Some(Some(Value::Boolean(true))),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::Decimal;
+
+    fn raw(text: &str) -> &RawValue {
+        serde_json::from_str(text).expect("JSON")
+    }
+
+    #[test]
+    fn a_view_line_is_written_as_serde_writes_the_struct_each_input_once() {
+        let source = SourceLine {
+            id: raw(r#"["p-\"1"]"#),
+            origin: Cow::Borrowed("s:1:0"),
+            e: raw(r#"{"x":1}"#),
+        };
+        let first = vec![
+            Some(Value::Boolean(true)),
+            Some(Value::Double(1.5)),
+            None,
+            Some(Value::String("é\n".into())),
+            Some(Value::Double(1.5)),
+        ];
+        let second = vec![
+            Some(Value::Boolean(true)),
+            Some(Value::Double(f64::NAN)),
+            Some(Value::Decimal(Decimal::parse("1.50").expect("decimal"))),
+            Some(Value::Null),
+            // Equal as doubles, not as texts: two inputs.
+            Some(Value::Double(-0.0)),
+            Some(Value::Double(0.0)),
+        ];
+        let parts = [
+            ViewPart {
+                view_id: "v1",
+                adds: &first,
+            },
+            ViewPart {
+                view_id: "v2",
+                adds: &second,
+            },
+        ];
+        let mut written = Vec::new();
+        let mut scratch = LineScratch::default();
+        write_view_line(
+            &mut written,
+            r#"["DE"]"#,
+            1234,
+            &source,
+            &parts,
+            &mut scratch,
+        )
+        .expect("writes");
+        let text = String::from_utf8(written).expect("UTF-8");
+        let read: ViewLine<'_> = serde_json::from_str(&text).expect("reads");
+        assert_eq!(serde_json::to_string(&read).expect("serde writes"), text);
+        let inputs: Vec<&str> = read.a.iter().map(|r| r.get()).collect();
+        assert_eq!(
+            inputs,
+            [
+                "true",
+                "1.5",
+                "\"é\\n\"",
+                "\"NaN\"",
+                "\"1.50\"",
+                "null",
+                "-0.0",
+                "0.0"
+            ]
+        );
+        assert_eq!(
+            read.v,
+            [
+                ("v1", vec![Some(0), Some(1), None, Some(2), Some(1)]),
+                (
+                    "v2",
+                    vec![Some(0), Some(3), Some(4), Some(5), Some(6), Some(7)]
+                ),
+            ]
+        );
+        assert_eq!(read.k.get(), r#"["DE"]"#);
+        assert_eq!(id_text(read.id), r#"["p-\"1"]"#);
+    }
+
+    #[test]
+    fn an_id_reads_back_as_the_text_it_was() {
+        let mut out = Vec::new();
+        write_source_line(&mut out, None, "shard:1:\"0\"", |o| {
+            o.extend_from_slice(b"{}");
+            Ok(())
+        })
+        .expect("writes");
+        let line: SourceLine<'_> = serde_json::from_slice(&out).expect("reads");
+        assert_eq!(id_text(line.id), "shard:1:\"0\"");
+        assert_eq!(line.origin, "shard:1:\"0\"");
+        let mut out = Vec::new();
+        write_source_line(&mut out, Some(r#"["a",1]"#), "o", |o| {
+            o.extend_from_slice(b"{\"x\":1}");
+            Ok(())
+        })
+        .expect("writes");
+        let line: SourceLine<'_> = serde_json::from_slice(&out).expect("reads");
+        assert_eq!(id_text(line.id), r#"["a",1]"#);
+        assert_eq!(line.e.get(), r#"{"x":1}"#);
+        assert_eq!(id_text(raw(r#""plain""#)), "plain");
+    }
+}
