@@ -244,7 +244,7 @@ mod tests {
             streams.sink("dlq"),
             IngestConfig::default(),
         )
-        .with_sql(pipeline);
+        .with_sql(pipeline.clone());
         let event: KinesisEvent = serde_json::from_str(&fixture).expect("a KinesisEvent");
         let (response, outcome) =
             sluice_core::stage::lambda_event::handle(&stage, &event, None).await;
@@ -276,10 +276,34 @@ mod tests {
                 .map(|(id, o)| ((*id).to_owned(), o.as_str()))
                 .collect::<Vec<_>>()
         );
+        // Each valid line passes on typed: its physical columns' encodings, in order.
+        assert_eq!(
+            valid[0]["r"],
+            serde_json::json!([
+                "p-1",
+                ["m-1", "DE"],
+                "12.50",
+                ["visa"],
+                1_767_225_600_000_i64
+            ])
+        );
+        let ctx = sluice_core::sql::EvalContext { now_ms: 0 };
         for (line, raw) in valid.iter().zip([0, 1, 2, 5, 6, 7]) {
-            let sent: serde_json::Value =
-                serde_json::from_str(SQL_RAW_LINES[raw]).expect("a raw line");
-            assert_eq!(line["e"], sent, "the raw line, as the producer wrote it");
+            let read = pipeline
+                .program
+                .source_row(SQL_RAW_LINES[raw].as_bytes(), &ctx)
+                .expect("a raw line");
+            let passed = pipeline
+                .program
+                .source_row_encoded(&line["r"].to_string(), &pipeline.computed_kept, &ctx)
+                .expect("an encoded row");
+            let physical = pipeline.program.physical_columns().len();
+            assert_eq!(
+                passed[..physical],
+                read[..physical],
+                "{}",
+                SQL_RAW_LINES[raw]
+            );
         }
         assert!(
             streams

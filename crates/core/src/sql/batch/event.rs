@@ -7,6 +7,7 @@ use super::codec::key_text;
 use super::plan::{MapPlan, Program, Projection, Step, WindowPlan};
 use crate::sql::expr::EvalContext;
 use crate::sql::json::Rejection;
+use crate::sql::types::SqlType;
 use crate::sql::value::Value;
 use crate::sql::view::WindowKind;
 
@@ -63,14 +64,110 @@ impl Program {
     /// The source row of one record: its physical columns read from the JSON line, then
     /// its computed columns.
     pub fn source_row(&self, line: &[u8], ctx: &EvalContext) -> Result<Vec<Value>, Rejection> {
+        let row = self.source.reader.read(line)?;
+        self.computed_columns(row, ctx, |_| true)
+    }
+
+    /// The source's physical columns, in order: (name, type).
+    pub fn physical_columns(&self) -> &[(String, SqlType)] {
+        &self.source.columns[..self.source.reader.columns().len()]
+    }
+
+    /// The source's computed columns, in order: (name, type).
+    pub fn computed_columns_of_source(&self) -> &[(String, SqlType)] {
+        &self.source.columns[self.source.reader.columns().len()..]
+    }
+
+    /// Writes the physical columns of a source row as one JSON array of their
+    /// encodings ([`codec`](super::codec)), `null` for a column `keep` leaves out: the
+    /// row travels between the stages typed, read back by [`Self::source_row_encoded`]
+    /// without names, field lookups or timestamp formats.
+    pub fn write_encoded_row(&self, row: &[Value], keep: &[bool], out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (i, value) in row[..self.physical_columns().len()].iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match keep.get(i) {
+                Some(true) => super::codec::write_value(out, value),
+                _ => out.extend_from_slice(b"null"),
+            }
+        }
+        out.push(b']');
+    }
+
+    /// The source row from [`Self::write_encoded_row`]'s text, then the computed
+    /// columns `computed` keeps (NULL for the others, which no view reads).
+    pub fn source_row_encoded(
+        &self,
+        text: &str,
+        computed: &[bool],
+        ctx: &EvalContext,
+    ) -> Result<Vec<Value>, Rejection> {
+        use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
+        struct Encoded<'t>(&'t [(String, SqlType)], usize);
+        impl<'de> Visitor<'de> for Encoded<'_> {
+            type Value = Vec<Value>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of a source row's encoded columns")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+                let mut row = Vec::with_capacity(self.1);
+                for (name, ty) in self.0 {
+                    let raw: &'de serde_json::value::RawValue = seq
+                        .next_element()?
+                        .ok_or_else(|| A::Error::custom("too few columns"))?;
+                    let value = super::codec::decode_text(raw.get(), ty).ok_or_else(|| {
+                        A::Error::custom(format!("column `{name}` is not an encoded {ty}"))
+                    })?;
+                    row.push(value);
+                }
+                match seq.next_element::<serde::de::IgnoredAny>()? {
+                    Some(_) => Err(A::Error::custom("too many columns")),
+                    None => Ok(row),
+                }
+            }
+        }
+        impl<'de> DeserializeSeed<'de> for Encoded<'_> {
+            type Value = Vec<Value>;
+            fn deserialize<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Vec<Value>, D::Error> {
+                d.deserialize_seq(self)
+            }
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let row = Encoded(self.physical_columns(), self.source.columns.len())
+            .deserialize(&mut de)
+            .and_then(|row| de.end().map(|()| row))
+            .map_err(|e| Rejection {
+                column: None,
+                reason: format!("not an encoded source row: {e}"),
+            })?;
+        self.computed_columns(row, ctx, |c| computed.get(c).copied().unwrap_or(true))
+    }
+
+    /// Appends the computed columns to a row of physical columns; those `keep` leaves
+    /// out are NULL.
+    fn computed_columns(
+        &self,
+        mut row: Vec<Value>,
+        ctx: &EvalContext,
+        keep: impl Fn(usize) -> bool,
+    ) -> Result<Vec<Value>, Rejection> {
         let source = &self.source;
-        let mut row = source.reader.read(line)?;
         let physical = source.reader.columns().len();
-        for (c, (name, _)) in source
+        for (i, (c, (name, _))) in source
             .computed
             .iter()
             .zip(&source.columns[physical..source.columns.len()])
+            .enumerate()
         {
+            if !keep(i) {
+                row.push(Value::Null);
+                continue;
+            }
             let v = c.eval(&row[..physical], ctx).map_err(|e| Rejection {
                 column: Some(name.clone()),
                 reason: e.to_string(),

@@ -205,13 +205,15 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
         for _ in 0..MAX_LOOKUP_ROUNDS {
             let mut needed = BTreeSet::new();
             for event in events.iter_mut().filter(|e| e.result.is_none()) {
-                let row = match program.source_row(event.source.e.get().as_bytes(), &ctx) {
-                    Ok(row) => row,
-                    Err(r) => {
-                        event.result = Some(Err(r.to_string()));
-                        continue;
-                    }
-                };
+                let encoded = event.source.r.get();
+                let row =
+                    match program.source_row_encoded(encoded, &self.pipeline.computed_kept, &ctx) {
+                        Ok(row) => row,
+                        Err(r) => {
+                            event.result = Some(Err(r.to_string()));
+                            continue;
+                        }
+                    };
                 match program.view_updates(row, &fetched, &ctx, Windows::PerEvent) {
                     Ok(Evaluated::Updates(updates)) => event.result = Some(Ok(updates)),
                     Ok(Evaluated::NeedsReference(keys)) => {

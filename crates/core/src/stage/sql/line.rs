@@ -15,8 +15,9 @@ use serde_json::value::RawValue;
 use super::StoredView;
 use crate::sql::{SqlType, Value, codec};
 
-/// What ingest passes on for each valid raw line: the fields the views read (`e`,
-/// each as the producer wrote it), its event id and its origin.
+/// What ingest passes on for each valid raw line: its row (`r`, the physical columns'
+/// encodings, `null` for those no view reads: `Program::write_encoded_row`), its event
+/// id and its origin.
 #[derive(Serialize, Deserialize)]
 pub struct SourceLine<'a> {
     #[serde(borrow)]
@@ -24,7 +25,7 @@ pub struct SourceLine<'a> {
     #[serde(borrow)]
     pub origin: Cow<'a, str>,
     #[serde(borrow)]
-    pub e: &'a RawValue,
+    pub r: &'a RawValue,
 }
 
 /// What enrich passes on per event and group: the views of one event that group it by
@@ -45,8 +46,32 @@ pub struct ViewLine<'a> {
     pub origin: Cow<'a, str>,
     #[serde(borrow)]
     pub a: Vec<&'a RawValue>,
+    /// Per view: its id and its slots, `[0,1,null]` (read by [`slots`], without a
+    /// vector per view).
     #[serde(borrow)]
-    pub v: Vec<(&'a str, Vec<Option<u32>>)>,
+    pub v: Vec<(&'a str, &'a RawValue)>,
+}
+
+/// The slots of one view's part of a line (`[0,1,null]`): per aggregate, the index of
+/// its input, or `None` where its FILTER leaves the event out; an item that is no slot
+/// reads as `Err(())`.
+pub fn slots(raw: &RawValue) -> impl Iterator<Item = Result<Option<u32>, ()>> + '_ {
+    let inner = raw
+        .get()
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .map(str::trim);
+    let (items, bad) = match inner {
+        Some("") => (None, false),
+        Some(text) => (Some(text.split(',')), false),
+        None => (None, true),
+    };
+    let bad = bad.then_some(Err(()));
+    bad.into_iter()
+        .chain(items.into_iter().flatten().map(|item| match item.trim() {
+            "null" => Ok(None),
+            digits => digits.parse().map(Some).map_err(|_| ()),
+        }))
 }
 
 /// An event id as the lines carry it, as text: a key text as it is, a string unescaped.
@@ -61,19 +86,19 @@ pub fn id_text(raw: &RawValue) -> Cow<'_, str> {
     }
 }
 
-/// Writes the [`SourceLine`] JSON: `fields` is the projected record, already JSON.
+/// Writes the [`SourceLine`] JSON; `write_row` writes its row.
 pub fn write_source_line(
     out: &mut Vec<u8>,
     key_text: Option<&str>,
     origin: &str,
-    write_fields: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+    write_row: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
 ) -> serde_json::Result<()> {
     out.extend_from_slice(b"{\"id\":");
     write_id(out, key_text, origin)?;
     out.extend_from_slice(b",\"origin\":");
     serde_json::to_writer(&mut *out, origin)?;
-    out.extend_from_slice(b",\"e\":");
-    write_fields(out)?;
+    out.extend_from_slice(b",\"r\":");
+    write_row(out)?;
     out.push(b'}');
     Ok(())
 }
@@ -208,26 +233,21 @@ impl StoredView {
     /// types; `None` when they are not this view's (another definition wrote them).
     pub fn adds<'l>(
         &'l self,
-        slots: &[Option<u32>],
+        slots: &RawValue,
         inputs: &mut DecodedInputs<'l, '_>,
     ) -> Option<Arc<[Option<Value>]>> {
-        if slots.len() != self.aggregates.len() {
-            return None;
+        let mut adds = Vec::with_capacity(self.aggregates.len());
+        let mut kinds = self.aggregates.iter();
+        for slot in self::slots(slots) {
+            let kind = kinds.next()?;
+            adds.push(match (slot.ok()?, kind.arg_type()) {
+                (None, _) => None,
+                (Some(slot), Some(ty)) => Some(inputs.get(slot, ty)?),
+                // COUNT(*): any non-NULL value counts the row.
+                (Some(_), None) => Some(Value::Boolean(true)),
+            });
         }
-        slots
-            .iter()
-            .zip(&self.aggregates)
-            .map(|(slot, kind)| {
-                let Some(slot) = slot else {
-                    return Some(None);
-                };
-                match kind.arg_type() {
-                    Some(ty) => inputs.get(*slot, ty).map(Some),
-                    // COUNT(*): any non-NULL value counts the row.
-                    None => Some(Some(Value::Boolean(true))),
-                }
-            })
-            .collect()
+        (kinds.next().is_none()).then(|| adds.into())
     }
 }
 
@@ -245,7 +265,7 @@ mod tests {
         let source = SourceLine {
             id: raw(r#"["p-\"1"]"#),
             origin: Cow::Borrowed("s:1:0"),
-            e: raw(r#"{"x":1}"#),
+            r: raw("[1]"),
         };
         let first = vec![
             Some(Value::Boolean(true)),
@@ -301,8 +321,13 @@ mod tests {
                 "0.0"
             ]
         );
+        let parts: Vec<(&str, Vec<Option<u32>>)> = read
+            .v
+            .iter()
+            .map(|(id, raw)| (*id, slots(raw).collect::<Result<_, _>>().expect("slots")))
+            .collect();
         assert_eq!(
-            read.v,
+            parts,
             [
                 ("v1", vec![Some(0), Some(1), None, Some(2), Some(1)]),
                 (
@@ -313,6 +338,19 @@ mod tests {
         );
         assert_eq!(read.k.get(), r#"["DE"]"#);
         assert_eq!(id_text(read.id), r#"["p-\"1"]"#);
+    }
+
+    #[test]
+    fn slots_read_as_serde_reads_them_and_anything_else_is_refused() {
+        for text in ["[]", "[0]", "[0,1,null,7]", "[ 3 , null ]"] {
+            let by_serde: Vec<Option<u32>> = serde_json::from_str(text).expect("slots");
+            let read: Result<Vec<_>, _> = slots(raw(text)).collect();
+            assert_eq!(read, Ok(by_serde), "{text}");
+        }
+        for text in ["[-1]", "[1.5]", "[\"0\"]", "{}", "[[0]]", "3"] {
+            let read: Result<Vec<_>, _> = slots(raw(text)).collect();
+            assert!(read.is_err(), "{text}");
+        }
     }
 
     #[test]
@@ -334,7 +372,7 @@ mod tests {
         .expect("writes");
         let line: SourceLine<'_> = serde_json::from_slice(&out).expect("reads");
         assert_eq!(id_text(line.id), r#"["a",1]"#);
-        assert_eq!(line.e.get(), r#"{"x":1}"#);
+        assert_eq!(line.r.get(), r#"{"x":1}"#);
         assert_eq!(id_text(raw(r#""plain""#)), "plain");
     }
 }

@@ -24,7 +24,6 @@ pub use line::{SourceLine, ViewLine};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde_json::value::RawValue;
 
 use crate::config::AggregateConfig;
 use crate::error::{Error, Result};
@@ -51,6 +50,12 @@ pub struct SqlPipeline {
     /// The JSON fields the views read (directly or through computed columns): ingest
     /// passes on only these (a record's other fields, declared or not, go no further).
     pub fields: std::collections::HashSet<String>,
+    /// Per physical column of the source, whether ingest passes it on (its field is in
+    /// [`Self::fields`]).
+    pub physical_kept: Vec<bool>,
+    /// Per computed column of the source, whether a view reads it: enrich computes
+    /// only those.
+    pub computed_kept: Vec<bool>,
 }
 
 /// One stored view on the stages.
@@ -120,12 +125,23 @@ impl SqlPipeline {
             .enumerate()
             .map(|(i, v)| (v.id.clone(), i))
             .collect();
-        let fields = program
-            .source_fields_read(&pipeline.source_columns_needed())
-            .into_iter()
+        let needed = pipeline.source_columns_needed();
+        let fields: std::collections::HashSet<String> =
+            program.source_fields_read(&needed).into_iter().collect();
+        let physical_kept = program
+            .physical_columns()
+            .iter()
+            .map(|(name, _)| fields.contains(name))
+            .collect();
+        let computed_kept = program
+            .computed_columns_of_source()
+            .iter()
+            .map(|(name, _)| needed.contains(name.as_str()))
             .collect();
         Ok(SqlPipeline {
             fields,
+            physical_kept,
+            computed_kept,
             allowed_lateness_ms: pipeline.source.watermark.as_ref().map(|w| w.delay_ms),
             program,
             views,
@@ -143,7 +159,7 @@ impl SqlPipeline {
         fields.sort_unstable();
         let _ = writeln!(
             out,
-            "on the stages: ingest passes on the fields {} (byte for byte; the rest go no further)",
+            "on the stages: ingest passes on the fields {} (typed; the rest go no further)",
             fields.join(", ")
         );
         for v in &self.views {
@@ -433,69 +449,20 @@ pub fn source_line(
         }
     })?;
     let id = pipeline.program.event_id(&row);
-    let text = std::str::from_utf8(raw).map_err(|e| Rejection {
-        reason: Reason::NotUtf8,
-        field: None,
-        detail: e.to_string(),
-        id: None,
-    })?;
-    let not_json = |e: serde_json::Error| Rejection {
-        reason: Reason::NotJson,
-        field: None,
-        detail: e.to_string(),
-        id: None,
-    };
-    // The `SourceLine` JSON, written by hand: the record (or its projection) goes in as
-    // it is, without being parsed into a value and printed again.
+    // The `SourceLine` JSON, written by hand: the row travels typed, without names.
     out.clear();
     line::write_source_line(out, id.as_deref(), origin, |out| {
-        project(text, &pipeline.fields, out)
+        pipeline
+            .program
+            .write_encoded_row(&row, &pipeline.physical_kept, out);
+        Ok(())
     })
-    .map_err(not_json)
-}
-
-/// Writes the JSON object `text` keeping only the members named in `keep`, in their
-/// order, repeats included (the reader takes a repeated member's last value) and each
-/// value byte for byte (a number's digits stay as the producer wrote them).
-fn project(
-    text: &str,
-    keep: &std::collections::HashSet<String>,
-    out: &mut Vec<u8>,
-) -> std::result::Result<(), serde_json::Error> {
-    use serde::de::{Deserializer as _, MapAccess, Visitor};
-    struct Members<'k, 'o> {
-        keep: &'k std::collections::HashSet<String>,
-        out: &'o mut Vec<u8>,
-    }
-    impl<'de> Visitor<'de> for Members<'_, '_> {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> std::result::Result<(), M::Error> {
-            self.out.push(b'{');
-            let mut first = true;
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                let value: &'de RawValue = map.next_value()?;
-                if !self.keep.contains(key.as_ref()) {
-                    continue;
-                }
-                if !first {
-                    self.out.push(b',');
-                }
-                first = false;
-                serde_json::to_writer(&mut *self.out, key.as_ref())
-                    .map_err(serde::de::Error::custom)?;
-                self.out.push(b':');
-                self.out.extend_from_slice(value.get().as_bytes());
-            }
-            self.out.push(b'}');
-            Ok(())
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    de.deserialize_map(Members { keep, out })?;
-    de.end()
+    .map_err(|e| Rejection {
+        reason: Reason::InvalidValue,
+        field: None,
+        detail: format!("the source line could not be encoded: {e}"),
+        id: None,
+    })
 }
 
 /// The partition key of a group's view lines: one group's lines stay on one shard, in
@@ -677,23 +644,67 @@ mod tests {
     }
 
     #[test]
-    fn ingest_passes_on_only_the_fields_the_views_read_byte_for_byte() {
-        let keep: std::collections::HashSet<String> =
-            ["a", "k\"q"].into_iter().map(String::from).collect();
-        let mut out = Vec::new();
-        project(
-            r#" {"a": 1.50, "drop": {"x": [1, 2]}, "k\"q": "s", "a": {"n": 1e400} } "#,
-            &keep,
-            &mut out,
+    fn ingest_passes_on_the_columns_the_views_read_typed_and_enrich_reads_them_back() {
+        let pipeline = SqlPipeline::load(
+            "CREATE TABLE s (
+               id STRING, ms BIGINT, note STRING, amount DECIMAL(10, 2),
+               r ROW<a INT, b STRING>,
+               et AS TO_TIMESTAMP_LTZ(ms, 3),
+               unread AS CAST(note AS INT),
+               WATERMARK FOR et AS et - INTERVAL '1' SECOND,
+               PRIMARY KEY (id) NOT ENFORCED
+             ) WITH ('connector' = 'kinesis', 'format' = 'json');
+             CREATE VIEW v AS
+             SELECT window_start, window_end, r.b AS b, SUM(amount) AS total
+             FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(et), INTERVAL '1' MINUTE))
+             GROUP BY window_start, window_end, r.b;",
         )
-        .expect("an object");
-        assert_eq!(
-            String::from_utf8(out).expect("UTF-8"),
-            r#"{"a":1.50,"k\"q":"s","a":{"n": 1e400}}"#
-        );
+        .expect("loads");
+        let raw = br#"{"id": "p-\"1", "ms": 1767225600000, "note": "12", "amount": 12.5,
+                       "r": {"a": 1, "b": "x\ny"}, "other": [1]}"#;
         let mut out = Vec::new();
-        assert!(project("[1]", &keep, &mut out).is_err());
-        assert!(project(r#"{"a":1} x"#, &keep, &mut out).is_err());
+        source_line(&pipeline, raw, "shard:1:0", 0, &mut out).expect("a source line");
+        let line: SourceLine<'_> = serde_json::from_slice(&out).expect("reads");
+        assert_eq!(line.id.get(), r#"["p-\"1"]"#);
+        // `note` is read by no view (nor by a computed column one reads): NULL.
+        assert_eq!(
+            line.r.get(),
+            r#"["p-\"1",1767225600000,null,"12.50",[1,"x\ny"]]"#
+        );
+        let ctx = EvalContext { now_ms: 0 };
+        let full = pipeline.program.source_row(raw, &ctx).expect("a row");
+        let back = pipeline
+            .program
+            .source_row_encoded(line.r.get(), &pipeline.computed_kept, &ctx)
+            .expect("reads back");
+        assert_eq!(back.len(), full.len());
+        let names: Vec<&str> = pipeline
+            .program
+            .physical_columns()
+            .iter()
+            .chain(pipeline.program.computed_columns_of_source())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        for ((name, got), want) in names.iter().zip(&back).zip(&full) {
+            match *name {
+                "note" | "unread" => assert_eq!(got, &Value::Null, "{name}"),
+                _ => assert_eq!(got, want, "{name}"),
+            }
+        }
+        for junk in [
+            "[1]",
+            "{}",
+            r#"["p",1,null,"12.50",[1,"x"],7]"#,
+            r#"[1,1,null,"1",[1,"x"]]"#,
+        ] {
+            assert!(
+                pipeline
+                    .program
+                    .source_row_encoded(junk, &pipeline.computed_kept, &ctx)
+                    .is_err(),
+                "{junk}"
+            );
+        }
         // iot.sql's views read four of its fields (through nested paths, or a computed
         // column): ingest keeps those four.
         let iot = SqlPipeline::load(IOT).expect("loads");
