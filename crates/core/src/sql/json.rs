@@ -130,6 +130,20 @@ impl RowShape {
     }
 }
 
+/// Up to this many fields, a name is found by comparing it with each (faster than
+/// hashing it).
+const SCANNED_FIELDS: usize = 12;
+
+impl RowShape {
+    /// The index of the field named `name`.
+    fn position(&self, name: &str) -> Option<usize> {
+        match self.names.len() <= SCANNED_FIELDS {
+            true => self.names.iter().position(|n| n == name),
+            false => self.index.get(name).copied(),
+        }
+    }
+}
+
 /// A failure inside a row: the path below the row (empty: the value itself) and why.
 struct Bad {
     path: String,
@@ -402,8 +416,8 @@ impl<'de> Visitor<'de> for Slots<'_> {
     ) -> std::result::Result<Self::Value, A::Error> {
         let mut slots = vec![None; self.0.names.len()];
         while let Some(key) = map.next_key::<Text<'de>>()? {
-            match self.0.index.get(key.0.as_ref()) {
-                Some(&i) => slots[i] = Some(map.next_value::<&'de RawValue>()?),
+            match self.0.position(key.0.as_ref()) {
+                Some(i) => slots[i] = Some(map.next_value::<&'de RawValue>()?),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }

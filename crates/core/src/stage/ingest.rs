@@ -26,8 +26,8 @@ use crate::input::envelope::{
 use crate::input::record::{LinePacker, OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits};
 use crate::input::unpack::unpack;
 use crate::ports::{Clock, RecordSink};
-use crate::stage::outcome::{Accounting, BatchOutcome, StageStats};
-use crate::stage::sql::{SqlPipeline, source_line};
+use crate::stage::outcome::{Accounting, BatchOutcome, Fate, StageStats};
+use crate::stage::sql::{SourceFate, SqlPipeline, source_line};
 use crate::stage::{
     FLUSH_BYTES, LINE_CAPACITY, RecordRejections, Stage, deadline_passed, fail_whole_batch,
     failure_at,
@@ -184,8 +184,8 @@ impl Output {
         Ok(())
     }
 
-    fn fate(&mut self, record: usize, sub: Option<usize>, line: usize, reason: Option<Reason>) {
-        self.accounting.line(record, sub, line, reason);
+    fn fate(&mut self, record: usize, sub: Option<usize>, line: usize, fate: Option<Fate>) {
+        self.accounting.line(record, sub, line, fate);
     }
 }
 
@@ -220,7 +220,8 @@ fn ingest_record(
             match raw {
                 NextLine::Raw(raw) => {
                     match normalize_line(record, sub, &raw, bounds, sql, out, scratch) {
-                        Ok(()) => fates.pass(sub, raw.line, out, stats),
+                        Ok(Passed::On) => fates.pass(sub, raw.line, out, stats),
+                        Ok(Passed::Filtered) => fates.filter(sub, raw.line, out),
                         Err(rejection) => {
                             fates.reject(sub, raw.line, raw.bytes, rejection, out, stats)
                         }
@@ -257,6 +258,11 @@ impl LineFates<'_> {
         self.rejections.lines += 1;
     }
 
+    fn filter(&mut self, sub: Option<usize>, line: usize, out: &mut Output) {
+        out.fate(self.index, sub, line, Some(Fate::Filtered));
+        self.rejections.lines += 1;
+    }
+
     fn reject(
         &mut self,
         sub: Option<usize>,
@@ -267,7 +273,12 @@ impl LineFates<'_> {
         stats: &mut StageStats,
     ) {
         stats.dead_letter(rejection.reason);
-        out.fate(self.index, sub, line, Some(rejection.reason));
+        out.fate(
+            self.index,
+            sub,
+            line,
+            Some(Fate::DeadLetter(rejection.reason)),
+        );
         if self.rejections.listed(&rejection) {
             // Origins are formatted only where one is written: junk lines cost no string.
             let letter = DeadLetter::for_line(self.stage, self.record, line, bytes, &rejection)
@@ -278,6 +289,15 @@ impl LineFates<'_> {
         }
         self.rejections.lines += 1;
     }
+}
+
+/// What became of a line that is no dead letter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Passed {
+    On,
+    /// No view of the pipeline takes it (ingest applies the filters that need no
+    /// reference data).
+    Filtered,
 }
 
 /// Step: one non-blank line, decoded, validated, normalized and added to the output.
@@ -292,21 +312,25 @@ fn normalize_line(
     sql: Option<&SqlPipeline>,
     out: &mut Output,
     scratch: &mut Scratch,
-) -> Result<(), Rejection> {
+) -> Result<Passed, Rejection> {
     scratch.origin.clear();
     // Writing to a `String` cannot fail.
     let _ = write_origin(&mut scratch.origin, record, sub, raw.line);
     if let Some(sql) = sql {
-        source_line(
+        let fate = source_line(
             sql,
             raw.trimmed,
             &scratch.origin,
             bounds.now_ms,
             &mut scratch.line,
         )?;
+        if fate == SourceFate::Filtered {
+            return Ok(Passed::Filtered);
+        }
         // Kept on the raw record's partition key: its order is the producer's.
         return out
             .valid(&record.partition_key, &scratch.line)
+            .map(|()| Passed::On)
             .map_err(|e| Rejection {
                 reason: Reason::RecordTooLarge,
                 field: None,
@@ -327,7 +351,7 @@ fn normalize_line(
     };
     // `normalize` checked the size with `line_fits`, the packer's own condition: a
     // refusal here is only a guard.
-    pushed.map_err(|e| Rejection {
+    pushed.map(|()| Passed::On).map_err(|e| Rejection {
         reason: Reason::RecordTooLarge,
         field: None,
         detail: e.to_string(),
@@ -470,6 +494,77 @@ mod tests {
             FixedClock::at(NOW),
             IngestConfig::default(),
         ))
+    }
+
+    /// Issue 17: ingest applies the WHERE clauses that need no reference data; an event
+    /// some view may take once its lookup join is done passes on.
+    #[test]
+    fn under_a_pipeline_ingest_filters_out_what_no_view_can_take() {
+        let pipeline = SqlPipeline::load(
+            "CREATE TABLE s (id STRING, country STRING, merchant STRING, amount DOUBLE,
+               ms BIGINT, et AS TO_TIMESTAMP_LTZ(ms, 3), proc_time AS PROCTIME(),
+               WATERMARK FOR et AS et - INTERVAL '1' MINUTE,
+               PRIMARY KEY (id) NOT ENFORCED) WITH ('connector' = 'kinesis', 'format' = 'json');
+             CREATE TABLE m (merchant_id STRING, tier STRING, PRIMARY KEY (merchant_id) NOT ENFORCED)
+               WITH ('connector' = 'dynamodb');
+             CREATE VIEW big AS SELECT window_start, window_end, country, COUNT(*) AS n
+               FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(et), INTERVAL '1' MINUTE))
+               WHERE amount > 100 GROUP BY window_start, window_end, country;
+             CREATE VIEW de AS SELECT * FROM s WHERE country = 'DE';
+             CREATE VIEW tiered AS SELECT d.*, m.tier FROM de AS d
+               JOIN m FOR SYSTEM_TIME AS OF d.proc_time AS m ON d.merchant = m.merchant_id;
+             CREATE VIEW per_tier AS SELECT window_start, window_end, tier, COUNT(*) AS n
+               FROM TABLE(TUMBLE(TABLE tiered, DESCRIPTOR(et), INTERVAL '1' MINUTE))
+               GROUP BY window_start, window_end, tier;",
+        )
+        .expect("loads");
+        assert!(pipeline.ingest_filters);
+        let s = Booked::new(
+            Ingest::new(
+                VecSink::named("valid"),
+                VecSink::named("dlq"),
+                FixedClock::at(NOW),
+                IngestConfig::default(),
+            )
+            .with_sql(Arc::new(pipeline)),
+        );
+        let line = |id: &str, country: &str, amount: f64, ms: Option<i64>| {
+            let ms = ms.map_or("null".to_owned(), |ms| ms.to_string());
+            format!(
+                r#"{{"id":"{id}","country":"{country}","merchant":"m-1","amount":{amount},"ms":{ms}}}"#
+            )
+        };
+        let lines = [
+            // In neither view: too small for `big`, not DE for `de`.
+            line("p-1", "FR", 50.0, Some(NOW)),
+            line("p-2", "FR", 150.0, Some(NOW)),
+            // Its merchant's tier decides: enrich, with the reference data, does.
+            line("p-3", "DE", 50.0, Some(NOW)),
+            // No event time: in no window of `big`.
+            line("p-4", "FR", 150.0, None),
+        ];
+        let records = vec![record("shardId-0", 1, "p", lines.join("\n").as_bytes())];
+        let outcome = block_on(s.process(&records, None));
+        assert!(outcome.is_complete());
+        assert_eq!(outcome.stats.events_in, 4);
+        assert_eq!(outcome.stats.passed_on, 2);
+        assert_eq!(outcome.stats.dead_lettered_total(), 0);
+        let ids: Vec<String> = s
+            .output
+            .lines()
+            .iter()
+            .map(|l| l["id"].to_string())
+            .collect();
+        assert_eq!(ids, [r#"["p-2"]"#, r#"["p-3"]"#]);
+        let fates = s.ledger.fates.lock().expect("lock").clone();
+        let origin = |line: usize| format!("shardId-0:{:056}:{line}", 1);
+        assert_eq!(fates.get(&origin(0)), Some(&Fate::Filtered));
+        assert_eq!(fates.get(&origin(3)), Some(&Fate::Filtered));
+        assert_eq!(fates.len(), 2, "{fates:?}");
+        assert_eq!(received(&s).len(), 4);
+        // Without a WHERE, ingest evaluates no view.
+        let envelope = include_str!("../../../../examples/envelope.sql");
+        assert!(!SqlPipeline::load(envelope).expect("loads").ingest_filters);
     }
 
     #[test]
@@ -826,9 +921,9 @@ mod tests {
     fn fate_runs_cover_exactly_the_lines_seen() {
         let mut out = Output::default();
         for line in [0, 1, 2, 4] {
-            out.fate(0, None, line, Some(Reason::NotJson));
+            out.fate(0, None, line, Some(Fate::DeadLetter(Reason::NotJson)));
         }
-        out.fate(0, Some(0), 5, Some(Reason::NotJson));
+        out.fate(0, Some(0), 5, Some(Fate::DeadLetter(Reason::NotJson)));
         out.fate(0, Some(0), 6, None);
         assert_eq!(out.accounting.lines.len(), 4);
         assert_eq!(out.accounting.lines[0].lines, 3);

@@ -172,7 +172,8 @@ pub struct LineRun {
     pub sub: Option<usize>,
     pub first_line: usize,
     pub lines: usize,
-    pub reason: Option<Reason>,
+    /// `None`: passed on; else settled here (a dead letter, or filtered out).
+    pub fate: Option<Fate>,
 }
 
 /// The per-event accounting of one invocation, as data: the stages never call a ledger
@@ -209,11 +210,11 @@ impl Accounting {
 
     /// Adds a line of record `record` (payload `sub`), extending the last run if it
     /// continues it.
-    pub fn line(&mut self, record: usize, sub: Option<usize>, line: usize, reason: Option<Reason>) {
+    pub fn line(&mut self, record: usize, sub: Option<usize>, line: usize, fate: Option<Fate>) {
         if let Some(last) = self.lines.last_mut() {
             if last.record == record
                 && last.sub == sub
-                && last.reason == reason
+                && last.fate == fate
                 && last.first_line + last.lines == line
             {
                 last.lines += 1;
@@ -225,7 +226,7 @@ impl Accounting {
             sub,
             first_line: line,
             lines: 1,
-            reason,
+            fate,
         });
     }
 
@@ -241,8 +242,8 @@ impl Accounting {
                 let origin = record.map(|r| r.origin_of(run.sub, line));
                 let settled = origin
                     .clone()
-                    .zip(run.reason)
-                    .map(|(o, reason)| Booking::Settled(o, Fate::DeadLetter(reason)));
+                    .zip(run.fate)
+                    .map(|(o, fate)| Booking::Settled(o, fate));
                 origin.map(Booking::Received).into_iter().chain(settled)
             })
         });
@@ -339,9 +340,9 @@ mod tests {
         for line in 0..3 {
             a.line(0, None, line, None);
         }
-        a.line(0, None, 3, Some(Reason::NotJson));
-        a.line(0, None, 4, Some(Reason::NotJson));
-        a.line(0, Some(2), 0, Some(Reason::NotJson));
+        a.line(0, None, 3, Some(Fate::DeadLetter(Reason::NotJson)));
+        a.line(0, None, 4, Some(Fate::DeadLetter(Reason::NotJson)));
+        a.line(0, Some(2), 0, Some(Fate::DeadLetter(Reason::NotJson)));
         assert_eq!(a.lines.len(), 3, "runs: passed, rejected, another payload");
         let got: Vec<Booking> = a.bookings(std::slice::from_ref(&record)).collect();
         assert_eq!(got.len(), 6 + 3);

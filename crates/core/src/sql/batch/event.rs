@@ -271,6 +271,31 @@ impl Program {
         Ok(MapOut::Row(out))
     }
 
+    /// Whether some view (intermediate or stored) has a WHERE.
+    pub fn has_filters(&self) -> bool {
+        self.views.iter().any(|view| match &view.step {
+            Step::Map(m) => m.filter.is_some(),
+            Step::Window(w) => w.filter.is_some(),
+        })
+    }
+
+    /// Whether no view takes the event whatever the reference data holds: its row is
+    /// in no stored view when every lookup join is left out. An event some view may
+    /// take (it needs a reference row to tell), or whose evaluation fails (the stage
+    /// that has the reference data dead-letters it), is taken.
+    pub fn taken_by_no_view(&self, row: Vec<Value>, ctx: &EvalContext) -> bool {
+        struct Unknown;
+        impl References for Unknown {
+            fn get(&self, _: &str, _: &str) -> Lookup<'_> {
+                Lookup::Unknown
+            }
+        }
+        matches!(
+            self.view_updates(row, &Unknown, ctx, Windows::PerEvent),
+            Ok(Evaluated::Updates(updates)) if updates.is_empty()
+        )
+    }
+
     /// Whether every stored view's WHERE, GROUP BY and aggregate arguments and filters
     /// leave the window columns alone: then one update per (event, view) says it all
     /// ([`Windows::PerEvent`]). The name of the first view that reads them otherwise.
@@ -315,34 +340,41 @@ fn window_updates(
     if mode == Windows::PerEvent {
         all.truncate(1);
     }
+    let mut with_window = Vec::new();
     for (start, end) in all {
-        let mut row = Vec::with_capacity(input.len() + 3);
-        row.extend_from_slice(input);
-        row.extend([
-            Value::Timestamp(start),
-            Value::Timestamp(end),
-            Value::TimestampLtz(end - 1),
-        ]);
+        let row: &[Value] = match w.reads_window {
+            true => {
+                with_window.clear();
+                with_window.extend_from_slice(input);
+                with_window.extend([
+                    Value::Timestamp(start),
+                    Value::Timestamp(end),
+                    Value::TimestampLtz(end - 1),
+                ]);
+                &with_window
+            }
+            false => input,
+        };
         if let Some(filter) = &w.filter
-            && filter.eval(&row, ctx).map_err(|e| e.to_string())? != Value::Boolean(true)
+            && filter.eval(row, ctx).map_err(|e| e.to_string())? != Value::Boolean(true)
         {
             continue;
         }
         let keys: Vec<Value> = w
             .keys
             .iter()
-            .map(|k| k.eval(&row, ctx).map_err(|e| e.to_string()))
+            .map(|k| k.eval(row, ctx).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
         let mut adds = Vec::with_capacity(w.aggregates.len());
         for a in &w.aggregates {
             if let Some(f) = &a.filter
-                && f.eval(&row, ctx).map_err(|e| e.to_string())? != Value::Boolean(true)
+                && f.eval(row, ctx).map_err(|e| e.to_string())? != Value::Boolean(true)
             {
                 adds.push(None);
                 continue;
             }
             adds.push(Some(match &a.arg {
-                Some(arg) => arg.eval(&row, ctx).map_err(|e| e.to_string())?,
+                Some(arg) => arg.eval(row, ctx).map_err(|e| e.to_string())?,
                 // COUNT(*): any non-NULL value counts the row.
                 None => Value::Boolean(true),
             }));

@@ -101,6 +101,9 @@ pub(super) struct WindowPlan {
     pub(super) aggregates: Vec<AggregatePlan>,
     /// Over `window_start`, `window_end`, the keys, then the aggregates' results.
     pub(super) outputs: Vec<(String, Compiled)>,
+    /// Whether the filter, keys or aggregates read the window columns: when none does,
+    /// they are evaluated over the input row itself, not a copy with the window's.
+    pub(super) reads_window: bool,
 }
 
 pub(super) struct AggregatePlan {
@@ -608,16 +611,24 @@ fn window_step(
                 })
         })
         .collect::<Result<_>>()?;
+    // The scope ends with window_start, window_end and window_time.
+    let width = scope.columns().len() - 3;
+    let reads = |c: &Compiled| c.reads_columns_from(width);
+    let reads_window = filter.as_ref().is_some_and(reads)
+        || keys.iter().any(reads)
+        || aggregates
+            .iter()
+            .any(|a| a.arg.as_ref().is_some_and(reads) || a.filter.as_ref().is_some_and(reads));
     Ok(Box::new(WindowPlan {
         input,
         kind,
         time,
-        // The scope ends with window_start, window_end and window_time.
-        width: scope.columns().len() - 3,
+        width,
         filter,
         keys,
         aggregates,
         outputs,
+        reads_window,
     }))
 }
 

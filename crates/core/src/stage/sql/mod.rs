@@ -24,7 +24,6 @@ pub use line::{SourceLine, ViewLine};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-
 use crate::config::AggregateConfig;
 use crate::error::{Error, Result};
 use crate::input::envelope::{Reason, Rejection};
@@ -56,6 +55,9 @@ pub struct SqlPipeline {
     /// Per computed column of the source, whether a view reads it: enrich computes
     /// only those.
     pub computed_kept: Vec<bool>,
+    /// Whether some view has a WHERE: then ingest evaluates the views without
+    /// reference data and passes on only events some view may take.
+    pub ingest_filters: bool,
 }
 
 /// One stored view on the stages.
@@ -142,6 +144,7 @@ impl SqlPipeline {
             fields,
             physical_kept,
             computed_kept,
+            ingest_filters: program.has_filters(),
             allowed_lateness_ms: pipeline.source.watermark.as_ref().map(|w| w.delay_ms),
             program,
             views,
@@ -424,15 +427,25 @@ fn view_windows(name: &str, kind: WindowKind) -> Result<(WindowSet, WindowSpec)>
     Ok((set, row))
 }
 
+/// What ingest does with a readable line under a pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceFate {
+    /// Its [`SourceLine`] is in `out`.
+    PassOn,
+    /// No view takes it: the filters that need no reference data leave it out.
+    Filtered,
+}
+
 /// Ingest's step for one raw line under a pipeline: read it (the reasons name the
-/// column), and encode its [`SourceLine`] into `out` (cleared first).
+/// column), apply the filters that need no reference data, and encode its
+/// [`SourceLine`] into `out` (cleared first).
 pub fn source_line(
     pipeline: &SqlPipeline,
     raw: &[u8],
     origin: &str,
     now_ms: i64,
     out: &mut Vec<u8>,
-) -> std::result::Result<(), Rejection> {
+) -> std::result::Result<SourceFate, Rejection> {
     let ctx = EvalContext { now_ms };
     let row = pipeline.program.source_row(raw, &ctx).map_err(|r| {
         let reason = match (&r.column, pipeline.program.is_computed(r.column.as_deref())) {
@@ -448,6 +461,9 @@ pub fn source_line(
             id: None,
         }
     })?;
+    if pipeline.ingest_filters && pipeline.program.taken_by_no_view(row.clone(), &ctx) {
+        return Ok(SourceFate::Filtered);
+    }
     let id = pipeline.program.event_id(&row);
     // The `SourceLine` JSON, written by hand: the row travels typed, without names.
     out.clear();
@@ -457,6 +473,7 @@ pub fn source_line(
             .write_encoded_row(&row, &pipeline.physical_kept, out);
         Ok(())
     })
+    .map(|()| SourceFate::PassOn)
     .map_err(|e| Rejection {
         reason: Reason::InvalidValue,
         field: None,
