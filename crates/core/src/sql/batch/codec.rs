@@ -147,6 +147,9 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
         Value::BigInt(x) => serde_json::to_writer(&mut *out, x),
         Value::String(s) => serde_json::to_writer(&mut *out, &**s),
         Value::Timestamp(ms) | Value::TimestampLtz(ms) => serde_json::to_writer(&mut *out, ms),
+        // A finite double as the number `encode` makes of it.
+        Value::Double(x) if x.is_finite() => serde_json::to_writer(&mut *out, x),
+        Value::Float(x) if x.is_finite() => serde_json::to_writer(&mut *out, &f64::from(*x)),
         other => serde_json::to_writer(&mut *out, &encode(other)),
     };
 }

@@ -336,12 +336,19 @@ fn window_updates(
         // A row without event time is in no window (as in Flink).
         _ => return Ok(()),
     };
-    let mut all = windows(w.kind, ts);
-    if mode == Windows::PerEvent {
-        all.truncate(1);
-    }
+    let (one, many);
+    let all: &[(i64, i64)] = match mode {
+        Windows::PerEvent => {
+            one = [first_window(w.kind, ts)];
+            &one
+        }
+        Windows::Each => {
+            many = windows(w.kind, ts);
+            &many
+        }
+    };
     let mut with_window = Vec::new();
-    for (start, end) in all {
+    for &(start, end) in all {
         let row: &[Value] = match w.reads_window {
             true => {
                 with_window.clear();
@@ -389,6 +396,23 @@ fn window_updates(
         });
     }
     Ok(())
+}
+
+/// The first of [`windows`], without a vector.
+pub(super) fn first_window(kind: WindowKind, ts: i64) -> (i64, i64) {
+    match kind {
+        WindowKind::Tumble { size_ms } => {
+            let start = ts - ts.rem_euclid(size_ms);
+            (start, start + size_ms)
+        }
+        WindowKind::Hop { slide_ms, size_ms } => {
+            let last = ts - ts.rem_euclid(slide_ms);
+            // The earliest start after `ts - size_ms` on the slide's grid.
+            let behind = (last - (ts - size_ms) - 1) / slide_ms;
+            let start = last - behind * slide_ms;
+            (start, start + size_ms)
+        }
+    }
 }
 
 /// The windows an event time falls in: `[start, end)`, starts aligned to the epoch.

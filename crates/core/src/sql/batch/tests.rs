@@ -109,6 +109,26 @@ fn windows_are_aligned_to_the_epoch() {
     );
 }
 
+proptest::proptest! {
+    #[test]
+    fn the_first_window_is_the_first_of_all_windows(
+        ts in -10_000_000i64..10_000_000,
+        slide in 1i64..5_000,
+        panes in 1i64..8,
+        extra in 0i64..5_000,
+    ) {
+        for kind in [
+            WindowKind::Tumble { size_ms: slide },
+            WindowKind::Hop { slide_ms: slide, size_ms: slide * panes + extra % slide },
+        ] {
+            proptest::prop_assert_eq!(
+                Some(event::first_window(kind, ts)),
+                event::windows(kind, ts).first().copied()
+            );
+        }
+    }
+}
+
 #[test]
 fn a_column_neither_grouped_nor_aggregated_is_refused() {
     let sql = format!(

@@ -275,7 +275,6 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
             }
             let (key_text, ts) = (&keys[first], updates[first].ts);
             let mut parts = Vec::new();
-            let mut names = Vec::new();
             for (i, update) in updates.iter().enumerate().skip(first) {
                 if written[i] || keys[i] != *key_text || update.ts != ts {
                     continue;
@@ -286,7 +285,6 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
                         view_id: &view.id,
                         adds: &update.adds,
                     });
-                    names.push(view.name.as_str());
                 }
             }
             scratch.bytes.clear();
@@ -307,6 +305,10 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
             lines
                 .push(&group_partition_key(key_text), &scratch.bytes)
                 .map_err(|e| {
+                    let names: Vec<&str> = parts
+                        .iter()
+                        .filter_map(|p| Some(self.pipeline.view(p.view_id)?.name.as_str()))
+                        .collect();
                     rejection(
                         Reason::RecordTooLarge,
                         format!("view `{}`: {e}", names.join("`, `")),

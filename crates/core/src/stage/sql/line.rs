@@ -147,11 +147,17 @@ pub fn write_view_line(
     ranges.clear();
     slots.clear();
     // Each distinct encoding once: equal texts read back alike under any one type.
+    let mut seen: Vec<&Value> = Vec::new();
     for add in parts.iter().flat_map(|p| p.adds) {
         let Some(value) = add else {
             slots.push(None);
             continue;
         };
+        // The same value again (five aggregates of one column): not encoded again.
+        if let Some(slot) = seen.iter().position(|v| same_encoding(v, value)) {
+            slots.push(Some(slot as u32));
+            continue;
+        }
         let start = inputs.len();
         codec::write_value(inputs, value);
         let text = &inputs[start..];
@@ -165,6 +171,9 @@ pub fn write_view_line(
                 ranges.len() - 1
             }
         };
+        if slot == seen.len() {
+            seen.push(value);
+        }
         slots.push(Some(slot as u32));
     }
     out.extend_from_slice(b"{\"k\":");
@@ -198,6 +207,19 @@ pub fn write_view_line(
     }
     out.extend_from_slice(b"]}");
     Ok(())
+}
+
+/// Whether two values certainly encode alike (a cheap test: `false` only costs an
+/// encoding). Doubles by their bits: 0.0 and -0.0 are equal but encode apart.
+fn same_encoding(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Boolean(x), Value::Boolean(y)) => x == y,
+        (Value::BigInt(x), Value::BigInt(y)) => x == y,
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Double(x), Value::Double(y)) => x.to_bits() == y.to_bits(),
+        (Value::String(x), Value::String(y)) => std::sync::Arc::ptr_eq(x, y) || x == y,
+        _ => false,
+    }
 }
 
 /// A line's inputs read back, each at most once per type.
