@@ -139,7 +139,8 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
                 lines.reject(line, bytes, &rejection);
                 continue;
             };
-            let identity = event_identity(delivery, &id_text(view_line.id), &view_line.origin);
+            let id = id_text(view_line.id, &view_line.origin);
+            let identity = event_identity(delivery, id, &view_line.origin);
             for (view, adds) in views.drain(..) {
                 let key = GroupKey {
                     key: view_line.k.get().to_owned(),

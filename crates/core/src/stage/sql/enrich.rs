@@ -172,7 +172,7 @@ where
                         reason: Reason::InvalidValue,
                         field: None,
                         detail,
-                        id: Some(line::id_text(event.source.id).into_owned()),
+                        id: Some(line::id_text(event.source.id, &event.source.origin).to_owned()),
                     };
                     let bytes = crate::stage::line_bytes(record, event.line);
                     self.reject(record, event.line, bytes, &rejection, origin, &mut dead);
@@ -262,7 +262,7 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
             reason,
             field: None,
             detail,
-            id: Some(line::id_text(source.id).into_owned()),
+            id: Some(line::id_text(source.id, &source.origin).to_owned()),
         };
         if let Some(detail) = refused {
             return Err(rejection(Reason::InvalidValue, detail));

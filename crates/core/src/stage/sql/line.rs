@@ -2,9 +2,10 @@
 //! enrich's [`ViewLine`]. Both are written by hand (the bytes serde gives for the
 //! structs, tested so) and read with serde, borrowing from the record.
 //!
-//! An event id travels as JSON the aggregate stage digests without unescaping: a
-//! `PRIMARY KEY`'s key text as it is (a JSON array), else the origin as a JSON string
-//! ([`id_text`]). A group's key text travels as it is too (it is a JSON array).
+//! An event id travels as the `PRIMARY KEY`'s key text as it is (a JSON array, digested
+//! without unescaping); without a `PRIMARY KEY` it is absent and the id is the origin
+//! ([`id_text`]), which the line carries anyway. A group's key text travels as it is
+//! too (it is a JSON array).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -20,8 +21,8 @@ use crate::sql::{SqlType, Value, codec};
 /// id and its origin.
 #[derive(Serialize, Deserialize)]
 pub struct SourceLine<'a> {
-    #[serde(borrow)]
-    pub id: &'a RawValue,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a RawValue>,
     #[serde(borrow)]
     pub origin: Cow<'a, str>,
     #[serde(borrow)]
@@ -40,8 +41,8 @@ pub struct ViewLine<'a> {
     pub k: &'a RawValue,
     /// The event time.
     pub t: i64,
-    #[serde(borrow)]
-    pub id: &'a RawValue,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a RawValue>,
     #[serde(borrow)]
     pub origin: Cow<'a, str>,
     #[serde(borrow)]
@@ -74,16 +75,9 @@ pub fn slots(raw: &RawValue) -> impl Iterator<Item = Result<Option<u32>, ()>> + 
         }))
 }
 
-/// An event id as the lines carry it, as text: a key text as it is, a string unescaped.
-pub fn id_text(raw: &RawValue) -> Cow<'_, str> {
-    let text = raw.get();
-    if !text.starts_with('"') {
-        return Cow::Borrowed(text);
-    }
-    match serde_json::from_str::<&str>(text) {
-        Ok(plain) => Cow::Borrowed(plain),
-        Err(_) => serde_json::from_str::<String>(text).map_or(Cow::Borrowed(text), Cow::Owned),
-    }
+/// The event id of a line: its `PRIMARY KEY`'s key text, else its origin.
+pub fn id_text<'s>(id: Option<&'s RawValue>, origin: &'s str) -> &'s str {
+    id.map_or(origin, RawValue::get)
 }
 
 /// Writes the [`SourceLine`] JSON; `write_row` writes its row.
@@ -93,25 +87,19 @@ pub fn write_source_line(
     origin: &str,
     write_row: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
 ) -> serde_json::Result<()> {
-    out.extend_from_slice(b"{\"id\":");
-    write_id(out, key_text, origin)?;
-    out.extend_from_slice(b",\"origin\":");
+    out.push(b'{');
+    if let Some(text) = key_text {
+        // A key text is a JSON array already.
+        out.extend_from_slice(b"\"id\":");
+        out.extend_from_slice(text.as_bytes());
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"origin\":");
     serde_json::to_writer(&mut *out, origin)?;
     out.extend_from_slice(b",\"r\":");
     write_row(out)?;
     out.push(b'}');
     Ok(())
-}
-
-fn write_id(out: &mut Vec<u8>, key_text: Option<&str>, origin: &str) -> serde_json::Result<()> {
-    match key_text {
-        // A key text is a JSON array already.
-        Some(text) => {
-            out.extend_from_slice(text.as_bytes());
-            Ok(())
-        }
-        None => serde_json::to_writer(&mut *out, origin),
-    }
 }
 
 /// One view's part of a line: its id, and per aggregate the value to add (`None`: its
@@ -180,8 +168,10 @@ pub fn write_view_line(
     out.extend_from_slice(key_text.as_bytes());
     out.extend_from_slice(b",\"t\":");
     serde_json::to_writer(&mut *out, &ts)?;
-    out.extend_from_slice(b",\"id\":");
-    out.extend_from_slice(source.id.get().as_bytes());
+    if let Some(id) = source.id {
+        out.extend_from_slice(b",\"id\":");
+        out.extend_from_slice(id.get().as_bytes());
+    }
     out.extend_from_slice(b",\"origin\":");
     serde_json::to_writer(&mut *out, source.origin.as_ref())?;
     out.extend_from_slice(b",\"a\":[");
@@ -285,7 +275,7 @@ mod tests {
     #[test]
     fn a_view_line_is_written_as_serde_writes_the_struct_each_input_once() {
         let source = SourceLine {
-            id: raw(r#"["p-\"1"]"#),
+            id: Some(raw(r#"["p-\"1"]"#)),
             origin: Cow::Borrowed("s:1:0"),
             r: raw("[1]"),
         };
@@ -359,7 +349,7 @@ mod tests {
             ]
         );
         assert_eq!(read.k.get(), r#"["DE"]"#);
-        assert_eq!(id_text(read.id), r#"["p-\"1"]"#);
+        assert_eq!(id_text(read.id, &read.origin), r#"["p-\"1"]"#);
     }
 
     #[test]
@@ -384,17 +374,24 @@ mod tests {
         })
         .expect("writes");
         let line: SourceLine<'_> = serde_json::from_slice(&out).expect("reads");
-        assert_eq!(id_text(line.id), "shard:1:\"0\"");
+        assert!(
+            line.id.is_none(),
+            "without a PRIMARY KEY, no id: the origin is it"
+        );
+        assert_eq!(id_text(line.id, &line.origin), "shard:1:\"0\"");
         assert_eq!(line.origin, "shard:1:\"0\"");
         let mut out = Vec::new();
         write_source_line(&mut out, Some(r#"["a",1]"#), "o", |o| {
-            o.extend_from_slice(b"{\"x\":1}");
+            o.extend_from_slice(b"[1]");
             Ok(())
         })
         .expect("writes");
         let line: SourceLine<'_> = serde_json::from_slice(&out).expect("reads");
-        assert_eq!(id_text(line.id), r#"["a",1]"#);
-        assert_eq!(line.r.get(), r#"{"x":1}"#);
-        assert_eq!(id_text(raw(r#""plain""#)), "plain");
+        assert_eq!(id_text(line.id, &line.origin), r#"["a",1]"#);
+        assert_eq!(line.r.get(), "[1]");
+        assert_eq!(
+            serde_json::to_string(&line).expect("serde writes"),
+            String::from_utf8(out).expect("UTF-8")
+        );
     }
 }

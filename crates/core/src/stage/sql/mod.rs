@@ -682,7 +682,7 @@ mod tests {
         let mut out = Vec::new();
         source_line(&pipeline, raw, "shard:1:0", 0, &mut out).expect("a source line");
         let line: SourceLine<'_> = serde_json::from_slice(&out).expect("reads");
-        assert_eq!(line.id.get(), r#"["p-\"1"]"#);
+        assert_eq!(line.id.map(|id| id.get()), Some(r#"["p-\"1"]"#));
         // `note` is read by no view (nor by a computed column one reads): NULL.
         assert_eq!(
             line.r.get(),
