@@ -492,3 +492,74 @@ fn every_example_rules_file_loads_and_each_of_its_rules_fires() {
         assert_eq!(fired, ids, "{name}");
     }
 }
+
+/// examples/envelope.sql's two views share one group of items (they differ only in
+/// their window): a rule on either judges that view's rows only, and fires exactly
+/// where the evaluated rows say.
+#[test]
+fn rules_on_views_that_share_a_group_of_items_judge_their_own_rows() {
+    let (sql, events, _) = example("envelope");
+    let (ok, truth, stderr) = run_sluice(&["sql", "eval", &sql, "--events", &events]);
+    assert!(ok, "{stderr}");
+    let rows: Vec<serde_json::Value> = truth
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .filter(|v| v["kind"] == "row")
+        .collect();
+    // Monotone columns (a COUNT and a MAX only grow): an alert per row whose final
+    // value satisfies the rule, and no other.
+    let mut expected: BTreeSet<String> = BTreeSet::new();
+    for r in &rows {
+        let row = &r["row"];
+        let label = format!("{} {} {}", row["key"], row["type"], row["window_start"]);
+        if r["view"] == "per_hour" && row["high"].as_f64().expect("high") > 39.0 {
+            expected.insert(format!("hot-hour {label}"));
+        }
+        if r["view"] == "per_minute" && row["n"].as_i64().expect("n") >= 3 {
+            expected.insert(format!("busy-minute {label}"));
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("sluice-shared-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let rules = dir.join("rules.jsonl");
+    std::fs::write(
+        &rules,
+        concat!(
+            r#"{"id":"hot-hour","view":"per_hour","column":"high","op":">","threshold":39}"#,
+            "\n",
+            r#"{"id":"busy-minute","view":"per_minute","column":"n","op":">=","threshold":3}"#,
+            "\n"
+        ),
+    )
+    .expect("rules");
+    let rules = rules.to_str().expect("utf-8").to_owned();
+    let (ok, stdout, stderr) = run_sluice(&[
+        "demo", "--sql", &sql, "--file", &events, "--rules", &rules, "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let fired: BTreeSet<String> = stdout
+        .lines()
+        .filter(|l| l.contains(r#""kind":"alert""#))
+        .map(|l| {
+            let a: serde_json::Value = serde_json::from_str(l).expect("JSON");
+            let row = &a["row"];
+            format!(
+                "{} {} {} {}",
+                a["rule_id"].as_str().expect("rule"),
+                row["key"],
+                row["type"],
+                row["window_start"]
+            )
+        })
+        .collect();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        expected.iter().any(|e| e.starts_with("hot-hour")),
+        "{expected:?}"
+    );
+    assert!(
+        expected.iter().any(|e| e.starts_with("busy-minute")),
+        "{expected:?}"
+    );
+    assert_eq!(fired, expected);
+}

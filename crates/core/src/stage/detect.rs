@@ -357,16 +357,19 @@ fn rules_by_size<'a>(
     sql: Option<&SqlPipeline>,
 ) -> BTreeMap<i64, Vec<&'a Rule>> {
     let mut by_size: BTreeMap<i64, Vec<&Rule>> = BTreeMap::new();
-    let view = sql.and_then(|s| s.view(&group.metric));
+    let views: Vec<_> = sql
+        .map(|s| s.views_of_group(&group.metric).collect())
+        .unwrap_or_default();
     for rule in rules {
-        if let (Some(name), Some(view)) = (&rule.view, view) {
-            let window = view.row_window;
-            if rule.enabled
-                && rule.kind.needs_closed_window()
-                && *name == view.name
-                && window.is_tumbling()
-            {
-                by_size.entry(window.size_secs()).or_default().push(rule);
+        if let Some(name) = &rule.view
+            && !views.is_empty()
+        {
+            // The group holds the rows of one view, or of views alike in several sizes.
+            if let Some(view) = views.iter().find(|v| v.name == *name) {
+                let window = view.row_window;
+                if rule.enabled && rule.kind.needs_closed_window() && window.is_tumbling() {
+                    by_size.entry(window.size_secs()).or_default().push(rule);
+                }
             }
             continue;
         }

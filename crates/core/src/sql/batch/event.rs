@@ -271,6 +271,43 @@ impl Program {
         Ok(MapOut::Row(out))
     }
 
+    /// Whether stored views `a` and `b` (program indexes) are TUMBLE views that take the
+    /// same events into the same groups with the same aggregate inputs, differing at most
+    /// in their window size and select list: then their rows can share one group of
+    /// items (one line per event, one set of event ids, one watermark). Views that read
+    /// the window columns before aggregating are never alike.
+    pub fn fold_alike(&self, a: usize, b: usize) -> bool {
+        let plan = |v: usize| match self.views.get(v).map(|v| &v.step) {
+            Some(Step::Window(w))
+                if matches!(w.kind, WindowKind::Tumble { .. }) && !w.reads_window =>
+            {
+                Some(w)
+            }
+            _ => None,
+        };
+        let (Some(a), Some(b)) = (plan(a), plan(b)) else {
+            return false;
+        };
+        let same = |x: &Option<crate::sql::expr::Compiled>,
+                    y: &Option<crate::sql::expr::Compiled>| match (x, y) {
+            (None, None) => true,
+            (Some(x), Some(y)) => x.same_computation(y),
+            _ => false,
+        };
+        a.input == b.input
+            && a.time == b.time
+            && same(&a.filter, &b.filter)
+            && a.keys.len() == b.keys.len()
+            && a.keys
+                .iter()
+                .zip(&b.keys)
+                .all(|(x, y)| x.same_computation(y))
+            && a.aggregates.len() == b.aggregates.len()
+            && a.aggregates.iter().zip(&b.aggregates).all(|(x, y)| {
+                x.kind == y.kind && same(&x.arg, &y.arg) && same(&x.filter, &y.filter)
+            })
+    }
+
     /// Whether some view (intermediate or stored) has a WHERE.
     pub fn has_filters(&self) -> bool {
         self.views.iter().any(|view| match &view.step {

@@ -156,6 +156,12 @@ impl Compiled {
             .any(&|n| matches!(n, Node::Column(i) if *i >= first))
     }
 
+    /// Whether `other` computes the same value on every row (the same operations on the
+    /// same columns), whatever the text it was written as.
+    pub fn same_computation(&self, other: &Compiled) -> bool {
+        self.ty == other.ty && self.node == other.node
+    }
+
     pub fn uses_proctime(&self) -> bool {
         self.node.any(&|n| matches!(n, Node::ProcTime))
     }

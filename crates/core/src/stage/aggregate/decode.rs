@@ -105,8 +105,8 @@ where
     }
 }
 
-/// Step 1 under a SQL pipeline: the batch's view lines, one event per view a line
-/// names, grouped by (view, group key). A line that is not a view line of this pipeline
+/// Step 1 under a SQL pipeline: the batch's view lines, one event per group of items
+/// a line names, grouped by (that group, group key). A line that is not a view line of this pipeline
 /// (another pipeline's, or junk) is a dead letter, whole.
 fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRecord]) -> Batch {
     let mut pending: Vec<Pending> = Vec::new();
@@ -144,7 +144,7 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
             for (view, adds) in views.drain(..) {
                 let key = GroupKey {
                     key: view_line.k.get().to_owned(),
-                    metric: view.id.clone(),
+                    metric: view.group.clone(),
                 };
                 let group = match position.get(&key) {
                     Some(&at) => at,
@@ -184,8 +184,9 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
     }
 }
 
-/// Each view a line names with its inputs, into `out` (cleared first); false when one
-/// is no view of this pipeline or its inputs are not that view's.
+/// Each group of items a line names (a view's, or that of views sharing one) with its
+/// inputs, into `out` (cleared first); false when one is no group of this pipeline or
+/// its inputs are not that group's.
 fn read_views<'p>(
     sql: &'p SqlPipeline,
     line: &ViewLine<'_>,
@@ -194,7 +195,7 @@ fn read_views<'p>(
     out.clear();
     let mut inputs = DecodedInputs::new(&line.a);
     for (id, slots) in &line.v {
-        let Some(view) = sql.view(id) else {
+        let Some(view) = sql.group(id) else {
             return false;
         };
         let Some(adds) = view.adds(slots, &mut inputs) else {

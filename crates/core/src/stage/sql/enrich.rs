@@ -280,9 +280,12 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
                     continue;
                 }
                 written[i] = true;
-                if let Some(view) = self.pipeline.view_at(update.view) {
+                // Views sharing a group of items take the same inputs: one part says it.
+                if let Some(view) = self.pipeline.view_at(update.view)
+                    && !parts.iter().any(|p: &ViewPart<'_>| p.group == view.group)
+                {
                     parts.push(ViewPart {
-                        view_id: &view.id,
+                        group: &view.group,
                         adds: &update.adds,
                     });
                 }
@@ -307,7 +310,8 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
                 .map_err(|e| {
                     let names: Vec<&str> = parts
                         .iter()
-                        .filter_map(|p| Some(self.pipeline.view(p.view_id)?.name.as_str()))
+                        .flat_map(|p| self.pipeline.views_of_group(p.group))
+                        .map(|v| v.name.as_str())
                         .collect();
                     rejection(
                         Reason::RecordTooLarge,

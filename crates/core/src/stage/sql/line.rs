@@ -30,10 +30,11 @@ pub struct SourceLine<'a> {
 }
 
 /// What enrich passes on per event and group: the views of one event that group it by
-/// the same values at the same event time share one line (`v`: each view's id and,
-/// per aggregate, the index of its input in `a`, `null` where its FILTER leaves the
-/// event out). Equal inputs are written once: five aggregates of one column, in two
-/// views, carry that column's value once.
+/// the same values at the same event time share one line (`v`: per group of items, a
+/// view's id or the id views alike share (`StoredView::group`), and per aggregate the
+/// index of its input in `a`, `null` where its FILTER leaves the event out). Equal
+/// inputs are written once: five aggregates of one column, in two views, carry that
+/// column's value once.
 #[derive(Serialize, Deserialize)]
 pub struct ViewLine<'a> {
     /// The group's key text ([`codec::key_text`]), as it is.
@@ -47,8 +48,8 @@ pub struct ViewLine<'a> {
     pub origin: Cow<'a, str>,
     #[serde(borrow)]
     pub a: Vec<&'a RawValue>,
-    /// Per view: its id and its slots, `[0,1,null]` (read by [`slots`], without a
-    /// vector per view).
+    /// Per group of items: its id and its slots, `[0,1,null]` (read by [`slots`],
+    /// without a vector per group).
     #[serde(borrow)]
     pub v: Vec<(&'a str, &'a RawValue)>,
 }
@@ -102,10 +103,10 @@ pub fn write_source_line(
     Ok(())
 }
 
-/// One view's part of a line: its id, and per aggregate the value to add (`None`: its
-/// FILTER leaves the event out).
+/// One group's part of a line: its id (`StoredView::group`), and per aggregate the
+/// value to add (`None`: its FILTER leaves the event out).
 pub struct ViewPart<'a> {
-    pub view_id: &'a str,
+    pub group: &'a str,
     pub adds: &'a [Option<Value>],
 }
 
@@ -188,7 +189,7 @@ pub fn write_view_line(
             out.push(b',');
         }
         out.push(b'[');
-        serde_json::to_writer(&mut *out, part.view_id)?;
+        serde_json::to_writer(&mut *out, part.group)?;
         out.extend_from_slice(b",");
         let n = part.adds.len();
         serde_json::to_writer(&mut *out, &slots[at..at + n])?;
@@ -297,11 +298,11 @@ mod tests {
         ];
         let parts = [
             ViewPart {
-                view_id: "v1",
+                group: "v1",
                 adds: &first,
             },
             ViewPart {
-                view_id: "v2",
+                group: "v2",
                 adds: &second,
             },
         ];

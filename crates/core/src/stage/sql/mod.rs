@@ -44,6 +44,8 @@ pub struct SqlPipeline {
     pub program: Program,
     pub views: Vec<StoredView>,
     by_id: HashMap<String, usize>,
+    /// Per group id, the views whose rows it holds.
+    by_group: HashMap<String, Vec<usize>>,
     /// The source's `WATERMARK` delay: the allowed lateness of every view.
     pub allowed_lateness_ms: Option<i64>,
     /// The JSON fields the views read (directly or through computed columns): ingest
@@ -67,7 +69,14 @@ pub struct StoredView {
     pub name: String,
     /// The first 16 hex digits of the digest of its definition (and of what it reads).
     pub id: String,
-    /// The anchor (the TUMBLE size, or the HOP slide) and, for HOP, the hopping window.
+    /// The group of items its rows are in (the items' `metric`): its own id, or, for
+    /// TUMBLE views that differ only in their size and select list
+    /// ([`Program::fold_alike`]), one id for all of them (a digest of theirs), each
+    /// view's rows being the items of its window.
+    pub group: String,
+    /// The group's windows: the anchor (the finest TUMBLE size, or the HOP slide) and
+    /// the others (a HOP view's hopping window, or the coarser TUMBLE sizes of the views
+    /// sharing the group).
     pub windows: WindowSet,
     /// The window whose items are the view's rows.
     pub row_window: WindowSpec,
@@ -107,13 +116,15 @@ impl SqlPipeline {
                     .map(|k| k.max_state_bytes(MAX_EXTREME_STRING_BYTES) + 1)
                     .sum::<usize>()
                 + crate::state::item::COLUMNS_ATTRIBUTE.len();
+            let id = format!(
+                "v{}",
+                &digest_hex(definition(&pipeline, def).as_bytes())[..15]
+            );
             views.push(StoredView {
                 index,
                 name: shape.name.to_owned(),
-                id: format!(
-                    "v{}",
-                    &digest_hex(definition(&pipeline, def).as_bytes())[..15]
-                ),
+                group: id.clone(),
+                id,
                 windows,
                 row_window,
                 aggregates,
@@ -122,11 +133,16 @@ impl SqlPipeline {
                 max_columns_bytes,
             });
         }
+        share_groups(&program, &mut views);
         let by_id = views
             .iter()
             .enumerate()
             .map(|(i, v)| (v.id.clone(), i))
             .collect();
+        let mut by_group: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, v) in views.iter().enumerate() {
+            by_group.entry(v.group.clone()).or_default().push(i);
+        }
         let needed = pipeline.source_columns_needed();
         let fields: std::collections::HashSet<String> =
             program.source_fields_read(&needed).into_iter().collect();
@@ -149,6 +165,7 @@ impl SqlPipeline {
             program,
             views,
             by_id,
+            by_group,
         })
     }
 
@@ -168,9 +185,23 @@ impl SqlPipeline {
         for v in &self.views {
             let rows = v.row_window;
             let _ = writeln!(out, "on the stages: stored view `{}` (id {})", v.name, v.id);
+            let siblings: Vec<&str> = self
+                .views_of_group(&v.group)
+                .filter(|o| o.id != v.id)
+                .map(|o| o.name.as_str())
+                .collect();
+            if !siblings.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  shares its items' group {} with `{}` (the same events, groups and \
+                     aggregates in another window): one line per event, one set of event ids",
+                    v.group,
+                    siblings.join("`, `")
+                );
+            }
             let _ = writeln!(
                 out,
-                "  enrich writes one line per event keyed by (view, group): {} group column(s)",
+                "  enrich writes one line per event keyed by the group: {} group column(s)",
                 v.key_types.len()
             );
             let _ = writeln!(
@@ -230,7 +261,7 @@ impl SqlPipeline {
                 ));
             }
         }
-        let pk_bytes = view.id.len() + 1 + key_text.len();
+        let pk_bytes = view.group.len() + 1 + key_text.len();
         let max = crate::state::limits::dynamodb::MAX_PARTITION_KEY_BYTES;
         (pk_bytes > max).then(|| {
             format!(
@@ -246,6 +277,26 @@ impl SqlPipeline {
         self.by_id.get(id).map(|&i| &self.views[i])
     }
 
+    /// The views whose rows group `group` (an item's `metric`) holds.
+    pub fn views_of_group<'a>(&'a self, group: &str) -> impl Iterator<Item = &'a StoredView> {
+        self.by_group
+            .get(group)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.views[i])
+    }
+
+    /// A view of group `group`: its windows, aggregates and item sizes are the group's.
+    pub fn group(&self, group: &str) -> Option<&StoredView> {
+        self.views_of_group(group).next()
+    }
+
+    /// The view whose rows are group `group`'s items of `window` (`None` for a HOP
+    /// view's panes, and for what is no view's).
+    pub fn view_of(&self, group: &str, window: WindowSpec) -> Option<&StoredView> {
+        self.views_of_group(group).find(|v| v.row_window == window)
+    }
+
     /// The stored view the program numbers `index`.
     pub fn view_at(&self, index: usize) -> Option<&StoredView> {
         self.views.iter().find(|v| v.index == index)
@@ -258,7 +309,7 @@ impl SqlPipeline {
         group: &GroupKey,
         config: &'a AggregateConfig,
     ) -> Option<PlanSettings<'a>> {
-        let view = self.view(&group.metric)?;
+        let view = self.group(&group.metric)?;
         Some(PlanSettings {
             windows: &view.windows,
             fold: Some(&view.aggregates),
@@ -274,7 +325,7 @@ impl SqlPipeline {
     /// the view's aggregates (written by another definition, or corrupt). `None` for
     /// items of no view of this pipeline and for items without states yet.
     pub fn check_columns(&self, item: &crate::state::item::AggregateItem) -> Option<Error> {
-        let view = self.view(&item.key.group.metric)?;
+        let view = self.group(&item.key.group.metric)?;
         if item.columns.is_empty() {
             return None;
         }
@@ -305,10 +356,7 @@ impl SqlPipeline {
         key: &ItemKey,
         columns: &[crate::sql::AggregateState],
     ) -> Option<std::result::Result<(String, String), String>> {
-        let view = self.view(&key.group.metric)?;
-        if key.window != view.row_window {
-            return None;
-        }
+        let view = self.view_of(&key.group.metric, key.window)?;
         let types: Vec<&SqlType> = view.key_types.iter().collect();
         let Some(keys) = codec::decode_key(&key.group.key, &types) else {
             return Some(Err(format!(
@@ -388,6 +436,38 @@ fn definition(pipeline: &Pipeline, view: &crate::sql::ViewDef) -> String {
         out.push(table(sink));
     }
     out.join("\n")
+}
+
+/// Gives views that [`Program::fold_alike`] one group of items: each TUMBLE size once
+/// (a second view of the same size and shape keeps a group of its own), sizes that make
+/// a [`WindowSet`] (each a multiple of the finest).
+fn share_groups(program: &Program, views: &mut [StoredView]) {
+    let mut families: Vec<Vec<usize>> = Vec::new();
+    for at in 0..views.len() {
+        let joins = families.iter_mut().find(|family| {
+            program.fold_alike(views[family[0]].index, views[at].index)
+                && family
+                    .iter()
+                    .all(|&m| views[m].row_window != views[at].row_window)
+        });
+        match joins {
+            Some(family) => family.push(at),
+            None => families.push(vec![at]),
+        }
+    }
+    for family in families.into_iter().filter(|f| f.len() > 1) {
+        let specs: Vec<WindowSpec> = family.iter().map(|&m| views[m].row_window).collect();
+        let Ok(windows) = WindowSet::new(specs) else {
+            continue;
+        };
+        let mut ids: Vec<&str> = family.iter().map(|&m| views[m].id.as_str()).collect();
+        ids.sort_unstable();
+        let group = format!("g{}", &digest_hex(ids.join(" ").as_bytes())[..15]);
+        for m in family {
+            views[m].group.clone_from(&group);
+            views[m].windows = windows.clone();
+        }
+    }
 }
 
 fn refused(reason: String) -> Error {
@@ -499,7 +579,7 @@ impl SqlPipeline {
         &self,
         u: &crate::state::item::WindowUpdate,
     ) -> Option<(&StoredView, serde_json::Map<String, serde_json::Value>)> {
-        let view = self.view(&u.metric)?;
+        let view = self.view_of(&u.metric, u.window())?;
         let key = ItemKey {
             group: GroupKey {
                 key: u.key.clone(),
@@ -530,7 +610,7 @@ impl crate::detect::rules::ViewColumns for SqlPipeline {
         column: &str,
         group: &std::collections::BTreeMap<String, serde_json::Value>,
     ) -> Option<f64> {
-        if self.view(&u.metric)?.name != view {
+        if self.view_of(&u.metric, u.window())?.name != view {
             return None;
         }
         let (_, row) = self.update_row(u)?;
@@ -545,7 +625,8 @@ impl StoredView {
     fn info(&self) -> crate::ports::ViewInfo {
         crate::ports::ViewInfo {
             view: self.name.clone(),
-            id: self.id.clone(),
+            // The items' metric: what a read of the view's rows asks the store for.
+            id: self.group.clone(),
             columns: self.outputs.clone(),
             window_seconds: self.row_window.size_secs(),
             slide_seconds: (!self.row_window.is_tumbling()).then(|| self.row_window.slide_secs()),
@@ -598,6 +679,81 @@ mod tests {
             .iter()
             .map(|v| (v.name.clone(), v.id.clone()))
             .collect()
+    }
+
+    /// Views alike but for their TUMBLE size (and select list) share one group of
+    /// items, as the envelope pipeline's minute and hour do; any other difference keeps
+    /// them apart.
+    #[test]
+    fn views_alike_but_for_their_window_share_one_group_of_items() {
+        let source = "CREATE TABLE s (k STRING, v DOUBLE, ts TIMESTAMP_LTZ(3),
+              WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+            WITH ('connector' = 'kinesis', 'format' = 'json');";
+        let view = |name: &str, size: &str, tail: &str| {
+            format!(
+                "CREATE VIEW {name} AS SELECT window_start, window_end, k, {tail}
+                 FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '{size}' MINUTE))
+                 GROUP BY window_start, window_end, k;"
+            )
+        };
+        let load = |views: &[String]| {
+            SqlPipeline::load(&format!("{source}{}", views.concat())).expect("loads")
+        };
+        let sums = "SUM(v) AS total, COUNT(*) AS n";
+        let p = load(&[
+            view("m1", "1", sums),
+            // Other names for the same aggregates: alike.
+            view("m60", "60", "SUM(v) AS sum_v, COUNT(*) AS events"),
+            // Other aggregates: a group of its own.
+            view("x60", "60", "MAX(v) AS top, COUNT(*) AS n"),
+            // The size of one already in the group: a group of its own.
+            view("again", "1", "SUM(v) AS s, COUNT(*) AS c"),
+        ]);
+        let group = |name: &str| {
+            let v = p.views.iter().find(|v| v.name == name).expect("a view");
+            (v.group.clone(), v.id.clone())
+        };
+        let (m1, m1_id) = group("m1");
+        assert!(m1.starts_with('g') && m1 != m1_id);
+        assert_eq!(group("m60").0, m1);
+        assert_eq!(group("x60").0, group("x60").1);
+        assert_eq!(group("again").0, group("again").1);
+        let names: Vec<&str> = p.views_of_group(&m1).map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["m1", "m60"]);
+        let group_view = p.group(&m1).expect("the group");
+        assert_eq!(
+            group_view.windows.all(),
+            [WindowSpec::tumbling(60), WindowSpec::tumbling(3600)]
+        );
+        let hour = WindowSpec::tumbling(3600);
+        assert_eq!(p.view_of(&m1, hour).map(|v| v.name.as_str()), Some("m60"));
+        assert_eq!(
+            p.view_of(&m1, WindowSpec::tumbling(60))
+                .map(|v| v.name.as_str()),
+            Some("m1")
+        );
+        assert!(p.view_of(&m1, WindowSpec::tumbling(120)).is_none());
+        // The read API asks the store for the group's items in the view's window.
+        use crate::ports::ViewCatalog as _;
+        let info = p.find("m60").expect("listed");
+        assert_eq!((info.id.as_str(), info.window_seconds), (m1.as_str(), 3600));
+        // A WHERE of one's own, or sizes that do not nest, keep views apart.
+        let filtered = format!(
+            "{source}{}CREATE VIEW w AS SELECT window_start, window_end, k, {sums}
+             FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '60' MINUTE))
+             WHERE v > 0 GROUP BY window_start, window_end, k;",
+            view("m1", "1", sums)
+        );
+        let p = SqlPipeline::load(&filtered).expect("loads");
+        assert!(
+            p.views.iter().all(|v| v.group == v.id),
+            "a WHERE of its own"
+        );
+        let unnested = load(&[view("m2", "2", sums), view("m3", "3", sums)]);
+        assert!(
+            unnested.views.iter().all(|v| v.group == v.id),
+            "3 minutes is no multiple of 2"
+        );
     }
 
     #[test]
