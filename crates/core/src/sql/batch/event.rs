@@ -194,6 +194,19 @@ impl Program {
         ctx: &EvalContext,
         windows: Windows,
     ) -> Result<Evaluated, String> {
+        self.view_updates_except(row, references, ctx, windows, &[])
+    }
+
+    /// [`Self::view_updates`] without the stored views `skip` marks (by program index;
+    /// beyond its end, none): the stages skip views whose updates another view's give.
+    pub fn view_updates_except(
+        &self,
+        row: Vec<Value>,
+        references: &impl References,
+        ctx: &EvalContext,
+        windows: Windows,
+        skip: &[bool],
+    ) -> Result<Evaluated, String> {
         let mut relations: Vec<Option<Vec<Value>>> = vec![Some(row)];
         let mut updates = Vec::new();
         let mut missing = Vec::new();
@@ -211,7 +224,9 @@ impl Program {
                     None => None,
                 },
                 Step::Window(w) => {
-                    if let Some(input) = &relations[w.input] {
+                    if let Some(input) = &relations[w.input]
+                        && !skip.get(v).copied().unwrap_or(false)
+                    {
                         window_updates(v, w, input, ctx, windows, &mut updates)?;
                     }
                     None

@@ -214,7 +214,8 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
                             continue;
                         }
                     };
-                match program.view_updates(row, &fetched, &ctx, Windows::PerEvent) {
+                let skip = &self.pipeline.follows;
+                match program.view_updates_except(row, &fetched, &ctx, Windows::PerEvent, skip) {
                     Ok(Evaluated::Updates(updates)) => event.result = Some(Ok(updates)),
                     Ok(Evaluated::NeedsReference(keys)) => {
                         needed.extend(keys.iter().map(|(t, k)| reference_key(t, k)));

@@ -60,6 +60,9 @@ pub struct SqlPipeline {
     /// Whether some view has a WHERE: then ingest evaluates the views without
     /// reference data and passes on only events some view may take.
     pub ingest_filters: bool,
+    /// Per program view, whether enrich skips it: a view sharing its group of items
+    /// with an earlier one takes the same updates, which that one's give.
+    pub follows: Vec<bool>,
 }
 
 /// One stored view on the stages.
@@ -140,8 +143,11 @@ impl SqlPipeline {
             .map(|(i, v)| (v.id.clone(), i))
             .collect();
         let mut by_group: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut follows = vec![false; program.view_count()];
         for (i, v) in views.iter().enumerate() {
-            by_group.entry(v.group.clone()).or_default().push(i);
+            let members = by_group.entry(v.group.clone()).or_default();
+            follows[v.index] = !members.is_empty();
+            members.push(i);
         }
         let needed = pipeline.source_columns_needed();
         let fields: std::collections::HashSet<String> =
@@ -161,6 +167,7 @@ impl SqlPipeline {
             physical_kept,
             computed_kept,
             ingest_filters: program.has_filters(),
+            follows,
             allowed_lateness_ms: pipeline.source.watermark.as_ref().map(|w| w.delay_ms),
             program,
             views,
