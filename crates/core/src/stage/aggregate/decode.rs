@@ -114,6 +114,8 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
     let mut position: HashMap<GroupKey, usize> = HashMap::new();
     let mut rejected = Vec::new();
     let mut views = Vec::new();
+    let mut inputs = DecodedInputs::default();
+    let mut previous_group: Option<usize> = None;
     for (at_record, record) in records.iter().enumerate() {
         let seq = SeqNo::parse(&record.sequence_number).unwrap_or_else(SeqNo::zero);
         let shard: Arc<str> = Arc::from(record.shard_id.as_str());
@@ -126,7 +128,7 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
             let view_line = std::str::from_utf8(bytes)
                 .ok()
                 .and_then(|text| serde_json::from_str::<ViewLine<'_>>(text).ok())
-                .filter(|l| read_views(sql, l, &mut views));
+                .filter(|l| read_views(sql, l, &mut inputs, &mut views));
             let Some(view_line) = view_line else {
                 let rejection = Rejection {
                     reason: Reason::WrongType,
@@ -141,19 +143,32 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
             };
             let id = id_text(view_line.id, &view_line.origin);
             let identity = event_identity(delivery, id, &view_line.origin);
+            let key_text = view_line.k.get();
             for (view, adds) in views.drain(..) {
-                let key = GroupKey {
-                    key: view_line.k.get().to_owned(),
-                    metric: view.group.clone(),
-                };
-                let group = match position.get(&key) {
-                    Some(&at) => at,
-                    None => {
-                        position.insert(key.clone(), groups.len());
-                        groups.push((key, Vec::new()));
-                        groups.len() - 1
+                // A record holds one group's lines (enrich packs per group key), so the
+                // group is mostly the previous line's: no key is built for it.
+                let group = match previous_group {
+                    Some(at)
+                        if groups[at].0.key == key_text && groups[at].0.metric == view.group =>
+                    {
+                        at
+                    }
+                    _ => {
+                        let key = GroupKey {
+                            key: key_text.to_owned(),
+                            metric: view.group.clone(),
+                        };
+                        match position.get(&key) {
+                            Some(&at) => at,
+                            None => {
+                                position.insert(key.clone(), groups.len());
+                                groups.push((key, Vec::new()));
+                                groups.len() - 1
+                            }
+                        }
                     }
                 };
+                previous_group = Some(group);
                 let index = pending.len();
                 groups[group].1.push(index);
                 pending.push(Pending {
@@ -190,15 +205,16 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
 fn read_views<'p>(
     sql: &'p SqlPipeline,
     line: &ViewLine<'_>,
+    inputs: &mut DecodedInputs<'p>,
     out: &mut Vec<(&'p StoredView, Arc<[Option<Value>]>)>,
 ) -> bool {
     out.clear();
-    let mut inputs = DecodedInputs::new(&line.a);
+    inputs.reset(line.a.len());
     for (id, slots) in &line.v {
         let Some(view) = sql.group(id) else {
             return false;
         };
-        let Some(adds) = view.adds(slots, &mut inputs) else {
+        let Some(adds) = view.adds(slots, &line.a, inputs) else {
             return false;
         };
         out.push((view, adds));

@@ -213,24 +213,25 @@ fn same_encoding(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// A line's inputs read back, each at most once per type.
-pub struct DecodedInputs<'l, 'a> {
-    inputs: &'l [&'a RawValue],
-    decoded: Vec<Option<(&'l SqlType, Value)>>,
+/// A line's inputs read back, each at most once per type; reused from line to line.
+#[derive(Default)]
+pub struct DecodedInputs<'p> {
+    decoded: Vec<Option<(&'p SqlType, Value)>>,
+    /// The adds of one group's part, before they are shared.
+    adds: Vec<Option<Value>>,
 }
 
-impl<'l, 'a> DecodedInputs<'l, 'a> {
-    pub fn new(inputs: &'l [&'a RawValue]) -> Self {
-        DecodedInputs {
-            inputs,
-            decoded: vec![None; inputs.len()],
-        }
+impl<'p> DecodedInputs<'p> {
+    /// Ready for a line of `n` inputs.
+    pub fn reset(&mut self, n: usize) {
+        self.decoded.clear();
+        self.decoded.resize(n, None);
     }
 
-    fn get(&mut self, slot: u32, ty: &'l SqlType) -> Option<Value> {
+    fn get(&mut self, inputs: &[&RawValue], slot: u32, ty: &'p SqlType) -> Option<Value> {
         let slot = slot as usize;
-        let raw = self.inputs.get(slot)?;
-        match &self.decoded[slot] {
+        let raw = inputs.get(slot)?;
+        match self.decoded.get(slot)? {
             Some((t, value)) if *t == ty => Some(value.clone()),
             _ => {
                 let value = codec::decode_text(raw.get(), ty)?;
@@ -242,25 +243,33 @@ impl<'l, 'a> DecodedInputs<'l, 'a> {
 }
 
 impl StoredView {
-    /// The inputs of this view's part of a line, read with the aggregates' argument
-    /// types; `None` when they are not this view's (another definition wrote them).
-    pub fn adds<'l>(
-        &'l self,
+    /// The inputs of this group's part of a line (`slots` into `inputs`), read with the
+    /// aggregates' argument types; `None` when they are not this group's (another
+    /// definition wrote them).
+    pub fn adds<'p>(
+        &'p self,
         slots: &RawValue,
-        inputs: &mut DecodedInputs<'l, '_>,
+        inputs: &[&RawValue],
+        decoded: &mut DecodedInputs<'p>,
     ) -> Option<Arc<[Option<Value>]>> {
-        let mut adds = Vec::with_capacity(self.aggregates.len());
+        let mut adds = std::mem::take(&mut decoded.adds);
+        adds.clear();
         let mut kinds = self.aggregates.iter();
-        for slot in self::slots(slots) {
-            let kind = kinds.next()?;
-            adds.push(match (slot.ok()?, kind.arg_type()) {
-                (None, _) => None,
-                (Some(slot), Some(ty)) => Some(inputs.get(slot, ty)?),
-                // COUNT(*): any non-NULL value counts the row.
-                (Some(_), None) => Some(Value::Boolean(true)),
-            });
-        }
-        (kinds.next().is_none()).then(|| adds.into())
+        let mut read = || {
+            for slot in self::slots(slots) {
+                let kind = kinds.next()?;
+                adds.push(match (slot.ok()?, kind.arg_type()) {
+                    (None, _) => None,
+                    (Some(slot), Some(ty)) => Some(decoded.get(inputs, slot, ty)?),
+                    // COUNT(*): any non-NULL value counts the row.
+                    (Some(_), None) => Some(Value::Boolean(true)),
+                });
+            }
+            kinds.next().is_none().then_some(())
+        };
+        let shared = read().map(|()| Arc::from(&adds[..]));
+        decoded.adds = adds;
+        shared
     }
 }
 
