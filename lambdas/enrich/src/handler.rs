@@ -228,7 +228,7 @@ mod tests {
                     got.push((
                         view_name(view),
                         line.k.get().to_owned(),
-                        id_text(line.id, &line.origin).to_owned(),
+                        id_text(line.id.map(|r| r.get()), &line.origin).to_owned(),
                     ));
                 }
             }

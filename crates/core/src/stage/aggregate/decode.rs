@@ -9,7 +9,8 @@ use crate::input::record::StreamRecord;
 use crate::ports::{AggregateStore, Clock, RecordSink};
 use crate::sql::Value;
 use crate::stage::sql::line::{DecodedInputs, id_text};
-use crate::stage::sql::{SqlPipeline, StoredView, ViewLine};
+use crate::stage::sql::read_line::ReadLine;
+use crate::stage::sql::{SqlPipeline, StoredView};
 use crate::stage::{RecordLines, decode_event_views};
 use crate::state::idempotency::Delivery;
 use crate::state::idempotency::{Candidate, event_identity};
@@ -127,7 +128,7 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
             lines.line();
             let view_line = std::str::from_utf8(bytes)
                 .ok()
-                .and_then(|text| serde_json::from_str::<ViewLine<'_>>(text).ok())
+                .and_then(ReadLine::read)
                 .filter(|l| read_views(sql, l, &mut inputs, &mut views));
             let Some(view_line) = view_line else {
                 let rejection = Rejection {
@@ -143,7 +144,7 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
             };
             let id = id_text(view_line.id, &view_line.origin);
             let identity = event_identity(delivery, id, &view_line.origin);
-            let key_text = view_line.k.get();
+            let key_text = view_line.k;
             for (view, adds) in views.drain(..) {
                 // A record holds one group's lines (enrich packs per group key), so the
                 // group is mostly the previous line's: no key is built for it.
@@ -204,7 +205,7 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
 /// its inputs are not that group's.
 fn read_views<'p>(
     sql: &'p SqlPipeline,
-    line: &ViewLine<'_>,
+    line: &ReadLine<'_>,
     inputs: &mut DecodedInputs<'p>,
     out: &mut Vec<(&'p StoredView, Arc<[Option<Value>]>)>,
 ) -> bool {

@@ -172,7 +172,13 @@ where
                         reason: Reason::InvalidValue,
                         field: None,
                         detail,
-                        id: Some(line::id_text(event.source.id, &event.source.origin).to_owned()),
+                        id: Some(
+                            line::id_text(
+                                event.source.id.map(serde_json::value::RawValue::get),
+                                &event.source.origin,
+                            )
+                            .to_owned(),
+                        ),
                     };
                     let bytes = crate::stage::line_bytes(record, event.line);
                     self.reject(record, event.line, bytes, &rejection, origin, &mut dead);
@@ -263,7 +269,13 @@ impl<R: ReferenceLookup, O, D, C: Clock> SqlEnrich<R, O, D, C> {
             reason,
             field: None,
             detail,
-            id: Some(line::id_text(source.id, &source.origin).to_owned()),
+            id: Some(
+                line::id_text(
+                    source.id.map(serde_json::value::RawValue::get),
+                    &source.origin,
+                )
+                .to_owned(),
+            ),
         };
         if let Some(detail) = refused {
             return Err(rejection(Reason::InvalidValue, detail));

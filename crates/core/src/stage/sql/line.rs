@@ -57,9 +57,8 @@ pub struct ViewLine<'a> {
 /// The slots of one view's part of a line (`[0,1,null]`): per aggregate, the index of
 /// its input, or `None` where its FILTER leaves the event out; an item that is no slot
 /// reads as `Err(())`.
-pub fn slots(raw: &RawValue) -> impl Iterator<Item = Result<Option<u32>, ()>> + '_ {
-    let inner = raw
-        .get()
+pub fn slots(text: &str) -> impl Iterator<Item = Result<Option<u32>, ()>> + '_ {
+    let inner = text
         .strip_prefix('[')
         .and_then(|t| t.strip_suffix(']'))
         .map(str::trim);
@@ -77,8 +76,8 @@ pub fn slots(raw: &RawValue) -> impl Iterator<Item = Result<Option<u32>, ()>> + 
 }
 
 /// The event id of a line: its `PRIMARY KEY`'s key text, else its origin.
-pub fn id_text<'s>(id: Option<&'s RawValue>, origin: &'s str) -> &'s str {
-    id.map_or(origin, RawValue::get)
+pub fn id_text<'s>(id: Option<&'s str>, origin: &'s str) -> &'s str {
+    id.unwrap_or(origin)
 }
 
 /// Writes the [`SourceLine`] JSON; `write_row` writes its row.
@@ -228,13 +227,13 @@ impl<'p> DecodedInputs<'p> {
         self.decoded.resize(n, None);
     }
 
-    fn get(&mut self, inputs: &[&RawValue], slot: u32, ty: &'p SqlType) -> Option<Value> {
+    fn get(&mut self, inputs: &[&str], slot: u32, ty: &'p SqlType) -> Option<Value> {
         let slot = slot as usize;
         let raw = inputs.get(slot)?;
         match self.decoded.get(slot)? {
             Some((t, value)) if *t == ty => Some(value.clone()),
             _ => {
-                let value = codec::decode_text(raw.get(), ty)?;
+                let value = codec::decode_text(raw, ty)?;
                 self.decoded[slot] = Some((ty, value.clone()));
                 Some(value)
             }
@@ -248,8 +247,8 @@ impl StoredView {
     /// definition wrote them).
     pub fn adds<'p>(
         &'p self,
-        slots: &RawValue,
-        inputs: &[&RawValue],
+        slots: &str,
+        inputs: &[&str],
         decoded: &mut DecodedInputs<'p>,
     ) -> Option<Arc<[Option<Value>]>> {
         let mut adds = std::mem::take(&mut decoded.adds);
@@ -346,7 +345,12 @@ mod tests {
         let parts: Vec<(&str, Vec<Option<u32>>)> = read
             .v
             .iter()
-            .map(|(id, raw)| (*id, slots(raw).collect::<Result<_, _>>().expect("slots")))
+            .map(|(id, raw)| {
+                (
+                    *id,
+                    slots(raw.get()).collect::<Result<_, _>>().expect("slots"),
+                )
+            })
             .collect();
         assert_eq!(
             parts,
@@ -359,18 +363,21 @@ mod tests {
             ]
         );
         assert_eq!(read.k.get(), r#"["DE"]"#);
-        assert_eq!(id_text(read.id, &read.origin), r#"["p-\"1"]"#);
+        assert_eq!(
+            id_text(read.id.map(RawValue::get), &read.origin),
+            r#"["p-\"1"]"#
+        );
     }
 
     #[test]
     fn slots_read_as_serde_reads_them_and_anything_else_is_refused() {
         for text in ["[]", "[0]", "[0,1,null,7]", "[ 3 , null ]"] {
             let by_serde: Vec<Option<u32>> = serde_json::from_str(text).expect("slots");
-            let read: Result<Vec<_>, _> = slots(raw(text)).collect();
+            let read: Result<Vec<_>, _> = slots(raw(text).get()).collect();
             assert_eq!(read, Ok(by_serde), "{text}");
         }
         for text in ["[-1]", "[1.5]", "[\"0\"]", "{}", "[[0]]", "3"] {
-            let read: Result<Vec<_>, _> = slots(raw(text)).collect();
+            let read: Result<Vec<_>, _> = slots(raw(text).get()).collect();
             assert!(read.is_err(), "{text}");
         }
     }
@@ -388,7 +395,10 @@ mod tests {
             line.id.is_none(),
             "without a PRIMARY KEY, no id: the origin is it"
         );
-        assert_eq!(id_text(line.id, &line.origin), "shard:1:\"0\"");
+        assert_eq!(
+            id_text(line.id.map(RawValue::get), &line.origin),
+            "shard:1:\"0\""
+        );
         assert_eq!(line.origin, "shard:1:\"0\"");
         let mut out = Vec::new();
         write_source_line(&mut out, Some(r#"["a",1]"#), "o", |o| {
@@ -397,7 +407,10 @@ mod tests {
         })
         .expect("writes");
         let line: SourceLine<'_> = serde_json::from_slice(&out).expect("reads");
-        assert_eq!(id_text(line.id, &line.origin), r#"["a",1]"#);
+        assert_eq!(
+            id_text(line.id.map(RawValue::get), &line.origin),
+            r#"["a",1]"#
+        );
         assert_eq!(line.r.get(), "[1]");
         assert_eq!(
             serde_json::to_string(&line).expect("serde writes"),

@@ -18,6 +18,7 @@
 
 pub mod enrich;
 pub mod line;
+pub mod read_line;
 
 pub use line::{SourceLine, ViewLine};
 
