@@ -1,17 +1,19 @@
 //! A Flink SQL pipeline on the stages (issue 17): what each stage does with a
-//! [`Program`], and the lines the stages pass each other.
+//! [`Program`], and the lines the stages pass each other ([`mod@line`]).
 //!
 //! - **Ingest** reads each raw line into the source row (a line that cannot be read is a
 //!   dead letter naming the column), computes its event id (the `PRIMARY KEY`, else the
-//!   line's origin) and passes on the fields the views read, byte for byte, with its id
-//!   and origin: [`SourceLine`], keyed by the raw record's partition key.
+//!   line's origin), settles `filtered` an event no view can take without reference data
+//!   ([`SqlPipeline::ingest_filters`]) and passes on the columns the views read, typed:
+//!   [`SourceLine`], keyed by the raw record's partition key.
 //! - **Enrich** ([`enrich::SqlEnrich`]) evaluates the views (lookup joins through its
-//!   cached reference port) and re-partitions: one [`ViewLine`] per (event, stored view)
-//!   the event feeds, keyed by (view, group) ([`StoredView::partition_key`]), as Flink's `keyBy` does, so
-//!   that a group's events reach one aggregate invocation in order.
-//! - **Aggregate** folds view lines into one item per (view, group, window) with the
-//!   envelope's exactly-once machinery ([`SqlPipeline::plan_settings`]): the group is
-//!   (view id, group key text), the windows the view's.
+//!   cached reference port) and re-partitions: one [`ViewLine`] per event and group key
+//!   text its views share, keyed by that text ([`group_partition_key`]), as Flink's
+//!   `keyBy` does, so that a group's events reach one aggregate invocation in order.
+//! - **Aggregate** folds view lines into one item per (group of items, group key,
+//!   window) with the envelope's exactly-once machinery ([`SqlPipeline::plan_settings`]).
+//!   A group of items is a view's, or that of TUMBLE views alike but for their size
+//!   ([`StoredView::group`]), each view's rows being its window's items.
 //!
 //! A view's id is a digest of its definition and of everything it reads: a changed view
 //! starts with fresh state instead of mixing two definitions.
