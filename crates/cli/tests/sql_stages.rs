@@ -158,13 +158,7 @@ fn rules_on_view_columns_fire_exactly_where_the_evaluated_rows_say() {
     // group site=lima) and burst (a rate of 2 on per_device's readings).
     let rules = examples_dir().join("iot.rules.jsonl");
     let rules = rules.to_str().expect("utf-8").to_owned();
-    let (ok, truth, stderr) = run_sluice(&["sql", "eval", &sql, "--events", &events]);
-    assert!(ok, "{stderr}");
-    let rows: Vec<serde_json::Value> = truth
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
-        .filter(|v| v["kind"] == "row")
-        .collect();
+    let rows = eval_rows(&sql, &events);
     // Threshold rules on monotone columns (a COUNT only grows, a MIN only falls): an
     // alert per row whose final value satisfies the rule, and no other.
     let mut expected: BTreeSet<String> = BTreeSet::new();
@@ -214,15 +208,9 @@ fn rules_on_view_columns_fire_exactly_where_the_evaluated_rows_say() {
             }
         }
     }
-    let (ok, stdout, stderr) = run_sluice(&[
-        "demo", "--sql", &sql, "--file", &events, "--rules", &rules, "--json",
-    ]);
-    assert!(ok, "{stderr}");
-    let fired: BTreeSet<String> = stdout
-        .lines()
-        .filter(|l| l.contains(r#""kind":"alert""#))
-        .map(|l| {
-            let a: serde_json::Value = serde_json::from_str(l).expect("JSON");
+    let fired: BTreeSet<String> = alerts(&sql, &events, &rules)
+        .iter()
+        .map(|a| {
             let row = &a["row"];
             match a["rule_id"].as_str().expect("rule") {
                 "burst" => format!(
@@ -499,13 +487,7 @@ fn every_example_rules_file_loads_and_each_of_its_rules_fires() {
 #[test]
 fn rules_on_views_that_share_a_group_of_items_judge_their_own_rows() {
     let (sql, events, _) = example("envelope");
-    let (ok, truth, stderr) = run_sluice(&["sql", "eval", &sql, "--events", &events]);
-    assert!(ok, "{stderr}");
-    let rows: Vec<serde_json::Value> = truth
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
-        .filter(|v| v["kind"] == "row")
-        .collect();
+    let rows = eval_rows(&sql, &events);
     // Monotone columns (a COUNT and a MAX only grow): an alert per row whose final
     // value satisfies the rule, and no other.
     let mut expected: BTreeSet<String> = BTreeSet::new();
@@ -533,15 +515,9 @@ fn rules_on_views_that_share_a_group_of_items_judge_their_own_rows() {
     )
     .expect("rules");
     let rules = rules.to_str().expect("utf-8").to_owned();
-    let (ok, stdout, stderr) = run_sluice(&[
-        "demo", "--sql", &sql, "--file", &events, "--rules", &rules, "--json",
-    ]);
-    assert!(ok, "{stderr}");
-    let fired: BTreeSet<String> = stdout
-        .lines()
-        .filter(|l| l.contains(r#""kind":"alert""#))
-        .map(|l| {
-            let a: serde_json::Value = serde_json::from_str(l).expect("JSON");
+    let fired: BTreeSet<String> = alerts(&sql, &events, &rules)
+        .iter()
+        .map(|a| {
             let row = &a["row"];
             format!(
                 "{} {} {} {}",
@@ -562,4 +538,17 @@ fn rules_on_views_that_share_a_group_of_items_judge_their_own_rows() {
         "{expected:?}"
     );
     assert_eq!(fired, expected);
+}
+
+/// The alert lines of `demo --sql` with rules.
+fn alerts(sql: &str, events: &str, rules: &str) -> Vec<serde_json::Value> {
+    let (ok, stdout, stderr) = run_sluice(&[
+        "demo", "--sql", sql, "--file", events, "--rules", rules, "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    stdout
+        .lines()
+        .filter(|l| l.contains(r#""kind":"alert""#))
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect()
 }

@@ -61,6 +61,17 @@ pub fn rows(stdout: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The rows `sluice sql eval` computes for a pipeline over an events file, as JSON
+/// (`{"kind":"row","view":...,"row":{...}}`).
+pub fn eval_rows(sql: &str, events: &str) -> Vec<Value> {
+    let (ok, stdout, stderr) = run_sluice(&["sql", "eval", sql, "--events", events]);
+    assert!(ok, "{stderr}");
+    json_lines(&stdout)
+        .into_iter()
+        .filter(|v| v["kind"] == "row")
+        .collect()
+}
+
 /// The last line: the summary.
 pub fn summary(stdout: &str) -> Value {
     let last = json_lines(stdout).pop().expect("a summary line");

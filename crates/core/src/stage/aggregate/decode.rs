@@ -32,12 +32,10 @@ where
             return decode_view_lines(sql, self.config.delivery, records);
         }
         let mut pending: Vec<Pending> = Vec::new();
-        let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
-        let mut position: HashMap<GroupKey, usize> = HashMap::new();
+        let mut groups = Groups::default();
         // Events come record by record: the record's sequence number and shard are
         // parsed and shared once per record, not once per event.
         let mut current: Option<(usize, SeqNo, Arc<str>)> = None;
-        let mut previous_group: Option<usize> = None;
         let rejected = decode_event_views(STAGE, records, |at_record, line, event| {
             let record = &records[at_record];
             let (seq, shard) = match &current {
@@ -55,31 +53,8 @@ where
             // One digest per event: its identity is also what the anchor stores.
             let identity = event_identity(self.config.delivery, &event.id, &event.origin);
             let index = pending.len();
-            // A record holds one key's events (stages pack per key), so the group is
-            // mostly the previous event's; the map is consulted on a change only.
-            let group = match previous_group {
-                Some(at)
-                    if groups[at].0.key == event.key && groups[at].0.metric == event.metric =>
-                {
-                    at
-                }
-                _ => {
-                    let key = GroupKey {
-                        key: event.key.into_owned(),
-                        metric: event.metric.into_owned(),
-                    };
-                    match position.get(&key) {
-                        Some(&at) => at,
-                        None => {
-                            position.insert(key.clone(), groups.len());
-                            groups.push((key, Vec::new()));
-                            groups.len() - 1
-                        }
-                    }
-                }
-            };
-            previous_group = Some(group);
-            groups[group].1.push(index);
+            let group = groups.find(&event.key, &event.metric);
+            groups.list[group].1.push(index);
             pending.push(Pending {
                 record: at_record,
                 line,
@@ -101,7 +76,7 @@ where
         Batch {
             pending,
             rejected,
-            groups,
+            groups: groups.list,
         }
     }
 }
@@ -111,12 +86,10 @@ where
 /// (another pipeline's, or junk) is a dead letter, whole.
 fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRecord]) -> Batch {
     let mut pending: Vec<Pending> = Vec::new();
-    let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
-    let mut position: HashMap<GroupKey, usize> = HashMap::new();
+    let mut groups = Groups::default();
     let mut rejected = Vec::new();
     let mut views = Vec::new();
     let mut inputs = DecodedInputs::default();
-    let mut previous_group: Option<usize> = None;
     for (at_record, record) in records.iter().enumerate() {
         let seq = SeqNo::parse(&record.sequence_number).unwrap_or_else(SeqNo::zero);
         let shard: Arc<str> = Arc::from(record.shard_id.as_str());
@@ -146,32 +119,9 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
             let identity = event_identity(delivery, id, &view_line.origin);
             let key_text = view_line.k;
             for (view, adds) in views.drain(..) {
-                // A record holds one group's lines (enrich packs per group key), so the
-                // group is mostly the previous line's: no key is built for it.
-                let group = match previous_group {
-                    Some(at)
-                        if groups[at].0.key == key_text && groups[at].0.metric == view.group =>
-                    {
-                        at
-                    }
-                    _ => {
-                        let key = GroupKey {
-                            key: key_text.to_owned(),
-                            metric: view.group.clone(),
-                        };
-                        match position.get(&key) {
-                            Some(&at) => at,
-                            None => {
-                                position.insert(key.clone(), groups.len());
-                                groups.push((key, Vec::new()));
-                                groups.len() - 1
-                            }
-                        }
-                    }
-                };
-                previous_group = Some(group);
+                let group = groups.find(key_text, &view.group);
                 let index = pending.len();
-                groups[group].1.push(index);
+                groups.list[group].1.push(index);
                 pending.push(Pending {
                     record: at_record,
                     line,
@@ -196,7 +146,7 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
     Batch {
         pending,
         rejected,
-        groups,
+        groups: groups.list,
     }
 }
 
@@ -221,4 +171,44 @@ fn read_views<'p>(
         out.push((view, adds));
     }
     !out.is_empty()
+}
+
+/// The batch's groups in order of first appearance, each with its events.
+#[derive(Default)]
+struct Groups {
+    list: Vec<(GroupKey, Vec<usize>)>,
+    position: HashMap<GroupKey, usize>,
+    previous: Option<usize>,
+}
+
+impl Groups {
+    /// The index of group (`key`, `metric`), added if new. A record holds one group's
+    /// lines (the stages pack per key), so the group is mostly the previous line's: no
+    /// key is built for it, the map is consulted on a change only.
+    fn find(&mut self, key: &str, metric: &str) -> usize {
+        let Groups {
+            list: groups,
+            position,
+            previous,
+        } = self;
+        let at = match *previous {
+            Some(at) if groups[at].0.key == key && groups[at].0.metric == metric => at,
+            _ => {
+                let key = GroupKey {
+                    key: key.to_owned(),
+                    metric: metric.to_owned(),
+                };
+                match position.get(&key) {
+                    Some(&at) => at,
+                    None => {
+                        position.insert(key.clone(), groups.len());
+                        groups.push((key, Vec::new()));
+                        groups.len() - 1
+                    }
+                }
+            }
+        };
+        *previous = Some(at);
+        at
+    }
 }

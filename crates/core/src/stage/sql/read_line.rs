@@ -67,48 +67,28 @@ fn scan<'a>(b: &[u8], text: &'a str) -> Option<ReadLine<'a>> {
     if origin.contains('\\') {
         return None;
     }
-    i = expect(b, i, b",\"a\":[")?;
+    i = expect(b, i, b",\"a\":")?;
     let mut a = Vec::new();
-    if b.get(i) == Some(&b']') {
-        i += 1;
-    } else {
-        loop {
-            let start = i;
-            i = value_end(b, i, 0)?;
-            a.push(&text[start..i]);
-            match b.get(i)? {
-                b',' => i += 1,
-                b']' => {
-                    i += 1;
-                    break;
-                }
-                _ => return None,
-            }
-        }
-    }
-    i = expect(b, i, b",\"v\":[")?;
+    i = items(b, i, |j| {
+        let end = value_end(b, j, 0)?;
+        a.push(&text[j..end]);
+        Some(end)
+    })?;
+    i = expect(b, i, b",\"v\":")?;
     let mut v = Vec::new();
-    loop {
-        i = expect(b, i, b"[")?;
-        let group_start = i + 1;
-        i = string_end(b, i)?;
-        let group = &text[group_start..i - 1];
-        if group.contains('\\') {
-            return None;
-        }
-        i = expect(b, i, b",")?;
-        let slots_start = i;
-        i = array_end(b, i)?;
-        v.push((group, &text[slots_start..i]));
-        i = expect(b, i, b"]")?;
-        match b.get(i)? {
-            b',' => i += 1,
-            b']' => {
-                i += 1;
-                break;
-            }
-            _ => return None,
-        }
+    i = items(b, i, |j| {
+        let j = expect(b, j, b"[")?;
+        let end = string_end(b, j)?;
+        let group = &text[j + 1..end - 1];
+        let slots_start = expect(b, end, b",")?;
+        let slots_end = array_end(b, slots_start)?;
+        // Escapes are unescaped by serde.
+        (!group.contains('\\')).then_some(())?;
+        v.push((group, &text[slots_start..slots_end]));
+        expect(b, slots_end, b"]")
+    })?;
+    if v.is_empty() {
+        return None;
     }
     i = expect(b, i, b"}")?;
     (i == b.len()).then_some(ReadLine {
@@ -119,6 +99,23 @@ fn scan<'a>(b: &[u8], text: &'a str) -> Option<ReadLine<'a>> {
         a,
         v,
     })
+}
+
+/// The end of the array at `i` whose items `item` reads (from an item's start to its
+/// end).
+fn items(b: &[u8], i: usize, mut item: impl FnMut(usize) -> Option<usize>) -> Option<usize> {
+    let mut j = expect(b, i, b"[")?;
+    if b.get(j) == Some(&b']') {
+        return Some(j + 1);
+    }
+    loop {
+        j = item(j)?;
+        match b.get(j)? {
+            b',' => j += 1,
+            b']' => return Some(j + 1),
+            _ => return None,
+        }
+    }
 }
 
 fn expect(b: &[u8], i: usize, what: &[u8]) -> Option<usize> {
