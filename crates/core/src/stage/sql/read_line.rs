@@ -159,22 +159,24 @@ fn string_end(b: &[u8], i: usize) -> Option<usize> {
     (b.get(i) == Some(&b'"')).then_some(())?;
     let mut j = i + 1;
     loop {
+        // To the next quote or backslash at once; what lies between has no control
+        // characters.
+        let at = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[j..at].iter().any(|&c| c < 0x20) {
+            return None;
+        }
+        if b[at] == b'"' {
+            return Some(at + 1);
+        }
+        j = at + 1;
         match *b.get(j)? {
-            b'"' => return Some(j + 1),
-            b'\\' => {
-                j += 1;
-                match *b.get(j)? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 1,
-                    b'u' => {
-                        let hex = b.get(j + 1..j + 5)?;
-                        hex.iter().all(u8::is_ascii_hexdigit).then_some(())?;
-                        j += 5;
-                    }
-                    _ => return None,
-                }
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 1,
+            b'u' => {
+                let hex = b.get(j + 1..j + 5)?;
+                hex.iter().all(u8::is_ascii_hexdigit).then_some(())?;
+                j += 5;
             }
-            c if c < 0x20 => return None,
-            _ => j += 1,
+            _ => return None,
         }
     }
 }
