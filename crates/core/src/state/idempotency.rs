@@ -331,16 +331,19 @@ pub fn plan_group(
         let adds = c.adds.as_deref();
         w.delta.push(c.value, adds, config.fold);
         w.counted.push(c.index);
-        for window in config.windows.coarser_windows_of(c.ts) {
+    }
+    for (anchor_start, mut w) in work {
+        if w.counted.is_empty() {
+            continue;
+        }
+        // A coarser window holds whole anchor windows (its size and slide are multiples
+        // of the anchor's): what the batch adds to it from this anchor is the anchor's
+        // delta, merged once rather than pushed event by event.
+        for window in config.windows.coarser_windows_of(anchor_start) {
             w.coarse
                 .entry(window)
                 .or_default()
-                .push(c.value, adds, config.fold);
-        }
-    }
-    for (_, mut w) in work {
-        if w.counted.is_empty() {
-            continue;
+                .merge(&w.delta, config.fold);
         }
         let expected_version = w.item.version;
         w.item.version += 1;
