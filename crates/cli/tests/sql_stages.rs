@@ -94,11 +94,7 @@ fn unreadable_records_are_dead_letters_naming_their_column() {
     let (ok, stdout, stderr) = run_sluice(&demo);
     std::fs::remove_file(&events).ok();
     assert!(ok, "{stderr}");
-    let letters: Vec<serde_json::Value> = stdout
-        .lines()
-        .filter(|l| l.contains(r#""kind":"dead_letter""#))
-        .map(|l| serde_json::from_str(l).expect("JSON"))
-        .collect();
+    let letters = lines_of_kind(&stdout, "dead_letter");
     assert_eq!(letters.len(), 2, "{stdout}");
     assert_eq!(letters[0]["reason"], "not_json");
     assert_eq!(letters[1]["reason"], "wrong_type");
@@ -408,11 +404,7 @@ fn a_group_too_long_for_a_key_or_a_string_too_long_to_keep_is_a_dead_letter() {
     ]);
     std::fs::remove_dir_all(&dir).ok();
     assert!(ok, "{stderr}");
-    let letters: Vec<serde_json::Value> = stdout
-        .lines()
-        .filter(|l| l.contains(r#""kind":"dead_letter""#))
-        .map(|l| serde_json::from_str(l).expect("JSON"))
-        .collect();
+    let letters = lines_of_kind(&stdout, "dead_letter");
     assert_eq!(letters.len(), 2, "{stdout}");
     assert!(
         letters
@@ -465,11 +457,9 @@ fn every_example_rules_file_loads_and_each_of_its_rules_fires() {
         demo.extend(references.iter().map(String::as_str));
         let (ok, stdout, stderr) = run_sluice(&demo);
         assert!(ok, "{name}: {stderr}");
-        let fired: BTreeSet<String> = stdout
-            .lines()
-            .filter(|l| l.contains(r#""kind":"alert""#))
-            .map(|l| {
-                let a: serde_json::Value = serde_json::from_str(l).expect("JSON");
+        let fired: BTreeSet<String> = lines_of_kind(&stdout, "alert")
+            .iter()
+            .map(|a| {
                 assert!(
                     a["row"].is_object(),
                     "{name}: an alert carries its row: {a}"
@@ -546,9 +536,5 @@ fn alerts(sql: &str, events: &str, rules: &str) -> Vec<serde_json::Value> {
         "demo", "--sql", sql, "--file", events, "--rules", rules, "--json",
     ]);
     assert!(ok, "{stderr}");
-    stdout
-        .lines()
-        .filter(|l| l.contains(r#""kind":"alert""#))
-        .map(|l| serde_json::from_str(l).expect("JSON"))
-        .collect()
+    lines_of_kind(&stdout, "alert")
 }

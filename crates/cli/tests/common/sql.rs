@@ -66,9 +66,14 @@ pub fn rows(stdout: &str) -> BTreeSet<String> {
 pub fn eval_rows(sql: &str, events: &str) -> Vec<Value> {
     let (ok, stdout, stderr) = run_sluice(&["sql", "eval", sql, "--events", events]);
     assert!(ok, "{stderr}");
-    json_lines(&stdout)
+    lines_of_kind(&stdout, "row")
+}
+
+/// The output's JSON lines of one kind (`"row"`, `"alert"`, `"dead_letter"`, ...).
+pub fn lines_of_kind(stdout: &str, kind: &str) -> Vec<Value> {
+    json_lines(stdout)
         .into_iter()
-        .filter(|v| v["kind"] == "row")
+        .filter(|v| v["kind"] == kind)
         .collect()
 }
 
