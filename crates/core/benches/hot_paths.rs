@@ -203,6 +203,7 @@ mod merge {
                 plan_group(
                     &group,
                     black_box(&candidates),
+                    &[],
                     &items,
                     &pages,
                     &config.plan_settings(),

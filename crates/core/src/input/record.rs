@@ -39,6 +39,26 @@ impl StreamRecord {
     }
 }
 
+/// The lines of a record's data: the same slices as `data.split(|b| *b == b'\n')` (a
+/// trailing newline ends with an empty line), found with a vectorized search (a byte
+/// loop was 7 % of the aggregate stage's time).
+pub fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(data);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match memchr::memchr(b'\n', current) {
+            Some(at) => {
+                rest = Some(&current[at + 1..]);
+                Some(&current[..at])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
 /// One record a stage writes (`PutRecords` entry).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutRecord {
@@ -314,6 +334,13 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Whatever the bytes, `lines` yields exactly what splitting at each newline does.
+        #[test]
+        fn lines_are_the_newline_split(data in proptest::collection::vec(proptest::sample::select(vec![b'\n', b'a', b' ', 0xff]), 0..64)) {
+            let split: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
+            proptest::prop_assert_eq!(lines(&data).collect::<Vec<_>>(), split);
+        }
+
         /// Whatever the lines and keys, every packed record fits Kinesis and no line is
         /// lost or reordered within its key.
         #[test]

@@ -162,7 +162,7 @@ where
                 break;
             }
             outcome.stats.records += 1;
-            for (line_no, line) in record.data.split(|b| *b == b'\n').enumerate() {
+            for (line_no, line) in crate::input::record::lines(&record.data).enumerate() {
                 if line.trim_ascii().is_empty() {
                     continue;
                 }

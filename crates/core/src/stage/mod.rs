@@ -85,9 +85,7 @@ pub(crate) struct Decoded {
 
 /// The bytes of line `line` of a record, as [`decode_record`] numbered it.
 pub(crate) fn line_bytes(record: &StreamRecord, line: usize) -> &[u8] {
-    record
-        .data
-        .split(|b| *b == b'\n')
+    crate::input::record::lines(&record.data)
         .nth(line)
         .unwrap_or(&record.data)
 }

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
 use std::sync::Arc;
 
 use std::fmt;
@@ -137,8 +138,9 @@ pub struct Candidate {
     pub index: usize,
     pub ts: i64,
     pub value: f64,
-    /// A SQL view's event: each aggregate's input (`None`: left out by its FILTER).
-    pub adds: Option<Arc<[Option<Value>]>>,
+    /// A SQL view's event: where each aggregate's input (`None`: left out by its FILTER)
+    /// lies in the batch's inputs that [`plan_group`] is given.
+    pub adds: Option<Range<u32>>,
     /// [`event_identity`]: what exactly-once de-duplicates on within the anchor.
     pub fingerprint: u64,
     /// The source shard, shared by every event of the batch from it (cloned per
@@ -249,10 +251,12 @@ pub struct GroupPlan {
 }
 
 /// Decides each candidate's fate against the stored anchors and builds the writes.
-/// `pages` holds the sealed fingerprint pages of every anchor that has some.
+/// `pages` holds the sealed fingerprint pages of every anchor that has some; `inputs`
+/// the aggregate inputs the candidates' `adds` index (SQL views only).
 pub fn plan_group(
     group: &GroupKey,
     candidates: &[Candidate],
+    inputs: &[Option<Value>],
     items: &HashMap<ItemKey, AggregateItem>,
     pages: &HashMap<ItemKey, Vec<Arc<FingerprintSet>>>,
     config: &PlanSettings<'_>,
@@ -328,7 +332,10 @@ pub fn plan_group(
                 }
             }
         }
-        let adds = c.adds.as_deref();
+        let adds = c
+            .adds
+            .clone()
+            .map(|r| &inputs[r.start as usize..r.end as usize]);
         w.delta.push(c.value, adds, config.fold);
         w.counted.push(c.index);
     }
@@ -694,6 +701,7 @@ mod tests {
         let plan = plan_group(
             &group(),
             &batch,
+            &[],
             &items,
             &HashMap::new(),
             &config.plan_settings(),
@@ -714,6 +722,7 @@ mod tests {
         let plan = plan_group(
             &group(),
             &batch,
+            &[],
             &items,
             &HashMap::new(),
             &config.plan_settings(),
@@ -730,6 +739,7 @@ mod tests {
         let plan = plan_group(
             &group(),
             &first,
+            &[],
             &items,
             &HashMap::new(),
             &config.plan_settings(),
@@ -743,6 +753,7 @@ mod tests {
         let plan = plan_group(
             &group(),
             &[again, fresh_late],
+            &[],
             &items,
             &HashMap::new(),
             &config.plan_settings(),
@@ -763,6 +774,7 @@ mod tests {
         let plan = plan_group(
             &group(),
             &batch,
+            &[],
             &items,
             &HashMap::new(),
             &config.plan_settings(),
@@ -777,6 +789,7 @@ mod tests {
         let plan = plan_group(
             &group(),
             &redelivered,
+            &[],
             &items,
             &HashMap::new(),
             &config.plan_settings(),
@@ -801,6 +814,7 @@ mod tests {
         let plan = plan_group(
             &group(),
             &batch,
+            &[],
             &items,
             &HashMap::new(),
             &config.plan_settings(),
@@ -817,6 +831,7 @@ mod tests {
         let plan = plan_group(
             &group(),
             &batch[..3],
+            &[],
             &items,
             &pages,
             &config.plan_settings(),
@@ -838,6 +853,7 @@ mod tests {
         let plan = plan_group(
             &group(),
             &batch,
+            &[],
             &items,
             &HashMap::new(),
             &config.plan_settings(),
@@ -927,6 +943,7 @@ mod tests {
         let plan = plan_group(
             &group(),
             &batch,
+            &[],
             &items,
             &HashMap::new(),
             &config.plan_settings(),
@@ -1006,6 +1023,7 @@ mod tests {
         let plan = plan_group(
             &group(),
             &batch,
+            &[],
             &items,
             &HashMap::new(),
             &config.plan_settings(),

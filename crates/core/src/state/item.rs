@@ -370,21 +370,30 @@ pub const COLUMNS_ATTRIBUTE: &str = "cols";
 
 /// A view item's aggregate states as the stored JSON array text.
 pub fn columns_json(columns: &[AggregateState]) -> String {
-    let mut out = String::from("[");
-    for (i, c) in columns.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&c.to_json());
-    }
-    out.push(']');
-    out
+    // States are plain data: encoding cannot fail.
+    serde_json::to_string(columns).unwrap_or_default()
 }
 
 fn columns_size(columns: &[AggregateState]) -> usize {
-    match columns.is_empty() {
-        true => 0,
-        false => COLUMNS_ATTRIBUTE.len() + columns_json(columns).len(),
+    /// Counts what is written: items are sized several times per commit, so the
+    /// text is not built to be measured.
+    struct Counted(usize);
+    impl std::io::Write for Counted {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    if columns.is_empty() {
+        return 0;
+    }
+    let mut counted = Counted(0);
+    match serde_json::to_writer(&mut counted, columns) {
+        Ok(()) => COLUMNS_ATTRIBUTE.len() + counted.0,
+        Err(_) => COLUMNS_ATTRIBUTE.len() + columns_json(columns).len(),
     }
 }
 

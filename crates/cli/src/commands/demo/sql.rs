@@ -247,29 +247,10 @@ fn same(a: &Value, b: &Value) -> bool {
 /// A rule that names a view the pipeline does not store, or a column the view does not
 /// select, would never fire: refused before the run.
 fn check_view_rules(sql: &SqlPipeline, rules: &[sluice_core::detect::rules::Rule]) -> Result<()> {
-    for rule in rules {
-        let (Some(view), Some(column)) = (&rule.view, &rule.column) else {
-            continue;
-        };
-        let Some(stored) = sql.views.iter().find(|v| v.name == *view) else {
-            let names: Vec<&str> = sql.views.iter().map(|v| v.name.as_str()).collect();
-            bail!(
-                "rule {:?}: the pipeline stores no view `{view}` (its stored views: {})",
-                rule.id,
-                names.join(", ")
-            );
-        };
-        for name in std::iter::once(column).chain(rule.group.keys()) {
-            if !stored.outputs.contains(name) {
-                bail!(
-                    "rule {:?}: view `{view}` has no column `{name}` (its columns: {})",
-                    rule.id,
-                    stored.outputs.join(", ")
-                );
-            }
-        }
+    match rules.iter().find_map(|rule| sql.rule_mismatch(rule)) {
+        Some(mismatch) => bail!("{mismatch}"),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Bytes written per event to each stage's input stream (data and partition keys): the

@@ -325,6 +325,31 @@ pub const BENCH_RULES: &str = concat!(
     r#"{"id":"anomaly","kind":"zscore","type":"t","window_seconds":60,"stat":"mean","op":">","threshold":4,"min_count":10}"#,
 );
 
+/// [`BENCH_RULES`] restated on the views of `examples/envelope.sql` (minute and hour
+/// rows of the same statistics), so the SQL detect stage judges what the envelope's
+/// does. Under another pipeline, only those naming its views and columns run.
+pub const BENCH_VIEW_RULES: &str = concat!(
+    r#"{"id":"peak","view":"per_minute","column":"high","group":{"type":"t"},"op":">","threshold":99.8}"#,
+    "\n",
+    r#"{"id":"hot-hour","view":"per_hour","column":"high","group":{"type":"t"},"op":">","threshold":1000}"#,
+    "\n",
+    r#"{"id":"burst","kind":"rate","view":"per_minute","column":"n","group":{"type":"t"},"op":">=","threshold":3,"min_count":20}"#,
+    "\n",
+    r#"{"id":"anomaly","kind":"zscore","view":"per_minute","column":"mean","group":{"type":"t"},"op":">","threshold":4,"min_count":10}"#,
+);
+
+/// The rules the bench's detect stage runs: [`BENCH_RULES`], or under a SQL pipeline
+/// those of [`BENCH_VIEW_RULES`] that can fire on it.
+pub fn bench_rules(sql: Option<&SqlPipeline>) -> Result<Vec<Rule>> {
+    Ok(match sql {
+        None => parse_rules(BENCH_RULES)?,
+        Some(sql) => parse_rules(BENCH_VIEW_RULES)?
+            .into_iter()
+            .filter(|rule| sql.rule_mismatch(rule).is_none())
+            .collect(),
+    })
+}
+
 /// The alerts table in memory, counting its writes: every `raise` is one conditional
 /// `PutItem` (charged whether or not the alert was new), every `mark_notified` one
 /// small `UpdateItem`.
@@ -596,7 +621,7 @@ pub async fn measure(
                 time_stage(name, &stage, &events, spec, &streams, &wiring, &meter).await?
             }
             _ => {
-                let rules: Vec<Rule> = parse_rules(BENCH_RULES)?;
+                let rules = bench_rules(spec.sql.as_ref().map(|sql| &*sql.0))?;
                 let alerts = Arc::new(CountingAlerts::default());
                 let stage = sluice_detect::handler(
                     MemoryRules::new(rules),

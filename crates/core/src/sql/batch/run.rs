@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::codec::key_text;
 use super::event::{Evaluated, Lookup, References, ViewUpdate, Windows};
-use super::plan::{Program, Step, WindowPlan};
+use super::plan::{Program, Step, ViewPlan, WindowPlan};
 use super::row_json::value_json;
 use crate::sql::aggregate::AggregateState;
 use crate::sql::expr::EvalContext;
@@ -224,19 +224,8 @@ impl Program {
         keys: &[Value],
         states: &[AggregateState],
     ) -> Result<String, String> {
-        let plan = &self.views[view];
-        let Step::Window(w) = &plan.step else {
-            return Err(format!("view `{}` is not stored", plan.name));
-        };
+        let (plan, w, post) = self.row_inputs(view, start, end, keys, states)?;
         let ctx = EvalContext::default();
-        let mut post = vec![Value::Timestamp(start), Value::Timestamp(end)];
-        post.extend(keys.iter().cloned());
-        post.extend(
-            w.aggregates
-                .iter()
-                .zip(states)
-                .map(|(a, s)| a.kind.result(s)),
-        );
         let mut json = String::from("{");
         for (i, (name, c)) in w.outputs.iter().enumerate() {
             if i > 0 {
@@ -251,6 +240,62 @@ impl Program {
         }
         json.push('}');
         Ok(json)
+    }
+
+    /// The values of some output columns of that row (as [`Program::row_json`] writes
+    /// them, read back as JSON), in the order of `columns`; `None` for a name the view
+    /// does not select. Only those columns are evaluated: detect reads one or two
+    /// columns of a row per rule.
+    pub fn row_columns(
+        &self,
+        view: usize,
+        (start, end): (i64, i64),
+        keys: &[Value],
+        states: &[AggregateState],
+        columns: &[&str],
+    ) -> Result<Vec<Option<serde_json::Value>>, String> {
+        let (plan, w, post) = self.row_inputs(view, start, end, keys, states)?;
+        let ctx = EvalContext::default();
+        let mut text = String::new();
+        columns
+            .iter()
+            .map(|column| {
+                let Some((_, c)) = w.outputs.iter().find(|(name, _)| name == column) else {
+                    return Ok(None);
+                };
+                let value = c
+                    .eval(&post, &ctx)
+                    .map_err(|e| format!("view `{}`: {e}", plan.name))?;
+                text.clear();
+                value_json(&mut text, &value, &c.ty);
+                Ok(serde_json::from_str(&text).ok())
+            })
+            .collect()
+    }
+
+    /// What a stored view's output columns are evaluated over: the window's bounds, the
+    /// group's keys and each aggregate's result.
+    fn row_inputs(
+        &self,
+        view: usize,
+        start: i64,
+        end: i64,
+        keys: &[Value],
+        states: &[AggregateState],
+    ) -> Result<(&ViewPlan, &WindowPlan, Vec<Value>), String> {
+        let plan = &self.views[view];
+        let Step::Window(w) = &plan.step else {
+            return Err(format!("view `{}` is not stored", plan.name));
+        };
+        let mut post = vec![Value::Timestamp(start), Value::Timestamp(end)];
+        post.extend(keys.iter().cloned());
+        post.extend(
+            w.aggregates
+                .iter()
+                .zip(states)
+                .map(|(a, s)| a.kind.result(s)),
+        );
+        Ok((plan, w, post))
     }
 }
 

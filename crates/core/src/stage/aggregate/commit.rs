@@ -135,7 +135,7 @@ where
                 return GroupEnd::Stop(error);
             }
             let round = match self
-                .plan_round(group, &open, &judged, batch_watermark, state)
+                .plan_round(batch, group, &open, &judged, batch_watermark, state)
                 .await
             {
                 Ok(round) => round,
@@ -207,6 +207,7 @@ where
     /// round.
     pub(super) async fn plan_round(
         &self,
+        batch: &Batch,
         group: &GroupKey,
         open: &[Candidate],
         all: &[Candidate],
@@ -226,6 +227,7 @@ where
         let plan = plan_group(
             group,
             open,
+            &batch.inputs,
             &state.items,
             &pages,
             &self.plan_settings(group),

@@ -1,6 +1,7 @@
 //! Step 1 of the aggregate stage: the batch's events decoded and grouped.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use super::{Aggregate, Batch, Pending, STAGE};
@@ -77,6 +78,7 @@ where
             pending,
             rejected,
             groups: groups.list,
+            inputs: Vec::new(),
         }
     }
 }
@@ -89,12 +91,13 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
     let mut groups = Groups::default();
     let mut rejected = Vec::new();
     let mut views = Vec::new();
-    let mut inputs = DecodedInputs::default();
+    let mut decoded = DecodedInputs::default();
+    let mut inputs = Vec::new();
     for (at_record, record) in records.iter().enumerate() {
         let seq = SeqNo::parse(&record.sequence_number).unwrap_or_else(SeqNo::zero);
         let shard: Arc<str> = Arc::from(record.shard_id.as_str());
         let mut lines = RecordLines::new(STAGE, at_record, record, &mut rejected);
-        for (line, bytes) in record.data.split(|b| *b == b'\n').enumerate() {
+        for (line, bytes) in crate::input::record::lines(&record.data).enumerate() {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -102,7 +105,7 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
             let view_line = std::str::from_utf8(bytes)
                 .ok()
                 .and_then(ReadLine::read)
-                .filter(|l| read_views(sql, l, &mut inputs, &mut views));
+                .filter(|l| read_views(sql, l, &mut decoded, &mut inputs, &mut views));
             let Some(view_line) = view_line else {
                 let rejection = Rejection {
                     reason: Reason::WrongType,
@@ -147,28 +150,36 @@ fn decode_view_lines(sql: &SqlPipeline, delivery: Delivery, records: &[StreamRec
         pending,
         rejected,
         groups: groups.list,
+        inputs,
     }
 }
 
-/// Each group of items a line names (a view's, or that of views sharing one) with its
-/// inputs, into `out` (cleared first); false when one is no group of this pipeline or
-/// its inputs are not that group's.
+/// Each group of items a line names (a view's, or that of views sharing one) with the
+/// range of its inputs, appended to `inputs`, into `out` (cleared first); false (and
+/// `inputs` as it was) when one is no group of this pipeline or its inputs are not
+/// that group's.
 fn read_views<'p>(
     sql: &'p SqlPipeline,
     line: &ReadLine<'_>,
-    inputs: &mut DecodedInputs<'p>,
-    out: &mut Vec<(&'p StoredView, Arc<[Option<Value>]>)>,
+    decoded: &mut DecodedInputs<'p>,
+    inputs: &mut Vec<Option<Value>>,
+    out: &mut Vec<(&'p StoredView, Range<u32>)>,
 ) -> bool {
     out.clear();
-    inputs.reset(line.a.len());
+    decoded.reset(line.a.len());
+    let before = inputs.len();
     for (id, slots) in &line.v {
-        let Some(view) = sql.group(id) else {
-            return false;
-        };
-        let Some(adds) = view.adds(slots, &line.a, inputs) else {
-            return false;
-        };
-        out.push((view, adds));
+        let adds = sql
+            .group(id)
+            .and_then(|view| Some((view, view.adds(slots, &line.a, decoded, inputs)?)));
+        match adds {
+            Some(found) => out.push(found),
+            None => {
+                inputs.truncate(before);
+                out.clear();
+                return false;
+            }
+        }
     }
     !out.is_empty()
 }

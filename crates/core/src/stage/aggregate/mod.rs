@@ -43,6 +43,7 @@ use crate::config::AggregateConfig;
 use crate::error::Error;
 use crate::input::record::StreamRecord;
 use crate::ports::{AggregateStore, Clock, Loaded, RecordSink};
+use crate::sql::Value;
 use crate::stage::outcome::{BatchOutcome, Fate, StageStats};
 use crate::stage::sql::SqlPipeline;
 use crate::stage::{Rejected, Stage, deadline_passed, fail_whole_batch, failure_at};
@@ -112,6 +113,9 @@ struct Batch {
     pending: Vec<Pending>,
     rejected: Vec<Rejected>,
     groups: Vec<(GroupKey, Vec<usize>)>,
+    /// Under a SQL pipeline, every event's aggregate inputs, one after the other (each
+    /// candidate holds its range): empty for the envelope.
+    inputs: Vec<Option<Value>>,
 }
 
 /// What the batch knows of the table: read once, then kept current by its own commits

@@ -107,7 +107,7 @@ where
         let mut settle = Vec::new();
         let mut events = Vec::new();
         for (index, record) in records.iter().enumerate() {
-            for (line, bytes) in record.data.split(|b| *b == b'\n').enumerate() {
+            for (line, bytes) in crate::input::record::lines(&record.data).enumerate() {
                 if bytes.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }

@@ -8,7 +8,7 @@
 //! too (it is a JSON array).
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -216,8 +216,6 @@ fn same_encoding(a: &Value, b: &Value) -> bool {
 #[derive(Default)]
 pub struct DecodedInputs<'p> {
     decoded: Vec<Option<(&'p SqlType, Value)>>,
-    /// The adds of one group's part, before they are shared.
-    adds: Vec<Option<Value>>,
 }
 
 impl<'p> DecodedInputs<'p> {
@@ -243,21 +241,23 @@ impl<'p> DecodedInputs<'p> {
 
 impl StoredView {
     /// The inputs of this group's part of a line (`slots` into `inputs`), read with the
-    /// aggregates' argument types; `None` when they are not this group's (another
-    /// definition wrote them).
+    /// aggregates' argument types and appended to `out` (the batch's inputs, one
+    /// allocation for every event rather than one per event); their range in `out`, or
+    /// `None` (and `out` as it was) when they are not this group's (another definition
+    /// wrote them).
     pub fn adds<'p>(
         &'p self,
         slots: &str,
         inputs: &[&str],
         decoded: &mut DecodedInputs<'p>,
-    ) -> Option<Arc<[Option<Value>]>> {
-        let mut adds = std::mem::take(&mut decoded.adds);
-        adds.clear();
+        out: &mut Vec<Option<Value>>,
+    ) -> Option<Range<u32>> {
+        let start = out.len();
         let mut kinds = self.aggregates.iter();
         let mut read = || {
             for slot in self::slots(slots) {
                 let kind = kinds.next()?;
-                adds.push(match (slot.ok()?, kind.arg_type()) {
+                out.push(match (slot.ok()?, kind.arg_type()) {
                     (None, _) => None,
                     (Some(slot), Some(ty)) => Some(decoded.get(inputs, slot, ty)?),
                     // COUNT(*): any non-NULL value counts the row.
@@ -266,9 +266,18 @@ impl StoredView {
             }
             kinds.next().is_none().then_some(())
         };
-        let shared = read().map(|()| Arc::from(&adds[..]));
-        decoded.adds = adds;
-        shared
+        let read = read();
+        let range = u32::try_from(start)
+            .ok()
+            .zip(u32::try_from(out.len()).ok())
+            .map(|(s, e)| s..e);
+        match (read, range) {
+            (Some(()), Some(range)) => Some(range),
+            _ => {
+                out.truncate(start);
+                None
+            }
+        }
     }
 }
 

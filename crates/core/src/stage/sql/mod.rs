@@ -287,6 +287,33 @@ impl SqlPipeline {
         self.by_id.get(id).map(|&i| &self.views[i])
     }
 
+    /// Why `rule` could never fire on this pipeline (it names a view the pipeline does
+    /// not store, or a column that view does not select); `None` when it can, or when it
+    /// is a metric rule.
+    pub fn rule_mismatch(&self, rule: &crate::detect::rules::Rule) -> Option<String> {
+        let (Some(view), Some(column)) = (&rule.view, &rule.column) else {
+            return None;
+        };
+        let Some(stored) = self.views.iter().find(|v| v.name == *view) else {
+            let names: Vec<&str> = self.views.iter().map(|v| v.name.as_str()).collect();
+            return Some(format!(
+                "rule {:?}: the pipeline stores no view `{view}` (its stored views: {})",
+                rule.id,
+                names.join(", ")
+            ));
+        };
+        std::iter::once(column)
+            .chain(rule.group.keys())
+            .find(|name| !stored.outputs.contains(name))
+            .map(|name| {
+                format!(
+                    "rule {:?}: view `{view}` has no column `{name}` (its columns: {})",
+                    rule.id,
+                    stored.outputs.join(", ")
+                )
+            })
+    }
+
     /// The views whose rows group `group` (an item's `metric`) holds.
     pub fn views_of_group<'a>(&'a self, group: &str) -> impl Iterator<Item = &'a StoredView> {
         self.by_group
@@ -620,14 +647,33 @@ impl crate::detect::rules::ViewColumns for SqlPipeline {
         column: &str,
         group: &std::collections::BTreeMap<String, serde_json::Value>,
     ) -> Option<f64> {
-        if self.view_of(&u.metric, u.window())?.name != view {
+        let stored = self.view_of(&u.metric, u.window())?;
+        if stored.name != view {
             return None;
         }
-        let (_, row) = self.update_row(u)?;
+        // Only the rule's columns are evaluated, not the whole row.
+        let types: Vec<&SqlType> = stored.key_types.iter().collect();
+        let keys = codec::decode_key(&u.key, &types)?;
+        let empty: Vec<_>;
+        let states = match u.columns.is_empty() {
+            true => {
+                empty = stored.aggregates.iter().map(AggregateKind::empty).collect();
+                &empty
+            }
+            false => &u.columns,
+        };
+        let names: Vec<&str> = group.keys().map(String::as_str).chain([column]).collect();
+        let bounds = (u.window_start, u.window_start + u.window().size_ms);
+        let mut values = self
+            .program
+            .row_columns(stored.index, bounds, &keys, states, &names)
+            .ok()?;
+        let observed = values.pop()??.as_f64();
         let matches = group
-            .iter()
-            .all(|(name, want)| row.get(name).is_some_and(|got| same_scalar(got, want)));
-        matches.then(|| row.get(column)?.as_f64()).flatten()
+            .values()
+            .zip(&values)
+            .all(|(want, got)| got.as_ref().is_some_and(|got| same_scalar(got, want)));
+        observed.filter(|_| matches)
     }
 }
 
@@ -894,5 +940,82 @@ mod tests {
         let mut fields: Vec<&str> = iot.fields.iter().map(String::as_str).collect();
         fields.sort();
         assert_eq!(fields, ["battery", "device", "reading", "ts"]);
+    }
+
+    /// A rule reads a view's column as the row holds it: for every output column and
+    /// group filter, what detect observes equals the column of the whole row (which is
+    /// what `demo --sql`, the query API and the alert print).
+    #[test]
+    fn a_rule_reads_each_column_as_the_whole_row_holds_it() {
+        use crate::detect::rules::ViewColumns;
+        use crate::state::item::WindowUpdate;
+        use serde_json::json;
+        use std::collections::BTreeMap;
+        let sql = SqlPipeline::load(
+            "CREATE TABLE s (site STRING, n INT, v DOUBLE, ts TIMESTAMP_LTZ(3),
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+             WITH ('connector' = 'kinesis', 'format' = 'json');
+             CREATE VIEW per_site AS SELECT window_start, window_end, site, UPPER(site) AS loud,
+               COUNT(*) AS events, SUM(n) AS total, SUM(n) / COUNT(*) AS per_event,
+               AVG(v) AS mean, MAX(v) AS top, CAST(SUM(n) AS DECIMAL(10, 2)) AS exact,
+               CASE WHEN MAX(v) > 2 THEN 'hot' ELSE 'cold' END AS state
+             FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+             GROUP BY window_start, window_end, site;",
+        )
+        .expect("loads");
+        let view = &sql.views[0];
+        let mut columns: Vec<_> = view.aggregates.iter().map(AggregateKind::empty).collect();
+        for (n, v) in [
+            (Value::Int(3), Value::Double(1.5)),
+            (Value::Int(4), Value::Null),
+        ] {
+            for (kind, state) in view.aggregates.iter().zip(&mut columns) {
+                let add = match kind.arg_type() {
+                    None => Value::Boolean(true),
+                    Some(SqlType::Int) => n.clone(),
+                    Some(_) => v.clone(),
+                };
+                kind.add(state, &add).expect("adds");
+            }
+        }
+        let update = |columns: Vec<crate::sql::AggregateState>| WindowUpdate {
+            key: codec::key_text(&[Value::String("lima".into())]),
+            metric: view.group.clone(),
+            window_seconds: 60,
+            slide_seconds: 60,
+            window_start: 60_000,
+            count: 2,
+            sum: 0.0,
+            min: 0.0,
+            max: 0.0,
+            mean: 0.0,
+            variance: 0.0,
+            version: 1,
+            columns,
+        };
+        for u in [update(columns), update(Vec::new())] {
+            let (_, row) = sql.update_row(&u).expect("a row");
+            let filters = [
+                BTreeMap::new(),
+                BTreeMap::from([("site".to_owned(), json!("lima"))]),
+                BTreeMap::from([("site".to_owned(), json!("rome"))]),
+                BTreeMap::from([
+                    ("loud".to_owned(), json!("LIMA")),
+                    ("events".to_owned(), json!(2.0)),
+                ]),
+                BTreeMap::from([("nowhere".to_owned(), json!(1))]),
+            ];
+            for group in &filters {
+                for column in view.outputs.iter().map(String::as_str).chain(["nowhere"]) {
+                    let in_row = group.iter().all(|(name, want)| {
+                        row.get(name).is_some_and(|got| same_scalar(got, want))
+                    });
+                    let expected = row.get(column).and_then(|v| v.as_f64()).filter(|_| in_row);
+                    let observed = sql.value(&u, "per_site", column, group);
+                    assert_eq!(observed, expected, "{column} where {group:?} in {row:?}");
+                }
+            }
+            assert_eq!(sql.value(&u, "elsewhere", "events", &BTreeMap::new()), None);
+        }
     }
 }
