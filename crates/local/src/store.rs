@@ -122,6 +122,11 @@ struct Stored {
     state: AggState,
     fingerprints: Box<[u64]>,
     sealed_pages: u32,
+    /// The bytes a history read is charged for the item (its size without its
+    /// fingerprints; 0 until the first such read works it out): a stored item never
+    /// changes (a write replaces it), and sizing a view item's states means encoding
+    /// them. A `u32` (items are under 400 KB) in the padding after `sealed_pages`.
+    history_bytes: std::cell::Cell<u32>,
     expires_at_s: Option<i64>,
     /// Boxed on purpose: 8 bytes in every item instead of 24, and only at-least-once
     /// items have high-water marks at all.
@@ -143,6 +148,7 @@ impl Stored {
             expires_at_s: item.expires_at_s,
             high_water: (!item.high_water.is_empty()).then(|| Box::new(item.high_water.clone())),
             columns: (!item.columns.is_empty()).then(|| Box::new(item.columns.clone())),
+            history_bytes: std::cell::Cell::new(0),
         }
     }
 
@@ -155,13 +161,18 @@ impl Stored {
     }
 
     fn to_item(&self, key: ItemKey) -> AggregateItem {
-        let mut fingerprints = FingerprintSet::new();
-        fingerprints.extend(self.fingerprints.iter().copied());
+        let mut item = self.to_item_without_fingerprints(key);
+        item.fingerprints.extend(self.fingerprints.iter().copied());
+        item
+    }
+
+    /// The item as a history read sees it: its de-duplication state left out.
+    fn to_item_without_fingerprints(&self, key: ItemKey) -> AggregateItem {
         AggregateItem {
             key,
             version: self.version,
             state: self.state,
-            fingerprints,
+            fingerprints: FingerprintSet::new(),
             sealed_pages: self.sealed_pages,
             high_water: self.high_water.as_deref().cloned().unwrap_or_default(),
             expires_at_s: self.expires_at_s,
@@ -356,10 +367,16 @@ impl WindowHistory for MemoryAggregateStore {
             };
             // Windows starting before `to − size`: ending before `to`.
             for (slot, stored) in tables.items.range(first..below).rev() {
-                let mut item = stored.to_item(tables.key(*slot));
-                item.fingerprints = FingerprintSet::new();
-                bytes += item.stored_size();
-                if !cut.push(item.update()) {
+                let item = stored.to_item_without_fingerprints(tables.key(*slot));
+                bytes += match stored.history_bytes.get() {
+                    0 => {
+                        let size = item.stored_size();
+                        stored.history_bytes.set(u32::try_from(size).unwrap_or(0));
+                        size
+                    }
+                    known => known as usize,
+                };
+                if !cut.push(item.into_update()) {
                     break;
                 }
             }

@@ -146,20 +146,34 @@ impl Serialize for F64 {
 
 impl<'de> Deserialize<'de> for F64 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<F64, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            Number(f64),
-            Text(String),
+        // A visitor rather than an untagged enum, which buffers every value first:
+        // states are read back for every update detect judges.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = F64;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number, \"NaN\", \"Infinity\" or \"-Infinity\"")
+            }
+            fn visit_f64<E: serde::de::Error>(self, x: f64) -> std::result::Result<F64, E> {
+                Ok(F64(x))
+            }
+            fn visit_i64<E: serde::de::Error>(self, x: i64) -> std::result::Result<F64, E> {
+                Ok(F64(x as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, x: u64) -> std::result::Result<F64, E> {
+                Ok(F64(x as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, t: &str) -> std::result::Result<F64, E> {
+                match t {
+                    "NaN" => Ok(F64(f64::NAN)),
+                    "Infinity" => Ok(F64(f64::INFINITY)),
+                    "-Infinity" => Ok(F64(f64::NEG_INFINITY)),
+                    other => Err(E::custom(format!(
+                        "expected a number, \"NaN\", \"Infinity\" or \"-Infinity\", got {other:?}"
+                    ))),
+                }
+            }
         }
-        match Repr::deserialize(d)? {
-            Repr::Number(x) => Ok(F64(x)),
-            Repr::Text(t) if t == "NaN" => Ok(F64(f64::NAN)),
-            Repr::Text(t) if t == "Infinity" => Ok(F64(f64::INFINITY)),
-            Repr::Text(t) if t == "-Infinity" => Ok(F64(f64::NEG_INFINITY)),
-            Repr::Text(other) => Err(serde::de::Error::custom(format!(
-                "expected a number, \"NaN\", \"Infinity\" or \"-Infinity\", got {other:?}"
-            ))),
-        }
+        d.deserialize_any(Visitor)
     }
 }

@@ -120,6 +120,15 @@ impl Compiled {
             })
     }
 
+    /// The input column the expression is, when it is one column as it is (its value is
+    /// that column's: no evaluation needed).
+    pub fn column(&self) -> Option<usize> {
+        match self.node {
+            Node::Column(at) => Some(at),
+            _ => None,
+        }
+    }
+
     /// The expression cast to `to`, as Flink's `INSERT INTO` casts a query's column to
     /// the sink column it fills; `None` when that CAST is not supported.
     pub fn cast_to(self, to: &SqlType) -> Option<Compiled> {

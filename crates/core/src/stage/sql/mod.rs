@@ -66,6 +66,9 @@ pub struct SqlPipeline {
     /// Per program view, whether enrich skips it: a view sharing its group of items
     /// with an earlier one takes the same updates, which that one's give.
     pub follows: Vec<bool>,
+    /// The group keys detect read last, decoded (group id, key text, values): rules read
+    /// every window of a group's history in a row, all of one key.
+    last_keys: std::sync::Mutex<Option<(String, String, Vec<Value>)>>,
 }
 
 /// One stored view on the stages.
@@ -176,6 +179,7 @@ impl SqlPipeline {
             views,
             by_id,
             by_group,
+            last_keys: std::sync::Mutex::default(),
         })
     }
 
@@ -652,8 +656,21 @@ impl crate::detect::rules::ViewColumns for SqlPipeline {
             return None;
         }
         // Only the rule's columns are evaluated, not the whole row.
-        let types: Vec<&SqlType> = stored.key_types.iter().collect();
-        let keys = codec::decode_key(&u.key, &types)?;
+        let keys = || {
+            // Another thread holding the memo decodes for itself.
+            let mut memo = self.last_keys.try_lock().ok();
+            if let Some(Some((group, key, values))) = memo.as_deref() {
+                if *group == u.metric && *key == u.key {
+                    return Some(values.clone());
+                }
+            }
+            let types: Vec<&SqlType> = stored.key_types.iter().collect();
+            let values = codec::decode_key(&u.key, &types)?;
+            if let Some(memo) = memo.as_deref_mut() {
+                *memo = Some((u.metric.clone(), u.key.clone(), values.clone()));
+            }
+            Some(values)
+        };
         let empty: Vec<_>;
         let states = match u.columns.is_empty() {
             true => {
