@@ -36,7 +36,7 @@ use sqlparser::tokenizer::{Location, Token};
 pub use aggregate::{AggregateError, AggregateFunction, AggregateKind, AggregateState};
 pub use batch::{
     Evaluated, Evaluation, Lookup, Program, References, ResultRow, StoredShape, ViewUpdate,
-    Windows, codec, value_json,
+    Windows, codec, json_equals, json_number, json_value, value_json,
 };
 pub use ddl::{Column, ColumnKind, Connector, TableDef, Watermark};
 pub use expr::{Compiled, EvalContext, EvalError, Scope, ScopeColumn, compile};

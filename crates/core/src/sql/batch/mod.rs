@@ -21,7 +21,7 @@ mod run;
 
 pub use event::{Evaluated, Lookup, References, ViewUpdate, Windows};
 pub use plan::{Program, StoredShape};
-pub use row_json::value_json;
+pub use row_json::{json_equals, json_number, json_value, value_json};
 pub use run::{Evaluation, ResultRow};
 
 #[cfg(test)]

@@ -66,6 +66,36 @@ pub fn value_json(out: &mut String, value: &Value, ty: &SqlType) {
     }
 }
 
+/// `value` as [`value_json`] writes it, read back as JSON (`None` if that does not
+/// read).
+pub fn json_value(value: &Value, ty: &SqlType) -> Option<serde_json::Value> {
+    let mut text = String::new();
+    value_json(&mut text, value, ty);
+    serde_json::from_str(&text).ok()
+}
+
+/// The number `value` is as JSON ([`json_value`]`.as_f64()`), the common types read
+/// directly.
+pub fn json_number(value: &Value, ty: &SqlType) -> Option<f64> {
+    match value {
+        Value::Null | Value::Boolean(_) | Value::String(_) => None,
+        Value::Int(i) => Some(f64::from(*i)),
+        Value::BigInt(i) => Some(*i as f64),
+        Value::Double(d) if d.is_finite() => Some(*d),
+        _ => json_value(value, ty)?.as_f64(),
+    }
+}
+
+/// Whether `value` as JSON ([`json_value`]) is the scalar `want`, numbers by value
+/// (`1` equals `1.0`), strings by text.
+pub fn json_equals(value: &Value, ty: &SqlType, want: &serde_json::Value) -> bool {
+    match (value, want.as_f64()) {
+        (Value::String(s), _) => want.as_str() == Some(&**s),
+        (_, Some(y)) => json_number(value, ty) == Some(y),
+        _ => json_value(value, ty).is_some_and(|got| got.as_f64().is_none() && got == *want),
+    }
+}
+
 fn double(out: &mut String, d: f64) {
     if d.is_nan() {
         out.push_str("\"NaN\"");

@@ -2,6 +2,7 @@
 //! time; stored views fold them into (window, group) accumulators.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use super::codec::key_text;
 use super::event::{Evaluated, Lookup, References, ViewUpdate, Windows};
@@ -243,71 +244,49 @@ impl Program {
         Ok(json)
     }
 
-    /// The values of some output columns of that row (as [`Program::row_json`] writes
-    /// them, read back as JSON), in the order of `columns`; `None` for a name the view
-    /// does not select. Only those columns are computed, and a column that is an
+    /// The value of one output column of that row, with its type; `None` when the view
+    /// does not select `column`. Only that column is computed, and a column that is an
     /// aggregate, a key or a window bound as it is is read without evaluating anything:
     /// detect reads one or two columns of a row per rule, for every window of a rule's
-    /// history. `keys` decodes the group's keys, called only when a column needs them.
-    pub fn row_columns(
+    /// history. `keys` gives the group's keys, called only when the column needs them.
+    pub fn row_column(
         &self,
         view: usize,
         (start, end): (i64, i64),
-        keys: &dyn Fn() -> Option<Vec<Value>>,
+        keys: &dyn Fn() -> Option<Arc<[Value]>>,
         states: &[AggregateState],
-        columns: &[&str],
-    ) -> Result<Vec<Option<serde_json::Value>>, String> {
+        column: &str,
+    ) -> Result<Option<(Value, &SqlType)>, String> {
         let plan = &self.views[view];
         let Step::Window(w) = &plan.step else {
             return Err(format!("view `{}` is not stored", plan.name));
         };
+        let Some((_, c)) = w.outputs.iter().find(|(name, _)| name == column) else {
+            return Ok(None);
+        };
+        let keys = || {
+            keys()
+                .ok_or_else(|| format!("view `{}`: the group does not read as its keys", plan.name))
+        };
         let key_count = w.keys.len();
-        let mut decoded: Option<Vec<Value>> = None;
-        let mut keys = || -> Result<Vec<Value>, String> {
-            match &decoded {
-                Some(k) => Ok(k.clone()),
-                None => {
-                    let k = keys().ok_or_else(|| {
-                        format!("view `{}`: the group does not read as its keys", plan.name)
-                    })?;
-                    decoded = Some(k.clone());
-                    Ok(k)
+        let value = match c.column() {
+            Some(0) => Value::Timestamp(start),
+            Some(1) => Value::Timestamp(end),
+            Some(at) if at < 2 + key_count => keys()?[at - 2].clone(),
+            Some(at) => {
+                let i = at - 2 - key_count;
+                match (w.aggregates.get(i), states.get(i)) {
+                    (Some(a), Some(state)) => a.kind.result(state),
+                    _ => return Err(format!("view `{}`: no state {i}", plan.name)),
                 }
             }
+            None => {
+                let (_, _, post) = self.row_inputs(view, start, end, &keys()?, states)?;
+                c.eval(&post, &EvalContext::default())
+                    .map_err(|e| format!("view `{}`: {e}", plan.name))?
+            }
         };
-        let mut post: Option<Vec<Value>> = None;
-        let ctx = EvalContext::default();
-        columns
-            .iter()
-            .map(|column| {
-                let Some((_, c)) = w.outputs.iter().find(|(name, _)| name == column) else {
-                    return Ok(None);
-                };
-                let value = match c.column() {
-                    Some(0) => Value::Timestamp(start),
-                    Some(1) => Value::Timestamp(end),
-                    Some(at) if at < 2 + key_count => keys()?.swap_remove(at - 2),
-                    Some(at) => {
-                        let i = at - 2 - key_count;
-                        match (w.aggregates.get(i), states.get(i)) {
-                            (Some(a), Some(state)) => a.kind.result(state),
-                            _ => return Err(format!("view `{}`: no state {i}", plan.name)),
-                        }
-                    }
-                    None => {
-                        if post.is_none() {
-                            let (_, _, values) =
-                                self.row_inputs(view, start, end, &keys()?, states)?;
-                            post = Some(values);
-                        }
-                        let post = post.as_deref().unwrap_or_default();
-                        c.eval(post, &ctx)
-                            .map_err(|e| format!("view `{}`: {e}", plan.name))?
-                    }
-                };
-                Ok(json_value(&value, &c.ty))
-            })
-            .collect()
+        Ok(Some((value, &c.ty)))
     }
 
     /// What a stored view's output columns are evaluated over: the window's bounds, the
@@ -333,24 +312,6 @@ impl Program {
                 .map(|(a, s)| a.kind.result(s)),
         );
         Ok((plan, w, post))
-    }
-}
-
-/// `value` as [`value_json`] writes it, read back as JSON (`None` if that does not
-/// read): the common scalars directly, the rest through the text.
-fn json_value(value: &Value, ty: &SqlType) -> Option<serde_json::Value> {
-    match value {
-        Value::Null => Some(serde_json::Value::Null),
-        Value::Boolean(b) => Some((*b).into()),
-        Value::Int(i) => Some((*i).into()),
-        Value::BigInt(i) => Some((*i).into()),
-        Value::Double(d) if d.is_finite() => Some((*d).into()),
-        Value::String(s) => Some(s.as_ref().into()),
-        _ => {
-            let mut text = String::new();
-            value_json(&mut text, value, ty);
-            serde_json::from_str(&text).ok()
-        }
     }
 }
 

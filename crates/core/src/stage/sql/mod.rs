@@ -31,7 +31,8 @@ use crate::config::AggregateConfig;
 use crate::error::{Error, Result};
 use crate::input::envelope::{Reason, Rejection};
 use crate::sql::{
-    AggregateKind, EvalContext, Pipeline, Program, SqlType, Value, WindowKind, codec,
+    AggregateKind, EvalContext, Pipeline, Program, SqlType, Value, WindowKind, codec, json_equals,
+    json_number,
 };
 use crate::state::fingerprint::digest_hex;
 use crate::state::idempotency::PlanSettings;
@@ -68,7 +69,7 @@ pub struct SqlPipeline {
     pub follows: Vec<bool>,
     /// The group keys detect read last, decoded (group id, key text, values): rules read
     /// every window of a group's history in a row, all of one key.
-    last_keys: std::sync::Mutex<Option<(String, String, Vec<Value>)>>,
+    last_keys: std::sync::Mutex<Option<(String, String, std::sync::Arc<[Value]>)>>,
 }
 
 /// One stored view on the stages.
@@ -635,14 +636,6 @@ impl SqlPipeline {
     }
 }
 
-/// Equal JSON scalars, numbers by value (`1` equals `1.0`).
-fn same_scalar(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
-}
-
 impl crate::detect::rules::ViewColumns for SqlPipeline {
     fn value(
         &self,
@@ -655,7 +648,6 @@ impl crate::detect::rules::ViewColumns for SqlPipeline {
         if stored.name != view {
             return None;
         }
-        // Only the rule's columns are evaluated, not the whole row.
         let keys = || {
             // Another thread holding the memo decodes for itself.
             let mut memo = self.last_keys.try_lock().ok();
@@ -665,7 +657,7 @@ impl crate::detect::rules::ViewColumns for SqlPipeline {
                 }
             }
             let types: Vec<&SqlType> = stored.key_types.iter().collect();
-            let values = codec::decode_key(&u.key, &types)?;
+            let values: std::sync::Arc<[Value]> = codec::decode_key(&u.key, &types)?.into();
             if let Some(memo) = memo.as_deref_mut() {
                 *memo = Some((u.metric.clone(), u.key.clone(), values.clone()));
             }
@@ -679,18 +671,22 @@ impl crate::detect::rules::ViewColumns for SqlPipeline {
             }
             false => &u.columns,
         };
-        let names: Vec<&str> = group.keys().map(String::as_str).chain([column]).collect();
         let bounds = (u.window_start, u.window_start + u.window().size_ms);
-        let mut values = self
-            .program
-            .row_columns(stored.index, bounds, &keys, states, &names)
-            .ok()?;
-        let observed = values.pop()??.as_f64();
-        let matches = group
-            .values()
-            .zip(&values)
-            .all(|(want, got)| got.as_ref().is_some_and(|got| same_scalar(got, want)));
-        observed.filter(|_| matches)
+        // Only the rule's columns are computed, not the whole row.
+        let read = |name: &str| {
+            self.program
+                .row_column(stored.index, bounds, &keys, states, name)
+                .ok()
+                .flatten()
+        };
+        for (name, want) in group {
+            let (got, ty) = read(name)?;
+            if !json_equals(&got, ty, want) {
+                return None;
+            }
+        }
+        let (value, ty) = read(column)?;
+        json_number(&value, ty)
     }
 }
 
@@ -964,6 +960,14 @@ mod tests {
     /// what `demo --sql`, the query API and the alert print).
     #[test]
     fn a_rule_reads_each_column_as_the_whole_row_holds_it() {
+        /// Equal JSON scalars, numbers by value (`1` equals `1.0`).
+        fn same_scalar(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+            match (a.as_f64(), b.as_f64()) {
+                (Some(x), Some(y)) => x == y,
+                _ => a == b,
+            }
+        }
+
         use crate::detect::rules::ViewColumns;
         use crate::state::item::WindowUpdate;
         use serde_json::json;
@@ -1010,6 +1014,7 @@ mod tests {
             version: 1,
             columns,
         };
+        let mut read = 0;
         for u in [update(columns), update(Vec::new())] {
             let (_, row) = sql.update_row(&u).expect("a row");
             let filters = [
@@ -1021,6 +1026,18 @@ mod tests {
                     ("events".to_owned(), json!(2.0)),
                 ]),
                 BTreeMap::from([("nowhere".to_owned(), json!(1))]),
+                // A number is not its text, nor a text its number.
+                BTreeMap::from([("events".to_owned(), json!("2"))]),
+                BTreeMap::from([("site".to_owned(), json!(1))]),
+                BTreeMap::from([
+                    ("total".to_owned(), json!(7)),
+                    ("exact".to_owned(), json!(7)),
+                ]),
+                BTreeMap::from([
+                    ("state".to_owned(), json!("cold")),
+                    ("mean".to_owned(), json!(1.5)),
+                ]),
+                BTreeMap::from([("window_start".to_owned(), json!("1970-01-01T00:01:00.000Z"))]),
             ];
             for group in &filters {
                 for column in view.outputs.iter().map(String::as_str).chain(["nowhere"]) {
@@ -1030,9 +1047,12 @@ mod tests {
                     let expected = row.get(column).and_then(|v| v.as_f64()).filter(|_| in_row);
                     let observed = sql.value(&u, "per_site", column, group);
                     assert_eq!(observed, expected, "{column} where {group:?} in {row:?}");
+                    read += usize::from(observed.is_some());
                 }
             }
             assert_eq!(sql.value(&u, "elsewhere", "events", &BTreeMap::new()), None);
         }
+        // Numeric columns under each matching filter, in both rows.
+        assert!(read >= 30, "{read} values read");
     }
 }
