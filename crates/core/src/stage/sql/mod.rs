@@ -69,8 +69,11 @@ pub struct SqlPipeline {
     pub follows: Vec<bool>,
     /// The group keys detect read last, decoded (group id, key text, values): rules read
     /// every window of a group's history in a row, all of one key.
-    last_keys: std::sync::Mutex<Option<(String, String, std::sync::Arc<[Value]>)>>,
+    last_keys: std::sync::Mutex<Option<DecodedKeys>>,
 }
+
+/// A group's keys decoded: its group id, its key text and the values.
+type DecodedKeys = (String, String, std::sync::Arc<[Value]>);
 
 /// One stored view on the stages.
 pub struct StoredView {
