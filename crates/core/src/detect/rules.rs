@@ -844,19 +844,11 @@ mod tests {
 
     fn update(start_min: i64, stat_value: f64, count: u64) -> WindowUpdate {
         WindowUpdate {
-            key: "sensor-1".into(),
-            metric: "temp".into(),
-            window_seconds: 60,
-            slide_seconds: 60,
-            window_start: start_min * 60_000,
-            count,
             sum: stat_value,
             min: stat_value,
             max: stat_value,
             mean: stat_value,
-            variance: 0.0,
-            version: 1,
-            columns: Vec::new(),
+            ..crate::state::item::minute_update("sensor-1", "temp", start_min * 60_000, count)
         }
     }
 
@@ -1283,21 +1275,7 @@ mod view_rule_tests {
         let rule = |json: &str| {
             Rule::from_json(&serde_json::from_str(json).expect("JSON"), "").expect("rule")
         };
-        let u = WindowUpdate {
-            key: "[\"lima\"]".into(),
-            metric: "v123".into(),
-            window_seconds: 60,
-            slide_seconds: 60,
-            window_start: 0,
-            count: 5,
-            sum: 0.0,
-            min: 0.0,
-            max: 0.0,
-            mean: 0.0,
-            variance: 0.0,
-            version: 1,
-            columns: Vec::new(),
-        };
+        let u = crate::state::item::minute_update("[\"lima\"]", "v123", 0, 5);
         let fires = rule(r#"{"id":"a","view":"per_site","column":"hot","op":">=","threshold":4}"#);
         let alert = fires.evaluate_in(&u, &OneRow).expect("fires");
         assert_eq!(

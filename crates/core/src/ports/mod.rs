@@ -466,21 +466,7 @@ mod tests {
     use super::*;
 
     fn w(minute: i64, count: u64) -> WindowUpdate {
-        WindowUpdate {
-            key: "k".into(),
-            metric: "t".into(),
-            window_seconds: 60,
-            slide_seconds: 60,
-            window_start: minute * 60_000,
-            count,
-            sum: 0.0,
-            min: 0.0,
-            max: 0.0,
-            mean: 0.0,
-            variance: 0.0,
-            version: 1,
-            columns: Vec::new(),
-        }
+        crate::state::item::minute_update("k", "t", minute * 60_000, count)
     }
 
     fn cut(windows: &[WindowUpdate], from_min: i64, to_min: i64, lookback: u32) -> Vec<i64> {

@@ -539,19 +539,11 @@ mod tests {
     /// A 60 s window of `key` (metric `temp`) starting `minute` minutes after T0.
     fn window(key: &str, minute: i64, count: u64, mean: f64) -> WindowUpdate {
         WindowUpdate {
-            key: key.into(),
-            metric: "temp".into(),
-            window_seconds: 60,
-            slide_seconds: 60,
-            window_start: T0 + minute * MINUTE,
-            count,
             sum: mean * count as f64,
             min: mean,
             max: mean,
             mean,
-            variance: 0.0,
-            version: 1,
-            columns: Vec::new(),
+            ..crate::state::item::minute_update(key, "temp", T0 + minute * MINUTE, count)
         }
     }
 

@@ -310,6 +310,32 @@ pub struct WindowUpdate {
     pub columns: Vec<AggregateState>,
 }
 
+/// A minute window's update of `count` events with zero statistics, version 1: the
+/// fixture tests adjust with struct update syntax.
+#[cfg(test)]
+pub(crate) fn minute_update(
+    key: &str,
+    metric: &str,
+    window_start: i64,
+    count: u64,
+) -> WindowUpdate {
+    WindowUpdate {
+        key: key.into(),
+        metric: metric.into(),
+        window_seconds: 60,
+        slide_seconds: 60,
+        window_start,
+        count,
+        sum: 0.0,
+        min: 0.0,
+        max: 0.0,
+        mean: 0.0,
+        variance: 0.0,
+        version: 1,
+        columns: Vec::new(),
+    }
+}
+
 impl WindowUpdate {
     pub fn window(&self) -> WindowSpec {
         WindowSpec::hopping(self.window_seconds, self.slide_seconds)

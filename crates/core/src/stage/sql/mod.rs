@@ -1003,19 +1003,14 @@ mod tests {
             }
         }
         let update = |columns: Vec<crate::sql::AggregateState>| WindowUpdate {
-            key: codec::key_text(&[Value::String("lima".into())]),
             metric: view.group.clone(),
-            window_seconds: 60,
-            slide_seconds: 60,
-            window_start: 60_000,
-            count: 2,
-            sum: 0.0,
-            min: 0.0,
-            max: 0.0,
-            mean: 0.0,
-            variance: 0.0,
-            version: 1,
             columns,
+            ..crate::state::item::minute_update(
+                &codec::key_text(&[Value::String("lima".into())]),
+                "",
+                60_000,
+                2,
+            )
         };
         let mut read = 0;
         for u in [update(columns), update(Vec::new())] {
