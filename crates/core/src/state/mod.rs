@@ -7,6 +7,7 @@ pub mod attr_size;
 pub mod capacity;
 pub mod delta;
 pub mod fingerprint;
+pub mod heavy_hitters;
 pub mod idempotency;
 pub mod item;
 pub mod limits;
