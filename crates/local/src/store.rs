@@ -122,10 +122,11 @@ struct Stored {
     state: AggState,
     fingerprints: Box<[u64]>,
     sealed_pages: u32,
-    /// The bytes a history read is charged for the item (its size without its
-    /// fingerprints; 0 until the first such read works it out): a stored item never
-    /// changes (a write replaces it), and sizing a view item's states means encoding
-    /// them. A `u32` (items are under 400 KB) in the padding after `sealed_pages`.
+    /// The bytes a history read is charged for the item: its whole stored size, as
+    /// DynamoDB charges a Query by the items it reads whatever the projection returns
+    /// (0 until the first such read works it out). A stored item never changes (a
+    /// write replaces it), and sizing a view item's states means encoding them. A
+    /// `u32` (items are under 400 KB) in the padding after `sealed_pages`.
     history_bytes: std::cell::Cell<u32>,
     expires_at_s: Option<i64>,
     /// Boxed on purpose: 8 bytes in every item instead of 24, and only at-least-once
@@ -367,15 +368,17 @@ impl WindowHistory for MemoryAggregateStore {
             };
             // Windows starting before `to − size`: ending before `to`.
             for (slot, stored) in tables.items.range(first..below).rev() {
-                let item = stored.to_item_without_fingerprints(tables.key(*slot));
+                let key = tables.key(*slot);
                 bytes += match stored.history_bytes.get() {
                     0 => {
-                        let size = item.stored_size();
+                        let size = stored.to_item(key.clone()).stored_size();
                         stored.history_bytes.set(u32::try_from(size).unwrap_or(0));
                         size
                     }
                     known => known as usize,
                 };
+                // The projection leaves the fingerprints out of what is returned.
+                let item = stored.to_item_without_fingerprints(key);
                 if !cut.push(item.into_update()) {
                     break;
                 }
@@ -642,6 +645,53 @@ impl AlertStore for MemoryAlerts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A history Query is charged for the whole items it reads, fingerprints included,
+    /// though its projection returns none of them (DynamoDB charges by item size), and
+    /// alike on every read.
+    #[test]
+    fn a_history_read_is_charged_for_whole_items() {
+        let store = MemoryAggregateStore::new();
+        let minute = WindowSpec::tumbling(60);
+        // 2,000 fingerprints: 16 KB of each item.
+        put(&store, minute, 0, 2_000);
+        put(&store, minute, 60_000, 2_000);
+        let group = GroupKey {
+            key: "k".into(),
+            metric: "t".into(),
+        };
+        let closing = ClosingRange {
+            from_ms: 60_000,
+            to_ms: 180_000,
+        };
+        let whole: usize = block_on(
+            store.load(
+                &[minute, minute]
+                    .iter()
+                    .zip([0, 60_000])
+                    .map(|(&window, start_ms)| ItemKey {
+                        group: group.clone(),
+                        window,
+                        start_ms,
+                    })
+                    .collect::<Vec<_>>(),
+                &[],
+            ),
+        )
+        .expect("load")
+        .items
+        .iter()
+        .map(AggregateItem::stored_size)
+        .sum();
+        assert!(whole > 32_000, "{whole} bytes");
+        let want = capacity::read_units(whole, true);
+        for _ in 0..2 {
+            let before = store.meter.read_units();
+            let got = block_on(store.closed_windows(&group, 60, closing, 5)).expect("read");
+            assert_eq!(got.len(), 2);
+            assert_eq!(store.meter.read_units() - before, want);
+        }
+    }
 
     fn put(store: &MemoryAggregateStore, window: WindowSpec, start_ms: i64, count: u64) {
         let mut item = AggregateItem::new(ItemKey {
