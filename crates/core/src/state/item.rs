@@ -472,10 +472,9 @@ fn columns_size(columns: &[AggregateState]) -> usize {
         return 0;
     }
     let mut counted = Counted(0);
-    match serde_json::to_writer(&mut counted, columns) {
-        Ok(()) => COLUMNS_ATTRIBUTE.len() + counted.0,
-        Err(_) => COLUMNS_ATTRIBUTE.len() + columns_json(columns).len(),
-    }
+    // States are plain data and the writer never fails: encoding cannot fail.
+    let _ = serde_json::to_writer(&mut counted, columns);
+    COLUMNS_ATTRIBUTE.len() + counted.0
 }
 
 /// The most bytes the state-and-version attributes can take.

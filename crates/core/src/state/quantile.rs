@@ -50,9 +50,39 @@ pub struct NotFinite(pub f64);
 
 /// Consecutive buckets of one sign: `counts[i]` is bucket `offset + i`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "StoredBuckets")]
 struct Buckets {
     offset: i32,
     counts: Vec<u64>,
+}
+
+/// Buckets as read back, checked before use: at most [`MAX_BUCKETS`] of them, all
+/// within the keys finite doubles have (so key arithmetic cannot overflow).
+#[derive(Deserialize)]
+struct StoredBuckets {
+    offset: i32,
+    counts: Vec<u64>,
+}
+
+/// The keys of finite doubles' magnitudes lie within ±37,300; this leaves room.
+const MAX_KEY: i32 = 1 << 20;
+
+impl TryFrom<StoredBuckets> for Buckets {
+    type Error = String;
+    fn try_from(b: StoredBuckets) -> Result<Self, String> {
+        let last = i64::from(b.offset) + b.counts.len() as i64;
+        if b.counts.len() > MAX_BUCKETS || b.offset < -MAX_KEY || last > i64::from(MAX_KEY) {
+            return Err(format!(
+                "{} buckets from key {}: at most {MAX_BUCKETS}, keys within ±{MAX_KEY}",
+                b.counts.len(),
+                b.offset
+            ));
+        }
+        Ok(Buckets {
+            offset: b.offset,
+            counts: b.counts,
+        })
+    }
 }
 
 impl Buckets {
@@ -248,6 +278,28 @@ mod tests {
             let text = serde_json::to_string(&s).expect("writes");
             let back: QuantileSketch = serde_json::from_str(&text).expect("reads");
             prop_assert_eq!(back, s);
+        }
+    }
+
+    /// A stored form out of what a sketch can hold is refused when read, not used.
+    #[test]
+    fn impossible_stored_buckets_are_refused() {
+        let ok = r#"{"p":{"offset":-5,"counts":[1,0,2]},"z":1}"#;
+        let s: QuantileSketch = serde_json::from_str(ok).expect("reads");
+        assert_eq!(s.count(), 4);
+        let too_many = format!(
+            r#"{{"p":{{"offset":0,"counts":[{}]}},"z":0}}"#,
+            vec!["1"; MAX_BUCKETS + 1].join(",")
+        );
+        for bad in [
+            r#"{"p":{"offset":2147483647,"counts":[1,1]},"z":0}"#,
+            r#"{"n":{"offset":-2147483648,"counts":[1]},"z":0}"#,
+            too_many.as_str(),
+        ] {
+            assert!(
+                serde_json::from_str::<QuantileSketch>(bad).is_err(),
+                "{bad}"
+            );
         }
     }
 

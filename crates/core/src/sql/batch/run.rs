@@ -257,10 +257,7 @@ impl Program {
         states: &[AggregateState],
         column: &str,
     ) -> Result<Option<(Value, &SqlType)>, String> {
-        let plan = &self.views[view];
-        let Step::Window(w) = &plan.step else {
-            return Err(format!("view `{}` is not stored", plan.name));
-        };
+        let (plan, w) = self.stored_plan(view)?;
         let Some((_, c)) = w.outputs.iter().find(|(name, _)| name == column) else {
             return Ok(None);
         };
@@ -299,10 +296,7 @@ impl Program {
         keys: &[Value],
         states: &[AggregateState],
     ) -> Result<(&ViewPlan, &WindowPlan, Vec<Value>), String> {
-        let plan = &self.views[view];
-        let Step::Window(w) = &plan.step else {
-            return Err(format!("view `{}` is not stored", plan.name));
-        };
+        let (plan, w) = self.stored_plan(view)?;
         let mut post = vec![Value::Timestamp(start), Value::Timestamp(end)];
         post.extend(keys.iter().cloned());
         post.extend(
@@ -312,6 +306,15 @@ impl Program {
                 .map(|(a, s)| a.kind.result(s)),
         );
         Ok((plan, w, post))
+    }
+
+    /// View `view` and its windowed aggregation, if it is stored.
+    fn stored_plan(&self, view: usize) -> Result<(&ViewPlan, &WindowPlan), String> {
+        let plan = &self.views[view];
+        match &plan.step {
+            Step::Window(w) => Ok((plan, w)),
+            _ => Err(format!("view `{}` is not stored", plan.name)),
+        }
     }
 }
 
