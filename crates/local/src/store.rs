@@ -122,12 +122,11 @@ struct Stored {
     state: AggState,
     fingerprints: Box<[u64]>,
     sealed_pages: u32,
-    /// The bytes a history read is charged for the item: its whole stored size, as
-    /// DynamoDB charges a Query by the items it reads whatever the projection returns
-    /// (0 until the first such read works it out). A stored item never changes (a
-    /// write replaces it), and sizing a view item's states means encoding them. A
-    /// `u32` (items are under 400 KB) in the padding after `sealed_pages`.
-    history_bytes: std::cell::Cell<u32>,
+    /// The item's stored size as DynamoDB counts it (what a read of it is charged,
+    /// whatever a projection returns), worked out when it was written: a stored item
+    /// never changes (a write replaces it). A `u32` (items are under 400 KB) in the
+    /// padding after `sealed_pages`.
+    stored_bytes: u32,
     expires_at_s: Option<i64>,
     /// Boxed on purpose: 8 bytes in every item instead of 24, and only at-least-once
     /// items have high-water marks at all.
@@ -140,7 +139,8 @@ struct Stored {
 }
 
 impl Stored {
-    fn of(item: &AggregateItem) -> Self {
+    /// The stored form of `item`, whose [`AggregateItem::stored_size`] is `size`.
+    fn of(item: &AggregateItem, size: usize) -> Self {
         Stored {
             version: item.version,
             state: item.state,
@@ -149,7 +149,7 @@ impl Stored {
             expires_at_s: item.expires_at_s,
             high_water: (!item.high_water.is_empty()).then(|| Box::new(item.high_water.clone())),
             columns: (!item.columns.is_empty()).then(|| Box::new(item.columns.clone())),
-            history_bytes: std::cell::Cell::new(0),
+            stored_bytes: u32::try_from(size).unwrap_or(u32::MAX),
         }
     }
 
@@ -161,19 +161,21 @@ impl Stored {
         }
     }
 
-    fn to_item(&self, key: ItemKey) -> AggregateItem {
-        let mut item = self.to_item_without_fingerprints(key);
-        item.fingerprints.extend(self.fingerprints.iter().copied());
-        item
+    /// The window update a history read returns (the item without its de-duplication
+    /// state).
+    fn to_update(&self, key: &ItemKey) -> WindowUpdate {
+        let columns = self.columns.as_deref().cloned().unwrap_or_default();
+        WindowUpdate::of(key, &self.state, self.version, columns)
     }
 
-    /// The item as a history read sees it: its de-duplication state left out.
-    fn to_item_without_fingerprints(&self, key: ItemKey) -> AggregateItem {
+    fn to_item(&self, key: ItemKey) -> AggregateItem {
+        let mut fingerprints = FingerprintSet::new();
+        fingerprints.extend(self.fingerprints.iter().copied());
         AggregateItem {
             key,
             version: self.version,
             state: self.state,
-            fingerprints: FingerprintSet::new(),
+            fingerprints,
             sealed_pages: self.sealed_pages,
             high_water: self.high_water.as_deref().cloned().unwrap_or_default(),
             expires_at_s: self.expires_at_s,
@@ -368,18 +370,10 @@ impl WindowHistory for MemoryAggregateStore {
             };
             // Windows starting before `to − size`: ending before `to`.
             for (slot, stored) in tables.items.range(first..below).rev() {
-                let key = tables.key(*slot);
-                bytes += match stored.history_bytes.get() {
-                    0 => {
-                        let size = stored.to_item(key.clone()).stored_size();
-                        stored.history_bytes.set(u32::try_from(size).unwrap_or(0));
-                        size
-                    }
-                    known => known as usize,
-                };
-                // The projection leaves the fingerprints out of what is returned.
-                let item = stored.to_item_without_fingerprints(key);
-                if !cut.push(item.into_update()) {
+                // Charged for the whole item; the projection leaves the fingerprints
+                // out of what is returned.
+                bytes += stored.stored_bytes as usize;
+                if !cut.push(stored.to_update(&tables.key(*slot))) {
                     break;
                 }
             }
@@ -403,7 +397,7 @@ impl AggregateStore for MemoryAggregateStore {
             match tables.item(key) {
                 Some(stored) => {
                     let item = stored.to_item(key.clone());
-                    let size = item.stored_size();
+                    let size = stored.stored_bytes as usize;
                     self.meter.consistent_read(size);
                     sizes.push(Some(size));
                     out.items.push(item);
@@ -509,7 +503,8 @@ impl AggregateStore for MemoryAggregateStore {
                 .map(|w| tables.slot(&w.item.key))
                 .collect::<Result<Vec<_>>>()?;
             for (w, slot) in writes.iter().zip(slots) {
-                charge(w.item.stored_size());
+                let size = w.item.stored_size();
+                charge(size);
                 for (n, page) in &w.sealed_page {
                     charge(limits::page_size(
                         &w.item.key,
@@ -525,7 +520,9 @@ impl AggregateStore for MemoryAggregateStore {
                         },
                     );
                 }
-                tables.items.insert(slot, Box::new(Stored::of(&w.item)));
+                tables
+                    .items
+                    .insert(slot, Box::new(Stored::of(&w.item, size)));
             }
             if let Some(w) = watermark {
                 charge(w.watermark.stored_size());

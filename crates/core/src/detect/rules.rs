@@ -586,7 +586,12 @@ impl Rule {
     /// events.
     fn counted(&self, u: &WindowUpdate, views: &dyn ViewColumns) -> Option<f64> {
         let x = self.observe(u, views)?;
-        (u.count > 0 && u.count >= self.min_count).then_some(x)
+        self.counts(u).then_some(x)
+    }
+
+    /// Whether the window holds enough events to be judged (`min_count`, and any).
+    fn counts(&self, u: &WindowUpdate) -> bool {
+        u.count > 0 && u.count >= self.min_count
     }
 
     /// The alert a `threshold` rule raises on this update, if any. Other kinds never
@@ -629,9 +634,8 @@ impl Rule {
         if !self.kind.needs_closed_window() {
             return None;
         }
-        let observed = self.counted(window, views)?;
-        let size_ms = window.window_seconds.saturating_mul(1000);
-        let mut history = earlier
+        let observed = self.observe(window, views);
+        let history = earlier
             .iter()
             .filter(|e| {
                 e.key == window.key
@@ -642,6 +646,21 @@ impl Rule {
                     && e.count > 0
             })
             .filter_map(|e| Some((e.window_start, self.observe(e, views)?)));
+        self.judge_closed(window, observed, history)
+    }
+
+    /// [`Rule::evaluate_closed_in`] on what the rule observed: `observed` on the closed
+    /// window, and `history` on the group's earlier windows with data of the same size
+    /// (window start, value; most recent first, windows it observed nothing on left
+    /// out). The detect stage remembers these values between batches.
+    pub fn judge_closed(
+        &self,
+        window: &WindowUpdate,
+        observed: Option<f64>,
+        mut history: impl Iterator<Item = (i64, f64)>,
+    ) -> Option<Alert> {
+        let observed = observed.filter(|_| self.counts(window))?;
+        let size_ms = window.window_seconds.saturating_mul(1000);
         match self.kind {
             RuleKind::Threshold => None,
             RuleKind::Rate => {

@@ -22,8 +22,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::config::DetectConfig;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::detect::history::{KnownHistory, Observed};
 use crate::detect::rules::{Alert, NoViews, Rule, ViewColumns};
 use crate::error::Error;
 use crate::input::dead_letter::DeadLetter;
@@ -47,6 +48,8 @@ pub struct Detect<R, A, H, O, D, C> {
     pub config: DetectConfig,
     /// A SQL pipeline: view rules read its views' rows.
     sql: Option<Arc<SqlPipeline>>,
+    /// Groups' closed windows judged in earlier batches (see [`KnownHistory`]).
+    known: Mutex<KnownHistory>,
 }
 
 impl<R: RulesSource, A, H, O, D, C: Clock + Clone> Detect<R, A, H, O, D, C> {
@@ -70,7 +73,15 @@ impl<R: RulesSource, A, H, O, D, C: Clock + Clone> Detect<R, A, H, O, D, C> {
             clock,
             config,
             sql: None,
+            known: Mutex::new(KnownHistory::default()),
         }
+    }
+
+    /// The stage remembering at most `windows` closed windows per generation between
+    /// batches (0: every history read is a full one).
+    pub fn with_history_cache(self, windows: usize) -> Self {
+        *self.known() = KnownHistory::with_capacity(windows);
+        self
     }
 
     /// The stage under a SQL pipeline: view rules judge its views' rows.
@@ -250,10 +261,12 @@ where
             }
             for (window_seconds, watching) in rules_by_size(rules, &c.group, self.sql.as_deref()) {
                 let lookback = watching.iter().map(|r| r.lookback()).max().unwrap_or(0);
+                let size_ms = window_seconds.saturating_mul(1000);
+                let read = self.known().plan(&c.group, size_ms, c.range, lookback);
                 outcome.stats.history_reads += 1;
                 let windows = match self
                     .history
-                    .closed_windows(&c.group, window_seconds, c.range, lookback)
+                    .closed_windows(&c.group, window_seconds, read.closing, read.lookback)
                     .await
                 {
                     Ok(windows) => windows,
@@ -262,28 +275,69 @@ where
                         return;
                     }
                 };
-                // Newest first: window i's earlier windows are i+1.., oldest closed first.
-                for i in (0..windows.len()).rev() {
-                    let window = &windows[i];
-                    let end = window
-                        .window_start
-                        .saturating_add(window.window_seconds.saturating_mul(1000));
-                    if !c.range.contains_end(end) {
-                        continue;
-                    }
-                    for rule in &watching {
-                        let earlier = &windows[i + 1..];
-                        if let Some(alert) = rule.evaluate_closed_in(window, earlier, self.views())
-                        {
-                            let alert = self.with_row(alert, window);
-                            if !self.raise(alert, c.first_record, raised, outcome).await {
-                                return;
-                            }
-                        }
+                // Newest first: those ending in the range, then earlier ones.
+                let in_range = windows
+                    .iter()
+                    .take_while(|w| w.window_start.saturating_add(size_ms) >= c.range.from_ms)
+                    .count();
+                let complete = read.known.is_some() || !windows.is_empty();
+                let observed = windows
+                    .iter()
+                    .map(|w| Observed {
+                        start_ms: w.window_start,
+                        values: watching
+                            .iter()
+                            .map(|r| r.observe(w, self.views()))
+                            .collect(),
+                    })
+                    .collect();
+                let history = KnownHistory::merge(observed, read.known, in_range, lookback);
+                let stopped = self
+                    .judge_windows(
+                        &windows[..in_range],
+                        &history,
+                        &watching,
+                        c,
+                        raised,
+                        outcome,
+                    )
+                    .await;
+                if complete {
+                    self.known()
+                        .remember(&c.group, size_ms, c.range.to_ms, history, lookback);
+                }
+                if stopped {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Judges the closed windows (newest first, oldest judged first) on `history` (the
+    /// same windows observed, then earlier ones). True when raising an alert failed.
+    async fn judge_windows(
+        &self,
+        closed: &[WindowUpdate],
+        history: &[Observed],
+        watching: &[&Rule],
+        c: &Closing,
+        raised: &mut Raised,
+        outcome: &mut BatchOutcome,
+    ) -> bool {
+        for (i, window) in closed.iter().enumerate().rev() {
+            for (j, rule) in watching.iter().enumerate() {
+                let earlier = history[i + 1..]
+                    .iter()
+                    .filter_map(|o| Some((o.start_ms, o.values[j]?)));
+                if let Some(alert) = rule.judge_closed(window, history[i].values[j], earlier) {
+                    let alert = self.with_row(alert, window);
+                    if !self.raise(alert, c.first_record, raised, outcome).await {
+                        return true;
                     }
                 }
             }
         }
+        false
     }
 
     /// Step 3: alerts out, dead letters out, then alerts marked notified. A failure
@@ -328,6 +382,10 @@ where
 }
 
 impl<R, A, H, O, D, C> Detect<R, A, H, O, D, C> {
+    fn known(&self) -> MutexGuard<'_, KnownHistory> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// What view rules read: the pipeline's rows, or nothing without one.
     fn views(&self) -> &dyn ViewColumns {
         match &self.sql {
@@ -410,6 +468,7 @@ where
                 return outcome;
             }
         };
+        self.known().rules_are(&rules);
         let mut raised = Raised::default();
         let closing = self
             .read_updates(records, &rules, deadline_ms, &mut raised, &mut outcome)
@@ -476,6 +535,8 @@ mod tests {
     struct History {
         windows: Vec<WindowUpdate>,
         reads: AtomicU32,
+        /// Windows every read returned, summed.
+        returned: AtomicU32,
         failing: Mutex<Option<String>>,
     }
 
@@ -512,7 +573,9 @@ mod tests {
                     break;
                 }
             }
-            Ok(cut.finish())
+            let got = cut.finish();
+            self.returned.fetch_add(got.len() as u32, Ordering::SeqCst);
+            Ok(got)
         }
     }
 
@@ -765,5 +828,93 @@ mod tests {
         let out = block_on(stage.process(&records(&[(history[3].clone(), closing(3, 4))]), None));
         assert_eq!(out.stats.alerts_raised, 1);
         assert_eq!(announced(&stage)[0].z, Some(3.0));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Remembering closed windows between batches changes what is read, never what
+        /// is raised: the same batches, with ranges that follow on, repeat, overlap and
+        /// skip ahead, raise the same alerts with and without the memory, in the same
+        /// order, while the remembering stage reads fewer windows.
+        #[test]
+        fn remembered_windows_raise_what_full_reads_raise(
+            minutes in proptest::collection::vec((0u64..4, 0u8..20), 40),
+            steps in proptest::collection::vec((0i64..4, 1i64..4), 1..14),
+        ) {
+            let rules = format!(
+                "{RATE}\n{}\n{}",
+                r#"{"id":"z","kind":"zscore","type":"temp","window_seconds":60,"stat":"mean","threshold":1.5,"history":4,"min_history":2}"#,
+                r#"{"id":"low","kind":"zscore","type":"temp","window_seconds":60,"stat":"count","op":"<","threshold":1,"history":3,"min_history":1,"min_count":2}"#,
+            );
+            // Minutes with no events are not stored, as the aggregates table holds none.
+            let history: Vec<WindowUpdate> = minutes
+                .iter()
+                .enumerate()
+                .filter(|(_, (count, _))| *count > 0)
+                .flat_map(|(m, (count, mean))| {
+                    ["a", "b"].map(|key| window(key, m as i64, *count, f64::from(*mean)))
+                })
+                .collect();
+            let (remembering, _, remembering_reads) = stage(&rules, history.clone());
+            let (forgetting, _, forgetting_reads) = stage(&rules, history.clone());
+            let forgetting = forgetting.with_history_cache(0);
+            // Each step: back up (a redelivery or overlap) or skip ahead, then close.
+            let mut to = 1;
+            for (shift, len) in steps {
+                let from = match shift {
+                    0 => to - 1,
+                    1 | 2 => to,
+                    _ => to + 2,
+                }
+                .max(0);
+                to = from + len;
+                let lines: Vec<_> = ["a", "b"]
+                    .map(|key| (window(key, to, 1, 1.0), closing(from, to)))
+                    .into();
+                let batch = records(&lines);
+                let got = block_on(remembering.process(&batch, None));
+                let want = block_on(forgetting.process(&batch, None));
+                proptest::prop_assert!(got.is_complete() && want.is_complete());
+                proptest::prop_assert_eq!(got.stats.history_reads, want.stats.history_reads);
+            }
+            proptest::prop_assert_eq!(announced(&remembering), announced(&forgetting));
+            let read = |h: &History| h.returned.load(Ordering::SeqCst);
+            proptest::prop_assert!(read(&remembering_reads) <= read(&forgetting_reads));
+        }
+    }
+
+    #[test]
+    fn a_group_judged_batch_after_batch_reads_only_its_new_windows() {
+        let rules = r#"{"id":"z","kind":"zscore","type":"temp","window_seconds":60,"stat":"mean","threshold":3,"history":20,"min_history":5}"#;
+        // Calm minutes 0..30, then minute 30 spikes.
+        let history: Vec<WindowUpdate> = (0..31)
+            .map(|m| {
+                window(
+                    "s",
+                    m,
+                    1,
+                    if m == 30 {
+                        50.0
+                    } else {
+                        f64::from(m as u8 % 3)
+                    },
+                )
+            })
+            .collect();
+        let (stage, _, reads) = stage(rules, history.clone());
+        let mut returned = Vec::new();
+        for m in 25..32 {
+            let before = reads.returned.load(Ordering::SeqCst);
+            let batch = records(&[(window("s", m + 1, 1, 1.0), closing(m, m + 1))]);
+            assert!(block_on(stage.process(&batch, None)).is_complete());
+            returned.push(reads.returned.load(Ordering::SeqCst) - before);
+        }
+        // The first read is full (the window and 20 before it); then one window each.
+        assert_eq!(returned, [21, 1, 1, 1, 1, 1, 1]);
+        let alerts = announced(&stage);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].history, Some(20));
+        assert_eq!(alerts[0].window_start, "2026-01-01T00:30:00Z");
     }
 }

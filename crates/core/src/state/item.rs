@@ -124,30 +124,7 @@ impl AggregateItem {
 
     /// The update the aggregate stage emits after writing this item.
     pub fn update(&self) -> WindowUpdate {
-        WindowUpdate {
-            key: self.key.group.key.clone(),
-            metric: self.key.group.metric.clone(),
-            window_seconds: self.key.window.size_secs(),
-            slide_seconds: self.key.window.slide_secs(),
-            window_start: self.key.start_ms,
-            count: self.state.count,
-            sum: self.state.total(),
-            min: self.state.min,
-            max: self.state.max,
-            mean: self.state.mean,
-            variance: self.state.variance(),
-            version: self.version,
-            columns: self.columns.clone(),
-        }
-    }
-
-    /// [`AggregateItem::update`] of an item no longer needed: its view states move.
-    pub fn into_update(mut self) -> WindowUpdate {
-        let columns = std::mem::take(&mut self.columns);
-        WindowUpdate {
-            columns,
-            ..self.update()
-        }
+        WindowUpdate::of(&self.key, &self.state, self.version, self.columns.clone())
     }
 
     /// The item's stored size in bytes as DynamoDB counts it (attribute names plus
@@ -337,6 +314,31 @@ pub(crate) fn minute_update(
 }
 
 impl WindowUpdate {
+    /// The update of the item `key` holding `state` (and a view's `columns`) at
+    /// `version`.
+    pub fn of(
+        key: &ItemKey,
+        state: &AggState,
+        version: u64,
+        columns: Vec<AggregateState>,
+    ) -> WindowUpdate {
+        WindowUpdate {
+            key: key.group.key.clone(),
+            metric: key.group.metric.clone(),
+            window_seconds: key.window.size_secs(),
+            slide_seconds: key.window.slide_secs(),
+            window_start: key.start_ms,
+            count: state.count,
+            sum: state.total(),
+            min: state.min,
+            max: state.max,
+            mean: state.mean,
+            variance: state.variance(),
+            version,
+            columns,
+        }
+    }
+
     pub fn window(&self) -> WindowSpec {
         WindowSpec::hopping(self.window_seconds, self.slide_seconds)
     }
