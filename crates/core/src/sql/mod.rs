@@ -33,7 +33,9 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
-pub use aggregate::{AggregateError, AggregateFunction, AggregateKind, AggregateState};
+pub use aggregate::{
+    AggregateError, AggregateFunction, AggregateKind, AggregateState, heavy_hitters, quantile,
+};
 pub use batch::{
     Evaluated, Evaluation, Lookup, Program, References, ResultRow, StoredShape, ViewUpdate,
     Windows, codec, json_equals, json_number, json_value, value_json,

@@ -178,6 +178,24 @@ fn refusals() -> Vec<(String, u64, u64, &'static str)> {
             "function PERCENTILE is not supported",
         ),
         (
+            windowed("APPROX_PERCENTILE(v, 1.5) AS p"),
+            2,
+            54,
+            "APPROX_PERCENTILE's percentile must be a number literal from 0 to 1, not `1.5`",
+        ),
+        (
+            windowed("PERCENTILE_APPROX(v, k) AS p"),
+            2,
+            54,
+            "PERCENTILE_APPROX's percentile must be a number literal from 0 to 1, not `k`",
+        ),
+        (
+            windowed("APPROX_PERCENTILE(v) AS p"),
+            2,
+            54,
+            "APPROX_PERCENTILE takes a column and a percentile: APPROX_PERCENTILE(x, 0.99)",
+        ),
+        (
             windowed("SUM(v) OVER () AS o"),
             2,
             54,

@@ -72,7 +72,7 @@ pub struct ViewDef {
 }
 
 /// The aggregate functions a stored view may compute.
-pub const AGGREGATES: [&str; 9] = [
+pub const AGGREGATES: [&str; 11] = [
     "COUNT",
     "SUM",
     "MIN",
@@ -82,7 +82,35 @@ pub const AGGREGATES: [&str; 9] = [
     "STDDEV_SAMP",
     "VAR_POP",
     "VAR_SAMP",
+    "APPROX_PERCENTILE",
+    "PERCENTILE_APPROX",
 ];
+
+/// Whether an aggregate takes a percentile after its column.
+pub fn takes_percentile(name: &str) -> bool {
+    matches!(name, "APPROX_PERCENTILE" | "PERCENTILE_APPROX")
+}
+
+/// The percentile argument of `APPROX_PERCENTILE(x, p)`: a number literal from 0 to 1.
+pub fn percentile_literal(name: &str, p: &Expr, here: Location) -> Result<f64> {
+    let refuse = || {
+        at(
+            here,
+            format!("{name}'s percentile must be a number literal from 0 to 1, not `{p}`"),
+        )
+    };
+    match p {
+        Expr::Value(v) => match &v.value {
+            Value::Number(text, _) => text
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=1.0).contains(p))
+                .ok_or_else(refuse),
+            _ => Err(refuse()),
+        },
+        _ => Err(refuse()),
+    }
+}
 
 /// The scalar functions expressions may call (besides CAST, CASE, TRIM, SUBSTRING,
 /// FLOOR and CEIL, which have syntax of their own).
@@ -631,8 +659,18 @@ impl Walk {
                 && matches!(&f.args, FunctionArguments::List(l) if matches!(l.args.as_slice(), [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)]));
             if !star {
                 let args = plain_args(f, here)?;
-                if args.len() != 1 {
-                    return Err(at(here, format!("{name} takes one argument")));
+                match (takes_percentile(&name), args.as_slice()) {
+                    (false, [_]) => {}
+                    (true, [_, p]) => {
+                        percentile_literal(&name, p, here)?;
+                    }
+                    (false, _) => return Err(at(here, format!("{name} takes one argument"))),
+                    (true, _) => {
+                        return Err(at(
+                            here,
+                            format!("{name} takes a column and a percentile: {name}(x, 0.99)"),
+                        ));
+                    }
                 }
                 self.expr(args[0], Context::Row)?;
             }

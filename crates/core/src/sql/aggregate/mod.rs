@@ -55,6 +55,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::types::SqlType;
 use super::value::{Decimal, MAX_PRECISION, Value};
+use quantile::QuantileSketch;
 
 /// Why an aggregate call cannot be planned, or a value or stored state does not belong
 /// to it.
@@ -93,6 +94,8 @@ pub enum AggregateFunction {
     StddevSamp,
     VarPop,
     VarSamp,
+    /// `APPROX_PERCENTILE(x, p)` (also spelled `PERCENTILE_APPROX`).
+    ApproxPercentile,
 }
 
 impl AggregateFunction {
@@ -107,6 +110,7 @@ impl AggregateFunction {
             AggregateFunction::StddevSamp => "STDDEV_SAMP",
             AggregateFunction::VarPop => "VAR_POP",
             AggregateFunction::VarSamp => "VAR_SAMP",
+            AggregateFunction::ApproxPercentile => "APPROX_PERCENTILE",
         }
     }
 }
@@ -163,6 +167,18 @@ enum Op {
     Min,
     Max,
     Moments(Moment, Num),
+    /// A quantile of the values, from a relative-error sketch.
+    Percentile(Num, Fraction),
+}
+
+/// A fraction in [0, 1] (a percentile's `p`), kept as its bits so plans compare exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fraction(u64);
+
+impl Fraction {
+    fn get(self) -> f64 {
+        f64::from_bits(self.0)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,10 +216,15 @@ impl AggregateKind {
             ("STDDEV_SAMP", _) => F::StddevSamp,
             ("VAR_POP", _) => F::VarPop,
             ("VAR_SAMP", _) => F::VarSamp,
+            ("APPROX_PERCENTILE" | "PERCENTILE_APPROX", _) => {
+                return Err(AggregateError::Unsupported(format!(
+                    "{upper} takes a column and a percentile: {upper}(x, 0.99)"
+                )));
+            }
             _ => {
                 return Err(AggregateError::Unsupported(format!(
                     "aggregate function {function} is not supported: use COUNT, SUM, MIN, \
-                     MAX, AVG, STDDEV_POP, STDDEV_SAMP, VAR_POP or VAR_SAMP"
+                     MAX, AVG, STDDEV_POP, STDDEV_SAMP, VAR_POP, VAR_SAMP or APPROX_PERCENTILE"
                 )));
             }
         };
@@ -213,6 +234,31 @@ impl AggregateKind {
             arg: arg.cloned(),
             result,
             op,
+        })
+    }
+
+    /// Plans `APPROX_PERCENTILE(arg, p)`: the value at quantile `p` of the non-NULL
+    /// values, a DOUBLE within 1% (relative) of the exact lower nearest-rank value (see
+    /// [`crate::sql::quantile`]). `p` is a literal in [0, 1].
+    pub fn percentile(arg: &SqlType, p: f64) -> Result<AggregateKind> {
+        let function = AggregateFunction::ApproxPercentile;
+        if !(0.0..=1.0).contains(&p) {
+            return Err(AggregateError::Unsupported(format!(
+                "APPROX_PERCENTILE's percentile must be a number from 0 to 1, not {p}"
+            )));
+        }
+        let num = Num::of(arg).ok_or_else(|| {
+            AggregateError::Unsupported(format!(
+                "APPROX_PERCENTILE needs a numeric argument (INT, BIGINT, FLOAT, DOUBLE or \
+                 DECIMAL(p, s)), not {arg}"
+            ))
+        })?;
+        Ok(AggregateKind {
+            function,
+            arg: Some(arg.clone()),
+            result: SqlType::Double,
+            // -0.0 and 0.0 are one percentile.
+            op: Op::Percentile(num, Fraction((p + 0.0).to_bits())),
         })
     }
 
@@ -256,6 +302,7 @@ impl AggregateKind {
                 mean: 0.0,
                 m2: 0.0,
             },
+            Op::Percentile(..) => State::Sketch(Box::default()),
         })
     }
 
@@ -293,6 +340,11 @@ impl AggregateKind {
                 if current.is_null() || self.better(&value, current) {
                     *current = value;
                 }
+            }
+            (Op::Percentile(num, _), State::Sketch(sketch)) => {
+                // NaN and the infinities have no place in a relative-error sketch: they
+                // are skipped as NULLs are (documented).
+                let _ = sketch.add(self.double_of(num, value)?);
             }
             (_, state) => return Err(self.mismatch(state)),
         }
@@ -340,6 +392,7 @@ impl AggregateKind {
                     *a = b.clone();
                 }
             }
+            (State::Sketch(a), State::Sketch(b)) => a.merge(b),
             (_, other) => return Err(self.mismatch(other)),
         }
         Ok(())
@@ -381,6 +434,9 @@ impl AggregateKind {
                 moment_value(moment, num, n, m2)
             }
             (Op::Min | Op::Max, State::Extreme(v)) => v.clone(),
+            (Op::Percentile(_, p), State::Sketch(sketch)) => {
+                sketch.quantile(p.get()).map_or(Value::Null, Value::Double)
+            }
             _ => Value::Null,
         }
     }
@@ -424,6 +480,7 @@ impl AggregateKind {
                 };
                 EXTREME_OVERHEAD_BYTES + value
             }
+            Op::Percentile(..) => SKETCH_STATE_BYTES,
         }
     }
 
@@ -445,6 +502,7 @@ impl AggregateKind {
                 )
                 | (Op::Moments(..), State::Moments { .. })
                 | (Op::Min | Op::Max, State::Extreme(_))
+                | (Op::Percentile(..), State::Sketch(_))
         )
     }
 
@@ -591,6 +649,12 @@ fn plan(function: AggregateFunction, arg: Option<&SqlType>) -> Result<(Op, SqlTy
             let op = if function == F::Min { Op::Min } else { Op::Max };
             (op, arg.clone())
         }
+        // Planned by `AggregateKind::percentile`, which has the percentile.
+        F::ApproxPercentile => {
+            return Err(AggregateError::Unsupported(
+                "APPROX_PERCENTILE takes a column and a percentile".into(),
+            ));
+        }
     })
 }
 
@@ -651,6 +715,8 @@ enum State {
     },
     /// MIN/MAX: the extreme so far, NULL before any value.
     Extreme(Value),
+    /// APPROX_PERCENTILE: the sketch of the values (boxed: it is large and rare).
+    Sketch(Box<QuantileSketch>),
 }
 
 impl State {
@@ -662,11 +728,14 @@ impl State {
             State::Decimal { .. } => "decimal sum",
             State::Moments { .. } => "moments",
             State::Extreme(_) => "extreme",
+            State::Sketch(_) => "sketch",
         }
     }
 }
 
+pub mod heavy_hitters;
 mod numeric;
+pub mod quantile;
 mod stored;
 
 use numeric::*;

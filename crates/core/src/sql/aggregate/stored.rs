@@ -7,6 +7,8 @@ pub(super) const COUNT_STATE_BYTES: usize = r#"{"c":}"#.len() + U64_BYTES;
 pub(super) const INT_STATE_BYTES: usize = r#"{"i":[,]}"#.len() + U64_BYTES + I64_BYTES;
 pub(super) const FLOAT_STATE_BYTES: usize = r#"{"f":[,,]}"#.len() + U64_BYTES + 2 * F64_BYTES;
 pub(super) const DECIMAL_STATE_BYTES: usize = r#"{"d":[,""]}"#.len() + U64_BYTES + WIDE_SUM_BYTES;
+pub(super) const SKETCH_STATE_BYTES: usize =
+    r#"{"q":}"#.len() + crate::sql::quantile::MAX_JSON_BYTES;
 pub(super) const EXTREME_OVERHEAD_BYTES: usize = r#"{"x":{"s":}}"#.len();
 /// The longest non-string extreme: a DECIMAL(38, 38) text `"-0.<38 digits>"`.
 pub(super) const MAX_SCALAR_BYTES: usize = 2 + 3 + 38;
@@ -34,6 +36,8 @@ pub(super) enum Stored {
     Moments(u64, F64, F64),
     #[serde(rename = "x")]
     Extreme(Option<Scalar>),
+    #[serde(rename = "q")]
+    Sketch(Box<QuantileSketch>),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -80,6 +84,7 @@ impl From<AggregateState> for Stored {
                 // MIN/MAX never keep a ROW (refused when planned).
                 Value::Null | Value::Row(_) => None,
             }),
+            State::Sketch(sketch) => Stored::Sketch(sketch),
         }
     }
 }
@@ -121,6 +126,7 @@ impl TryFrom<Stored> for AggregateState {
                 Some(Scalar::Timestamp(ms)) => Value::Timestamp(ms),
                 Some(Scalar::TimestampLtz(ms)) => Value::TimestampLtz(ms),
             }),
+            Stored::Sketch(sketch) => State::Sketch(sketch),
         }))
     }
 }

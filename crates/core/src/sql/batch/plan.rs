@@ -18,6 +18,7 @@ use crate::sql::json::RowReader;
 use crate::sql::types::SqlType;
 use crate::sql::value::Value;
 use crate::sql::view::{AGGREGATES, Input, ViewDef, WindowKind, function_name, single_select};
+use crate::sql::view::{percentile_literal, takes_percentile};
 use crate::sql::{ColumnKind, Pipeline, TableDef};
 
 /// A relation's columns: the source's (physical, then computed) or an intermediate view's.
@@ -634,16 +635,27 @@ fn window_step(
 
 fn aggregate_plan(call: &Function, scope: &Scope, place: Location) -> Result<AggregatePlan> {
     let name = function_name(call);
+    let mut percentile = None;
     let arg = match &call.args {
         FunctionArguments::List(FunctionArgumentList { args, .. }) => match args.as_slice() {
             [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] => None,
             [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => Some(compile(e, scope)?),
+            [
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)),
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(p)),
+            ] if takes_percentile(&name) => {
+                percentile = Some(percentile_literal(&name, p, place)?);
+                Some(compile(e, scope)?)
+            }
             _ => return Err(at(place, format!("{name} takes one argument"))),
         },
         _ => return Err(at(place, format!("{name} takes one argument"))),
     };
-    let kind = AggregateKind::new(&name, arg.as_ref().map(|a| &a.ty))
-        .map_err(|e| at(place, format!("{name}: {e}")))?;
+    let kind = match (percentile, &arg) {
+        (Some(p), Some(arg)) => AggregateKind::percentile(&arg.ty, p),
+        _ => AggregateKind::new(&name, arg.as_ref().map(|a| &a.ty)),
+    }
+    .map_err(|e| at(place, format!("{name}: {e}")))?;
     let filter = call
         .filter
         .as_deref()

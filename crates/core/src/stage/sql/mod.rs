@@ -43,6 +43,13 @@ use crate::state::window::{WindowSet, WindowSpec};
 /// view item's size has a bound ([`StoredView::max_columns_bytes`]).
 pub const MAX_EXTREME_STRING_BYTES: usize = 1024;
 
+/// The most bytes a view's aggregate states may take in its item, at their largest: a
+/// DynamoDB item holds 400 KB, and an anchor item also holds up to 4,096 fingerprints
+/// (32 KB), its key and bookkeeping. A view over it (say four `APPROX_PERCENTILE`
+/// sketches of at most 86 KB each) is refused when the pipeline loads, never a failed
+/// batch.
+pub const MAX_COLUMNS_BYTES: usize = 300_000;
+
 /// A checked, compiled pipeline with what the stages derive from it.
 pub struct SqlPipeline {
     pub program: Program,
@@ -129,6 +136,19 @@ impl SqlPipeline {
                     .map(|k| k.max_state_bytes(MAX_EXTREME_STRING_BYTES) + 1)
                     .sum::<usize>()
                 + crate::state::item::COLUMNS_ATTRIBUTE.len();
+            if max_columns_bytes > MAX_COLUMNS_BYTES {
+                return Err(refused(format!(
+                    "view `{}`: its aggregate states can take {max_columns_bytes} bytes in one \
+                     item, more than the {MAX_COLUMNS_BYTES} an item has room for beside its \
+                     fingerprints (each APPROX_PERCENTILE takes up to {} bytes, each MIN or \
+                     MAX of a STRING up to {}): split the view",
+                    shape.name,
+                    AggregateKind::percentile(&SqlType::Double, 0.5)
+                        .map_or(0, |k| k.max_state_bytes(0)),
+                    AggregateKind::new("MAX", Some(&SqlType::String))
+                        .map_or(0, |k| k.max_state_bytes(MAX_EXTREME_STRING_BYTES)),
+                )));
+            }
             let id = format!(
                 "v{}",
                 &digest_hex(definition(&pipeline, def).as_bytes())[..15]

@@ -1,9 +1,8 @@
 //! A mergeable relative-error quantile sketch (DDSketch: Masson, Rim and Lee, VLDB
 //! 2019), the state `APPROX_PERCENTILE` is to keep (issue 18).
 //!
-//! Not wired into SQL views yet: this module is the sketch alone, with its guarantee
-//! tested; the aggregate kind, its stored form in view items and the Flink-side checks
-//! come with the function.
+//! `APPROX_PERCENTILE` of a SQL view keeps one per (group, window) in its item
+//! (`crates/core/src/sql/aggregate`), as its JSON form, at most [`MAX_JSON_BYTES`].
 //!
 //! A value `x > 0` falls in bucket `k = ⌈log_γ x⌉` (γ = (1 + α) / (1 − α)), which holds
 //! the values in `(γ^(k−1), γ^k]`; the bucket answers `2γ^k / (γ + 1)`, within `α` of
@@ -25,6 +24,11 @@ use serde::{Deserialize, Serialize};
 pub const RELATIVE_ACCURACY: f64 = 0.01;
 /// The most buckets each sign keeps.
 pub const MAX_BUCKETS: usize = 2048;
+/// The most bytes the JSON form of a sketch takes (`{"p":{"o":-5,"c":[1,0,2]},"z":1}`):
+/// both signs at [`MAX_BUCKETS`] buckets of 20-digit counts, about 86 KB. A sketch over
+/// values within six orders of magnitude with counts below a million takes under 5 KB.
+pub const MAX_JSON_BYTES: usize =
+    r#"{"p":{"o":,"c":[]},"n":{"o":,"c":[]},"z":}"#.len() + 2 * (11 + MAX_BUCKETS * 21) + 20;
 
 /// γ = (1 + α) / (1 − α), and its natural logarithm.
 fn gamma() -> f64 {
@@ -52,7 +56,9 @@ pub struct NotFinite(pub f64);
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "StoredBuckets")]
 struct Buckets {
+    #[serde(rename = "o")]
     offset: i32,
+    #[serde(rename = "c")]
     counts: Vec<u64>,
 }
 
@@ -60,7 +66,9 @@ struct Buckets {
 /// within the keys finite doubles have (so key arithmetic cannot overflow).
 #[derive(Deserialize)]
 struct StoredBuckets {
+    #[serde(rename = "o")]
     offset: i32,
+    #[serde(rename = "c")]
     counts: Vec<u64>,
 }
 
@@ -281,19 +289,42 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_largest_sketch_takes_at_most_its_bound() {
+        let counts = vec![u64::MAX.to_string(); MAX_BUCKETS].join(",");
+        let text = format!(
+            r#"{{"p":{{"o":-1048576,"c":[{counts}]}},"n":{{"o":-1048576,"c":[{counts}]}},"z":{}}}"#,
+            u64::MAX
+        );
+        let worst: QuantileSketch = serde_json::from_str(&text).expect("reads");
+        let written = serde_json::to_string(&worst).expect("writes");
+        assert!(
+            written.len() <= MAX_JSON_BYTES,
+            "{} > {MAX_JSON_BYTES}",
+            written.len()
+        );
+        assert!(written.len() + 40 > MAX_JSON_BYTES, "the bound is tight");
+        let small = sketch_of(
+            &(1..=100_000)
+                .map(|i| f64::from(i) / 10.0)
+                .collect::<Vec<_>>(),
+        );
+        assert!(serde_json::to_string(&small).expect("writes").len() < 5_000);
+    }
+
     /// A stored form out of what a sketch can hold is refused when read, not used.
     #[test]
     fn impossible_stored_buckets_are_refused() {
-        let ok = r#"{"p":{"offset":-5,"counts":[1,0,2]},"z":1}"#;
+        let ok = r#"{"p":{"o":-5,"c":[1,0,2]},"z":1}"#;
         let s: QuantileSketch = serde_json::from_str(ok).expect("reads");
         assert_eq!(s.count(), 4);
         let too_many = format!(
-            r#"{{"p":{{"offset":0,"counts":[{}]}},"z":0}}"#,
+            r#"{{"p":{{"o":0,"c":[{}]}},"z":0}}"#,
             vec!["1"; MAX_BUCKETS + 1].join(",")
         );
         for bad in [
-            r#"{"p":{"offset":2147483647,"counts":[1,1]},"z":0}"#,
-            r#"{"n":{"offset":-2147483648,"counts":[1]},"z":0}"#,
+            r#"{"p":{"o":2147483647,"c":[1,1]},"z":0}"#,
+            r#"{"n":{"o":-2147483648,"c":[1]},"z":0}"#,
             too_many.as_str(),
         ] {
             assert!(

@@ -1,0 +1,178 @@
+//! `APPROX_PERCENTILE` in a SQL view through the in-process stages: every row within 1%
+//! of the exact lower nearest-rank value computed here from the events sent (skewed and
+//! uniform values, negatives and zeros, small and large groups); duplicates, redelivery
+//! and chaos move nothing; a view whose sketches cannot fit an item is refused on load.
+
+use std::collections::BTreeMap;
+
+mod common;
+
+use common::sql::*;
+
+const PIPELINE: &str = "
+CREATE TABLE requests (
+  id STRING,
+  route STRING,
+  latency_ms DOUBLE,
+  ts TIMESTAMP_LTZ(3),
+  WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE,
+  PRIMARY KEY (id) NOT ENFORCED
+) WITH ('connector' = 'kinesis', 'format' = 'json',
+        'json.timestamp-format.standard' = 'ISO-8601');
+
+CREATE VIEW latency AS
+SELECT window_start, window_end, route,
+       COUNT(*) AS n,
+       APPROX_PERCENTILE(latency_ms, 0.5) AS p50,
+       PERCENTILE_APPROX(latency_ms, 0.99) AS p99,
+       APPROX_PERCENTILE(latency_ms, 0) AS low
+FROM TABLE(TUMBLE(TABLE requests, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+GROUP BY window_start, window_end, route;
+";
+
+/// A small deterministic generator (xorshift), so the test needs no randomness crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Events of four routes over three minutes: `skewed` heavy-tailed (a few huge
+/// values), `uniform`, `signed` (negatives and zeros) and `tiny` (a handful a minute).
+/// Returns the event lines and, per (minute, route), the values sent.
+fn events() -> (String, BTreeMap<(u32, &'static str), Vec<f64>>) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut lines = String::new();
+    let mut sent: BTreeMap<(u32, &'static str), Vec<f64>> = BTreeMap::new();
+    let mut id = 0;
+    for minute in 0..3u32 {
+        for second in 0..60u32 {
+            for route in ["skewed", "uniform", "signed", "tiny"] {
+                let per_second = if route == "tiny" {
+                    u32::from(second % 20 == 0)
+                } else {
+                    12
+                };
+                for _ in 0..per_second {
+                    let u = rng.next();
+                    let value = match route {
+                        "skewed" => (1.0 / (1.0 - u * 0.999)).powi(2) * 3.0,
+                        "uniform" => 5.0 + 995.0 * u,
+                        "signed" if u < 0.2 => 0.0,
+                        "signed" => (u - 0.5) * 400.0,
+                        _ => 1.0 + 10.0 * u,
+                    };
+                    id += 1;
+                    lines.push_str(&format!(
+                        "{{\"id\":\"r{id}\",\"route\":\"{route}\",\"latency_ms\":{value},\"ts\":\"2026-03-01T10:{minute:02}:{second:02}Z\"}}\n"
+                    ));
+                    sent.entry((minute, route)).or_default().push(value);
+                }
+            }
+        }
+    }
+    (lines, sent)
+}
+
+fn lower_nearest_rank(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[(p * (sorted.len() - 1) as f64).floor() as usize]
+}
+
+fn write(name: &str, text: &str) -> String {
+    let path = std::env::temp_dir().join(format!("sluice-sketch-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).expect("writing");
+    path.to_str().expect("utf-8").to_owned()
+}
+
+#[test]
+fn percentiles_are_within_one_percent_of_exact_and_duplicates_move_nothing() {
+    let sql = write("latency.sql", PIPELINE);
+    let (lines, sent) = events();
+    let file = write("events.ndjson", &lines);
+    // Every event sent twice, the copies after the originals.
+    let doubled = write("doubled.ndjson", &format!("{lines}{lines}"));
+    let run = |file: &str, chaos: Option<&str>| {
+        let mut args = vec!["demo", "--sql", &sql, "--file", file, "--json", "--verify"];
+        if let Some(seed) = chaos {
+            args.extend(["--chaos", seed]);
+        }
+        let (ok, stdout, stderr) = run_sluice(&args);
+        assert!(ok, "chaos {chaos:?}: {stderr}");
+        let s = summary(&stdout);
+        assert_eq!(s["verified"], true, "{s}");
+        stdout
+    };
+    let plain = run(&file, None);
+    let rows_sent = lines_of_kind(&plain, "row");
+    assert_eq!(rows_sent.len(), sent.len(), "one row per (minute, route)");
+    let mut worst: f64 = 0.0;
+    for line in &rows_sent {
+        let row = &line["row"];
+        let minute: u32 = row["window_start"].as_str().expect("start")[14..16]
+            .parse()
+            .expect("minute");
+        let route = row["route"].as_str().expect("route");
+        let values = sent
+            .iter()
+            .find(|((m, r), _)| *m == minute && *r == route)
+            .map(|(_, v)| v)
+            .expect("a group that was sent");
+        assert_eq!(row["n"], values.len(), "{row}");
+        for (column, p) in [("p50", 0.5), ("p99", 0.99), ("low", 0.0)] {
+            let got = row[column].as_f64().expect("a number");
+            let exact = lower_nearest_rank(values, p);
+            let error = (got - exact).abs() / exact.abs().max(f64::MIN_POSITIVE);
+            assert!(
+                (got - exact).abs() <= 0.01 * exact.abs() * (1.0 + 1e-12),
+                "{route} minute {minute} {column}: {got} against exact {exact}"
+            );
+            worst = worst.max(if exact == 0.0 { 0.0 } else { error });
+        }
+    }
+    eprintln!("largest relative error: {worst:.5}");
+    // Duplicates (a retry storm, and chaos: redelivery, throttling, producer
+    // duplicates) leave every row as it was, bit for bit.
+    for (file, chaos) in [(&doubled, None), (&file, Some("4")), (&doubled, Some("9"))] {
+        assert_eq!(
+            rows(&run(file, chaos)),
+            rows(&plain),
+            "{file} chaos {chaos:?}"
+        );
+    }
+    for f in [sql, file, doubled] {
+        std::fs::remove_file(f).ok();
+    }
+}
+
+#[test]
+fn a_view_whose_sketches_cannot_fit_an_item_is_refused_on_load() {
+    let four = PIPELINE.replace(
+        "AS low\n",
+        "AS low,\n       APPROX_PERCENTILE(latency_ms, 0.9) AS p90\n",
+    );
+    let sql = write("four.sql", &four);
+    let (ok, _, stderr) = run_sluice(&["sql", "check", &sql]);
+    assert!(!ok, "four sketches fit?");
+    assert!(
+        stderr.contains("view `latency`: its aggregate states can take")
+            && stderr.contains("split the view"),
+        "{stderr}"
+    );
+    let three = write("three.sql", PIPELINE);
+    let (ok, stdout, stderr) = run_sluice(&["sql", "check", &three]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("APPROX_PERCENTILE(latency_ms, 0.5) -> DOUBLE"),
+        "{stdout}"
+    );
+    for f in [sql, three] {
+        std::fs::remove_file(f).ok();
+    }
+}
