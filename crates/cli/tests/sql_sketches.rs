@@ -1,7 +1,8 @@
 //! `APPROX_PERCENTILE` in a SQL view through the in-process stages: every row within 1%
 //! of the exact lower nearest-rank value computed here from the events sent (skewed and
 //! uniform values, negatives and zeros, small and large groups); duplicates, redelivery
-//! and chaos move nothing; a view whose sketches cannot fit an item is refused on load.
+//! and chaos move nothing; percentiles of one column keep one sketch; a view whose
+//! sketches cannot fit an item is refused on load.
 
 use std::collections::BTreeMap;
 
@@ -153,9 +154,13 @@ fn percentiles_are_within_one_percent_of_exact_and_duplicates_move_nothing() {
 
 #[test]
 fn a_view_whose_sketches_cannot_fit_an_item_is_refused_on_load() {
+    // Percentiles under different filters keep sketches of their own.
     let four = PIPELINE.replace(
         "AS low\n",
-        "AS low,\n       APPROX_PERCENTILE(latency_ms, 0.9) AS p90\n",
+        "AS low,\n\
+         APPROX_PERCENTILE(latency_ms, 0.9) FILTER (WHERE route = 'a') AS a90,\n\
+         APPROX_PERCENTILE(latency_ms, 0.9) FILTER (WHERE route = 'b') AS b90,\n\
+         APPROX_PERCENTILE(latency_ms, 0.9) FILTER (WHERE route = 'c') AS c90\n",
     );
     let sql = write("four.sql", &four);
     let (ok, _, stderr) = run_sluice(&["sql", "check", &sql]);
@@ -170,6 +175,19 @@ fn a_view_whose_sketches_cannot_fit_an_item_is_refused_on_load() {
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains("APPROX_PERCENTILE(latency_ms, 0.5) -> DOUBLE"),
+        "{stdout}"
+    );
+    // Three percentiles of one column keep one sketch.
+    let total: usize = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("aggregate state <= "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the state's bound");
+    assert!((86_000..90_000).contains(&total), "{stdout}");
+    assert_eq!(
+        stdout.matches("reads the sketch of the percentile").count(),
+        2,
         "{stdout}"
     );
     for f in [sql, three] {

@@ -169,6 +169,9 @@ enum Op {
     Moments(Moment, Num),
     /// A quantile of the values, from a relative-error sketch.
     Percentile(Num, Fraction),
+    /// A quantile read from the sketch of the view's aggregate at this index (another
+    /// percentile of the same column and filter): it keeps no sketch of its own.
+    SharedPercentile(usize, Fraction),
 }
 
 /// A fraction in [0, 1] (a percentile's `p`), kept as its bits so plans compare exactly.
@@ -262,6 +265,25 @@ impl AggregateKind {
         })
     }
 
+    /// This percentile, read from the sketch of the aggregate at `index` in the same
+    /// view (a percentile of the same argument and filter) instead of a sketch of its
+    /// own: several percentiles of one column keep one sketch. Other kinds are
+    /// returned as they are.
+    pub fn reading_sketch_of(&self, index: usize) -> AggregateKind {
+        match self.op {
+            Op::Percentile(_, p) => AggregateKind {
+                op: Op::SharedPercentile(index, p),
+                ..self.clone()
+            },
+            _ => self.clone(),
+        }
+    }
+
+    /// Whether the aggregate keeps a sketch other percentiles may read.
+    pub fn keeps_sketch(&self) -> bool {
+        matches!(self.op, Op::Percentile(..))
+    }
+
     pub fn function(&self) -> AggregateFunction {
         self.function
     }
@@ -303,6 +325,7 @@ impl AggregateKind {
                 m2: 0.0,
             },
             Op::Percentile(..) => State::Sketch(Box::default()),
+            Op::SharedPercentile(..) => State::Shared,
         })
     }
 
@@ -346,6 +369,8 @@ impl AggregateKind {
                 // are skipped as NULLs are (documented).
                 let _ = sketch.add(self.double_of(num, value)?);
             }
+            // The sketch it reads gets the value.
+            (Op::SharedPercentile(..), State::Shared) => {}
             (_, state) => return Err(self.mismatch(state)),
         }
         Ok(())
@@ -393,13 +418,32 @@ impl AggregateKind {
                 }
             }
             (State::Sketch(a), State::Sketch(b)) => a.merge(b),
+            (State::Shared, State::Shared) => {}
             (_, other) => return Err(self.mismatch(other)),
         }
         Ok(())
     }
 
+    /// The value of the aggregate at `index` among a view's `states` (one per aggregate,
+    /// in order): [`result`](Self::result) of its own state, or for a percentile that
+    /// shares a sketch, the quantile of the sketch it reads.
+    pub fn result_in(&self, states: &[AggregateState], index: usize) -> Value {
+        let own = match self.op {
+            Op::SharedPercentile(sketch, _) => sketch,
+            _ => index,
+        };
+        match (self.op, states.get(own).map(|s| &s.0)) {
+            (Op::SharedPercentile(_, p), Some(State::Sketch(sketch))) => {
+                sketch.quantile(p.get()).map_or(Value::Null, Value::Double)
+            }
+            (_, Some(_)) => self.result(&states[own]),
+            (_, None) => Value::Null,
+        }
+    }
+
     /// The aggregate's value over everything the state has seen, of
-    /// [`result_type`](Self::result_type).
+    /// [`result_type`](Self::result_type) (NULL for a percentile that shares another's
+    /// sketch: see [`result_in`](Self::result_in)).
     pub fn result(&self, state: &AggregateState) -> Value {
         match (self.op, &state.0) {
             (Op::CountRows | Op::CountValues, &State::Count(n)) => {
@@ -481,6 +525,7 @@ impl AggregateKind {
                 EXTREME_OVERHEAD_BYTES + value
             }
             Op::Percentile(..) => SKETCH_STATE_BYTES,
+            Op::SharedPercentile(..) => SHARED_STATE_BYTES,
         }
     }
 
@@ -503,6 +548,7 @@ impl AggregateKind {
                 | (Op::Moments(..), State::Moments { .. })
                 | (Op::Min | Op::Max, State::Extreme(_))
                 | (Op::Percentile(..), State::Sketch(_))
+                | (Op::SharedPercentile(..), State::Shared)
         )
     }
 
@@ -717,6 +763,8 @@ enum State {
     Extreme(Value),
     /// APPROX_PERCENTILE: the sketch of the values (boxed: it is large and rare).
     Sketch(Box<QuantileSketch>),
+    /// A percentile that reads another aggregate's sketch: nothing of its own.
+    Shared,
 }
 
 impl State {
@@ -729,6 +777,7 @@ impl State {
             State::Moments { .. } => "moments",
             State::Extreme(_) => "extreme",
             State::Sketch(_) => "sketch",
+            State::Shared => "shared",
         }
     }
 }

@@ -9,6 +9,7 @@ pub(super) const FLOAT_STATE_BYTES: usize = r#"{"f":[,,]}"#.len() + U64_BYTES + 
 pub(super) const DECIMAL_STATE_BYTES: usize = r#"{"d":[,""]}"#.len() + U64_BYTES + WIDE_SUM_BYTES;
 pub(super) const SKETCH_STATE_BYTES: usize =
     r#"{"q":}"#.len() + crate::sql::quantile::MAX_JSON_BYTES;
+pub(super) const SHARED_STATE_BYTES: usize = r#""r""#.len();
 pub(super) const EXTREME_OVERHEAD_BYTES: usize = r#"{"x":{"s":}}"#.len();
 /// The longest non-string extreme: a DECIMAL(38, 38) text `"-0.<38 digits>"`.
 pub(super) const MAX_SCALAR_BYTES: usize = 2 + 3 + 38;
@@ -38,6 +39,9 @@ pub(super) enum Stored {
     Extreme(Option<Scalar>),
     #[serde(rename = "q")]
     Sketch(Box<QuantileSketch>),
+    /// A percentile reading another's sketch: `"r"`.
+    #[serde(rename = "r")]
+    Shared,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,6 +89,7 @@ impl From<AggregateState> for Stored {
                 Value::Null | Value::Row(_) => None,
             }),
             State::Sketch(sketch) => Stored::Sketch(sketch),
+            State::Shared => Stored::Shared,
         }
     }
 }
@@ -127,6 +132,7 @@ impl TryFrom<Stored> for AggregateState {
                 Some(Scalar::TimestampLtz(ms)) => Value::TimestampLtz(ms),
             }),
             Stored::Sketch(sketch) => State::Sketch(sketch),
+            Stored::Shared => State::Shared,
         }))
     }
 }

@@ -113,6 +113,9 @@ pub(super) struct AggregatePlan {
     pub(super) kind: AggregateKind,
     pub(super) arg: Option<Compiled>,
     pub(super) filter: Option<Compiled>,
+    /// A percentile's argument and filter as written: percentiles alike in both share
+    /// one sketch.
+    pub(super) sketch_of: Option<String>,
 }
 
 impl Program {
@@ -174,6 +177,7 @@ impl Program {
                 let grows = a.kind.max_state_bytes(1) > bytes;
                 strings |= grows;
                 total += bytes;
+                let shares = a.sketch_of.is_some() && !a.kind.keeps_sketch();
                 let _ = writeln!(
                     out,
                     "  {} -> {}, state <= {bytes} bytes{}",
@@ -181,6 +185,8 @@ impl Program {
                     a.kind.result_type(),
                     if grows {
                         " + 6 per byte of the longest string"
+                    } else if shares {
+                        " (reads the sketch of the percentile of the same column before it)"
                     } else {
                         ""
                     }
@@ -577,9 +583,16 @@ fn window_step(
         };
         rewritten.push((name, rewrite(expr, &key_texts, &mut calls)));
     }
-    let mut aggregates = Vec::new();
+    let mut aggregates: Vec<AggregatePlan> = Vec::new();
     for call in &calls {
-        aggregates.push(aggregate_plan(call, scope, place)?);
+        let mut a = aggregate_plan(call, scope, place)?;
+        // Percentiles of one argument under one filter read one sketch: the first's.
+        if let Some(first) = aggregates.iter().position(|b| {
+            b.kind.keeps_sketch() && b.sketch_of.is_some() && b.sketch_of == a.sketch_of
+        }) {
+            a.kind = a.kind.reading_sketch_of(first);
+        }
+        aggregates.push(a);
     }
     let mut post = Scope::new();
     post.push(None, "window_start", SqlType::Timestamp { precision: 3 });
@@ -636,6 +649,7 @@ fn window_step(
 fn aggregate_plan(call: &Function, scope: &Scope, place: Location) -> Result<AggregatePlan> {
     let name = function_name(call);
     let mut percentile = None;
+    let mut sketch_of = None;
     let arg = match &call.args {
         FunctionArguments::List(FunctionArgumentList { args, .. }) => match args.as_slice() {
             [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] => None,
@@ -645,6 +659,13 @@ fn aggregate_plan(call: &Function, scope: &Scope, place: Location) -> Result<Agg
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(p)),
             ] if takes_percentile(&name) => {
                 percentile = Some(percentile_literal(&name, p, place)?);
+                sketch_of = Some(format!(
+                    "{e} FILTER {}",
+                    call.filter
+                        .as_deref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                ));
                 Some(compile(e, scope)?)
             }
             _ => return Err(at(place, format!("{name} takes one argument"))),
@@ -666,6 +687,7 @@ fn aggregate_plan(call: &Function, scope: &Scope, place: Location) -> Result<Agg
         kind,
         arg,
         filter,
+        sketch_of,
     })
 }
 

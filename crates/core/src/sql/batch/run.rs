@@ -273,7 +273,7 @@ impl Program {
             Some(at) => {
                 let i = at - 2 - key_count;
                 match (w.aggregates.get(i), states.get(i)) {
-                    (Some(a), Some(state)) => a.kind.result(state),
+                    (Some(a), Some(_)) => a.kind.result_in(states, i),
                     _ => return Err(format!("view `{}`: no state {i}", plan.name)),
                 }
             }
@@ -302,8 +302,8 @@ impl Program {
         post.extend(
             w.aggregates
                 .iter()
-                .zip(states)
-                .map(|(a, s)| a.kind.result(s)),
+                .enumerate()
+                .map(|(i, a)| a.kind.result_in(states, i)),
         );
         Ok((plan, w, post))
     }
