@@ -194,3 +194,48 @@ fn a_view_whose_sketches_cannot_fit_an_item_is_refused_on_load() {
         std::fs::remove_file(f).ok();
     }
 }
+
+#[test]
+fn a_rule_on_a_percentile_fires_where_the_rows_cross_it() {
+    let sql = write("rules.sql", PIPELINE);
+    let (lines, _) = events();
+    let file = write("rules-events.ndjson", &lines);
+    let (ok, stdout, stderr) = run_sluice(&["demo", "--sql", &sql, "--file", &file, "--json"]);
+    assert!(ok, "{stderr}");
+    // The rows whose p99 is above 900: the threshold the rule watches.
+    let mut want: Vec<(String, String)> = lines_of_kind(&stdout, "row")
+        .iter()
+        .map(|l| &l["row"])
+        .filter(|r| r["p99"].as_f64().is_some_and(|p| p > 900.0))
+        .map(|r| {
+            (
+                r["route"].as_str().expect("route").to_owned(),
+                r["window_start"].as_str().expect("start")[..16].to_owned(),
+            )
+        })
+        .collect();
+    assert!(!want.is_empty() && want.len() < 12, "{want:?}");
+    let rules = write(
+        "rules.jsonl",
+        r#"{"id":"slow","view":"latency","column":"p99","op":">","threshold":900}"#,
+    );
+    let (ok, stdout, stderr) = run_sluice(&[
+        "demo", "--sql", &sql, "--file", &file, "--rules", &rules, "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let mut got: Vec<(String, String)> = lines_of_kind(&stdout, "alert")
+        .iter()
+        .map(|a| {
+            (
+                a["row"]["route"].as_str().expect("route").to_owned(),
+                a["window_start"].as_str().expect("start")[..16].to_owned(),
+            )
+        })
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    for f in [sql, file, rules] {
+        std::fs::remove_file(f).ok();
+    }
+}
