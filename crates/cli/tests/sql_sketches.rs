@@ -239,3 +239,99 @@ fn a_rule_on_a_percentile_fires_where_the_rows_cross_it() {
         std::fs::remove_file(f).ok();
     }
 }
+
+const DISTINCT_PIPELINE: &str = "
+CREATE TABLE visits (
+  id STRING,
+  page STRING,
+  user_id BIGINT,
+  country STRING,
+  ts TIMESTAMP_LTZ(3),
+  WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE,
+  PRIMARY KEY (id) NOT ENFORCED
+) WITH ('connector' = 'kinesis', 'format' = 'json',
+        'json.timestamp-format.standard' = 'ISO-8601');
+
+CREATE VIEW audience AS
+SELECT window_start, window_end, page,
+       COUNT(*) AS n,
+       APPROX_COUNT_DISTINCT(user_id) AS users,
+       APPROX_COUNT_DISTINCT(country) AS countries
+FROM TABLE(TUMBLE(TABLE visits, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+GROUP BY window_start, window_end, page;
+";
+
+#[test]
+fn distinct_counts_are_exact_while_small_within_the_error_beyond_and_duplicates_move_nothing() {
+    use std::collections::BTreeSet;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut lines = String::new();
+    /// The distinct users and countries a (minute, page) saw.
+    type Seen = (BTreeSet<u64>, BTreeSet<u64>);
+    let mut truth: BTreeMap<(u32, &str), Seen> = BTreeMap::new();
+    let pages = [("home", 100_000.0), ("docs", 3_000.0), ("admin", 40.0)];
+    for minute in 0..2u32 {
+        for i in 0..15_000u32 {
+            let (page, users) = pages[(i % 3) as usize];
+            // Skewed: a few users visit often, most once.
+            let user = (users * rng.next().powi(2)) as u64;
+            let country = (rng.next() * 60.0) as u64;
+            lines.push_str(&format!(
+                "{{\"id\":\"v{minute}-{i}\",\"page\":\"{page}\",\"user_id\":{user},\"country\":\"c{country}\",\"ts\":\"2026-03-01T10:{minute:02}:{:02}Z\"}}\n",
+                (i / 250) % 60
+            ));
+            let t = truth.entry((minute, page)).or_default();
+            t.0.insert(user);
+            t.1.insert(country);
+        }
+    }
+    let sql = write("audience.sql", DISTINCT_PIPELINE);
+    let file = write("visits.ndjson", &lines);
+    let doubled = write("visits-doubled.ndjson", &format!("{lines}{lines}"));
+    let run = |file: &str, chaos: Option<&str>| {
+        let mut args = vec!["demo", "--sql", &sql, "--file", file, "--json", "--verify"];
+        if let Some(seed) = chaos {
+            args.extend(["--chaos", seed]);
+        }
+        let (ok, stdout, stderr) = run_sluice(&args);
+        assert!(ok, "chaos {chaos:?}: {stderr}");
+        assert_eq!(summary(&stdout)["verified"], true);
+        stdout
+    };
+    let plain = run(&file, None);
+    let stored = lines_of_kind(&plain, "row");
+    assert_eq!(stored.len(), truth.len());
+    for line in &stored {
+        let row = &line["row"];
+        let minute: u32 = row["window_start"].as_str().expect("start")[14..16]
+            .parse()
+            .expect("minute");
+        let page = row["page"].as_str().expect("page");
+        let (users, countries) = &truth[&(minute, page)];
+        // Up to a few hundred distinct values the sketch counts exactly.
+        assert_eq!(row["countries"], countries.len(), "{row}");
+        let got = row["users"].as_i64().expect("a count");
+        let exact = users.len() as i64;
+        if exact <= 300 {
+            assert_eq!(got, exact, "{row}");
+        } else {
+            // 1.6% relative standard error: within three of them.
+            let error = (got - exact).abs() as f64 / exact as f64;
+            assert!(
+                error <= 0.048,
+                "{page} minute {minute}: {got} against exact {exact}"
+            );
+            eprintln!("{page} minute {minute}: {got} against {exact} ({error:.4})");
+        }
+    }
+    for (file, chaos) in [(&doubled, None), (&file, Some("5")), (&doubled, Some("12"))] {
+        assert_eq!(
+            rows(&run(file, chaos)),
+            rows(&plain),
+            "{file} chaos {chaos:?}"
+        );
+    }
+    for f in [sql, file, doubled] {
+        std::fs::remove_file(f).ok();
+    }
+}

@@ -26,7 +26,9 @@ Left out on purpose, as documented deliberate differences between Sluice and Fli
   dead-letters the record): divisors are non-zero literals, CAST inputs are valid;
 - STRING compared with a number, BOOLEAN or timestamp (refused by Sluice);
 - PROCTIME() values (the wall clock), lateness (a batch has no order to be late in);
-- Flink's reserved words as names (`value`, `count`, `views`, `raw`, `ref`, ...).
+- Flink's reserved words as names (`value`, `count`, `views`, `raw`, `ref`, ...);
+- APPROX_PERCENTILE (Flink has no streaming counterpart): crates/cli/tests/sql_sketches.rs
+  checks it against exact percentiles computed from the events it sends.
 """
 
 import json

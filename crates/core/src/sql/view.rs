@@ -72,7 +72,7 @@ pub struct ViewDef {
 }
 
 /// The aggregate functions a stored view may compute.
-pub const AGGREGATES: [&str; 11] = [
+pub const AGGREGATES: [&str; 12] = [
     "COUNT",
     "SUM",
     "MIN",
@@ -84,6 +84,7 @@ pub const AGGREGATES: [&str; 11] = [
     "VAR_SAMP",
     "APPROX_PERCENTILE",
     "PERCENTILE_APPROX",
+    "APPROX_COUNT_DISTINCT",
 ];
 
 /// Whether an aggregate takes a percentile after its column.

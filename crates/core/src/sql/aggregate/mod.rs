@@ -55,6 +55,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::types::SqlType;
 use super::value::{Decimal, MAX_PRECISION, Value};
+use distinct::DistinctSketch;
 use quantile::QuantileSketch;
 
 /// Why an aggregate call cannot be planned, or a value or stored state does not belong
@@ -96,6 +97,7 @@ pub enum AggregateFunction {
     VarSamp,
     /// `APPROX_PERCENTILE(x, p)` (also spelled `PERCENTILE_APPROX`).
     ApproxPercentile,
+    ApproxCountDistinct,
 }
 
 impl AggregateFunction {
@@ -111,6 +113,7 @@ impl AggregateFunction {
             AggregateFunction::VarPop => "VAR_POP",
             AggregateFunction::VarSamp => "VAR_SAMP",
             AggregateFunction::ApproxPercentile => "APPROX_PERCENTILE",
+            AggregateFunction::ApproxCountDistinct => "APPROX_COUNT_DISTINCT",
         }
     }
 }
@@ -169,6 +172,8 @@ enum Op {
     Moments(Moment, Num),
     /// A quantile of the values, from a relative-error sketch.
     Percentile(Num, Fraction),
+    /// An estimate of the distinct values, from an HLL sketch.
+    Distinct,
     /// A quantile read from the sketch of the view's aggregate at this index (another
     /// percentile of the same column and filter): it keeps no sketch of its own.
     SharedPercentile(usize, Fraction),
@@ -219,6 +224,7 @@ impl AggregateKind {
             ("STDDEV_SAMP", _) => F::StddevSamp,
             ("VAR_POP", _) => F::VarPop,
             ("VAR_SAMP", _) => F::VarSamp,
+            ("APPROX_COUNT_DISTINCT", _) => F::ApproxCountDistinct,
             ("APPROX_PERCENTILE" | "PERCENTILE_APPROX", _) => {
                 return Err(AggregateError::Unsupported(format!(
                     "{upper} takes a column and a percentile: {upper}(x, 0.99)"
@@ -227,7 +233,8 @@ impl AggregateKind {
             _ => {
                 return Err(AggregateError::Unsupported(format!(
                     "aggregate function {function} is not supported: use COUNT, SUM, MIN, \
-                     MAX, AVG, STDDEV_POP, STDDEV_SAMP, VAR_POP, VAR_SAMP or APPROX_PERCENTILE"
+                     MAX, AVG, STDDEV_POP, STDDEV_SAMP, VAR_POP, VAR_SAMP, APPROX_COUNT_DISTINCT \
+                     or APPROX_PERCENTILE"
                 )));
             }
         };
@@ -299,7 +306,7 @@ impl AggregateKind {
 
     /// Whether the result may be NULL (`COUNT` is BIGINT NOT NULL).
     pub fn result_nullable(&self) -> bool {
-        !matches!(self.op, Op::CountRows | Op::CountValues)
+        !matches!(self.op, Op::CountRows | Op::CountValues | Op::Distinct)
     }
 
     /// The state of a (group, window) that has seen nothing.
@@ -326,6 +333,7 @@ impl AggregateKind {
             },
             Op::Percentile(..) => State::Sketch(Box::default()),
             Op::SharedPercentile(..) => State::Shared,
+            Op::Distinct => State::Distinct(Box::default()),
         })
     }
 
@@ -371,6 +379,7 @@ impl AggregateKind {
             }
             // The sketch it reads gets the value.
             (Op::SharedPercentile(..), State::Shared) => {}
+            (Op::Distinct, State::Distinct(sketch)) => sketch.add(value),
             (_, state) => return Err(self.mismatch(state)),
         }
         Ok(())
@@ -419,6 +428,7 @@ impl AggregateKind {
             }
             (State::Sketch(a), State::Sketch(b)) => a.merge(b),
             (State::Shared, State::Shared) => {}
+            (State::Distinct(a), State::Distinct(b)) => a.merge(b),
             (_, other) => return Err(self.mismatch(other)),
         }
         Ok(())
@@ -481,6 +491,7 @@ impl AggregateKind {
             (Op::Percentile(_, p), State::Sketch(sketch)) => {
                 sketch.quantile(p.get()).map_or(Value::Null, Value::Double)
             }
+            (Op::Distinct, State::Distinct(sketch)) => Value::BigInt(sketch.estimate()),
             _ => Value::Null,
         }
     }
@@ -526,6 +537,7 @@ impl AggregateKind {
             }
             Op::Percentile(..) => SKETCH_STATE_BYTES,
             Op::SharedPercentile(..) => SHARED_STATE_BYTES,
+            Op::Distinct => DISTINCT_STATE_BYTES,
         }
     }
 
@@ -549,6 +561,7 @@ impl AggregateKind {
                 | (Op::Min | Op::Max, State::Extreme(_))
                 | (Op::Percentile(..), State::Sketch(_))
                 | (Op::SharedPercentile(..), State::Shared)
+                | (Op::Distinct, State::Distinct(_))
         )
     }
 
@@ -695,6 +708,14 @@ fn plan(function: AggregateFunction, arg: Option<&SqlType>) -> Result<(Op, SqlTy
             let op = if function == F::Min { Op::Min } else { Op::Max };
             (op, arg.clone())
         }
+        F::ApproxCountDistinct => {
+            if matches!(arg, SqlType::Row(_)) {
+                return Err(AggregateError::Unsupported(format!(
+                    "{name} of a ROW is not supported: count one of its fields"
+                )));
+            }
+            (Op::Distinct, SqlType::BigInt)
+        }
         // Planned by `AggregateKind::percentile`, which has the percentile.
         F::ApproxPercentile => {
             return Err(AggregateError::Unsupported(
@@ -765,6 +786,8 @@ enum State {
     Sketch(Box<QuantileSketch>),
     /// A percentile that reads another aggregate's sketch: nothing of its own.
     Shared,
+    /// APPROX_COUNT_DISTINCT: the HLL sketch of the values.
+    Distinct(Box<DistinctSketch>),
 }
 
 impl State {
@@ -778,10 +801,12 @@ impl State {
             State::Extreme(_) => "extreme",
             State::Sketch(_) => "sketch",
             State::Shared => "shared",
+            State::Distinct(_) => "distinct sketch",
         }
     }
 }
 
+pub mod distinct;
 pub mod heavy_hitters;
 mod numeric;
 pub mod quantile;

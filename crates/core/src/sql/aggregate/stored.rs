@@ -9,6 +9,7 @@ pub(super) const FLOAT_STATE_BYTES: usize = r#"{"f":[,,]}"#.len() + U64_BYTES + 
 pub(super) const DECIMAL_STATE_BYTES: usize = r#"{"d":[,""]}"#.len() + U64_BYTES + WIDE_SUM_BYTES;
 pub(super) const SKETCH_STATE_BYTES: usize =
     r#"{"q":}"#.len() + crate::sql::quantile::MAX_JSON_BYTES;
+pub(super) const DISTINCT_STATE_BYTES: usize = r#"{"h":}"#.len() + super::distinct::MAX_TEXT_BYTES;
 pub(super) const SHARED_STATE_BYTES: usize = r#""r""#.len();
 pub(super) const EXTREME_OVERHEAD_BYTES: usize = r#"{"x":{"s":}}"#.len();
 /// The longest non-string extreme: a DECIMAL(38, 38) text `"-0.<38 digits>"`.
@@ -42,6 +43,9 @@ pub(super) enum Stored {
     /// A percentile reading another's sketch: `"r"`.
     #[serde(rename = "r")]
     Shared,
+    /// An HLL sketch in DataSketches' serialization, base64.
+    #[serde(rename = "h")]
+    Distinct(String),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -90,6 +94,7 @@ impl From<AggregateState> for Stored {
             }),
             State::Sketch(sketch) => Stored::Sketch(sketch),
             State::Shared => Stored::Shared,
+            State::Distinct(sketch) => Stored::Distinct(sketch.to_text()),
         }
     }
 }
@@ -133,6 +138,7 @@ impl TryFrom<Stored> for AggregateState {
             }),
             Stored::Sketch(sketch) => State::Sketch(sketch),
             Stored::Shared => State::Shared,
+            Stored::Distinct(text) => State::Distinct(Box::new(DistinctSketch::from_text(&text)?)),
         }))
     }
 }

@@ -1197,3 +1197,35 @@ fn approx_percentile_states_are_checked_when_read() {
     }
     assert!(kind.max_state_bytes(0) > 80_000 && kind.max_state_bytes(0) < 90_000);
 }
+
+// --- APPROX_COUNT_DISTINCT ---------------------------------------------------------------
+
+#[test]
+fn approx_count_distinct_is_a_bigint_not_null_that_skips_nulls() {
+    let users = kind("APPROX_COUNT_DISTINCT", &SqlType::String);
+    assert_eq!(users.result_type(), &SqlType::BigInt);
+    assert!(!users.result_nullable());
+    assert_eq!(users.result(&users.empty()), Value::BigInt(0));
+    let s = |x: &str| Value::String(Arc::from(x));
+    let state = fold(&users, &[s("a"), Value::Null, s("b"), s("a"), s("")]);
+    assert_eq!(users.result(&state), Value::BigInt(3));
+    let state = round_trip(&users, &state);
+    assert_eq!(users.result(&state), Value::BigInt(3));
+    // Doubles count -0.0 as 0.0, as DataSketches canonicalizes them.
+    let values = kind("APPROX_COUNT_DISTINCT", &SqlType::Double);
+    let state = fold(
+        &values,
+        &[Value::Double(0.0), Value::Double(-0.0), Value::Double(1.5)],
+    );
+    assert_eq!(values.result(&state), Value::BigInt(2));
+    let row = SqlType::Row(vec![]);
+    let e = AggregateKind::new("APPROX_COUNT_DISTINCT", Some(&row)).expect_err("a ROW");
+    assert!(e.to_string().contains("of a ROW is not supported"), "{e}");
+    assert!(
+        users
+            .state_from_json(r#"{"h":"bm90IGEgc2tldGNo"}"#)
+            .is_err(),
+        "not a sketch"
+    );
+    assert!(users.max_state_bytes(0) > 5_000 && users.max_state_bytes(0) < 6_000);
+}
