@@ -63,14 +63,16 @@ impl DistinctSketch {
     }
 
     /// The estimated number of distinct values, rounded: a function of the values
-    /// alone, not of how they were batched and merged (see [`canonical_estimate`]).
+    /// alone, not of how they were batched and merged (see [`canonical_bytes`]).
     pub fn estimate(&self) -> i64 {
         canonical_estimate(&self.0).round() as i64
     }
 
-    /// DataSketches' serialization, base64.
+    /// DataSketches' serialization of the canonical sketch (see [`canonical_bytes`]),
+    /// base64: any DataSketches library reading it estimates what [`Self::estimate`]
+    /// says.
     pub fn to_text(&self) -> String {
-        base64::engine::general_purpose::STANDARD.encode(self.0.serialize())
+        base64::engine::general_purpose::STANDARD.encode(canonical_bytes(&self.0))
     }
 
     /// Reads [`DistinctSketch::to_text`] back: an HLL sketch of [`LG_K`] and HLL-8.
@@ -103,21 +105,22 @@ const FLAGS_BYTE: usize = 5;
 const MODE_BYTE: usize = 7;
 const HLL_MODE: u8 = 2;
 const OUT_OF_ORDER_FLAG: u8 = 16;
+const HIP_AT: usize = 8;
 const KXQ0_AT: usize = 16;
 const KXQ1_AT: usize = 24;
 const REGISTERS_AT: usize = 40;
 
-/// The estimate of `sketch` as a function of its content alone. In list and set modes
-/// (small counts) it is the sketch's, from its coupons. In HLL mode the sketch's own
-/// estimate depends on its history: one that only saw values in order keeps the HIP
-/// estimator, one that went through a union the composite estimator, with sums kept in
-/// the order registers changed. Here every HLL-mode sketch is read as a union result:
-/// out of order, kxq0 and kxq1 summed over the registers in index order (as a union
-/// computes them), so batching and redelivery cannot move the result.
-fn canonical_estimate(sketch: &HllSketch) -> f64 {
+/// The serialization of `sketch` as a function of its content alone. In list and set
+/// modes (small counts) the coupons already are. In HLL mode the sketch's estimator
+/// depends on its history: one that only saw values in order keeps the HIP estimator,
+/// one that went through a union the composite estimator, with sums kept in the order
+/// registers changed. Here every HLL-mode sketch is written as a union result: out of
+/// order, kxq0 and kxq1 summed over the registers in index order (as a union computes
+/// them), so batching and redelivery cannot move the estimate.
+fn canonical_bytes(sketch: &HllSketch) -> Vec<u8> {
     let mut bytes = sketch.serialize();
     if bytes.len() < REGISTERS_AT || bytes[MODE_BYTE] & 3 != HLL_MODE {
-        return sketch.estimate();
+        return bytes;
     }
     let (mut kxq0, mut kxq1) = (0.0f64, 0.0f64);
     for &register in &bytes[REGISTERS_AT..] {
@@ -127,9 +130,17 @@ fn canonical_estimate(sketch: &HllSketch) -> f64 {
         }
     }
     bytes[FLAGS_BYTE] |= OUT_OF_ORDER_FLAG;
+    // Unused out of order; a union result keeps none.
+    bytes[HIP_AT..HIP_AT + 8].copy_from_slice(&0f64.to_le_bytes());
     bytes[KXQ0_AT..KXQ0_AT + 8].copy_from_slice(&kxq0.to_le_bytes());
     bytes[KXQ1_AT..KXQ1_AT + 8].copy_from_slice(&kxq1.to_le_bytes());
-    HllSketch::deserialize(&bytes).map_or_else(|_| sketch.estimate(), |s| s.estimate())
+    bytes
+}
+
+/// The estimate of the canonical sketch ([`canonical_bytes`]).
+fn canonical_estimate(sketch: &HllSketch) -> f64 {
+    HllSketch::deserialize(&canonical_bytes(sketch))
+        .map_or_else(|_| sketch.estimate(), |s| s.estimate())
 }
 
 /// The JSON bytes of the stored text at most: base64 of the largest serialization.
@@ -174,7 +185,8 @@ mod tests {
             "{} > {MAX_TEXT_BYTES}",
             text.len()
         );
-        assert_eq!(DistinctSketch::from_text(&text).expect("reads"), s);
+        let back = DistinctSketch::from_text(&text).expect("reads");
+        assert_eq!((back.estimate(), back.to_text()), (s.estimate(), text));
         assert!(DistinctSketch::from_text("not base64!").is_err());
         assert!(DistinctSketch::from_text("AAAA").is_err());
         let other = HllSketch::new(10, HllType::Hll4);
