@@ -92,6 +92,37 @@ fn write(name: &str, text: &str) -> String {
     path.to_str().expect("utf-8").to_owned()
 }
 
+/// `sluice demo --sql SQL --file FILE --json --verify [--chaos SEED]`, checked to
+/// succeed and verify: its stdout.
+fn verified_demo(sql: &str, file: &str, chaos: Option<&str>) -> String {
+    let mut args = vec!["demo", "--sql", sql, "--file", file, "--json", "--verify"];
+    if let Some(seed) = chaos {
+        args.extend(["--chaos", seed]);
+    }
+    let (ok, stdout, stderr) = run_sluice(&args);
+    assert!(ok, "chaos {chaos:?}: {stderr}");
+    let s = summary(&stdout);
+    assert_eq!(s["verified"], true, "{s}");
+    stdout
+}
+
+/// Duplicates (every event sent twice: a retry storm) and chaos (redelivery,
+/// throttling, producer duplicates) leave every row of `plain` as it was, bit for bit.
+/// Removes the three files (pipeline, events, events twice) afterwards.
+fn duplicates_move_nothing(plain: &str, [sql, file, doubled]: [String; 3], seeds: [&str; 2]) {
+    for (events, chaos) in [
+        (&doubled, None),
+        (&file, Some(seeds[0])),
+        (&doubled, Some(seeds[1])),
+    ] {
+        let stored = verified_demo(&sql, events, chaos);
+        assert_eq!(rows(&stored), rows(plain), "{events} chaos {chaos:?}");
+    }
+    for f in [sql, file, doubled] {
+        std::fs::remove_file(f).ok();
+    }
+}
+
 #[test]
 fn percentiles_are_within_one_percent_of_exact_and_duplicates_move_nothing() {
     let sql = write("latency.sql", PIPELINE);
@@ -99,18 +130,7 @@ fn percentiles_are_within_one_percent_of_exact_and_duplicates_move_nothing() {
     let file = write("events.ndjson", &lines);
     // Every event sent twice, the copies after the originals.
     let doubled = write("doubled.ndjson", &format!("{lines}{lines}"));
-    let run = |file: &str, chaos: Option<&str>| {
-        let mut args = vec!["demo", "--sql", &sql, "--file", file, "--json", "--verify"];
-        if let Some(seed) = chaos {
-            args.extend(["--chaos", seed]);
-        }
-        let (ok, stdout, stderr) = run_sluice(&args);
-        assert!(ok, "chaos {chaos:?}: {stderr}");
-        let s = summary(&stdout);
-        assert_eq!(s["verified"], true, "{s}");
-        stdout
-    };
-    let plain = run(&file, None);
+    let plain = verified_demo(&sql, &file, None);
     let rows_sent = lines_of_kind(&plain, "row");
     assert_eq!(rows_sent.len(), sent.len(), "one row per (minute, route)");
     let mut worst: f64 = 0.0;
@@ -138,18 +158,7 @@ fn percentiles_are_within_one_percent_of_exact_and_duplicates_move_nothing() {
         }
     }
     eprintln!("largest relative error: {worst:.5}");
-    // Duplicates (a retry storm, and chaos: redelivery, throttling, producer
-    // duplicates) leave every row as it was, bit for bit.
-    for (file, chaos) in [(&doubled, None), (&file, Some("4")), (&doubled, Some("9"))] {
-        assert_eq!(
-            rows(&run(file, chaos)),
-            rows(&plain),
-            "{file} chaos {chaos:?}"
-        );
-    }
-    for f in [sql, file, doubled] {
-        std::fs::remove_file(f).ok();
-    }
+    duplicates_move_nothing(&plain, [sql, file, doubled], ["4", "9"]);
 }
 
 #[test]
@@ -288,17 +297,7 @@ fn distinct_counts_are_exact_while_small_within_the_error_beyond_and_duplicates_
     let sql = write("audience.sql", DISTINCT_PIPELINE);
     let file = write("visits.ndjson", &lines);
     let doubled = write("visits-doubled.ndjson", &format!("{lines}{lines}"));
-    let run = |file: &str, chaos: Option<&str>| {
-        let mut args = vec!["demo", "--sql", &sql, "--file", file, "--json", "--verify"];
-        if let Some(seed) = chaos {
-            args.extend(["--chaos", seed]);
-        }
-        let (ok, stdout, stderr) = run_sluice(&args);
-        assert!(ok, "chaos {chaos:?}: {stderr}");
-        assert_eq!(summary(&stdout)["verified"], true);
-        stdout
-    };
-    let plain = run(&file, None);
+    let plain = verified_demo(&sql, &file, None);
     let stored = lines_of_kind(&plain, "row");
     assert_eq!(stored.len(), truth.len());
     for line in &stored {
@@ -324,14 +323,5 @@ fn distinct_counts_are_exact_while_small_within_the_error_beyond_and_duplicates_
             eprintln!("{page} minute {minute}: {got} against {exact} ({error:.4})");
         }
     }
-    for (file, chaos) in [(&doubled, None), (&file, Some("5")), (&doubled, Some("12"))] {
-        assert_eq!(
-            rows(&run(file, chaos)),
-            rows(&plain),
-            "{file} chaos {chaos:?}"
-        );
-    }
-    for f in [sql, file, doubled] {
-        std::fs::remove_file(f).ok();
-    }
+    duplicates_move_nothing(&plain, [sql, file, doubled], ["5", "12"]);
 }
