@@ -19,8 +19,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The most counters a summary may keep (`APPROX_TOP_K`'s k is at most 100).
+pub const MAX_CAPACITY: usize = 10_000;
+
 /// The summary of a multiset of texts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "StoredHeavyHitters")]
 pub struct HeavyHitters {
     /// `m`: the most counters kept.
     #[serde(rename = "m")]
@@ -32,11 +36,55 @@ pub struct HeavyHitters {
     counters: BTreeMap<String, u64>,
 }
 
+/// A summary as read back, checked before use: a capacity within [`MAX_CAPACITY`], no
+/// more counters than it, none zero, and counters that add up to no more than the
+/// values summarized (each counter is at most its value's count).
+#[derive(Deserialize)]
+struct StoredHeavyHitters {
+    #[serde(rename = "m")]
+    capacity: usize,
+    #[serde(rename = "n")]
+    seen: u64,
+    #[serde(rename = "c")]
+    counters: BTreeMap<String, u64>,
+}
+
+impl TryFrom<StoredHeavyHitters> for HeavyHitters {
+    type Error = String;
+    fn try_from(s: StoredHeavyHitters) -> Result<Self, String> {
+        let total = s
+            .counters
+            .values()
+            .try_fold(0u64, |sum, c| sum.checked_add(*c));
+        if s.capacity == 0 || s.capacity > MAX_CAPACITY {
+            return Err(format!("{} counters: from 1 to {MAX_CAPACITY}", s.capacity));
+        }
+        if s.counters.len() > s.capacity || s.counters.values().any(|c| *c == 0) {
+            return Err(format!(
+                "{} counters for a capacity of {}, or a zero counter",
+                s.counters.len(),
+                s.capacity
+            ));
+        }
+        if total.is_none_or(|t| t > s.seen) {
+            return Err(format!(
+                "counters adding up to more than the {} values",
+                s.seen
+            ));
+        }
+        Ok(HeavyHitters {
+            capacity: s.capacity,
+            seen: s.seen,
+            counters: s.counters,
+        })
+    }
+}
+
 impl HeavyHitters {
     /// An empty summary of at most `capacity` counters (at least one).
     pub fn new(capacity: usize) -> Self {
         HeavyHitters {
-            capacity: capacity.max(1),
+            capacity: capacity.clamp(1, MAX_CAPACITY),
             seen: 0,
             counters: BTreeMap::new(),
         }
@@ -181,6 +229,24 @@ mod tests {
             let text = serde_json::to_string(&s).expect("writes");
             let back: HeavyHitters = serde_json::from_str(&text).expect("reads");
             prop_assert_eq!(back, s);
+        }
+    }
+
+    /// A stored form out of what a summary can hold is refused when read, not used.
+    #[test]
+    fn impossible_stored_summaries_are_refused() {
+        let ok: HeavyHitters =
+            serde_json::from_str(r#"{"m":2,"n":5,"c":{"a":3,"b":1}}"#).expect("reads");
+        assert_eq!(ok.top(1), [("a", 3)]);
+        for bad in [
+            r#"{"m":0,"n":0,"c":{}}"#,
+            r#"{"m":10001,"n":0,"c":{}}"#,
+            r#"{"m":1,"n":5,"c":{"a":1,"b":1}}"#,
+            r#"{"m":2,"n":5,"c":{"a":0}}"#,
+            r#"{"m":2,"n":3,"c":{"a":3,"b":1}}"#,
+            r#"{"m":2,"n":5,"c":{"a":18446744073709551615,"b":1}}"#,
+        ] {
+            assert!(serde_json::from_str::<HeavyHitters>(bad).is_err(), "{bad}");
         }
     }
 
