@@ -25,7 +25,7 @@ use crate::config::DetectConfig;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::detect::history::{KnownHistory, Observed};
-use crate::detect::rules::{Alert, NoViews, Rule, RuleKind, ViewColumns};
+use crate::detect::rules::{Alert, NoViews, Rule, ViewColumns};
 use crate::error::Error;
 use crate::input::dead_letter::DeadLetter;
 use crate::input::envelope::{Reason, Rejection};
@@ -35,7 +35,7 @@ use crate::ports::{AlertStatus, AlertStore, Clock, RecordSink, RulesSource, Wind
 use crate::stage::outcome::BatchOutcome;
 use crate::stage::sql::SqlPipeline;
 use crate::stage::{Stage, deadline_passed, fail_whole_batch, failure_at};
-use crate::state::item::{ClosingRange, GroupKey, RawUpdateLine, UpdateLine, WindowUpdate};
+use crate::state::item::{ClosingRange, GroupKey, UpdateLine, WindowUpdate};
 
 pub struct Detect<R, A, H, O, D, C> {
     pub rules: CachedRules<R, C>,
@@ -166,13 +166,6 @@ where
     ) -> Vec<Closing> {
         let mut closing: Vec<Closing> = Vec::new();
         let mut position: HashMap<GroupKey, usize> = HashMap::new();
-        // The views whose rows `threshold` rules read on every update: only their
-        // updates' states are decoded (a sketch's can take tens of kilobytes).
-        let watched: Vec<&str> = rules
-            .iter()
-            .filter(|r| r.enabled && r.kind == RuleKind::Threshold)
-            .filter_map(|r| r.view.as_deref())
-            .collect();
         'records: for (index, record) in records.iter().enumerate() {
             let margin = self.config.common.deadline_margin_ms;
             if let Some(err) = deadline_passed(&self.clock, deadline_ms, margin) {
@@ -188,7 +181,7 @@ where
                 let UpdateLine {
                     update,
                     closing: range,
-                } = match self.read_line(line, &watched) {
+                } = match serde_json::from_slice(line) {
                     Ok(u) => u,
                     Err(e) => {
                         let reason = if e.is_data() {
@@ -389,26 +382,6 @@ where
 }
 
 impl<R, A, H, O, D, C> Detect<R, A, H, O, D, C> {
-    /// An update line, its view states decoded only when a rule reads its view's rows
-    /// on every update (a `threshold` rule of a view in `watched`); closed windows are
-    /// judged on states read from the store. States that are not decoded are still
-    /// checked to be JSON.
-    fn read_line(&self, line: &[u8], watched: &[&str]) -> serde_json::Result<UpdateLine> {
-        let raw: RawUpdateLine<&serde_json::value::RawValue> = serde_json::from_slice(line)?;
-        let read = |raw: &RawUpdateLine<_>| {
-            let view = self
-                .sql
-                .as_ref()
-                .and_then(|sql| sql.view_of(&raw.metric, raw.window()));
-            view.is_some_and(|v| watched.contains(&v.name.as_str()))
-        };
-        let columns = match raw.columns {
-            Some(states) if read(&raw) => serde_json::from_str(states.get())?,
-            _ => Vec::new(),
-        };
-        Ok(raw.with_columns(columns))
-    }
-
     fn known(&self) -> MutexGuard<'_, KnownHistory> {
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -943,39 +916,5 @@ mod tests {
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         assert_eq!(alerts[0].history, Some(20));
         assert_eq!(alerts[0].window_start, "2026-01-01T00:30:00Z");
-    }
-
-    /// A view's states are decoded only for the updates a `threshold` rule reads:
-    /// states no rule reads are skipped (checked only to be JSON), so a line whose
-    /// states are not this view's passes until a rule watches the view.
-    #[test]
-    fn view_states_are_decoded_only_for_views_threshold_rules_watch() {
-        let sql = Arc::new(
-            SqlPipeline::load(include_str!("../../../../examples/envelope.sql")).expect("loads"),
-        );
-        let group = (0..)
-            .map_while(|i| sql.view_at(i))
-            .find(|v| v.name == "per_minute")
-            .expect("a view")
-            .group
-            .clone();
-        let line = format!(
-            r#"{{"key":"[\"k\",\"t\"]","type":"{group}","window_seconds":60,"slide_seconds":60,"window_start":{T0},"count":1,"sum":0,"min":0,"max":0,"mean":0,"variance":0,"version":1,"columns":[{{"c":"not a count"}}]}}"#
-        );
-        let batch = [record("s0", 1, "k", line.as_bytes())];
-        let dead = |rules: &str| {
-            let (stage, _, _) = stage(rules, Vec::new());
-            let out = block_on(stage.with_sql(sql.clone()).process(&batch, None));
-            assert!(out.is_complete());
-            out.stats.dead_lettered_total()
-        };
-        let hourly = r#"{"id":"h","view":"per_hour","column":"n","op":">","threshold":1}"#;
-        let minutely = r#"{"id":"m","view":"per_minute","column":"n","op":">","threshold":1}"#;
-        assert_eq!(dead(hourly), 0, "no rule reads per_minute's rows");
-        assert_eq!(
-            dead(minutely),
-            1,
-            "the states are read, and are not this view's"
-        );
     }
 }

@@ -383,66 +383,45 @@ impl<'de> Deserialize<'de> for UpdateLine {
     /// Read field by field: a derived `flatten` buffers the whole line first, which
     /// was a fifth of the detect stage's time on SQL views' updates.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let line = RawUpdateLine::<Box<serde_json::value::RawValue>>::deserialize(d)?;
-        let columns = line.columns.as_deref().map(|c| c.get());
-        let columns = columns
-            .map(serde_json::from_str)
-            .transpose()
-            .map_err(serde::de::Error::custom)?;
-        Ok(line.with_columns(columns.unwrap_or_default()))
-    }
-}
-
-/// An [`UpdateLine`] read with its view states left as JSON text `C` (a borrowed
-/// `&RawValue` when reading a line in place): the detect stage decodes them only for an
-/// update a rule reads columns of. Closing ranges and every other field are read.
-#[derive(Deserialize)]
-pub struct RawUpdateLine<C> {
-    key: String,
-    #[serde(rename = "type")]
-    pub metric: String,
-    window_seconds: i64,
-    slide_seconds: i64,
-    window_start: i64,
-    count: u64,
-    sum: f64,
-    min: f64,
-    max: f64,
-    mean: f64,
-    variance: f64,
-    version: u64,
-    #[serde(default = "Option::default")]
-    pub columns: Option<C>,
-    #[serde(default)]
-    closing: Option<ClosingRange>,
-}
-
-impl<C> RawUpdateLine<C> {
-    /// The window the update is of.
-    pub fn window(&self) -> WindowSpec {
-        WindowSpec::hopping(self.window_seconds, self.slide_seconds)
-    }
-
-    /// The line, with `columns` for its view states (empty: none, or not decoded).
-    pub fn with_columns(self, columns: Vec<AggregateState>) -> UpdateLine {
-        UpdateLine {
-            update: WindowUpdate {
-                key: self.key,
-                metric: self.metric,
-                window_seconds: self.window_seconds,
-                slide_seconds: self.slide_seconds,
-                window_start: self.window_start,
-                count: self.count,
-                sum: self.sum,
-                min: self.min,
-                max: self.max,
-                mean: self.mean,
-                variance: self.variance,
-                version: self.version,
-                columns,
-            },
-            closing: self.closing,
+        #[derive(Deserialize)]
+        struct Line {
+            key: String,
+            #[serde(rename = "type")]
+            metric: String,
+            window_seconds: i64,
+            slide_seconds: i64,
+            window_start: i64,
+            count: u64,
+            sum: f64,
+            min: f64,
+            max: f64,
+            mean: f64,
+            variance: f64,
+            version: u64,
+            #[serde(default)]
+            columns: Vec<AggregateState>,
+            #[serde(default)]
+            closing: Option<ClosingRange>,
         }
+        let l = Line::deserialize(d)?;
+        Ok(UpdateLine {
+            update: WindowUpdate {
+                key: l.key,
+                metric: l.metric,
+                window_seconds: l.window_seconds,
+                slide_seconds: l.slide_seconds,
+                window_start: l.window_start,
+                count: l.count,
+                sum: l.sum,
+                min: l.min,
+                max: l.max,
+                mean: l.mean,
+                variance: l.variance,
+                version: l.version,
+                columns: l.columns,
+            },
+            closing: l.closing,
+        })
     }
 }
 
