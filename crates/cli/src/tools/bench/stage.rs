@@ -622,6 +622,15 @@ pub async fn measure(
             }
             _ => {
                 let rules = bench_rules(spec.sql.as_ref().map(|sql| &*sql.0))?;
+                if rules.is_empty() {
+                    // Say so: a detect figure without rules is not comparable with one
+                    // that judges every update.
+                    eprintln!(
+                        "sluice bench: no rule of the bench's view rules (per_minute/per_hour \
+                         columns n, high, mean) applies to this pipeline: detect runs without \
+                         rules"
+                    );
+                }
                 let alerts = Arc::new(CountingAlerts::default());
                 let stage = sluice_detect::handler(
                     MemoryRules::new(rules),
@@ -857,6 +866,29 @@ mod tests {
             batch_span_ms: 60_000,
             sql: None,
         }
+    }
+
+    /// Under `envelope.sql` the bench's four view rules all apply; under a pipeline
+    /// without its views none does, which the bench then says on stderr.
+    #[test]
+    fn the_bench_view_rules_apply_to_the_envelope_pipeline_and_not_to_others() {
+        let load = |name: &str| {
+            let path = format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"));
+            SqlPipeline::load(&std::fs::read_to_string(path).expect("example")).expect(name)
+        };
+        let ids = |sql: &SqlPipeline| -> Vec<String> {
+            bench_rules(Some(sql))
+                .expect("rules")
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        assert_eq!(
+            ids(&load("envelope.sql")),
+            ["peak", "hot-hour", "burst", "anomaly"]
+        );
+        assert!(ids(&load("iot.sql")).is_empty());
+        assert_eq!(bench_rules(None).expect("rules").len(), 4);
     }
 
     #[test]
