@@ -18,8 +18,9 @@
 //! stopped); otherwise (a redelivered or overlapping range, or a gap: ranges that
 //! another container judged, or an entry that was dropped) the read is full.
 //!
-//! Memory is bounded by windows held: two generations, each holding at most
-//! [`KnownHistory::capacity`] windows; when the current one fills it becomes the
+//! Memory is bounded by the bytes held (entries' keys and windows, counted by
+//! [`KnownHistory::entry_bytes`]): two generations, each holding at most
+//! [`KnownHistory::capacity`] bytes; when the current one fills it becomes the
 //! previous one and the older is dropped; an entry found in the previous generation
 //! moves to the current one. Different rules (a rules reload that changed them) empty it.
 
@@ -65,13 +66,20 @@ pub struct KnownHistory {
     rules: Option<Arc<Vec<Rule>>>,
     current: HashMap<Slot, Known>,
     previous: HashMap<Slot, Known>,
-    current_windows: usize,
+    current_bytes: usize,
     capacity: usize,
 }
 
-/// Windows one generation holds at most: with 4 rules, about 100 bytes each, so the
-/// cache stays under 7 MB however many groups a shard carries.
-pub const DEFAULT_CAPACITY: usize = 32_768;
+/// Bytes one generation holds at most (as [`KnownHistory::entry_bytes`] counts them):
+/// the two stay within 8 MiB (plus the allocator's overhead) however many groups a
+/// shard carries and however long their keys. With 4 rules a window takes 88 bytes,
+/// so a generation holds about 40,000 windows of short-keyed groups with 20-window
+/// lookbacks.
+pub const DEFAULT_CAPACITY: usize = 4 << 20;
+
+/// What an entry costs besides its key text and windows: its map slot, its `Known`
+/// and the key's and window list's headers.
+const ENTRY_OVERHEAD_BYTES: usize = 128;
 
 impl Default for KnownHistory {
     fn default() -> Self {
@@ -80,14 +88,14 @@ impl Default for KnownHistory {
 }
 
 impl KnownHistory {
-    /// A cache holding at most `capacity` windows per generation (0: remembers nothing,
+    /// A cache holding at most `capacity` bytes per generation (0: remembers nothing,
     /// every read is full).
     pub fn with_capacity(capacity: usize) -> Self {
         KnownHistory {
             rules: None,
             current: HashMap::new(),
             previous: HashMap::new(),
-            current_windows: 0,
+            current_bytes: 0,
             capacity,
         }
     }
@@ -105,7 +113,7 @@ impl KnownHistory {
         if !same {
             self.current.clear();
             self.previous.clear();
-            self.current_windows = 0;
+            self.current_bytes = 0;
         }
         self.rules = Some(rules.clone());
     }
@@ -172,15 +180,15 @@ impl KnownHistory {
         lookback: u32,
     ) {
         windows.truncate(lookback as usize);
-        let held = windows.len().max(1);
+        let held = Self::entry_bytes(group, &windows);
         if held > self.capacity {
             return;
         }
-        if self.current_windows + held > self.capacity {
+        if self.current_bytes + held > self.capacity {
             self.previous = std::mem::take(&mut self.current);
-            self.current_windows = 0;
+            self.current_bytes = 0;
         }
-        self.current_windows += held;
+        self.current_bytes += held;
         self.current.insert(
             (group.clone(), size_ms),
             Known {
@@ -188,6 +196,18 @@ impl KnownHistory {
                 windows,
             },
         );
+    }
+
+    /// The bytes an entry of `group` holding `windows` counts for: its key text, each
+    /// window and its values, and [`ENTRY_OVERHEAD_BYTES`].
+    pub fn entry_bytes(group: &GroupKey, windows: &[Observed]) -> usize {
+        let window = |w: &Observed| {
+            std::mem::size_of::<Observed>() + std::mem::size_of_val::<[Option<f64>]>(&w.values)
+        };
+        ENTRY_OVERHEAD_BYTES
+            + group.key.len()
+            + group.metric.len()
+            + windows.iter().map(window).sum::<usize>()
     }
 
     /// Entries held, in both generations.
@@ -287,7 +307,10 @@ mod tests {
 
     #[test]
     fn groups_and_sizes_are_apart_and_memory_stays_within_two_generations() {
-        let mut cache = KnownHistory::with_capacity(4);
+        // Room for two entries of two windows.
+        let two = vec![observed(0), observed(-1)];
+        let mut cache =
+            KnownHistory::with_capacity(2 * KnownHistory::entry_bytes(&group("a"), &two));
         for key in ["a", "b", "c"] {
             cache.remember(
                 &group(key),
@@ -327,6 +350,14 @@ mod tests {
                 .known
                 .is_none()
         );
+        // A long key counts: an entry whose key alone is over the capacity is not kept.
+        let mut small = KnownHistory::with_capacity(1_000);
+        let long = GroupKey {
+            key: "k".repeat(1_000),
+            metric: "t".into(),
+        };
+        small.remember(&long, MINUTE, MINUTE, vec![observed(0)], 2);
+        assert!(small.is_empty());
         // A cache of nothing remembers nothing.
         let mut none = KnownHistory::with_capacity(0);
         none.remember(&group("a"), MINUTE, MINUTE, vec![observed(0)], 2);

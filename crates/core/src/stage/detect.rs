@@ -77,10 +77,10 @@ impl<R: RulesSource, A, H, O, D, C: Clock + Clone> Detect<R, A, H, O, D, C> {
         }
     }
 
-    /// The stage remembering at most `windows` closed windows per generation between
+    /// The stage remembering at most `bytes` of closed windows per generation between
     /// batches (0: every history read is a full one).
-    pub fn with_history_cache(self, windows: usize) -> Self {
-        *self.known() = KnownHistory::with_capacity(windows);
+    pub fn with_history_cache(self, bytes: usize) -> Self {
+        *self.known() = KnownHistory::with_capacity(bytes);
         self
     }
 
