@@ -5,4 +5,5 @@
 pub mod dead_letter;
 pub mod envelope;
 pub mod record;
+pub mod replay;
 pub mod unpack;

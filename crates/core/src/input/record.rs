@@ -19,9 +19,16 @@ pub struct StreamRecord {
 }
 
 impl StreamRecord {
+    /// The shard id and sequence number that name this record's lines: its own, or for
+    /// a replayed record those of the original it carries ([`crate::input::replay`]).
+    pub fn identity(&self) -> (&str, &str) {
+        crate::input::replay::identity(&self.data, &self.shard_id, &self.sequence_number)
+    }
+
     /// Identifies a line of this record for ever: `shard:sequence:line`.
     pub fn origin_of_line(&self, line: usize) -> String {
-        format!("{}:{}:{}", self.shard_id, self.sequence_number, line)
+        let (shard, sequence) = self.identity();
+        format!("{shard}:{sequence}:{line}")
     }
 
     /// Identifies a line of a payload of this record: `shard:sequence:line` for the record
@@ -31,10 +38,10 @@ impl StreamRecord {
     pub fn origin_of(&self, sub: Option<usize>, line: usize) -> String {
         match sub {
             None => self.origin_of_line(line),
-            Some(sub) => format!(
-                "{}:{}:{}:{}",
-                self.shard_id, self.sequence_number, sub, line
-            ),
+            Some(sub) => {
+                let (shard, sequence) = self.identity();
+                format!("{shard}:{sequence}:{sub}:{line}")
+            }
         }
     }
 }

@@ -13,6 +13,8 @@
 //!   [`MAX_INFLATED_BYTES`] (6 MiB, Lambda's synchronous payload limit); a record that
 //!   inflates further is `record_too_large`, one that does not inflate is `corrupt_gzip`.
 //!   The cap bounds memory and time per record whatever the compression ratio.
+//! - A replayed record ([`crate::input::replay`]) is unpacked as the original it carries
+//!   was; frames do not nest (a frame inside a frame is a plain payload, `not_json`).
 //! - Unpacking is one level deep: user records of an aggregate and inflated payloads are
 //!   decoded as JSON lines, never unpacked again (a nested aggregate or a gzip inside an
 //!   aggregate is `not_utf8`, dead-lettered with its bytes).
@@ -24,6 +26,7 @@ use md5::{Digest as _, Md5};
 use prost::Message as _;
 
 use crate::input::envelope::{MAX_RECORD_BYTES, Reason, Rejection};
+use crate::input::replay::{self, ReplayPayload};
 
 /// The first bytes of every KPL aggregated record.
 pub const KPL_MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
@@ -81,18 +84,53 @@ pub enum Unpacked<'a> {
     /// The user records of a KPL aggregate, in order (their index is the sub-sequence
     /// number the KPL assigns).
     Aggregate(Vec<UserRecord>),
+    /// Lines of a replayed record: lines of the original's payload `sub`, the first of
+    /// them being line `first_line` there.
+    Lines {
+        sub: Option<usize>,
+        first_line: usize,
+        bytes: &'a [u8],
+    },
+}
+
+/// One payload of a record: the bytes that hold lines, and where they stood in the
+/// original record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Payload<'a> {
+    /// The user record's index in a KPL aggregate (`None`: the record's own payload).
+    pub sub: Option<usize>,
+    /// The index of the payload's first line (not 0 only for replayed lines).
+    pub first_line: usize,
+    pub bytes: &'a [u8],
 }
 
 impl Unpacked<'_> {
-    /// The payloads with their sub-sequence number (`None` for a plain record).
-    pub fn payloads(&self) -> Vec<(Option<usize>, &[u8])> {
+    /// The payloads, in order.
+    pub fn payloads(&self) -> Vec<Payload<'_>> {
         match self {
-            Unpacked::Plain(bytes) => vec![(None, bytes.as_ref())],
+            Unpacked::Plain(bytes) => vec![Payload {
+                sub: None,
+                first_line: 0,
+                bytes: bytes.as_ref(),
+            }],
             Unpacked::Aggregate(users) => users
                 .iter()
                 .enumerate()
-                .map(|(i, u)| (Some(i), u.data.as_slice()))
+                .map(|(i, u)| Payload {
+                    sub: Some(i),
+                    first_line: 0,
+                    bytes: u.data.as_slice(),
+                })
                 .collect(),
+            Unpacked::Lines {
+                sub,
+                first_line,
+                bytes,
+            } => vec![Payload {
+                sub: *sub,
+                first_line: *first_line,
+                bytes,
+            }],
         }
     }
 }
@@ -109,6 +147,21 @@ pub fn unpack(data: &[u8]) -> Result<Unpacked<'_>, Rejection> {
             ),
         ));
     }
+    if let Some((frame, payload)) = replay::decode(data)? {
+        return match frame.payload {
+            ReplayPayload::Record => unpack_original(payload),
+            ReplayPayload::Lines { sub, first_line } => Ok(Unpacked::Lines {
+                sub,
+                first_line,
+                bytes: payload,
+            }),
+        };
+    }
+    unpack_original(data)
+}
+
+/// A record as its producer wrote it: a KPL aggregate, gzip or plain lines.
+fn unpack_original(data: &[u8]) -> Result<Unpacked<'_>, Rejection> {
     if data.starts_with(&KPL_MAGIC) {
         return unpack_aggregate(data).map(Unpacked::Aggregate);
     }

@@ -24,7 +24,7 @@ use crate::input::envelope::{
     decode_borrowed, decode_line_slow, decode_lines,
 };
 use crate::input::record::{LinePacker, OutRecord, PACKED_RECORD_BYTES, StreamRecord, line_fits};
-use crate::input::unpack::unpack;
+use crate::input::unpack::{Payload, unpack};
 use crate::ports::{Clock, RecordSink};
 use crate::stage::outcome::{Accounting, BatchOutcome, Fate, StageStats};
 use crate::stage::sql::{SourceFate, SqlPipeline, source_line};
@@ -213,8 +213,13 @@ fn ingest_record(
         }
         Ok(unpacked) => Some(unpacked),
     };
-    for (sub, payload) in payloads.iter().flat_map(|u| u.payloads()) {
-        let mut lines = decode_lines(payload, bounds);
+    for Payload {
+        sub,
+        first_line,
+        bytes: payload,
+    } in payloads.iter().flat_map(|u| u.payloads())
+    {
+        let mut lines = decode_lines(payload, bounds).numbered_from(first_line);
         while let Some(raw) = lines.next_raw() {
             stats.events_in += 1;
             match raw {
@@ -366,17 +371,10 @@ fn write_origin(
     sub: Option<usize>,
     line: usize,
 ) -> std::fmt::Result {
+    let (shard, sequence) = record.identity();
     match sub {
-        None => write!(
-            buf,
-            "{}:{}:{}",
-            record.shard_id, record.sequence_number, line
-        ),
-        Some(sub) => write!(
-            buf,
-            "{}:{}:{}:{}",
-            record.shard_id, record.sequence_number, sub, line
-        ),
+        None => write!(buf, "{shard}:{sequence}:{line}"),
+        Some(sub) => write!(buf, "{shard}:{sequence}:{sub}:{line}"),
     }
 }
 
@@ -470,9 +468,10 @@ pub fn origins_of_raw(record: &StreamRecord) -> Vec<String> {
         Ok(unpacked) => unpacked
             .payloads()
             .into_iter()
-            .flat_map(|(sub, payload)| {
-                decode_lines(payload, TimeBounds::unbounded())
-                    .map(move |line| record.origin_of(sub, line.line))
+            .flat_map(|payload| {
+                decode_lines(payload.bytes, TimeBounds::unbounded())
+                    .numbered_from(payload.first_line)
+                    .map(move |line| record.origin_of(payload.sub, line.line))
                     .collect::<Vec<_>>()
             })
             .collect(),
@@ -1023,6 +1022,114 @@ mod tests {
         let expected: Vec<String> = records.iter().flat_map(origins_of_raw).collect();
         assert_eq!(received(&s), expected);
         assert_eq!(expected.len(), 2 + 4 + 2 + 1 + 1 + 1);
+    }
+
+    /// `sluice replay`: dead letters planned into replayed records and ingested again
+    /// give every line the origin (and so the derived id) its original had: a line
+    /// that is valid now passes on under its first identity, one still rejected is
+    /// dead-lettered under it again, and the raw-record origins agree with ingest's.
+    #[test]
+    fn replayed_dead_letters_keep_the_identity_of_their_first_arrival() {
+        use crate::input::dead_letter::DeadLetter;
+        use crate::input::replay::{Replay, plan};
+        let first = stage();
+        let id_less = |key: &str| {
+            format!(
+                r#"{{"key":"{key}","type":"t","ts":{},"value":2}}"#,
+                NOW - 1000
+            )
+        };
+        let plain = format!("{}\nnot json\n\n{}", event("e1", "a"), "{\"key\":\"b\"}");
+        let kpl =
+            crate::input::unpack::aggregate(&[("a", id_less("c").as_bytes()), ("b", b"junk")]);
+        let originals = vec![
+            record("shardId-000000000001", 11, "a", plain.as_bytes()),
+            record("shardId-000000000001", 12, "b", &kpl),
+            record("shardId-000000000002", 13, "c", &gzip(b"zzz")),
+        ];
+        block_on(first.process(&originals, None));
+        let letters: Vec<DeadLetter> = first
+            .dead_letters
+            .records
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|r| serde_json::from_slice(&r.data).expect("a dead letter"))
+            .collect();
+        let origins = |l: &[DeadLetter]| -> Vec<Option<String>> {
+            l.iter().map(|d| d.origin.clone()).collect()
+        };
+        assert_eq!(
+            origins(&letters),
+            [
+                Some(format!("shardId-000000000001:{:056}:1", 11)),
+                Some(format!("shardId-000000000001:{:056}:3", 11)),
+                Some(format!("shardId-000000000001:{:056}:1:0", 12)),
+                Some(format!("shardId-000000000002:{:056}:0", 13)),
+            ]
+        );
+        // Replayed into a batch elsewhere on the stream (another shard, later numbers),
+        // along with the whole first record.
+        let mut replays: Vec<StreamRecord> = letters
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match plan(l, "test") {
+                Replay::Send(data) => record("shardId-000000000009", 100 + i as u64, "r", &data),
+                other => panic!("{l:?} is sent from the dead letter itself, not {other:?}"),
+            })
+            .collect();
+        replays.push(record(
+            "shardId-000000000009",
+            200,
+            "r",
+            &crate::input::replay::frame_whole(
+                &originals[0].data,
+                &originals[0].shard_id,
+                &originals[0].sequence_number,
+            ),
+        ));
+        let again = stage();
+        block_on(again.process(&replays, None));
+        let expected: Vec<String> = replays.iter().flat_map(origins_of_raw).collect();
+        assert_eq!(received(&again), expected);
+        let first_origins: Vec<String> = originals.iter().flat_map(origins_of_raw).collect();
+        for origin in &expected {
+            assert!(first_origins.contains(origin), "{origin} is a first origin");
+        }
+        let relettered: Vec<DeadLetter> = again
+            .dead_letters
+            .records
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|r| serde_json::from_slice(&r.data).expect("a dead letter"))
+            .collect();
+        // The four still fail, under their first origins (and the replayed whole record
+        // fails its two bad lines again).
+        let mut got = origins(&relettered);
+        got.sort();
+        let mut want = origins(&letters);
+        want.extend(origins(&letters[..2]));
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(relettered[0].line, Some(1));
+        // The valid line of the whole record passes on with its first id and origin.
+        let valid = String::from_utf8(again.output.records.lock().expect("lock")[0].data.clone())
+            .expect("utf-8");
+        assert!(
+            valid.contains(&format!("\"origin\":\"shardId-000000000001:{:056}:0\"", 11)),
+            "{valid}"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_replay_frame_is_one_dead_letter_with_its_reason() {
+        let s = stage();
+        let mut data = crate::input::replay::frame_whole(b"x", "shardId-1", "5");
+        data[5] = b':';
+        let outcome = block_on(s.process(&[record("s", 1, "a", &data)], None));
+        assert_eq!(outcome.stats.dead_lettered[&Reason::CorruptReplay], 1);
+        assert_eq!(received(&s), vec![format!("s:{:056}:0", 1)]);
     }
 
     proptest::proptest! {

@@ -26,6 +26,7 @@ pub fn decode_lines(data: &[u8], bounds: TimeBounds) -> DecodeLines<'_> {
         data,
         bounds,
         keep_attrs: true,
+        first_line: 0,
         state,
     }
 }
@@ -50,6 +51,8 @@ pub struct DecodeLines<'a> {
     bounds: TimeBounds,
     /// `false`: lines decode with [`decode_line_without_attrs`].
     keep_attrs: bool,
+    /// The index of the payload's first line (a replayed record's lines keep theirs).
+    first_line: usize,
     state: LinesState,
 }
 
@@ -88,13 +91,25 @@ pub(crate) enum NextLine<'a> {
 }
 
 impl<'a> DecodeLines<'a> {
+    /// The same lines, numbered from `first_line` (see [`crate::input::unpack::Payload`]).
+    pub fn numbered_from(mut self, first_line: usize) -> Self {
+        self.first_line = first_line;
+        if let LinesState::Lines { line, .. } = &mut self.state {
+            *line = first_line;
+        }
+        self
+    }
+
     /// The next line before decoding, for a caller with a decoder of its own (ingest
     /// normalizes valid lines without building an owned event).
     pub(crate) fn next_raw(&mut self) -> Option<NextLine<'a>> {
         let data = self.data;
         match &mut self.state {
             LinesState::Whole(rejection) => {
-                rejection.take().map(|r| NextLine::Whole(whole(data, r)))
+                let first_line = self.first_line;
+                rejection
+                    .take()
+                    .map(|r| NextLine::Whole(whole_at(data, first_line, r)))
             }
             LinesState::Lines { pos, line, yielded } => {
                 // Same positions as `data.split(b'\n')`: a trailing newline ends with an
@@ -122,8 +137,9 @@ impl<'a> DecodeLines<'a> {
                     return None;
                 }
                 *yielded = true;
-                Some(NextLine::Whole(whole(
+                Some(NextLine::Whole(whole_at(
                     data,
+                    self.first_line,
                     Rejection::new(Reason::NotJson, None, "record is empty or blank"),
                 )))
             }
@@ -151,8 +167,12 @@ impl<'a> Iterator for DecodeLines<'a> {
 }
 
 pub(super) fn whole(data: &[u8], rejection: Rejection) -> DecodedLine<'_> {
+    whole_at(data, 0, rejection)
+}
+
+fn whole_at(data: &[u8], line: usize, rejection: Rejection) -> DecodedLine<'_> {
     DecodedLine {
-        line: 0,
+        line,
         bytes: data,
         result: Err(rejection),
     }

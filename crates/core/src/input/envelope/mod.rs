@@ -80,13 +80,16 @@ pub enum Reason {
     CorruptAggregate,
     /// A gzip-compressed record (`1F 8B`) that does not decompress.
     CorruptGzip,
+    /// A replayed record (`sluice replay`, magic `00 53 52 01`) whose frame header does
+    /// not check out.
+    CorruptReplay,
     /// The stage could not apply the event for a reason no retry can fix (a stored item
     /// it cannot read, access denied, a service limit); `detail` says which.
     Unprocessable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::NotUtf8,
         Reason::NotJson,
         Reason::MissingField,
@@ -102,6 +105,7 @@ impl Reason {
         Reason::RecordTooOld,
         Reason::CorruptAggregate,
         Reason::CorruptGzip,
+        Reason::CorruptReplay,
         Reason::Unprocessable,
     ];
 
@@ -122,6 +126,7 @@ impl Reason {
             Reason::RecordTooOld => "record_too_old",
             Reason::CorruptAggregate => "corrupt_aggregate",
             Reason::CorruptGzip => "corrupt_gzip",
+            Reason::CorruptReplay => "corrupt_replay",
             Reason::Unprocessable => "unprocessable",
         }
     }
@@ -162,7 +167,11 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(reason: Reason, field: Option<&'static str>, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        reason: Reason,
+        field: Option<&'static str>,
+        detail: impl Into<String>,
+    ) -> Self {
         Rejection {
             reason,
             field,
