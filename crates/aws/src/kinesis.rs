@@ -397,6 +397,63 @@ impl KinesisShardSource {
     }
 }
 
+impl KinesisShardSource {
+    fn stream_records(
+        &self,
+        shard_id: &str,
+        records: &[aws_sdk_kinesis::types::Record],
+    ) -> Vec<StreamRecord> {
+        records
+            .iter()
+            .map(|r| StreamRecord {
+                stream: self.stream.clone(),
+                shard_id: shard_id.to_owned(),
+                sequence_number: r.sequence_number().to_owned(),
+                partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                data: r.data().as_ref().to_vec(),
+                arrival_ms: r
+                    .approximate_arrival_timestamp()
+                    .and_then(|t| t.to_millis().ok())
+                    .unwrap_or(0),
+            })
+            .collect()
+    }
+
+    /// Up to `limit` records of a shard from sequence number `at` on (the record `at`
+    /// first, when the stream still holds it): `sluice replay` reads back the raw
+    /// records behind dead letters with this. One `GetShardIterator`
+    /// (`AT_SEQUENCE_NUMBER`) and one `GetRecords`; iterators are not cached.
+    pub async fn read_at(
+        &self,
+        shard_id: &str,
+        at: &str,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>> {
+        let iterator = self
+            .client
+            .get_shard_iterator()
+            .stream_name(&self.stream)
+            .shard_id(shard_id)
+            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+            .starting_sequence_number(at)
+            .send()
+            .await
+            .map_err(|e| classify::kinesis("GetShardIterator", &self.stream, e))?;
+        let Some(iterator) = iterator.shard_iterator() else {
+            return Ok(Vec::new());
+        };
+        let out = self
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(limit.clamp(1, MAX_GET_RECORDS) as i32)
+            .send()
+            .await
+            .map_err(|e| classify::kinesis("GetRecords", &self.stream, e))?;
+        Ok(self.stream_records(shard_id, out.records()))
+    }
+}
+
 impl ShardSource for KinesisShardSource {
     fn stream_name(&self) -> &str {
         &self.stream
@@ -463,21 +520,7 @@ impl ShardSource for KinesisShardSource {
                 Err(e) => return Err(classify::kinesis("GetRecords", &self.stream, e)),
             }
         };
-        let records: Vec<StreamRecord> = out
-            .records()
-            .iter()
-            .map(|r| StreamRecord {
-                stream: self.stream.clone(),
-                shard_id: shard_id.to_owned(),
-                sequence_number: r.sequence_number().to_owned(),
-                partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                data: r.data().as_ref().to_vec(),
-                arrival_ms: r
-                    .approximate_arrival_timestamp()
-                    .and_then(|t| t.to_millis().ok())
-                    .unwrap_or(0),
-            })
-            .collect();
+        let records = self.stream_records(shard_id, out.records());
         let next = out.next_shard_iterator().filter(|s| !s.is_empty());
         let last = records
             .last()

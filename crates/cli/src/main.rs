@@ -4,7 +4,7 @@
 //! error is printed. The crate has three parts:
 //!
 //! - `commands`: what users run (`demo`, `run`, `setup`, `produce`, `query`,
-//!   `alerts`, `dead-letters`, `rules`, `dashboard`), a file (or folder) each.
+//!   `alerts`, `dead-letters`, `replay`, `rules`, `dashboard`), a file (or folder) each.
 //! - `tools`: the measuring tools (`bench`, `cost`, `coldstart`).
 //! - the shared machinery, here at the crate root, which both use and which uses
 //!   neither: `pipeline` (the four stages wired through the local event source
@@ -32,7 +32,7 @@ mod verify;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use commands::{dashboard, demo, produce, query, rules, run, setup, sql};
+use commands::{dashboard, demo, produce, query, replay, rules, run, setup, sql};
 use tools::{bench, coldstart, cost};
 
 #[derive(Parser, Debug)]
@@ -68,6 +68,9 @@ enum Command {
     Alerts(query::AlertsArgs),
     /// Print what the dead-letter stream holds: rejected input with its reason.
     DeadLetters(query::DeadLettersArgs),
+    /// Send the input behind dead letters to the raw stream again, under its first
+    /// identity (after a pipeline is fixed, each event then counts once).
+    Replay(replay::ReplayArgs),
     /// Serve a live web dashboard of a deployment (aggregates, alerts, dead letters).
     Dashboard(dashboard::DashboardArgs),
     /// Pipelines written in Flink SQL: `sluice sql check FILE` checks one and prints its plan.
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
             Command::Rules(args) => rules::run(args).await,
             Command::Alerts(args) => query::run_alerts(args).await,
             Command::DeadLetters(args) => query::run_dead_letters(args).await,
+            Command::Replay(args) => replay::run(args).await,
             Command::Dashboard(args) => dashboard::run(args).await,
             Command::Sql(args) => sql::run(args).await,
         }

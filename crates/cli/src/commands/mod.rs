@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod produce;
 pub mod query;
+pub mod replay;
 pub mod rules;
 pub mod run;
 pub mod setup;

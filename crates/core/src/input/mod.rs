@@ -6,4 +6,5 @@ pub mod dead_letter;
 pub mod envelope;
 pub mod record;
 pub mod replay;
+pub mod replay_plan;
 pub mod unpack;

@@ -1031,7 +1031,7 @@ mod tests {
     #[test]
     fn replayed_dead_letters_keep_the_identity_of_their_first_arrival() {
         use crate::input::dead_letter::DeadLetter;
-        use crate::input::replay::{Replay, plan};
+        use crate::input::replay_plan::{Replay, plan};
         let first = stage();
         let id_less = |key: &str| {
             format!(
@@ -1048,14 +1048,17 @@ mod tests {
             record("shardId-000000000002", 13, "c", &gzip(b"zzz")),
         ];
         block_on(first.process(&originals, None));
-        let letters: Vec<DeadLetter> = first
-            .dead_letters
-            .records
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|r| serde_json::from_slice(&r.data).expect("a dead letter"))
-            .collect();
+        let dead_letters_of =
+            |s: &Booked<Ingest<VecSink, VecSink, FixedClock>>| -> Vec<DeadLetter> {
+                s.dead_letters
+                    .records
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .map(|r| serde_json::from_slice(&r.data).expect("a dead letter"))
+                    .collect()
+            };
+        let letters = dead_letters_of(&first);
         let origins = |l: &[DeadLetter]| -> Vec<Option<String>> {
             l.iter().map(|d| d.origin.clone()).collect()
         };
@@ -1082,7 +1085,7 @@ mod tests {
             "shardId-000000000009",
             200,
             "r",
-            &crate::input::replay::frame_whole(
+            &crate::input::replay_plan::frame_whole(
                 &originals[0].data,
                 &originals[0].shard_id,
                 &originals[0].sequence_number,
@@ -1096,14 +1099,7 @@ mod tests {
         for origin in &expected {
             assert!(first_origins.contains(origin), "{origin} is a first origin");
         }
-        let relettered: Vec<DeadLetter> = again
-            .dead_letters
-            .records
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|r| serde_json::from_slice(&r.data).expect("a dead letter"))
-            .collect();
+        let relettered = dead_letters_of(&again);
         // The four still fail, under their first origins (and the replayed whole record
         // fails its two bad lines again).
         let mut got = origins(&relettered);
@@ -1125,7 +1121,7 @@ mod tests {
     #[test]
     fn a_corrupt_replay_frame_is_one_dead_letter_with_its_reason() {
         let s = stage();
-        let mut data = crate::input::replay::frame_whole(b"x", "shardId-1", "5");
+        let mut data = crate::input::replay_plan::frame_whole(b"x", "shardId-1", "5");
         data[5] = b':';
         let outcome = block_on(s.process(&[record("s", 1, "a", &data)], None));
         assert_eq!(outcome.stats.dead_lettered[&Reason::CorruptReplay], 1);
