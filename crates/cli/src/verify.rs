@@ -29,6 +29,7 @@ use sluice_core::config::{AggregateConfig, Delivery};
 use sluice_core::detect::rules::{Alert, Op, Rule, RuleKind, Stat};
 use sluice_core::input::envelope::{DecodedEvent, Event, TimeBounds, decode_record};
 use sluice_core::input::record::StreamRecord;
+use sluice_core::input::replay::{self, ReplayPayload};
 use sluice_core::ports::Attrs;
 use sluice_core::stage::{enrich, ingest};
 use sluice_core::state::item::{AggregateView, WindowUpdate};
@@ -83,6 +84,11 @@ pub struct GroundTruth {
     watermark: Vec<i64>,
     /// Fingerprints of the identities counted (exactly-once mode only).
     seen: HashSet<u64>,
+    /// Origins that replay frames in the stream carry ([`GroundTruth::expect_replays`]),
+    /// and which of them were fed already: a replay of a line the truth has judged is
+    /// no new event (the stages book one fate per origin, and the truth judges the
+    /// line under today's rules already). Holds only replayed origins.
+    replayed: HashMap<String, bool>,
     /// (group, window spec, window start) → fold.
     aggregates: HashMap<(u32, u8, i64), Fold>,
     /// Input lines fed so far (they number the records [`GroundTruth::feed`] stands in
@@ -115,6 +121,7 @@ impl GroundTruth {
             groups: HashMap::new(),
             watermark: Vec::new(),
             seen: HashSet::new(),
+            replayed: HashMap::new(),
             aggregates: HashMap::new(),
             lines: 0,
             reference: HashMap::new(),
@@ -183,7 +190,35 @@ impl GroundTruth {
     /// it passed the producer's edge, and its origins are the ones ingest assigns.
     pub fn feed_record(&mut self, record: &StreamRecord) {
         self.lines += 1;
-        self.fold_record(&record.data, |line| record.origin_of_line(line));
+        match replay::decode(&record.data) {
+            Ok(Some((frame, payload))) => {
+                let (sub, first_line) = match frame.payload {
+                    ReplayPayload::Record => (None, 0),
+                    ReplayPayload::Lines { sub, first_line } => (sub, first_line),
+                };
+                self.fold_record(payload, |line| record.origin_of(sub, first_line + line));
+            }
+            _ => self.fold_record(&record.data, |line| record.origin_of_line(line)),
+        }
+    }
+
+    /// Names the origins that replayed records of `records` carry (`sluice replay`),
+    /// before any record is fed: each is judged once, at the first record that holds
+    /// it (the original, while the stream still holds it).
+    pub fn expect_replays(&mut self, records: &[StreamRecord]) {
+        for record in records {
+            let Ok(Some((frame, payload))) = replay::decode(&record.data) else {
+                continue;
+            };
+            let (sub, first_line) = match frame.payload {
+                ReplayPayload::Record => (None, 0),
+                ReplayPayload::Lines { sub, first_line } => (sub, first_line),
+            };
+            for decoded in decode_record(payload, TimeBounds::unbounded()) {
+                self.replayed
+                    .insert(record.origin_of(sub, first_line + decoded.line), false);
+            }
+        }
     }
 
     /// The event as it reaches aggregation, or `None` when a stage dead-letters it for
@@ -199,6 +234,13 @@ impl GroundTruth {
     fn fold_record(&mut self, data: &[u8], origin_of: impl Fn(usize) -> String) {
         let anchor = self.config.windows.anchor();
         for decoded in decode_record(data, self.bounds) {
+            if !self.replayed.is_empty() {
+                if let Some(fed) = self.replayed.get_mut(&origin_of(decoded.line)) {
+                    if std::mem::replace(fed, true) {
+                        continue;
+                    }
+                }
+            }
             self.events += 1;
             let Ok(e) = decoded.result else {
                 self.invalid += 1;
@@ -1263,6 +1305,62 @@ mod tests {
         // With a 56-digit sequence number, 180 more: it does not.
         t.feed_record(&record(&sluice_local::streams::sequence_number(7)));
         assert_eq!((t.events, t.counted, t.invalid), (2, 1, 1));
+    }
+
+    /// `sluice replay`: a replayed line the stream still holds the original of is no
+    /// new event, and the truth over a stream with replays is the truth without them;
+    /// a replay whose original is gone is judged as the original would be.
+    #[test]
+    fn replays_of_lines_the_truth_has_judged_add_nothing() {
+        use sluice_core::input::replay::{ReplayFrame, encode};
+        let raw = |seq: &str, data: Vec<u8>| StreamRecord {
+            stream: "raw".into(),
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: seq.into(),
+            partition_key: "k".into(),
+            data,
+            arrival_ms: 0,
+        };
+        let first = r#"{"key":"k","type":"t","ts":60000,"value":3}"#;
+        let second = r#"{"key":"k","type":"t","ts":61000,"value":4}"#;
+        let original = raw("7", format!("{first}\n{second}").into_bytes());
+        let replay_of = |line: usize, text: &str, seq: &str| {
+            let frame = ReplayFrame {
+                shard_id: "shardId-000000000000",
+                sequence_number: "7",
+                payload: ReplayPayload::Lines {
+                    sub: None,
+                    first_line: line,
+                },
+            };
+            raw(seq, encode(&frame, text.as_bytes()).expect("fits"))
+        };
+        let truth = |records: &[StreamRecord]| {
+            let mut t = GroundTruth::new(&AggregateConfig::default(), TimeBounds::unbounded());
+            t.expect_replays(records);
+            for r in records {
+                t.feed_record(r);
+            }
+            let mut views: Vec<String> = t
+                .aggregates
+                .iter()
+                .map(|(k, fold)| format!("{k:?} {fold:?}"))
+                .collect();
+            views.sort();
+            ((t.events, t.counted, t.duplicates, t.invalid), views)
+        };
+        let alone = truth(std::slice::from_ref(&original));
+        assert_eq!(alone.0, (2, 2, 0, 0));
+        let with_replays = truth(&[
+            original.clone(),
+            replay_of(1, second, "8"),
+            replay_of(1, second, "9"),
+            replay_of(0, first, "10"),
+        ]);
+        assert_eq!(with_replays, alone);
+        // The original gone (past retention): its replays stand for it, once.
+        let replays_only = truth(&[replay_of(1, second, "8"), replay_of(1, second, "9")]);
+        assert_eq!(replays_only.0, (1, 1, 0, 0));
     }
 
     fn ledger(events_in: u64, counted: u64, dead_letter: u64, duplicates: u64) -> LedgerSummary {

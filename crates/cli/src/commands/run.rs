@@ -555,6 +555,7 @@ async fn verify_stored_state(
     let mut truth =
         verify::GroundTruth::new(&stages.aggregate_config, verify::ingest_bounds(template)?)
             .with_reference(reference);
+    truth.expect_replays(&records);
     for record in &records {
         truth.feed_record(record);
     }
