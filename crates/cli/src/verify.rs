@@ -361,6 +361,7 @@ impl GroundTruth {
                     },
                     version: 0,
                     columns: Vec::new(),
+                    row: Vec::new(),
                 })
             })
             .collect()
@@ -1036,6 +1037,7 @@ mod tests {
             variance: 0.0,
             version: 1,
             columns: Vec::new(),
+            row: Vec::new(),
         })
         .expect("the rule holds on this update")
     }

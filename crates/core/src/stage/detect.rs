@@ -164,8 +164,9 @@ where
         raised: &mut Raised,
         outcome: &mut BatchOutcome,
     ) -> Vec<Closing> {
-        let mut closing: Vec<Closing> = Vec::new();
-        let mut position: HashMap<GroupKey, usize> = HashMap::new();
+        // Per group: its order of first appearance, its range and first record; the
+        // group is moved in, never cloned (a SQL group's key is its JSON text).
+        let mut closing: HashMap<GroupKey, (usize, ClosingRange, usize)> = HashMap::new();
         'records: for (index, record) in records.iter().enumerate() {
             let margin = self.config.common.deadline_margin_ms;
             if let Some(err) = deadline_passed(&self.clock, deadline_ms, margin) {
@@ -216,22 +217,30 @@ where
                         key: update.key,
                         metric: update.metric,
                     };
-                    match position.get(&group) {
-                        Some(&at) => closing[at].range = closing[at].range.union(range),
-                        None => {
-                            position.insert(group.clone(), closing.len());
-                            closing.push(Closing {
-                                group,
-                                range,
-                                first_record: index,
-                            });
-                        }
-                    }
+                    let order = closing.len();
+                    closing
+                        .entry(group)
+                        .and_modify(|(_, r, _)| *r = r.union(range))
+                        .or_insert((order, range, index));
                 }
                 outcome.stats.passed_on += 1;
             }
         }
-        closing
+        let mut closing: Vec<(usize, Closing)> = closing
+            .into_iter()
+            .map(|(group, (order, range, first_record))| {
+                (
+                    order,
+                    Closing {
+                        group,
+                        range,
+                        first_record,
+                    },
+                )
+            })
+            .collect();
+        closing.sort_unstable_by_key(|(order, _)| *order);
+        closing.into_iter().map(|(_, c)| c).collect()
     }
 
     /// Step 2: the closed windows of each group, judged by the `rate` and `zscore` rules

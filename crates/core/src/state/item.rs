@@ -285,6 +285,12 @@ pub struct WindowUpdate {
     /// them for the rules that watch the view).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<AggregateState>,
+    /// A SQL view's row as the aggregate stage computed it from those states when it
+    /// emitted the update: every output column's value as rows print it, in the view's
+    /// order. A line that carries it carries no states: detect reads rule columns from
+    /// the row (updates built from stored items carry states, and no row).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub row: Vec<serde_json::Value>,
 }
 
 /// A minute window's update of `count` events with zero statistics, version 1: the
@@ -310,6 +316,7 @@ pub(crate) fn minute_update(
         variance: 0.0,
         version: 1,
         columns: Vec::new(),
+        row: Vec::new(),
     }
 }
 
@@ -336,6 +343,7 @@ impl WindowUpdate {
             variance: state.variance(),
             version,
             columns,
+            row: Vec::new(),
         }
     }
 
@@ -401,6 +409,8 @@ impl<'de> Deserialize<'de> for UpdateLine {
             #[serde(default)]
             columns: Vec<AggregateState>,
             #[serde(default)]
+            row: Vec<serde_json::Value>,
+            #[serde(default)]
             closing: Option<ClosingRange>,
         }
         let l = Line::deserialize(d)?;
@@ -419,6 +429,7 @@ impl<'de> Deserialize<'de> for UpdateLine {
                 variance: l.variance,
                 version: l.version,
                 columns: l.columns,
+                row: l.row,
             },
             closing: l.closing,
         })
@@ -597,6 +608,7 @@ mod tests {
             variance: 1.5,
             version: 4,
             columns: vec![state],
+            row: Vec::new(),
         };
         let closing = ClosingRange {
             from_ms: 60_000,

@@ -226,21 +226,47 @@ impl Program {
         keys: &[Value],
         states: &[AggregateState],
     ) -> Result<String, String> {
+        self.write_row(view, (start, end), keys, states, true)
+    }
+
+    /// [`Program::row_json`]'s values alone, as a JSON array in the view's column order:
+    /// the row a window update carries to detect.
+    pub fn row_array_json(
+        &self,
+        view: usize,
+        start: i64,
+        end: i64,
+        keys: &[Value],
+        states: &[AggregateState],
+    ) -> Result<String, String> {
+        self.write_row(view, (start, end), keys, states, false)
+    }
+
+    fn write_row(
+        &self,
+        view: usize,
+        (start, end): (i64, i64),
+        keys: &[Value],
+        states: &[AggregateState],
+        named: bool,
+    ) -> Result<String, String> {
         let (plan, w, post) = self.row_inputs(view, start, end, keys, states)?;
         let ctx = EvalContext::default();
-        let mut json = String::from("{");
+        let mut json = String::from(if named { "{" } else { "[" });
         for (i, (name, c)) in w.outputs.iter().enumerate() {
             if i > 0 {
                 json.push(',');
             }
-            json.push_str(&serde_json::Value::from(name.as_str()).to_string());
-            json.push(':');
+            if named {
+                json.push_str(&serde_json::Value::from(name.as_str()).to_string());
+                json.push(':');
+            }
             let value = c
                 .eval(&post, &ctx)
                 .map_err(|e| format!("view `{}`: {e}", plan.name))?;
             value_json(&mut json, &value, &c.ty);
         }
-        json.push('}');
+        json.push(if named { '}' } else { ']' });
         Ok(json)
     }
 

@@ -9,7 +9,7 @@ use crate::input::record::{OutRecord, PACKED_RECORD_BYTES, StreamRecord, pack_li
 use crate::ports::{AggregateStore, Clock, RecordSink};
 use crate::stage::line_bytes;
 use crate::stage::outcome::{Fate, StageStats};
-use crate::state::item::{GroupKey, UpdateLine};
+use crate::state::item::{AggregateItem, GroupKey, UpdateLine, WindowUpdate};
 
 /// What `settle` decided for the records that are done.
 pub(super) struct Settled {
@@ -41,7 +41,7 @@ where
             .filter(|item| item.version > 0)
             .map(|item| {
                 let line = UpdateLine {
-                    update: item.update(),
+                    update: self.update_of(item),
                     closing: progress.closing.get(&item.key.group).copied(),
                 };
                 serde_json::to_vec(&line)
@@ -58,6 +58,29 @@ where
             .await?;
         self.dead_letters.put_records(dead).await?;
         Ok(written)
+    }
+}
+
+impl<S, O, D, C> Aggregate<S, O, D, C> {
+    /// The window update of an item as emitted: a SQL view's item carries its row, as
+    /// the view's columns, in place of its aggregate states. Detect then reads a rule's
+    /// column without decoding states (a sketch's take kilobytes) or evaluating the
+    /// view's expressions, and the line is smaller. An item whose row cannot be
+    /// computed keeps its states (detect judges it as before).
+    fn update_of(&self, item: &AggregateItem) -> WindowUpdate {
+        let mut update = item.update();
+        if update.columns.is_empty() {
+            return update;
+        }
+        if let Some(Ok(row)) = self
+            .sql
+            .as_ref()
+            .and_then(|sql| sql.row_values(&item.key, &update.columns))
+        {
+            update.row = row;
+            update.columns = Vec::new();
+        }
+        update
     }
 }
 
