@@ -29,7 +29,7 @@ use sluice_core::config::{AggregateConfig, Delivery};
 use sluice_core::detect::rules::{Alert, Op, Rule, RuleKind, Stat};
 use sluice_core::input::envelope::{DecodedEvent, Event, TimeBounds, decode_record};
 use sluice_core::input::record::StreamRecord;
-use sluice_core::input::replay::{self, ReplayPayload};
+use sluice_core::input::replay;
 use sluice_core::ports::Attrs;
 use sluice_core::stage::{enrich, ingest};
 use sluice_core::state::item::{AggregateView, WindowUpdate};
@@ -84,10 +84,8 @@ pub struct GroundTruth {
     watermark: Vec<i64>,
     /// Fingerprints of the identities counted (exactly-once mode only).
     seen: HashSet<u64>,
-    /// Origins that replay frames in the stream carry ([`GroundTruth::expect_replays`]),
-    /// and which of them were fed already: a replay of a line the truth has judged is
-    /// no new event (the stages book one fate per origin, and the truth judges the
-    /// line under today's rules already). Holds only replayed origins.
+    /// Origins replay frames carry ([`GroundTruth::expect_replays`]), and whether fed: a
+    /// line fed again is no new event (the stages book one fate per origin).
     replayed: HashMap<String, bool>,
     /// (group, window spec, window start) → fold.
     aggregates: HashMap<(u32, u8, i64), Fold>,
@@ -190,33 +188,24 @@ impl GroundTruth {
     /// it passed the producer's edge, and its origins are the ones ingest assigns.
     pub fn feed_record(&mut self, record: &StreamRecord) {
         self.lines += 1;
-        match replay::decode(&record.data) {
-            Ok(Some((frame, payload))) => {
-                let (sub, first_line) = match frame.payload {
-                    ReplayPayload::Record => (None, 0),
-                    ReplayPayload::Lines { sub, first_line } => (sub, first_line),
-                };
-                self.fold_record(payload, |line| record.origin_of(sub, first_line + line));
+        match replay::lines_of(&record.data) {
+            Some((sub, first, payload)) => {
+                self.fold_record(payload, |line| record.origin_of(sub, first + line));
             }
-            _ => self.fold_record(&record.data, |line| record.origin_of_line(line)),
+            None => self.fold_record(&record.data, |line| record.origin_of_line(line)),
         }
     }
 
-    /// Names the origins that replayed records of `records` carry (`sluice replay`),
-    /// before any record is fed: each is judged once, at the first record that holds
-    /// it (the original, while the stream still holds it).
+    /// Names the origins replayed records carry (`sluice replay`), before any is fed:
+    /// each is judged once, at its first record (the original, while the stream has it).
     pub fn expect_replays(&mut self, records: &[StreamRecord]) {
         for record in records {
-            let Ok(Some((frame, payload))) = replay::decode(&record.data) else {
+            let Some((sub, first, payload)) = replay::lines_of(&record.data) else {
                 continue;
             };
-            let (sub, first_line) = match frame.payload {
-                ReplayPayload::Record => (None, 0),
-                ReplayPayload::Lines { sub, first_line } => (sub, first_line),
-            };
             for decoded in decode_record(payload, TimeBounds::unbounded()) {
-                self.replayed
-                    .insert(record.origin_of(sub, first_line + decoded.line), false);
+                let origin = record.origin_of(sub, first + decoded.line);
+                self.replayed.insert(origin, false);
             }
         }
     }
@@ -1314,7 +1303,7 @@ mod tests {
     /// a replay whose original is gone is judged as the original would be.
     #[test]
     fn replays_of_lines_the_truth_has_judged_add_nothing() {
-        use sluice_core::input::replay::{ReplayFrame, encode};
+        use sluice_core::input::replay::{ReplayFrame, ReplayPayload, encode};
         let raw = |seq: &str, data: Vec<u8>| StreamRecord {
             stream: "raw".into(),
             shard_id: "shardId-000000000000".into(),

@@ -182,6 +182,18 @@ impl<'a> Header<'a> {
     }
 }
 
+/// The payload of a replayed record with where its lines start: (user record, index of
+/// its first line, bytes); `None` for any other record and for a damaged frame. A whole
+/// replayed record's lines start at its own line 0 (its user records are not unpacked
+/// here).
+pub fn lines_of(data: &[u8]) -> Option<(Option<usize>, usize, &[u8])> {
+    let (frame, payload) = decode(data).ok()??;
+    Some(match frame.payload {
+        ReplayPayload::Record => (None, 0, payload),
+        ReplayPayload::Lines { sub, first_line } => (sub, first_line, payload),
+    })
+}
+
 /// The shard id and sequence number that name a record's lines: those of the original
 /// for a replayed record, its own otherwise (also for a corrupt frame, whose one dead
 /// letter is then named after the record that carried it).
