@@ -160,3 +160,114 @@ fn replayed_dead_letters_count_once_after_the_pipeline_is_fixed() {
         "{none}"
     );
 }
+
+/// A batch the event source mapping dropped from the raw stream (`retries_exhausted`) is
+/// replayed by reading its records back, first to last sequence number, each whole
+/// under its own identity: records the pipeline had counted count again not at all.
+#[tokio::test]
+async fn a_dropped_raw_batch_is_read_back_and_replayed_record_by_record() {
+    use sluice_aws::{KinesisShardSource, KinesisSink};
+    use sluice_core::input::dead_letter::DeadLetter;
+    use sluice_core::input::envelope::Reason;
+    use sluice_core::input::record::OutRecord;
+    use sluice_core::ports::{RecordSink as _, ShardSource as _};
+
+    let dir = tempdir();
+    let fixed = dir.join("fixed.sql");
+    std::fs::write(&fixed, pipeline("DOUBLE")).expect("write");
+    let fixed = fixed.to_str().expect("utf-8").to_owned();
+    let lines: Vec<String> = (0..20)
+        .map(|i| {
+            format!(
+                r#"{{"merchant":"m{}","amount":{i},"ts":"2026-01-01T00:00:{i:02}.000Z"}}"#,
+                i % 3
+            )
+        })
+        .collect();
+    let events = dir.join("events.ndjson");
+    std::fs::write(&events, lines.join("\n") + "\n").expect("write");
+    let events = events.to_str().expect("utf-8").to_owned();
+    let prefix = unique_prefix();
+    sluice_ok(&["setup", "--prefix", &prefix, "--sql", &fixed]);
+    sluice_ok(&[
+        "produce", "--prefix", &prefix, "--sql", &fixed, "--file", &events,
+    ]);
+    let run = || {
+        let (out, err) = sluice_ok(&[
+            "run",
+            "--prefix",
+            &prefix,
+            "--sql",
+            &fixed,
+            "--until-idle",
+            "3",
+            "--json",
+        ]);
+        (rows(&out), summary(&out), err)
+    };
+    let (first_rows, s, err) = run();
+    assert_eq!(n(&s, "counted"), 20, "{s}\n{err}");
+
+    // The raw records 5 to 14 of the one shard they went to (one partition key), as a
+    // dropped batch's dead letter names them.
+    require_endpoints();
+    let kinesis = sluice_aws::kinesis_client(&sluice_aws::sdk_config().await);
+    let raw_stream = format!("{prefix}-raw");
+    let raw = KinesisShardSource::connect(kinesis.clone(), &raw_stream)
+        .await
+        .expect("raw stream");
+    let mut records = Vec::new();
+    for shard in raw.shards().await.expect("shards") {
+        let read = raw.read(&shard.shard_id, None, 100).await.expect("read");
+        records.extend(read.records);
+    }
+    assert_eq!(records.len(), 20, "one record per line");
+    let (from, to) = (&records[5], &records[14]);
+    assert_eq!(from.shard_id, to.shard_id, "one partition key, one shard");
+    let letter = DeadLetter {
+        reason: Reason::RetriesExhausted,
+        field: None,
+        detail: "batch dropped after its retries ran out".into(),
+        id: None,
+        origin: None,
+        stage: "ingest".into(),
+        source_stream: raw_stream.clone(),
+        shard_id: from.shard_id.clone(),
+        sequence_number: from.sequence_number.clone(),
+        line: None,
+        data: None,
+        end_sequence_number: Some(to.sequence_number.clone()),
+        batch_size: Some(10),
+        original: None,
+        summary: None,
+    };
+    KinesisSink::new(kinesis.clone(), format!("{prefix}-dead-letter"))
+        .put_records(vec![OutRecord {
+            partition_key: from.shard_id.clone(),
+            data: serde_json::to_vec(&letter).expect("JSON"),
+        }])
+        .await
+        .expect("dead letter written");
+
+    let (sent, _) = sluice_ok(&[
+        "replay",
+        "--prefix",
+        &prefix,
+        "--reason",
+        "retries_exhausted",
+    ]);
+    let counts: Vec<u64> = sent
+        .lines()
+        .find(|l| l.starts_with("retries_exhausted"))
+        .unwrap_or_else(|| panic!("a retries_exhausted row in:\n{sent}"))
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().expect("a count"))
+        .collect();
+    // One dead letter, its ten records sent, all read back, none left out.
+    assert_eq!(counts, [1, 10, 10, 0], "{sent}");
+    let (again_rows, s, err) = run();
+    assert_eq!(n(&s, "counted"), 0, "nothing counted twice: {s}\n{err}");
+    assert_eq!(n(&s, "events_in"), 20, "{s}");
+    assert_eq!(again_rows, first_rows);
+}
