@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+
 use common::sql::*;
 use common::*;
 use serde_json::Value;
@@ -31,6 +33,33 @@ GROUP BY window_start, window_end, merchant;
 
 fn n(s: &Value, k: &str) -> u64 {
     s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"))
+}
+
+/// `sluice run --sql` until idle: the rows, the summary and stderr.
+fn run_sql(prefix: &str, sql: &str) -> (BTreeSet<String>, Value, String) {
+    let (out, err) = sluice_ok(&[
+        "run",
+        "--prefix",
+        prefix,
+        "--sql",
+        sql,
+        "--until-idle",
+        "3",
+        "--json",
+    ]);
+    (rows(&out), summary(&out), err)
+}
+
+/// The counts `sluice replay` prints for `reason`: dead letters, sent, read back, not
+/// replayed.
+fn reason_counts(out: &str, reason: &str) -> Vec<u64> {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(reason))
+        .unwrap_or_else(|| panic!("a {reason} row in:\n{out}"))
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().expect("a count"))
+        .collect()
 }
 
 #[test]
@@ -74,19 +103,7 @@ fn replayed_dead_letters_count_once_after_the_pipeline_is_fixed() {
     sluice_ok(&[
         "produce", "--prefix", &prefix, "--sql", &broken, "--file", &events,
     ]);
-    let run = |sql: &str| {
-        let (out, err) = sluice_ok(&[
-            "run",
-            "--prefix",
-            &prefix,
-            "--sql",
-            sql,
-            "--until-idle",
-            "3",
-            "--json",
-        ]);
-        (rows(&out), summary(&out), err)
-    };
+    let run = |sql: &str| run_sql(&prefix, sql);
 
     // The broken pipeline: the decimals are dead letters.
     let (_, s, err) = run(&broken);
@@ -95,15 +112,7 @@ fn replayed_dead_letters_count_once_after_the_pipeline_is_fixed() {
 
     // A dry run sends nothing and says what it would.
     let (dry, _) = sluice_ok(&["replay", "--prefix", &prefix, "--dry-run"]);
-    let wrong_type = |out: &str| -> Vec<u64> {
-        out.lines()
-            .find(|l| l.starts_with("wrong_type"))
-            .unwrap_or_else(|| panic!("a wrong_type row in:\n{out}"))
-            .split_whitespace()
-            .skip(1)
-            .map(|x| x.parse().expect("a count"))
-            .collect()
-    };
+    let wrong_type = |out: &str| reason_counts(out, "wrong_type");
     assert!(dry.contains("would send"), "{dry}");
     // Dead letters, sent, read back (the 300 KB line), not replayed.
     assert_eq!(wrong_type(&dry), [rejected, rejected, 1, 0], "{dry}");
@@ -192,19 +201,7 @@ async fn a_dropped_raw_batch_is_read_back_and_replayed_record_by_record() {
     sluice_ok(&[
         "produce", "--prefix", &prefix, "--sql", &fixed, "--file", &events,
     ]);
-    let run = || {
-        let (out, err) = sluice_ok(&[
-            "run",
-            "--prefix",
-            &prefix,
-            "--sql",
-            &fixed,
-            "--until-idle",
-            "3",
-            "--json",
-        ]);
-        (rows(&out), summary(&out), err)
-    };
+    let run = || run_sql(&prefix, &fixed);
     let (first_rows, s, err) = run();
     assert_eq!(n(&s, "counted"), 20, "{s}\n{err}");
 
@@ -256,14 +253,7 @@ async fn a_dropped_raw_batch_is_read_back_and_replayed_record_by_record() {
         "--reason",
         "retries_exhausted",
     ]);
-    let counts: Vec<u64> = sent
-        .lines()
-        .find(|l| l.starts_with("retries_exhausted"))
-        .unwrap_or_else(|| panic!("a retries_exhausted row in:\n{sent}"))
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().expect("a count"))
-        .collect();
+    let counts = reason_counts(&sent, "retries_exhausted");
     // One dead letter, its ten records sent, all read back, none left out.
     assert_eq!(counts, [1, 10, 10, 0], "{sent}");
     let (again_rows, s, err) = run();

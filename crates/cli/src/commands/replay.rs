@@ -158,7 +158,9 @@ impl ReadBack {
         Ok(record)
     }
 
-    /// The raw records of a shard from `from` to `to`, both included.
+    /// The raw records of a shard from `from` to `to`, both included: at most
+    /// [`MAX_BATCH_RECORDS`], what one batch of the event source mapping holds (a dead
+    /// letter naming a wider range is refused, never read into memory whole).
     async fn range(
         &mut self,
         shard_id: &str,
@@ -177,6 +179,11 @@ impl ReadBack {
                 page.into_iter()
                     .filter(|r| sequence_order(&r.sequence_number, to).is_le()),
             );
+            if out.len() > MAX_BATCH_RECORDS {
+                return Err(format!(
+                    "the dropped batch would hold more than {MAX_BATCH_RECORDS} records, more than a batch can"
+                ));
+            }
             if done {
                 break;
             }
@@ -195,6 +202,9 @@ impl ReadBack {
         Ok(out)
     }
 }
+
+/// The most records one batch of a Kinesis event source mapping holds (`BatchSize`).
+const MAX_BATCH_RECORDS: usize = 10_000;
 
 /// Sequence numbers are decimal strings of up to 128 digits: longer is later.
 fn sequence_order(a: &str, b: &str) -> std::cmp::Ordering {

@@ -415,25 +415,44 @@ impl SqlPipeline {
     }
 
     /// The row values of a stored item of a view, in the view's column order, as a
-    /// window update carries them (`None` for its other windows' items).
+    /// window update carries them (`None` for its other windows' items). A row whose
+    /// text exceeds [`MAX_COLUMNS_BYTES`] (the most a view's states may take) is an
+    /// error, so that an update line carrying it is never larger than one carrying the
+    /// states would be bounded to.
     pub fn row_values(
         &self,
         key: &ItemKey,
         columns: &[crate::sql::AggregateState],
     ) -> Option<std::result::Result<Vec<serde_json::Value>, String>> {
-        let view = self.view_of(&key.group.metric, key.window)?;
-        let types: Vec<&SqlType> = view.key_types.iter().collect();
-        let Some(keys) = codec::decode_key(&key.group.key, &types) else {
-            return Some(Err(format!(
-                "view `{}`: group {:?} does not read as its keys",
-                view.name, key.group.key
-            )));
+        let (view, keys) = match self.view_and_keys(key)? {
+            Ok(found) => found,
+            Err(e) => return Some(Err(e)),
         };
         Some(
             self.program
                 .row_array_json(view.index, key.start_ms, key.end_ms(), &keys, columns)
-                .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string())),
+                .and_then(|text| match text.len() > MAX_COLUMNS_BYTES {
+                    true => Err(format!("the row takes {} bytes", text.len())),
+                    false => serde_json::from_str(&text).map_err(|e| e.to_string()),
+                }),
         )
+    }
+
+    /// The view an item belongs to (`None` for its other windows' items) and its
+    /// group's keys, decoded.
+    fn view_and_keys(
+        &self,
+        key: &ItemKey,
+    ) -> Option<std::result::Result<(&StoredView, Vec<Value>), String>> {
+        let view = self.view_of(&key.group.metric, key.window)?;
+        let types: Vec<&SqlType> = view.key_types.iter().collect();
+        Some(match codec::decode_key(&key.group.key, &types) {
+            Some(keys) => Ok((view, keys)),
+            None => Err(format!(
+                "view `{}`: group {:?} does not read as its keys",
+                view.name, key.group.key
+            )),
+        })
     }
 
     /// The result row of a stored item of a view (`None` for its other windows' items,
@@ -443,13 +462,9 @@ impl SqlPipeline {
         key: &ItemKey,
         columns: &[crate::sql::AggregateState],
     ) -> Option<std::result::Result<(String, String), String>> {
-        let view = self.view_of(&key.group.metric, key.window)?;
-        let types: Vec<&SqlType> = view.key_types.iter().collect();
-        let Some(keys) = codec::decode_key(&key.group.key, &types) else {
-            return Some(Err(format!(
-                "view `{}`: group {:?} does not read as its keys",
-                view.name, key.group.key
-            )));
+        let (view, keys) = match self.view_and_keys(key)? {
+            Ok(found) => found,
+            Err(e) => return Some(Err(e)),
         };
         let empty: Vec<_>;
         let states = match columns.is_empty() {
