@@ -349,8 +349,8 @@ impl GroundTruth {
                         (fold.m2 / fold.count as f64).max(0.0)
                     },
                     version: 0,
-                    columns: Vec::new(),
-                    row: Vec::new(),
+                    columns: Default::default(),
+                    row: None,
                 })
             })
             .collect()
@@ -1025,8 +1025,8 @@ mod tests {
             mean: value,
             variance: 0.0,
             version: 1,
-            columns: Vec::new(),
-            row: Vec::new(),
+            columns: Default::default(),
+            row: None,
         })
         .expect("the rule holds on this update")
     }

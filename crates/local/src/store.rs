@@ -132,10 +132,10 @@ struct Stored {
     /// items have high-water marks at all.
     #[allow(clippy::box_collection)]
     high_water: Option<Box<BTreeMap<String, SeqNo>>>,
-    /// A SQL view item's aggregate states (none for the envelope's metrics). Boxed
-    /// like `high_water`: 8 bytes in every envelope item.
-    #[allow(clippy::box_collection)]
-    columns: Option<Box<Vec<AggregateState>>>,
+    /// A SQL view item's aggregate states (none for the envelope's metrics), shared
+    /// with the updates a history read returns instead of copied into each (and 8
+    /// bytes in every envelope item, as a `Box` was).
+    columns: Option<Arc<Vec<AggregateState>>>,
 }
 
 impl Stored {
@@ -148,7 +148,7 @@ impl Stored {
             sealed_pages: item.sealed_pages,
             expires_at_s: item.expires_at_s,
             high_water: (!item.high_water.is_empty()).then(|| Box::new(item.high_water.clone())),
-            columns: (!item.columns.is_empty()).then(|| Box::new(item.columns.clone())),
+            columns: (!item.columns.is_empty()).then(|| Arc::new(item.columns.clone())),
             stored_bytes: u32::try_from(size).unwrap_or(u32::MAX),
         }
     }
@@ -164,7 +164,7 @@ impl Stored {
     /// The window update a history read returns (the item without its de-duplication
     /// state).
     fn to_update(&self, key: &ItemKey) -> WindowUpdate {
-        let columns = self.columns.as_deref().cloned().unwrap_or_default();
+        let columns = self.columns.clone().unwrap_or_default();
         WindowUpdate::of(key, &self.state, self.version, columns)
     }
 

@@ -8,12 +8,14 @@
 //! `sk = ~wm` of its partition.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::sql::AggregateState;
 use crate::state::attr_size::{MAX_F64_BYTES, MAX_U64_BYTES, f64_size, int_size};
 use crate::state::fingerprint::FingerprintSet;
+use crate::state::row_text::RowText;
 use crate::state::sequence::SeqNo;
 use crate::state::statistics::AggState;
 use crate::state::window::WindowSpec;
@@ -124,7 +126,12 @@ impl AggregateItem {
 
     /// The update the aggregate stage emits after writing this item.
     pub fn update(&self) -> WindowUpdate {
-        WindowUpdate::of(&self.key, &self.state, self.version, self.columns.clone())
+        WindowUpdate::of(
+            &self.key,
+            &self.state,
+            self.version,
+            Arc::new(self.columns.clone()),
+        )
     }
 
     /// The item's stored size in bytes as DynamoDB counts it (attribute names plus
@@ -282,15 +289,16 @@ pub struct WindowUpdate {
     pub variance: f64,
     pub version: u64,
     /// A SQL view's item: its aggregates' states (detect computes the view's row from
-    /// them for the rules that watch the view).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub columns: Vec<AggregateState>,
+    /// them for the rules that watch the view). Shared: a store hands out the states it
+    /// holds without copying them.
+    #[serde(default, skip_serializing_if = "no_states")]
+    pub columns: Arc<Vec<AggregateState>>,
     /// A SQL view's row as the aggregate stage computed it from those states when it
     /// emitted the update: every output column's value as rows print it, in the view's
     /// order. A line that carries it carries no states: detect reads rule columns from
     /// the row (updates built from stored items carry states, and no row).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub row: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<RowText>,
 }
 
 /// A minute window's update of `count` events with zero statistics, version 1: the
@@ -315,9 +323,13 @@ pub(crate) fn minute_update(
         mean: 0.0,
         variance: 0.0,
         version: 1,
-        columns: Vec::new(),
-        row: Vec::new(),
+        columns: Arc::default(),
+        row: None,
     }
+}
+
+fn no_states(columns: &Arc<Vec<AggregateState>>) -> bool {
+    columns.is_empty()
 }
 
 impl WindowUpdate {
@@ -327,7 +339,7 @@ impl WindowUpdate {
         key: &ItemKey,
         state: &AggState,
         version: u64,
-        columns: Vec<AggregateState>,
+        columns: Arc<Vec<AggregateState>>,
     ) -> WindowUpdate {
         WindowUpdate {
             key: key.group.key.clone(),
@@ -343,7 +355,7 @@ impl WindowUpdate {
             variance: state.variance(),
             version,
             columns,
-            row: Vec::new(),
+            row: None,
         }
     }
 
@@ -409,7 +421,7 @@ impl<'de> Deserialize<'de> for UpdateLine {
             #[serde(default)]
             columns: Vec<AggregateState>,
             #[serde(default)]
-            row: Vec<serde_json::Value>,
+            row: Option<RowText>,
             #[serde(default)]
             closing: Option<ClosingRange>,
         }
@@ -428,7 +440,7 @@ impl<'de> Deserialize<'de> for UpdateLine {
                 mean: l.mean,
                 variance: l.variance,
                 version: l.version,
-                columns: l.columns,
+                columns: Arc::new(l.columns),
                 row: l.row,
             },
             closing: l.closing,
@@ -607,8 +619,8 @@ mod tests {
             mean: 2.5,
             variance: 1.5,
             version: 4,
-            columns: vec![state],
-            row: Vec::new(),
+            columns: Arc::new(vec![state]),
+            row: None,
         };
         let closing = ClosingRange {
             from_ms: 60_000,
@@ -621,7 +633,7 @@ mod tests {
             },
             UpdateLine {
                 update: WindowUpdate {
-                    columns: Vec::new(),
+                    columns: Arc::default(),
                     ..update.clone()
                 },
                 closing: None,

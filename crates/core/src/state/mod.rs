@@ -10,6 +10,7 @@ pub mod fingerprint;
 pub mod idempotency;
 pub mod item;
 pub mod limits;
+pub mod row_text;
 pub mod sequence;
 pub mod statistics;
 pub mod window;

@@ -68,19 +68,22 @@ impl<S, O, D, C> Aggregate<S, O, D, C> {
     /// view's expressions, and the line is smaller. An item whose row cannot be
     /// computed keeps its states (detect judges it as before).
     fn update_of(&self, item: &AggregateItem) -> WindowUpdate {
-        let mut update = item.update();
-        if update.columns.is_empty() {
-            return update;
+        let row = match item.columns.is_empty() {
+            true => None,
+            false => self
+                .sql
+                .as_ref()
+                .and_then(|sql| sql.row_text(&item.key, &item.columns))
+                .and_then(Result::ok),
+        };
+        match row {
+            // The states are not copied into an update that carries the row instead.
+            Some(row) => WindowUpdate {
+                row: Some(row),
+                ..WindowUpdate::of(&item.key, &item.state, item.version, Default::default())
+            },
+            None => item.update(),
         }
-        if let Some(Ok(row)) = self
-            .sql
-            .as_ref()
-            .and_then(|sql| sql.row_values(&item.key, &update.columns))
-        {
-            update.row = row;
-            update.columns = Vec::new();
-        }
-        update
     }
 }
 

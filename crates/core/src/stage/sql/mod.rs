@@ -37,6 +37,7 @@ use crate::sql::{
 use crate::state::fingerprint::digest_hex;
 use crate::state::idempotency::PlanSettings;
 use crate::state::item::{GroupKey, ItemKey};
+use crate::state::row_text::RowText;
 use crate::state::window::{WindowSet, WindowSpec};
 
 /// The longest string a MIN/MAX of STRING keeps: a longer input is a dead letter, so a
@@ -419,11 +420,11 @@ impl SqlPipeline {
     /// text exceeds [`MAX_COLUMNS_BYTES`] (the most a view's states may take) is an
     /// error, so that an update line carrying it is never larger than one carrying the
     /// states would be bounded to.
-    pub fn row_values(
+    pub fn row_text(
         &self,
         key: &ItemKey,
         columns: &[crate::sql::AggregateState],
-    ) -> Option<std::result::Result<Vec<serde_json::Value>, String>> {
+    ) -> Option<std::result::Result<RowText, String>> {
         let (view, keys) = match self.view_and_keys(key)? {
             Ok(found) => found,
             Err(e) => return Some(Err(e)),
@@ -433,7 +434,7 @@ impl SqlPipeline {
                 .row_array_json(view.index, key.start_ms, key.end_ms(), &keys, columns)
                 .and_then(|text| match text.len() > MAX_COLUMNS_BYTES {
                     true => Err(format!("the row takes {} bytes", text.len())),
-                    false => serde_json::from_str(&text).map_err(|e| e.to_string()),
+                    false => RowText::new(text).map_err(|e| e.to_string()),
                 }),
         )
     }
@@ -690,13 +691,8 @@ impl SqlPipeline {
             window: u.window(),
             start_ms: u.window_start,
         };
-        if !u.row.is_empty() {
-            let row = view
-                .outputs
-                .iter()
-                .cloned()
-                .zip(u.row.iter().cloned())
-                .collect();
+        if let Some(row) = &u.row {
+            let row = view.outputs.iter().cloned().zip(row.values()?).collect();
             return Some((view, row));
         }
         let (_, text) = self.row_of(&key, &u.columns)?.ok()?;
@@ -717,8 +713,8 @@ impl crate::detect::rules::ViewColumns for SqlPipeline {
         if stored.name != view {
             return None;
         }
-        if !u.row.is_empty() {
-            return row_column_value(stored, &u.row, column, group);
+        if let Some(row) = &u.row {
+            return row_column_value(stored, row, column, group);
         }
         let keys = || {
             // Another thread holding the memo decodes for itself.
@@ -739,9 +735,9 @@ impl crate::detect::rules::ViewColumns for SqlPipeline {
         let states = match u.columns.is_empty() {
             true => {
                 empty = stored.aggregates.iter().map(AggregateKind::empty).collect();
-                &empty
+                &empty[..]
             }
-            false => &u.columns,
+            false => &u.columns[..],
         };
         let bounds = (u.window_start, u.window_start + u.window().size_ms);
         // Only the rule's columns are computed, not the whole row.
@@ -764,34 +760,28 @@ impl crate::detect::rules::ViewColumns for SqlPipeline {
 
 /// A rule column of a row a window update carries ([`WindowUpdate::row`]), when the
 /// row's group columns are `group`'s values: what [`json_number`] and [`json_equals`]
-/// give for the row's values, read from their JSON.
+/// give for the row's values, read from their JSON (only those columns are parsed).
 ///
 /// [`WindowUpdate::row`]: crate::state::item::WindowUpdate::row
 fn row_column_value(
     stored: &StoredView,
-    row: &[serde_json::Value],
+    row: &RowText,
     column: &str,
     group: &std::collections::BTreeMap<String, serde_json::Value>,
 ) -> Option<f64> {
-    let at = |name: &str| {
-        stored
-            .outputs
-            .iter()
-            .position(|c| c == name)
-            .and_then(|i| row.get(i))
-    };
+    let at = |name: &str| stored.outputs.iter().position(|c| c == name);
     for (name, want) in group {
-        let got = at(name)?;
+        let got: serde_json::Value = serde_json::from_str(row.element(at(name)?)?.get()).ok()?;
         let same = match (got.as_f64(), want.as_f64()) {
             (Some(x), Some(y)) => x == y,
-            (None, None) => got == want,
+            (None, None) => got == *want,
             _ => false,
         };
         if !same {
             return None;
         }
     }
-    at(column)?.as_f64()
+    row.number(at(column)?)
 }
 
 impl StoredView {
@@ -1105,7 +1095,7 @@ mod tests {
         }
         let update = |columns: Vec<crate::sql::AggregateState>| WindowUpdate {
             metric: view.group.clone(),
-            columns,
+            columns: columns.into(),
             ..crate::state::item::minute_update(
                 &codec::key_text(&[Value::String("lima".into())]),
                 "",
@@ -1125,10 +1115,11 @@ mod tests {
                 start_ms: states.window_start,
             };
             WindowUpdate {
-                row: sql
-                    .row_values(&key, columns)
-                    .expect("a view's item")
-                    .expect("a row"),
+                row: Some(
+                    sql.row_text(&key, columns)
+                        .expect("a view's item")
+                        .expect("a row"),
+                ),
                 ..update(Vec::new())
             }
         };
