@@ -325,13 +325,13 @@ fn hostile_templates_never_reach_the_terminal_raw() {
         ),
         (
             "a shard count",
-            "      ShardCount: !Ref RawShards",
+            "      ShardCount: !If [OnDemandStreams, !Ref AWS::NoValue, !Ref RawShards]",
             format!("      ShardCount: {y}"),
         ),
         (
             "a reference",
-            "      ShardCount: !Ref RawShards",
-            format!("      ShardCount: !Ref {y}"),
+            "      ShardCount: !If [OnDemandStreams, !Ref AWS::NoValue, !Ref RawShards]",
+            format!("      ShardCount: !If [OnDemandStreams, !Ref AWS::NoValue, !Ref {y}]"),
         ),
         (
             "a batch size",

@@ -194,6 +194,31 @@ pub struct TableSpec {
     pub ttl_attribute: Option<String>,
 }
 
+/// A stream's `ShardCount` under the capacity mode parameter, `!If [OnDemandStreams,
+/// !Ref AWS::NoValue, count]`: the count (local streams are provisioned ones, whichever
+/// mode a deployment selects). Any other value is itself.
+fn provisioned_branch(v: &Value) -> &Value {
+    let args = match v {
+        Value::Tagged(t) if t.tag == "!If" => &t.value,
+        Value::Mapping(m) if m.len() == 1 => match m.get("Fn::If") {
+            Some(args) => args,
+            None => return v,
+        },
+        _ => return v,
+    };
+    match args {
+        Value::Sequence(parts) => match parts.as_slice() {
+            [_, then, otherwise]
+                if matches!(intrinsic(then), Some(Intrinsic::Ref("AWS::NoValue"))) =>
+            {
+                otherwise
+            }
+            _ => v,
+        },
+        _ => v,
+    }
+}
+
 /// `Ref`, `Fn::Sub` (string form) or `Fn::GetAtt`, in short (`!Ref`) or long form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Intrinsic<'a> {
@@ -553,6 +578,7 @@ impl Template {
             .ok_or_else(|| shape(format!("{id}: Name does not resolve")))?;
         let shards = props
             .get("ShardCount")
+            .map(provisioned_branch)
             .and_then(|v| self.resolve(v))
             .ok_or_else(|| shape(format!("{id}: ShardCount is missing or does not resolve")))?;
         let shards: i64 = shards
@@ -1291,17 +1317,57 @@ mod tests {
         );
     }
 
+    /// `StreamCapacityMode` selects every stream's mode; under ON_DEMAND a stream has no
+    /// shard count (CloudFormation refuses one), which the local reader, whose streams
+    /// are provisioned, reads as the provisioned count.
+    #[test]
+    fn every_stream_follows_the_capacity_mode_parameter() {
+        let mut t = template();
+        assert_eq!(t.parameter("StreamCapacityMode"), Some("PROVISIONED"));
+        let shards = |t: &Template| -> Vec<(String, usize)> {
+            t.streams()
+                .into_iter()
+                .map(|s| (s.name, s.shards))
+                .collect()
+        };
+        let provisioned = shards(&t);
+        assert_eq!(provisioned.len(), 6);
+        for (id, _) in t.resources_of_type("AWS::Kinesis::Stream") {
+            let props = &t.resource(id).expect("a stream")["Properties"];
+            let mode = &props["StreamModeDetails"]["StreamMode"];
+            assert!(
+                matches!(intrinsic(mode), Some(Intrinsic::Ref("StreamCapacityMode"))),
+                "{id}: {mode:?}"
+            );
+            let count = &props["ShardCount"];
+            assert_ne!(provisioned_branch(count), count, "{id}: an !If on the mode");
+        }
+        t.set_parameter("StreamCapacityMode", "ON_DEMAND");
+        assert_eq!(shards(&t), provisioned);
+        assert_eq!(provisioned_branch(&Value::from(3)), &Value::from(3));
+    }
+
     #[test]
     fn shard_counts_are_at_least_one() {
-        let (owner, property, value, _) =
-            out_of_range("ShardCount: !Ref RawShards", "ShardCount: 0");
+        let (owner, property, value, _) = out_of_range(
+            "ShardCount: !If [OnDemandStreams, !Ref AWS::NoValue, !Ref RawShards]",
+            "ShardCount: 0",
+        );
         assert_eq!(
             (owner.as_str(), property, value),
             ("RawStream", "ShardCount", 0)
         );
-        let t = edited("ShardCount: !Ref RawShards", "ShardCount: -3").expect("parses");
+        let t = edited(
+            "ShardCount: !If [OnDemandStreams, !Ref AWS::NoValue, !Ref RawShards]",
+            "ShardCount: -3",
+        )
+        .expect("parses");
         assert!(t.functions().is_err());
-        let t = edited("ShardCount: !Ref RawShards", "ShardCount: two").expect("parses");
+        let t = edited(
+            "ShardCount: !If [OnDemandStreams, !Ref AWS::NoValue, !Ref RawShards]",
+            "ShardCount: two",
+        )
+        .expect("parses");
         let err = t.functions().expect_err("not a number");
         assert!(err.to_string().contains("RawStream: ShardCount"), "{err}");
         let mut t = template();
