@@ -34,8 +34,8 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 pub use aggregate::{
-    AggregateError, AggregateFunction, AggregateKind, AggregateState, distinct, heavy_hitters,
-    quantile,
+    AggregateError, AggregateFunction, AggregateKind, AggregateState, distinct, exact,
+    heavy_hitters, quantile,
 };
 pub use batch::{
     Evaluated, Evaluation, Lookup, Program, References, ResultRow, StoredShape, ViewUpdate,

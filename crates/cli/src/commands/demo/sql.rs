@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use sluice_core::ports::{Clock, SystemClock};
 use sluice_core::sql::Evaluation;
+use sluice_core::sql::exact::Tolerance;
 use sluice_core::stage::sql::SqlPipeline;
 
 use super::{DemoArgs, demo_template, lock_digest};
@@ -27,6 +28,10 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
     };
     let sql = Arc::new(load(args, file)?);
     let mut truth = Evaluation::new(&sql.program);
+    if args.verify {
+        // Sketches are checked against exact answers, within their documented bounds.
+        truth.exact_approximations();
+    }
     let mut pipeline = build(args, &sql, &mut truth)?;
     eprintln!(
         "sluice demo: pipeline {} over {}; {} stored views",
@@ -41,7 +46,7 @@ pub async fn run(args: &DemoArgs, file: &Path) -> Result<bool> {
     let elapsed = started.elapsed();
     let rows = view_rows(&sql, &pipeline.store.items())?;
     let differences = match args.verify {
-        true => Some(differences(&rows, &truth)?),
+        true => Some(differences(&rows, &truth, &sql)?),
         false => None,
     };
     let (summary, consistent) = summarize(&pipeline, produced, elapsed, &rows, &differences);
@@ -192,8 +197,19 @@ fn print(
 }
 
 /// What differs between the stored rows and the truth's: rows missing on either side,
-/// and values that differ (numbers within 1e-9 relative, as the oracle compares).
-fn differences(rows: &[(String, String)], truth: &Evaluation<'_>) -> Result<Vec<String>> {
+/// and values that differ (numbers within 1e-9 relative, as the oracle compares; a
+/// column read from an approximate aggregate within that aggregate's tolerance of the
+/// exact answer the truth holds for it).
+fn differences(
+    rows: &[(String, String)],
+    truth: &Evaluation<'_>,
+    sql: &SqlPipeline,
+) -> Result<Vec<String>> {
+    let tolerances: BTreeMap<&str, Vec<(String, Tolerance)>> = sql
+        .views
+        .iter()
+        .map(|v| (v.name.as_str(), sql.program.approximate_columns(&v.name)))
+        .collect();
     let expected = truth.rows().map_err(|e| anyhow::anyhow!(e))?;
     let key = |view: &str, row: &Value| -> String {
         // A row is named by its view and its window and group columns: every column
@@ -216,9 +232,10 @@ fn differences(rows: &[(String, String)], truth: &Evaluation<'_>) -> Result<Vec<
     let mut out = Vec::new();
     for (view, text) in rows {
         let row: Value = serde_json::from_str(text)?;
+        let approximate = tolerances.get(view.as_str()).map_or(&[][..], |t| &t[..]);
         match want.remove(&key(view, &row)) {
             None => out.push(format!("stored but not in the truth: {view} {text}")),
-            Some(w) if !same(&serde_json::from_str(w)?, &row) => {
+            Some(w) if !same_row(&serde_json::from_str(w)?, &row, approximate) => {
                 out.push(format!("{view}: stored {text}, truth {w}"))
             }
             Some(_) => {}
@@ -228,6 +245,28 @@ fn differences(rows: &[(String, String)], truth: &Evaluation<'_>) -> Result<Vec<
         out.push(format!("in the truth but not stored: {k} {w}"));
     }
     Ok(out)
+}
+
+/// The truth's row `want` and a stored row alike: every column [`same`], but those of
+/// `approximate`, whose stored estimate need only be within tolerance of the truth's
+/// exact answer.
+fn same_row(want: &Value, got: &Value, approximate: &[(String, Tolerance)]) -> bool {
+    let (Some(want), Some(got)) = (want.as_object(), got.as_object()) else {
+        return same(want, got);
+    };
+    want.len() == got.len()
+        && want.iter().all(|(name, w)| {
+            let Some(g) = got.get(name) else {
+                return false;
+            };
+            match approximate.iter().find(|(column, _)| column == name) {
+                Some((_, tolerance)) => match (w.as_f64(), g.as_f64()) {
+                    (Some(exact), Some(estimate)) => tolerance.accepts(estimate, exact),
+                    _ => w == g,
+                },
+                None => same(w, g),
+            }
+        })
 }
 
 fn same(a: &Value, b: &Value) -> bool {
@@ -268,4 +307,43 @@ fn stream_bytes(pipeline: &InProcess, events: u64) -> Value {
         }
     }
     Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::sql::exact::{DISTINCT_TOLERANCE, PERCENTILE_TOLERANCE};
+
+    /// An approximate column's estimate passes within its tolerance of the truth's exact
+    /// answer and fails beyond it; every other column compares as before.
+    #[test]
+    fn estimates_pass_within_their_tolerance_of_the_exact_answer() {
+        let approximate = [
+            ("p99".to_owned(), PERCENTILE_TOLERANCE),
+            ("users".to_owned(), DISTINCT_TOLERANCE),
+        ];
+        let truth = json!({"k": "a", "n": 10, "p99": 200.0, "users": 1000});
+        let row =
+            |p99: f64, users: i64, n: i64| json!({"k": "a", "n": n, "p99": p99, "users": users});
+        assert!(same_row(&truth, &row(200.0, 1000, 10), &approximate));
+        assert!(same_row(&truth, &row(201.9, 1090, 10), &approximate));
+        assert!(
+            !same_row(&truth, &row(202.1, 1000, 10), &approximate),
+            "1% at most"
+        );
+        assert!(!same_row(&truth, &row(200.0, 1120, 10), &approximate));
+        assert!(
+            !same_row(&truth, &row(200.0, 1000, 11), &approximate),
+            "exact columns"
+        );
+        assert!(
+            !same_row(&truth, &row(201.0, 1000, 10), &[]),
+            "exact without tolerance"
+        );
+        let missing = json!({"k": "a", "n": 10, "p99": null, "users": 1000});
+        assert!(
+            !same_row(&truth, &missing, &approximate),
+            "NULL is not an estimate"
+        );
+    }
 }

@@ -807,6 +807,7 @@ impl State {
 }
 
 pub mod distinct;
+pub mod exact;
 pub mod heavy_hitters;
 mod numeric;
 pub mod quantile;

@@ -1229,3 +1229,41 @@ fn approx_count_distinct_is_a_bigint_not_null_that_skips_nulls() {
     );
     assert!(users.max_state_bytes(0) > 5_000 && users.max_state_bytes(0) < 6_000);
 }
+
+#[test]
+fn exact_answers_are_the_lower_nearest_rank_and_the_distinct_count() {
+    use crate::sql::exact::{DISTINCT_TOLERANCE, PERCENTILE_TOLERANCE};
+    let median = AggregateKind::percentile(&SqlType::BigInt, 0.5).expect("a percentile");
+    let ints = |xs: &[i64]| xs.iter().map(|&x| Value::BigInt(x)).collect::<Vec<_>>();
+    assert_eq!(
+        median.exact_result(&ints(&[4, 1, 3, 2])),
+        Some(Value::Double(2.0))
+    );
+    assert_eq!(median.exact_result(&ints(&[-7])), Some(Value::Double(-7.0)));
+    assert_eq!(median.exact_result(&[]), Some(Value::Null));
+    let top = AggregateKind::percentile(&SqlType::Double, 1.0).expect("a percentile");
+    let doubles = [Value::Double(0.5), Value::Double(-2.0), Value::Double(9.25)];
+    assert_eq!(top.exact_result(&doubles), Some(Value::Double(9.25)));
+    assert_eq!(
+        top.exact_result(&ints(&[1])),
+        None,
+        "not its argument's type"
+    );
+    let distinct = kind("APPROX_COUNT_DISTINCT", &SqlType::String);
+    let texts = ["a", "b", "a", "1"].map(|s| Value::String(s.into()));
+    assert_eq!(distinct.exact_result(&texts), Some(Value::BigInt(3)));
+    assert_eq!(distinct.exact_result(&[]), Some(Value::BigInt(0)));
+    assert_eq!(
+        kind("SUM", &SqlType::BigInt).exact_result(&ints(&[1])),
+        None
+    );
+    assert!(!kind("MAX", &SqlType::BigInt).is_approximate());
+    assert!(median.is_approximate() && distinct.is_approximate());
+    assert_eq!(median.tolerance(), Some(PERCENTILE_TOLERANCE));
+    assert!(PERCENTILE_TOLERANCE.accepts(100.9, 100.0));
+    assert!(!PERCENTILE_TOLERANCE.accepts(101.1, 100.0));
+    assert!(PERCENTILE_TOLERANCE.accepts(0.0, 0.0));
+    assert!(DISTINCT_TOLERANCE.accepts(4.0, 3.0), "one off");
+    assert!(DISTINCT_TOLERANCE.accepts(1090.0, 1000.0));
+    assert!(!DISTINCT_TOLERANCE.accepts(1110.0, 1000.0));
+}

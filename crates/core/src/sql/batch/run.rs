@@ -9,6 +9,7 @@ use super::event::{Evaluated, Lookup, References, ViewUpdate, Windows};
 use super::plan::{Program, Step, ViewPlan, WindowPlan};
 use super::row_json::value_json;
 use crate::sql::aggregate::AggregateState;
+use crate::sql::exact::Tolerance;
 use crate::sql::expr::EvalContext;
 use crate::sql::types::SqlType;
 use crate::sql::value::Value;
@@ -27,6 +28,9 @@ pub struct ResultRow {
 struct Group {
     keys: Vec<Value>,
     states: Vec<AggregateState>,
+    /// Per aggregate, every non-NULL value an approximate one was given (only when the
+    /// evaluation computes exact answers: see [`Evaluation::exact_approximations`]).
+    values: Vec<Vec<Value>>,
 }
 
 /// (window start, window end, the keys as JSON): the order rows come out in.
@@ -56,6 +60,8 @@ pub struct Evaluation<'p> {
     refuse: Option<Refusal<'p>>,
     /// Rejected events with their reasons (not kept: counted by reason).
     pub rejected: BTreeMap<String, u64>,
+    /// Whether rows hold the exact answers approximate aggregates estimate.
+    exact: bool,
 }
 
 impl<'p> Evaluation<'p> {
@@ -72,7 +78,17 @@ impl<'p> Evaluation<'p> {
             late: 0,
             refuse: None,
             rejected: BTreeMap::new(),
+            exact: false,
         }
+    }
+
+    /// Rows hold, for each approximate aggregate (`APPROX_PERCENTILE`,
+    /// `APPROX_COUNT_DISTINCT`), the exact answer it estimates instead of a sketch's:
+    /// the truth `--verify` compares stored estimates with, within each one's
+    /// [`Tolerance`](crate::sql::exact::Tolerance). Keeps every value those
+    /// aggregates are given.
+    pub fn exact_approximations(&mut self) {
+        self.exact = true;
     }
 
     /// Loads one JSON line of reference table `table` (keyed by its key column).
@@ -178,14 +194,28 @@ impl<'p> Evaluation<'p> {
         for u in updates {
             let WindowPlanRef(w) = self.window(u.view);
             let id = (u.start, u.end, key_text(&u.keys));
+            let exact = self.exact;
             let group = self.groups[u.view].entry(id).or_insert_with(|| Group {
                 keys: u.keys,
                 states: w.aggregates.iter().map(|a| a.kind.empty()).collect(),
+                values: match exact {
+                    true => w.aggregates.iter().map(|_| Vec::new()).collect(),
+                    false => Vec::new(),
+                },
             });
-            for ((a, state), add) in w.aggregates.iter().zip(&mut group.states).zip(&u.adds) {
+            for (i, ((a, state), add)) in w
+                .aggregates
+                .iter()
+                .zip(&mut group.states)
+                .zip(&u.adds)
+                .enumerate()
+            {
                 if let Some(value) = add {
                     // The value's type is the argument's compiled type: add cannot fail.
                     let _ = a.kind.add(state, value);
+                    if exact && !value.is_null() && a.kind.is_approximate() {
+                        group.values[i].push(value.clone());
+                    }
                 }
             }
         }
@@ -202,12 +232,29 @@ impl<'p> Evaluation<'p> {
     pub fn rows(&self) -> Result<Vec<ResultRow>, String> {
         let mut rows = Vec::new();
         for (v, view) in self.program.views.iter().enumerate() {
+            let aggregates = match &view.step {
+                Step::Window(w) => &w.aggregates[..],
+                Step::Map(_) => &[],
+            };
             for ((start, end, _), group) in &self.groups[v] {
+                let exact: Vec<Option<Value>> = match self.exact {
+                    true => aggregates
+                        .iter()
+                        .zip(&group.values)
+                        .map(|(a, values)| a.kind.exact_result(values))
+                        .collect(),
+                    false => Vec::new(),
+                };
                 rows.push(ResultRow {
                     view: view.name.clone(),
-                    json: self
-                        .program
-                        .row_json(v, *start, *end, &group.keys, &group.states)?,
+                    json: self.program.write_row(
+                        v,
+                        (*start, *end),
+                        &group.keys,
+                        &group.states,
+                        &exact,
+                        true,
+                    )?,
                 });
             }
         }
@@ -226,7 +273,7 @@ impl Program {
         keys: &[Value],
         states: &[AggregateState],
     ) -> Result<String, String> {
-        self.write_row(view, (start, end), keys, states, true)
+        self.write_row(view, (start, end), keys, states, &[], true)
     }
 
     /// [`Program::row_json`]'s values alone, as a JSON array in the view's column order:
@@ -239,18 +286,27 @@ impl Program {
         keys: &[Value],
         states: &[AggregateState],
     ) -> Result<String, String> {
-        self.write_row(view, (start, end), keys, states, false)
+        self.write_row(view, (start, end), keys, states, &[], false)
     }
 
+    /// The row, with `results[i]` (when `Some`) as aggregate `i`'s result in place of
+    /// its state's.
     fn write_row(
         &self,
         view: usize,
         (start, end): (i64, i64),
         keys: &[Value],
         states: &[AggregateState],
+        results: &[Option<Value>],
         named: bool,
     ) -> Result<String, String> {
-        let (plan, w, post) = self.row_inputs(view, start, end, keys, states)?;
+        let (plan, w, mut post) = self.row_inputs(view, start, end, keys, states)?;
+        let first = 2 + keys.len();
+        for (i, result) in results.iter().enumerate() {
+            if let (Some(result), Some(slot)) = (result, post.get_mut(first + i)) {
+                *slot = result.clone();
+            }
+        }
         let ctx = EvalContext::default();
         let mut json = String::from(if named { "{" } else { "[" });
         for (i, (name, c)) in w.outputs.iter().enumerate() {
@@ -332,6 +388,32 @@ impl Program {
                 .map(|(i, a)| a.kind.result_in(states, i)),
         );
         Ok((plan, w, post))
+    }
+
+    /// The output columns of stored view `view` (by name) that read an approximate
+    /// aggregate, with the loosest tolerance among those they read: where a row's
+    /// estimate may differ from the exact answer (`Evaluation::exact_approximations`).
+    pub fn approximate_columns(&self, view: &str) -> Vec<(String, Tolerance)> {
+        let Some(Step::Window(w)) = self.views.iter().find(|v| v.name == view).map(|v| &v.step)
+        else {
+            return Vec::new();
+        };
+        let first = 2 + w.keys.len();
+        w.outputs
+            .iter()
+            .filter_map(|(name, c)| {
+                let loosest = c
+                    .columns_read()
+                    .into_iter()
+                    .filter_map(|slot| w.aggregates.get(slot.checked_sub(first)?))
+                    .filter_map(|a| a.kind.tolerance())
+                    .reduce(|a, b| Tolerance {
+                        relative: a.relative.max(b.relative),
+                        absolute: a.absolute.max(b.absolute),
+                    })?;
+                Some((name.clone(), loosest))
+            })
+            .collect()
     }
 
     /// View `view` and its windowed aggregation, if it is stored.

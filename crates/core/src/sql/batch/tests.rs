@@ -211,3 +211,50 @@ fn a_float_result_is_written_as_the_shortest_float_text() {
     value_json(&mut out, &Value::Float(0.1), &SqlType::Float);
     assert_eq!(out, "0.1");
 }
+
+/// With exact answers on, a row holds what the approximate aggregates estimate, computed
+/// from every value: the lower nearest-rank percentile and the distinct count; off, the
+/// sketches' results. Columns reading them are the approximate ones.
+#[test]
+fn exact_answers_replace_estimates_and_name_their_columns() {
+    let sql = format!(
+        "{SOURCE}CREATE VIEW w AS SELECT window_start, window_end, k, COUNT(*) AS n, \
+         APPROX_PERCENTILE(v, 0.5) AS p50, APPROX_PERCENTILE(v, 0.9) * 2 AS twice_p90, \
+         APPROX_COUNT_DISTINCT(v) AS kinds \
+         FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, k;"
+    );
+    let pipeline = Pipeline::parse(&sql).expect("pipeline");
+    let program = Program::compile(&pipeline).expect("program");
+    // 12 values, 11 distinct: 1..=10 and 1,000,000 twice; sorted, rank ⌊0.5 · 11⌋ = 5
+    // is 6 and rank ⌊0.9 · 11⌋ = 9 is 10.
+    let values = [1_000_000, 3, 1, 4, 1_000_000, 5, 9, 2, 6, 10, 7, 8];
+    let rows = |exact: bool| {
+        let mut e = Evaluation::new(&program);
+        if exact {
+            e.exact_approximations();
+        }
+        for (i, v) in values.iter().enumerate() {
+            let line = format!(r#"{{"id":"{i}","k":"a","v":{v},"ms":1767225600000}}"#);
+            e.push(line.as_bytes(), 0);
+        }
+        let rows = e.rows().expect("rows");
+        assert_eq!(rows.len(), 1);
+        serde_json::from_str::<serde_json::Value>(&rows[0].json).expect("JSON")
+    };
+    let (exact, estimated) = (rows(true), rows(false));
+    assert_eq!(exact["n"], 12);
+    assert_eq!(exact["p50"], 6.0);
+    assert_eq!(exact["twice_p90"], 20.0);
+    assert_eq!(exact["kinds"], 11);
+    let p50 = estimated["p50"].as_f64().expect("a number");
+    assert_ne!(p50, 6.0, "the sketch's answer is not exact here");
+    assert!((p50 - 6.0).abs() <= 0.01 * 6.0, "{p50}");
+    assert_eq!(estimated["kinds"], 11, "a small distinct count is exact");
+    let columns: Vec<String> = program
+        .approximate_columns("w")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(columns, ["p50", "twice_p90", "kinds"]);
+    assert!(program.approximate_columns("nowhere").is_empty());
+}
