@@ -727,6 +727,30 @@ mod tests {
         );
     }
 
+    /// A line whose row is not a JSON array is no window update: a `wrong_type` dead
+    /// letter naming it, and the batch goes on.
+    #[test]
+    fn an_update_whose_row_is_not_an_array_is_a_dead_letter() {
+        let (stage, _, _) = stage(RATE, Vec::new());
+        let good = serde_json::to_value(UpdateLine {
+            update: window("s", 0, 1, 1.0),
+            closing: None,
+        })
+        .expect("json");
+        let mut bad = good.clone();
+        bad["row"] = serde_json::json!({"n": 1});
+        let data = format!("{bad}\n{good}");
+        let batch = [record("s0", 1, "s", data.as_bytes())];
+        let outcome = block_on(stage.process(&batch, None));
+        assert!(outcome.is_complete());
+        assert_eq!(outcome.stats.passed_on, 1);
+        let dead = stage.dead_letters.lines();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0]["reason"], "wrong_type");
+        let detail = dead[0]["detail"].as_str().expect("a detail");
+        assert!(detail.contains("a row is a JSON array"), "{detail}");
+    }
+
     #[test]
     fn redelivered_updates_raise_nothing_new() {
         let history = vec![window("s", 0, 1, 1.0), window("s", 1, 5, 1.0)];

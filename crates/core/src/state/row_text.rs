@@ -7,10 +7,27 @@ use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
-/// A JSON array, checked to be JSON when built or read.
+/// A JSON array, checked to be one when built or read (a line whose `row` is anything
+/// else does not read as a window update: a dead letter, as before rows were text).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct RowText(Box<RawValue>);
+pub struct RowText(#[serde(deserialize_with = "array")] Box<RawValue>);
+
+fn array<'de, D: Deserializer<'de>>(d: D) -> Result<Box<RawValue>, D::Error> {
+    let text = Box::<RawValue>::deserialize(d)?;
+    match is_array(&text) {
+        true => Ok(text),
+        false => Err(serde::de::Error::custom(format!(
+            "a row is a JSON array, not {}",
+            text.get().chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+/// Whether the JSON text is an array (it is valid JSON: only its first byte tells).
+fn is_array(text: &RawValue) -> bool {
+    text.get().trim_start().starts_with('[')
+}
 
 impl PartialEq for RowText {
     fn eq(&self, other: &Self) -> bool {
@@ -19,22 +36,26 @@ impl PartialEq for RowText {
 }
 
 impl RowText {
-    /// The row `text` holds; an error when it is not JSON.
+    /// The row `text` holds; an error when it is not a JSON array.
     pub fn new(text: String) -> serde_json::Result<RowText> {
-        RawValue::from_string(text).map(RowText)
+        let text = RawValue::from_string(text)?;
+        match is_array(&text) {
+            true => Ok(RowText(text)),
+            false => Err(serde::de::Error::custom("a row is a JSON array")),
+        }
     }
 
     pub fn get(&self) -> &str {
         self.0.get()
     }
 
-    /// Every value, parsed (`None` when the text is not an array).
+    /// Every value, parsed.
     pub fn values(&self) -> Option<Vec<serde_json::Value>> {
         serde_json::from_str(self.get()).ok()
     }
 
     /// The text of the `n`th value (from 0), without parsing the others into values;
-    /// `None` past the end or when the text is not an array.
+    /// `None` past the end.
     pub fn element(&self, n: usize) -> Option<&RawValue> {
         let mut de = serde_json::Deserializer::from_str(self.get());
         de.deserialize_seq(Nth(n)).ok().flatten()
@@ -104,13 +125,20 @@ mod tests {
     }
 
     #[test]
-    fn what_is_not_an_array_has_no_elements() {
-        for text in [r#"{"a":1}"#, "3", "null", r#""[1]""#] {
-            let row = RowText::new(text.to_owned()).expect("JSON");
-            assert!(row.element(0).is_none(), "{text}");
-            assert!(row.values().is_none_or(|v| v.is_empty()), "{text}");
+    fn what_is_not_an_array_is_not_a_row() {
+        #[derive(Debug, Deserialize)]
+        struct Line {
+            #[allow(dead_code)]
+            row: RowText,
         }
-        assert!(RowText::new("[1,".to_owned()).is_err());
+        for text in [r#"{"a":1}"#, "3", "null", r#""[1]""#, "[1,"] {
+            assert!(RowText::new(text.to_owned()).is_err(), "{text}");
+            let line = format!(r#"{{"row":{text}}}"#);
+            assert!(serde_json::from_str::<Line>(&line).is_err(), "{line}");
+        }
+        let empty = RowText::new("[]".to_owned()).expect("an array");
+        assert!(empty.element(0).is_none());
+        assert_eq!(empty.values(), Some(Vec::new()));
     }
 
     #[test]
