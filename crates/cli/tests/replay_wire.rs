@@ -9,6 +9,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use common::sql::*;
 use common::*;
@@ -33,6 +34,31 @@ GROUP BY window_start, window_end, merchant;
 
 fn n(s: &Value, k: &str) -> u64 {
     s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"))
+}
+
+/// A fresh deployment (`setup` under `setup_sql`) with `lines` produced to its raw
+/// stream (under `produce_sql`): its prefix, and the events' file.
+fn set_up_and_produce(
+    dir: &Path,
+    lines: &[String],
+    setup_sql: &str,
+    produce_sql: &str,
+) -> (String, String) {
+    let events = dir.join("events.ndjson");
+    std::fs::write(&events, lines.join("\n") + "\n").expect("write");
+    let events = events.to_str().expect("utf-8").to_owned();
+    let prefix = unique_prefix();
+    sluice_ok(&["setup", "--prefix", &prefix, "--sql", setup_sql]);
+    sluice_ok(&[
+        "produce",
+        "--prefix",
+        &prefix,
+        "--sql",
+        produce_sql,
+        "--file",
+        &events,
+    ]);
+    (prefix, events)
 }
 
 /// `sluice run --sql` until idle: the rows, the summary and stderr.
@@ -95,14 +121,7 @@ fn replayed_dead_letters_count_once_after_the_pipeline_is_fixed() {
         "x".repeat(300_000)
     ));
     let rejected = 8 + 1;
-    let events = dir.join("events.ndjson");
-    std::fs::write(&events, lines.join("\n") + "\n").expect("write");
-    let events = events.to_str().expect("utf-8").to_owned();
-    let prefix = unique_prefix();
-    sluice_ok(&["setup", "--prefix", &prefix, "--sql", &fixed]);
-    sluice_ok(&[
-        "produce", "--prefix", &prefix, "--sql", &broken, "--file", &events,
-    ]);
+    let (prefix, events) = set_up_and_produce(&dir, &lines, &fixed, &broken);
     let run = |sql: &str| run_sql(&prefix, sql);
 
     // The broken pipeline: the decimals are dead letters.
@@ -193,14 +212,7 @@ async fn a_dropped_raw_batch_is_read_back_and_replayed_record_by_record() {
             )
         })
         .collect();
-    let events = dir.join("events.ndjson");
-    std::fs::write(&events, lines.join("\n") + "\n").expect("write");
-    let events = events.to_str().expect("utf-8").to_owned();
-    let prefix = unique_prefix();
-    sluice_ok(&["setup", "--prefix", &prefix, "--sql", &fixed]);
-    sluice_ok(&[
-        "produce", "--prefix", &prefix, "--sql", &fixed, "--file", &events,
-    ]);
+    let (prefix, _) = set_up_and_produce(&dir, &lines, &fixed, &fixed);
     let run = || run_sql(&prefix, &fixed);
     let (first_rows, s, err) = run();
     assert_eq!(n(&s, "counted"), 20, "{s}\n{err}");
