@@ -28,7 +28,7 @@ pub const PERCENTILE_TOLERANCE: Tolerance = Tolerance {
 };
 
 /// `APPROX_COUNT_DISTINCT`: six relative standard errors of the sketch (1.6% each: a
-/// result outside happens about twice in a billion), or one value (two values sharing a
+/// normal error falls outside about twice in a billion; not measured), or one value (two values sharing a
 /// coupon while the sketch is exact).
 pub const DISTINCT_TOLERANCE: Tolerance = Tolerance {
     relative: 0.096,
